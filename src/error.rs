@@ -1,0 +1,156 @@
+//! The one error type of the crate.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use crate::id::{ParseIdError, SnapshotId, StateDataRef, StateNodeId};
+
+/// Result type of every fallible operation in this crate.
+pub type Result<T, E = StateStoreError> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in a state store.
+///
+/// Every message is one readable line. Backend errors are wrapped in an opaque
+/// [`BackendError`] so that adding a backend never changes this enum's shape.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StateStoreError {
+    /// No state data is stored under this ref.
+    #[error("no state data with ref {data_ref}")]
+    MissingState {
+        /// The ref that was looked up.
+        data_ref: StateDataRef,
+    },
+
+    /// No node with this id exists in the store.
+    #[error("no node {id}")]
+    MissingNode {
+        /// The id that was looked up.
+        id: StateNodeId,
+    },
+
+    /// No snapshot with this id exists in the store.
+    #[error("no snapshot {id}")]
+    MissingSnapshot {
+        /// The id that was looked up.
+        id: SnapshotId,
+    },
+
+    /// The caller passed something the store cannot accept; nothing was written.
+    #[error("invalid {what}: {detail}")]
+    InvalidInput {
+        /// What was invalid, e.g. `parents`.
+        what: &'static str,
+        /// Why, in words.
+        detail: String,
+    },
+
+    /// An id given as text did not parse.
+    #[error(transparent)]
+    InvalidId(#[from] ParseIdError),
+
+    /// Stored data failed an integrity check (a hash mismatch or an undecodable row).
+    /// The store returned an error instead of wrong data.
+    #[error("corrupt {what}: {detail}")]
+    Corrupt {
+        /// What was found corrupt, e.g. `state data 0190…`.
+        what: String,
+        /// What the check found.
+        detail: String,
+    },
+
+    /// The file is not a stategraph store; it was left untouched.
+    #[error("{path} is not a stategraph store: {detail}")]
+    NotAStore {
+        /// The file that was opened.
+        path: PathBuf,
+        /// Why it was refused.
+        detail: String,
+    },
+
+    /// The store was written in an on-disk format this version does not know; it was left
+    /// untouched.
+    #[error(
+        "{path} uses store format version {found}, but this build of stategraph reads versions up to {supported}; upgrade stategraph to open it"
+    )]
+    UnsupportedFormat {
+        /// The file that was opened.
+        path: PathBuf,
+        /// The format version recorded in the file.
+        found: i64,
+        /// The newest version this build understands.
+        supported: i64,
+    },
+
+    /// A write was attempted on a store opened read-only.
+    #[error("the store is open read-only; reopen it writable to {operation}")]
+    ReadOnly {
+        /// The operation that was refused.
+        operation: &'static str,
+    },
+
+    /// The disk (or the database's size limit) is full; the operation was rolled back.
+    #[error("storage full: {0}; free some space and retry (nothing was written)")]
+    StorageFull(BackendError),
+
+    /// The storage backend failed (I/O, locking, or an engine error).
+    #[error("storage backend error: {0}")]
+    Backend(#[from] BackendError),
+}
+
+impl StateStoreError {
+    pub(crate) fn invalid(what: &'static str, detail: impl Into<String>) -> Self {
+        Self::InvalidInput { what, detail: detail.into() }
+    }
+
+    pub(crate) fn corrupt(what: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self::Corrupt { what: what.into(), detail: detail.into() }
+    }
+
+    /// True for the errors that mean "the thing asked for does not exist".
+    pub fn is_missing(&self) -> bool {
+        matches!(
+            self,
+            Self::MissingState { .. } | Self::MissingNode { .. } | Self::MissingSnapshot { .. }
+        )
+    }
+
+    /// True when stored data failed an integrity check.
+    pub fn is_corrupt(&self) -> bool {
+        matches!(self, Self::Corrupt { .. })
+    }
+}
+
+/// An error from a storage backend, kept opaque so backends can change without breaking
+/// callers. Its message is the backend's own, prefixed with what the store was doing.
+pub struct BackendError {
+    context: &'static str,
+    source: Box<dyn std::error::Error + Send + Sync + 'static>,
+}
+
+impl BackendError {
+    pub(crate) fn new(
+        context: &'static str,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    ) -> Self {
+        Self { context, source: source.into() }
+    }
+}
+
+impl fmt::Display for BackendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.context, self.source)
+    }
+}
+
+impl fmt::Debug for BackendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "BackendError({self})")
+    }
+}
+
+impl std::error::Error for BackendError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(self.source.as_ref())
+    }
+}

@@ -1,0 +1,88 @@
+//! The public data types: state bytes, metadata, nodes and snapshots.
+
+use time::OffsetDateTime;
+
+use crate::id::{ContentHash, StateDataRef, StateNodeId};
+
+/// Serialized state bytes with an optional content type.
+///
+/// The engine never interprets the bytes; the content type is recorded and hashed into every
+/// node that holds this state.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct StateData {
+    /// The serialized state.
+    pub bytes: Vec<u8>,
+    /// What the bytes are, e.g. `application/json` (free text; `None` if unknown).
+    pub content_type: Option<String>,
+}
+
+impl StateData {
+    /// State bytes without a content type.
+    pub fn new(bytes: impl Into<Vec<u8>>) -> Self {
+        Self { bytes: bytes.into(), content_type: None }
+    }
+
+    /// Sets the content type.
+    #[must_use]
+    pub fn with_content_type(mut self, content_type: impl Into<String>) -> Self {
+        self.content_type = Some(content_type.into());
+        self
+    }
+
+    /// `blake3(bytes)`: the hash every node holding this state records as its `data_hash`.
+    pub fn hash(&self) -> ContentHash {
+        ContentHash::of(&self.bytes)
+    }
+}
+
+/// The who/when/why of a version. Both fields are part of the node's id.
+///
+/// Equality compares `created_at` as an instant (nanosecond precision); the UTC offset it was
+/// written with is not part of the id and reads back as UTC.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct StateMetadata {
+    /// When this version was made.
+    pub created_at: OffsetDateTime,
+    /// A free-text label, e.g. `tick 42` or `before migration`.
+    pub label: Option<String>,
+}
+
+impl StateMetadata {
+    /// Metadata with the given time and label.
+    pub fn new(created_at: OffsetDateTime, label: Option<String>) -> Self {
+        Self { created_at, label }
+    }
+
+    /// Metadata stamped with the current UTC time.
+    pub fn now(label: impl Into<Option<String>>) -> Self {
+        Self { created_at: OffsetDateTime::now_utc(), label: label.into() }
+    }
+}
+
+/// A version in the state graph: its parents, the state it holds, and metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateNode {
+    /// The node's content-derived id.
+    pub id: StateNodeId,
+    /// Parent node ids in commit order; the first parent is the mainline. Empty for a root.
+    pub parent_ids: Vec<StateNodeId>,
+    /// The stored state this node holds.
+    pub data_ref: StateDataRef,
+    /// `blake3` of the state bytes.
+    pub data_hash: ContentHash,
+    /// The content type of the state, as hashed into the id.
+    pub content_type: Option<String>,
+    /// When and why this version was made.
+    pub metadata: StateMetadata,
+    /// 1 for a root, otherwise 1 + the largest parent generation.
+    pub generation: u64,
+}
+
+/// A restore point: a node id and the state it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateSnapshot {
+    /// The node the snapshot points at.
+    pub node_id: StateNodeId,
+    /// The node's state.
+    pub state: StateData,
+}

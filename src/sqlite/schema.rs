@@ -1,0 +1,175 @@
+//! Recognising a stategraph file before SQLite touches it, and migrating its schema.
+//!
+//! A file is a stategraph store when it is a SQLite database whose header carries our
+//! `application_id`. That id is written while the database is still in rollback-journal mode
+//! (before WAL is switched on), so it is always in the main file's header, never only in the
+//! WAL. Checking the raw header first means random bytes, a truncated file or somebody else's
+//! SQLite database are refused without SQLite opening them, so they stay exactly as they were.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use crate::error::{BackendError, Result, StateStoreError};
+
+/// `PRAGMA application_id` of every stategraph store: ASCII `SGph`.
+pub(crate) const APPLICATION_ID: i32 = 0x5347_7068;
+
+/// The schema migrations, in order. Migration `i` (0-based) brings the schema to version `i+1`.
+const MIGRATIONS: &[&str] = &[include_str!("../../migrations/sqlite/0001_initial.sql")];
+
+/// The newest schema version this build writes and reads.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
+const HEADER_LEN: usize = 100;
+
+/// What the raw file says about itself.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum FileState {
+    /// No file, or an empty one: a new store may be created here.
+    Fresh,
+    /// A SQLite database carrying the stategraph application id.
+    Store,
+}
+
+fn not_a_store(path: &Path, detail: impl Into<String>) -> StateStoreError {
+    StateStoreError::NotAStore { path: path.to_owned(), detail: detail.into() }
+}
+
+fn io_error(context: &'static str, e: std::io::Error) -> StateStoreError {
+    StateStoreError::Backend(BackendError::new(context, e))
+}
+
+/// Reads the file's SQLite header and decides whether it is ours, without writing anything.
+pub(crate) fn inspect_file(path: &Path) -> Result<FileState> {
+    let mut file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(FileState::Fresh),
+        Err(e) => return Err(io_error("cannot open the store file", e)),
+    };
+    let meta = file.metadata().map_err(|e| io_error("cannot read the store file", e))?;
+    if meta.is_dir() {
+        return Err(not_a_store(path, "it is a directory"));
+    }
+    let len = meta.len();
+    if len == 0 {
+        return Ok(FileState::Fresh);
+    }
+    let mut header = [0u8; HEADER_LEN];
+    let mut read = 0;
+    while read < HEADER_LEN {
+        match file.read(&mut header[read..]) {
+            Ok(0) => break,
+            Ok(n) => read += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(io_error("cannot read the store file", e)),
+        }
+    }
+    if read < SQLITE_MAGIC.len() || &header[..SQLITE_MAGIC.len()] != SQLITE_MAGIC {
+        return Err(not_a_store(path, "it is not a SQLite database (wrong file header)"));
+    }
+    if read < HEADER_LEN {
+        return Err(not_a_store(
+            path,
+            format!("it is truncated: {len} bytes, shorter than a SQLite header"),
+        ));
+    }
+    let be32 = |at: usize| u32::from_be_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]]);
+    let app_id = be32(68) as i32;
+    if app_id != APPLICATION_ID {
+        let detail = if app_id == 0 {
+            "it is a SQLite database of another application (no stategraph application id)"
+                .to_owned()
+        } else {
+            format!("it is a SQLite database of another application (application id {app_id:#010x})")
+        };
+        return Err(not_a_store(path, detail));
+    }
+    // The "in-header database size" is valid when the version-valid-for number matches the
+    // change counter; a file shorter than that has lost pages.
+    let page_size = match u16::from_be_bytes([header[16], header[17]]) {
+        1 => 65_536,
+        n => u64::from(n),
+    };
+    let pages = u64::from(be32(28));
+    if be32(92) == be32(24) && pages > 0 && len < pages * page_size {
+        return Err(StateStoreError::corrupt(
+            format!("store file {}", path.display()),
+            format!(
+                "it is truncated: the header records {} bytes but the file has {len}",
+                pages * page_size
+            ),
+        ));
+    }
+    Ok(FileState::Store)
+}
+
+pub(crate) fn sql_error(context: &'static str) -> impl Fn(rusqlite::Error) -> StateStoreError {
+    move |e| super::map_sqlite_error(context, e)
+}
+
+/// Reads `(application_id, user_version)` through SQLite, which sees WAL content too.
+pub(crate) fn read_ids(conn: &Connection) -> Result<(i32, i64)> {
+    let app: i32 = conn
+        .pragma_query_value(None, "application_id", |r| r.get(0))
+        .map_err(sql_error("reading the store header"))?;
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(sql_error("reading the store header"))?;
+    Ok((app, version))
+}
+
+/// Refuses a file whose schema is newer than this build, before anything is written.
+pub(crate) fn check_version(path: &Path, app: i32, version: i64) -> Result<()> {
+    if app != APPLICATION_ID && app != 0 {
+        return Err(not_a_store(path, format!("application id {app:#010x} is not stategraph's")));
+    }
+    if version > SCHEMA_VERSION {
+        return Err(StateStoreError::UnsupportedFormat {
+            path: path.to_owned(),
+            found: version,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    if version < 0 {
+        return Err(StateStoreError::corrupt(
+            format!("store file {}", path.display()),
+            format!("negative schema version {version}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Marks a brand-new database as ours. Runs before WAL is enabled so the id lands in the main
+/// file's header.
+pub(crate) fn stamp_new(conn: &Connection) -> Result<()> {
+    conn.pragma_update(None, "application_id", APPLICATION_ID)
+        .map_err(sql_error("initialising a new store"))
+}
+
+/// Brings the schema to [`SCHEMA_VERSION`] in one transaction. Safe to race: the version is
+/// re-read under the write lock, so concurrent openers apply each migration once.
+pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(sql_error("migrating the store schema"))?;
+    let (app, version) = read_ids(&tx)?;
+    check_version(path, app, version)?;
+    if version == SCHEMA_VERSION && app == APPLICATION_ID {
+        return Ok(());
+    }
+    if app == 0 {
+        tx.pragma_update(None, "application_id", APPLICATION_ID)
+            .map_err(sql_error("migrating the store schema"))?;
+    }
+    // `version` is within 0..=SCHEMA_VERSION, checked above.
+    for sql in &MIGRATIONS[version as usize..] {
+        tx.execute_batch(sql).map_err(sql_error("migrating the store schema"))?;
+    }
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+        .map_err(sql_error("migrating the store schema"))?;
+    tx.commit().map_err(sql_error("migrating the store schema"))
+}

@@ -1,0 +1,126 @@
+//! The `StateStore` contract, and the checks every backend shares.
+
+use crate::codec;
+use crate::error::{Result, StateStoreError};
+use crate::id::{ContentHash, SnapshotId, StateDataRef, StateNodeId};
+use crate::model::{StateData, StateMetadata, StateNode, StateSnapshot};
+
+/// Synchronous storage interface for state data, state graph nodes and snapshots.
+///
+/// Every implementation keeps the invariants of the design: node ids prove their content,
+/// committing is idempotent, the graph is closed (parents and data exist before a node does),
+/// and a failed call writes nothing. The trait is object safe: use it as `&dyn StateStore` or
+/// `Arc<dyn StateStore>`.
+///
+/// # Example
+///
+/// ```
+/// use stategraph::{InMemoryStateStore, StateData, StateMetadata, StateStore};
+///
+/// let store = InMemoryStateStore::new();
+/// let data_ref = store.put_state(StateData::new(b"tick 1".to_vec()))?;
+/// let root = store.commit_node(Vec::new(), data_ref, StateMetadata::now(None))?;
+/// let next_ref = store.put_state(StateData::new(b"tick 2".to_vec()))?;
+/// let next = store.commit_node(vec![root], next_ref, StateMetadata::now(None))?;
+/// assert_eq!(store.get_node(&next)?.parent_ids, vec![root]);
+/// # Ok::<(), stategraph::StateStoreError>(())
+/// ```
+pub trait StateStore: Send + Sync {
+    /// Stores state bytes and returns a fresh reference to them.
+    ///
+    /// Identical bytes are stored once; each call still returns a new reference.
+    ///
+    /// # Errors
+    /// [`StateStoreError::ReadOnly`] on a read-only store; backend and storage-full errors.
+    fn put_state(&self, data: StateData) -> Result<StateDataRef>;
+
+    /// Returns exactly the bytes and content type that were put under `data_ref`.
+    ///
+    /// # Errors
+    /// [`StateStoreError::MissingState`] for an unknown ref; [`StateStoreError::Corrupt`] if
+    /// the stored bytes no longer match their hash.
+    fn get_state(&self, data_ref: &StateDataRef) -> Result<StateData>;
+
+    /// Creates (or finds) the node with these parents, state and metadata and returns its id.
+    ///
+    /// The id is a hash of the parents (in order), the state's hash and content type, and the
+    /// metadata, so committing the same thing twice returns the same id and changes nothing.
+    ///
+    /// # Errors
+    /// [`StateStoreError::MissingState`] for an unknown data ref,
+    /// [`StateStoreError::MissingNode`] for an unknown parent,
+    /// [`StateStoreError::InvalidInput`] for a parent listed twice. Nothing is written on error.
+    fn commit_node(
+        &self,
+        parent_ids: Vec<StateNodeId>,
+        data_ref: StateDataRef,
+        metadata: StateMetadata,
+    ) -> Result<StateNodeId>;
+
+    /// Returns the node with this id.
+    ///
+    /// # Errors
+    /// [`StateStoreError::MissingNode`] for an unknown id; [`StateStoreError::Corrupt`] if the
+    /// stored node no longer hashes to its id.
+    fn get_node(&self, id: &StateNodeId) -> Result<StateNode>;
+
+    /// Makes a durable restore point at `node_id` and returns its id.
+    ///
+    /// The snapshot id is derived from the node id, so snapshotting the same node twice
+    /// returns the same id.
+    ///
+    /// # Errors
+    /// [`StateStoreError::MissingNode`] for an unknown node.
+    fn snapshot(&self, node_id: &StateNodeId) -> Result<SnapshotId>;
+
+    /// Loads a snapshot: its node id and the state that node holds.
+    ///
+    /// # Errors
+    /// [`StateStoreError::MissingSnapshot`] for an unknown id; [`StateStoreError::Corrupt`] if
+    /// the stored state fails its hash check.
+    fn load_snapshot(&self, snapshot_id: &SnapshotId) -> Result<StateSnapshot>;
+}
+
+/// Builds the node a commit would create, given what the backend looked up inside its
+/// transaction: the state's hash and content type, and each parent's generation (in order).
+pub(crate) fn build_node(
+    parent_ids: Vec<StateNodeId>,
+    data_ref: StateDataRef,
+    data_hash: ContentHash,
+    content_type: Option<String>,
+    parent_generations: impl IntoIterator<Item = u64>,
+    metadata: StateMetadata,
+) -> StateNode {
+    let id = codec::node_id(&parent_ids, &data_hash, content_type.as_deref(), &metadata);
+    let generation = parent_generations.into_iter().max().map_or(1, |g| g.saturating_add(1));
+    StateNode { id, parent_ids, data_ref, data_hash, content_type, metadata, generation }
+}
+
+/// Checks that a node read back from storage still hashes to its id.
+pub(crate) fn verify_node(node: &StateNode) -> Result<()> {
+    let computed = codec::node_id(
+        &node.parent_ids,
+        &node.data_hash,
+        node.content_type.as_deref(),
+        &node.metadata,
+    );
+    if computed != node.id {
+        return Err(StateStoreError::corrupt(
+            format!("node {}", node.id),
+            format!("its stored content hashes to {computed}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks that state bytes read back from storage still match their recorded hash.
+pub(crate) fn verify_state(data_ref: &StateDataRef, hash: &ContentHash, bytes: &[u8]) -> Result<()> {
+    let actual = ContentHash::of(bytes);
+    if &actual != hash {
+        return Err(StateStoreError::corrupt(
+            format!("state data {data_ref}"),
+            format!("bytes hash to {actual}, expected {hash}"),
+        ));
+    }
+    Ok(())
+}
