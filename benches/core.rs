@@ -1,1 +1,2 @@
+//! Placeholder; the core benchmarks are being written.
 fn main() {}

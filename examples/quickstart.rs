@@ -29,8 +29,8 @@ fn main() -> Result<(), Box<dyn Error>> {
     let mut history = Vec::new();
     for tick in 1..=5u32 {
         let state = format!("{{\"tick\":{tick},\"counter\":{}}}", tick * tick);
-        let data_ref =
-            store.put_state(StateData::new(state.into_bytes()).with_content_type("application/json"))?;
+        let data_ref = store
+            .put_state(StateData::new(state.into_bytes()).with_content_type("application/json"))?;
         let metadata = StateMetadata::new(
             start + time::Duration::seconds(i64::from(tick)),
             Some(format!("tick {tick}")),
@@ -54,7 +54,9 @@ fn main() -> Result<(), Box<dyn Error>> {
             "  {}  gen {}  {}  {:<8} {}",
             id.to_short_hex(12),
             node.generation,
-            node.metadata.created_at.format(&time::format_description::well_known::Rfc3339)?,
+            node.metadata
+                .created_at
+                .format(&time::format_description::well_known::Rfc3339)?,
             node.metadata.label.as_deref().unwrap_or(""),
             String::from_utf8_lossy(&state.bytes),
         );

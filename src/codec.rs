@@ -83,7 +83,12 @@ pub fn encode_node(
     let text = |s: Option<&str>| s.map_or(Value::Null, |s| Value::Text(s.to_owned()));
     let (seconds, nanos) = split_time(metadata.created_at);
     let value = Value::Array(vec![
-        Value::Array(parents.iter().map(|p| Value::Bytes(p.as_bytes().to_vec())).collect()),
+        Value::Array(
+            parents
+                .iter()
+                .map(|p| Value::Bytes(p.as_bytes().to_vec()))
+                .collect(),
+        ),
         Value::Bytes(data_hash.as_bytes().to_vec()),
         text(content_type),
         Value::Array(vec![
@@ -140,7 +145,10 @@ mod tests {
     use time::macros::datetime;
 
     fn meta(label: Option<&str>) -> StateMetadata {
-        StateMetadata::new(datetime!(2024-01-02 03:04:05.000000006 UTC), label.map(Into::into))
+        StateMetadata::new(
+            datetime!(2024-01-02 03:04:05.000000006 UTC),
+            label.map(Into::into),
+        )
     }
 
     /// The encoding written out by hand from the spec above, byte by byte, so the test does not
@@ -179,11 +187,15 @@ mod tests {
         let hash = ContentHash::of(b"x");
         let utc = meta(None);
         let shifted = StateMetadata::new(
-            utc.created_at.to_offset(time::UtcOffset::from_hms(5, 30, 0).unwrap()),
+            utc.created_at
+                .to_offset(time::UtcOffset::from_hms(5, 30, 0).unwrap()),
             None,
         );
         assert_eq!(utc, shifted);
-        assert_eq!(node_id(&[], &hash, None, &utc), node_id(&[], &hash, None, &shifted));
+        assert_eq!(
+            node_id(&[], &hash, None, &utc),
+            node_id(&[], &hash, None, &shifted)
+        );
     }
 
     #[test]
@@ -208,7 +220,10 @@ mod tests {
         assert!(check_parents(&[a, b]).is_ok());
         assert!(matches!(
             check_parents(&[a, b, a]),
-            Err(StateStoreError::InvalidInput { what: "parents", .. })
+            Err(StateStoreError::InvalidInput {
+                what: "parents",
+                ..
+            })
         ));
     }
 

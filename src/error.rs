@@ -100,11 +100,17 @@ pub enum StateStoreError {
 
 impl StateStoreError {
     pub(crate) fn invalid(what: &'static str, detail: impl Into<String>) -> Self {
-        Self::InvalidInput { what, detail: detail.into() }
+        Self::InvalidInput {
+            what,
+            detail: detail.into(),
+        }
     }
 
     pub(crate) fn corrupt(what: impl Into<String>, detail: impl Into<String>) -> Self {
-        Self::Corrupt { what: what.into(), detail: detail.into() }
+        Self::Corrupt {
+            what: what.into(),
+            detail: detail.into(),
+        }
     }
 
     /// True for the errors that mean "the thing asked for does not exist".
@@ -133,7 +139,10 @@ impl BackendError {
         context: &'static str,
         source: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
     ) -> Self {
-        Self { context, source: source.into() }
+        Self {
+            context,
+            source: source.into(),
+        }
     }
 }
 

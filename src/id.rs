@@ -39,7 +39,9 @@ pub enum ParseIdError {
         ch: char,
     },
     /// The text is not a UUID.
-    #[error("invalid state data ref {text:?}: expected a UUID such as 0190b4b8-7c1e-7a3c-9f4e-2b1d5c6e7f80")]
+    #[error(
+        "invalid state data ref {text:?}: expected a UUID such as 0190b4b8-7c1e-7a3c-9f4e-2b1d5c6e7f80"
+    )]
     NotUuid {
         /// The text that was given (shortened if very long).
         text: String,
@@ -63,10 +65,18 @@ fn excerpt(text: &str) -> String {
 fn parse_hash(kind: &'static str, text: &str) -> Result<[u8; HASH_LEN], ParseIdError> {
     let hex = text.strip_prefix(TEXT_PREFIX).unwrap_or(text);
     if let Some(ch) = hex.chars().find(|c| !c.is_ascii_hexdigit()) {
-        return Err(ParseIdError::NotHex { kind, text: excerpt(text), ch });
+        return Err(ParseIdError::NotHex {
+            kind,
+            text: excerpt(text),
+            ch,
+        });
     }
     if hex.len() != HASH_LEN * 2 {
-        return Err(ParseIdError::WrongLength { kind, text: excerpt(text), found: hex.len() });
+        return Err(ParseIdError::WrongLength {
+            kind,
+            text: excerpt(text),
+            found: hex.len(),
+        });
     }
     let mut out = [0u8; HASH_LEN];
     for (i, pair) in hex.as_bytes().chunks_exact(2).enumerate() {
@@ -251,7 +261,9 @@ impl FromStr for StateDataRef {
     type Err = ParseIdError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Uuid::try_parse(s).map(Self).map_err(|_| ParseIdError::NotUuid { text: excerpt(s) })
+        Uuid::try_parse(s)
+            .map(Self)
+            .map_err(|_| ParseIdError::NotUuid { text: excerpt(s) })
     }
 }
 
@@ -293,7 +305,10 @@ mod tests {
             Err(ParseIdError::WrongLength { found: 63, .. })
         ));
         let bad = format!("{}g", &HEX[..63]);
-        assert!(matches!(bad.parse::<StateNodeId>(), Err(ParseIdError::NotHex { ch: 'g', .. })));
+        assert!(matches!(
+            bad.parse::<StateNodeId>(),
+            Err(ParseIdError::NotHex { ch: 'g', .. })
+        ));
         assert!(matches!(
             format!("sha1:{HEX}").parse::<StateNodeId>(),
             Err(ParseIdError::NotHex { ch: 's', .. })
@@ -330,7 +345,10 @@ mod tests {
         assert_eq!(text.len(), 36);
         assert_eq!(text.parse::<StateDataRef>().unwrap(), r);
         assert_eq!(StateDataRef::from(*r.as_uuid()), r);
-        assert!(matches!("nope".parse::<StateDataRef>(), Err(ParseIdError::NotUuid { .. })));
+        assert!(matches!(
+            "nope".parse::<StateDataRef>(),
+            Err(ParseIdError::NotUuid { .. })
+        ));
     }
 
     #[test]

@@ -65,19 +65,28 @@ impl InMemoryStateStore {
 
 impl Inner {
     fn node(&self, id: &StateNodeId) -> Result<&StateNode> {
-        self.nodes.get(id).ok_or(StateStoreError::MissingNode { id: *id })
+        self.nodes
+            .get(id)
+            .ok_or(StateStoreError::MissingNode { id: *id })
     }
 
     fn state(&self, data_ref: &StateDataRef) -> Result<StateData> {
-        let stored =
-            self.states.get(data_ref).ok_or(StateStoreError::MissingState { data_ref: *data_ref })?;
+        let stored = self
+            .states
+            .get(data_ref)
+            .ok_or(StateStoreError::MissingState {
+                data_ref: *data_ref,
+            })?;
         let bytes = self.blobs.get(&stored.hash).ok_or_else(|| {
             StateStoreError::corrupt(
                 format!("state data {data_ref}"),
                 format!("its bytes ({}) are missing", stored.hash),
             )
         })?;
-        Ok(StateData { bytes: bytes.to_vec(), content_type: stored.content_type.clone() })
+        Ok(StateData {
+            bytes: bytes.to_vec(),
+            content_type: stored.content_type.clone(),
+        })
     }
 }
 
@@ -86,8 +95,17 @@ impl StateStore for InMemoryStateStore {
         let hash = data.hash();
         let data_ref = StateDataRef::new_v7();
         let mut inner = self.write();
-        inner.blobs.entry(hash).or_insert_with(|| Arc::from(data.bytes));
-        inner.states.insert(data_ref, StoredState { hash, content_type: data.content_type });
+        inner
+            .blobs
+            .entry(hash)
+            .or_insert_with(|| Arc::from(data.bytes));
+        inner.states.insert(
+            data_ref,
+            StoredState {
+                hash,
+                content_type: data.content_type,
+            },
+        );
         Ok(data_ref)
     }
 
@@ -103,12 +121,23 @@ impl StateStore for InMemoryStateStore {
     ) -> Result<StateNodeId> {
         codec::check_parents(&parent_ids)?;
         let mut inner = self.write();
-        let stored =
-            inner.states.get(&data_ref).ok_or(StateStoreError::MissingState { data_ref })?;
+        let stored = inner
+            .states
+            .get(&data_ref)
+            .ok_or(StateStoreError::MissingState { data_ref })?;
         let (hash, content_type) = (stored.hash, stored.content_type.clone());
-        let generations =
-            parent_ids.iter().map(|p| inner.node(p).map(|n| n.generation)).collect::<Result<Vec<_>>>()?;
-        let node = store::build_node(parent_ids, data_ref, hash, content_type, generations, metadata);
+        let generations = parent_ids
+            .iter()
+            .map(|p| inner.node(p).map(|n| n.generation))
+            .collect::<Result<Vec<_>>>()?;
+        let node = store::build_node(
+            parent_ids,
+            data_ref,
+            hash,
+            content_type,
+            generations,
+            metadata,
+        );
         let id = node.id;
         // Idempotent: the first write of an id stays.
         inner.nodes.entry(id).or_insert(node);

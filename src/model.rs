@@ -19,7 +19,10 @@ pub struct StateData {
 impl StateData {
     /// State bytes without a content type.
     pub fn new(bytes: impl Into<Vec<u8>>) -> Self {
-        Self { bytes: bytes.into(), content_type: None }
+        Self {
+            bytes: bytes.into(),
+            content_type: None,
+        }
     }
 
     /// Sets the content type.
@@ -55,7 +58,10 @@ impl StateMetadata {
 
     /// Metadata stamped with the current UTC time.
     pub fn now(label: impl Into<Option<String>>) -> Self {
-        Self { created_at: OffsetDateTime::now_utc(), label: label.into() }
+        Self {
+            created_at: OffsetDateTime::now_utc(),
+            label: label.into(),
+        }
     }
 }
 

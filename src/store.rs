@@ -92,8 +92,19 @@ pub(crate) fn build_node(
     metadata: StateMetadata,
 ) -> StateNode {
     let id = codec::node_id(&parent_ids, &data_hash, content_type.as_deref(), &metadata);
-    let generation = parent_generations.into_iter().max().map_or(1, |g| g.saturating_add(1));
-    StateNode { id, parent_ids, data_ref, data_hash, content_type, metadata, generation }
+    let generation = parent_generations
+        .into_iter()
+        .max()
+        .map_or(1, |g| g.saturating_add(1));
+    StateNode {
+        id,
+        parent_ids,
+        data_ref,
+        data_hash,
+        content_type,
+        metadata,
+        generation,
+    }
 }
 
 /// Checks that a node read back from storage still hashes to its id.
@@ -114,7 +125,11 @@ pub(crate) fn verify_node(node: &StateNode) -> Result<()> {
 }
 
 /// Checks that state bytes read back from storage still match their recorded hash.
-pub(crate) fn verify_state(data_ref: &StateDataRef, hash: &ContentHash, bytes: &[u8]) -> Result<()> {
+pub(crate) fn verify_state(
+    data_ref: &StateDataRef,
+    hash: &ContentHash,
+    bytes: &[u8],
+) -> Result<()> {
     let actual = ContentHash::of(bytes);
     if &actual != hash {
         return Err(StateStoreError::corrupt(

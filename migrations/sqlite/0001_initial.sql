@@ -20,9 +20,15 @@ CREATE INDEX state_data_by_blob ON state_data(blob_id);
 
 -- Nodes of the state graph. `id` is the content hash (see FORMAT.md); `seq` is this file's
 -- insertion order and is never part of a node's identity. Rows are immutable once written.
+--   parents      the parent ids, 32 bytes each, concatenated in commit order (the first is
+--                the mainline); exactly what the id hashes, so a node verifies from its row.
+--   parent_seqs  the same parents as 8-byte big-endian `seq` values, so walks up the graph
+--                are rowid lookups that follow insertion order.
 CREATE TABLE state_nodes (
     seq          INTEGER PRIMARY KEY,
     id           BLOB NOT NULL UNIQUE CHECK (length(id) = 32),
+    parents      BLOB NOT NULL CHECK (length(parents) % 32 = 0),
+    parent_seqs  BLOB NOT NULL CHECK (length(parent_seqs) * 4 = length(parents)),
     data_ref     BLOB NOT NULL REFERENCES state_data(data_ref),
     data_hash    BLOB NOT NULL CHECK (length(data_hash) = 32),
     content_type TEXT,
@@ -33,15 +39,13 @@ CREATE TABLE state_nodes (
 );
 CREATE INDEX state_nodes_by_data ON state_nodes(data_ref);
 
--- Parent edges in commit order (position 0 is the mainline), indexed both ways so walks up
--- (by child) and down (by parent) are index lookups.
-CREATE TABLE node_parents (
-    child    INTEGER NOT NULL REFERENCES state_nodes(seq),
-    position INTEGER NOT NULL CHECK (position >= 0),
-    parent   INTEGER NOT NULL REFERENCES state_nodes(seq),
-    PRIMARY KEY (child, position)
+-- The same edges indexed from the parent, so walks down the graph (children, descendants)
+-- are index range scans.
+CREATE TABLE node_children (
+    parent INTEGER NOT NULL REFERENCES state_nodes(seq),
+    child  INTEGER NOT NULL REFERENCES state_nodes(seq),
+    PRIMARY KEY (parent, child)
 ) WITHOUT ROWID;
-CREATE INDEX node_parents_by_parent ON node_parents(parent, child);
 
 -- Restore points. The id is derived from the node id, so it never collides between nodes.
 CREATE TABLE snapshots (

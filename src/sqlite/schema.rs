@@ -36,7 +36,10 @@ pub(crate) enum FileState {
 }
 
 fn not_a_store(path: &Path, detail: impl Into<String>) -> StateStoreError {
-    StateStoreError::NotAStore { path: path.to_owned(), detail: detail.into() }
+    StateStoreError::NotAStore {
+        path: path.to_owned(),
+        detail: detail.into(),
+    }
 }
 
 fn io_error(context: &'static str, e: std::io::Error) -> StateStoreError {
@@ -50,7 +53,9 @@ pub(crate) fn inspect_file(path: &Path) -> Result<FileState> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(FileState::Fresh),
         Err(e) => return Err(io_error("cannot open the store file", e)),
     };
-    let meta = file.metadata().map_err(|e| io_error("cannot read the store file", e))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| io_error("cannot read the store file", e))?;
     if meta.is_dir() {
         return Err(not_a_store(path, "it is a directory"));
     }
@@ -69,7 +74,10 @@ pub(crate) fn inspect_file(path: &Path) -> Result<FileState> {
         }
     }
     if read < SQLITE_MAGIC.len() || &header[..SQLITE_MAGIC.len()] != SQLITE_MAGIC {
-        return Err(not_a_store(path, "it is not a SQLite database (wrong file header)"));
+        return Err(not_a_store(
+            path,
+            "it is not a SQLite database (wrong file header)",
+        ));
     }
     if read < HEADER_LEN {
         return Err(not_a_store(
@@ -77,14 +85,18 @@ pub(crate) fn inspect_file(path: &Path) -> Result<FileState> {
             format!("it is truncated: {len} bytes, shorter than a SQLite header"),
         ));
     }
-    let be32 = |at: usize| u32::from_be_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]]);
+    let be32 = |at: usize| {
+        u32::from_be_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
+    };
     let app_id = be32(68) as i32;
     if app_id != APPLICATION_ID {
         let detail = if app_id == 0 {
             "it is a SQLite database of another application (no stategraph application id)"
                 .to_owned()
         } else {
-            format!("it is a SQLite database of another application (application id {app_id:#010x})")
+            format!(
+                "it is a SQLite database of another application (application id {app_id:#010x})"
+            )
         };
         return Err(not_a_store(path, detail));
     }
@@ -125,7 +137,10 @@ pub(crate) fn read_ids(conn: &Connection) -> Result<(i32, i64)> {
 /// Refuses a file whose schema is newer than this build, before anything is written.
 pub(crate) fn check_version(path: &Path, app: i32, version: i64) -> Result<()> {
     if app != APPLICATION_ID && app != 0 {
-        return Err(not_a_store(path, format!("application id {app:#010x} is not stategraph's")));
+        return Err(not_a_store(
+            path,
+            format!("application id {app:#010x} is not stategraph's"),
+        ));
     }
     if version > SCHEMA_VERSION {
         return Err(StateStoreError::UnsupportedFormat {
@@ -167,7 +182,8 @@ pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
     }
     // `version` is within 0..=SCHEMA_VERSION, checked above.
     for sql in &MIGRATIONS[version as usize..] {
-        tx.execute_batch(sql).map_err(sql_error("migrating the store schema"))?;
+        tx.execute_batch(sql)
+            .map_err(sql_error("migrating the store schema"))?;
     }
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)
         .map_err(sql_error("migrating the store schema"))?;

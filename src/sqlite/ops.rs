@@ -1,0 +1,432 @@
+//! The SQL of each logical operation, as functions over a connection or a transaction.
+//!
+//! Callers own the transaction: a single operation, a batch and a group commit all run these
+//! same functions inside one `BEGIN IMMEDIATE`.
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use time::OffsetDateTime;
+
+use super::schema::sql_error;
+use crate::codec;
+use crate::error::{Result, StateStoreError};
+use crate::id::{ContentHash, SnapshotId, StateDataRef, StateNodeId};
+use crate::model::{StateData, StateMetadata, StateNode, StateSnapshot};
+use crate::store;
+
+/// The sentinel in `parent_seqs` for a parent that is not stored here (a shallow boundary).
+pub(crate) const ABSENT_SEQ: i64 = 0;
+
+pub(crate) fn blob32(what: &str, bytes: &[u8]) -> Result<[u8; 32]> {
+    <[u8; 32]>::try_from(bytes).map_err(|_| {
+        StateStoreError::corrupt(
+            what.to_owned(),
+            format!("expected 32 bytes, found {}", bytes.len()),
+        )
+    })
+}
+
+fn data_ref_from(bytes: &[u8]) -> Result<StateDataRef> {
+    <[u8; 16]>::try_from(bytes)
+        .map(StateDataRef::from_bytes)
+        .map_err(|_| {
+            StateStoreError::corrupt(
+                "state data ref",
+                format!("expected 16 bytes, found {}", bytes.len()),
+            )
+        })
+}
+
+/// Encodes parent seqs as the `parent_seqs` column stores them.
+pub(crate) fn encode_seqs(seqs: &[i64]) -> Vec<u8> {
+    seqs.iter().flat_map(|s| s.to_be_bytes()).collect()
+}
+
+/// Decodes the `parent_seqs` column.
+pub(crate) fn decode_seqs(bytes: &[u8]) -> Result<Vec<i64>> {
+    if bytes.len() % 8 != 0 {
+        return Err(StateStoreError::corrupt(
+            "node parent list",
+            format!("{} bytes is not a whole number of entries", bytes.len()),
+        ));
+    }
+    Ok(bytes
+        .chunks_exact(8)
+        .map(|c| i64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+        .collect())
+}
+
+/// Decodes the `parents` column (concatenated 32-byte ids).
+fn decode_ids(bytes: &[u8]) -> Result<Vec<StateNodeId>> {
+    if bytes.len() % 32 != 0 {
+        return Err(StateStoreError::corrupt(
+            "node parent list",
+            format!("{} bytes is not a whole number of ids", bytes.len()),
+        ));
+    }
+    Ok(bytes
+        .chunks_exact(32)
+        .filter_map(StateNodeId::from_slice)
+        .collect())
+}
+
+/// The columns [`NodeRow::from_row`] reads, in order.
+pub(crate) const NODE_COLUMNS: &str = "seq, id, parents, parent_seqs, data_ref, data_hash, \
+     content_type, created_s, created_ns, label, generation";
+
+/// A node as stored, with its local seq and its parents' seqs.
+pub(crate) struct NodeRow {
+    pub seq: i64,
+    pub parent_seqs: Vec<i64>,
+    pub node: StateNode,
+}
+
+/// The raw column values of one `state_nodes` row, before validation.
+type RawNode = (
+    i64,
+    Vec<u8>,
+    Vec<u8>,
+    Vec<u8>,
+    Vec<u8>,
+    Vec<u8>,
+    Option<String>,
+    i64,
+    i64,
+    Option<String>,
+    i64,
+);
+
+fn raw_node(r: &Row<'_>) -> rusqlite::Result<RawNode> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+        r.get(7)?,
+        r.get(8)?,
+        r.get(9)?,
+        r.get(10)?,
+    ))
+}
+
+impl NodeRow {
+    fn decode(raw: RawNode) -> Result<Self> {
+        let (
+            seq,
+            id,
+            parents,
+            parent_seqs,
+            data_ref,
+            data_hash,
+            content_type,
+            s,
+            ns,
+            label,
+            generation,
+        ) = raw;
+        let id = StateNodeId::from_bytes(blob32("node id", &id)?);
+        let parent_ids = decode_ids(&parents)?;
+        let parent_seqs = decode_seqs(&parent_seqs)?;
+        if parent_seqs.len() != parent_ids.len() {
+            return Err(StateStoreError::corrupt(
+                format!("node {id}"),
+                "its two parent lists differ in length",
+            ));
+        }
+        let generation = u64::try_from(generation)
+            .map_err(|_| StateStoreError::corrupt(format!("node {id}"), "negative generation"))?;
+        let node = StateNode {
+            id,
+            parent_ids,
+            data_ref: data_ref_from(&data_ref)?,
+            data_hash: ContentHash::from_bytes(blob32("node data hash", &data_hash)?),
+            content_type,
+            metadata: StateMetadata {
+                created_at: codec::join_time(s, ns)?,
+                label,
+            },
+            generation,
+        };
+        Ok(Self {
+            seq,
+            parent_seqs,
+            node,
+        })
+    }
+}
+
+/// Reads a node by id; `None` if it is not stored.
+pub(crate) fn find_node(conn: &Connection, id: &StateNodeId) -> Result<Option<NodeRow>> {
+    let sql = format!("SELECT {NODE_COLUMNS} FROM state_nodes WHERE id = ?1");
+    let raw = conn
+        .prepare_cached(&sql)
+        .and_then(|mut s| s.query_row([id.as_bytes()], raw_node).optional())
+        .map_err(sql_error("reading a node"))?;
+    raw.map(NodeRow::decode).transpose()
+}
+
+/// Reads a node by its local seq; `None` if it is not stored.
+pub(crate) fn find_node_by_seq(conn: &Connection, seq: i64) -> Result<Option<NodeRow>> {
+    let sql = format!("SELECT {NODE_COLUMNS} FROM state_nodes WHERE seq = ?1");
+    let raw = conn
+        .prepare_cached(&sql)
+        .and_then(|mut s| s.query_row([seq], raw_node).optional())
+        .map_err(sql_error("reading a node"))?;
+    raw.map(NodeRow::decode).transpose()
+}
+
+/// Stores state bytes (once per distinct content) under a new ref.
+pub(crate) fn put_state(
+    tx: &Connection,
+    data_ref: &StateDataRef,
+    hash: &ContentHash,
+    data: &StateData,
+) -> Result<()> {
+    let ctx = sql_error("storing state data");
+    let existing: Option<i64> = tx
+        .prepare_cached("SELECT id FROM blobs WHERE hash = ?1")
+        .and_then(|mut s| s.query_row([hash.as_bytes()], |r| r.get(0)).optional())
+        .map_err(&ctx)?;
+    let blob_id = match existing {
+        Some(id) => id,
+        None => {
+            tx.prepare_cached("INSERT INTO blobs (hash, bytes) VALUES (?1, ?2)")
+                .and_then(|mut s| s.execute(params![hash.as_bytes(), data.bytes]))
+                .map_err(&ctx)?;
+            tx.last_insert_rowid()
+        }
+    };
+    tx.prepare_cached(
+        "INSERT INTO state_data (data_ref, blob_id, content_type) VALUES (?1, ?2, ?3)",
+    )
+    .and_then(|mut s| s.execute(params![data_ref.as_bytes(), blob_id, data.content_type]))
+    .map_err(&ctx)?;
+    Ok(())
+}
+
+/// The content hash and content type of stored state.
+pub(crate) fn state_info(
+    conn: &Connection,
+    data_ref: &StateDataRef,
+) -> Result<(ContentHash, Option<String>)> {
+    let row = conn
+        .prepare_cached(
+            "SELECT b.hash, d.content_type FROM state_data d JOIN blobs b ON b.id = d.blob_id
+             WHERE d.data_ref = ?1",
+        )
+        .and_then(|mut s| {
+            s.query_row([data_ref.as_bytes()], |r| {
+                Ok((r.get::<_, Vec<u8>>(0)?, r.get(1)?))
+            })
+            .optional()
+        })
+        .map_err(sql_error("reading state data"))?;
+    let (hash, content_type) = row.ok_or(StateStoreError::MissingState {
+        data_ref: *data_ref,
+    })?;
+    Ok((
+        ContentHash::from_bytes(blob32("state data hash", &hash)?),
+        content_type,
+    ))
+}
+
+/// Reads state bytes and checks them against their hash.
+pub(crate) fn get_state(conn: &Connection, data_ref: &StateDataRef) -> Result<StateData> {
+    let row = conn
+        .prepare_cached(
+            "SELECT b.hash, b.bytes, d.content_type
+             FROM state_data d JOIN blobs b ON b.id = d.blob_id WHERE d.data_ref = ?1",
+        )
+        .and_then(|mut s| {
+            s.query_row([data_ref.as_bytes()], |r| {
+                Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?, r.get(2)?))
+            })
+            .optional()
+        })
+        .map_err(sql_error("reading state data"))?;
+    let (hash, bytes, content_type) = row.ok_or(StateStoreError::MissingState {
+        data_ref: *data_ref,
+    })?;
+    let hash = ContentHash::from_bytes(blob32("state data hash", &hash)?);
+    store::verify_state(data_ref, &hash, &bytes)?;
+    Ok(StateData {
+        bytes,
+        content_type,
+    })
+}
+
+/// Inserts a fully built node unless its id is already stored (the first write stays).
+/// `parent_seqs` are the parents' local seqs, [`ABSENT_SEQ`] for one not stored here.
+pub(crate) fn insert_node(tx: &Connection, node: &StateNode, parent_seqs: &[i64]) -> Result<()> {
+    let ctx = sql_error("committing a node");
+    let exists = tx
+        .prepare_cached("SELECT 1 FROM state_nodes WHERE id = ?1")
+        .and_then(|mut s| s.exists([node.id.as_bytes()]))
+        .map_err(&ctx)?;
+    if exists {
+        return Ok(());
+    }
+    let generation = i64::try_from(node.generation).map_err(|_| {
+        StateStoreError::invalid("parents", "generation overflows a 64-bit integer")
+    })?;
+    let parents: Vec<u8> = node.parent_ids.iter().flat_map(|p| *p.as_bytes()).collect();
+    let (created_s, created_ns) = codec::split_time(node.metadata.created_at);
+    tx.prepare_cached(
+        "INSERT INTO state_nodes (id, parents, parent_seqs, data_ref, data_hash, content_type,
+             created_s, created_ns, label, generation)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            node.id.as_bytes(),
+            parents,
+            encode_seqs(parent_seqs),
+            node.data_ref.as_bytes(),
+            node.data_hash.as_bytes(),
+            node.content_type,
+            created_s,
+            created_ns,
+            node.metadata.label,
+            generation,
+        ])
+    })
+    .map_err(&ctx)?;
+    let child = tx.last_insert_rowid();
+    let mut stmt = tx
+        .prepare_cached("INSERT INTO node_children (parent, child) VALUES (?1, ?2)")
+        .map_err(&ctx)?;
+    for &parent in parent_seqs.iter().filter(|&&s| s != ABSENT_SEQ) {
+        stmt.execute([parent, child]).map_err(&ctx)?;
+    }
+    Ok(())
+}
+
+/// Creates (or finds) a node whose parents and data are all stored here.
+pub(crate) fn commit_node(
+    tx: &Connection,
+    parent_ids: &[StateNodeId],
+    data_ref: &StateDataRef,
+    metadata: &StateMetadata,
+) -> Result<StateNodeId> {
+    let (data_hash, content_type) = state_info(tx, data_ref)?;
+    let mut seqs = Vec::with_capacity(parent_ids.len());
+    let mut generations = Vec::with_capacity(parent_ids.len());
+    {
+        let mut stmt = tx
+            .prepare_cached("SELECT seq, generation FROM state_nodes WHERE id = ?1")
+            .map_err(sql_error("committing a node"))?;
+        for p in parent_ids {
+            let row: Option<(i64, i64)> = stmt
+                .query_row([p.as_bytes()], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+                .map_err(sql_error("committing a node"))?;
+            let (seq, generation) = row.ok_or(StateStoreError::MissingNode { id: *p })?;
+            seqs.push(seq);
+            generations.push(u64::try_from(generation).unwrap_or(0));
+        }
+    }
+    let node = store::build_node(
+        parent_ids.to_vec(),
+        *data_ref,
+        data_hash,
+        content_type,
+        generations,
+        metadata.clone(),
+    );
+    insert_node(tx, &node, &seqs)?;
+    Ok(node.id)
+}
+
+/// Reads a node and checks that it still hashes to its id.
+pub(crate) fn get_node(conn: &Connection, id: &StateNodeId) -> Result<StateNode> {
+    let row = find_node(conn, id)?.ok_or(StateStoreError::MissingNode { id: *id })?;
+    store::verify_node(&row.node)?;
+    Ok(row.node)
+}
+
+/// Records the snapshot of a stored node (idempotent) and returns its id.
+pub(crate) fn snapshot(
+    tx: &Connection,
+    node_id: &StateNodeId,
+    now: OffsetDateTime,
+) -> Result<SnapshotId> {
+    let ctx = sql_error("taking a snapshot");
+    let id = codec::snapshot_id(node_id);
+    let exists = tx
+        .prepare_cached("SELECT 1 FROM state_nodes WHERE id = ?1")
+        .and_then(|mut s| s.exists([node_id.as_bytes()]))
+        .map_err(&ctx)?;
+    if !exists {
+        return Err(StateStoreError::MissingNode { id: *node_id });
+    }
+    let (created_s, created_ns) = codec::split_time(now);
+    tx.prepare_cached(
+        "INSERT INTO snapshots (id, node_id, created_s, created_ns) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (id) DO NOTHING",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            id.as_bytes(),
+            node_id.as_bytes(),
+            created_s,
+            created_ns
+        ])
+    })
+    .map_err(&ctx)?;
+    Ok(id)
+}
+
+/// Loads a snapshot's node id and state, checking every hash on the way.
+pub(crate) fn load_snapshot(conn: &Connection, snapshot_id: &SnapshotId) -> Result<StateSnapshot> {
+    type LoadRow = (Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>, Option<String>);
+    let row: LoadRow = conn
+        .prepare_cached(
+            "SELECT s.node_id, n.data_ref, n.data_hash, b.hash, b.bytes, d.content_type
+             FROM snapshots s
+             JOIN state_nodes n ON n.id = s.node_id
+             JOIN state_data d ON d.data_ref = n.data_ref
+             JOIN blobs b ON b.id = d.blob_id
+             WHERE s.id = ?1",
+        )
+        .and_then(|mut s| {
+            s.query_row([snapshot_id.as_bytes()], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            })
+            .optional()
+        })
+        .map_err(sql_error("loading a snapshot"))?
+        .ok_or(StateStoreError::MissingSnapshot { id: *snapshot_id })?;
+    let (node_id, data_ref, node_hash, blob_hash, bytes, content_type) = row;
+    let node_id = StateNodeId::from_bytes(blob32("snapshot node id", &node_id)?);
+    if codec::snapshot_id(&node_id) != *snapshot_id {
+        return Err(StateStoreError::corrupt(
+            format!("snapshot {snapshot_id}"),
+            format!("it points at {node_id}, whose snapshot id differs"),
+        ));
+    }
+    let data_ref = data_ref_from(&data_ref)?;
+    let node_hash = ContentHash::from_bytes(blob32("node data hash", &node_hash)?);
+    if blob_hash != node_hash.as_bytes() {
+        return Err(StateStoreError::corrupt(
+            format!("node {node_id}"),
+            format!("its state data {data_ref} is not the state the node hashed"),
+        ));
+    }
+    store::verify_state(&data_ref, &node_hash, &bytes)?;
+    Ok(StateSnapshot {
+        node_id,
+        state: StateData {
+            bytes,
+            content_type,
+        },
+    })
+}
