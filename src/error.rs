@@ -45,6 +45,53 @@ pub enum StateStoreError {
         detail: String,
     },
 
+    /// A ref's current value was not what the caller expected; nothing was changed.
+    #[error(
+        "ref {name} moved: expected {}, found {}",
+        show(expected),
+        show(actual)
+    )]
+    RefConflict {
+        /// The ref that was being updated.
+        name: String,
+        /// What the caller expected it to point at (`None`: that it did not exist).
+        expected: Option<StateNodeId>,
+        /// What it actually points at (`None`: it does not exist).
+        actual: Option<StateNodeId>,
+    },
+
+    /// No ref with this name exists.
+    #[error("no ref named {name:?}")]
+    MissingRef {
+        /// The name that was looked up.
+        name: String,
+    },
+
+    /// A ref name broke the naming rules; nothing was changed.
+    #[error("invalid ref name {name:?}: {reason}")]
+    InvalidRefName {
+        /// The rejected name.
+        name: String,
+        /// Which rule it broke.
+        reason: &'static str,
+    },
+
+    /// Text given as a revision matched nothing: not a ref, not a node id or id prefix.
+    #[error("unknown revision {text:?}: not a ref name, node id or id prefix in this store")]
+    UnknownRevision {
+        /// The text that was given.
+        text: String,
+    },
+
+    /// A short id prefix matched more than one node.
+    #[error("ambiguous id prefix {prefix:?}: it matches {}", list(candidates))]
+    AmbiguousId {
+        /// The prefix that was given.
+        prefix: String,
+        /// Some of the nodes it matches (at most a handful).
+        candidates: Vec<StateNodeId>,
+    },
+
     /// An id given as text did not parse.
     #[error(transparent)]
     InvalidId(#[from] ParseIdError),
@@ -98,6 +145,15 @@ pub enum StateStoreError {
     Backend(#[from] BackendError),
 }
 
+fn show(id: &Option<StateNodeId>) -> String {
+    id.map_or_else(|| "no ref".to_owned(), |id| id.to_string())
+}
+
+fn list(ids: &[StateNodeId]) -> String {
+    let shown: Vec<String> = ids.iter().map(|id| id.to_short_hex(12)).collect();
+    shown.join(", ")
+}
+
 impl StateStoreError {
     pub(crate) fn invalid(what: &'static str, detail: impl Into<String>) -> Self {
         Self::InvalidInput {
@@ -117,7 +173,10 @@ impl StateStoreError {
     pub fn is_missing(&self) -> bool {
         matches!(
             self,
-            Self::MissingState { .. } | Self::MissingNode { .. } | Self::MissingSnapshot { .. }
+            Self::MissingState { .. }
+                | Self::MissingNode { .. }
+                | Self::MissingSnapshot { .. }
+                | Self::MissingRef { .. }
         )
     }
 

@@ -267,6 +267,109 @@ impl FromStr for StateDataRef {
     }
 }
 
+/// The leading hex digits of a hash id, as people abbreviate ids (`3fa9c0`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct IdPrefix {
+    /// The prefix's digits packed into bytes; an odd last digit sits in the high nibble.
+    bytes: Vec<u8>,
+    /// How many hex digits the prefix has.
+    digits: usize,
+}
+
+impl IdPrefix {
+    /// The fewest digits accepted, so that a prefix is unlikely to be ambiguous by accident.
+    pub const MIN_DIGITS: usize = 4;
+
+    /// Parses `4..=64` hex digits, optionally behind `blake3:`.
+    ///
+    /// # Errors
+    /// [`ParseIdError`] if the text is not hex or has too few or too many digits.
+    pub fn parse(text: &str) -> Result<Self, ParseIdError> {
+        let hex = text.strip_prefix(TEXT_PREFIX).unwrap_or(text);
+        if let Some(ch) = hex.chars().find(|c| !c.is_ascii_hexdigit()) {
+            return Err(ParseIdError::NotHex {
+                kind: "id prefix",
+                text: excerpt(text),
+                ch,
+            });
+        }
+        if hex.len() < Self::MIN_DIGITS || hex.len() > HASH_LEN * 2 {
+            return Err(ParseIdError::WrongLength {
+                kind: "id prefix",
+                text: excerpt(text),
+                found: hex.len(),
+            });
+        }
+        let digits = hex.as_bytes();
+        let bytes = digits
+            .chunks(2)
+            .map(|pair| {
+                let low = pair.get(1).map_or(0, |&d| hex_value(d));
+                (hex_value(pair[0]) << 4) | low
+            })
+            .collect();
+        Ok(Self {
+            bytes,
+            digits: digits.len(),
+        })
+    }
+
+    /// How many hex digits the prefix has.
+    pub fn len(&self) -> usize {
+        self.digits
+    }
+
+    /// Always false: a prefix has at least [`MIN_DIGITS`](Self::MIN_DIGITS) digits.
+    pub fn is_empty(&self) -> bool {
+        self.digits == 0
+    }
+
+    /// Whether `id`'s bytes start with this prefix.
+    pub fn matches(&self, id: &[u8; HASH_LEN]) -> bool {
+        let whole = self.digits / 2;
+        id[..whole] == self.bytes[..whole]
+            && (self.digits.is_multiple_of(2) || id[whole] >> 4 == self.bytes[whole] >> 4)
+    }
+
+    /// The smallest id with this prefix, and the smallest id above all ids with it (`None`
+    /// when the prefix is all `f`s and nothing is above it).
+    pub fn range(&self) -> ([u8; HASH_LEN], Option<[u8; HASH_LEN]>) {
+        let mut low = [0u8; HASH_LEN];
+        low[..self.bytes.len()].copy_from_slice(&self.bytes);
+        // Increment the prefix as a number of `digits` nibbles.
+        let mut high = low;
+        let unit: u8 = if self.digits % 2 == 1 { 0x10 } else { 0x01 };
+        let mut i = self.bytes.len();
+        let mut carry = unit;
+        while i > 0 {
+            i -= 1;
+            let (sum, overflow) = high[i].overflowing_add(carry);
+            high[i] = sum;
+            if !overflow {
+                return (low, Some(high));
+            }
+            carry = 1;
+        }
+        (low, None)
+    }
+}
+
+impl fmt::Display for IdPrefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut hex = String::with_capacity(self.bytes.len() * 2);
+        write_hex(&mut hex, &self.bytes)?;
+        f.write_str(&hex[..self.digits])
+    }
+}
+
+impl FromStr for IdPrefix {
+    type Err = ParseIdError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -349,6 +452,33 @@ mod tests {
             "nope".parse::<StateDataRef>(),
             Err(ParseIdError::NotUuid { .. })
         ));
+    }
+
+    #[test]
+    fn prefix_matches_and_ranges() {
+        let id: StateNodeId = HEX.parse().unwrap();
+        for len in [4, 5, 12, 63, 64] {
+            let p = IdPrefix::parse(&HEX[..len]).unwrap();
+            assert_eq!(p.len(), len);
+            assert_eq!(p.to_string(), &HEX[..len]);
+            assert!(p.matches(id.as_bytes()), "{len}");
+            let (low, high) = p.range();
+            assert!(low.as_slice() <= id.as_bytes().as_slice());
+            assert!(id.as_bytes().as_slice() < high.unwrap().as_slice());
+        }
+        let odd = IdPrefix::parse("af134").unwrap();
+        assert!(!odd.matches(StateNodeId::from_bytes([0xaf; 32]).as_bytes()));
+        let (low, high) = odd.range();
+        assert_eq!(&low[..3], &[0xaf, 0x13, 0x40]);
+        assert_eq!(&high.unwrap()[..3], &[0xaf, 0x13, 0x50]);
+        let (_, high) = IdPrefix::parse("ffff").unwrap().range();
+        assert_eq!(high, None);
+        let (_, high) = IdPrefix::parse("0fff").unwrap().range();
+        assert_eq!(&high.unwrap()[..2], &[0x10, 0x00]);
+        assert!(IdPrefix::parse("abc").is_err());
+        assert!(IdPrefix::parse("abcx").is_err());
+        assert!(IdPrefix::parse(&"a".repeat(65)).is_err());
+        assert_eq!(IdPrefix::parse("blake3:ABCD").unwrap().to_string(), "abcd");
     }
 
     #[test]

@@ -30,15 +30,23 @@
 
 pub mod codec;
 mod error;
+mod graph;
 mod id;
 mod memory;
 mod model;
+mod refs;
 mod sqlite;
 mod store;
 
 pub use error::{BackendError, Result, StateStoreError};
-pub use id::{ContentHash, HASH_LEN, ParseIdError, SnapshotId, StateDataRef, StateNodeId};
+pub use graph::{Descendants, History, HistoryGraph, Log, LogOptions, LogOrder, dot};
+pub use id::{
+    ContentHash, HASH_LEN, IdPrefix, ParseIdError, SnapshotId, StateDataRef, StateNodeId,
+};
 pub use memory::InMemoryStateStore;
-pub use model::{StateData, StateMetadata, StateNode, StateSnapshot};
+pub use model::{
+    Ref, RefLogEntry, SnapshotInfo, StateData, StateMetadata, StateNode, StateSnapshot,
+};
+pub use refs::{MAX_REF_NAME_LEN, validate_ref_name};
 pub use sqlite::{Durability, SCHEMA_VERSION, SqliteStateStore, SqliteStateStoreBuilder};
-pub use store::StateStore;
+pub use store::{GraphCursor, StateStore};

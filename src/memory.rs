@@ -1,13 +1,18 @@
 //! The in-memory backend: hash maps behind one lock, for tests and short runs.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::codec;
 use crate::error::{Result, StateStoreError};
-use crate::id::{ContentHash, SnapshotId, StateDataRef, StateNodeId};
-use crate::model::{StateData, StateMetadata, StateNode, StateSnapshot};
-use crate::store::{self, StateStore};
+use time::OffsetDateTime;
+
+use crate::id::{ContentHash, IdPrefix, SnapshotId, StateDataRef, StateNodeId};
+use crate::model::{
+    Ref, RefLogEntry, SnapshotInfo, StateData, StateMetadata, StateNode, StateSnapshot,
+};
+use crate::refs::validate_ref_name;
+use crate::store::{self, GraphCursor, StateStore};
 
 /// A state store that keeps everything in memory. Data is lost when it is dropped.
 ///
@@ -36,8 +41,13 @@ struct Inner {
     /// Bytes keyed by their hash, so identical states are held once.
     blobs: HashMap<ContentHash, Arc<[u8]>>,
     states: HashMap<StateDataRef, StoredState>,
-    nodes: HashMap<StateNodeId, StateNode>,
-    snapshots: HashMap<SnapshotId, StateNodeId>,
+    nodes: BTreeMap<StateNodeId, StateNode>,
+    /// Edges indexed from the parent side, for walks down the graph.
+    children: HashMap<StateNodeId, Vec<StateNodeId>>,
+    snapshots: HashMap<SnapshotId, SnapshotInfo>,
+    refs: BTreeMap<String, StateNodeId>,
+    /// Survives ref deletion, so deleted refs can be restored.
+    ref_log: HashMap<String, Vec<RefLogEntry>>,
 }
 
 #[derive(Debug)]
@@ -140,7 +150,12 @@ impl StateStore for InMemoryStateStore {
         );
         let id = node.id;
         // Idempotent: the first write of an id stays.
-        inner.nodes.entry(id).or_insert(node);
+        if !inner.nodes.contains_key(&id) {
+            for parent in &node.parent_ids {
+                inner.children.entry(*parent).or_default().push(id);
+            }
+            inner.nodes.insert(id, node);
+        }
         Ok(id)
     }
 
@@ -152,18 +167,154 @@ impl StateStore for InMemoryStateStore {
         let mut inner = self.write();
         inner.node(node_id)?;
         let id = codec::snapshot_id(node_id);
-        inner.snapshots.entry(id).or_insert(*node_id);
+        inner.snapshots.entry(id).or_insert_with(|| SnapshotInfo {
+            id,
+            node_id: *node_id,
+            created_at: OffsetDateTime::now_utc(),
+        });
         Ok(id)
     }
 
     fn load_snapshot(&self, snapshot_id: &SnapshotId) -> Result<StateSnapshot> {
         let inner = self.read();
-        let node_id = *inner
+        let node_id = inner
             .snapshots
             .get(snapshot_id)
-            .ok_or(StateStoreError::MissingSnapshot { id: *snapshot_id })?;
+            .ok_or(StateStoreError::MissingSnapshot { id: *snapshot_id })?
+            .node_id;
         let node = inner.node(&node_id)?;
         let state = inner.state(&node.data_ref)?;
         Ok(StateSnapshot { node_id, state })
+    }
+
+    fn list_snapshots(&self) -> Result<Vec<SnapshotInfo>> {
+        let mut all: Vec<SnapshotInfo> = self.read().snapshots.values().cloned().collect();
+        all.sort_by_key(|s| (s.created_at, s.id));
+        Ok(all)
+    }
+
+    fn snapshots_of(&self, node_id: &StateNodeId) -> Result<Vec<SnapshotInfo>> {
+        let id = codec::snapshot_id(node_id);
+        Ok(self
+            .read()
+            .snapshots
+            .get(&id)
+            .cloned()
+            .into_iter()
+            .collect())
+    }
+
+    fn delete_snapshot(&self, snapshot_id: &SnapshotId) -> Result<()> {
+        match self.write().snapshots.remove(snapshot_id) {
+            Some(_) => Ok(()),
+            None => Err(StateStoreError::MissingSnapshot { id: *snapshot_id }),
+        }
+    }
+
+    fn set_ref_with_message(
+        &self,
+        name: &str,
+        expected: Option<&StateNodeId>,
+        new: &StateNodeId,
+        message: Option<&str>,
+    ) -> Result<()> {
+        validate_ref_name(name)?;
+        let mut inner = self.write();
+        inner.node(new)?;
+        let actual = inner.refs.get(name).copied();
+        store::check_ref_cas(name, expected, actual)?;
+        inner.refs.insert(name.to_owned(), *new);
+        inner.log_ref_move(name, actual, Some(*new), message);
+        Ok(())
+    }
+
+    fn get_ref(&self, name: &str) -> Result<Option<StateNodeId>> {
+        validate_ref_name(name)?;
+        Ok(self.read().refs.get(name).copied())
+    }
+
+    fn delete_ref(&self, name: &str, expected: &StateNodeId) -> Result<()> {
+        validate_ref_name(name)?;
+        let mut inner = self.write();
+        let actual = inner.refs.get(name).copied();
+        store::check_ref_cas(name, Some(expected), actual)?;
+        inner.refs.remove(name);
+        inner.log_ref_move(name, actual, None, None);
+        Ok(())
+    }
+
+    fn list_refs(&self, prefix: &str) -> Result<Vec<Ref>> {
+        let inner = self.read();
+        Ok(inner
+            .refs
+            .range(prefix.to_owned()..)
+            .take_while(|(name, _)| name.starts_with(prefix))
+            .map(|(name, target)| Ref {
+                name: name.clone(),
+                target: *target,
+            })
+            .collect())
+    }
+
+    fn ref_log(&self, name: &str) -> Result<Vec<RefLogEntry>> {
+        validate_ref_name(name)?;
+        Ok(self.read().ref_log.get(name).cloned().unwrap_or_default())
+    }
+
+    fn nodes_with_prefix(&self, prefix: &IdPrefix, limit: usize) -> Result<Vec<StateNodeId>> {
+        let inner = self.read();
+        let (low, _) = prefix.range();
+        Ok(inner
+            .nodes
+            .range(StateNodeId::from_bytes(low)..)
+            .map(|(id, _)| *id)
+            .take_while(|id| prefix.matches(id.as_bytes()))
+            .take(limit)
+            .collect())
+    }
+
+    fn cursor(&self) -> Result<Box<dyn GraphCursor + '_>> {
+        Ok(Box::new(MemoryCursor { store: self }))
+    }
+}
+
+impl Inner {
+    fn log_ref_move(
+        &mut self,
+        name: &str,
+        old: Option<StateNodeId>,
+        new: Option<StateNodeId>,
+        message: Option<&str>,
+    ) {
+        self.ref_log
+            .entry(name.to_owned())
+            .or_default()
+            .push(RefLogEntry {
+                old,
+                new,
+                at: OffsetDateTime::now_utc(),
+                message: message.map(str::to_owned),
+            });
+    }
+}
+
+/// Takes the read lock per call, never across calls, so a caller may commit while it walks.
+struct MemoryCursor<'a> {
+    store: &'a InMemoryStateStore,
+}
+
+impl GraphCursor for MemoryCursor<'_> {
+    fn node(&mut self, id: &StateNodeId) -> Result<Option<StateNode>> {
+        Ok(self.store.read().nodes.get(id).cloned())
+    }
+
+    fn children(&mut self, id: &StateNodeId) -> Result<Vec<StateNodeId>> {
+        Ok(self
+            .store
+            .read()
+            .children
+            .get(id)
+            .cloned()
+            .unwrap_or_default())
     }
 }

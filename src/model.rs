@@ -2,7 +2,7 @@
 
 use time::OffsetDateTime;
 
-use crate::id::{ContentHash, StateDataRef, StateNodeId};
+use crate::id::{ContentHash, SnapshotId, StateDataRef, StateNodeId};
 
 /// Serialized state bytes with an optional content type.
 ///
@@ -91,4 +91,37 @@ pub struct StateSnapshot {
     pub node_id: StateNodeId,
     /// The node's state.
     pub state: StateData,
+}
+
+/// A named pointer to a node: a branch such as `main` or `agents/7/main`, or a tag.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Ref {
+    /// The ref's full name.
+    pub name: String,
+    /// The node it points at.
+    pub target: StateNodeId,
+}
+
+/// One move of a ref, as recorded in its ref log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefLogEntry {
+    /// Where the ref pointed before (`None`: it was created by this move).
+    pub old: Option<StateNodeId>,
+    /// Where it pointed after (`None`: it was deleted by this move).
+    pub new: Option<StateNodeId>,
+    /// When the move happened.
+    pub at: OffsetDateTime,
+    /// Why, if the caller said.
+    pub message: Option<String>,
+}
+
+/// A snapshot as listed: its id, its node and when it was first taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotInfo {
+    /// The snapshot's id.
+    pub id: SnapshotId,
+    /// The node it points at.
+    pub node_id: StateNodeId,
+    /// When the snapshot was first taken.
+    pub created_at: OffsetDateTime,
 }

@@ -2,8 +2,10 @@
 
 use crate::codec;
 use crate::error::{Result, StateStoreError};
-use crate::id::{ContentHash, SnapshotId, StateDataRef, StateNodeId};
-use crate::model::{StateData, StateMetadata, StateNode, StateSnapshot};
+use crate::id::{ContentHash, IdPrefix, SnapshotId, StateDataRef, StateNodeId};
+use crate::model::{
+    Ref, RefLogEntry, SnapshotInfo, StateData, StateMetadata, StateNode, StateSnapshot,
+};
 
 /// Synchronous storage interface for state data, state graph nodes and snapshots.
 ///
@@ -79,6 +81,104 @@ pub trait StateStore: Send + Sync {
     /// [`StateStoreError::MissingSnapshot`] for an unknown id; [`StateStoreError::Corrupt`] if
     /// the stored state fails its hash check.
     fn load_snapshot(&self, snapshot_id: &SnapshotId) -> Result<StateSnapshot>;
+
+    /// Lists every snapshot, oldest first.
+    ///
+    /// # Errors
+    /// Backend errors only.
+    fn list_snapshots(&self) -> Result<Vec<SnapshotInfo>>;
+
+    /// Lists the snapshots of one node (at most one per node today, since snapshot ids are
+    /// derived from node ids).
+    ///
+    /// # Errors
+    /// Backend errors only; an unknown node simply has no snapshots.
+    fn snapshots_of(&self, node_id: &StateNodeId) -> Result<Vec<SnapshotInfo>>;
+
+    /// Deletes a snapshot. The node and its state stay.
+    ///
+    /// # Errors
+    /// [`StateStoreError::MissingSnapshot`] if there is no such snapshot.
+    fn delete_snapshot(&self, snapshot_id: &SnapshotId) -> Result<()>;
+
+    /// Moves (or creates) the ref `name` to `new` if it currently points at `expected`, and
+    /// appends the move, with `message`, to the ref log. `expected = None` means "the ref
+    /// must not exist yet".
+    ///
+    /// # Errors
+    /// [`StateStoreError::RefConflict`] when the ref is not at `expected` (nothing changes);
+    /// [`StateStoreError::InvalidRefName`]; [`StateStoreError::MissingNode`] if `new` is not
+    /// stored.
+    fn set_ref_with_message(
+        &self,
+        name: &str,
+        expected: Option<&StateNodeId>,
+        new: &StateNodeId,
+        message: Option<&str>,
+    ) -> Result<()>;
+
+    /// [`set_ref_with_message`](Self::set_ref_with_message) without a message: the
+    /// compare-and-swap every ref move goes through.
+    ///
+    /// # Errors
+    /// As [`set_ref_with_message`](Self::set_ref_with_message).
+    fn set_ref(&self, name: &str, expected: Option<&StateNodeId>, new: &StateNodeId) -> Result<()> {
+        self.set_ref_with_message(name, expected, new, None)
+    }
+
+    /// Where the ref `name` points, or `None` if it does not exist.
+    ///
+    /// # Errors
+    /// [`StateStoreError::InvalidRefName`]; backend errors.
+    fn get_ref(&self, name: &str) -> Result<Option<StateNodeId>>;
+
+    /// Deletes the ref `name` if it currently points at `expected`; the move is logged.
+    ///
+    /// # Errors
+    /// [`StateStoreError::RefConflict`] when the ref is elsewhere or does not exist.
+    fn delete_ref(&self, name: &str, expected: &StateNodeId) -> Result<()>;
+
+    /// The refs whose names start with `prefix` (`""` for all), sorted by name.
+    ///
+    /// # Errors
+    /// Backend errors only.
+    fn list_refs(&self, prefix: &str) -> Result<Vec<Ref>>;
+
+    /// Every recorded move of the ref `name`, oldest first (empty if it never existed).
+    /// Entries survive the ref's deletion, so a deleted ref can be brought back.
+    ///
+    /// # Errors
+    /// [`StateStoreError::InvalidRefName`]; backend errors.
+    fn ref_log(&self, name: &str) -> Result<Vec<RefLogEntry>>;
+
+    /// Up to `limit` node ids that start with `prefix`, in id order.
+    ///
+    /// # Errors
+    /// Backend errors only.
+    fn nodes_with_prefix(&self, prefix: &IdPrefix, limit: usize) -> Result<Vec<StateNodeId>>;
+
+    /// Read access to the graph's structure, for the history algorithms of
+    /// [`History`](crate::History). A cursor may hold a read connection until dropped.
+    ///
+    /// # Errors
+    /// Backend errors only.
+    fn cursor(&self) -> Result<Box<dyn GraphCursor + '_>>;
+}
+
+/// Read access to the graph's structure: what history algorithms need from a backend.
+pub trait GraphCursor {
+    /// The node with this id, or `None` if it is not stored here (for a parent: a shallow
+    /// boundary).
+    ///
+    /// # Errors
+    /// Backend errors; [`StateStoreError::Corrupt`] for an undecodable row.
+    fn node(&mut self, id: &StateNodeId) -> Result<Option<StateNode>>;
+
+    /// The ids of the nodes that list `id` as a parent, in no particular order.
+    ///
+    /// # Errors
+    /// Backend errors only.
+    fn children(&mut self, id: &StateNodeId) -> Result<Vec<StateNodeId>>;
 }
 
 /// Builds the node a commit would create, given what the backend looked up inside its
@@ -136,6 +236,22 @@ pub(crate) fn verify_state(
             format!("state data {data_ref}"),
             format!("bytes hash to {actual}, expected {hash}"),
         ));
+    }
+    Ok(())
+}
+
+/// The compare step of a ref compare-and-swap, shared by every backend.
+pub(crate) fn check_ref_cas(
+    name: &str,
+    expected: Option<&StateNodeId>,
+    actual: Option<StateNodeId>,
+) -> Result<()> {
+    if expected.copied() != actual {
+        return Err(StateStoreError::RefConflict {
+            name: name.to_owned(),
+            expected: expected.copied(),
+            actual,
+        });
     }
     Ok(())
 }

@@ -3,6 +3,7 @@
 mod ops;
 mod schema;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -12,9 +13,12 @@ use time::OffsetDateTime;
 
 use crate::codec;
 use crate::error::{BackendError, Result, StateStoreError};
-use crate::id::{SnapshotId, StateDataRef, StateNodeId};
-use crate::model::{StateData, StateMetadata, StateNode, StateSnapshot};
-use crate::store::StateStore;
+use crate::id::{IdPrefix, SnapshotId, StateDataRef, StateNodeId};
+use crate::model::{
+    Ref, RefLogEntry, SnapshotInfo, StateData, StateMetadata, StateNode, StateSnapshot,
+};
+use crate::refs::validate_ref_name;
+use crate::store::{GraphCursor, StateStore};
 
 pub use schema::SCHEMA_VERSION;
 use schema::{FileState, sql_error};
@@ -298,13 +302,17 @@ impl SqliteStateStore {
         }
     }
 
+    fn take_reader(&self) -> Result<Connection> {
+        let pooled = self.readers().pop();
+        match pooled {
+            Some(c) => Ok(c),
+            None => self.new_reader(),
+        }
+    }
+
     /// Runs `f` on a pooled read connection.
     fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-        let pooled = self.readers().pop();
-        let conn = match pooled {
-            Some(c) => c,
-            None => self.new_reader()?,
-        };
+        let conn = self.take_reader()?;
         let out = f(&conn);
         self.return_reader(conn);
         out
@@ -384,5 +392,119 @@ impl StateStore for SqliteStateStore {
 
     fn load_snapshot(&self, snapshot_id: &SnapshotId) -> Result<StateSnapshot> {
         self.read(|conn| ops::load_snapshot(conn, snapshot_id))
+    }
+
+    fn list_snapshots(&self) -> Result<Vec<SnapshotInfo>> {
+        self.read(ops::list_snapshots)
+    }
+
+    fn snapshots_of(&self, node_id: &StateNodeId) -> Result<Vec<SnapshotInfo>> {
+        self.read(|conn| ops::snapshots_of(conn, node_id))
+    }
+
+    fn delete_snapshot(&self, snapshot_id: &SnapshotId) -> Result<()> {
+        self.write("delete a snapshot", |tx| {
+            ops::delete_snapshot(tx, snapshot_id)
+        })
+    }
+
+    fn set_ref_with_message(
+        &self,
+        name: &str,
+        expected: Option<&StateNodeId>,
+        new: &StateNodeId,
+        message: Option<&str>,
+    ) -> Result<()> {
+        validate_ref_name(name)?;
+        let now = OffsetDateTime::now_utc();
+        self.write("move a ref", |tx| {
+            ops::set_ref(tx, name, expected, new, message, now)
+        })
+    }
+
+    fn get_ref(&self, name: &str) -> Result<Option<StateNodeId>> {
+        validate_ref_name(name)?;
+        self.read(|conn| ops::get_ref(conn, name))
+    }
+
+    fn delete_ref(&self, name: &str, expected: &StateNodeId) -> Result<()> {
+        validate_ref_name(name)?;
+        let now = OffsetDateTime::now_utc();
+        self.write("delete a ref", |tx| {
+            ops::delete_ref(tx, name, expected, now)
+        })
+    }
+
+    fn list_refs(&self, prefix: &str) -> Result<Vec<Ref>> {
+        self.read(|conn| ops::list_refs(conn, prefix))
+    }
+
+    fn ref_log(&self, name: &str) -> Result<Vec<RefLogEntry>> {
+        validate_ref_name(name)?;
+        self.read(|conn| ops::ref_log(conn, name))
+    }
+
+    fn nodes_with_prefix(&self, prefix: &IdPrefix, limit: usize) -> Result<Vec<StateNodeId>> {
+        self.read(|conn| ops::nodes_with_prefix(conn, prefix, limit))
+    }
+
+    fn cursor(&self) -> Result<Box<dyn GraphCursor + '_>> {
+        Ok(Box::new(SqliteCursor {
+            store: self,
+            conn: Some(self.take_reader()?),
+            parent_seqs: HashMap::new(),
+        }))
+    }
+}
+
+/// A graph cursor holding one pooled read connection until dropped.
+///
+/// Walks ask for the parents of the nodes they just read; the cursor remembers those parents'
+/// local seqs so the next lookups are rowid lookups instead of id-index searches.
+struct SqliteCursor<'a> {
+    store: &'a SqliteStateStore,
+    conn: Option<Connection>,
+    parent_seqs: HashMap<StateNodeId, i64>,
+}
+
+impl SqliteCursor<'_> {
+    /// Bound on remembered seqs; past it the memo is cleared (lookups fall back to ids).
+    const MEMO_LIMIT: usize = 1 << 16;
+
+    fn conn(&self) -> Result<&Connection> {
+        self.conn.as_ref().ok_or_else(|| {
+            StateStoreError::Backend(BackendError::new("walking the graph", "cursor was closed"))
+        })
+    }
+}
+
+impl GraphCursor for SqliteCursor<'_> {
+    fn node(&mut self, id: &StateNodeId) -> Result<Option<StateNode>> {
+        let row = match self.parent_seqs.remove(id) {
+            Some(seq) => ops::find_node_by_seq(self.conn()?, seq)?.filter(|r| r.node.id == *id),
+            None => ops::find_node(self.conn()?, id)?,
+        };
+        let Some(row) = row else { return Ok(None) };
+        if self.parent_seqs.len() > Self::MEMO_LIMIT {
+            self.parent_seqs.clear();
+        }
+        for (parent, &seq) in row.node.parent_ids.iter().zip(&row.parent_seqs) {
+            if seq != ops::ABSENT_SEQ {
+                self.parent_seqs.insert(*parent, seq);
+            }
+        }
+        Ok(Some(row.node))
+    }
+
+    fn children(&mut self, id: &StateNodeId) -> Result<Vec<StateNodeId>> {
+        ops::children(self.conn()?, id)
+    }
+}
+
+impl Drop for SqliteCursor<'_> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            self.store.return_reader(conn);
+        }
     }
 }

@@ -9,8 +9,10 @@ use time::OffsetDateTime;
 use super::schema::sql_error;
 use crate::codec;
 use crate::error::{Result, StateStoreError};
-use crate::id::{ContentHash, SnapshotId, StateDataRef, StateNodeId};
-use crate::model::{StateData, StateMetadata, StateNode, StateSnapshot};
+use crate::id::{ContentHash, IdPrefix, SnapshotId, StateDataRef, StateNodeId};
+use crate::model::{
+    Ref, RefLogEntry, SnapshotInfo, StateData, StateMetadata, StateNode, StateSnapshot,
+};
 use crate::store;
 
 /// The sentinel in `parent_seqs` for a parent that is not stored here (a shallow boundary).
@@ -43,7 +45,7 @@ pub(crate) fn encode_seqs(seqs: &[i64]) -> Vec<u8> {
 
 /// Decodes the `parent_seqs` column.
 pub(crate) fn decode_seqs(bytes: &[u8]) -> Result<Vec<i64>> {
-    if bytes.len() % 8 != 0 {
+    if !bytes.len().is_multiple_of(8) {
         return Err(StateStoreError::corrupt(
             "node parent list",
             format!("{} bytes is not a whole number of entries", bytes.len()),
@@ -57,7 +59,7 @@ pub(crate) fn decode_seqs(bytes: &[u8]) -> Result<Vec<i64>> {
 
 /// Decodes the `parents` column (concatenated 32-byte ids).
 fn decode_ids(bytes: &[u8]) -> Result<Vec<StateNodeId>> {
-    if bytes.len() % 32 != 0 {
+    if !bytes.len().is_multiple_of(32) {
         return Err(StateStoreError::corrupt(
             "node parent list",
             format!("{} bytes is not a whole number of ids", bytes.len()),
@@ -73,9 +75,8 @@ fn decode_ids(bytes: &[u8]) -> Result<Vec<StateNodeId>> {
 pub(crate) const NODE_COLUMNS: &str = "seq, id, parents, parent_seqs, data_ref, data_hash, \
      content_type, created_s, created_ns, label, generation";
 
-/// A node as stored, with its local seq and its parents' seqs.
+/// A node as stored, with its parents' local seqs.
 pub(crate) struct NodeRow {
-    pub seq: i64,
     pub parent_seqs: Vec<i64>,
     pub node: StateNode,
 }
@@ -114,7 +115,7 @@ fn raw_node(r: &Row<'_>) -> rusqlite::Result<RawNode> {
 impl NodeRow {
     fn decode(raw: RawNode) -> Result<Self> {
         let (
-            seq,
+            _seq,
             id,
             parents,
             parent_seqs,
@@ -149,11 +150,7 @@ impl NodeRow {
             },
             generation,
         };
-        Ok(Self {
-            seq,
-            parent_seqs,
-            node,
-        })
+        Ok(Self { parent_seqs, node })
     }
 }
 
@@ -429,4 +426,248 @@ pub(crate) fn load_snapshot(conn: &Connection, snapshot_id: &SnapshotId) -> Resu
             content_type,
         },
     })
+}
+
+fn snapshot_info(r: &Row<'_>) -> rusqlite::Result<(Vec<u8>, Vec<u8>, i64, i64)> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+}
+
+fn decode_snapshot_info(raw: (Vec<u8>, Vec<u8>, i64, i64)) -> Result<SnapshotInfo> {
+    let (id, node_id, s, ns) = raw;
+    Ok(SnapshotInfo {
+        id: SnapshotId::from_bytes(blob32("snapshot id", &id)?),
+        node_id: StateNodeId::from_bytes(blob32("snapshot node id", &node_id)?),
+        created_at: codec::join_time(s, ns)?,
+    })
+}
+
+/// Every snapshot, oldest first.
+pub(crate) fn list_snapshots(conn: &Connection) -> Result<Vec<SnapshotInfo>> {
+    let ctx = sql_error("listing snapshots");
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT id, node_id, created_s, created_ns FROM snapshots
+             ORDER BY created_s, created_ns, id",
+        )
+        .map_err(&ctx)?;
+    let rows = stmt.query_map([], snapshot_info).map_err(&ctx)?;
+    rows.map(|r| decode_snapshot_info(r.map_err(&ctx)?))
+        .collect()
+}
+
+/// The snapshots of one node.
+pub(crate) fn snapshots_of(conn: &Connection, node_id: &StateNodeId) -> Result<Vec<SnapshotInfo>> {
+    let ctx = sql_error("listing snapshots");
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT id, node_id, created_s, created_ns FROM snapshots WHERE node_id = ?1
+             ORDER BY created_s, created_ns, id",
+        )
+        .map_err(&ctx)?;
+    let rows = stmt
+        .query_map([node_id.as_bytes()], snapshot_info)
+        .map_err(&ctx)?;
+    rows.map(|r| decode_snapshot_info(r.map_err(&ctx)?))
+        .collect()
+}
+
+/// Deletes a snapshot row.
+pub(crate) fn delete_snapshot(tx: &Connection, id: &SnapshotId) -> Result<()> {
+    let deleted = tx
+        .prepare_cached("DELETE FROM snapshots WHERE id = ?1")
+        .and_then(|mut s| s.execute([id.as_bytes()]))
+        .map_err(sql_error("deleting a snapshot"))?;
+    if deleted == 0 {
+        return Err(StateStoreError::MissingSnapshot { id: *id });
+    }
+    Ok(())
+}
+
+/// Where a ref points, if it exists.
+pub(crate) fn get_ref(conn: &Connection, name: &str) -> Result<Option<StateNodeId>> {
+    let raw: Option<Vec<u8>> = conn
+        .prepare_cached("SELECT node_id FROM refs WHERE name = ?1")
+        .and_then(|mut s| s.query_row([name], |r| r.get(0)).optional())
+        .map_err(sql_error("reading a ref"))?;
+    raw.map(|b| Ok(StateNodeId::from_bytes(blob32("ref target", &b)?)))
+        .transpose()
+}
+
+fn log_ref_move(
+    tx: &Connection,
+    name: &str,
+    old: Option<&StateNodeId>,
+    new: Option<&StateNodeId>,
+    message: Option<&str>,
+    now: OffsetDateTime,
+) -> Result<()> {
+    let (s, ns) = codec::split_time(now);
+    tx.prepare_cached(
+        "INSERT INTO ref_log (name, old_node, new_node, created_s, created_ns, message)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )
+    .and_then(|mut st| {
+        st.execute(params![
+            name,
+            old.map(|id| id.as_bytes().to_vec()),
+            new.map(|id| id.as_bytes().to_vec()),
+            s,
+            ns,
+            message
+        ])
+    })
+    .map_err(sql_error("logging a ref move"))?;
+    Ok(())
+}
+
+/// Compare-and-swap of a ref, logged.
+pub(crate) fn set_ref(
+    tx: &Connection,
+    name: &str,
+    expected: Option<&StateNodeId>,
+    new: &StateNodeId,
+    message: Option<&str>,
+    now: OffsetDateTime,
+) -> Result<()> {
+    let ctx = sql_error("moving a ref");
+    let exists = tx
+        .prepare_cached("SELECT 1 FROM state_nodes WHERE id = ?1")
+        .and_then(|mut s| s.exists([new.as_bytes()]))
+        .map_err(&ctx)?;
+    if !exists {
+        return Err(StateStoreError::MissingNode { id: *new });
+    }
+    let actual = get_ref(tx, name)?;
+    store::check_ref_cas(name, expected, actual)?;
+    tx.prepare_cached(
+        "INSERT INTO refs (name, node_id) VALUES (?1, ?2)
+         ON CONFLICT (name) DO UPDATE SET node_id = excluded.node_id",
+    )
+    .and_then(|mut s| s.execute(params![name, new.as_bytes()]))
+    .map_err(&ctx)?;
+    log_ref_move(tx, name, actual.as_ref(), Some(new), message, now)
+}
+
+/// Compare-and-delete of a ref, logged.
+pub(crate) fn delete_ref(
+    tx: &Connection,
+    name: &str,
+    expected: &StateNodeId,
+    now: OffsetDateTime,
+) -> Result<()> {
+    let actual = get_ref(tx, name)?;
+    store::check_ref_cas(name, Some(expected), actual)?;
+    tx.prepare_cached("DELETE FROM refs WHERE name = ?1")
+        .and_then(|mut s| s.execute([name]))
+        .map_err(sql_error("deleting a ref"))?;
+    log_ref_move(tx, name, actual.as_ref(), None, None, now)
+}
+
+/// Refs whose names start with `prefix`, sorted by name.
+pub(crate) fn list_refs(conn: &Connection, prefix: &str) -> Result<Vec<Ref>> {
+    let ctx = sql_error("listing refs");
+    let mut stmt = conn
+        .prepare_cached("SELECT name, node_id FROM refs WHERE name >= ?1 ORDER BY name")
+        .map_err(&ctx)?;
+    let mut rows = stmt.query([prefix]).map_err(&ctx)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(&ctx)? {
+        let name: String = row.get(0).map_err(&ctx)?;
+        if !name.starts_with(prefix) {
+            break;
+        }
+        let target: Vec<u8> = row.get(1).map_err(&ctx)?;
+        out.push(Ref {
+            name,
+            target: StateNodeId::from_bytes(blob32("ref target", &target)?),
+        });
+    }
+    Ok(out)
+}
+
+/// A ref's moves, oldest first.
+pub(crate) fn ref_log(conn: &Connection, name: &str) -> Result<Vec<RefLogEntry>> {
+    let ctx = sql_error("reading a ref log");
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT old_node, new_node, created_s, created_ns, message FROM ref_log
+             WHERE name = ?1 ORDER BY seq",
+        )
+        .map_err(&ctx)?;
+    let rows = stmt
+        .query_map([name], |r| {
+            Ok((
+                r.get::<_, Option<Vec<u8>>>(0)?,
+                r.get::<_, Option<Vec<u8>>>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, Option<String>>(4)?,
+            ))
+        })
+        .map_err(&ctx)?;
+    let id = |b: Option<Vec<u8>>| -> Result<Option<StateNodeId>> {
+        b.map(|b| Ok(StateNodeId::from_bytes(blob32("ref log entry", &b)?)))
+            .transpose()
+    };
+    rows.map(|r| {
+        let (old, new, s, ns, message) = r.map_err(&ctx)?;
+        Ok(RefLogEntry {
+            old: id(old)?,
+            new: id(new)?,
+            at: codec::join_time(s, ns)?,
+            message,
+        })
+    })
+    .collect()
+}
+
+/// Up to `limit` node ids starting with `prefix`, in id order.
+pub(crate) fn nodes_with_prefix(
+    conn: &Connection,
+    prefix: &IdPrefix,
+    limit: usize,
+) -> Result<Vec<StateNodeId>> {
+    let ctx = sql_error("looking up an id prefix");
+    let (low, high) = prefix.range();
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT id FROM state_nodes WHERE id >= ?1 AND (?2 IS NULL OR id < ?2)
+             ORDER BY id LIMIT ?3",
+        )
+        .map_err(&ctx)?;
+    let rows = stmt
+        .query_map(
+            params![low.as_slice(), high.as_ref().map(|h| h.as_slice()), limit],
+            |r| r.get::<_, Vec<u8>>(0),
+        )
+        .map_err(&ctx)?;
+    rows.map(|r| {
+        Ok(StateNodeId::from_bytes(blob32(
+            "node id",
+            &r.map_err(&ctx)?,
+        )?))
+    })
+    .collect()
+}
+
+/// The ids of a node's children.
+pub(crate) fn children(conn: &Connection, id: &StateNodeId) -> Result<Vec<StateNodeId>> {
+    let ctx = sql_error("reading children");
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT n.id FROM node_children c JOIN state_nodes n ON n.seq = c.child
+             WHERE c.parent = (SELECT seq FROM state_nodes WHERE id = ?1)",
+        )
+        .map_err(&ctx)?;
+    let rows = stmt
+        .query_map([id.as_bytes()], |r| r.get::<_, Vec<u8>>(0))
+        .map_err(&ctx)?;
+    rows.map(|r| {
+        Ok(StateNodeId::from_bytes(blob32(
+            "node id",
+            &r.map_err(&ctx)?,
+        )?))
+    })
+    .collect()
 }

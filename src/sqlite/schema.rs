@@ -18,7 +18,10 @@ use crate::error::{BackendError, Result, StateStoreError};
 pub(crate) const APPLICATION_ID: i32 = 0x5347_7068;
 
 /// The schema migrations, in order. Migration `i` (0-based) brings the schema to version `i+1`.
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/sqlite/0001_initial.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/sqlite/0001_initial.sql"),
+    include_str!("../../migrations/sqlite/0002_refs.sql"),
+];
 
 /// The newest schema version this build writes and reads.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -1,0 +1,113 @@
+//! Ancestry queries: `is_ancestor` and merge bases, stopping early by generation.
+
+use super::frontier::{Direction, Frontier};
+use crate::error::{Result, StateStoreError};
+use crate::id::StateNodeId;
+use crate::model::StateNode;
+use crate::store::{GraphCursor, StateStore};
+
+fn load(cursor: &mut dyn GraphCursor, id: &StateNodeId) -> Result<StateNode> {
+    cursor
+        .node(id)?
+        .ok_or(StateStoreError::MissingNode { id: *id })
+}
+
+/// Whether `ancestor` is reachable from `descendant` (a node counts as its own ancestor).
+pub(crate) fn is_ancestor(
+    store: &(impl StateStore + ?Sized),
+    ancestor: &StateNodeId,
+    descendant: &StateNodeId,
+) -> Result<bool> {
+    let mut cursor = store.cursor()?;
+    let target = load(cursor.as_mut(), ancestor)?;
+    let start = load(cursor.as_mut(), descendant)?;
+    if ancestor == descendant {
+        return Ok(true);
+    }
+    // Everything above `target` in the graph has a larger generation; nothing else can lead
+    // to it, so the walk only follows nodes above that line.
+    let floor = target.generation;
+    if start.generation <= floor {
+        return Ok(false);
+    }
+    let mut frontier = Frontier::new(Direction::Up);
+    frontier.push(start, 0);
+    while let Some((node, _)) = frontier.pop() {
+        for parent in &node.parent_ids {
+            if parent == ancestor {
+                return Ok(true);
+            }
+            if frontier.flags(parent).is_some() {
+                continue;
+            }
+            // A parent that is not stored is a shallow boundary: nothing above it to follow.
+            if let Some(p) = cursor.node(parent)?
+                && p.generation > floor
+            {
+                frontier.push(p, 0);
+            }
+        }
+    }
+    Ok(false)
+}
+
+const STALE: u64 = 1 << 63;
+
+/// The best common ancestors of `ids`: common ancestors that are not ancestors of another
+/// common ancestor. Largest generation first. Empty when the histories are disjoint.
+pub(crate) fn merge_bases(
+    store: &(impl StateStore + ?Sized),
+    ids: &[StateNodeId],
+) -> Result<Vec<StateNodeId>> {
+    if ids.is_empty() {
+        return Err(StateStoreError::invalid(
+            "merge base",
+            "needs at least one node",
+        ));
+    }
+    if ids.len() > 63 {
+        return Err(StateStoreError::invalid(
+            "merge base",
+            "at most 63 nodes at once",
+        ));
+    }
+    let all: u64 = (1u64 << ids.len()) - 1;
+    let mut cursor = store.cursor()?;
+    let mut frontier = Frontier::new(Direction::Up);
+    // Entries not yet marked stale; once none are left no further result is possible.
+    let mut live = 0usize;
+    let account = |was: Option<u64>, flags: u64, live: &mut usize| match was {
+        None if flags & STALE == 0 => *live += 1,
+        Some(old) if old & STALE == 0 && flags & STALE != 0 => *live -= 1,
+        _ => {}
+    };
+    for (i, id) in ids.iter().enumerate() {
+        let node = load(cursor.as_mut(), id)?;
+        let was = frontier.push(node, 1 << i);
+        account(was, 1 << i, &mut live);
+    }
+    let mut bases = Vec::new();
+    while live > 0 {
+        let Some((node, mut flags)) = frontier.pop() else {
+            break;
+        };
+        if flags & STALE == 0 {
+            live -= 1;
+            if flags & all == all {
+                // Reached from every input and from no common ancestor above it: a best
+                // common ancestor. Everything below it is now only a worse one.
+                bases.push(node.id);
+                flags |= STALE;
+            }
+        }
+        for parent in &node.parent_ids {
+            if let Some(was) = frontier.merge(parent, flags) {
+                account(Some(was), flags, &mut live);
+            } else if let Some(p) = cursor.node(parent)? {
+                let was = frontier.push(p, flags);
+                account(was, flags, &mut live);
+            }
+        }
+    }
+    Ok(bases)
+}

@@ -1,0 +1,279 @@
+//! History algorithms written once over any [`StateStore`]: log, ancestry, merge bases,
+//! revision parsing, restore, and graph export.
+
+mod ancestry;
+mod frontier;
+mod log;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
+pub use log::{Descendants, Log, LogOptions, LogOrder};
+
+use crate::error::{Result, StateStoreError};
+use crate::id::{IdPrefix, SnapshotId, StateNodeId};
+use crate::model::{StateNode, StateSnapshot};
+use crate::refs::validate_ref_name;
+use crate::store::StateStore;
+
+/// How many candidates an ambiguous prefix error lists.
+const AMBIGUITY_LIST: usize = 8;
+
+/// A petgraph view of part of the history: nodes weighted by the [`StateNode`], edges from
+/// child to parent weighted by the parent's position (0 = first parent).
+pub type HistoryGraph = petgraph::graph::DiGraph<StateNode, usize>;
+
+/// Git-like history queries, available on every [`StateStore`] (including
+/// `dyn StateStore`).
+///
+/// Every walk orders nodes by generation (DESIGN invariant 4), so it can stop as soon as the
+/// answer is known and never needs memory proportional to the whole history.
+pub trait History: StateStore {
+    /// Walks the history as `git rev-list` does; see [`LogOptions`].
+    ///
+    /// # Errors
+    /// [`StateStoreError::MissingNode`] / [`StateStoreError::MissingRef`] for an unknown
+    /// starting point; errors while walking come out of the iterator.
+    fn log(&self, options: &LogOptions) -> Result<Log<'_>> {
+        Log::new(self, options)
+    }
+
+    /// Every ancestor of `id` (not `id` itself), children before parents.
+    ///
+    /// # Errors
+    /// [`StateStoreError::MissingNode`] for an unknown id.
+    fn ancestors(&self, id: &StateNodeId) -> Result<Log<'_>> {
+        Ok(Log::new(self, &LogOptions::new().from(*id))?.hide([*id]))
+    }
+
+    /// Every descendant of `id` (not `id` itself), parents before children.
+    ///
+    /// # Errors
+    /// [`StateStoreError::MissingNode`] for an unknown id.
+    fn descendants(&self, id: &StateNodeId) -> Result<Descendants<'_>> {
+        Descendants::new(self, id)
+    }
+
+    /// Whether `ancestor` is reachable from `descendant` by following parents. A node is its
+    /// own ancestor; disjoint histories give `Ok(false)`.
+    ///
+    /// # Errors
+    /// [`StateStoreError::MissingNode`] if either id is unknown.
+    fn is_ancestor(&self, ancestor: &StateNodeId, descendant: &StateNodeId) -> Result<bool> {
+        ancestry::is_ancestor(self, ancestor, descendant)
+    }
+
+    /// The best common ancestor of `a` and `b` (when there are several, as after criss-cross
+    /// merges, the one with the largest generation); `None` for disjoint histories.
+    ///
+    /// # Errors
+    /// [`StateStoreError::MissingNode`] if either id is unknown.
+    fn merge_base(&self, a: &StateNodeId, b: &StateNodeId) -> Result<Option<StateNodeId>> {
+        Ok(ancestry::merge_bases(self, &[*a, *b])?.into_iter().next())
+    }
+
+    /// All best common ancestors of `ids` (1 to 63 nodes): common ancestors that are not
+    /// ancestors of another common ancestor, largest generation first.
+    ///
+    /// # Errors
+    /// [`StateStoreError::MissingNode`] for an unknown id; [`StateStoreError::InvalidInput`]
+    /// for no ids or more than 63.
+    fn merge_bases(&self, ids: &[StateNodeId]) -> Result<Vec<StateNodeId>> {
+        ancestry::merge_bases(self, ids)
+    }
+
+    /// Turns what a person types into a node id: a ref name, a full id (`blake3:…` or bare
+    /// hex), or a unique prefix of at least 4 hex digits, optionally followed by git's
+    /// `~N` (N-th first-parent ancestor) and `^N` (N-th parent) suffixes, e.g. `main~2^2`.
+    ///
+    /// # Errors
+    /// [`StateStoreError::UnknownRevision`] when nothing matches,
+    /// [`StateStoreError::AmbiguousId`] listing candidates for an ambiguous prefix,
+    /// [`StateStoreError::InvalidInput`] for a suffix that walks past a root.
+    fn resolve(&self, text: &str) -> Result<StateNodeId> {
+        resolve(self, text)
+    }
+
+    /// Moves the ref `name` (by compare-and-swap from `expected`) to the snapshot's node and
+    /// returns the snapshot: the one call a restarting program needs.
+    ///
+    /// # Errors
+    /// [`StateStoreError::MissingSnapshot`], [`StateStoreError::RefConflict`],
+    /// [`StateStoreError::InvalidRefName`].
+    fn restore(
+        &self,
+        snapshot_id: &SnapshotId,
+        name: &str,
+        expected: Option<&StateNodeId>,
+    ) -> Result<StateSnapshot> {
+        validate_ref_name(name)?;
+        let snapshot = self.load_snapshot(snapshot_id)?;
+        let message = format!("restore snapshot {}", snapshot_id.to_short_hex(12));
+        self.set_ref_with_message(name, expected, &snapshot.node_id, Some(&message))?;
+        Ok(snapshot)
+    }
+
+    /// The nodes a walk visits, as a petgraph graph with child → parent edges among them.
+    ///
+    /// # Errors
+    /// As [`log`](Self::log).
+    fn to_graph(&self, options: &LogOptions) -> Result<HistoryGraph> {
+        let mut graph = HistoryGraph::new();
+        let mut index = HashMap::new();
+        for node in self.log(options)? {
+            let node = node?;
+            let id = node.id;
+            index.insert(id, graph.add_node(node));
+        }
+        let edges: Vec<_> = graph
+            .node_indices()
+            .flat_map(|child| {
+                let parents = &graph[child].parent_ids;
+                parents
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(pos, p)| index.get(p).map(|&parent| (child, parent, pos)))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        for (child, parent, pos) in edges {
+            graph.add_edge(child, parent, pos);
+        }
+        Ok(graph)
+    }
+
+    /// The nodes a walk visits as a Graphviz DOT document: one box per node labelled with
+    /// its short id and label, arrows from child to parent (dashed for later parents).
+    ///
+    /// # Errors
+    /// As [`log`](Self::log).
+    fn to_dot(&self, options: &LogOptions) -> Result<String> {
+        Ok(dot(&self.to_graph(options)?))
+    }
+}
+
+impl<S: StateStore + ?Sized> History for S {}
+
+/// Renders a history graph as DOT.
+pub fn dot(graph: &HistoryGraph) -> String {
+    let mut out = String::from(
+        "digraph stategraph {\n  rankdir=BT;\n  node [shape=box, fontname=\"monospace\"];\n",
+    );
+    for node in graph.node_weights() {
+        let mut label = node.id.to_short_hex(12);
+        if let Some(l) = &node.metadata.label {
+            label.push_str("\\n");
+            label.push_str(&escape_dot(l));
+        }
+        // Writing to a String cannot fail.
+        let _ = writeln!(out, "  \"{}\" [label=\"{label}\"];", node.id.to_hex());
+    }
+    for edge in graph.edge_indices() {
+        if let Some((child, parent)) = graph.edge_endpoints(edge) {
+            let style = if graph[edge] == 0 {
+                ""
+            } else {
+                " [style=dashed]"
+            };
+            let _ = writeln!(
+                out,
+                "  \"{}\" -> \"{}\"{style};",
+                graph[child].id.to_hex(),
+                graph[parent].id.to_hex()
+            );
+        }
+    }
+    out.push_str("}\n");
+    out
+}
+
+fn escape_dot(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn resolve(store: &(impl StateStore + ?Sized), text: &str) -> Result<StateNodeId> {
+    let split = text.find(['~', '^']).unwrap_or(text.len());
+    let (base, mut suffix) = text.split_at(split);
+    let mut id = resolve_base(store, base, text)?;
+    while let Some(op) = suffix.chars().next() {
+        let digits_end = suffix[1..]
+            .find(|c: char| !c.is_ascii_digit())
+            .map_or(suffix.len(), |i| i + 1);
+        let digits = &suffix[1..digits_end];
+        let n: usize = if digits.is_empty() {
+            1
+        } else {
+            digits.parse().map_err(|_| {
+                StateStoreError::invalid("revision", format!("{text:?}: {digits} is too large"))
+            })?
+        };
+        suffix = &suffix[digits_end..];
+        let step = |id: &StateNodeId, pos: usize| -> Result<StateNodeId> {
+            let node = store.get_node(id)?;
+            node.parent_ids.get(pos).copied().ok_or_else(|| {
+                StateStoreError::invalid(
+                    "revision",
+                    format!(
+                        "{text:?}: node {} has {} parent(s), not a parent number {}",
+                        id.to_short_hex(12),
+                        node.parent_ids.len(),
+                        pos + 1
+                    ),
+                )
+            })
+        };
+        if op == '~' {
+            for _ in 0..n {
+                id = step(&id, 0)?;
+            }
+        } else if n > 0 {
+            id = step(&id, n - 1)?;
+        }
+    }
+    Ok(id)
+}
+
+fn resolve_base(store: &(impl StateStore + ?Sized), base: &str, text: &str) -> Result<StateNodeId> {
+    let unknown = || StateStoreError::UnknownRevision {
+        text: text.to_owned(),
+    };
+    if base.is_empty() {
+        return Err(unknown());
+    }
+    if let Ok(id) = base.parse::<StateNodeId>() {
+        store.get_node(&id)?;
+        return Ok(id);
+    }
+    if validate_ref_name(base).is_ok()
+        && let Some(id) = store.get_ref(base)?
+    {
+        return Ok(id);
+    }
+    let Ok(prefix) = IdPrefix::parse(base) else {
+        return Err(unknown());
+    };
+    let mut found = store.nodes_with_prefix(&prefix, AMBIGUITY_LIST + 1)?;
+    match found.len() {
+        0 => Err(unknown()),
+        1 => Ok(found[0]),
+        _ => {
+            found.truncate(AMBIGUITY_LIST);
+            Err(StateStoreError::AmbiguousId {
+                prefix: prefix.to_string(),
+                candidates: found,
+            })
+        }
+    }
+}

@@ -1,0 +1,274 @@
+//! Unit tests of the history algorithms on small hand-built graphs (in memory).
+
+use time::OffsetDateTime;
+
+use super::*;
+use crate::{InMemoryStateStore, StateData, StateMetadata};
+
+/// Builds nodes from `(label, parent labels)` in order; returns ids by label.
+fn build(store: &InMemoryStateStore, spec: &[(&str, &[&str])]) -> HashMap<String, StateNodeId> {
+    let mut ids = HashMap::new();
+    for (i, (label, parents)) in spec.iter().enumerate() {
+        let data = store
+            .put_state(StateData::new(label.as_bytes().to_vec()))
+            .unwrap();
+        let parents = parents.iter().map(|p| ids[*p]).collect();
+        let at = OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(i as i64);
+        let meta = StateMetadata::new(at, Some((*label).to_owned()));
+        ids.insert(
+            (*label).to_owned(),
+            store.commit_node(parents, data, meta).unwrap(),
+        );
+    }
+    ids
+}
+
+fn labels(iter: impl Iterator<Item = Result<StateNode>>) -> Vec<String> {
+    iter.map(|n| n.unwrap().metadata.label.unwrap()).collect()
+}
+
+//   a - b - c - f ----- g
+//        \         /
+//         d - e --
+const MERGE: &[(&str, &[&str])] = &[
+    ("a", &[]),
+    ("b", &["a"]),
+    ("c", &["b"]),
+    ("d", &["b"]),
+    ("e", &["d"]),
+    ("f", &["c"]),
+    ("g", &["f", "e"]),
+];
+
+#[test]
+fn log_is_topological_and_complete() {
+    let store = InMemoryStateStore::new();
+    let ids = build(&store, MERGE);
+    let all = labels(store.log(&LogOptions::new().from(ids["g"])).unwrap());
+    assert_eq!(all.len(), 7);
+    let pos = |l: &str| all.iter().position(|x| x == l).unwrap();
+    for (child, parents) in MERGE {
+        for p in *parents {
+            assert!(pos(child) < pos(p), "{child} before {p} in {all:?}");
+        }
+    }
+    assert_eq!(all[0], "g");
+    assert_eq!(all[6], "a");
+}
+
+#[test]
+fn log_limit_first_parent_and_range() {
+    let store = InMemoryStateStore::new();
+    let ids = build(&store, MERGE);
+    let two = labels(
+        store
+            .log(&LogOptions::new().from(ids["g"]).limit(2))
+            .unwrap(),
+    );
+    assert_eq!(two.len(), 2);
+    let mainline = labels(
+        store
+            .log(&LogOptions::new().from(ids["g"]).first_parent(true))
+            .unwrap(),
+    );
+    assert_eq!(mainline, ["g", "f", "c", "b", "a"]);
+    let range = labels(store.log(&LogOptions::range(ids["c"], ids["g"])).unwrap());
+    let mut sorted = range.clone();
+    sorted.sort();
+    assert_eq!(sorted, ["d", "e", "f", "g"]);
+    let none = labels(store.log(&LogOptions::range(ids["g"], ids["c"])).unwrap());
+    assert!(none.is_empty());
+}
+
+#[test]
+fn log_from_ref_and_missing_tips() {
+    let store = InMemoryStateStore::new();
+    let ids = build(&store, MERGE);
+    store.set_ref("main", None, &ids["e"]).unwrap();
+    let from_ref = labels(store.log(&LogOptions::new().from_ref("main")).unwrap());
+    assert_eq!(from_ref, ["e", "d", "b", "a"]);
+    assert!(matches!(
+        store.log(&LogOptions::new().from_ref("nope")),
+        Err(StateStoreError::MissingRef { .. })
+    ));
+    let ghost = StateNodeId::from_bytes([9; 32]);
+    assert!(matches!(
+        store.log(&LogOptions::new().from(ghost)),
+        Err(StateStoreError::MissingNode { id }) if id == ghost
+    ));
+}
+
+#[test]
+fn ancestors_and_descendants() {
+    let store = InMemoryStateStore::new();
+    let ids = build(&store, MERGE);
+    let mut up = labels(store.ancestors(&ids["e"]).unwrap());
+    up.sort();
+    assert_eq!(up, ["a", "b", "d"]);
+    let down = labels(store.descendants(&ids["b"]).unwrap());
+    assert_eq!(down.len(), 5);
+    let pos = |l: &str| down.iter().position(|x| x == l).unwrap();
+    assert!(pos("d") < pos("e") && pos("e") < pos("g") && pos("f") < pos("g"));
+    assert!(labels(store.descendants(&ids["g"]).unwrap()).is_empty());
+}
+
+#[test]
+fn is_ancestor_cases() {
+    let store = InMemoryStateStore::new();
+    let ids = build(&store, MERGE);
+    assert!(store.is_ancestor(&ids["a"], &ids["g"]).unwrap());
+    assert!(store.is_ancestor(&ids["e"], &ids["g"]).unwrap());
+    assert!(store.is_ancestor(&ids["g"], &ids["g"]).unwrap());
+    assert!(!store.is_ancestor(&ids["g"], &ids["a"]).unwrap());
+    assert!(!store.is_ancestor(&ids["c"], &ids["e"]).unwrap());
+    let other = build(&store, &[("x", &[])]);
+    assert!(!store.is_ancestor(&other["x"], &ids["g"]).unwrap());
+}
+
+#[test]
+fn merge_bases_including_criss_cross() {
+    let store = InMemoryStateStore::new();
+    let ids = build(&store, MERGE);
+    assert_eq!(
+        store.merge_base(&ids["c"], &ids["e"]).unwrap(),
+        Some(ids["b"])
+    );
+    assert_eq!(
+        store.merge_base(&ids["g"], &ids["e"]).unwrap(),
+        Some(ids["e"])
+    );
+    //   r - x1 - m1      m1 = merge(x1, y1), m2 = merge(y1, x1)
+    //     \    X
+    //      y1 - m2
+    let cc = build(
+        &store,
+        &[
+            ("r", &[]),
+            ("x1", &["r"]),
+            ("y1", &["r"]),
+            ("m1", &["x1", "y1"]),
+            ("m2", &["y1", "x1"]),
+        ],
+    );
+    let mut bases = store.merge_bases(&[cc["m1"], cc["m2"]]).unwrap();
+    bases.sort();
+    let mut want = vec![cc["x1"], cc["y1"]];
+    want.sort();
+    assert_eq!(bases, want);
+    let lone = build(&store, &[("lone", &[])]);
+    assert_eq!(store.merge_base(&lone["lone"], &ids["g"]).unwrap(), None);
+    assert_eq!(store.merge_bases(&[ids["c"]]).unwrap(), vec![ids["c"]]);
+    assert!(store.merge_bases(&[]).is_err());
+}
+
+#[test]
+fn resolve_names_ids_prefixes_and_suffixes() {
+    let store = InMemoryStateStore::new();
+    let ids = build(&store, MERGE);
+    store.set_ref("main", None, &ids["g"]).unwrap();
+    assert_eq!(store.resolve("main").unwrap(), ids["g"]);
+    assert_eq!(store.resolve(&ids["e"].to_string()).unwrap(), ids["e"]);
+    assert_eq!(store.resolve(&ids["e"].to_hex()).unwrap(), ids["e"]);
+    assert_eq!(store.resolve(&ids["e"].to_short_hex(10)).unwrap(), ids["e"]);
+    assert_eq!(store.resolve("main~1").unwrap(), ids["f"]);
+    assert_eq!(store.resolve("main~3").unwrap(), ids["b"]);
+    assert_eq!(store.resolve("main^2").unwrap(), ids["e"]);
+    assert_eq!(store.resolve("main^2~1").unwrap(), ids["d"]);
+    assert_eq!(store.resolve("main^").unwrap(), ids["f"]);
+    assert_eq!(store.resolve("main^0").unwrap(), ids["g"]);
+    assert!(matches!(
+        store.resolve("main~9"),
+        Err(StateStoreError::InvalidInput { .. })
+    ));
+    assert!(matches!(
+        store.resolve("main^3"),
+        Err(StateStoreError::InvalidInput { .. })
+    ));
+    assert!(matches!(
+        store.resolve("nope"),
+        Err(StateStoreError::UnknownRevision { .. })
+    ));
+    assert!(matches!(
+        store.resolve(""),
+        Err(StateStoreError::UnknownRevision { .. })
+    ));
+    assert!(matches!(
+        store.resolve("~1"),
+        Err(StateStoreError::UnknownRevision { .. })
+    ));
+}
+
+#[test]
+fn ambiguous_prefix_lists_candidates() {
+    let store = InMemoryStateStore::new();
+    // Commit deterministic roots until two ids share their first 4 hex digits (a birthday
+    // collision in 65536 buckets: expected after ~320 nodes, certain long before 5000).
+    let mut seen: HashMap<String, StateNodeId> = HashMap::new();
+    let mut pair = None;
+    for i in 0..5000u32 {
+        let data = store
+            .put_state(StateData::new(i.to_be_bytes().to_vec()))
+            .unwrap();
+        let meta = StateMetadata::new(OffsetDateTime::UNIX_EPOCH, None);
+        let id = store.commit_node(vec![], data, meta).unwrap();
+        if let Some(other) = seen.insert(id.to_short_hex(4), id) {
+            pair = Some((other, id));
+            break;
+        }
+    }
+    let (a, b) = pair.expect("a 4-digit prefix collision among 5000 ids");
+    let err = store.resolve(&a.to_short_hex(4)).unwrap_err();
+    let StateStoreError::AmbiguousId { candidates, prefix } = &err else {
+        panic!("{err}")
+    };
+    assert_eq!(prefix, &a.to_short_hex(4));
+    assert!(candidates.contains(&a) && candidates.contains(&b), "{err}");
+    assert!(err.to_string().contains(&b.to_short_hex(12)), "{err}");
+    // One more digit (where they differ) is unique again, unless they share 5 digits.
+    let longer = a.to_short_hex(12);
+    assert_eq!(store.resolve(&longer).unwrap(), a);
+}
+
+#[test]
+fn graph_and_dot_export() {
+    let store = InMemoryStateStore::new();
+    let ids = build(&store, MERGE);
+    let graph = store.to_graph(&LogOptions::new().from(ids["g"])).unwrap();
+    assert_eq!(graph.node_count(), 7);
+    assert_eq!(graph.edge_count(), 7);
+    let dot = store
+        .to_dot(&LogOptions::range(ids["b"], ids["g"]))
+        .unwrap();
+    assert!(dot.starts_with("digraph stategraph {"));
+    assert!(dot.contains(&format!("label=\"{}\\ng\"", ids["g"].to_short_hex(12))));
+    assert!(
+        dot.contains("style=dashed"),
+        "second parent edge of the merge: {dot}"
+    );
+    assert!(!dot.contains(&ids["a"].to_hex()));
+}
+
+#[test]
+fn restore_moves_ref_by_cas() {
+    let store = InMemoryStateStore::new();
+    let ids = build(&store, MERGE);
+    store.set_ref("main", None, &ids["g"]).unwrap();
+    let snap = store.snapshot(&ids["c"]).unwrap();
+    assert!(matches!(
+        store.restore(&snap, "main", Some(&ids["a"])),
+        Err(StateStoreError::RefConflict { .. })
+    ));
+    let restored = store.restore(&snap, "main", Some(&ids["g"])).unwrap();
+    assert_eq!(restored.node_id, ids["c"]);
+    assert_eq!(restored.state.bytes, b"c");
+    assert_eq!(store.get_ref("main").unwrap(), Some(ids["c"]));
+    let log = store.ref_log("main").unwrap();
+    assert_eq!(log.len(), 2);
+    assert!(
+        log[1]
+            .message
+            .as_deref()
+            .unwrap()
+            .starts_with("restore snapshot")
+    );
+}
