@@ -34,6 +34,7 @@ mod graph;
 mod id;
 mod memory;
 mod model;
+mod package;
 mod refs;
 mod sqlite;
 mod store;
@@ -47,6 +48,7 @@ pub use memory::InMemoryStateStore;
 pub use model::{
     Ref, RefLogEntry, SnapshotInfo, StateData, StateMetadata, StateNode, StateSnapshot,
 };
+pub use package::SnapshotPackage;
 pub use refs::{MAX_REF_NAME_LEN, validate_ref_name};
 pub use sqlite::{Durability, SCHEMA_VERSION, SqliteStateStore, SqliteStateStoreBuilder};
 pub use store::{GraphCursor, StateStore};

@@ -11,6 +11,7 @@ use crate::id::{ContentHash, IdPrefix, SnapshotId, StateDataRef, StateNodeId};
 use crate::model::{
     Ref, RefLogEntry, SnapshotInfo, StateData, StateMetadata, StateNode, StateSnapshot,
 };
+use crate::package::SnapshotPackage;
 use crate::refs::validate_ref_name;
 use crate::store::{self, GraphCursor, StateStore};
 
@@ -273,12 +274,83 @@ impl StateStore for InMemoryStateStore {
             .collect())
     }
 
+    fn import_snapshot(&self, package: &SnapshotPackage) -> Result<SnapshotId> {
+        let data_hash = package.verify()?;
+        let mut inner = self.write();
+        if !inner.nodes.contains_key(&package.node_id) {
+            let generations: Vec<Option<u64>> = package
+                .parent_ids
+                .iter()
+                .map(|p| inner.nodes.get(p).map(|n| n.generation))
+                .collect();
+            let data_ref = StateDataRef::new_v7();
+            inner.insert_node(StateNode {
+                id: package.node_id,
+                parent_ids: package.parent_ids.clone(),
+                data_ref,
+                data_hash,
+                content_type: package.content_type.clone(),
+                metadata: package.metadata.clone(),
+                generation: store::import_generation(package.generation, &generations),
+            })?;
+            let content_type = package.content_type.clone();
+            inner.put(data_ref, data_hash, package.bytes.clone(), content_type);
+        }
+        drop(inner);
+        self.snapshot(&package.node_id)
+    }
+
     fn cursor(&self) -> Result<Box<dyn GraphCursor + '_>> {
         Ok(Box::new(MemoryCursor { store: self }))
     }
 }
 
 impl Inner {
+    fn put(
+        &mut self,
+        data_ref: StateDataRef,
+        hash: ContentHash,
+        bytes: Vec<u8>,
+        content_type: Option<String>,
+    ) {
+        self.blobs.entry(hash).or_insert_with(|| Arc::from(bytes));
+        self.states
+            .insert(data_ref, StoredState { hash, content_type });
+    }
+
+    /// Children imported before `node` (with it as a missing parent) must stay above it.
+    fn check_waiting_children(&self, node: &StateNode) -> Result<()> {
+        let waiting = self.children.get(&node.id).into_iter().flatten();
+        if waiting
+            .filter_map(|c| self.nodes.get(c))
+            .any(|c| c.generation <= node.generation)
+        {
+            return Err(StateStoreError::invalid(
+                "node",
+                format!(
+                    "{} would have generation {}, not below its already stored children",
+                    node.id, node.generation
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Inserts a node unless its id is stored already (the first write stays). Edges are
+    /// indexed from every parent, stored or not, so a parent imported later finds its
+    /// children.
+    fn insert_node(&mut self, node: StateNode) -> Result<()> {
+        if self.nodes.contains_key(&node.id) {
+            return Ok(());
+        }
+        self.check_waiting_children(&node)?;
+        for parent in &node.parent_ids {
+            self.children.entry(*parent).or_default().push(node.id);
+        }
+        self.nodes.insert(node.id, node);
+        Ok(())
+    }
+
     fn log_ref_move(
         &mut self,
         name: &str,

@@ -6,6 +6,7 @@ use crate::id::{ContentHash, IdPrefix, SnapshotId, StateDataRef, StateNodeId};
 use crate::model::{
     Ref, RefLogEntry, SnapshotInfo, StateData, StateMetadata, StateNode, StateSnapshot,
 };
+use crate::package::SnapshotPackage;
 
 /// Synchronous storage interface for state data, state graph nodes and snapshots.
 ///
@@ -157,6 +158,34 @@ pub trait StateStore: Send + Sync {
     /// Backend errors only.
     fn nodes_with_prefix(&self, prefix: &IdPrefix, limit: usize) -> Result<Vec<StateNodeId>>;
 
+    /// Packages a snapshot (its node, parent ids, metadata and bytes) for another store.
+    ///
+    /// # Errors
+    /// [`StateStoreError::MissingSnapshot`]; corruption errors from reading it back.
+    fn export_snapshot(&self, snapshot_id: &SnapshotId) -> Result<SnapshotPackage> {
+        let snapshot = self.load_snapshot(snapshot_id)?;
+        let node = self.get_node(&snapshot.node_id)?;
+        Ok(SnapshotPackage {
+            node_id: node.id,
+            snapshot_id: *snapshot_id,
+            parent_ids: node.parent_ids,
+            content_type: node.content_type,
+            metadata: node.metadata,
+            generation: node.generation,
+            bytes: snapshot.state.bytes,
+        })
+    }
+
+    /// Imports a snapshot package, recomputing every hash before writing anything. Parents
+    /// the store lacks are recorded as a shallow boundary: walks stop there and report them
+    /// (see [`Log::boundary`](crate::Log::boundary)). Importing the same package twice
+    /// changes nothing the second time.
+    ///
+    /// # Errors
+    /// [`StateStoreError::InvalidInput`] if the package's bytes, node id or snapshot id do not
+    /// match its content, or its generation conflicts with stored children.
+    fn import_snapshot(&self, package: &SnapshotPackage) -> Result<SnapshotId>;
+
     /// Read access to the graph's structure, for the history algorithms of
     /// [`History`](crate::History). A cursor may hold a read connection until dropped.
     ///
@@ -254,4 +283,19 @@ pub(crate) fn check_ref_cas(
         });
     }
     Ok(())
+}
+
+/// The generation of an imported node: exact when every parent is stored, otherwise the
+/// sender's value, raised if needed to stay above the parents that are stored.
+pub(crate) fn import_generation(claimed: u64, parent_generations: &[Option<u64>]) -> u64 {
+    let above_stored = parent_generations
+        .iter()
+        .flatten()
+        .max()
+        .map_or(1, |g| g.saturating_add(1));
+    if parent_generations.iter().all(Option::is_some) {
+        above_stored
+    } else {
+        above_stored.max(claimed)
+    }
 }

@@ -272,3 +272,66 @@ fn restore_moves_ref_by_cas() {
             .starts_with("restore snapshot")
     );
 }
+
+/// Export from a full store, import into an empty one: the receiver holds the node without
+/// its ancestors, walks stop at the shallow boundary and say so, and importing an ancestor
+/// later joins the pieces.
+fn shallow_import(receiver: &dyn StateStore) {
+    let sender = InMemoryStateStore::new();
+    let ids = build(&sender, &[("a", &[]), ("b", &["a"]), ("c", &["b"])]);
+    let snap_c = sender.snapshot(&ids["c"]).unwrap();
+    let package = sender.export_snapshot(&snap_c).unwrap();
+    let wire = package.to_bytes();
+
+    // A tampered package is rejected before anything is written.
+    let mut forged = package.clone();
+    forged.bytes = b"forged".to_vec();
+    assert!(matches!(
+        receiver.import_snapshot(&forged),
+        Err(StateStoreError::InvalidInput { .. })
+    ));
+    assert!(receiver.get_node(&ids["c"]).is_err());
+
+    let imported = crate::SnapshotPackage::from_bytes(&wire).unwrap();
+    assert_eq!(receiver.import_snapshot(&imported).unwrap(), snap_c);
+    assert_eq!(
+        receiver.import_snapshot(&imported).unwrap(),
+        snap_c,
+        "idempotent"
+    );
+    let loaded = receiver.load_snapshot(&snap_c).unwrap();
+    assert_eq!(loaded.state.bytes, b"c");
+    let node = receiver.get_node(&ids["c"]).unwrap();
+    assert_eq!(node.parent_ids, vec![ids["b"]]);
+    assert_eq!(
+        node.generation, 3,
+        "the sender's generation is kept at a boundary"
+    );
+
+    let mut log = receiver.log(&LogOptions::new().from(ids["c"])).unwrap();
+    assert_eq!(labels(log.by_ref()), ["c"]);
+    assert_eq!(log.boundary(), &[ids["b"]]);
+    assert!(receiver.is_ancestor(&ids["c"], &ids["c"]).unwrap());
+
+    // Bring in the parent: the pieces join, and the boundary moves up.
+    let snap_b = sender.snapshot(&ids["b"]).unwrap();
+    receiver
+        .import_snapshot(&sender.export_snapshot(&snap_b).unwrap())
+        .unwrap();
+    let mut log = receiver.log(&LogOptions::new().from(ids["c"])).unwrap();
+    assert_eq!(labels(log.by_ref()), ["c", "b"]);
+    assert_eq!(log.boundary(), &[ids["a"]]);
+    assert_eq!(labels(receiver.descendants(&ids["b"]).unwrap()), ["c"]);
+    assert!(receiver.is_ancestor(&ids["b"], &ids["c"]).unwrap());
+}
+
+#[test]
+fn shallow_import_in_memory() {
+    shallow_import(&InMemoryStateStore::new());
+}
+
+#[test]
+fn shallow_import_in_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    shallow_import(&crate::SqliteStateStore::open(dir.path().join("s.db")).unwrap());
+}

@@ -17,6 +17,7 @@ use crate::id::{IdPrefix, SnapshotId, StateDataRef, StateNodeId};
 use crate::model::{
     Ref, RefLogEntry, SnapshotInfo, StateData, StateMetadata, StateNode, StateSnapshot,
 };
+use crate::package::SnapshotPackage;
 use crate::refs::validate_ref_name;
 use crate::store::{GraphCursor, StateStore};
 
@@ -360,7 +361,13 @@ impl StateStore for SqliteStateStore {
         let hash = data.hash();
         let data_ref = StateDataRef::new_v7();
         self.write("put state", |tx| {
-            ops::put_state(tx, &data_ref, &hash, &data)
+            ops::put_state(
+                tx,
+                &data_ref,
+                &hash,
+                &data.bytes,
+                data.content_type.as_deref(),
+            )
         })?;
         Ok(data_ref)
     }
@@ -446,6 +453,14 @@ impl StateStore for SqliteStateStore {
 
     fn nodes_with_prefix(&self, prefix: &IdPrefix, limit: usize) -> Result<Vec<StateNodeId>> {
         self.read(|conn| ops::nodes_with_prefix(conn, prefix, limit))
+    }
+
+    fn import_snapshot(&self, package: &SnapshotPackage) -> Result<SnapshotId> {
+        let data_hash = package.verify()?;
+        let now = OffsetDateTime::now_utc();
+        self.write("import a snapshot", |tx| {
+            ops::import_snapshot(tx, package, &data_hash, now)
+        })
     }
 
     fn cursor(&self) -> Result<Box<dyn GraphCursor + '_>> {

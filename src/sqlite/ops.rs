@@ -13,6 +13,7 @@ use crate::id::{ContentHash, IdPrefix, SnapshotId, StateDataRef, StateNodeId};
 use crate::model::{
     Ref, RefLogEntry, SnapshotInfo, StateData, StateMetadata, StateNode, StateSnapshot,
 };
+use crate::package::SnapshotPackage;
 use crate::store;
 
 /// The sentinel in `parent_seqs` for a parent that is not stored here (a shallow boundary).
@@ -179,7 +180,8 @@ pub(crate) fn put_state(
     tx: &Connection,
     data_ref: &StateDataRef,
     hash: &ContentHash,
-    data: &StateData,
+    bytes: &[u8],
+    content_type: Option<&str>,
 ) -> Result<()> {
     let ctx = sql_error("storing state data");
     let existing: Option<i64> = tx
@@ -190,7 +192,7 @@ pub(crate) fn put_state(
         Some(id) => id,
         None => {
             tx.prepare_cached("INSERT INTO blobs (hash, bytes) VALUES (?1, ?2)")
-                .and_then(|mut s| s.execute(params![hash.as_bytes(), data.bytes]))
+                .and_then(|mut s| s.execute(params![hash.as_bytes(), bytes]))
                 .map_err(&ctx)?;
             tx.last_insert_rowid()
         }
@@ -198,7 +200,7 @@ pub(crate) fn put_state(
     tx.prepare_cached(
         "INSERT INTO state_data (data_ref, blob_id, content_type) VALUES (?1, ?2, ?3)",
     )
-    .and_then(|mut s| s.execute(params![data_ref.as_bytes(), blob_id, data.content_type]))
+    .and_then(|mut s| s.execute(params![data_ref.as_bytes(), blob_id, content_type]))
     .map_err(&ctx)?;
     Ok(())
 }
@@ -255,7 +257,9 @@ pub(crate) fn get_state(conn: &Connection, data_ref: &StateDataRef) -> Result<St
 }
 
 /// Inserts a fully built node unless its id is already stored (the first write stays).
-/// `parent_seqs` are the parents' local seqs, [`ABSENT_SEQ`] for one not stored here.
+/// `parent_seqs` are the parents' local seqs, [`ABSENT_SEQ`] for one not stored here; those
+/// edges are recorded in `shallow_edges`. Nodes already stored with this node as a missing
+/// parent get their edge to it now.
 pub(crate) fn insert_node(tx: &Connection, node: &StateNode, parent_seqs: &[i64]) -> Result<()> {
     let ctx = sql_error("committing a node");
     let exists = tx
@@ -268,6 +272,23 @@ pub(crate) fn insert_node(tx: &Connection, node: &StateNode, parent_seqs: &[i64]
     let generation = i64::try_from(node.generation).map_err(|_| {
         StateStoreError::invalid("parents", "generation overflows a 64-bit integer")
     })?;
+    // Children imported before this node must stay above it (DESIGN invariant 4).
+    let lowest_waiting: Option<i64> = tx
+        .prepare_cached(
+            "SELECT min(n.generation) FROM shallow_edges s JOIN state_nodes n ON n.seq = s.child
+             WHERE s.parent_id = ?1",
+        )
+        .and_then(|mut s| s.query_row([node.id.as_bytes()], |r| r.get(0)))
+        .map_err(&ctx)?;
+    if lowest_waiting.is_some_and(|g| g <= generation) {
+        return Err(StateStoreError::invalid(
+            "node",
+            format!(
+                "{} would have generation {generation}, not below its already stored children",
+                node.id
+            ),
+        ));
+    }
     let parents: Vec<u8> = node.parent_ids.iter().flat_map(|p| *p.as_bytes()).collect();
     let (created_s, created_ns) = codec::split_time(node.metadata.created_at);
     tx.prepare_cached(
@@ -291,13 +312,79 @@ pub(crate) fn insert_node(tx: &Connection, node: &StateNode, parent_seqs: &[i64]
     })
     .map_err(&ctx)?;
     let child = tx.last_insert_rowid();
-    let mut stmt = tx
-        .prepare_cached("INSERT INTO node_children (parent, child) VALUES (?1, ?2)")
+    for (parent_id, &parent) in node.parent_ids.iter().zip(parent_seqs) {
+        if parent == ABSENT_SEQ {
+            tx.prepare_cached("INSERT INTO shallow_edges (parent_id, child) VALUES (?1, ?2)")
+                .and_then(|mut s| s.execute(params![parent_id.as_bytes(), child]))
+                .map_err(&ctx)?;
+        } else {
+            tx.prepare_cached("INSERT INTO node_children (parent, child) VALUES (?1, ?2)")
+                .and_then(|mut s| s.execute([parent, child]))
+                .map_err(&ctx)?;
+        }
+    }
+    if lowest_waiting.is_some() {
+        tx.prepare_cached(
+            "INSERT INTO node_children (parent, child)
+             SELECT ?1, child FROM shallow_edges WHERE parent_id = ?2",
+        )
+        .and_then(|mut s| s.execute(params![child, node.id.as_bytes()]))
         .map_err(&ctx)?;
-    for &parent in parent_seqs.iter().filter(|&&s| s != ABSENT_SEQ) {
-        stmt.execute([parent, child]).map_err(&ctx)?;
+        tx.prepare_cached("DELETE FROM shallow_edges WHERE parent_id = ?1")
+            .and_then(|mut s| s.execute([node.id.as_bytes()]))
+            .map_err(&ctx)?;
     }
     Ok(())
+}
+
+/// Imports a verified snapshot package: its state, its node (parents that are not stored
+/// here become a shallow boundary) and the snapshot. Idempotent.
+pub(crate) fn import_snapshot(
+    tx: &Connection,
+    package: &SnapshotPackage,
+    data_hash: &ContentHash,
+    now: OffsetDateTime,
+) -> Result<SnapshotId> {
+    if find_node(tx, &package.node_id)?.is_none() {
+        let mut seqs = Vec::with_capacity(package.parent_ids.len());
+        let mut generations = Vec::with_capacity(package.parent_ids.len());
+        for p in &package.parent_ids {
+            let row = parent_row(tx, p)?;
+            seqs.push(row.map_or(ABSENT_SEQ, |(seq, _)| seq));
+            generations.push(row.map(|(_, g)| g));
+        }
+        let data_ref = StateDataRef::new_v7();
+        put_state(
+            tx,
+            &data_ref,
+            data_hash,
+            &package.bytes,
+            package.content_type.as_deref(),
+        )?;
+        let node = StateNode {
+            id: package.node_id,
+            parent_ids: package.parent_ids.clone(),
+            data_ref,
+            data_hash: *data_hash,
+            content_type: package.content_type.clone(),
+            metadata: package.metadata.clone(),
+            generation: store::import_generation(package.generation, &generations),
+        };
+        insert_node(tx, &node, &seqs)?;
+    }
+    snapshot(tx, &package.node_id, now)
+}
+
+/// A stored node's seq and generation, looked up by id.
+fn parent_row(tx: &Connection, id: &StateNodeId) -> Result<Option<(i64, u64)>> {
+    let row: Option<(i64, i64)> = tx
+        .prepare_cached("SELECT seq, generation FROM state_nodes WHERE id = ?1")
+        .and_then(|mut s| {
+            s.query_row([id.as_bytes()], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+        })
+        .map_err(sql_error("committing a node"))?;
+    Ok(row.map(|(seq, g)| (seq, u64::try_from(g).unwrap_or(0))))
 }
 
 /// Creates (or finds) a node whose parents and data are all stored here.
@@ -310,19 +397,11 @@ pub(crate) fn commit_node(
     let (data_hash, content_type) = state_info(tx, data_ref)?;
     let mut seqs = Vec::with_capacity(parent_ids.len());
     let mut generations = Vec::with_capacity(parent_ids.len());
-    {
-        let mut stmt = tx
-            .prepare_cached("SELECT seq, generation FROM state_nodes WHERE id = ?1")
-            .map_err(sql_error("committing a node"))?;
-        for p in parent_ids {
-            let row: Option<(i64, i64)> = stmt
-                .query_row([p.as_bytes()], |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional()
-                .map_err(sql_error("committing a node"))?;
-            let (seq, generation) = row.ok_or(StateStoreError::MissingNode { id: *p })?;
-            seqs.push(seq);
-            generations.push(u64::try_from(generation).unwrap_or(0));
-        }
+    for p in parent_ids {
+        let (seq, generation) =
+            parent_row(tx, p)?.ok_or(StateStoreError::MissingNode { id: *p })?;
+        seqs.push(seq);
+        generations.push(generation);
     }
     let node = store::build_node(
         parent_ids.to_vec(),

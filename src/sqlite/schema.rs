@@ -20,7 +20,7 @@ pub(crate) const APPLICATION_ID: i32 = 0x5347_7068;
 /// The schema migrations, in order. Migration `i` (0-based) brings the schema to version `i+1`.
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0001_initial.sql"),
-    include_str!("../../migrations/sqlite/0002_refs.sql"),
+    include_str!("../../migrations/sqlite/0002_history.sql"),
 ];
 
 /// The newest schema version this build writes and reads.

@@ -1,4 +1,4 @@
--- stategraph SQLite store, schema version 2: refs and their log.
+-- stategraph SQLite store, schema version 2: refs, their log, and the shallow boundary.
 
 -- Named pointers to nodes (branches, tags). Moved only by compare-and-swap in the library.
 CREATE TABLE refs (
@@ -18,3 +18,12 @@ CREATE TABLE ref_log (
     message    TEXT
 );
 CREATE INDEX ref_log_by_name ON ref_log(name, seq);
+
+-- Edges to parents that are not stored here: the shallow boundary left by importing a
+-- snapshot without its ancestors. When such a parent is imported later, its rows move to
+-- node_children.
+CREATE TABLE shallow_edges (
+    parent_id BLOB NOT NULL CHECK (length(parent_id) = 32),
+    child     INTEGER NOT NULL REFERENCES state_nodes(seq),
+    PRIMARY KEY (parent_id, child)
+) WITHOUT ROWID;
