@@ -28,6 +28,7 @@
 //! ```
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+mod batch;
 pub mod codec;
 mod error;
 mod graph;
@@ -39,6 +40,7 @@ mod refs;
 mod sqlite;
 mod store;
 
+pub use batch::Batch;
 pub use error::{BackendError, Result, StateStoreError};
 pub use graph::{Descendants, History, HistoryGraph, Log, LogOptions, LogOrder, dot};
 pub use id::{
@@ -46,9 +48,9 @@ pub use id::{
 };
 pub use memory::InMemoryStateStore;
 pub use model::{
-    Ref, RefLogEntry, SnapshotInfo, StateData, StateMetadata, StateNode, StateSnapshot,
+    Ref, RefLogEntry, SnapshotInfo, StateData, StateInfo, StateMetadata, StateNode, StateSnapshot,
 };
 pub use package::SnapshotPackage;
 pub use refs::{MAX_REF_NAME_LEN, validate_ref_name};
 pub use sqlite::{Durability, SCHEMA_VERSION, SqliteStateStore, SqliteStateStoreBuilder};
-pub use store::{GraphCursor, StateStore};
+pub use store::{GraphCursor, StateStore, Writes};

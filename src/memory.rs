@@ -1,21 +1,22 @@
-//! The in-memory backend: hash maps behind one lock, for tests and short runs.
+//! The in-memory backend: maps behind one lock, for tests and short runs.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use crate::codec;
-use crate::error::{Result, StateStoreError};
 use time::OffsetDateTime;
 
+use crate::codec;
+use crate::error::{Result, StateStoreError};
 use crate::id::{ContentHash, IdPrefix, SnapshotId, StateDataRef, StateNodeId};
 use crate::model::{
-    Ref, RefLogEntry, SnapshotInfo, StateData, StateMetadata, StateNode, StateSnapshot,
+    Ref, RefLogEntry, SnapshotInfo, StateData, StateInfo, StateMetadata, StateNode, StateSnapshot,
 };
 use crate::package::SnapshotPackage;
 use crate::refs::validate_ref_name;
-use crate::store::{self, GraphCursor, StateStore};
+use crate::store::{self, GraphCursor, Op, Outcome, StateStore, Writes};
 
-/// A state store that keeps everything in memory. Data is lost when it is dropped.
+/// A state store that keeps everything in memory. Data is lost when the last handle is
+/// dropped; clones are handles to the same store.
 ///
 /// It has the same semantics and produces the same ids as
 /// [`SqliteStateStore`](crate::SqliteStateStore).
@@ -32,9 +33,9 @@ use crate::store::{self, GraphCursor, StateStore};
 /// assert_eq!(snapshot.state.bytes, vec![1, 2, 3]);
 /// # Ok::<(), stategraph::StateStoreError>(())
 /// ```
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct InMemoryStateStore {
-    inner: RwLock<Inner>,
+    inner: Arc<RwLock<Inner>>,
 }
 
 #[derive(Debug, Default)]
@@ -43,7 +44,8 @@ struct Inner {
     blobs: HashMap<ContentHash, Arc<[u8]>>,
     states: HashMap<StateDataRef, StoredState>,
     nodes: BTreeMap<StateNodeId, StateNode>,
-    /// Edges indexed from the parent side, for walks down the graph.
+    /// Edges indexed from the parent side (stored or not), for walks down the graph and for
+    /// joining a parent imported after its children.
     children: HashMap<StateNodeId, Vec<StateNodeId>>,
     snapshots: HashMap<SnapshotId, SnapshotInfo>,
     refs: BTreeMap<String, StateNodeId>,
@@ -57,20 +59,55 @@ struct StoredState {
     content_type: Option<String>,
 }
 
+/// How to take back one mutation, so a failed batch leaves nothing behind.
+enum Undo {
+    State(StateDataRef),
+    Blob(ContentHash),
+    Node(StateNodeId),
+    Snapshot(SnapshotId),
+    RestoreSnapshot(SnapshotInfo),
+    Ref {
+        name: String,
+        old: Option<StateNodeId>,
+    },
+}
+
 impl InMemoryStateStore {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
     }
 
-    // Every write validates before it mutates, so a panic elsewhere while the lock was held
-    // cannot have left the maps half-updated: a poisoned lock is safe to keep using.
+    // Writes roll back through their undo journal before the lock is released, so a poisoned
+    // lock (a panic elsewhere while it was held) still guards consistent maps.
     fn read(&self) -> RwLockReadGuard<'_, Inner> {
         self.inner.read().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn write(&self) -> RwLockWriteGuard<'_, Inner> {
         self.inner.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Applies `ops` all-or-nothing under one write lock.
+    fn apply_ops(&self, ops: Vec<Op>) -> Result<Vec<Outcome>> {
+        let mut inner = self.write();
+        let mut journal = Vec::new();
+        let mut outcomes = Vec::with_capacity(ops.len());
+        for op in ops {
+            match inner.apply_op(op, &mut journal) {
+                Ok(outcome) => outcomes.push(outcome),
+                Err(e) => {
+                    inner.rollback(journal);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(outcomes)
+    }
+
+    fn apply_one(&self, op: Op) -> Result<Outcome> {
+        let mut outcomes = self.apply_ops(vec![op])?;
+        Ok(outcomes.pop().unwrap_or(Outcome::Done))
     }
 }
 
@@ -81,43 +118,263 @@ impl Inner {
             .ok_or(StateStoreError::MissingNode { id: *id })
     }
 
-    fn state(&self, data_ref: &StateDataRef) -> Result<StateData> {
-        let stored = self
-            .states
+    fn stored(&self, data_ref: &StateDataRef) -> Result<&StoredState> {
+        self.states
             .get(data_ref)
             .ok_or(StateStoreError::MissingState {
                 data_ref: *data_ref,
-            })?;
-        let bytes = self.blobs.get(&stored.hash).ok_or_else(|| {
+            })
+    }
+
+    fn bytes(&self, data_ref: &StateDataRef, hash: &ContentHash) -> Result<&Arc<[u8]>> {
+        self.blobs.get(hash).ok_or_else(|| {
             StateStoreError::corrupt(
                 format!("state data {data_ref}"),
-                format!("its bytes ({}) are missing", stored.hash),
+                format!("its bytes ({hash}) are missing"),
             )
-        })?;
+        })
+    }
+
+    fn state(&self, data_ref: &StateDataRef) -> Result<StateData> {
+        let stored = self.stored(data_ref)?;
+        let bytes = self.bytes(data_ref, &stored.hash)?;
         Ok(StateData {
             bytes: bytes.to_vec(),
             content_type: stored.content_type.clone(),
         })
     }
+
+    fn apply_op(&mut self, op: Op, journal: &mut Vec<Undo>) -> Result<Outcome> {
+        match op {
+            Op::PutState {
+                data_ref,
+                hash,
+                data,
+            } => {
+                self.put(data_ref, hash, data.bytes, data.content_type, journal);
+                Ok(Outcome::State(data_ref))
+            }
+            Op::CommitNode {
+                parent_ids,
+                data_ref,
+                metadata,
+            } => {
+                let stored = self.stored(&data_ref)?;
+                let (hash, content_type) = (stored.hash, stored.content_type.clone());
+                let generations = parent_ids
+                    .iter()
+                    .map(|p| self.node(p).map(|n| n.generation))
+                    .collect::<Result<Vec<_>>>()?;
+                let node = store::build_node(
+                    parent_ids,
+                    data_ref,
+                    hash,
+                    content_type,
+                    generations,
+                    metadata,
+                );
+                let id = node.id;
+                self.insert_node(node, journal)?;
+                Ok(Outcome::Node(id))
+            }
+            Op::Snapshot { node_id, at } => self.snapshot(node_id, at, journal),
+            Op::DeleteSnapshot { id } => {
+                let info = self
+                    .snapshots
+                    .remove(&id)
+                    .ok_or(StateStoreError::MissingSnapshot { id })?;
+                journal.push(Undo::RestoreSnapshot(info));
+                Ok(Outcome::Done)
+            }
+            Op::SetRef {
+                name,
+                expected,
+                new,
+                message,
+                at,
+            } => {
+                self.node(&new)?;
+                self.move_ref(name, expected, Some(new), message, at, journal)?;
+                Ok(Outcome::Done)
+            }
+            Op::DeleteRef { name, expected, at } => {
+                self.move_ref(name, Some(expected), None, None, at, journal)?;
+                Ok(Outcome::Done)
+            }
+            Op::Import {
+                package,
+                data_hash,
+                at,
+            } => {
+                if !self.nodes.contains_key(&package.node_id) {
+                    let generations: Vec<Option<u64>> = package
+                        .parent_ids
+                        .iter()
+                        .map(|p| self.nodes.get(p).map(|n| n.generation))
+                        .collect();
+                    let data_ref = StateDataRef::new_v7();
+                    let generation = store::import_generation(package.generation, &generations);
+                    let SnapshotPackage {
+                        node_id,
+                        parent_ids,
+                        content_type,
+                        metadata,
+                        bytes,
+                        ..
+                    } = *package;
+                    self.put(data_ref, data_hash, bytes, content_type.clone(), journal);
+                    let node = StateNode {
+                        id: node_id,
+                        parent_ids,
+                        data_ref,
+                        data_hash,
+                        content_type,
+                        metadata,
+                        generation,
+                    };
+                    self.insert_node(node, journal)?;
+                    self.snapshot(node_id, at, journal)
+                } else {
+                    self.snapshot(package.node_id, at, journal)
+                }
+            }
+        }
+    }
+
+    fn put(
+        &mut self,
+        data_ref: StateDataRef,
+        hash: ContentHash,
+        bytes: Vec<u8>,
+        content_type: Option<String>,
+        journal: &mut Vec<Undo>,
+    ) {
+        if let std::collections::hash_map::Entry::Vacant(e) = self.blobs.entry(hash) {
+            e.insert(Arc::from(bytes));
+            journal.push(Undo::Blob(hash));
+        }
+        self.states
+            .insert(data_ref, StoredState { hash, content_type });
+        journal.push(Undo::State(data_ref));
+    }
+
+    /// Inserts a node unless its id is stored already (the first write stays). Edges are
+    /// indexed from every parent, stored or not, so a parent imported later finds its
+    /// children, which must stay above it in generation (invariant 4).
+    fn insert_node(&mut self, node: StateNode, journal: &mut Vec<Undo>) -> Result<()> {
+        if self.nodes.contains_key(&node.id) {
+            return Ok(());
+        }
+        let waiting = self.children.get(&node.id).into_iter().flatten();
+        if waiting
+            .filter_map(|c| self.nodes.get(c))
+            .any(|c| c.generation <= node.generation)
+        {
+            return Err(StateStoreError::invalid(
+                "node",
+                format!(
+                    "{} would have generation {}, not below its already stored children",
+                    node.id, node.generation
+                ),
+            ));
+        }
+        for parent in &node.parent_ids {
+            self.children.entry(*parent).or_default().push(node.id);
+        }
+        journal.push(Undo::Node(node.id));
+        self.nodes.insert(node.id, node);
+        Ok(())
+    }
+
+    fn snapshot(
+        &mut self,
+        node_id: StateNodeId,
+        at: OffsetDateTime,
+        journal: &mut Vec<Undo>,
+    ) -> Result<Outcome> {
+        self.node(&node_id)?;
+        let id = codec::snapshot_id(&node_id);
+        if let std::collections::hash_map::Entry::Vacant(e) = self.snapshots.entry(id) {
+            e.insert(SnapshotInfo {
+                id,
+                node_id,
+                created_at: at,
+            });
+            journal.push(Undo::Snapshot(id));
+        }
+        Ok(Outcome::Snapshot(id))
+    }
+
+    fn move_ref(
+        &mut self,
+        name: String,
+        expected: Option<StateNodeId>,
+        new: Option<StateNodeId>,
+        message: Option<String>,
+        at: OffsetDateTime,
+        journal: &mut Vec<Undo>,
+    ) -> Result<()> {
+        let actual = self.refs.get(&name).copied();
+        store::check_ref_cas(&name, expected.as_ref(), actual)?;
+        match new {
+            Some(id) => self.refs.insert(name.clone(), id),
+            None => self.refs.remove(&name),
+        };
+        self.ref_log
+            .entry(name.clone())
+            .or_default()
+            .push(RefLogEntry {
+                old: actual,
+                new,
+                at,
+                message,
+            });
+        journal.push(Undo::Ref { name, old: actual });
+        Ok(())
+    }
+
+    /// Takes back a failed batch's mutations, newest first.
+    fn rollback(&mut self, journal: Vec<Undo>) {
+        for undo in journal.into_iter().rev() {
+            match undo {
+                Undo::State(data_ref) => {
+                    self.states.remove(&data_ref);
+                }
+                Undo::Blob(hash) => {
+                    self.blobs.remove(&hash);
+                }
+                Undo::Node(id) => {
+                    if let Some(node) = self.nodes.remove(&id) {
+                        for parent in &node.parent_ids {
+                            if let Some(list) = self.children.get_mut(parent) {
+                                list.retain(|c| *c != id);
+                            }
+                        }
+                    }
+                }
+                Undo::Snapshot(id) => {
+                    self.snapshots.remove(&id);
+                }
+                Undo::RestoreSnapshot(info) => {
+                    self.snapshots.insert(info.id, info);
+                }
+                Undo::Ref { name, old } => {
+                    match old {
+                        Some(id) => self.refs.insert(name.clone(), id),
+                        None => self.refs.remove(&name),
+                    };
+                    if let Some(log) = self.ref_log.get_mut(&name) {
+                        log.pop();
+                    }
+                }
+            }
+        }
+    }
 }
 
 impl StateStore for InMemoryStateStore {
     fn put_state(&self, data: StateData) -> Result<StateDataRef> {
-        let hash = data.hash();
-        let data_ref = StateDataRef::new_v7();
-        let mut inner = self.write();
-        inner
-            .blobs
-            .entry(hash)
-            .or_insert_with(|| Arc::from(data.bytes));
-        inner.states.insert(
-            data_ref,
-            StoredState {
-                hash,
-                content_type: data.content_type,
-            },
-        );
-        Ok(data_ref)
+        self.apply_one(Op::put_state(data))?.state()
     }
 
     fn get_state(&self, data_ref: &StateDataRef) -> Result<StateData> {
@@ -130,34 +387,8 @@ impl StateStore for InMemoryStateStore {
         data_ref: StateDataRef,
         metadata: StateMetadata,
     ) -> Result<StateNodeId> {
-        codec::check_parents(&parent_ids)?;
-        let mut inner = self.write();
-        let stored = inner
-            .states
-            .get(&data_ref)
-            .ok_or(StateStoreError::MissingState { data_ref })?;
-        let (hash, content_type) = (stored.hash, stored.content_type.clone());
-        let generations = parent_ids
-            .iter()
-            .map(|p| inner.node(p).map(|n| n.generation))
-            .collect::<Result<Vec<_>>>()?;
-        let node = store::build_node(
-            parent_ids,
-            data_ref,
-            hash,
-            content_type,
-            generations,
-            metadata,
-        );
-        let id = node.id;
-        // Idempotent: the first write of an id stays.
-        if !inner.nodes.contains_key(&id) {
-            for parent in &node.parent_ids {
-                inner.children.entry(*parent).or_default().push(id);
-            }
-            inner.nodes.insert(id, node);
-        }
-        Ok(id)
+        self.apply_one(Op::commit_node(parent_ids, data_ref, metadata)?)?
+            .node()
     }
 
     fn get_node(&self, id: &StateNodeId) -> Result<StateNode> {
@@ -165,15 +396,7 @@ impl StateStore for InMemoryStateStore {
     }
 
     fn snapshot(&self, node_id: &StateNodeId) -> Result<SnapshotId> {
-        let mut inner = self.write();
-        inner.node(node_id)?;
-        let id = codec::snapshot_id(node_id);
-        inner.snapshots.entry(id).or_insert_with(|| SnapshotInfo {
-            id,
-            node_id: *node_id,
-            created_at: OffsetDateTime::now_utc(),
-        });
-        Ok(id)
+        self.apply_one(Op::snapshot(*node_id))?.snapshot()
     }
 
     fn load_snapshot(&self, snapshot_id: &SnapshotId) -> Result<StateSnapshot> {
@@ -206,10 +429,8 @@ impl StateStore for InMemoryStateStore {
     }
 
     fn delete_snapshot(&self, snapshot_id: &SnapshotId) -> Result<()> {
-        match self.write().snapshots.remove(snapshot_id) {
-            Some(_) => Ok(()),
-            None => Err(StateStoreError::MissingSnapshot { id: *snapshot_id }),
-        }
+        self.apply_one(Op::DeleteSnapshot { id: *snapshot_id })
+            .map(drop)
     }
 
     fn set_ref_with_message(
@@ -219,14 +440,8 @@ impl StateStore for InMemoryStateStore {
         new: &StateNodeId,
         message: Option<&str>,
     ) -> Result<()> {
-        validate_ref_name(name)?;
-        let mut inner = self.write();
-        inner.node(new)?;
-        let actual = inner.refs.get(name).copied();
-        store::check_ref_cas(name, expected, actual)?;
-        inner.refs.insert(name.to_owned(), *new);
-        inner.log_ref_move(name, actual, Some(*new), message);
-        Ok(())
+        self.apply_one(Op::set_ref(name, expected, new, message)?)
+            .map(drop)
     }
 
     fn get_ref(&self, name: &str) -> Result<Option<StateNodeId>> {
@@ -235,13 +450,7 @@ impl StateStore for InMemoryStateStore {
     }
 
     fn delete_ref(&self, name: &str, expected: &StateNodeId) -> Result<()> {
-        validate_ref_name(name)?;
-        let mut inner = self.write();
-        let actual = inner.refs.get(name).copied();
-        store::check_ref_cas(name, Some(expected), actual)?;
-        inner.refs.remove(name);
-        inner.log_ref_move(name, actual, None, None);
-        Ok(())
+        self.apply_one(Op::delete_ref(name, expected)?).map(drop)
     }
 
     fn list_refs(&self, prefix: &str) -> Result<Vec<Ref>> {
@@ -275,98 +484,27 @@ impl StateStore for InMemoryStateStore {
     }
 
     fn import_snapshot(&self, package: &SnapshotPackage) -> Result<SnapshotId> {
-        let data_hash = package.verify()?;
-        let mut inner = self.write();
-        if !inner.nodes.contains_key(&package.node_id) {
-            let generations: Vec<Option<u64>> = package
-                .parent_ids
-                .iter()
-                .map(|p| inner.nodes.get(p).map(|n| n.generation))
-                .collect();
-            let data_ref = StateDataRef::new_v7();
-            inner.insert_node(StateNode {
-                id: package.node_id,
-                parent_ids: package.parent_ids.clone(),
-                data_ref,
-                data_hash,
-                content_type: package.content_type.clone(),
-                metadata: package.metadata.clone(),
-                generation: store::import_generation(package.generation, &generations),
-            })?;
-            let content_type = package.content_type.clone();
-            inner.put(data_ref, data_hash, package.bytes.clone(), content_type);
-        }
-        drop(inner);
-        self.snapshot(&package.node_id)
+        self.apply_one(Op::import(package)?)?.snapshot()
+    }
+
+    fn state_info(&self, data_ref: &StateDataRef) -> Result<StateInfo> {
+        let inner = self.read();
+        let stored = inner.stored(data_ref)?;
+        let len = inner.bytes(data_ref, &stored.hash)?.len() as u64;
+        Ok(StateInfo {
+            data_ref: *data_ref,
+            hash: stored.hash,
+            content_type: stored.content_type.clone(),
+            len,
+        })
+    }
+
+    fn apply(&self, writes: Writes) -> Result<()> {
+        self.apply_ops(writes.ops).map(drop)
     }
 
     fn cursor(&self) -> Result<Box<dyn GraphCursor + '_>> {
         Ok(Box::new(MemoryCursor { store: self }))
-    }
-}
-
-impl Inner {
-    fn put(
-        &mut self,
-        data_ref: StateDataRef,
-        hash: ContentHash,
-        bytes: Vec<u8>,
-        content_type: Option<String>,
-    ) {
-        self.blobs.entry(hash).or_insert_with(|| Arc::from(bytes));
-        self.states
-            .insert(data_ref, StoredState { hash, content_type });
-    }
-
-    /// Children imported before `node` (with it as a missing parent) must stay above it.
-    fn check_waiting_children(&self, node: &StateNode) -> Result<()> {
-        let waiting = self.children.get(&node.id).into_iter().flatten();
-        if waiting
-            .filter_map(|c| self.nodes.get(c))
-            .any(|c| c.generation <= node.generation)
-        {
-            return Err(StateStoreError::invalid(
-                "node",
-                format!(
-                    "{} would have generation {}, not below its already stored children",
-                    node.id, node.generation
-                ),
-            ));
-        }
-        Ok(())
-    }
-
-    /// Inserts a node unless its id is stored already (the first write stays). Edges are
-    /// indexed from every parent, stored or not, so a parent imported later finds its
-    /// children.
-    fn insert_node(&mut self, node: StateNode) -> Result<()> {
-        if self.nodes.contains_key(&node.id) {
-            return Ok(());
-        }
-        self.check_waiting_children(&node)?;
-        for parent in &node.parent_ids {
-            self.children.entry(*parent).or_default().push(node.id);
-        }
-        self.nodes.insert(node.id, node);
-        Ok(())
-    }
-
-    fn log_ref_move(
-        &mut self,
-        name: &str,
-        old: Option<StateNodeId>,
-        new: Option<StateNodeId>,
-        message: Option<&str>,
-    ) {
-        self.ref_log
-            .entry(name.to_owned())
-            .or_default()
-            .push(RefLogEntry {
-                old,
-                new,
-                at: OffsetDateTime::now_utc(),
-                message: message.map(str::to_owned),
-            });
     }
 }
 
@@ -381,12 +519,13 @@ impl GraphCursor for MemoryCursor<'_> {
     }
 
     fn children(&mut self, id: &StateNodeId) -> Result<Vec<StateNodeId>> {
-        Ok(self
-            .store
-            .read()
-            .children
-            .get(id)
-            .cloned()
-            .unwrap_or_default())
+        let inner = self.store.read();
+        let listed = inner.children.get(id).into_iter().flatten();
+        // Only edges from a stored node count; the index also holds edges to missing parents.
+        Ok(if inner.nodes.contains_key(id) {
+            listed.copied().collect()
+        } else {
+            Vec::new()
+        })
     }
 }

@@ -125,3 +125,16 @@ pub struct SnapshotInfo {
     /// When the snapshot was first taken.
     pub created_at: OffsetDateTime,
 }
+
+/// What is stored under a [`StateDataRef`], without the bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateInfo {
+    /// The ref.
+    pub data_ref: StateDataRef,
+    /// `blake3` of the bytes.
+    pub hash: ContentHash,
+    /// The content type given to `put_state`.
+    pub content_type: Option<String>,
+    /// The length of the bytes.
+    pub len: u64,
+}

@@ -3,8 +3,10 @@
 use crate::codec;
 use crate::error::{Result, StateStoreError};
 use crate::id::{ContentHash, IdPrefix, SnapshotId, StateDataRef, StateNodeId};
+use time::OffsetDateTime;
+
 use crate::model::{
-    Ref, RefLogEntry, SnapshotInfo, StateData, StateMetadata, StateNode, StateSnapshot,
+    Ref, RefLogEntry, SnapshotInfo, StateData, StateInfo, StateMetadata, StateNode, StateSnapshot,
 };
 use crate::package::SnapshotPackage;
 
@@ -186,6 +188,19 @@ pub trait StateStore: Send + Sync {
     /// match its content, or its generation conflicts with stored children.
     fn import_snapshot(&self, package: &SnapshotPackage) -> Result<SnapshotId>;
 
+    /// The hash, content type and length of stored state, without reading the bytes.
+    ///
+    /// # Errors
+    /// [`StateStoreError::MissingState`] for an unknown ref.
+    fn state_info(&self, data_ref: &StateDataRef) -> Result<StateInfo>;
+
+    /// Applies a batch's writes atomically: all of them, in order, or (on any error) none.
+    /// Build the writes with [`Batch`](crate::Batch).
+    ///
+    /// # Errors
+    /// The first error any write meets; nothing is applied then.
+    fn apply(&self, writes: Writes) -> Result<()>;
+
     /// Read access to the graph's structure, for the history algorithms of
     /// [`History`](crate::History). A cursor may hold a read connection until dropped.
     ///
@@ -297,5 +312,186 @@ pub(crate) fn import_generation(claimed: u64, parent_generations: &[Option<u64>]
         above_stored
     } else {
         above_stored.max(claimed)
+    }
+}
+
+/// Writes to apply atomically with [`StateStore::apply`]; build them with
+/// [`Batch`](crate::Batch). Opaque so that every write is validated the same way.
+#[derive(Debug, Clone, Default)]
+pub struct Writes {
+    pub(crate) ops: Vec<Op>,
+}
+
+impl Writes {
+    /// How many writes there are.
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// True when there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+}
+
+/// One write. Every mutation of every backend is expressed as these, so a single call, a
+/// batch and a group commit all run the same code.
+#[derive(Debug, Clone)]
+pub(crate) enum Op {
+    PutState {
+        data_ref: StateDataRef,
+        hash: ContentHash,
+        data: StateData,
+    },
+    CommitNode {
+        parent_ids: Vec<StateNodeId>,
+        data_ref: StateDataRef,
+        metadata: StateMetadata,
+    },
+    Snapshot {
+        node_id: StateNodeId,
+        at: OffsetDateTime,
+    },
+    DeleteSnapshot {
+        id: SnapshotId,
+    },
+    SetRef {
+        name: String,
+        expected: Option<StateNodeId>,
+        new: StateNodeId,
+        message: Option<String>,
+        at: OffsetDateTime,
+    },
+    DeleteRef {
+        name: String,
+        expected: StateNodeId,
+        at: OffsetDateTime,
+    },
+    Import {
+        package: Box<SnapshotPackage>,
+        data_hash: ContentHash,
+        at: OffsetDateTime,
+    },
+}
+
+/// What one [`Op`] produced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    State(StateDataRef),
+    Node(StateNodeId),
+    Snapshot(SnapshotId),
+    Done,
+}
+
+// The constructors check what can be checked without the store (names, parent lists,
+// package hashes) and stamp the time, so a rejected write never reaches a backend.
+impl Op {
+    pub(crate) fn put_state(data: StateData) -> Self {
+        Self::PutState {
+            data_ref: StateDataRef::new_v7(),
+            hash: data.hash(),
+            data,
+        }
+    }
+
+    pub(crate) fn commit_node(
+        parent_ids: Vec<StateNodeId>,
+        data_ref: StateDataRef,
+        metadata: StateMetadata,
+    ) -> Result<Self> {
+        codec::check_parents(&parent_ids)?;
+        Ok(Self::CommitNode {
+            parent_ids,
+            data_ref,
+            metadata,
+        })
+    }
+
+    pub(crate) fn snapshot(node_id: StateNodeId) -> Self {
+        Self::Snapshot {
+            node_id,
+            at: OffsetDateTime::now_utc(),
+        }
+    }
+
+    pub(crate) fn set_ref(
+        name: &str,
+        expected: Option<&StateNodeId>,
+        new: &StateNodeId,
+        message: Option<&str>,
+    ) -> Result<Self> {
+        crate::refs::validate_ref_name(name)?;
+        Ok(Self::SetRef {
+            name: name.to_owned(),
+            expected: expected.copied(),
+            new: *new,
+            message: message.map(str::to_owned),
+            at: OffsetDateTime::now_utc(),
+        })
+    }
+
+    pub(crate) fn delete_ref(name: &str, expected: &StateNodeId) -> Result<Self> {
+        crate::refs::validate_ref_name(name)?;
+        Ok(Self::DeleteRef {
+            name: name.to_owned(),
+            expected: *expected,
+            at: OffsetDateTime::now_utc(),
+        })
+    }
+
+    pub(crate) fn import(package: &SnapshotPackage) -> Result<Self> {
+        let data_hash = package.verify()?;
+        Ok(Self::Import {
+            package: Box::new(package.clone()),
+            data_hash,
+            at: OffsetDateTime::now_utc(),
+        })
+    }
+}
+
+impl Op {
+    /// What the write does, for error messages ("the store is open read-only; reopen it
+    /// writable to ...").
+    pub(crate) fn describe(&self) -> &'static str {
+        match self {
+            Self::PutState { .. } => "put state",
+            Self::CommitNode { .. } => "commit a node",
+            Self::Snapshot { .. } => "take a snapshot",
+            Self::DeleteSnapshot { .. } => "delete a snapshot",
+            Self::SetRef { .. } => "move a ref",
+            Self::DeleteRef { .. } => "delete a ref",
+            Self::Import { .. } => "import a snapshot",
+        }
+    }
+}
+
+impl Outcome {
+    /// The value a single-operation call returns; the backend produced the matching outcome.
+    pub(crate) fn node(self) -> Result<StateNodeId> {
+        match self {
+            Self::Node(id) => Ok(id),
+            other => Err(Self::mismatch(other)),
+        }
+    }
+
+    pub(crate) fn snapshot(self) -> Result<SnapshotId> {
+        match self {
+            Self::Snapshot(id) => Ok(id),
+            other => Err(Self::mismatch(other)),
+        }
+    }
+
+    pub(crate) fn state(self) -> Result<StateDataRef> {
+        match self {
+            Self::State(r) => Ok(r),
+            other => Err(Self::mismatch(other)),
+        }
+    }
+
+    fn mismatch(other: Self) -> StateStoreError {
+        StateStoreError::Backend(crate::error::BackendError::new(
+            "applying a write",
+            format!("internal error: unexpected outcome {other:?}"),
+        ))
     }
 }

@@ -12,6 +12,7 @@ use std::fmt::Write as _;
 
 pub use log::{Descendants, Log, LogOptions, LogOrder};
 
+use crate::batch::Batch;
 use crate::error::{Result, StateStoreError};
 use crate::id::{IdPrefix, SnapshotId, StateNodeId};
 use crate::model::{StateNode, StateSnapshot};
@@ -31,6 +32,11 @@ pub type HistoryGraph = petgraph::graph::DiGraph<StateNode, usize>;
 /// Every walk orders nodes by generation (DESIGN invariant 4), so it can stop as soon as the
 /// answer is known and never needs memory proportional to the whole history.
 pub trait History: StateStore {
+    /// Starts an atomic [`Batch`] of writes on this store.
+    fn batch(&self) -> Batch<'_, Self> {
+        Batch::new(self)
+    }
+
     /// Walks the history as `git rev-list` does; see [`LogOptions`].
     ///
     /// # Errors

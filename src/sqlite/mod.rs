@@ -2,27 +2,27 @@
 
 mod ops;
 mod schema;
+mod writer;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
-use rusqlite::{Connection, ErrorCode, OpenFlags, Transaction};
-use time::OffsetDateTime;
+use rusqlite::{Connection, ErrorCode, OpenFlags};
 
-use crate::codec;
 use crate::error::{BackendError, Result, StateStoreError};
 use crate::id::{IdPrefix, SnapshotId, StateDataRef, StateNodeId};
 use crate::model::{
-    Ref, RefLogEntry, SnapshotInfo, StateData, StateMetadata, StateNode, StateSnapshot,
+    Ref, RefLogEntry, SnapshotInfo, StateData, StateInfo, StateMetadata, StateNode, StateSnapshot,
 };
 use crate::package::SnapshotPackage;
 use crate::refs::validate_ref_name;
-use crate::store::{GraphCursor, StateStore};
+use crate::store::{GraphCursor, Op, Outcome, StateStore, Writes};
 
 pub use schema::SCHEMA_VERSION;
 use schema::{FileState, sql_error};
+use writer::Writer;
 
 /// What a successful write promises to survive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -130,20 +130,26 @@ impl SqliteStateStoreBuilder {
 /// assert_eq!(store.get_node(&node)?.data_ref, data_ref);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+#[derive(Clone)]
 pub struct SqliteStateStore {
+    shared: Arc<Shared>,
+}
+
+/// What every handle to one opened store shares.
+struct Shared {
     path: PathBuf,
     config: SqliteStateStoreBuilder,
     /// `None` when opened read-only.
-    writer: Option<Mutex<Connection>>,
+    writer: Option<Writer>,
     readers: Mutex<Vec<Connection>>,
 }
 
 impl std::fmt::Debug for SqliteStateStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SqliteStateStore")
-            .field("path", &self.path)
-            .field("read_only", &self.writer.is_none())
-            .field("durability", &self.config.durability)
+            .field("path", &self.shared.path)
+            .field("read_only", &self.shared.writer.is_none())
+            .field("durability", &self.shared.config.durability)
             .finish_non_exhaustive()
     }
 }
@@ -157,17 +163,6 @@ pub(crate) fn map_sqlite_error(context: &'static str, e: rusqlite::Error) -> Sta
         }
         _ => StateStoreError::Backend(BackendError::new(context, e)),
     }
-}
-
-fn is_busy(e: &StateStoreError) -> bool {
-    use std::error::Error as _;
-    let StateStoreError::Backend(b) = e else {
-        return false;
-    };
-    b.source()
-        .and_then(|s| s.downcast_ref::<rusqlite::Error>())
-        .and_then(rusqlite::Error::sqlite_error_code)
-        .is_some_and(|c| matches!(c, ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked))
 }
 
 impl SqliteStateStore {
@@ -194,12 +189,12 @@ impl SqliteStateStore {
 
     /// The file this store lives in.
     pub fn path(&self) -> &Path {
-        &self.path
+        &self.shared.path
     }
 
     /// True when the store was opened with [`open_read_only`](Self::open_read_only).
     pub fn is_read_only(&self) -> bool {
-        self.writer.is_none()
+        self.shared.writer.is_none()
     }
 
     fn open_with(config: SqliteStateStoreBuilder, path: &Path, read_only: bool) -> Result<Self> {
@@ -228,13 +223,15 @@ impl SqliteStateStore {
             // Only now, with the file known to be ours, may anything be written to it.
             Self::configure(&conn, &config, false)?;
             schema::migrate(&mut conn, path)?;
-            Some(Mutex::new(conn))
+            Some(Writer::start(conn, config.busy_timeout)?)
         };
         let store = Self {
-            path: path.to_owned(),
-            config,
-            writer,
-            readers: Mutex::new(Vec::new()),
+            shared: Arc::new(Shared {
+                path: path.to_owned(),
+                config,
+                writer,
+                readers: Mutex::new(Vec::new()),
+            }),
         };
         // Open one reader up front: it checks the schema of read-only opens and proves that
         // reading works before the caller relies on it.
@@ -283,22 +280,25 @@ impl SqliteStateStore {
 
     fn new_reader(&self) -> Result<Connection> {
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = Connection::open_with_flags(&self.path, flags)
+        let conn = Connection::open_with_flags(&self.shared.path, flags)
             .map_err(sql_error("opening a read connection"))?;
-        conn.busy_timeout(self.config.busy_timeout)
+        conn.busy_timeout(self.shared.config.busy_timeout)
             .map_err(sql_error("configuring the store"))?;
-        Self::configure(&conn, &self.config, true)?;
+        Self::configure(&conn, &self.shared.config, true)?;
         Ok(conn)
     }
 
     fn readers(&self) -> MutexGuard<'_, Vec<Connection>> {
         // The pool is a plain Vec; a panic while it was locked cannot leave it inconsistent.
-        self.readers.lock().unwrap_or_else(PoisonError::into_inner)
+        self.shared
+            .readers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     fn return_reader(&self, conn: Connection) {
         let mut pool = self.readers();
-        if pool.len() < self.config.max_idle_readers {
+        if pool.len() < self.shared.config.max_idle_readers {
             pool.push(conn);
         }
     }
@@ -319,57 +319,25 @@ impl SqliteStateStore {
         out
     }
 
-    /// Runs `f` in one `BEGIN IMMEDIATE` transaction on the writer, retrying the whole
-    /// transaction with backoff while another connection holds the write lock.
-    fn write<T>(
-        &self,
-        operation: &'static str,
-        mut f: impl FnMut(&Transaction<'_>) -> Result<T>,
-    ) -> Result<T> {
-        let writer = self
-            .writer
-            .as_ref()
-            .ok_or(StateStoreError::ReadOnly { operation })?;
-        // A panic inside `f` drops the transaction, which rolls it back; the connection is
-        // clean again, so a poisoned lock is safe to reuse.
-        let mut conn = writer.lock().unwrap_or_else(PoisonError::into_inner);
-        let deadline = Instant::now() + self.config.busy_timeout;
-        let mut backoff = Duration::from_millis(1);
-        loop {
-            let attempt = (|| {
-                let tx = conn
-                    .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                    .map_err(sql_error(operation))?;
-                let out = f(&tx)?;
-                tx.commit().map_err(sql_error(operation))?;
-                Ok(out)
-            })();
-            match attempt {
-                Err(e) if is_busy(&e) && Instant::now() < deadline => {
-                    std::thread::sleep(backoff);
-                    backoff = (backoff * 2).min(Duration::from_millis(50));
-                }
-                other => return other,
-            }
-        }
+    /// Applies `ops` all-or-nothing through the writer thread (grouped with concurrent
+    /// writers into one transaction) and returns once they are durable.
+    fn apply_ops(&self, ops: Vec<Op>) -> Result<Vec<Outcome>> {
+        let Some(writer) = &self.shared.writer else {
+            let operation = ops.first().map_or("write", Op::describe);
+            return Err(StateStoreError::ReadOnly { operation });
+        };
+        writer.apply(ops)
+    }
+
+    fn apply_one(&self, op: Op) -> Result<Outcome> {
+        let mut outcomes = self.apply_ops(vec![op])?;
+        Ok(outcomes.pop().unwrap_or(Outcome::Done))
     }
 }
 
 impl StateStore for SqliteStateStore {
     fn put_state(&self, data: StateData) -> Result<StateDataRef> {
-        // Hash outside the write lock: it is the only part proportional to the state's size.
-        let hash = data.hash();
-        let data_ref = StateDataRef::new_v7();
-        self.write("put state", |tx| {
-            ops::put_state(
-                tx,
-                &data_ref,
-                &hash,
-                &data.bytes,
-                data.content_type.as_deref(),
-            )
-        })?;
-        Ok(data_ref)
+        self.apply_one(Op::put_state(data))?.state()
     }
 
     fn get_state(&self, data_ref: &StateDataRef) -> Result<StateData> {
@@ -382,10 +350,8 @@ impl StateStore for SqliteStateStore {
         data_ref: StateDataRef,
         metadata: StateMetadata,
     ) -> Result<StateNodeId> {
-        codec::check_parents(&parent_ids)?;
-        self.write("commit a node", |tx| {
-            ops::commit_node(tx, &parent_ids, &data_ref, &metadata)
-        })
+        self.apply_one(Op::commit_node(parent_ids, data_ref, metadata)?)?
+            .node()
     }
 
     fn get_node(&self, id: &StateNodeId) -> Result<StateNode> {
@@ -393,8 +359,7 @@ impl StateStore for SqliteStateStore {
     }
 
     fn snapshot(&self, node_id: &StateNodeId) -> Result<SnapshotId> {
-        let now = OffsetDateTime::now_utc();
-        self.write("take a snapshot", |tx| ops::snapshot(tx, node_id, now))
+        self.apply_one(Op::snapshot(*node_id))?.snapshot()
     }
 
     fn load_snapshot(&self, snapshot_id: &SnapshotId) -> Result<StateSnapshot> {
@@ -410,9 +375,8 @@ impl StateStore for SqliteStateStore {
     }
 
     fn delete_snapshot(&self, snapshot_id: &SnapshotId) -> Result<()> {
-        self.write("delete a snapshot", |tx| {
-            ops::delete_snapshot(tx, snapshot_id)
-        })
+        self.apply_one(Op::DeleteSnapshot { id: *snapshot_id })
+            .map(drop)
     }
 
     fn set_ref_with_message(
@@ -422,11 +386,8 @@ impl StateStore for SqliteStateStore {
         new: &StateNodeId,
         message: Option<&str>,
     ) -> Result<()> {
-        validate_ref_name(name)?;
-        let now = OffsetDateTime::now_utc();
-        self.write("move a ref", |tx| {
-            ops::set_ref(tx, name, expected, new, message, now)
-        })
+        self.apply_one(Op::set_ref(name, expected, new, message)?)
+            .map(drop)
     }
 
     fn get_ref(&self, name: &str) -> Result<Option<StateNodeId>> {
@@ -435,11 +396,7 @@ impl StateStore for SqliteStateStore {
     }
 
     fn delete_ref(&self, name: &str, expected: &StateNodeId) -> Result<()> {
-        validate_ref_name(name)?;
-        let now = OffsetDateTime::now_utc();
-        self.write("delete a ref", |tx| {
-            ops::delete_ref(tx, name, expected, now)
-        })
+        self.apply_one(Op::delete_ref(name, expected)?).map(drop)
     }
 
     fn list_refs(&self, prefix: &str) -> Result<Vec<Ref>> {
@@ -456,11 +413,15 @@ impl StateStore for SqliteStateStore {
     }
 
     fn import_snapshot(&self, package: &SnapshotPackage) -> Result<SnapshotId> {
-        let data_hash = package.verify()?;
-        let now = OffsetDateTime::now_utc();
-        self.write("import a snapshot", |tx| {
-            ops::import_snapshot(tx, package, &data_hash, now)
-        })
+        self.apply_one(Op::import(package)?)?.snapshot()
+    }
+
+    fn state_info(&self, data_ref: &StateDataRef) -> Result<StateInfo> {
+        self.read(|conn| ops::state_info(conn, data_ref))
+    }
+
+    fn apply(&self, writes: Writes) -> Result<()> {
+        self.apply_ops(writes.ops).map(drop)
     }
 
     fn cursor(&self) -> Result<Box<dyn GraphCursor + '_>> {

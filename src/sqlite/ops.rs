@@ -11,7 +11,7 @@ use crate::codec;
 use crate::error::{Result, StateStoreError};
 use crate::id::{ContentHash, IdPrefix, SnapshotId, StateDataRef, StateNodeId};
 use crate::model::{
-    Ref, RefLogEntry, SnapshotInfo, StateData, StateMetadata, StateNode, StateSnapshot,
+    Ref, RefLogEntry, SnapshotInfo, StateData, StateInfo, StateMetadata, StateNode, StateSnapshot,
 };
 use crate::package::SnapshotPackage;
 use crate::store;
@@ -205,30 +205,29 @@ pub(crate) fn put_state(
     Ok(())
 }
 
-/// The content hash and content type of stored state.
-pub(crate) fn state_info(
-    conn: &Connection,
-    data_ref: &StateDataRef,
-) -> Result<(ContentHash, Option<String>)> {
+/// The hash, content type and length of stored state.
+pub(crate) fn state_info(conn: &Connection, data_ref: &StateDataRef) -> Result<StateInfo> {
     let row = conn
         .prepare_cached(
-            "SELECT b.hash, d.content_type FROM state_data d JOIN blobs b ON b.id = d.blob_id
-             WHERE d.data_ref = ?1",
+            "SELECT b.hash, d.content_type, length(b.bytes)
+             FROM state_data d JOIN blobs b ON b.id = d.blob_id WHERE d.data_ref = ?1",
         )
         .and_then(|mut s| {
             s.query_row([data_ref.as_bytes()], |r| {
-                Ok((r.get::<_, Vec<u8>>(0)?, r.get(1)?))
+                Ok((r.get::<_, Vec<u8>>(0)?, r.get(1)?, r.get::<_, i64>(2)?))
             })
             .optional()
         })
         .map_err(sql_error("reading state data"))?;
-    let (hash, content_type) = row.ok_or(StateStoreError::MissingState {
+    let (hash, content_type, len) = row.ok_or(StateStoreError::MissingState {
         data_ref: *data_ref,
     })?;
-    Ok((
-        ContentHash::from_bytes(blob32("state data hash", &hash)?),
+    Ok(StateInfo {
+        data_ref: *data_ref,
+        hash: ContentHash::from_bytes(blob32("state data hash", &hash)?),
         content_type,
-    ))
+        len: u64::try_from(len).unwrap_or(0),
+    })
 }
 
 /// Reads state bytes and checks them against their hash.
@@ -394,7 +393,11 @@ pub(crate) fn commit_node(
     data_ref: &StateDataRef,
     metadata: &StateMetadata,
 ) -> Result<StateNodeId> {
-    let (data_hash, content_type) = state_info(tx, data_ref)?;
+    let StateInfo {
+        hash: data_hash,
+        content_type,
+        ..
+    } = state_info(tx, data_ref)?;
     let mut seqs = Vec::with_capacity(parent_ids.len());
     let mut generations = Vec::with_capacity(parent_ids.len());
     for p in parent_ids {
