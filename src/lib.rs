@@ -28,6 +28,8 @@
 //! ```
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+#[cfg(feature = "async")]
+mod asynchronous;
 mod batch;
 pub mod codec;
 mod error;
@@ -40,6 +42,8 @@ mod refs;
 mod sqlite;
 mod store;
 
+#[cfg(feature = "async")]
+pub use asynchronous::{AsyncStateStore, BoxFuture, LogStream};
 pub use batch::Batch;
 pub use error::{BackendError, Result, StateStoreError};
 pub use graph::{Descendants, History, HistoryGraph, Log, LogOptions, LogOrder, dot};

@@ -1,0 +1,398 @@
+//! The async facade: [`AsyncStateStore`], the same operations and semantics as
+//! [`StateStore`] and [`History`], returning futures.
+//!
+//! The engine is synchronous (SQLite is), so every call runs on tokio's blocking thread pool
+//! and the executor threads never wait on a lock, a disk or a busy database. Writes still go
+//! through the store's one writer, so async callers share group commits with sync callers.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::sync::mpsc;
+
+use crate::error::{BackendError, Result, StateStoreError};
+use crate::graph::{History, LogOptions};
+use crate::id::{SnapshotId, StateDataRef, StateNodeId};
+use crate::memory::InMemoryStateStore;
+use crate::model::{
+    Ref, RefLogEntry, SnapshotInfo, StateData, StateMetadata, StateNode, StateSnapshot,
+};
+use crate::sqlite::SqliteStateStore;
+use crate::store::{StateStore, Writes};
+
+/// A boxed, `Send` future, as every [`AsyncStateStore`] method returns.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// How many log entries a [`LogStream`] reads ahead of its consumer.
+const LOG_READ_AHEAD: usize = 256;
+
+/// Async access to a state store. Holdable as `Arc<dyn AsyncStateStore>`.
+///
+/// # Example
+/// ```
+/// use stategraph::{AsyncStateStore, InMemoryStateStore, StateData, StateMetadata};
+///
+/// # tokio::runtime::Runtime::new()?.block_on(async {
+/// let store: std::sync::Arc<dyn AsyncStateStore> = std::sync::Arc::new(InMemoryStateStore::new());
+/// let data = store.put_state(StateData::new(b"tick".to_vec())).await?;
+/// let node = store.commit_node(vec![], data, StateMetadata::now(None)).await?;
+/// let snapshot = store.load_snapshot(&store.snapshot(&node).await?).await?;
+/// assert_eq!(snapshot.state.bytes, b"tick");
+/// # Ok::<(), stategraph::StateStoreError>(())
+/// # })?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub trait AsyncStateStore: Send + Sync {
+    /// See [`StateStore::put_state`].
+    fn put_state(&self, data: StateData) -> BoxFuture<'static, Result<StateDataRef>>;
+    /// See [`StateStore::get_state`].
+    fn get_state(&self, data_ref: &StateDataRef) -> BoxFuture<'static, Result<StateData>>;
+    /// See [`StateStore::commit_node`].
+    fn commit_node(
+        &self,
+        parent_ids: Vec<StateNodeId>,
+        data_ref: StateDataRef,
+        metadata: StateMetadata,
+    ) -> BoxFuture<'static, Result<StateNodeId>>;
+    /// See [`StateStore::get_node`].
+    fn get_node(&self, id: &StateNodeId) -> BoxFuture<'static, Result<StateNode>>;
+    /// See [`StateStore::snapshot`].
+    fn snapshot(&self, node_id: &StateNodeId) -> BoxFuture<'static, Result<SnapshotId>>;
+    /// See [`StateStore::load_snapshot`].
+    fn load_snapshot(&self, id: &SnapshotId) -> BoxFuture<'static, Result<StateSnapshot>>;
+    /// See [`StateStore::list_snapshots`].
+    fn list_snapshots(&self) -> BoxFuture<'static, Result<Vec<SnapshotInfo>>>;
+    /// See [`StateStore::delete_snapshot`].
+    fn delete_snapshot(&self, id: &SnapshotId) -> BoxFuture<'static, Result<()>>;
+    /// See [`StateStore::set_ref_with_message`].
+    fn set_ref(
+        &self,
+        name: &str,
+        expected: Option<&StateNodeId>,
+        new: &StateNodeId,
+        message: Option<&str>,
+    ) -> BoxFuture<'static, Result<()>>;
+    /// See [`StateStore::get_ref`].
+    fn get_ref(&self, name: &str) -> BoxFuture<'static, Result<Option<StateNodeId>>>;
+    /// See [`StateStore::delete_ref`].
+    fn delete_ref(&self, name: &str, expected: &StateNodeId) -> BoxFuture<'static, Result<()>>;
+    /// See [`StateStore::list_refs`].
+    fn list_refs(&self, prefix: &str) -> BoxFuture<'static, Result<Vec<Ref>>>;
+    /// See [`StateStore::ref_log`].
+    fn ref_log(&self, name: &str) -> BoxFuture<'static, Result<Vec<RefLogEntry>>>;
+    /// See [`History::restore`].
+    fn restore(
+        &self,
+        snapshot_id: &SnapshotId,
+        name: &str,
+        expected: Option<&StateNodeId>,
+    ) -> BoxFuture<'static, Result<StateSnapshot>>;
+    /// Applies a batch atomically; build it with [`Batch`](crate::Batch) on the sync store
+    /// and pass [`Batch::into_writes`](crate::Batch::into_writes). See [`StateStore::apply`].
+    fn apply(&self, writes: Writes) -> BoxFuture<'static, Result<()>>;
+    /// See [`History::is_ancestor`].
+    fn is_ancestor(
+        &self,
+        ancestor: &StateNodeId,
+        descendant: &StateNodeId,
+    ) -> BoxFuture<'static, Result<bool>>;
+    /// See [`History::merge_bases`].
+    fn merge_bases(&self, ids: &[StateNodeId]) -> BoxFuture<'static, Result<Vec<StateNodeId>>>;
+    /// See [`History::resolve`].
+    fn resolve(&self, text: &str) -> BoxFuture<'static, Result<StateNodeId>>;
+    /// [`History::log`] as a stream. The walk runs on a blocking thread a bounded distance
+    /// ahead of the consumer, and stops when the stream is dropped.
+    fn log(&self, options: LogOptions) -> LogStream;
+}
+
+/// The stream of nodes [`AsyncStateStore::log`] returns; implements
+/// [`futures_core::Stream`]. An error ends the stream after it is yielded.
+#[derive(Debug)]
+pub struct LogStream {
+    entries: mpsc::Receiver<Result<StateNode>>,
+}
+
+impl LogStream {
+    /// The next node, or `None` at the end.
+    pub async fn next(&mut self) -> Option<Result<StateNode>> {
+        self.entries.recv().await
+    }
+}
+
+impl futures_core::Stream for LogStream {
+    type Item = Result<StateNode>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.entries.poll_recv(cx)
+    }
+}
+
+fn join_error(e: tokio::task::JoinError) -> StateStoreError {
+    StateStoreError::Backend(BackendError::new(
+        "running a store call on tokio's blocking pool",
+        e,
+    ))
+}
+
+/// Stores whose calls are synchronous and run on tokio's blocking pool; this is what the
+/// [`AsyncStateStore`] impls below have in common.
+trait Blocking: StateStore + Clone + 'static {
+    fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Self) -> Result<T> + Send + 'static,
+    ) -> BoxFuture<'static, Result<T>> {
+        let store = self.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || f(&store))
+                .await
+                .map_err(join_error)?
+        })
+    }
+}
+
+impl Blocking for InMemoryStateStore {}
+impl Blocking for SqliteStateStore {}
+
+impl<S: Blocking> AsyncStateStore for S {
+    fn put_state(&self, data: StateData) -> BoxFuture<'static, Result<StateDataRef>> {
+        self.call(move |s| StateStore::put_state(s, data))
+    }
+
+    fn get_state(&self, data_ref: &StateDataRef) -> BoxFuture<'static, Result<StateData>> {
+        let data_ref = *data_ref;
+        self.call(move |s| StateStore::get_state(s, &data_ref))
+    }
+
+    fn commit_node(
+        &self,
+        parent_ids: Vec<StateNodeId>,
+        data_ref: StateDataRef,
+        metadata: StateMetadata,
+    ) -> BoxFuture<'static, Result<StateNodeId>> {
+        self.call(move |s| StateStore::commit_node(s, parent_ids, data_ref, metadata))
+    }
+
+    fn get_node(&self, id: &StateNodeId) -> BoxFuture<'static, Result<StateNode>> {
+        let id = *id;
+        self.call(move |s| StateStore::get_node(s, &id))
+    }
+
+    fn snapshot(&self, node_id: &StateNodeId) -> BoxFuture<'static, Result<SnapshotId>> {
+        let node_id = *node_id;
+        self.call(move |s| StateStore::snapshot(s, &node_id))
+    }
+
+    fn load_snapshot(&self, id: &SnapshotId) -> BoxFuture<'static, Result<StateSnapshot>> {
+        let id = *id;
+        self.call(move |s| StateStore::load_snapshot(s, &id))
+    }
+
+    fn list_snapshots(&self) -> BoxFuture<'static, Result<Vec<SnapshotInfo>>> {
+        self.call(|s| StateStore::list_snapshots(s))
+    }
+
+    fn delete_snapshot(&self, id: &SnapshotId) -> BoxFuture<'static, Result<()>> {
+        let id = *id;
+        self.call(move |s| StateStore::delete_snapshot(s, &id))
+    }
+
+    fn set_ref(
+        &self,
+        name: &str,
+        expected: Option<&StateNodeId>,
+        new: &StateNodeId,
+        message: Option<&str>,
+    ) -> BoxFuture<'static, Result<()>> {
+        let (name, expected, new) = (name.to_owned(), expected.copied(), *new);
+        let message = message.map(str::to_owned);
+        self.call(move |s| {
+            StateStore::set_ref_with_message(s, &name, expected.as_ref(), &new, message.as_deref())
+        })
+    }
+
+    fn get_ref(&self, name: &str) -> BoxFuture<'static, Result<Option<StateNodeId>>> {
+        let name = name.to_owned();
+        self.call(move |s| StateStore::get_ref(s, &name))
+    }
+
+    fn delete_ref(&self, name: &str, expected: &StateNodeId) -> BoxFuture<'static, Result<()>> {
+        let (name, expected) = (name.to_owned(), *expected);
+        self.call(move |s| StateStore::delete_ref(s, &name, &expected))
+    }
+
+    fn list_refs(&self, prefix: &str) -> BoxFuture<'static, Result<Vec<Ref>>> {
+        let prefix = prefix.to_owned();
+        self.call(move |s| StateStore::list_refs(s, &prefix))
+    }
+
+    fn ref_log(&self, name: &str) -> BoxFuture<'static, Result<Vec<RefLogEntry>>> {
+        let name = name.to_owned();
+        self.call(move |s| StateStore::ref_log(s, &name))
+    }
+
+    fn restore(
+        &self,
+        snapshot_id: &SnapshotId,
+        name: &str,
+        expected: Option<&StateNodeId>,
+    ) -> BoxFuture<'static, Result<StateSnapshot>> {
+        let (snapshot_id, name, expected) = (*snapshot_id, name.to_owned(), expected.copied());
+        self.call(move |s| History::restore(s, &snapshot_id, &name, expected.as_ref()))
+    }
+
+    fn apply(&self, writes: Writes) -> BoxFuture<'static, Result<()>> {
+        self.call(move |s| StateStore::apply(s, writes))
+    }
+
+    fn is_ancestor(
+        &self,
+        ancestor: &StateNodeId,
+        descendant: &StateNodeId,
+    ) -> BoxFuture<'static, Result<bool>> {
+        let (a, d) = (*ancestor, *descendant);
+        self.call(move |s| History::is_ancestor(s, &a, &d))
+    }
+
+    fn merge_bases(&self, ids: &[StateNodeId]) -> BoxFuture<'static, Result<Vec<StateNodeId>>> {
+        let ids = ids.to_vec();
+        self.call(move |s| History::merge_bases(s, &ids))
+    }
+
+    fn resolve(&self, text: &str) -> BoxFuture<'static, Result<StateNodeId>> {
+        let text = text.to_owned();
+        self.call(move |s| History::resolve(s, &text))
+    }
+
+    fn log(&self, options: LogOptions) -> LogStream {
+        let (tx, entries) = mpsc::channel(LOG_READ_AHEAD);
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let walk = match History::log(&store, &options) {
+                Ok(walk) => walk,
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                    return;
+                }
+            };
+            for entry in walk {
+                // A closed channel means the consumer dropped the stream: stop walking.
+                if tx.blocking_send(entry).is_err() {
+                    return;
+                }
+            }
+        });
+        LogStream { entries }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    async fn chains(store: Arc<dyn AsyncStateStore>) {
+        let mut tasks = Vec::new();
+        for task in 0..8u32 {
+            let store = Arc::clone(&store);
+            tasks.push(tokio::spawn(async move {
+                let mut head: Option<StateNodeId> = None;
+                for tick in 0..25u32 {
+                    let data = store
+                        .put_state(StateData::new(format!("{task}/{tick}").into_bytes()))
+                        .await?;
+                    let meta = StateMetadata::now(Some(format!("{task}/{tick}")));
+                    head = Some(
+                        store
+                            .commit_node(head.into_iter().collect(), data, meta)
+                            .await?,
+                    );
+                }
+                let head = head.expect("25 ticks");
+                store
+                    .set_ref(&format!("agents/{task}"), None, &head, None)
+                    .await?;
+                Ok::<_, StateStoreError>(head)
+            }));
+        }
+        for (task, handle) in tasks.into_iter().enumerate() {
+            let head = handle.await.expect("task panicked").expect("task failed");
+            let mut stream = store.log(LogOptions::new().from_ref(format!("agents/{task}")));
+            let mut count = 0;
+            let mut expected = Some(head);
+            while let Some(node) = stream.next().await {
+                let node = node.expect("log entry");
+                assert_eq!(Some(node.id), expected, "a chain streams newest first");
+                expected = node.parent_ids.first().copied();
+                count += 1;
+            }
+            assert_eq!(count, 25);
+            assert!(
+                store
+                    .is_ancestor(&expected.unwrap_or(head), &head)
+                    .await
+                    .unwrap()
+            );
+        }
+        assert_eq!(store.list_refs("agents/").await.unwrap().len(), 8);
+        let missing = StateNodeId::from_bytes([1; 32]);
+        assert!(matches!(
+            store.get_node(&missing).await,
+            Err(StateStoreError::MissingNode { .. })
+        ));
+        let mut stream = store.log(LogOptions::new().from(missing));
+        assert!(matches!(
+            stream.next().await,
+            Some(Err(StateStoreError::MissingNode { .. }))
+        ));
+        assert!(stream.next().await.is_none());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_tasks_in_memory() {
+        chains(Arc::new(InMemoryStateStore::new())).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_tasks_in_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStateStore::builder()
+            .durability(crate::Durability::Normal)
+            .open(dir.path().join("a.db"))
+            .unwrap();
+        chains(Arc::new(store)).await;
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn works_on_a_current_thread_runtime_and_stops_walks_early() {
+        let store = InMemoryStateStore::new();
+        let mut head = None;
+        for i in 0..2000u32 {
+            let data =
+                StateStore::put_state(&store, StateData::new(i.to_be_bytes().to_vec())).unwrap();
+            head = Some(
+                StateStore::commit_node(
+                    &store,
+                    head.into_iter().collect(),
+                    data,
+                    StateMetadata::now(None),
+                )
+                .unwrap(),
+            );
+        }
+        let mut stream = AsyncStateStore::log(&store, LogOptions::new().from(head.unwrap()));
+        assert!(stream.next().await.unwrap().is_ok());
+        drop(stream); // the blocking walker notices and stops
+        let data = AsyncStateStore::put_state(&store, StateData::new(vec![1]))
+            .await
+            .unwrap();
+        assert_eq!(
+            AsyncStateStore::get_state(&store, &data)
+                .await
+                .unwrap()
+                .bytes,
+            vec![1]
+        );
+    }
+}
