@@ -1,0 +1,7 @@
+//! Integration tests for stategraph: one binary, one module per scenario.
+//!
+//! - `conformance`: the `StateStore` contract, run against every backend.
+//! - `golden`: node and snapshot ids pinned to an independent Python implementation.
+
+mod conformance;
+mod util;
