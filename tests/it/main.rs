@@ -4,4 +4,5 @@
 //! - `golden`: node and snapshot ids pinned to an independent Python implementation.
 
 mod conformance;
+mod golden;
 mod util;
