@@ -2,7 +2,9 @@
 //!
 //! - `conformance`: the `StateStore` contract, run against every backend.
 //! - `golden`: node and snapshot ids pinned to an independent Python implementation.
+//! - `sqlite_files`: which files opening refuses and leaves untouched; read-only stores.
 
 mod conformance;
 mod golden;
+mod sqlite_files;
 mod util;

@@ -114,6 +114,9 @@ impl std::fmt::Debug for Fingerprint {
 }
 
 fn read_opt(path: &Path) -> Option<Vec<u8>> {
+    if path.is_dir() {
+        return Some(b"<directory>".to_vec());
+    }
     match std::fs::read(path) {
         Ok(b) => Some(b),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
