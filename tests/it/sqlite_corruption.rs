@@ -4,9 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use stategraph::codec;
-use stategraph::{
-    SnapshotId, SqliteStateStore, StateData, StateDataRef, StateNodeId, StateStore, StateStoreError,
-};
+use stategraph::{SnapshotId, SqliteStateStore, StateData, StateDataRef, StateNodeId, StateStore};
 use tempfile::TempDir;
 
 use crate::util::{meta, open_normal, raw, t};
