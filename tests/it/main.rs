@@ -2,11 +2,13 @@
 //!
 //! - `conformance`: the `StateStore` contract, run against every backend.
 //! - `golden`: node and snapshot ids pinned to an independent Python implementation.
+//! - `reopen`: a 250-commit history survives close and reopen, writable and read-only.
 //! - `sqlite_corruption`: rows damaged behind the store's back surface as `Corrupt`.
 //! - `sqlite_files`: which files opening refuses and leaves untouched; read-only stores.
 
 mod conformance;
 mod golden;
+mod reopen;
 mod sqlite_corruption;
 mod sqlite_files;
 mod util;
