@@ -61,8 +61,7 @@ pub fn commit_bytes(
 pub struct TempSqlite {
     // Fields drop in declaration order: the store closes before its directory is deleted.
     pub store: SqliteStateStore,
-    pub path: PathBuf,
-    pub dir: TempDir,
+    _dir: TempDir,
 }
 
 impl TempSqlite {
@@ -71,7 +70,7 @@ impl TempSqlite {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("store.db");
         let store = open_normal(&path);
-        Self { store, path, dir }
+        Self { store, _dir: dir }
     }
 }
 
