@@ -1,0 +1,275 @@
+//! Concurrent use of SQLite stores: one shared handle, several handles on one file (as
+//! separate processes would have), and readers racing writers. No sleeps: threads start
+//! together at a barrier and the tests wait only by joining.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Barrier, Mutex};
+use std::thread;
+
+use stategraph::codec;
+use stategraph::{
+    ContentHash, Durability, SqliteStateStore, StateData, StateMetadata, StateNodeId, StateStore,
+};
+use tempfile::TempDir;
+use time::Duration;
+
+use crate::util::{T0, open_normal};
+
+/// The bytes of commit `i` on chain `chain`: unique per commit, so dedup cannot hide a lost
+/// write.
+fn chain_bytes(chain: usize, i: usize) -> Vec<u8> {
+    format!("chain {chain} commit {i}").into_bytes()
+}
+
+fn chain_meta(chain: usize, i: usize) -> StateMetadata {
+    StateMetadata::new(
+        T0 + Duration::nanoseconds((chain * 1_000 + i) as i64),
+        Some(format!("c{chain}")),
+    )
+}
+
+/// Commits a chain of `len` nodes on `store` and returns their ids.
+fn commit_chain(store: &dyn StateStore, chain: usize, len: usize) -> Vec<StateNodeId> {
+    let mut ids: Vec<StateNodeId> = Vec::with_capacity(len);
+    for i in 0..len {
+        let r = store
+            .put_state(StateData::new(chain_bytes(chain, i)))
+            .unwrap_or_else(|e| panic!("chain {chain} put {i}: {e}"));
+        let parents = ids.last().map(|&p| vec![p]).unwrap_or_default();
+        let id = store
+            .commit_node(parents, r, chain_meta(chain, i))
+            .unwrap_or_else(|e| panic!("chain {chain} commit {i}: {e}"));
+        ids.push(id);
+    }
+    ids
+}
+
+/// Checks that chain `chain` is complete and exactly as committed, as seen through `store`.
+fn check_chain(store: &dyn StateStore, chain: usize, ids: &[StateNodeId]) {
+    for (i, id) in ids.iter().enumerate() {
+        let node = store
+            .get_node(id)
+            .unwrap_or_else(|e| panic!("chain {chain} node {i}: {e}"));
+        let parents: Vec<StateNodeId> = if i == 0 { vec![] } else { vec![ids[i - 1]] };
+        assert_eq!(node.parent_ids, parents, "chain {chain} node {i}");
+        assert_eq!(node.generation, i as u64 + 1, "chain {chain} node {i}");
+        assert_eq!(node.metadata, chain_meta(chain, i));
+        let bytes = chain_bytes(chain, i);
+        assert_eq!(
+            *id,
+            codec::node_id(
+                &parents,
+                &ContentHash::of(&bytes),
+                None,
+                &chain_meta(chain, i)
+            )
+        );
+        assert_eq!(
+            store.get_state(&node.data_ref).expect("get_state").bytes,
+            bytes
+        );
+    }
+}
+
+fn scratch() -> (TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("shared.db");
+    (dir, path)
+}
+
+#[test]
+fn eight_threads_share_one_handle() {
+    const THREADS: usize = 8;
+    const LEN: usize = 100;
+    let (_dir, path) = scratch();
+    let store = Arc::new(open_normal(&path));
+    let start = Arc::new(Barrier::new(THREADS));
+    let handles: Vec<_> = (0..THREADS)
+        .map(|chain| {
+            let store = Arc::clone(&store);
+            let start = Arc::clone(&start);
+            thread::spawn(move || {
+                start.wait();
+                commit_chain(&*store, chain, LEN)
+            })
+        })
+        .collect();
+    let chains: Vec<Vec<StateNodeId>> = handles
+        .into_iter()
+        .map(|h| h.join().expect("writer thread panicked"))
+        .collect();
+    for (chain, ids) in chains.iter().enumerate() {
+        assert_eq!(ids.len(), LEN);
+        check_chain(&*store, chain, ids);
+    }
+    drop(store);
+    let fresh = SqliteStateStore::open_read_only(&path).expect("fresh handle");
+    for (chain, ids) in chains.iter().enumerate() {
+        check_chain(&fresh, chain, ids);
+    }
+}
+
+/// `handles` threads each open their own store on `path` (all at once) and commit a chain.
+fn separate_handles(path: &Path, handles: usize, len: usize, durability: Durability) {
+    let start = Arc::new(Barrier::new(handles));
+    let threads: Vec<_> = (0..handles)
+        .map(|chain| {
+            let path = path.to_owned();
+            let start = Arc::clone(&start);
+            thread::spawn(move || {
+                start.wait();
+                let store = SqliteStateStore::builder()
+                    .durability(durability)
+                    .open(&path)
+                    .unwrap_or_else(|e| panic!("handle {chain}: open: {e}"));
+                let ids = commit_chain(&store, chain, len);
+                // Each handle sees the others' work through its own connections later on.
+                (ids, store)
+            })
+        })
+        .collect();
+    let results: Vec<(Vec<StateNodeId>, SqliteStateStore)> = threads
+        .into_iter()
+        .map(|h| h.join().expect("writer thread panicked"))
+        .collect();
+    for (_, store) in &results {
+        for (chain, (ids, _)) in results.iter().enumerate() {
+            check_chain(store, chain, ids);
+        }
+    }
+    let chains: Vec<Vec<StateNodeId>> = results.into_iter().map(|(ids, _)| ids).collect();
+    let fresh = SqliteStateStore::open(path).expect("fresh handle");
+    for (chain, ids) in chains.iter().enumerate() {
+        check_chain(&fresh, chain, ids);
+    }
+}
+
+#[test]
+fn four_handles_on_one_existing_file() {
+    let (_dir, path) = scratch();
+    drop(open_normal(&path));
+    separate_handles(&path, 4, 100, Durability::Normal);
+}
+
+#[test]
+fn four_handles_racing_to_create_one_file() {
+    // Four processes started at once on a path that does not exist yet. The window is
+    // small, so the race is run many times on fresh paths.
+    for _ in 0..100 {
+        let (_dir, path) = scratch();
+        separate_handles(&path, 4, 1, Durability::Normal);
+    }
+}
+
+#[test]
+fn separate_handles_with_immediate_durability() {
+    let (_dir, path) = scratch();
+    drop(open_normal(&path));
+    separate_handles(&path, 3, 15, Durability::Immediate);
+}
+
+#[test]
+fn readers_see_consistent_data_while_writers_write() {
+    const WRITERS: usize = 2;
+    const READERS: usize = 3;
+    const LEN: usize = 150;
+    let (_dir, path) = scratch();
+    let store = Arc::new(open_normal(&path));
+    // (chain, index, id) of every committed node, published after its commit returned.
+    let published: Arc<Mutex<Vec<(usize, usize, StateNodeId)>>> = Arc::default();
+    let done = Arc::new(AtomicBool::new(false));
+    let start = Arc::new(Barrier::new(WRITERS + READERS));
+
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|chain| {
+            let (store, published, start) = (
+                Arc::clone(&store),
+                Arc::clone(&published),
+                Arc::clone(&start),
+            );
+            thread::spawn(move || {
+                start.wait();
+                let mut head: Option<StateNodeId> = None;
+                for i in 0..LEN {
+                    let r = store
+                        .put_state(StateData::new(chain_bytes(chain, i)))
+                        .expect("put_state");
+                    let id = store
+                        .commit_node(head.into_iter().collect(), r, chain_meta(chain, i))
+                        .expect("commit_node");
+                    if i % 10 == 0 {
+                        store.snapshot(&id).expect("snapshot");
+                    }
+                    published.lock().expect("lock").push((chain, i, id));
+                    head = Some(id);
+                }
+            })
+        })
+        .collect();
+
+    let readers: Vec<_> = (0..READERS)
+        .map(|reader| {
+            let (published, done, start) = (
+                Arc::clone(&published),
+                Arc::clone(&done),
+                Arc::clone(&start),
+            );
+            // One reader uses its own read-only handle, the others share the writers' handle.
+            let shared: Arc<dyn StateStore> = Arc::clone(&store) as Arc<dyn StateStore>;
+            let path = path.clone();
+            thread::spawn(move || {
+                let own;
+                let s: &dyn StateStore = if reader == 0 {
+                    own = SqliteStateStore::open_read_only(&path).expect("read-only handle");
+                    &own
+                } else {
+                    &*shared
+                };
+                start.wait();
+                let mut checks = 0usize;
+                let mut cursor = 0usize;
+                loop {
+                    // Read the flag before the list: once `done` is seen, everything is listed.
+                    let finished = done.load(Ordering::Acquire);
+                    let visible: Vec<(usize, usize, StateNodeId)> =
+                        published.lock().expect("lock").clone();
+                    for &(chain, i, id) in visible.iter().skip(cursor) {
+                        let node = s.get_node(&id).expect("published node is readable");
+                        assert_eq!(node.generation, i as u64 + 1);
+                        assert_eq!(node.metadata, chain_meta(chain, i));
+                        if let Some(parent) = node.parent_ids.first() {
+                            let p = s.get_node(parent).expect("parent of a visible node");
+                            assert_eq!(p.generation, i as u64);
+                        }
+                        let bytes = s.get_state(&node.data_ref).expect("get_state").bytes;
+                        assert_eq!(bytes, chain_bytes(chain, i));
+                        if i % 10 == 0 {
+                            let snap = s
+                                .load_snapshot(&codec::snapshot_id(&id))
+                                .expect("snapshot of a published node");
+                            assert_eq!(snap.state.bytes, bytes);
+                        }
+                        checks += 1;
+                    }
+                    cursor = cursor.max(visible.len() / 2);
+                    if finished {
+                        return checks;
+                    }
+                }
+            })
+        })
+        .collect();
+
+    for w in writers {
+        w.join().expect("writer panicked");
+    }
+    done.store(true, Ordering::Release);
+    for r in readers {
+        let checks = r.join().expect("reader panicked");
+        assert!(
+            checks >= WRITERS * LEN / 2,
+            "reader checked only {checks} nodes"
+        );
+    }
+}

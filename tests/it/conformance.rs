@@ -1,0 +1,627 @@
+//! The `StateStore` contract, written once and run against every backend.
+//!
+//! Each case is a function over a [`Harness`]; the `conformance_cases!` macro at the bottom
+//! generates one `#[test]` per (backend, case) in `conformance::memory` and
+//! `conformance::sqlite`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use stategraph::codec;
+use stategraph::{
+    ContentHash, InMemoryStateStore, SnapshotId, StateData, StateDataRef, StateMetadata,
+    StateNodeId, StateStore, StateStoreError,
+};
+use tempfile::TempDir;
+use time::macros::{datetime, offset};
+
+use crate::util::{T0, commit_bytes, count_rows, meta, open_normal, random_bytes, t};
+
+/// A store under test, plus (for SQLite) a way to look at its rows behind its back.
+pub struct Harness {
+    // Drop order: the store closes before its directory is deleted.
+    store: Arc<dyn StateStore>,
+    sqlite: Option<(PathBuf, TempDir)>,
+}
+
+impl Harness {
+    pub fn memory() -> Self {
+        Self {
+            store: Arc::new(InMemoryStateStore::new()),
+            sqlite: None,
+        }
+    }
+
+    pub fn sqlite() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("conformance.db");
+        Self {
+            store: Arc::new(open_normal(&path)),
+            sqlite: Some((path, dir)),
+        }
+    }
+
+    fn store(&self) -> &dyn StateStore {
+        &*self.store
+    }
+
+    /// Row counts of every table (SQLite only; `None` for the in-memory store), so a failed
+    /// call can be shown to have written nothing.
+    fn rows(&self) -> Option<Vec<(&'static str, i64)>> {
+        let (path, _) = self.sqlite.as_ref()?;
+        Some(
+            [
+                "blobs",
+                "state_data",
+                "state_nodes",
+                "node_children",
+                "snapshots",
+            ]
+            .into_iter()
+            .map(|table| (table, count_rows(path, table)))
+            .collect(),
+        )
+    }
+}
+
+/// Asserts an error message is a single line that names `id`.
+fn assert_one_line_naming(err: &StateStoreError, id: &dyn std::fmt::Display) {
+    let text = err.to_string();
+    assert!(!text.contains('\n'), "message is not one line: {text:?}");
+    assert!(
+        text.contains(&id.to_string()),
+        "message {text:?} does not mention {id}"
+    );
+}
+
+fn data(bytes: &[u8], content_type: Option<&str>) -> StateData {
+    StateData {
+        bytes: bytes.to_vec(),
+        content_type: content_type.map(str::to_owned),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// State data
+
+fn put_get_round_trip(h: &Harness) {
+    let s = h.store();
+    let big = random_bytes(1, 1 << 20);
+    let inputs = [
+        data(b"", None),
+        data(b"", Some("")),
+        data(&big, Some("application/octet-stream")),
+        data(&big, None),
+        data(b"\0\x01\xfe\xff", Some("text/plain; charset=utf-8")),
+    ];
+    let refs: Vec<StateDataRef> = inputs
+        .iter()
+        .map(|d| s.put_state(d.clone()).expect("put_state"))
+        .collect();
+    for (input, r) in inputs.iter().zip(&refs) {
+        let got = s.get_state(r).expect("get_state");
+        assert_eq!(got.bytes.len(), input.bytes.len());
+        assert!(got == *input, "state under {r} came back different");
+    }
+    // Reading twice gives the same answer (no consuming reads, no caching bugs).
+    assert_eq!(s.get_state(&refs[2]).expect("get_state"), inputs[2]);
+}
+
+fn put_returns_fresh_refs(h: &Harness) {
+    let s = h.store();
+    let a = s.put_state(data(b"same", None)).expect("put");
+    let b = s.put_state(data(b"same", None)).expect("put");
+    let c = s.put_state(data(b"same", Some("text/plain"))).expect("put");
+    assert_ne!(a, b, "identical bytes must still get a new ref");
+    assert_ne!(a, c);
+    assert_ne!(b, c);
+    for r in [a, b, c] {
+        assert_eq!(r.as_uuid().get_version_num(), 7, "{r} is not a v7 uuid");
+    }
+    assert_eq!(s.get_state(&a).expect("get").content_type, None);
+    assert_eq!(s.get_state(&b).expect("get").bytes, b"same");
+    assert_eq!(
+        s.get_state(&c).expect("get").content_type.as_deref(),
+        Some("text/plain"),
+        "each ref keeps its own content type even though the bytes are shared"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Committing
+
+fn commit_is_idempotent(h: &Harness) {
+    let s = h.store();
+    let first_ref = s
+        .put_state(data(b"state", Some("text/plain")))
+        .expect("put");
+    let m = meta(T0, Some("tick"));
+    let id = s.commit_node(vec![], first_ref, m.clone()).expect("commit");
+    let rows_before = h.rows();
+    assert_eq!(
+        s.commit_node(vec![], first_ref, m.clone())
+            .expect("recommit"),
+        id
+    );
+    // The same bytes and content type under a second ref hash to the same node.
+    let second_ref = s
+        .put_state(data(b"state", Some("text/plain")))
+        .expect("put");
+    let rows_after_put = h.rows();
+    assert_eq!(
+        s.commit_node(vec![], second_ref, m.clone())
+            .expect("commit"),
+        id
+    );
+    let node = s.get_node(&id).expect("get_node");
+    assert_eq!(node.data_ref, first_ref, "the first write of a node stays");
+    assert_eq!(node.metadata, m);
+    assert_eq!(h.rows(), rows_after_put, "recommitting wrote rows");
+    if let (Some(before), Some(after)) = (rows_before, rows_after_put) {
+        // Only the second put (one state_data row, no new blob) happened in between.
+        assert_eq!(before[0], after[0], "identical bytes were stored twice");
+        assert_eq!(before[1].1 + 1, after[1].1);
+    }
+    // Idempotent for children too: same parent list, same id.
+    let child_ref = s.put_state(data(b"child", None)).expect("put");
+    let child = s
+        .commit_node(vec![id], child_ref, meta(t(1), None))
+        .expect("commit");
+    assert_eq!(
+        s.commit_node(vec![id], child_ref, meta(t(1), None))
+            .expect("recommit"),
+        child
+    );
+}
+
+fn commit_id_is_the_codec_hash(h: &Harness) {
+    let s = h.store();
+    let (_, root) = commit_bytes(s, vec![], b"root", None, meta(T0, None));
+    let (r, child) = commit_bytes(
+        s,
+        vec![root],
+        b"child",
+        Some("application/json"),
+        meta(t(5), Some("c")),
+    );
+    let expected = codec::node_id(
+        &[root],
+        &ContentHash::of(b"child"),
+        Some("application/json"),
+        &meta(t(5), Some("c")),
+    );
+    assert_eq!(child, expected);
+    let node = s.get_node(&child).expect("get_node");
+    assert_eq!(node.id, child);
+    assert_eq!(node.parent_ids, vec![root]);
+    assert_eq!(node.data_ref, r);
+    assert_eq!(node.data_hash, ContentHash::of(b"child"));
+    assert_eq!(node.content_type.as_deref(), Some("application/json"));
+}
+
+fn every_input_changes_the_id(h: &Harness) {
+    let s = h.store();
+    let plain = s.put_state(data(b"bytes", None)).expect("put");
+    let typed = s
+        .put_state(data(b"bytes", Some("text/plain")))
+        .expect("put");
+    let empty_typed = s.put_state(data(b"bytes", Some(""))).expect("put");
+    let other = s.put_state(data(b"bytez", None)).expect("put");
+    let commit = |parents: Vec<StateNodeId>, r: StateDataRef, m: StateMetadata| {
+        s.commit_node(parents, r, m).expect("commit")
+    };
+    let a = commit(vec![], plain, meta(T0, None));
+    let b = commit(vec![], plain, meta(T0, Some("x")));
+    let ids = [
+        a,
+        b,
+        commit(vec![], plain, meta(T0, Some("y"))),
+        commit(vec![], plain, meta(T0, Some(""))),
+        commit(vec![], plain, meta(t(1), None)),
+        commit(vec![], plain, meta(t(-1), None)),
+        commit(vec![], typed, meta(T0, None)),
+        commit(vec![], empty_typed, meta(T0, None)),
+        commit(vec![], other, meta(T0, None)),
+        commit(vec![a], plain, meta(T0, None)),
+        commit(vec![a, b], plain, meta(T0, None)),
+        commit(vec![b, a], plain, meta(T0, None)),
+    ];
+    for (i, x) in ids.iter().enumerate() {
+        for (j, y) in ids.iter().enumerate().skip(i + 1) {
+            assert_ne!(x, y, "inputs {i} and {j} produced the same id");
+        }
+    }
+    let ab = s.get_node(&ids[10]).expect("get_node");
+    let ba = s.get_node(&ids[11]).expect("get_node");
+    assert_eq!(ab.parent_ids, vec![a, b], "parent order is kept");
+    assert_eq!(ba.parent_ids, vec![b, a], "parent order is kept");
+}
+
+fn created_at_round_trips(h: &Harness) {
+    let s = h.store();
+    let r = s.put_state(data(b"t", None)).expect("put");
+    let times = [
+        T0,
+        datetime!(2024-01-02 03:04:05.999999999 UTC),
+        datetime!(2024-01-02 03:04:05.000000001 +05:30),
+        datetime!(2024-01-02 03:04:05.123456789 -08:00),
+        datetime!(2024-01-02 03:04:05.5 +01:02:03),
+        datetime!(1970-01-01 00:00:00 UTC),
+        datetime!(1969-12-31 23:59:59.999999999 UTC),
+        datetime!(1969-12-31 23:59:59.000000001 UTC),
+        datetime!(1969-07-20 20:17:40.5 -04:00),
+        datetime!(1900-02-28 12:00:00.000000007 UTC),
+        datetime!(-9999-01-01 00:00:00 UTC),
+        datetime!(9999-12-31 23:59:59.999999999 UTC),
+    ];
+    for at in times {
+        let m = meta(at, Some("when"));
+        let id = s.commit_node(vec![], r, m.clone()).expect("commit");
+        assert_eq!(id, codec::node_id(&[], &ContentHash::of(b"t"), None, &m));
+        let back = s.get_node(&id).expect("get_node").metadata.created_at;
+        assert_eq!(
+            back.unix_timestamp_nanos(),
+            at.unix_timestamp_nanos(),
+            "{at} came back as {back}"
+        );
+        assert_eq!(back, at);
+    }
+    // The same instant written with another offset is the same node.
+    let utc = s.commit_node(vec![], r, meta(T0, None)).expect("commit");
+    let shifted = T0.to_offset(offset!(+09:00));
+    assert_eq!(
+        s.commit_node(vec![], r, meta(shifted, None))
+            .expect("commit"),
+        utc
+    );
+}
+
+fn strings_round_trip_exactly(h: &Harness) {
+    let s = h.store();
+    for (i, text) in [
+        "",
+        " ",
+        "a\0b",
+        "état ✓ 🚀",
+        "e\u{301}",
+        "line\nbreak",
+        "\u{feff}bom",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let r = s.put_state(data(text.as_bytes(), Some(text))).expect("put");
+        let got = s.get_state(&r).expect("get_state");
+        assert_eq!(got.content_type.as_deref(), Some(text));
+        let m = meta(t(i as i64), Some(text));
+        let id = s.commit_node(vec![], r, m.clone()).expect("commit");
+        let node = s.get_node(&id).expect("get_node");
+        assert_eq!(node.metadata.label.as_deref(), Some(text));
+        assert_eq!(node.content_type.as_deref(), Some(text));
+        assert_eq!(node.metadata, m);
+    }
+    // None and Some("") stay distinct.
+    let r = s.put_state(data(b"n", None)).expect("put");
+    let id = s.commit_node(vec![], r, meta(T0, None)).expect("commit");
+    let node = s.get_node(&id).expect("get_node");
+    assert_eq!(node.metadata.label, None);
+    assert_eq!(node.content_type, None);
+}
+
+fn generation_counts_the_longest_path(h: &Harness) {
+    let s = h.store();
+    let c = |parents: Vec<StateNodeId>, n: i64| {
+        commit_bytes(s, parents, &n.to_le_bytes(), None, meta(t(n), None)).1
+    };
+    let gen_of = |id: &StateNodeId| s.get_node(id).expect("get_node").generation;
+    let root = c(vec![], 0);
+    let other_root = c(vec![], 1);
+    let child = c(vec![root], 2);
+    let grandchild = c(vec![child], 3);
+    let merge_roots = c(vec![root, other_root], 4);
+    let merge_deep_first = c(vec![grandchild, other_root], 5);
+    let merge_deep_last = c(vec![other_root, grandchild], 6);
+    let merge3 = c(vec![merge_roots, child, merge_deep_first], 7);
+    assert_eq!(gen_of(&root), 1);
+    assert_eq!(gen_of(&other_root), 1);
+    assert_eq!(gen_of(&child), 2);
+    assert_eq!(gen_of(&grandchild), 3);
+    assert_eq!(gen_of(&merge_roots), 2);
+    assert_eq!(gen_of(&merge_deep_first), 4);
+    assert_eq!(gen_of(&merge_deep_last), 4);
+    assert_eq!(gen_of(&merge3), 5);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Failures write nothing
+
+fn commit_with_unknown_data_ref_fails_cleanly(h: &Harness) {
+    let s = h.store();
+    let (_, root) = commit_bytes(s, vec![], b"root", None, meta(T0, None));
+    let before = h.rows();
+    let unknown = StateDataRef::new_v7();
+    let err = s
+        .commit_node(vec![root], unknown, meta(t(1), None))
+        .expect_err("unknown data ref must fail");
+    match &err {
+        StateStoreError::MissingState { data_ref } => assert_eq!(*data_ref, unknown),
+        other => panic!("expected MissingState, got {other:?}"),
+    }
+    assert!(err.is_missing());
+    assert_one_line_naming(&err, &unknown);
+    assert_eq!(h.rows(), before, "a failed commit wrote rows");
+    assert!(matches!(
+        s.get_state(&unknown),
+        Err(StateStoreError::MissingState { .. })
+    ));
+}
+
+fn commit_with_unknown_parent_fails_cleanly(h: &Harness) {
+    let s = h.store();
+    let (r, known) = commit_bytes(s, vec![], b"root", None, meta(T0, None));
+    let unknown = StateNodeId::from_bytes([0xab; 32]);
+    let before = h.rows();
+    for parents in [vec![unknown], vec![known, unknown], vec![unknown, known]] {
+        let m = meta(t(1), Some("orphan"));
+        let would_be = codec::node_id(&parents, &ContentHash::of(b"root"), None, &m);
+        let err = s
+            .commit_node(parents.clone(), r, m)
+            .expect_err("unknown parent must fail");
+        match &err {
+            StateStoreError::MissingNode { id } => assert_eq!(*id, unknown),
+            other => panic!("expected MissingNode for {parents:?}, got {other:?}"),
+        }
+        assert_one_line_naming(&err, &unknown);
+        assert!(
+            matches!(s.get_node(&would_be), Err(StateStoreError::MissingNode { id }) if id == would_be),
+            "the node of a failed commit is retrievable"
+        );
+    }
+    assert_eq!(h.rows(), before, "a failed commit wrote rows");
+    // The store is not wedged: a valid commit still works.
+    s.commit_node(vec![known], r, meta(t(2), None))
+        .expect("commit after failures");
+}
+
+fn commit_with_duplicate_parents_fails_cleanly(h: &Harness) {
+    let s = h.store();
+    let (r, a) = commit_bytes(s, vec![], b"a", None, meta(T0, None));
+    let (_, b) = commit_bytes(s, vec![], b"b", None, meta(T0, None));
+    let before = h.rows();
+    for parents in [vec![a, a], vec![a, b, a], vec![b, a, b]] {
+        let m = meta(t(1), None);
+        let would_be = codec::node_id(&parents, &ContentHash::of(b"a"), None, &m);
+        let err = s
+            .commit_node(parents.clone(), r, m)
+            .expect_err("duplicate parents must fail");
+        assert!(
+            matches!(err, StateStoreError::InvalidInput { .. }),
+            "expected InvalidInput for {parents:?}, got {err:?}"
+        );
+        assert!(!err.to_string().contains('\n'));
+        assert!(matches!(
+            s.get_node(&would_be),
+            Err(StateStoreError::MissingNode { .. })
+        ));
+    }
+    assert_eq!(h.rows(), before, "a failed commit wrote rows");
+}
+
+fn lookups_of_unknown_ids_are_typed(h: &Harness) {
+    let s = h.store();
+    // Make the store non-empty so "unknown" is not the same as "empty store".
+    let (_, root) = commit_bytes(s, vec![], b"x", None, meta(T0, None));
+    s.snapshot(&root).expect("snapshot");
+
+    let node = StateNodeId::from_bytes([7; 32]);
+    let err = s.get_node(&node).expect_err("unknown node");
+    assert!(
+        matches!(err, StateStoreError::MissingNode { id } if id == node),
+        "{err:?}"
+    );
+    assert!(err.is_missing() && !err.is_corrupt());
+    assert_one_line_naming(&err, &node);
+
+    let snap = SnapshotId::from_bytes([8; 32]);
+    let err = s.load_snapshot(&snap).expect_err("unknown snapshot");
+    assert!(
+        matches!(err, StateStoreError::MissingSnapshot { id } if id == snap),
+        "{err:?}"
+    );
+    assert!(err.is_missing());
+    assert_one_line_naming(&err, &snap);
+
+    let data_ref = StateDataRef::new_v7();
+    let err = s.get_state(&data_ref).expect_err("unknown state");
+    assert!(
+        matches!(err, StateStoreError::MissingState { data_ref: r } if r == data_ref),
+        "{err:?}"
+    );
+    assert!(err.is_missing());
+    assert_one_line_naming(&err, &data_ref);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Snapshots
+
+fn snapshots_are_per_node_and_idempotent(h: &Harness) {
+    let s = h.store();
+    let (_, a) = commit_bytes(s, vec![], b"same", Some("t/x"), meta(T0, Some("a")));
+    let (_, b) = commit_bytes(s, vec![], b"same", Some("t/x"), meta(T0, Some("b")));
+    let sa = s.snapshot(&a).expect("snapshot a");
+    let sb = s.snapshot(&b).expect("snapshot b");
+    assert_ne!(sa, sb, "nodes with identical bytes share a snapshot id");
+    assert_eq!(sa, codec::snapshot_id(&a));
+    assert_eq!(sb, codec::snapshot_id(&b));
+    let before = h.rows();
+    assert_eq!(s.snapshot(&a).expect("snapshot again"), sa);
+    assert_eq!(h.rows(), before, "snapshotting twice wrote rows");
+
+    let loaded = s.load_snapshot(&sa).expect("load a");
+    assert_eq!(loaded.node_id, a);
+    assert_eq!(loaded.state, data(b"same", Some("t/x")));
+    assert_eq!(s.load_snapshot(&sb).expect("load b").node_id, b);
+}
+
+fn snapshot_round_trips_large_state(h: &Harness) {
+    let s = h.store();
+    let big = random_bytes(2, (1 << 20) + 3);
+    let (_, root) = commit_bytes(s, vec![], b"root", None, meta(T0, None));
+    let (_, id) = commit_bytes(s, vec![root], &big, None, meta(t(1), None));
+    let snap = s.snapshot(&id).expect("snapshot");
+    let loaded = s.load_snapshot(&snap).expect("load");
+    assert_eq!(loaded.node_id, id);
+    assert_eq!(loaded.state.content_type, None);
+    assert!(loaded.state.bytes == big, "snapshot bytes differ");
+}
+
+fn snapshot_of_unknown_node_fails_cleanly(h: &Harness) {
+    let s = h.store();
+    commit_bytes(s, vec![], b"x", None, meta(T0, None));
+    let before = h.rows();
+    let unknown = StateNodeId::from_bytes([9; 32]);
+    let err = s.snapshot(&unknown).expect_err("unknown node");
+    assert!(
+        matches!(err, StateStoreError::MissingNode { id } if id == unknown),
+        "{err:?}"
+    );
+    assert_one_line_naming(&err, &unknown);
+    assert_eq!(h.rows(), before);
+    assert!(matches!(
+        s.load_snapshot(&codec::snapshot_id(&unknown)),
+        Err(StateStoreError::MissingSnapshot { .. })
+    ));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sharing
+
+fn shared_across_threads(h: &Harness) {
+    fn assert_send_sync<T: Send + Sync + ?Sized>() {}
+    assert_send_sync::<dyn StateStore>();
+    assert_send_sync::<Arc<dyn StateStore>>();
+
+    let store: Arc<dyn StateStore> = Arc::clone(&h.store);
+    let threads: Vec<_> = (0..4u8)
+        .map(|n| {
+            let store = Arc::clone(&store);
+            std::thread::spawn(move || {
+                let mut head = Vec::new();
+                let mut ids = Vec::new();
+                for i in 0..10u8 {
+                    let r = store.put_state(StateData::new(vec![n, i])).expect("put");
+                    let id = store
+                        .commit_node(head, r, meta(t(i64::from(i)), Some("thread")))
+                        .expect("commit");
+                    head = vec![id];
+                    ids.push(id);
+                }
+                ids
+            })
+        })
+        .collect();
+    for (n, thread) in threads.into_iter().enumerate() {
+        let ids = thread.join().expect("thread panicked");
+        for (i, id) in ids.iter().enumerate() {
+            let node = store.get_node(id).expect("get_node");
+            assert_eq!(node.generation, i as u64 + 1);
+            assert_eq!(
+                store.get_state(&node.data_ref).expect("get").bytes,
+                vec![n as u8, i as u8]
+            );
+        }
+    }
+}
+
+/// Builds a small fixed DAG (with merges, snapshots, odd times) and returns every id.
+fn build_reference_dag(s: &dyn StateStore) -> (Vec<StateNodeId>, Vec<SnapshotId>) {
+    let mut ids: Vec<StateNodeId> = Vec::new();
+    let mut snaps = Vec::new();
+    let times = [
+        T0,
+        datetime!(1969-12-31 23:59:59.999999999 UTC),
+        datetime!(2030-05-06 07:08:09.123456789 +02:00),
+    ];
+    for i in 0..12usize {
+        let parents = match i {
+            0 | 5 => vec![],
+            4 => vec![ids[3], ids[0]],
+            9 => vec![ids[8], ids[5], ids[2]],
+            _ => vec![ids[i - 1]],
+        };
+        let content_type = [None, Some("application/json"), Some("")][i % 3];
+        let label = [None, Some("tick"), Some("é ✓")][(i / 3) % 3];
+        let bytes = random_bytes(i as u64, i * 37);
+        let (_, id) = commit_bytes(
+            s,
+            parents,
+            &bytes,
+            content_type,
+            meta(times[i % 3] + time::Duration::nanoseconds(i as i64), label),
+        );
+        ids.push(id);
+        if i % 4 == 0 {
+            snaps.push(s.snapshot(&id).expect("snapshot"));
+        }
+    }
+    (ids, snaps)
+}
+
+fn cross_backend_ids_agree(h: &Harness) {
+    let reference = InMemoryStateStore::new();
+    let (want_ids, want_snaps) = build_reference_dag(&reference);
+    let (ids, snaps) = build_reference_dag(h.store());
+    assert_eq!(ids, want_ids);
+    assert_eq!(snaps, want_snaps);
+    for id in &ids {
+        let mut got = h.store().get_node(id).expect("get_node");
+        let want = reference.get_node(id).expect("get_node");
+        // Data refs are fresh UUIDs per store; everything else must agree.
+        got.data_ref = want.data_ref;
+        assert_eq!(got, want);
+    }
+}
+
+macro_rules! conformance_cases {
+    ($($case:ident),* $(,)?) => {
+        /// The contract against [`InMemoryStateStore`].
+        mod memory {
+            $(
+                #[test]
+                fn $case() {
+                    super::$case(&super::Harness::memory());
+                }
+            )*
+        }
+
+        /// The contract against a `SqliteStateStore` in a temporary directory.
+        mod sqlite {
+            $(
+                #[test]
+                fn $case() {
+                    super::$case(&super::Harness::sqlite());
+                }
+            )*
+        }
+    };
+}
+
+conformance_cases!(
+    put_get_round_trip,
+    put_returns_fresh_refs,
+    commit_is_idempotent,
+    commit_id_is_the_codec_hash,
+    every_input_changes_the_id,
+    created_at_round_trips,
+    strings_round_trip_exactly,
+    generation_counts_the_longest_path,
+    commit_with_unknown_data_ref_fails_cleanly,
+    commit_with_unknown_parent_fails_cleanly,
+    commit_with_duplicate_parents_fails_cleanly,
+    lookups_of_unknown_ids_are_typed,
+    snapshots_are_per_node_and_idempotent,
+    snapshot_round_trips_large_state,
+    snapshot_of_unknown_node_fails_cleanly,
+    shared_across_threads,
+    cross_backend_ids_agree,
+);

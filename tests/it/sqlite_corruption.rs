@@ -1,0 +1,393 @@
+//! Rows damaged behind the store's back (through a raw rusqlite connection) must surface as
+//! `Corrupt` errors, never as wrong data.
+
+use std::path::{Path, PathBuf};
+
+use stategraph::codec;
+use stategraph::{SnapshotId, SqliteStateStore, StateData, StateDataRef, StateNodeId, StateStore};
+use tempfile::TempDir;
+
+use crate::util::{meta, open_normal, raw, t};
+
+/// A closed store with a root, a second root, a merge of both, and a snapshot of each.
+struct Damaged {
+    _dir: TempDir,
+    path: PathBuf,
+    root_ref: StateDataRef,
+    other_ref: StateDataRef,
+    root: StateNodeId,
+    other: StateNodeId,
+    merge: StateNodeId,
+}
+
+const ROOT_BYTES: &[u8] = b"the root state, long enough to flip";
+const OTHER_BYTES: &[u8] = b"another state";
+
+impl Damaged {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("store.db");
+        let s = open_normal(&path);
+        let root_ref = s
+            .put_state(StateData::new(ROOT_BYTES).with_content_type("text/plain"))
+            .expect("put");
+        let other_ref = s.put_state(StateData::new(OTHER_BYTES)).expect("put");
+        let root = s
+            .commit_node(vec![], root_ref, meta(t(0), Some("root")))
+            .expect("commit");
+        let other = s
+            .commit_node(vec![], other_ref, meta(t(1), Some("other")))
+            .expect("commit");
+        let merge = s
+            .commit_node(vec![root, other], other_ref, meta(t(2), Some("merge")))
+            .expect("commit");
+        for id in [root, other, merge] {
+            s.snapshot(&id).expect("snapshot");
+        }
+        drop(s);
+        Self {
+            _dir: dir,
+            path,
+            root_ref,
+            other_ref,
+            root,
+            other,
+            merge,
+        }
+    }
+
+    /// Runs SQL on the file through a raw connection with foreign keys off (the bundled
+    /// SQLite turns them on by default).
+    fn damage(&self, sql: &str, params: impl rusqlite::Params) {
+        let conn = raw(&self.path);
+        conn.pragma_update(None, "foreign_keys", false)
+            .expect("foreign_keys off");
+        let changed = conn
+            .execute(sql, params)
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        assert!(changed > 0, "setup: {sql} changed no row");
+    }
+
+    fn open(&self) -> SqliteStateStore {
+        open_normal(&self.path)
+    }
+
+    fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+fn snap(id: &StateNodeId) -> SnapshotId {
+    codec::snapshot_id(id)
+}
+
+#[track_caller]
+fn assert_corrupt<T: std::fmt::Debug>(result: stategraph::Result<T>, what: &str) {
+    match result {
+        Err(e) if e.is_corrupt() => {
+            assert!(!e.to_string().contains('\n'), "{what}: multi-line message");
+        }
+        other => panic!("{what}: expected a Corrupt error, got {other:?}"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// State bytes
+
+#[test]
+fn flipped_blob_bytes_are_detected() {
+    let d = Damaged::new();
+    let mut flipped = ROOT_BYTES.to_vec();
+    flipped[3] ^= 0x01;
+    d.damage(
+        "UPDATE blobs SET bytes = ?1 WHERE bytes = ?2",
+        rusqlite::params![flipped, ROOT_BYTES],
+    );
+    let s = d.open();
+    assert_corrupt(s.get_state(&d.root_ref), "get_state");
+    assert_corrupt(s.load_snapshot(&snap(&d.root)), "load_snapshot");
+    // Undamaged data is still served.
+    assert_eq!(s.get_state(&d.other_ref).expect("other").bytes, OTHER_BYTES);
+    assert_eq!(
+        s.get_node(&d.root)
+            .expect("the node row itself is intact")
+            .id,
+        d.root
+    );
+}
+
+#[test]
+fn shortened_blob_bytes_are_detected() {
+    let d = Damaged::new();
+    d.damage(
+        "UPDATE blobs SET bytes = substr(bytes, 1, 5) WHERE bytes = ?1",
+        [ROOT_BYTES],
+    );
+    let s = d.open();
+    assert_corrupt(s.get_state(&d.root_ref), "get_state");
+    assert_corrupt(s.load_snapshot(&snap(&d.root)), "load_snapshot");
+}
+
+#[test]
+fn replaced_blob_hash_is_detected() {
+    let d = Damaged::new();
+    d.damage(
+        "UPDATE blobs SET hash = ?1 WHERE bytes = ?2",
+        rusqlite::params![[0x5a_u8; 32], ROOT_BYTES],
+    );
+    let s = d.open();
+    assert_corrupt(s.get_state(&d.root_ref), "get_state");
+    assert_corrupt(s.load_snapshot(&snap(&d.root)), "load_snapshot");
+}
+
+#[test]
+fn blob_bytes_stored_as_text_are_reported_corrupt() {
+    // An undecodable row is corruption too (see `StateStoreError::Corrupt`).
+    let d = Damaged::new();
+    d.damage(
+        "UPDATE blobs SET bytes = CAST(bytes AS TEXT) WHERE bytes = ?1",
+        [ROOT_BYTES],
+    );
+    let s = d.open();
+    assert_corrupt(s.get_state(&d.root_ref), "get_state");
+    assert_corrupt(s.load_snapshot(&snap(&d.root)), "load_snapshot");
+}
+
+#[test]
+fn state_whose_blob_row_is_gone_is_corrupt_not_missing() {
+    // The ref exists; its bytes do not. The in-memory store calls this Corrupt ("its bytes
+    // are missing"); "no state data with ref …" would be false.
+    let d = Damaged::new();
+    d.damage("DELETE FROM blobs WHERE bytes = ?1", [ROOT_BYTES]);
+    let s = d.open();
+    assert_corrupt(s.get_state(&d.root_ref), "get_state");
+    assert_corrupt(s.load_snapshot(&snap(&d.root)), "load_snapshot");
+}
+
+#[test]
+fn changed_state_content_type_is_not_served_by_load_snapshot() {
+    // `state_data.content_type` is not covered by any hash on its own, but the node's id
+    // covers the content type, so a snapshot must not return one the node never had.
+    let d = Damaged::new();
+    d.damage(
+        "UPDATE state_data SET content_type = 'application/x-evil' WHERE data_ref = ?1",
+        [d.root_ref.as_bytes()],
+    );
+    let s = d.open();
+    match s.load_snapshot(&snap(&d.root)) {
+        Err(e) => assert!(e.is_corrupt(), "{e:?}"),
+        Ok(loaded) => assert_eq!(
+            loaded.state.content_type.as_deref(),
+            Some("text/plain"),
+            "load_snapshot returned a content type the node's id does not cover"
+        ),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Node rows
+
+/// Applies `sql` (with `?1` = the node id) and expects `get_node` to report corruption.
+fn node_damage_is_detected(sql: &str, which: impl Fn(&Damaged) -> StateNodeId) {
+    let d = Damaged::new();
+    let id = which(&d);
+    d.damage(sql, [id.as_bytes()]);
+    let s = d.open();
+    assert_corrupt(s.get_node(&id), sql);
+    // Other nodes are unaffected.
+    for other in [d.root, d.other, d.merge].into_iter().filter(|o| *o != id) {
+        assert_eq!(s.get_node(&other).expect("undamaged node").id, other);
+    }
+}
+
+#[test]
+fn changed_label_is_detected() {
+    node_damage_is_detected(
+        "UPDATE state_nodes SET label = 'rewritten' WHERE id = ?1",
+        |d| d.root,
+    );
+}
+
+#[test]
+fn removed_label_is_detected() {
+    node_damage_is_detected("UPDATE state_nodes SET label = NULL WHERE id = ?1", |d| {
+        d.merge
+    });
+}
+
+#[test]
+fn changed_timestamp_is_detected() {
+    node_damage_is_detected(
+        "UPDATE state_nodes SET created_ns = created_ns + 1 WHERE id = ?1",
+        |d| d.root,
+    );
+    node_damage_is_detected(
+        "UPDATE state_nodes SET created_s = created_s - 1 WHERE id = ?1",
+        |d| d.other,
+    );
+}
+
+#[test]
+fn changed_content_type_is_detected() {
+    node_damage_is_detected(
+        "UPDATE state_nodes SET content_type = 'text/html' WHERE id = ?1",
+        |d| d.root,
+    );
+    node_damage_is_detected(
+        "UPDATE state_nodes SET content_type = NULL WHERE id = ?1",
+        |d| d.root,
+    );
+}
+
+#[test]
+fn changed_data_hash_is_detected() {
+    let d = Damaged::new();
+    d.damage(
+        "UPDATE state_nodes SET data_hash = ?1 WHERE id = ?2",
+        rusqlite::params![[0x33_u8; 32], d.root.as_bytes()],
+    );
+    let s = d.open();
+    assert_corrupt(s.get_node(&d.root), "get_node");
+    assert_corrupt(s.load_snapshot(&snap(&d.root)), "load_snapshot");
+}
+
+#[test]
+fn reordered_parents_are_detected() {
+    // Swap the two 32-byte parent ids of the merge.
+    node_damage_is_detected(
+        "UPDATE state_nodes
+         SET parents = CAST(substr(parents, 33, 32) || substr(parents, 1, 32) AS BLOB)
+         WHERE id = ?1",
+        |d| d.merge,
+    );
+}
+
+#[test]
+fn dropped_parent_is_detected() {
+    node_damage_is_detected(
+        "UPDATE state_nodes SET parents = substr(parents, 1, 32),
+             parent_seqs = substr(parent_seqs, 1, 8)
+         WHERE id = ?1",
+        |d| d.merge,
+    );
+}
+
+#[test]
+fn node_pointing_at_other_state_fails_load_snapshot() {
+    let d = Damaged::new();
+    d.damage(
+        "UPDATE state_nodes SET data_ref = ?1 WHERE id = ?2",
+        rusqlite::params![d.other_ref.as_bytes(), d.root.as_bytes()],
+    );
+    let s = d.open();
+    assert_corrupt(s.load_snapshot(&snap(&d.root)), "load_snapshot");
+}
+
+#[test]
+fn label_stored_as_a_blob_is_reported_corrupt() {
+    // An undecodable row is corruption too (see `StateStoreError::Corrupt`).
+    node_damage_is_detected(
+        "UPDATE state_nodes SET label = X'FF00' WHERE id = ?1",
+        |d| d.root,
+    );
+}
+
+#[test]
+fn timestamp_stored_as_text_is_reported_corrupt() {
+    node_damage_is_detected(
+        "UPDATE state_nodes SET created_s = 'yesterday' WHERE id = ?1",
+        |d| d.root,
+    );
+}
+
+#[test]
+fn root_generation_other_than_one_is_not_served() {
+    // The generation is not part of the id, but a root's generation is 1 by definition; a
+    // store that hands out generation 7 for a root is handing out wrong data.
+    let d = Damaged::new();
+    d.damage(
+        "UPDATE state_nodes SET generation = 7 WHERE id = ?1",
+        [d.root.as_bytes()],
+    );
+    let s = d.open();
+    match s.get_node(&d.root) {
+        Err(e) => assert!(e.is_corrupt(), "{e:?}"),
+        Ok(node) => assert_eq!(
+            node.generation, 1,
+            "a root came back with a wrong generation"
+        ),
+    }
+}
+
+/// With CHECK constraints switched off, damage the schema normally prevents.
+fn unchecked_damage(d: &Damaged, sql: &str, id: &StateNodeId) {
+    let conn = raw(d.path());
+    conn.pragma_update(None, "ignore_check_constraints", true)
+        .expect("ignore_check_constraints");
+    conn.pragma_update(None, "foreign_keys", false)
+        .expect("foreign_keys off");
+    let changed = conn
+        .execute(sql, [id.as_bytes()])
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    assert_eq!(changed, 1, "setup: {sql}");
+}
+
+#[test]
+fn damage_past_the_check_constraints_is_detected() {
+    for sql in [
+        "UPDATE state_nodes SET data_hash = X'0102030405' WHERE id = ?1",
+        "UPDATE state_nodes SET created_ns = 1000000000 WHERE id = ?1",
+        "UPDATE state_nodes SET created_ns = -1 WHERE id = ?1",
+        "UPDATE state_nodes SET parents = CAST(parents || X'00' AS BLOB) WHERE id = ?1",
+        "UPDATE state_nodes SET parent_seqs = CAST(parent_seqs || X'00' AS BLOB) WHERE id = ?1",
+        "UPDATE state_nodes SET data_ref = X'0102' WHERE id = ?1",
+        "UPDATE state_nodes SET generation = -1 WHERE id = ?1",
+    ] {
+        let d = Damaged::new();
+        unchecked_damage(&d, sql, &d.merge);
+        assert_corrupt(d.open().get_node(&d.merge), sql);
+    }
+}
+
+#[test]
+fn schema_rejects_wrong_length_ids_and_hashes() {
+    let d = Damaged::new();
+    let conn = raw(d.path());
+    for sql in [
+        "UPDATE blobs SET hash = X'0102030405'",
+        "UPDATE state_data SET data_ref = X'01'",
+        "UPDATE state_nodes SET id = X'0102030405'",
+        "UPDATE state_nodes SET data_hash = X'0102030405'",
+        "UPDATE state_nodes SET parents = CAST(parents || X'00' AS BLOB)",
+        "UPDATE state_nodes SET created_ns = 1000000000",
+        "UPDATE state_nodes SET generation = 0",
+        "UPDATE snapshots SET id = X'0102030405'",
+    ] {
+        let err = conn.execute(sql, []).expect_err(sql);
+        assert_eq!(
+            err.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::ConstraintViolation),
+            "{sql}: {err}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Snapshot rows
+
+#[test]
+fn snapshot_pointing_at_another_node_is_detected() {
+    let d = Damaged::new();
+    d.damage(
+        "UPDATE snapshots SET node_id = ?1 WHERE id = ?2",
+        rusqlite::params![d.other.as_bytes(), snap(&d.root).as_bytes()],
+    );
+    let s = d.open();
+    assert_corrupt(s.load_snapshot(&snap(&d.root)), "load_snapshot");
+    assert_eq!(
+        s.load_snapshot(&snap(&d.other))
+            .expect("undamaged snapshot")
+            .node_id,
+        d.other
+    );
+}

@@ -1,0 +1,519 @@
+//! What `SqliteStateStore::open` accepts, what it refuses, and that refusing (and read-only
+//! use) leaves files exactly as they were: same bytes, no new `-wal`/`-shm` sidecars.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use stategraph::{
+    SCHEMA_VERSION, SqliteStateStore, StateData, StateNodeId, StateStore, StateStoreError,
+};
+use tempfile::TempDir;
+
+use crate::util::{
+    Fingerprint, commit_bytes, dir_entries, meta, open_normal, random_bytes, raw, sidecar, t,
+};
+
+/// A temporary directory with one file path in it.
+fn scratch(name: &str) -> (TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join(name);
+    (dir, path)
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Mode {
+    Writable,
+    ReadOnly,
+}
+
+/// Opens `path` in `mode`; it must fail with an error `expected` accepts, without changing the
+/// file or creating anything next to it (no `-wal`, no `-shm`).
+fn assert_refused_by(path: &Path, mode: Mode, expected: impl Fn(&StateStoreError) -> bool) {
+    let dir = path.parent().expect("parent");
+    let before = Fingerprint::of(path);
+    let entries = dir_entries(dir);
+    let result = match mode {
+        Mode::Writable => SqliteStateStore::open(path),
+        Mode::ReadOnly => SqliteStateStore::open_read_only(path),
+    };
+    match result {
+        Ok(store) => panic!("{mode:?} open accepted {}: {store:?}", path.display()),
+        Err(e) => {
+            assert!(expected(&e), "{mode:?} open: unexpected error {e:?}");
+            let text = e.to_string();
+            assert!(
+                !text.contains('\n'),
+                "{mode:?} open: multi-line message {text:?}"
+            );
+        }
+    }
+    assert_eq!(
+        Fingerprint::of(path),
+        before,
+        "{mode:?} open changed the file or its sidecars"
+    );
+    assert_eq!(dir_entries(dir), entries, "{mode:?} open created files");
+}
+
+/// [`assert_refused_by`] for both a writable and a read-only open.
+fn assert_refused(path: &Path, expected: impl Fn(&StateStoreError) -> bool) {
+    assert_refused_by(path, Mode::Writable, &expected);
+    assert_refused_by(path, Mode::ReadOnly, &expected);
+}
+
+fn is_not_a_store(e: &StateStoreError) -> bool {
+    matches!(e, StateStoreError::NotAStore { .. })
+}
+
+/// A closed store at `path` with `n` commits of ~1 KiB each, fully checkpointed.
+fn make_store(path: &Path, n: usize) -> Vec<StateNodeId> {
+    let store = open_normal(path);
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let parents = ids.last().map(|&p| vec![p]).unwrap_or_default();
+        let bytes = random_bytes(i as u64, 1024);
+        let (_, id) = commit_bytes(&store, parents, &bytes, None, meta(t(i as i64), None));
+        if i % 10 == 0 {
+            store.snapshot(&id).expect("snapshot");
+        }
+        ids.push(id);
+    }
+    drop(store);
+    checkpoint(path);
+    ids
+}
+
+/// Folds the WAL into the main file through a raw connection (the last connection to close
+/// a WAL database checkpoints it and deletes the sidecars), and checks that it worked.
+fn checkpoint(path: &Path) {
+    let conn = raw(path);
+    let busy: i64 = conn
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))
+        .expect("checkpoint");
+    assert_eq!(busy, 0, "checkpoint was blocked");
+    drop(conn);
+    let f = Fingerprint::of(path);
+    assert!(
+        f.wal.is_none() && f.shm.is_none(),
+        "checkpoint left sidecars: {f:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Files that are not stores
+
+#[test]
+fn refuses_random_bytes() {
+    let (_dir, path) = scratch("random.db");
+    std::fs::write(&path, random_bytes(42, 4096)).expect("write");
+    assert_refused(&path, is_not_a_store);
+}
+
+#[test]
+fn refuses_a_text_file() {
+    let (_dir, path) = scratch("notes.txt");
+    std::fs::write(&path, "These are my notes.\nThey are not a database.\n").expect("write");
+    assert_refused(&path, is_not_a_store);
+}
+
+#[test]
+fn refuses_a_file_that_only_starts_like_sqlite() {
+    let (_dir, path) = scratch("short.db");
+    std::fs::write(&path, b"SQLite format 3\0 and then nothing useful").expect("write");
+    assert_refused(&path, is_not_a_store);
+}
+
+fn make_foreign_db(path: &Path, journal_mode: &str, application_id: i32) {
+    let conn = raw(path);
+    let mode: String = conn
+        .pragma_update_and_check(None, "journal_mode", journal_mode, |r| r.get(0))
+        .expect("journal_mode");
+    assert!(
+        mode.eq_ignore_ascii_case(journal_mode),
+        "journal mode {mode}"
+    );
+    conn.pragma_update(None, "application_id", application_id)
+        .expect("application_id");
+    conn.execute_batch(
+        "CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT);
+         INSERT INTO customers (name) VALUES ('ada'), ('grace');
+         CREATE TABLE blobs (id INTEGER PRIMARY KEY, hash BLOB, bytes BLOB);",
+    )
+    .expect("foreign schema");
+    drop(conn);
+    assert!(Fingerprint::of(path).wal_is_empty());
+}
+
+#[test]
+fn refuses_a_foreign_sqlite_database_in_rollback_mode() {
+    let (_dir, path) = scratch("foreign.db");
+    make_foreign_db(&path, "delete", 0);
+    assert_refused(&path, is_not_a_store);
+}
+
+#[test]
+fn refuses_a_foreign_sqlite_database_in_wal_mode() {
+    let (_dir, path) = scratch("foreign.db");
+    make_foreign_db(&path, "wal", 0);
+    assert_refused(&path, is_not_a_store);
+}
+
+#[test]
+fn refuses_a_foreign_sqlite_database_with_its_own_application_id() {
+    let (_dir, path) = scratch("foreign.db");
+    make_foreign_db(&path, "wal", 0x4649_4c45);
+    assert_refused(&path, is_not_a_store);
+}
+
+#[test]
+fn refuses_a_foreign_database_that_another_connection_has_open() {
+    let (_dir, path) = scratch("busy-foreign.db");
+    let conn = raw(&path);
+    conn.pragma_update(None, "journal_mode", "wal")
+        .expect("wal");
+    // Disable automatic checkpoints so the rows below stay in the WAL.
+    conn.pragma_update(None, "wal_autocheckpoint", 0)
+        .expect("autocheckpoint");
+    conn.execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1), (2), (3);")
+        .expect("write");
+    assert!(
+        !Fingerprint::of(&path).wal_is_empty(),
+        "setup: WAL should hold rows"
+    );
+    assert_refused(&path, is_not_a_store);
+    // The other application's data is intact.
+    let n: i64 = conn
+        .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+        .expect("count");
+    assert_eq!(n, 3);
+}
+
+#[test]
+fn refuses_a_directory() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("a-directory");
+    std::fs::create_dir(&path).expect("mkdir");
+    assert_refused(&path, is_not_a_store);
+    assert!(
+        dir_entries(&path).is_empty(),
+        "something was created inside the directory"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Damaged or newer stores
+
+#[test]
+fn refuses_a_store_truncated_to_half() {
+    let (_dir, path) = scratch("store.db");
+    make_store(&path, 300);
+    let len = std::fs::metadata(&path).expect("metadata").len();
+    assert!(
+        len >= 64 * 4096,
+        "setup: the store should span many pages ({len} bytes)"
+    );
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .expect("open for truncation");
+    file.set_len(len / 2).expect("truncate");
+    drop(file);
+    assert_refused(&path, |e| e.is_corrupt());
+}
+
+#[test]
+fn refuses_a_store_truncated_to_50_bytes() {
+    let (_dir, path) = scratch("store.db");
+    make_store(&path, 3);
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .expect("open for truncation");
+    file.set_len(50).expect("truncate");
+    drop(file);
+    // Shorter than a SQLite header: documented as NotAStore; Corrupt would also be honest.
+    assert_refused(&path, |e| is_not_a_store(e) || e.is_corrupt());
+}
+
+/// A closed, checkpointed store whose `user_version` was then set to `version` behind its back.
+fn store_with_schema_version(version: i64) -> (TempDir, PathBuf) {
+    let (dir, path) = scratch("store.db");
+    make_store(&path, 3);
+    raw(&path)
+        .pragma_update(None, "user_version", version)
+        .expect("set user_version");
+    assert!(Fingerprint::of(&path).wal_is_empty());
+    (dir, path)
+}
+
+fn is_newer_format_99(e: &StateStoreError) -> bool {
+    matches!(
+        e,
+        StateStoreError::UnsupportedFormat { found: 99, supported, .. }
+            if *supported == SCHEMA_VERSION
+    )
+}
+
+#[test]
+fn refuses_a_store_from_a_newer_version() {
+    let (_dir, path) = store_with_schema_version(99);
+    assert_refused_by(&path, Mode::Writable, is_newer_format_99);
+}
+
+#[test]
+fn read_only_refuses_a_store_from_a_newer_version() {
+    let (_dir, path) = store_with_schema_version(99);
+    assert_refused_by(&path, Mode::ReadOnly, is_newer_format_99);
+}
+
+#[test]
+fn refuses_a_store_with_a_negative_schema_version() {
+    let (_dir, path) = store_with_schema_version(-1);
+    assert_refused_by(&path, Mode::Writable, StateStoreError::is_corrupt);
+}
+
+#[test]
+fn read_only_refuses_a_store_with_a_negative_schema_version() {
+    let (_dir, path) = store_with_schema_version(-1);
+    assert_refused_by(&path, Mode::ReadOnly, StateStoreError::is_corrupt);
+}
+
+#[test]
+fn a_stamped_but_unmigrated_store_is_upgraded_by_a_writable_open_only() {
+    // What a crash between stamping a new file and migrating it leaves behind.
+    let (_dir, path) = scratch("store.db");
+    raw(&path)
+        .pragma_update(None, "application_id", 0x5347_7068)
+        .expect("stamp");
+    let before = Fingerprint::of(&path);
+    let err = SqliteStateStore::open_read_only(&path).expect_err("read-only must not migrate");
+    assert!(is_not_a_store(&err), "{err:?}");
+    assert_eq!(Fingerprint::of(&path).main, before.main);
+
+    let store = open_normal(&path);
+    let (_, id) = commit_bytes(&store, vec![], b"after upgrade", None, meta(t(0), None));
+    drop(store);
+    let ro = SqliteStateStore::open_read_only(&path).expect("read-only after upgrade");
+    assert_eq!(ro.get_node(&id).expect("get_node").id, id);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Creating
+
+#[test]
+fn open_creates_a_missing_file() {
+    let (_dir, path) = scratch("new.db");
+    let store = SqliteStateStore::open(&path).expect("open");
+    assert!(!store.is_read_only());
+    assert_eq!(store.path(), path);
+    let (_, id) = commit_bytes(&store, vec![], b"first", None, meta(t(0), None));
+    drop(store);
+    assert!(path.is_file());
+    let ro = SqliteStateStore::open_read_only(&path).expect("reopen");
+    assert_eq!(ro.get_node(&id).expect("get_node").id, id);
+}
+
+#[test]
+fn open_turns_an_empty_file_into_a_store() {
+    let (_dir, path) = scratch("empty.db");
+    std::fs::write(&path, b"").expect("touch");
+    let store = open_normal(&path);
+    commit_bytes(&store, vec![], b"x", None, meta(t(0), None));
+    drop(store);
+    assert!(std::fs::metadata(&path).expect("metadata").len() > 0);
+    SqliteStateStore::open_read_only(&path).expect("it is a store now");
+}
+
+#[test]
+fn read_only_open_of_a_missing_path_creates_nothing() {
+    let (dir, path) = scratch("missing.db");
+    let err = SqliteStateStore::open_read_only(&path).expect_err("missing file");
+    assert!(is_not_a_store(&err), "{err:?}");
+    assert!(err.to_string().contains("missing.db"), "{err}");
+    assert!(
+        dir_entries(dir.path()).is_empty(),
+        "read-only open created files"
+    );
+}
+
+#[test]
+fn read_only_open_of_an_empty_file_changes_nothing() {
+    let (dir, path) = scratch("empty.db");
+    std::fs::write(&path, b"").expect("touch");
+    let err = SqliteStateStore::open_read_only(&path).expect_err("empty file");
+    assert!(is_not_a_store(&err), "{err:?}");
+    assert_eq!(std::fs::read(&path).expect("read"), b"");
+    assert_eq!(dir_entries(dir.path()), vec!["empty.db".to_owned()]);
+}
+
+#[test]
+fn open_in_a_missing_directory_fails_and_creates_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("no-such-dir").join("store.db");
+    assert!(SqliteStateStore::open(&path).is_err());
+    assert!(SqliteStateStore::open_read_only(&path).is_err());
+    assert!(dir_entries(dir.path()).is_empty());
+}
+
+#[test]
+fn dropping_the_store_checkpoints_and_removes_the_wal() {
+    // After a clean close the main file alone must hold every commit (so copying just the
+    // `.db` file is a complete backup) and no sidecar files stay behind.
+    let (dir, path) = scratch("store.db");
+    let store = open_normal(&path);
+    let (_, id) = commit_bytes(&store, vec![], b"kept", None, meta(t(0), None));
+    store.get_node(&id).expect("read through the reader pool");
+    drop(store);
+    let f = Fingerprint::of(&path);
+    assert!(
+        f.wal_is_empty(),
+        "commits left only in the WAL after close: {f:?}"
+    );
+    assert_eq!(
+        dir_entries(dir.path()),
+        vec!["store.db".to_owned()],
+        "sidecar files left behind after close"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Read-only stores
+
+fn assert_read_only_error(result: stategraph::Result<impl std::fmt::Debug>, what: &str) {
+    match result {
+        Err(StateStoreError::ReadOnly { .. }) => {}
+        other => panic!("{what} on a read-only store: expected ReadOnly, got {other:?}"),
+    }
+}
+
+#[test]
+fn read_only_store_refuses_every_write_and_changes_no_byte() {
+    let (dir, path) = scratch("store.db");
+    let ids = make_store(&path, 20);
+    let before = Fingerprint::of(&path);
+    let entries = dir_entries(dir.path());
+
+    let ro = SqliteStateStore::open_read_only(&path).expect("open_read_only");
+    assert!(ro.is_read_only());
+    // Reads work.
+    let node = ro.get_node(&ids[5]).expect("get_node");
+    let state = ro.get_state(&node.data_ref).expect("get_state");
+    assert_eq!(state.bytes, random_bytes(5, 1024));
+    ro.load_snapshot(&stategraph::codec::snapshot_id(&ids[10]))
+        .expect("load_snapshot");
+    // Writes do not.
+    let err = ro.put_state(StateData::new(b"nope".to_vec()));
+    assert!(
+        matches!(&err, Err(e) if e.to_string().lines().count() == 1),
+        "{err:?}"
+    );
+    assert_read_only_error(err, "put_state");
+    assert_read_only_error(
+        ro.commit_node(vec![ids[19]], node.data_ref, meta(t(1000), None)),
+        "commit_node",
+    );
+    assert_read_only_error(
+        ro.commit_node(vec![], node.data_ref, node.metadata.clone()),
+        "commit_node of an existing node",
+    );
+    assert_read_only_error(ro.snapshot(&ids[19]), "snapshot");
+    assert_read_only_error(ro.snapshot(&ids[10]), "snapshot of an existing snapshot");
+    drop(ro);
+
+    let after = Fingerprint::of(&path);
+    assert_eq!(
+        after.main, before.main,
+        "read-only use changed the store file"
+    );
+    assert!(after.wal_is_empty(), "read-only use wrote to the WAL");
+    // SQLite needs `-wal`/`-shm` files to read a WAL database, even read-only; they may stay
+    // (empty WAL) but nothing else may appear.
+    let mut allowed = entries.clone();
+    allowed.extend(["store.db-shm".to_owned(), "store.db-wal".to_owned()]);
+    allowed.sort();
+    let now = dir_entries(dir.path());
+    assert!(
+        now.iter().all(|n| allowed.contains(n)),
+        "read-only use created unexpected files: {now:?}"
+    );
+}
+
+#[test]
+fn read_only_store_follows_a_live_writer() {
+    let (_dir, path) = scratch("store.db");
+    let writer = Arc::new(open_normal(&path));
+    let (_, first) = commit_bytes(&*writer, vec![], b"0", None, meta(t(0), None));
+    let ro = Arc::new(SqliteStateStore::open_read_only(&path).expect("open_read_only"));
+    assert_eq!(ro.get_node(&first).expect("get_node").generation, 1);
+
+    let w = Arc::clone(&writer);
+    let writing = std::thread::spawn(move || {
+        let mut head = first;
+        let mut ids = vec![first];
+        for i in 1..200i64 {
+            head = commit_bytes(&*w, vec![head], &i.to_le_bytes(), None, meta(t(i), None)).1;
+            ids.push(head);
+        }
+        ids
+    });
+    // Read while the writer writes: whatever is visible must be complete and consistent.
+    loop {
+        let node = ro.get_node(&first).expect("get_node during writes");
+        assert_eq!(node.id, first);
+        if writing.is_finished() {
+            break;
+        }
+    }
+    let ids = writing.join().expect("writer panicked");
+    for (i, id) in ids.iter().enumerate() {
+        let node = ro
+            .get_node(id)
+            .expect("read-only handle sees committed nodes");
+        assert_eq!(node.generation, i as u64 + 1);
+        let bytes = ro.get_state(&node.data_ref).expect("get_state").bytes;
+        let want = if i == 0 {
+            b"0".to_vec()
+        } else {
+            (i as i64).to_le_bytes().to_vec()
+        };
+        assert_eq!(bytes, want);
+    }
+    assert_read_only_error(ro.snapshot(&first), "snapshot");
+}
+
+#[test]
+fn read_only_store_on_an_uncheckpointed_copy_changes_no_byte() {
+    // Copy a store while its WAL still holds commits: what a crashed writer leaves behind.
+    let (dir, path) = scratch("live.db");
+    let writer = SqliteStateStore::builder()
+        .durability(stategraph::Durability::Normal)
+        .open(&path)
+        .expect("open");
+    let mut ids = Vec::new();
+    for i in 0..30i64 {
+        let parents = ids.last().map(|&p| vec![p]).unwrap_or_default();
+        ids.push(commit_bytes(&writer, parents, &i.to_le_bytes(), None, meta(t(i), None)).1);
+    }
+    assert!(
+        !Fingerprint::of(&path).wal_is_empty(),
+        "setup: WAL should hold commits"
+    );
+    let copy = dir.path().join("copy.db");
+    std::fs::copy(&path, &copy).expect("copy db");
+    std::fs::copy(sidecar(&path, "-wal"), sidecar(&copy, "-wal")).expect("copy wal");
+    drop(writer);
+
+    let before = Fingerprint::of(&copy);
+    let ro = SqliteStateStore::open_read_only(&copy).expect("open_read_only");
+    for (i, id) in ids.iter().enumerate() {
+        let node = ro.get_node(id).expect("nodes in the WAL are visible");
+        assert_eq!(node.generation, i as u64 + 1);
+    }
+    drop(ro);
+    let after = Fingerprint::of(&copy);
+    assert_eq!(
+        after.main, before.main,
+        "read-only use checkpointed into the store file"
+    );
+    assert_eq!(after.wal, before.wal, "read-only use changed the WAL");
+}
