@@ -251,8 +251,18 @@ pub(crate) fn build_node(
     }
 }
 
-/// Checks that a node read back from storage still hashes to its id.
+/// Checks that a node read back from storage still hashes to its id (and, for a root, that
+/// its generation is 1; other generations depend on the parents and are checked by fsck).
 pub(crate) fn verify_node(node: &StateNode) -> Result<()> {
+    if node.parent_ids.is_empty() && node.generation != 1 {
+        return Err(StateStoreError::corrupt(
+            format!("node {}", node.id),
+            format!(
+                "a root with generation {} (roots have generation 1)",
+                node.generation
+            ),
+        ));
+    }
     let computed = codec::node_id(
         &node.parent_ids,
         &node.data_hash,

@@ -144,6 +144,18 @@ struct Shared {
     readers: Mutex<Vec<Connection>>,
 }
 
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // Close the read connections first: the last connection to close checkpoints the WAL
+        // into the main file and removes it, and only the writer can do that.
+        self.readers
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+        self.writer.take();
+    }
+}
+
 impl std::fmt::Debug for SqliteStateStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SqliteStateStore")
@@ -154,14 +166,51 @@ impl std::fmt::Debug for SqliteStateStore {
     }
 }
 
-/// Maps a SQLite error to the crate's error, keeping full-disk and corruption distinct.
+/// Maps a SQLite error to the crate's error, keeping full-disk and corruption distinct. A
+/// value of the wrong type in a column (only possible if the file was edited behind the
+/// library's back) is corruption too.
 pub(crate) fn map_sqlite_error(context: &'static str, e: rusqlite::Error) -> StateStoreError {
+    use rusqlite::Error as E;
+    if let E::InvalidColumnType(..)
+    | E::FromSqlConversionFailure(..)
+    | E::IntegralValueOutOfRange(..)
+    | E::Utf8Error(..) = e
+    {
+        return StateStoreError::corrupt("store row", format!("{context}: {e}"));
+    }
     match e.sqlite_error_code() {
         Some(ErrorCode::DiskFull) => StateStoreError::StorageFull(BackendError::new(context, e)),
         Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => {
             StateStoreError::corrupt("store file", format!("{context}: {e}"))
         }
         _ => StateStoreError::Backend(BackendError::new(context, e)),
+    }
+}
+
+/// Whether an error is SQLite's "another connection holds the lock".
+pub(crate) fn is_busy(e: &StateStoreError) -> bool {
+    use std::error::Error as _;
+    let StateStoreError::Backend(b) = e else {
+        return false;
+    };
+    b.source()
+        .and_then(|s| s.downcast_ref::<rusqlite::Error>())
+        .and_then(rusqlite::Error::sqlite_error_code)
+        .is_some_and(|c| matches!(c, ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked))
+}
+
+/// Runs `f` again, with backoff, while it fails with a busy error, up to `timeout`.
+pub(crate) fn retry_busy<T>(timeout: Duration, mut f: impl FnMut() -> Result<T>) -> Result<T> {
+    let deadline = std::time::Instant::now() + timeout;
+    let mut backoff = Duration::from_millis(1);
+    loop {
+        match f() {
+            Err(e) if is_busy(&e) && std::time::Instant::now() < deadline => {
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_millis(50));
+            }
+            other => return other,
+        }
     }
 }
 
@@ -199,6 +248,11 @@ impl SqliteStateStore {
 
     fn open_with(config: SqliteStateStoreBuilder, path: &Path, read_only: bool) -> Result<Self> {
         let state = schema::inspect_file(path)?;
+        if let FileState::Store { header_version } = state {
+            // Refuse a newer or broken schema before SQLite opens the file (and creates its
+            // WAL sidecars). The authoritative check, which also sees the WAL, follows below.
+            schema::check_version(path, schema::APPLICATION_ID, header_version)?;
+        }
         if read_only && state == FileState::Fresh {
             return Err(StateStoreError::NotAStore {
                 path: path.to_owned(),
@@ -215,14 +269,19 @@ impl SqliteStateStore {
                 .map_err(sql_error("opening the store file"))?;
             conn.busy_timeout(config.busy_timeout)
                 .map_err(sql_error("configuring the store"))?;
-            if state == FileState::Fresh {
-                schema::stamp_new(&conn)?;
-            }
-            let (app, version) = schema::read_ids(&conn)?;
-            schema::check_version(path, app, version)?;
-            // Only now, with the file known to be ours, may anything be written to it.
-            Self::configure(&conn, &config, false)?;
-            schema::migrate(&mut conn, path)?;
+            // Several handles or processes may be creating or upgrading the file at once; the
+            // journal-mode switch in particular fails with BUSY without waiting, so the whole
+            // setup is retried.
+            retry_busy(config.busy_timeout, || {
+                if state == FileState::Fresh {
+                    schema::stamp_new(&conn)?;
+                }
+                let (app, version) = schema::read_ids(&conn)?;
+                schema::check_version(path, app, version)?;
+                // Only now, with the file known to be ours, may anything be written to it.
+                Self::configure(&conn, &config, false)?;
+                schema::migrate(&mut conn, path)
+            })?;
             Some(Writer::start(conn, config.busy_timeout)?)
         };
         let store = Self {

@@ -210,11 +210,15 @@ pub(crate) fn state_info(conn: &Connection, data_ref: &StateDataRef) -> Result<S
     let row = conn
         .prepare_cached(
             "SELECT b.hash, d.content_type, length(b.bytes)
-             FROM state_data d JOIN blobs b ON b.id = d.blob_id WHERE d.data_ref = ?1",
+             FROM state_data d LEFT JOIN blobs b ON b.id = d.blob_id WHERE d.data_ref = ?1",
         )
         .and_then(|mut s| {
             s.query_row([data_ref.as_bytes()], |r| {
-                Ok((r.get::<_, Vec<u8>>(0)?, r.get(1)?, r.get::<_, i64>(2)?))
+                Ok((
+                    r.get::<_, Option<Vec<u8>>>(0)?,
+                    r.get(1)?,
+                    r.get::<_, Option<i64>>(2)?,
+                ))
             })
             .optional()
         })
@@ -222,6 +226,9 @@ pub(crate) fn state_info(conn: &Connection, data_ref: &StateDataRef) -> Result<S
     let (hash, content_type, len) = row.ok_or(StateStoreError::MissingState {
         data_ref: *data_ref,
     })?;
+    let (Some(hash), Some(len)) = (hash, len) else {
+        return Err(missing_bytes(data_ref));
+    };
     Ok(StateInfo {
         data_ref: *data_ref,
         hash: ContentHash::from_bytes(blob32("state data hash", &hash)?),
@@ -232,14 +239,15 @@ pub(crate) fn state_info(conn: &Connection, data_ref: &StateDataRef) -> Result<S
 
 /// Reads state bytes and checks them against their hash.
 pub(crate) fn get_state(conn: &Connection, data_ref: &StateDataRef) -> Result<StateData> {
-    let row = conn
+    type Row = (Option<Vec<u8>>, Option<Vec<u8>>, Option<String>);
+    let row: Option<Row> = conn
         .prepare_cached(
             "SELECT b.hash, b.bytes, d.content_type
-             FROM state_data d JOIN blobs b ON b.id = d.blob_id WHERE d.data_ref = ?1",
+             FROM state_data d LEFT JOIN blobs b ON b.id = d.blob_id WHERE d.data_ref = ?1",
         )
         .and_then(|mut s| {
             s.query_row([data_ref.as_bytes()], |r| {
-                Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?, r.get(2)?))
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
             })
             .optional()
         })
@@ -247,12 +255,20 @@ pub(crate) fn get_state(conn: &Connection, data_ref: &StateDataRef) -> Result<St
     let (hash, bytes, content_type) = row.ok_or(StateStoreError::MissingState {
         data_ref: *data_ref,
     })?;
+    let (Some(hash), Some(bytes)) = (hash, bytes) else {
+        return Err(missing_bytes(data_ref));
+    };
     let hash = ContentHash::from_bytes(blob32("state data hash", &hash)?);
     store::verify_state(data_ref, &hash, &bytes)?;
     Ok(StateData {
         bytes,
         content_type,
     })
+}
+
+/// The ref exists but the bytes it names are gone: the file was damaged, not misused.
+fn missing_bytes(data_ref: &StateDataRef) -> StateStoreError {
+    StateStoreError::corrupt(format!("state data {data_ref}"), "its bytes are missing")
 }
 
 /// Inserts a fully built node unless its id is already stored (the first write stays).
@@ -459,14 +475,23 @@ pub(crate) fn snapshot(
 
 /// Loads a snapshot's node id and state, checking every hash on the way.
 pub(crate) fn load_snapshot(conn: &Connection, snapshot_id: &SnapshotId) -> Result<StateSnapshot> {
-    type LoadRow = (Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>, Option<String>);
+    type LoadRow = (
+        Vec<u8>,
+        Option<Vec<u8>>,
+        Option<Vec<u8>>,
+        Option<String>,
+        Option<Vec<u8>>,
+        Option<Vec<u8>>,
+        Option<String>,
+    );
     let row: LoadRow = conn
         .prepare_cached(
-            "SELECT s.node_id, n.data_ref, n.data_hash, b.hash, b.bytes, d.content_type
+            "SELECT s.node_id, n.data_ref, n.data_hash, n.content_type, b.hash, b.bytes,
+                 d.content_type
              FROM snapshots s
-             JOIN state_nodes n ON n.id = s.node_id
-             JOIN state_data d ON d.data_ref = n.data_ref
-             JOIN blobs b ON b.id = d.blob_id
+             LEFT JOIN state_nodes n ON n.id = s.node_id
+             LEFT JOIN state_data d ON d.data_ref = n.data_ref
+             LEFT JOIN blobs b ON b.id = d.blob_id
              WHERE s.id = ?1",
         )
         .and_then(|mut s| {
@@ -478,13 +503,14 @@ pub(crate) fn load_snapshot(conn: &Connection, snapshot_id: &SnapshotId) -> Resu
                     r.get(3)?,
                     r.get(4)?,
                     r.get(5)?,
+                    r.get(6)?,
                 ))
             })
             .optional()
         })
         .map_err(sql_error("loading a snapshot"))?
         .ok_or(StateStoreError::MissingSnapshot { id: *snapshot_id })?;
-    let (node_id, data_ref, node_hash, blob_hash, bytes, content_type) = row;
+    let (node_id, data_ref, node_hash, node_type, blob_hash, bytes, data_type) = row;
     let node_id = StateNodeId::from_bytes(blob32("snapshot node id", &node_id)?);
     if codec::snapshot_id(&node_id) != *snapshot_id {
         return Err(StateStoreError::corrupt(
@@ -492,9 +518,19 @@ pub(crate) fn load_snapshot(conn: &Connection, snapshot_id: &SnapshotId) -> Resu
             format!("it points at {node_id}, whose snapshot id differs"),
         ));
     }
+    // A missing node shows as NULLs from the LEFT JOIN (its content type may be NULL anyway).
+    let (Some(data_ref), Some(node_hash)) = (data_ref, node_hash) else {
+        return Err(StateStoreError::corrupt(
+            format!("snapshot {snapshot_id}"),
+            format!("its node {node_id} is missing"),
+        ));
+    };
     let data_ref = data_ref_from(&data_ref)?;
+    let (Some(blob_hash), Some(bytes)) = (blob_hash, bytes) else {
+        return Err(missing_bytes(&data_ref));
+    };
     let node_hash = ContentHash::from_bytes(blob32("node data hash", &node_hash)?);
-    if blob_hash != node_hash.as_bytes() {
+    if blob_hash != node_hash.as_bytes() || data_type != node_type {
         return Err(StateStoreError::corrupt(
             format!("node {node_id}"),
             format!("its state data {data_ref} is not the state the node hashed"),
@@ -505,7 +541,7 @@ pub(crate) fn load_snapshot(conn: &Connection, snapshot_id: &SnapshotId) -> Resu
         node_id,
         state: StateData {
             bytes,
-            content_type,
+            content_type: node_type,
         },
     })
 }

@@ -34,8 +34,12 @@ const HEADER_LEN: usize = 100;
 pub(crate) enum FileState {
     /// No file, or an empty one: a new store may be created here.
     Fresh,
-    /// A SQLite database carrying the stategraph application id.
-    Store,
+    /// A SQLite database carrying the stategraph application id, with the schema version its
+    /// header records (the WAL may hold a newer one).
+    Store {
+        /// `user_version` from the main file's header.
+        header_version: i64,
+    },
 }
 
 fn not_a_store(path: &Path, detail: impl Into<String>) -> StateStoreError {
@@ -119,7 +123,9 @@ pub(crate) fn inspect_file(path: &Path) -> Result<FileState> {
             ),
         ));
     }
-    Ok(FileState::Store)
+    Ok(FileState::Store {
+        header_version: i64::from(be32(60) as i32),
+    })
 }
 
 pub(crate) fn sql_error(context: &'static str) -> impl Fn(rusqlite::Error) -> StateStoreError {

@@ -112,21 +112,11 @@ fn run(mut conn: Connection, queue: &Receiver<Request>, busy_timeout: Duration) 
     }
 }
 
-fn is_busy(e: &rusqlite::Error) -> bool {
+fn is_busy_sqlite(e: &rusqlite::Error) -> bool {
     matches!(
         e.sqlite_error_code(),
         Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
     )
-}
-
-fn is_busy_error(e: &StateStoreError) -> bool {
-    use std::error::Error as _;
-    let StateStoreError::Backend(b) = e else {
-        return false;
-    };
-    b.source()
-        .and_then(|s| s.downcast_ref::<rusqlite::Error>())
-        .is_some_and(is_busy)
 }
 
 /// Why a whole group attempt failed.
@@ -191,7 +181,7 @@ fn try_group(
     group: &[Request],
 ) -> std::result::Result<Vec<Result<Vec<Outcome>>>, GroupFailure> {
     let classify = |e: rusqlite::Error| {
-        if is_busy(&e) {
+        if is_busy_sqlite(&e) {
             GroupFailure::Busy
         } else {
             GroupFailure::Fatal(e)
@@ -205,7 +195,7 @@ fn try_group(
         // One request: the transaction itself is its all-or-nothing boundary.
         let result = apply_ops(&tx, &only.ops);
         if let Err(e) = &result {
-            if is_busy_error(e) {
+            if super::is_busy(e) {
                 return Err(GroupFailure::Busy);
             }
             // Dropping the transaction rolls it back.
@@ -218,7 +208,7 @@ fn try_group(
             let result = apply_ops(&sp, &request.ops);
             match &result {
                 Ok(_) => sp.commit().map_err(classify)?,
-                Err(e) if is_busy_error(e) => return Err(GroupFailure::Busy),
+                Err(e) if super::is_busy(e) => return Err(GroupFailure::Busy),
                 // Dropping the savepoint rolls back just this request.
                 Err(_) => drop(sp),
             }
