@@ -39,9 +39,9 @@ fn inputs(i: usize) -> (StateData, StateMetadata) {
         3 => Some(format!("état ✓ 🚀 #{i}")),
         _ => Some(format!("line one\nline two {i}")),
     };
-    let created_at = if i % 13 == 0 {
+    let created_at = if i.is_multiple_of(13) {
         datetime!(1969-12-31 23:59:59 UTC) - Duration::nanoseconds(i as i64 * 7_919)
-    } else if i % 7 == 0 {
+    } else if i.is_multiple_of(7) {
         (T0 + Duration::nanoseconds(i as i64 * 1_000_000_007)).to_offset(offset!(+05:30))
     } else {
         T0 + Duration::nanoseconds(i as i64 * 1_000_000_007)
