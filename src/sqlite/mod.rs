@@ -152,7 +152,9 @@ impl Drop for Shared {
             .get_mut()
             .unwrap_or_else(PoisonError::into_inner)
             .clear();
-        self.writer.take();
+        if let Some(writer) = self.writer.take() {
+            writer.close();
+        }
     }
 }
 
@@ -282,7 +284,7 @@ impl SqliteStateStore {
                 Self::configure(&conn, &config, false)?;
                 schema::migrate(&mut conn, path)
             })?;
-            Some(Writer::start(conn, config.busy_timeout)?)
+            Some(Writer::new(conn, config.busy_timeout))
         };
         let store = Self {
             shared: Arc::new(Shared {

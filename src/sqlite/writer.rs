@@ -1,17 +1,18 @@
-//! The writer thread: the one connection that writes, and group commit.
+//! The one connection that writes, and group commit.
 //!
-//! Every write of every handle to a store goes to this thread as a request (a list of
-//! [`Op`]s and a reply callback). The thread takes the first waiting request and every other
-//! request already queued behind it, applies them in one `BEGIN IMMEDIATE` transaction —
-//! each inside its own savepoint, so one request's error does not undo another's — commits
-//! once, and only then answers each caller. With `Durability::Immediate` that is one fsync
-//! for the whole group instead of one per caller.
+//! Every write of every handle to a store is a request (a list of [`Op`]s) queued here. A
+//! caller that finds the connection free becomes the *leader*: it takes every queued request
+//! (its own and any that arrived while the previous leader was committing), applies them in
+//! one `BEGIN IMMEDIATE` transaction — each inside its own savepoint, so one request's error
+//! does not undo another's — commits once, and hands each request its result before letting
+//! the next leader in. A caller whose request was taken by another leader finds its result
+//! waiting when it gets the connection. With `Durability::Immediate` that is one fsync for a
+//! whole group of concurrent writers; a lone writer pays no thread hand-off at all.
 //!
 //! When another process holds the write lock, the transaction is retried with backoff until
 //! the busy timeout; callers never see `SQLITE_BUSY` before that.
 
-use std::sync::mpsc::{Receiver, Sender, channel, sync_channel};
-use std::thread::JoinHandle;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, ErrorCode, TransactionBehavior};
@@ -21,94 +22,70 @@ use super::ops;
 use crate::error::{BackendError, Result, StateStoreError};
 use crate::store::{Op, Outcome};
 
-/// How many requests one transaction takes at most, so a flood of writers cannot hold
-/// replies back for long.
-const MAX_GROUP: usize = 256;
-
-type Reply = Box<dyn FnOnce(Result<Vec<Outcome>>) + Send>;
+/// Where a request's result is left for its caller.
+type Slot = Arc<Mutex<Option<Result<Vec<Outcome>>>>>;
 
 struct Request {
     ops: Vec<Op>,
-    reply: Reply,
+    slot: Slot,
 }
 
-/// The handle to the writer thread; dropping it lets the thread finish and joins it.
+/// The write connection and the queue of requests waiting for it.
 pub(crate) struct Writer {
-    requests: Option<Sender<Request>>,
-    thread: Option<JoinHandle<()>>,
+    conn: Mutex<Connection>,
+    queue: Mutex<Vec<Request>>,
+    busy_timeout: Duration,
 }
 
-fn stopped() -> StateStoreError {
-    StateStoreError::Backend(BackendError::new(
-        "writing",
-        "the store's writer thread has stopped (an earlier write panicked)",
-    ))
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A leader that panicked mid-transaction dropped it, which rolled it back; the connection
+    // and the queue are consistent, so a poisoned lock is safe to reuse.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Writer {
-    /// Starts the writer thread on `conn`.
-    pub(crate) fn start(conn: Connection, busy_timeout: Duration) -> Result<Self> {
-        let (requests, queue) = channel();
-        let thread = std::thread::Builder::new()
-            .name("stategraph-writer".into())
-            .spawn(move || run(conn, &queue, busy_timeout))
-            .map_err(|e| StateStoreError::Backend(BackendError::new("starting the writer", e)))?;
-        Ok(Self {
-            requests: Some(requests),
-            thread: Some(thread),
+    pub(crate) fn new(conn: Connection, busy_timeout: Duration) -> Self {
+        Self {
+            conn: Mutex::new(conn),
+            queue: Mutex::new(Vec::new()),
+            busy_timeout,
+        }
+    }
+
+    /// Applies `ops` all-or-nothing and returns once they are durable (or have failed).
+    pub(crate) fn apply(&self, ops: Vec<Op>) -> Result<Vec<Outcome>> {
+        let slot: Slot = Arc::default();
+        lock(&self.queue).push(Request {
+            ops,
+            slot: Arc::clone(&slot),
+        });
+        let mut conn = lock(&self.conn);
+        // A leader that held the connection while we queued may have done our work already.
+        if let Some(result) = lock(&slot).take() {
+            return result;
+        }
+        let group = std::mem::take(&mut *lock(&self.queue));
+        let results = commit_group(&mut conn, &group, self.busy_timeout);
+        for (request, result) in group.into_iter().zip(results) {
+            *lock(&request.slot) = Some(result);
+        }
+        drop(conn);
+        lock(&slot).take().unwrap_or_else(|| {
+            // Only if a leader panicked after taking our request from the queue.
+            Err(StateStoreError::Backend(BackendError::new(
+                "writing",
+                "the write was abandoned by a thread that panicked while committing it",
+            )))
         })
     }
 
-    /// Queues `ops` as one all-or-nothing request; `reply` is called once it is durable or
-    /// has failed.
-    pub(crate) fn submit(&self, ops: Vec<Op>, reply: Reply) {
-        let request = Request { ops, reply };
-        let Some(requests) = &self.requests else {
-            return (request.reply)(Err(stopped()));
-        };
-        if let Err(unsent) = requests.send(request) {
-            (unsent.0.reply)(Err(stopped()));
-        }
-    }
-
-    /// Applies `ops` and waits for the answer.
-    pub(crate) fn apply(&self, ops: Vec<Op>) -> Result<Vec<Outcome>> {
-        let (tx, rx) = sync_channel(1);
-        self.submit(
-            ops,
-            Box::new(move |result| {
-                // The caller is blocked on `rx`; it cannot have gone away.
-                let _ = tx.send(result);
-            }),
+    /// Closes the connection (checkpointing the WAL if it is the last one).
+    pub(crate) fn close(self) {
+        drop(
+            self.conn
+                .into_inner()
+                .unwrap_or_else(PoisonError::into_inner),
         );
-        rx.recv().unwrap_or_else(|_| Err(stopped()))
-    }
-}
-
-impl Drop for Writer {
-    fn drop(&mut self) {
-        // Closing the queue ends the thread after it has answered everything queued; joining
-        // closes the connection (and checkpoints the WAL) before the store counts as closed.
-        self.requests.take();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-fn run(mut conn: Connection, queue: &Receiver<Request>, busy_timeout: Duration) {
-    while let Ok(first) = queue.recv() {
-        let mut group = vec![first];
-        while group.len() < MAX_GROUP {
-            match queue.try_recv() {
-                Ok(next) => group.push(next),
-                Err(_) => break,
-            }
-        }
-        let results = commit_group(&mut conn, &group, busy_timeout);
-        for (request, result) in group.into_iter().zip(results) {
-            (request.reply)(result);
-        }
     }
 }
 
@@ -127,6 +104,8 @@ enum GroupFailure {
     Fatal(rusqlite::Error),
 }
 
+/// How many requests one transaction takes at most is not capped: a leader takes what is
+/// queued when it starts, which is bounded by the number of threads writing.
 fn commit_group(
     conn: &mut Connection,
     group: &[Request],
