@@ -207,9 +207,17 @@ impl Built {
             };
             prop_assert!(seen & bit(i) == 0, "node n{} yielded twice", i);
             seen |= bit(i);
-            let want_parents: Vec<_> = self.oracle.parents[i].iter().map(|&p| self.ids[p]).collect();
+            let want_parents: Vec<_> = self.oracle.parents[i]
+                .iter()
+                .map(|&p| self.ids[p])
+                .collect();
             prop_assert_eq!(&node.parent_ids, &want_parents);
-            prop_assert_eq!(node.generation, self.oracle.generation[i], "generation of n{}", i);
+            prop_assert_eq!(
+                node.generation,
+                self.oracle.generation[i],
+                "generation of n{}",
+                i
+            );
             nodes.push(node);
         }
         Ok((nodes, seen))
@@ -247,7 +255,10 @@ fn assert_up_order(nodes: &[StateNode]) -> Result<(), TestCaseError> {
         }
     }
     for w in nodes.windows(2) {
-        prop_assert!(key(&w[0]) > key(&w[1]), "not in (generation, time, id) order");
+        prop_assert!(
+            key(&w[0]) > key(&w[1]),
+            "not in (generation, time, id) order"
+        );
     }
     Ok(())
 }
@@ -263,7 +274,10 @@ fn assert_down_order(nodes: &[StateNode]) -> Result<(), TestCaseError> {
         }
     }
     for w in nodes.windows(2) {
-        prop_assert!(key(&w[0]) < key(&w[1]), "not in (generation, time, id) order");
+        prop_assert!(
+            key(&w[0]) < key(&w[1]),
+            "not in (generation, time, id) order"
+        );
     }
     Ok(())
 }
@@ -303,7 +317,10 @@ fn random_options(
 /// (1) `log` from several tips yields each ancestor of a tip once, in topological order.
 fn log_union(store: &dyn StateStore, case: &Case) -> Result<(), TestCaseError> {
     let b = build(store, case);
-    let mut picks = Picks { raw: &case.picks, next: 0 };
+    let mut picks = Picks {
+        raw: &case.picks,
+        next: 0,
+    };
     let (options, tips, _) = random_options(store, &b, &mut picks, 0);
     let (nodes, got) = b.collect(store.log(&options).map_err(fail)?)?;
     b.assert_set(got, b.oracle.reachable(&tips), "log")?;
@@ -313,7 +330,10 @@ fn log_union(store: &dyn StateStore, case: &Case) -> Result<(), TestCaseError> {
 /// (2) `log` with exclusions yields the set difference, in topological order.
 fn log_exclude(store: &dyn StateStore, case: &Case) -> Result<(), TestCaseError> {
     let b = build(store, case);
-    let mut picks = Picks { raw: &case.picks, next: 0 };
+    let mut picks = Picks {
+        raw: &case.picks,
+        next: 0,
+    };
     let (options, tips, excludes) = random_options(store, &b, &mut picks, 3);
     let (nodes, got) = b.collect(store.log(&options).map_err(fail)?)?;
     let want = b.oracle.reachable(&tips) & !b.oracle.reachable(&excludes);
@@ -325,7 +345,10 @@ fn log_exclude(store: &dyn StateStore, case: &Case) -> Result<(), TestCaseError>
 /// reachable (by any parent) from an excluded point.
 fn log_first_parent(store: &dyn StateStore, case: &Case) -> Result<(), TestCaseError> {
     let b = build(store, case);
-    let mut picks = Picks { raw: &case.picks, next: 0 };
+    let mut picks = Picks {
+        raw: &case.picks,
+        next: 0,
+    };
     let (options, tips, excludes) = random_options(store, &b, &mut picks, 2);
     let options = options.first_parent(true);
     let (nodes, got) = b.collect(store.log(&options).map_err(fail)?)?;
@@ -340,7 +363,10 @@ fn log_first_parent(store: &dyn StateStore, case: &Case) -> Result<(), TestCaseE
 /// (4) `limit(n)` yields the first n nodes of the unlimited walk.
 fn log_limit(store: &dyn StateStore, case: &Case) -> Result<(), TestCaseError> {
     let b = build(store, case);
-    let mut picks = Picks { raw: &case.picks, next: 0 };
+    let mut picks = Picks {
+        raw: &case.picks,
+        next: 0,
+    };
     let (options, _, _) = random_options(store, &b, &mut picks, 2);
     let options = options.first_parent(picks.number(2) == 1);
     let full = ids(store.log(&options).map_err(fail)?);
@@ -356,11 +382,16 @@ fn log_limit(store: &dyn StateStore, case: &Case) -> Result<(), TestCaseError> {
 fn is_ancestor(store: &dyn StateStore, case: &Case) -> Result<(), TestCaseError> {
     let b = build(store, case);
     let n = b.oracle.n();
-    let mut picks = Picks { raw: &case.picks, next: 0 };
+    let mut picks = Picks {
+        raw: &case.picks,
+        next: 0,
+    };
     let pairs: Vec<(usize, usize)> = if n <= 12 {
         (0..n).flat_map(|a| (0..n).map(move |d| (a, d))).collect()
     } else {
-        (0..24).map(|_| (picks.number(n), picks.number(n))).collect()
+        (0..24)
+            .map(|_| (picks.number(n), picks.number(n)))
+            .collect()
     };
     for (a, d) in pairs {
         let got = store.is_ancestor(&b.ids[a], &b.ids[d]).map_err(fail)?;
@@ -372,13 +403,31 @@ fn is_ancestor(store: &dyn StateStore, case: &Case) -> Result<(), TestCaseError>
     Ok(())
 }
 
-fn check_merge_bases(b: &Built, inputs: &[usize], got: &[StateNodeId]) -> Result<(), TestCaseError> {
+fn check_merge_bases(
+    b: &Built,
+    inputs: &[usize],
+    got: &[StateNodeId],
+) -> Result<(), TestCaseError> {
     let mask = b.mask_of(got);
-    prop_assert_eq!(mask.count_ones() as usize, got.len(), "a merge base listed twice");
-    let what = format!("merge_bases{:?}", b.names(inputs.iter().fold(0, |m, &i| m | bit(i))));
+    prop_assert_eq!(
+        mask.count_ones() as usize,
+        got.len(),
+        "a merge base listed twice"
+    );
+    let what = format!(
+        "merge_bases{:?}",
+        b.names(inputs.iter().fold(0, |m, &i| m | bit(i)))
+    );
     b.assert_set(mask, b.oracle.best_common(inputs), &what)?;
-    let gens: Vec<_> = got.iter().map(|id| b.oracle.generation[b.index[id]]).collect();
-    prop_assert!(gens.windows(2).all(|w| w[0] >= w[1]), "largest generation first: {:?}", gens);
+    let gens: Vec<_> = got
+        .iter()
+        .map(|id| b.oracle.generation[b.index[id]])
+        .collect();
+    prop_assert!(
+        gens.windows(2).all(|w| w[0] >= w[1]),
+        "largest generation first: {:?}",
+        gens
+    );
     Ok(())
 }
 
@@ -386,7 +435,10 @@ fn check_merge_bases(b: &Built, inputs: &[usize], got: &[StateNodeId]) -> Result
 fn merge_bases(store: &dyn StateStore, case: &Case) -> Result<(), TestCaseError> {
     let b = build(store, case);
     let n = b.oracle.n();
-    let mut picks = Picks { raw: &case.picks, next: 0 };
+    let mut picks = Picks {
+        raw: &case.picks,
+        next: 0,
+    };
     for count in [2, 2, 2, 3, 3, 1] {
         let inputs = picks.nodes(n, count);
         let ids: Vec<_> = inputs.iter().map(|&i| b.ids[i]).collect();
@@ -401,7 +453,10 @@ fn merge_bases(store: &dyn StateStore, case: &Case) -> Result<(), TestCaseError>
 fn merge_base(store: &dyn StateStore, case: &Case) -> Result<(), TestCaseError> {
     let b = build(store, case);
     let n = b.oracle.n();
-    let mut picks = Picks { raw: &case.picks, next: 0 };
+    let mut picks = Picks {
+        raw: &case.picks,
+        next: 0,
+    };
     for _ in 0..6 {
         let (x, y) = (picks.number(n), picks.number(n));
         let best = b.oracle.best_common(&[x, y]);
@@ -423,7 +478,10 @@ fn merge_base(store: &dyn StateStore, case: &Case) -> Result<(), TestCaseError> 
 fn descendants(store: &dyn StateStore, case: &Case) -> Result<(), TestCaseError> {
     let b = build(store, case);
     let n = b.oracle.n();
-    let mut picks = Picks { raw: &case.picks, next: 0 };
+    let mut picks = Picks {
+        raw: &case.picks,
+        next: 0,
+    };
     for x in [0, picks.number(n), picks.number(n)] {
         let (nodes, got) = b.collect(store.descendants(&b.ids[x]).map_err(fail)?)?;
         b.assert_set(got, b.oracle.descendants(x), &format!("descendants(n{x})"))?;
@@ -436,7 +494,10 @@ fn descendants(store: &dyn StateStore, case: &Case) -> Result<(), TestCaseError>
 fn ancestors(store: &dyn StateStore, case: &Case) -> Result<(), TestCaseError> {
     let b = build(store, case);
     let n = b.oracle.n();
-    let mut picks = Picks { raw: &case.picks, next: 0 };
+    let mut picks = Picks {
+        raw: &case.picks,
+        next: 0,
+    };
     for x in [n - 1, picks.number(n), picks.number(n)] {
         let (nodes, got) = b.collect(store.ancestors(&b.ids[x]).map_err(fail)?)?;
         b.assert_set(got, b.oracle.anc[x] & !bit(x), &format!("ancestors(n{x})"))?;
@@ -451,7 +512,7 @@ macro_rules! dag_properties {
         mod prop_memory {
             use super::*;
             proptest! {
-                #![proptest_config(ProptestConfig::with_cases(256))]
+                #![proptest_config(ProptestConfig::with_cases(512))]
                 $(
                     #[test]
                     fn $name(case in case_strategy()) {
@@ -463,7 +524,7 @@ macro_rules! dag_properties {
         mod prop_sqlite {
             use super::*;
             proptest! {
-                #![proptest_config(ProptestConfig::with_cases(48))]
+                #![proptest_config(ProptestConfig::with_cases(64))]
                 $(
                     #[test]
                     fn $name(case in case_strategy()) {
@@ -515,7 +576,10 @@ fn is_unknown_revision(r: stategraph::Result<StateNodeId>, text: &str) {
 
 fn is_invalid_input<T: std::fmt::Debug>(r: stategraph::Result<T>, what: &str) {
     let err = r.expect_err(what);
-    assert!(matches!(err, StateStoreError::InvalidInput { .. }), "{what}: {err:?}");
+    assert!(
+        matches!(err, StateStoreError::InvalidInput { .. }),
+        "{what}: {err:?}"
+    );
 }
 
 fn is_missing_node<T: std::fmt::Debug>(r: stategraph::Result<T>, want: StateNodeId) {
@@ -530,9 +594,7 @@ fn empty_store(store: &dyn StateStore) {
     let g = ghost();
     is_missing_node(store.log(&LogOptions::new().from(g)), g);
     is_missing_node(store.log(&LogOptions::range(g, g)), g);
-    let err = store
-        .log(&LogOptions::new().from_ref("main"))
-        .unwrap_err();
+    let err = store.log(&LogOptions::new().from_ref("main")).unwrap_err();
     assert!(
         matches!(&err, StateStoreError::MissingRef { name } if name == "main"),
         "{err:?}"
@@ -544,7 +606,17 @@ fn empty_store(store: &dyn StateStore) {
     is_missing_node(store.merge_bases(&[g]), g);
     is_missing_node(store.to_graph(&LogOptions::new().from(g)), g);
     is_invalid_input(store.merge_bases(&[]), "no merge base inputs");
-    for text in ["main", "main~1", "main^2", "abcd", "ABCDEF", "blake3:abcd", "", "~1", "x y"] {
+    for text in [
+        "main",
+        "main~1",
+        "main^2",
+        "abcd",
+        "ABCDEF",
+        "blake3:abcd",
+        "",
+        "~1",
+        "x y",
+    ] {
         is_unknown_revision(store.resolve(text), text);
     }
     // A full id that is not stored: an error that says it is missing (either form).
@@ -561,7 +633,10 @@ fn single_root(store: &dyn StateStore) {
     assert_eq!(store.get_node(&r).unwrap().generation, 1);
     let from = LogOptions::new().from(r);
     assert_eq!(ids(store.log(&from).unwrap()), [r]);
-    assert_eq!(ids(store.log(&from.clone().first_parent(true)).unwrap()), [r]);
+    assert_eq!(
+        ids(store.log(&from.clone().first_parent(true)).unwrap()),
+        [r]
+    );
     assert!(ids(store.log(&from.clone().limit(0)).unwrap()).is_empty());
     assert!(ids(store.log(&LogOptions::range(r, r)).unwrap()).is_empty());
     assert!(ids(store.ancestors(&r).unwrap()).is_empty());
@@ -608,14 +683,18 @@ fn many_roots(store: &dyn StateStore) {
     // A merge of two roots.
     let m = commit(store, &[roots[3], roots[7]], "join");
     assert_eq!(store.get_node(&m).unwrap().generation, 2);
-    let mut got = ids(store.log(&LogOptions::new().from(m).from(roots[0])).unwrap());
+    let mut got = ids(store
+        .log(&LogOptions::new().from(m).from(roots[0]))
+        .unwrap());
     assert_eq!(got[0], m);
     got.sort();
     let mut want = vec![m, roots[3], roots[7], roots[0]];
     want.sort();
     assert_eq!(got, want);
     assert_eq!(
-        ids(store.log(&LogOptions::new().from(m).first_parent(true)).unwrap()),
+        ids(store
+            .log(&LogOptions::new().from(m).first_parent(true))
+            .unwrap()),
         [m, roots[3]]
     );
     assert_eq!(store.merge_bases(&[m, roots[7]]).unwrap(), [roots[7]]);
@@ -646,11 +725,15 @@ fn octopus_merge(store: &dyn StateStore) {
     assert_eq!(all[..2], [top, m]);
     assert_eq!(all[18], root);
     assert_eq!(
-        ids(store.log(&LogOptions::new().from(top).first_parent(true)).unwrap()),
+        ids(store
+            .log(&LogOptions::new().from(top).first_parent(true))
+            .unwrap()),
         [top, m, tips[0], lower[0], root]
     );
     // Excluding one branch tip leaves out that branch only.
-    let without = ids(store.log(&LogOptions::new().from(m).exclude(tips[2])).unwrap());
+    let without = ids(store
+        .log(&LogOptions::new().from(m).exclude(tips[2]))
+        .unwrap());
     assert_eq!(without.len(), 15);
     assert!(!without.contains(&lower[2]) && !without.contains(&root));
 
@@ -666,7 +749,10 @@ fn octopus_merge(store: &dyn StateStore) {
 
     assert!(store.is_ancestor(&lower[7], &top).unwrap());
     assert!(!store.is_ancestor(&lower[7], &tips[0]).unwrap());
-    assert_eq!(ids(store.descendants(&lower[3]).unwrap()), [tips[3], m, top]);
+    assert_eq!(
+        ids(store.descendants(&lower[3]).unwrap()),
+        [tips[3], m, top]
+    );
     assert_eq!(ids(store.descendants(&root).unwrap()).len(), 18);
     assert_eq!(ids(store.ancestors(&m).unwrap()).len(), 17);
 
@@ -772,10 +858,16 @@ fn deep_chain(store: &dyn StateStore, n: usize) {
 
     assert!(store.is_ancestor(&root, &head).unwrap());
     assert!(!store.is_ancestor(&head, &root).unwrap());
-    assert_eq!(store.merge_base(&head, &chain[n - 5]).unwrap(), Some(chain[n - 5]));
+    assert_eq!(
+        store.merge_base(&head, &chain[n - 5]).unwrap(),
+        Some(chain[n - 5])
+    );
     let side = commit(store, &[chain[n - 10]], "side");
     assert_eq!(store.merge_base(&head, &side).unwrap(), Some(chain[n - 10]));
-    assert_eq!(store.merge_bases(&[side, head, chain[n - 3]]).unwrap(), [chain[n - 10]]);
+    assert_eq!(
+        store.merge_bases(&[side, head, chain[n - 3]]).unwrap(),
+        [chain[n - 10]]
+    );
     assert_eq!(store.merge_base(&side, &root).unwrap(), Some(root));
     assert_eq!(store.ancestors(&head).unwrap().count(), n - 1);
     assert_eq!(store.descendants(&chain[n - 10]).unwrap().count(), 10);
@@ -812,13 +904,26 @@ fn walks_stop_early(inner: &dyn StateStore) {
     let side = commit(&store, &[back(3)], "side");
     store.take_reads();
 
-    assert_eq!(ids(store.log(&LogOptions::new().from(head).limit(20)).unwrap()).len(), 20);
+    assert_eq!(
+        ids(store.log(&LogOptions::new().from(head).limit(20)).unwrap()).len(),
+        20
+    );
     let reads = store.take_reads();
     assert!(reads <= 25, "log limit 20 read {reads} nodes");
 
-    assert_eq!(store.log(&LogOptions::new().from(head)).unwrap().take(20).count(), 20);
+    assert_eq!(
+        store
+            .log(&LogOptions::new().from(head))
+            .unwrap()
+            .take(20)
+            .count(),
+        20
+    );
     let reads = store.take_reads();
-    assert!(reads <= 25, "taking 20 of an unlimited log read {reads} nodes");
+    assert!(
+        reads <= 25,
+        "taking 20 of an unlimited log read {reads} nodes"
+    );
 
     assert!(store.is_ancestor(&back(3), &head).unwrap());
     let reads = store.take_reads();
@@ -840,7 +945,13 @@ fn walks_stop_early(inner: &dyn StateStore) {
     let reads = store.take_reads();
     assert!(reads <= 8, "5 ancestors read {reads} nodes");
 
-    assert_eq!(store.log(&LogOptions::range(back(5), head)).unwrap().count(), 5);
+    assert_eq!(
+        store
+            .log(&LogOptions::range(back(5), head))
+            .unwrap()
+            .count(),
+        5
+    );
     let reads = store.take_reads();
     assert!(reads <= 10, "head~5..head read {reads} nodes");
 
@@ -849,7 +960,10 @@ fn walks_stop_early(inner: &dyn StateStore) {
     assert!(reads <= 8, "5 descendants read {reads} nodes");
 
     // The counter does count: a full walk reads every node.
-    assert_eq!(store.log(&LogOptions::new().from(head)).unwrap().count(), 10_000);
+    assert_eq!(
+        store.log(&LogOptions::new().from(head)).unwrap().count(),
+        10_000
+    );
     assert!(store.take_reads() >= 10_000);
 }
 
@@ -883,7 +997,11 @@ fn resolve_revisions(store: &dyn StateStore) {
         for len in [shortest, shortest + 1, 12, 63] {
             let prefix = &hex[..len];
             assert_eq!(store.resolve(prefix).unwrap(), id, "{prefix}");
-            assert_eq!(store.resolve(&prefix.to_uppercase()).unwrap(), id, "{prefix}");
+            assert_eq!(
+                store.resolve(&prefix.to_uppercase()).unwrap(),
+                id,
+                "{prefix}"
+            );
             assert_eq!(store.resolve(&format!("blake3:{prefix}")).unwrap(), id);
         }
     }
@@ -908,13 +1026,33 @@ fn resolve_revisions(store: &dyn StateStore) {
         assert_eq!(store.resolve(text).unwrap(), want, "{text}");
     }
     assert_eq!(store.resolve(&format!("{}^2", g.to_hex())).unwrap(), e);
-    assert_eq!(store.resolve(&format!("{}~2", g.to_short_hex(12))).unwrap(), c);
-    assert_eq!(store.resolve(&format!("blake3:{}~1", e.to_hex())).unwrap(), d);
+    assert_eq!(
+        store.resolve(&format!("{}~2", g.to_short_hex(12))).unwrap(),
+        c
+    );
+    assert_eq!(
+        store.resolve(&format!("blake3:{}~1", e.to_hex())).unwrap(),
+        d
+    );
 
-    for text in ["nope", "main2", "mai", "tags", "tags/v2~1", "zzzz", "abc", "main/x"] {
+    for text in [
+        "nope",
+        "main2",
+        "mai",
+        "tags",
+        "tags/v2~1",
+        "zzzz",
+        "abc",
+        "main/x",
+    ] {
         is_unknown_revision(store.resolve(text), text);
     }
-    for text in ["main~5", "main^3", "main^2~4", "main~99999999999999999999999"] {
+    for text in [
+        "main~5",
+        "main^3",
+        "main^2~4",
+        "main~99999999999999999999999",
+    ] {
         is_invalid_input(store.resolve(text), text);
     }
 
@@ -946,7 +1084,11 @@ fn resolve_prefixes_and_ambiguity(store: &dyn StateStore) {
     let (x, y) = pair.expect("a 4-digit collision");
     let prefix = x.to_short_hex(4);
     let err = store.resolve(&prefix).unwrap_err();
-    let StateStoreError::AmbiguousId { prefix: p, candidates } = &err else {
+    let StateStoreError::AmbiguousId {
+        prefix: p,
+        candidates,
+    } = &err
+    else {
         panic!("{prefix}: {err:?}")
     };
     assert_eq!(p, &prefix);
@@ -969,9 +1111,8 @@ fn resolve_prefixes_and_ambiguity(store: &dyn StateStore) {
         .iter()
         .flat_map(|h| (4..=7).map(move |len| h[..len].to_owned()))
         .collect();
-    prefixes.extend(
-        ["0000", "00000", "ffff", "fffff", "ffffffff", "7fff", "8000"].map(str::to_owned),
-    );
+    prefixes
+        .extend(["0000", "00000", "ffff", "fffff", "ffffffff", "7fff", "8000"].map(str::to_owned));
     for prefix in prefixes {
         let matching: Vec<StateNodeId> = sorted
             .iter()
@@ -1033,7 +1174,11 @@ fn graph_and_dot_export(store: &dyn StateStore) {
     let dashed: Vec<_> = dot.lines().filter(|l| l.contains("style=dashed")).collect();
     assert_eq!(
         dashed,
-        [format!("  \"{}\" -> \"{}\" [style=dashed];", g.to_hex(), e.to_hex())],
+        [format!(
+            "  \"{}\" -> \"{}\" [style=dashed];",
+            g.to_hex(),
+            e.to_hex()
+        )],
         "{dot}"
     );
     assert!(
@@ -1049,7 +1194,10 @@ fn graph_and_dot_export(store: &dyn StateStore) {
     let graph = store.to_graph(&LogOptions::range(b, g)).unwrap();
     assert_eq!((graph.node_count(), graph.edge_count()), (5, 4));
     let dot = store.to_dot(&LogOptions::range(b, g)).unwrap();
-    assert!(!dot.contains(&a.to_hex()) && !dot.contains(&b.to_hex()), "{dot}");
+    assert!(
+        !dot.contains(&a.to_hex()) && !dot.contains(&b.to_hex()),
+        "{dot}"
+    );
     assert_eq!(dot.matches("style=dashed").count(), 1);
     // First parent: the mainline; the merge's second parent is not walked, so no dashed edge.
     let graph = store

@@ -4,8 +4,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use stategraph::{
     Durability, GraphCursor, IdPrefix, InMemoryStateStore, Ref, RefLogEntry, Result, SnapshotId,
-    SnapshotInfo, SqliteStateStore, StateData, StateDataRef, StateMetadata, StateNode,
-    StateNodeId, StateSnapshot, StateStore,
+    SnapshotInfo, SqliteStateStore, StateData, StateDataRef, StateMetadata, StateNode, StateNodeId,
+    StateSnapshot, StateStore,
 };
 use tempfile::TempDir;
 use time::OffsetDateTime;

@@ -6,8 +6,8 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 
 use stategraph::{
-    History, LogOptions, SCHEMA_VERSION, SqliteStateStore, StateData, StateMetadata,
-    StateNodeId, StateStore, StateStoreError,
+    History, LogOptions, SCHEMA_VERSION, SqliteStateStore, StateData, StateMetadata, StateNodeId,
+    StateStore, StateStoreError,
 };
 
 use crate::history_util::{at, both_backends, commit, ghost, ids, open_sqlite};
@@ -74,13 +74,19 @@ fn set_ref_to_unknown_node_changes_nothing(store: &dyn StateStore) {
     let g = ghost();
 
     let err = store.set_ref("main", Some(&a), &g).unwrap_err();
-    assert!(matches!(err, StateStoreError::MissingNode { id } if id == g), "{err:?}");
+    assert!(
+        matches!(err, StateStoreError::MissingNode { id } if id == g),
+        "{err:?}"
+    );
     assert_ref(store, "main", Some(a), 1);
 
     let err = store
         .set_ref_with_message("fresh", None, &g, Some("nope"))
         .unwrap_err();
-    assert!(matches!(err, StateStoreError::MissingNode { id } if id == g), "{err:?}");
+    assert!(
+        matches!(err, StateStoreError::MissingNode { id } if id == g),
+        "{err:?}"
+    );
     assert_ref(store, "fresh", None, 0);
     let names: Vec<_> = store
         .list_refs("")
@@ -100,10 +106,7 @@ fn invalid_names_are_refused_everywhere(store: &dyn StateStore) {
     let a = commit(store, &[], "a");
     let snap = store.snapshot(&a).unwrap();
     let too_long = "a".repeat(256);
-    let names = INVALID_NAMES
-        .iter()
-        .copied()
-        .chain([too_long.as_str()]);
+    let names = INVALID_NAMES.iter().copied().chain([too_long.as_str()]);
     for bad in names {
         let is_invalid = |r: Result<(), StateStoreError>, op: &str| {
             let err = r.expect_err(op);
@@ -228,8 +231,25 @@ fn list_refs_by_prefix(store: &dyn StateStore) {
     assert_eq!(seven, ["agents/7/feature/x", "agents/7/main"]);
     assert_eq!(got("").len(), names.len());
     for prefix in [
-        "", "a", "agents", "agents/", "agents/7", "agents/7/", "agents/70/", "agents/9/", "a_",
-        "a%", "aX", "é", "é/", "main", "mainx", "t", "zz", "~", "\u{10ffff}",
+        "",
+        "a",
+        "agents",
+        "agents/",
+        "agents/7",
+        "agents/7/",
+        "agents/70/",
+        "agents/9/",
+        "a_",
+        "a%",
+        "aX",
+        "é",
+        "é/",
+        "main",
+        "mainx",
+        "t",
+        "zz",
+        "~",
+        "\u{10ffff}",
     ] {
         assert_eq!(got(prefix), expect(prefix), "prefix {prefix:?}");
     }
@@ -348,7 +368,11 @@ fn race(stores: &[Arc<dyn StateStore>]) {
     assert_eq!(olds.len(), wins.len(), "two moves from the same value");
 
     let log = store.ref_log("race").unwrap();
-    assert_eq!(log.len(), wins.len() + 1, "one log entry per reported success");
+    assert_eq!(
+        log.len(),
+        wins.len() + 1,
+        "one log entry per reported success"
+    );
     assert_eq!((log[0].old, log[0].new), (None, Some(root)));
     for pair in log.windows(2) {
         assert_eq!(pair[1].old, pair[0].new, "log entries link");
@@ -424,12 +448,18 @@ fn restore_moves_by_cas(store: &dyn StateStore) {
         "{err:?}"
     );
     let err = store.restore(&snap, "main", None).unwrap_err();
-    assert!(matches!(err, StateStoreError::RefConflict { .. }), "{err:?}");
+    assert!(
+        matches!(err, StateStoreError::RefConflict { .. }),
+        "{err:?}"
+    );
     assert_ref(store, "main", Some(b), 1);
 
     let missing = stategraph::SnapshotId::from_bytes([3; 32]);
     let err = store.restore(&missing, "main", Some(&b)).unwrap_err();
-    assert!(matches!(err, StateStoreError::MissingSnapshot { id } if id == missing), "{err:?}");
+    assert!(
+        matches!(err, StateStoreError::MissingSnapshot { id } if id == missing),
+        "{err:?}"
+    );
     assert_ref(store, "main", Some(b), 1);
 
     let restored = store.restore(&snap, "main", Some(&b)).unwrap();
@@ -483,17 +513,29 @@ fn snapshot_management(store: &dyn StateStore) {
     assert_eq!(store.snapshots_of(&a).unwrap(), vec![listed[1].clone()]);
     assert!(store.snapshots_of(&ghost()).unwrap().is_empty());
     let err = store.snapshot(&ghost()).unwrap_err();
-    assert!(matches!(err, StateStoreError::MissingNode { .. }), "{err:?}");
+    assert!(
+        matches!(err, StateStoreError::MissingNode { .. }),
+        "{err:?}"
+    );
 
     let loaded = store.load_snapshot(&sb).unwrap();
     assert_eq!(loaded.node_id, b);
-    assert_eq!(loaded.state.content_type.as_deref(), Some("application/json"));
+    assert_eq!(
+        loaded.state.content_type.as_deref(),
+        Some("application/json")
+    );
 
     store.delete_snapshot(&sb).unwrap();
     let err = store.load_snapshot(&sb).unwrap_err();
-    assert!(matches!(err, StateStoreError::MissingSnapshot { id } if id == sb), "{err:?}");
+    assert!(
+        matches!(err, StateStoreError::MissingSnapshot { id } if id == sb),
+        "{err:?}"
+    );
     let err = store.delete_snapshot(&sb).unwrap_err();
-    assert!(matches!(err, StateStoreError::MissingSnapshot { id } if id == sb), "{err:?}");
+    assert!(
+        matches!(err, StateStoreError::MissingSnapshot { id } if id == sb),
+        "{err:?}"
+    );
     let pairs: Vec<_> = store
         .list_snapshots()
         .unwrap()
@@ -506,7 +548,10 @@ fn snapshot_management(store: &dyn StateStore) {
     // The node and its state survive.
     let node = store.get_node(&b).unwrap();
     assert_eq!(store.get_state(&node.data_ref).unwrap().bytes, b"{\"b\":1}");
-    assert_eq!(ids(store.log(&LogOptions::new().from(c)).unwrap()), [c, b, a]);
+    assert_eq!(
+        ids(store.log(&LogOptions::new().from(c)).unwrap()),
+        [c, b, a]
+    );
     // Other snapshots still load.
     assert_eq!(store.load_snapshot(&sc).unwrap().state.bytes, b"c");
 
