@@ -159,6 +159,16 @@ fn build(store: &dyn StateStore, case: &Case) -> Built {
         let parents = ps.iter().map(|&p| ids[p]).collect();
         ids.push(store.commit_node(parents, data, meta).unwrap());
     }
+    // Committing is idempotent: recommitting some nodes once their children exist (with a
+    // fresh data ref to the same bytes) returns the same id and must not disturb any walk.
+    for (i, ps) in case.parents.iter().enumerate().step_by(5) {
+        let data = store
+            .put_state(StateData::new(vec![(i % 7) as u8]))
+            .unwrap();
+        let meta = StateMetadata::new(at(case.times[i]), Some(format!("n{i}")));
+        let parents = ps.iter().map(|&p| ids[p]).collect();
+        assert_eq!(store.commit_node(parents, data, meta).unwrap(), ids[i]);
+    }
     let index = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
     Built {
         ids,
@@ -561,6 +571,7 @@ both_backends!(
     criss_cross_merges,
     merge_bases_input_limits,
     walks_stop_early,
+    walk_while_committing,
     resolve_revisions,
     resolve_prefixes_and_ambiguity,
     graph_and_dot_export,
@@ -630,6 +641,17 @@ fn empty_store(store: &dyn StateStore) {
 fn single_root(store: &dyn StateStore) {
     let r = commit(store, &[], "root");
     store.set_ref("main", None, &r).unwrap();
+    let err = store
+        .log(&LogOptions::new().from(r).exclude_ref("gone"))
+        .unwrap_err();
+    assert!(
+        matches!(&err, StateStoreError::MissingRef { name } if name == "gone"),
+        "{err:?}"
+    );
+    is_missing_node(
+        store.log(&LogOptions::new().from(r).exclude(ghost())),
+        ghost(),
+    );
     assert_eq!(store.get_node(&r).unwrap().generation, 1);
     let from = LogOptions::new().from(r);
     assert_eq!(ids(store.log(&from).unwrap()), [r]);
@@ -965,6 +987,36 @@ fn walks_stop_early(inner: &dyn StateStore) {
         10_000
     );
     assert!(store.take_reads() >= 10_000);
+}
+
+/// A walk in progress does not block writers, and yields the history reachable from its
+/// tips when it started.
+fn walk_while_committing(store: &dyn StateStore) {
+    let chain = chain(store, 300, "busy");
+    store.set_ref("main", None, &chain[299]).unwrap();
+    let mut walk = store.log(&LogOptions::new().from_ref("main")).unwrap();
+    let mut down = store.descendants(&chain[0]).unwrap();
+    let mut seen = Vec::new();
+    let mut tip = chain[299];
+    for step in 0..299 {
+        seen.push(walk.next().unwrap().unwrap().id);
+        assert_eq!(down.next().unwrap().unwrap().id, chain[step + 1]);
+        if step % 10 == 0 {
+            let next = commit(store, &[tip], &format!("new {step}"));
+            store.set_ref("main", Some(&tip), &next).unwrap();
+            tip = next;
+        }
+    }
+    seen.extend(walk.map(|n| n.unwrap().id));
+    let want: Vec<_> = chain.iter().rev().copied().collect();
+    assert_eq!(seen, want);
+    assert_eq!(
+        store
+            .log(&LogOptions::new().from_ref("main"))
+            .unwrap()
+            .count(),
+        330
+    );
 }
 
 fn resolve_revisions(store: &dyn StateStore) {
