@@ -106,7 +106,12 @@ fn invalid_names_are_refused_everywhere(store: &dyn StateStore) {
     let a = commit(store, &[], "a");
     let snap = store.snapshot(&a).unwrap();
     let too_long = "a".repeat(256);
-    let names = INVALID_NAMES.iter().copied().chain([too_long.as_str()]);
+    // 128 two-byte characters: 256 bytes, over the limit though only 128 characters.
+    let too_long_utf8 = "é".repeat(128);
+    let names = INVALID_NAMES
+        .iter()
+        .copied()
+        .chain([too_long.as_str(), too_long_utf8.as_str()]);
     for bad in names {
         let is_invalid = |r: Result<(), StateStoreError>, op: &str| {
             let err = r.expect_err(op);
@@ -131,6 +136,7 @@ fn invalid_names_are_refused_everywhere(store: &dyn StateStore) {
 fn unusual_valid_names_round_trip(store: &dyn StateStore) {
     let a = commit(store, &[], "a");
     let long = "a".repeat(255);
+    let long_utf8 = format!("a{}", "é".repeat(127));
     let names = [
         "agents/7/main",
         "tags/v1.0",
@@ -139,6 +145,7 @@ fn unusual_valid_names_round_trip(store: &dyn StateStore) {
         "a_b%c",
         "-dash",
         long.as_str(),
+        long_utf8.as_str(),
     ];
     for name in names {
         store.set_ref(name, None, &a).unwrap();
@@ -675,10 +682,54 @@ mod migration {
             [child, root]
         );
         assert!(store.is_ancestor(&root, &child).unwrap());
+        let snap = store.snapshot(&root).unwrap();
         drop(store);
 
         let store = SqliteStateStore::open_read_only(&path).unwrap();
         assert_eq!(store.get_ref("main").unwrap(), Some(child));
         assert_eq!(store.ref_log("main").unwrap().len(), 2);
+        // Read-only: every ref move is refused and nothing changes.
+        for result in [
+            store.set_ref("main", Some(&child), &root),
+            store.set_ref("other", None, &root),
+            store.delete_ref("main", &child),
+            store.restore(&snap, "main", Some(&child)).map(drop),
+        ] {
+            let err = result.unwrap_err();
+            assert!(matches!(err, StateStoreError::ReadOnly { .. }), "{err:?}");
+        }
+        assert_eq!(store.get_ref("main").unwrap(), Some(child));
+        assert_eq!(store.ref_log("main").unwrap().len(), 2);
+    }
+
+    #[test]
+    fn concurrent_opens_upgrade_a_v1_store_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v1.db");
+        let root = {
+            let conn = create_v1(&path);
+            insert_v1_root(&conn)
+        };
+        let barrier = Arc::new(Barrier::new(4));
+        let handles: Vec<_> = (0..4)
+            .map(|t| {
+                let (path, barrier) = (path.clone(), Arc::clone(&barrier));
+                thread::spawn(move || {
+                    barrier.wait();
+                    let store = open_sqlite(&path);
+                    store.set_ref(&format!("t/{t}"), None, &root).unwrap();
+                    store
+                })
+            })
+            .collect();
+        let stores: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        assert_eq!(user_version(&path), 2);
+        let names: Vec<_> = stores[0]
+            .list_refs("t/")
+            .unwrap()
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
+        assert_eq!(names, ["t/0", "t/1", "t/2", "t/3"]);
     }
 }
