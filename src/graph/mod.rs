@@ -96,6 +96,7 @@ pub trait History: StateStore {
     ///
     /// # Errors
     /// [`StateStoreError::UnknownRevision`] when nothing matches,
+    /// [`StateStoreError::MissingNode`] for a well-formed full id that is not stored,
     /// [`StateStoreError::AmbiguousId`] listing candidates for an ambiguous prefix,
     /// [`StateStoreError::InvalidInput`] for a suffix that walks past a root.
     fn resolve(&self, text: &str) -> Result<StateNodeId> {

@@ -1,9 +1,13 @@
-//! Integration tests for stategraph: one binary, one module per scenario.
+//! Integration tests for stategraph: one binary, one module per scenario
+//! (`cargo test --test it`).
 //!
 //! - `concurrency`: shared handles, several handles per file, readers racing writers.
 //! - `conformance`: the `StateStore` contract, run against every backend.
 //! - `golden`: node and snapshot ids pinned to an independent Python implementation.
+//! - `history`: log, ancestry, merge bases, resolve and export checked against an oracle on
+//!   random DAGs, plus edge cases (octopus, criss-cross, deep chains), on every backend.
 //! - `properties`: random inputs vs an independent CBOR writer, and backend vs backend.
+//! - `refs`: compare-and-swap, the ref log, races, snapshots management, migrations.
 //! - `reopen`: a 250-commit history survives close and reopen, writable and read-only.
 //! - `sqlite_corruption`: rows damaged behind the store's back surface as `Corrupt`.
 //! - `sqlite_files`: which files opening refuses and leaves untouched; read-only stores.
@@ -11,7 +15,10 @@
 mod concurrency;
 mod conformance;
 mod golden;
+mod history;
+mod history_util;
 mod properties;
+mod refs;
 mod reopen;
 mod sqlite_corruption;
 mod sqlite_files;
