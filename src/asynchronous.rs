@@ -242,7 +242,7 @@ impl<S: Blocking> AsyncStateStore for S {
     }
 
     fn apply(&self, writes: Writes) -> BoxFuture<'static, Result<()>> {
-        self.call(move |s| StateStore::apply(s, writes))
+        self.call(move |s| StateStore::apply(s, writes).map(drop))
     }
 
     fn is_ancestor(

@@ -187,8 +187,7 @@ impl<'a, S: StateStore + ?Sized> Batch<'a, S> {
         if self.writes.is_empty() {
             return Ok(());
         }
-        let store = self.store;
-        store.apply(self.writes)
+        self.store.apply(self.writes).map(drop)
     }
 }
 

@@ -57,7 +57,7 @@ pub use model::{
 pub use package::SnapshotPackage;
 pub use refs::{MAX_REF_NAME_LEN, validate_ref_name};
 pub use sqlite::{Durability, SCHEMA_VERSION, SqliteStateStore, SqliteStateStoreBuilder};
-pub use store::{GraphCursor, StateStore, Writes};
+pub use store::{Applied, GraphCursor, StateStore, Writes};
 
 /// The README's code blocks, compiled as doc tests so they cannot rot.
 #[cfg(doctest)]

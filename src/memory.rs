@@ -9,11 +9,11 @@ use crate::codec;
 use crate::error::{Result, StateStoreError};
 use crate::id::{ContentHash, IdPrefix, SnapshotId, StateDataRef, StateNodeId};
 use crate::model::{
-    Ref, RefLogEntry, SnapshotInfo, StateData, StateInfo, StateMetadata, StateNode, StateSnapshot,
+    Ref, RefLogEntry, SnapshotInfo, StateData, StateInfo, StateNode, StateSnapshot,
 };
 use crate::package::SnapshotPackage;
 use crate::refs::validate_ref_name;
-use crate::store::{self, GraphCursor, Op, Outcome, StateStore, Writes};
+use crate::store::{self, Applied, GraphCursor, Op, Outcome, StateStore, Writes};
 
 /// A state store that keeps everything in memory. Data is lost when the last handle is
 /// dropped; clones are handles to the same store.
@@ -103,11 +103,6 @@ impl InMemoryStateStore {
             }
         }
         Ok(outcomes)
-    }
-
-    fn apply_one(&self, op: Op) -> Result<Outcome> {
-        let mut outcomes = self.apply_ops(vec![op])?;
-        Ok(outcomes.pop().unwrap_or(Outcome::Done))
     }
 }
 
@@ -373,30 +368,12 @@ impl Inner {
 }
 
 impl StateStore for InMemoryStateStore {
-    fn put_state(&self, data: StateData) -> Result<StateDataRef> {
-        self.apply_one(Op::put_state(data))?.state()
-    }
-
     fn get_state(&self, data_ref: &StateDataRef) -> Result<StateData> {
         self.read().state(data_ref)
     }
 
-    fn commit_node(
-        &self,
-        parent_ids: Vec<StateNodeId>,
-        data_ref: StateDataRef,
-        metadata: StateMetadata,
-    ) -> Result<StateNodeId> {
-        self.apply_one(Op::commit_node(parent_ids, data_ref, metadata)?)?
-            .node()
-    }
-
     fn get_node(&self, id: &StateNodeId) -> Result<StateNode> {
         self.read().node(id).cloned()
-    }
-
-    fn snapshot(&self, node_id: &StateNodeId) -> Result<SnapshotId> {
-        self.apply_one(Op::snapshot(*node_id))?.snapshot()
     }
 
     fn load_snapshot(&self, snapshot_id: &SnapshotId) -> Result<StateSnapshot> {
@@ -428,29 +405,9 @@ impl StateStore for InMemoryStateStore {
             .collect())
     }
 
-    fn delete_snapshot(&self, snapshot_id: &SnapshotId) -> Result<()> {
-        self.apply_one(Op::DeleteSnapshot { id: *snapshot_id })
-            .map(drop)
-    }
-
-    fn set_ref_with_message(
-        &self,
-        name: &str,
-        expected: Option<&StateNodeId>,
-        new: &StateNodeId,
-        message: Option<&str>,
-    ) -> Result<()> {
-        self.apply_one(Op::set_ref(name, expected, new, message)?)
-            .map(drop)
-    }
-
     fn get_ref(&self, name: &str) -> Result<Option<StateNodeId>> {
         validate_ref_name(name)?;
         Ok(self.read().refs.get(name).copied())
-    }
-
-    fn delete_ref(&self, name: &str, expected: &StateNodeId) -> Result<()> {
-        self.apply_one(Op::delete_ref(name, expected)?).map(drop)
     }
 
     fn list_refs(&self, prefix: &str) -> Result<Vec<Ref>> {
@@ -483,10 +440,6 @@ impl StateStore for InMemoryStateStore {
             .collect())
     }
 
-    fn import_snapshot(&self, package: &SnapshotPackage) -> Result<SnapshotId> {
-        self.apply_one(Op::import(package)?)?.snapshot()
-    }
-
     fn state_info(&self, data_ref: &StateDataRef) -> Result<StateInfo> {
         let inner = self.read();
         let stored = inner.stored(data_ref)?;
@@ -499,8 +452,9 @@ impl StateStore for InMemoryStateStore {
         })
     }
 
-    fn apply(&self, writes: Writes) -> Result<()> {
-        self.apply_ops(writes.ops).map(drop)
+    fn apply(&self, writes: Writes) -> Result<Applied> {
+        self.apply_ops(writes.ops)
+            .map(|outcomes| Applied { outcomes })
     }
 
     fn cursor(&self) -> Result<Box<dyn GraphCursor + '_>> {

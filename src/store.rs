@@ -37,7 +37,11 @@ pub trait StateStore: Send + Sync {
     ///
     /// # Errors
     /// [`StateStoreError::ReadOnly`] on a read-only store; backend and storage-full errors.
-    fn put_state(&self, data: StateData) -> Result<StateDataRef>;
+    fn put_state(&self, data: StateData) -> Result<StateDataRef> {
+        self.apply(Writes::one(Op::put_state(data)))?
+            .single()?
+            .state()
+    }
 
     /// Returns exactly the bytes and content type that were put under `data_ref`.
     ///
@@ -60,7 +64,10 @@ pub trait StateStore: Send + Sync {
         parent_ids: Vec<StateNodeId>,
         data_ref: StateDataRef,
         metadata: StateMetadata,
-    ) -> Result<StateNodeId>;
+    ) -> Result<StateNodeId> {
+        let op = Op::commit_node(parent_ids, data_ref, metadata)?;
+        self.apply(Writes::one(op))?.single()?.node()
+    }
 
     /// Returns the node with this id.
     ///
@@ -76,7 +83,11 @@ pub trait StateStore: Send + Sync {
     ///
     /// # Errors
     /// [`StateStoreError::MissingNode`] for an unknown node.
-    fn snapshot(&self, node_id: &StateNodeId) -> Result<SnapshotId>;
+    fn snapshot(&self, node_id: &StateNodeId) -> Result<SnapshotId> {
+        self.apply(Writes::one(Op::snapshot(*node_id)))?
+            .single()?
+            .snapshot()
+    }
 
     /// Loads a snapshot: its node id and the state that node holds.
     ///
@@ -102,7 +113,10 @@ pub trait StateStore: Send + Sync {
     ///
     /// # Errors
     /// [`StateStoreError::MissingSnapshot`] if there is no such snapshot.
-    fn delete_snapshot(&self, snapshot_id: &SnapshotId) -> Result<()>;
+    fn delete_snapshot(&self, snapshot_id: &SnapshotId) -> Result<()> {
+        self.apply(Writes::one(Op::DeleteSnapshot { id: *snapshot_id }))
+            .map(drop)
+    }
 
     /// Moves (or creates) the ref `name` to `new` if it currently points at `expected`, and
     /// appends the move, with `message`, to the ref log. `expected = None` means "the ref
@@ -118,7 +132,10 @@ pub trait StateStore: Send + Sync {
         expected: Option<&StateNodeId>,
         new: &StateNodeId,
         message: Option<&str>,
-    ) -> Result<()>;
+    ) -> Result<()> {
+        self.apply(Writes::one(Op::set_ref(name, expected, new, message)?))
+            .map(drop)
+    }
 
     /// [`set_ref_with_message`](Self::set_ref_with_message) without a message: the
     /// compare-and-swap every ref move goes through.
@@ -139,7 +156,10 @@ pub trait StateStore: Send + Sync {
     ///
     /// # Errors
     /// [`StateStoreError::RefConflict`] when the ref is elsewhere or does not exist.
-    fn delete_ref(&self, name: &str, expected: &StateNodeId) -> Result<()>;
+    fn delete_ref(&self, name: &str, expected: &StateNodeId) -> Result<()> {
+        self.apply(Writes::one(Op::delete_ref(name, expected)?))
+            .map(drop)
+    }
 
     /// The refs whose names start with `prefix` (`""` for all), sorted by name.
     ///
@@ -186,7 +206,11 @@ pub trait StateStore: Send + Sync {
     /// # Errors
     /// [`StateStoreError::InvalidInput`] if the package's bytes, node id or snapshot id do not
     /// match its content, or its generation conflicts with stored children.
-    fn import_snapshot(&self, package: &SnapshotPackage) -> Result<SnapshotId>;
+    fn import_snapshot(&self, package: &SnapshotPackage) -> Result<SnapshotId> {
+        self.apply(Writes::one(Op::import(package)?))?
+            .single()?
+            .snapshot()
+    }
 
     /// The hash, content type and length of stored state, without reading the bytes.
     ///
@@ -194,12 +218,13 @@ pub trait StateStore: Send + Sync {
     /// [`StateStoreError::MissingState`] for an unknown ref.
     fn state_info(&self, data_ref: &StateDataRef) -> Result<StateInfo>;
 
-    /// Applies a batch's writes atomically: all of them, in order, or (on any error) none.
-    /// Build the writes with [`Batch`](crate::Batch).
+    /// Applies writes atomically: all of them, in order, or (on any error) none. Every write
+    /// method of this trait is one call to `apply`, so a backend implements writing once;
+    /// build several writes with [`Batch`](crate::Batch).
     ///
     /// # Errors
     /// The first error any write meets; nothing is applied then.
-    fn apply(&self, writes: Writes) -> Result<()>;
+    fn apply(&self, writes: Writes) -> Result<Applied>;
 
     /// Read access to the graph's structure, for the history algorithms of
     /// [`History`](crate::History). A cursor may hold a read connection until dropped.
@@ -333,6 +358,10 @@ pub struct Writes {
 }
 
 impl Writes {
+    pub(crate) fn one(op: Op) -> Self {
+        Self { ops: vec![op] }
+    }
+
     /// How many writes there are.
     pub fn len(&self) -> usize {
         self.ops.len()
@@ -341,6 +370,36 @@ impl Writes {
     /// True when there is nothing to write.
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty()
+    }
+}
+
+/// What [`StateStore::apply`] produced: one outcome per write, in order. Opaque; the write
+/// methods of [`StateStore`] read it.
+#[derive(Debug, Clone, Default)]
+pub struct Applied {
+    pub(crate) outcomes: Vec<Outcome>,
+}
+
+impl Applied {
+    /// How many writes were applied.
+    pub fn len(&self) -> usize {
+        self.outcomes.len()
+    }
+
+    /// True when nothing was written.
+    pub fn is_empty(&self) -> bool {
+        self.outcomes.is_empty()
+    }
+
+    /// The outcome of a one-write batch.
+    pub(crate) fn single(mut self) -> Result<Outcome> {
+        match (self.outcomes.pop(), self.outcomes.is_empty()) {
+            (Some(outcome), true) => Ok(outcome),
+            _ => Err(StateStoreError::Backend(crate::error::BackendError::new(
+                "applying a write",
+                "internal error: expected exactly one outcome",
+            ))),
+        }
     }
 }
 

@@ -14,11 +14,10 @@ use rusqlite::{Connection, ErrorCode, OpenFlags};
 use crate::error::{BackendError, Result, StateStoreError};
 use crate::id::{IdPrefix, SnapshotId, StateDataRef, StateNodeId};
 use crate::model::{
-    Ref, RefLogEntry, SnapshotInfo, StateData, StateInfo, StateMetadata, StateNode, StateSnapshot,
+    Ref, RefLogEntry, SnapshotInfo, StateData, StateInfo, StateNode, StateSnapshot,
 };
-use crate::package::SnapshotPackage;
 use crate::refs::validate_ref_name;
-use crate::store::{GraphCursor, Op, Outcome, StateStore, Writes};
+use crate::store::{Applied, GraphCursor, Op, Outcome, StateStore, Writes};
 
 pub use schema::SCHEMA_VERSION;
 use schema::{FileState, sql_error};
@@ -389,38 +388,15 @@ impl SqliteStateStore {
         };
         writer.apply(ops)
     }
-
-    fn apply_one(&self, op: Op) -> Result<Outcome> {
-        let mut outcomes = self.apply_ops(vec![op])?;
-        Ok(outcomes.pop().unwrap_or(Outcome::Done))
-    }
 }
 
 impl StateStore for SqliteStateStore {
-    fn put_state(&self, data: StateData) -> Result<StateDataRef> {
-        self.apply_one(Op::put_state(data))?.state()
-    }
-
     fn get_state(&self, data_ref: &StateDataRef) -> Result<StateData> {
         self.read(|conn| ops::get_state(conn, data_ref))
     }
 
-    fn commit_node(
-        &self,
-        parent_ids: Vec<StateNodeId>,
-        data_ref: StateDataRef,
-        metadata: StateMetadata,
-    ) -> Result<StateNodeId> {
-        self.apply_one(Op::commit_node(parent_ids, data_ref, metadata)?)?
-            .node()
-    }
-
     fn get_node(&self, id: &StateNodeId) -> Result<StateNode> {
         self.read(|conn| ops::get_node(conn, id))
-    }
-
-    fn snapshot(&self, node_id: &StateNodeId) -> Result<SnapshotId> {
-        self.apply_one(Op::snapshot(*node_id))?.snapshot()
     }
 
     fn load_snapshot(&self, snapshot_id: &SnapshotId) -> Result<StateSnapshot> {
@@ -435,29 +411,9 @@ impl StateStore for SqliteStateStore {
         self.read(|conn| ops::snapshots_of(conn, node_id))
     }
 
-    fn delete_snapshot(&self, snapshot_id: &SnapshotId) -> Result<()> {
-        self.apply_one(Op::DeleteSnapshot { id: *snapshot_id })
-            .map(drop)
-    }
-
-    fn set_ref_with_message(
-        &self,
-        name: &str,
-        expected: Option<&StateNodeId>,
-        new: &StateNodeId,
-        message: Option<&str>,
-    ) -> Result<()> {
-        self.apply_one(Op::set_ref(name, expected, new, message)?)
-            .map(drop)
-    }
-
     fn get_ref(&self, name: &str) -> Result<Option<StateNodeId>> {
         validate_ref_name(name)?;
         self.read(|conn| ops::get_ref(conn, name))
-    }
-
-    fn delete_ref(&self, name: &str, expected: &StateNodeId) -> Result<()> {
-        self.apply_one(Op::delete_ref(name, expected)?).map(drop)
     }
 
     fn list_refs(&self, prefix: &str) -> Result<Vec<Ref>> {
@@ -473,16 +429,13 @@ impl StateStore for SqliteStateStore {
         self.read(|conn| ops::nodes_with_prefix(conn, prefix, limit))
     }
 
-    fn import_snapshot(&self, package: &SnapshotPackage) -> Result<SnapshotId> {
-        self.apply_one(Op::import(package)?)?.snapshot()
-    }
-
     fn state_info(&self, data_ref: &StateDataRef) -> Result<StateInfo> {
         self.read(|conn| ops::state_info(conn, data_ref))
     }
 
-    fn apply(&self, writes: Writes) -> Result<()> {
-        self.apply_ops(writes.ops).map(drop)
+    fn apply(&self, writes: Writes) -> Result<Applied> {
+        self.apply_ops(writes.ops)
+            .map(|outcomes| Applied { outcomes })
     }
 
     fn cursor(&self) -> Result<Box<dyn GraphCursor + '_>> {

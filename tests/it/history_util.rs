@@ -3,9 +3,9 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use stategraph::{
-    Durability, GraphCursor, IdPrefix, InMemoryStateStore, Ref, RefLogEntry, Result, SnapshotId,
-    SnapshotInfo, SnapshotPackage, SqliteStateStore, StateData, StateDataRef, StateInfo,
-    StateMetadata, StateNode, StateNodeId, StateSnapshot, StateStore, Writes,
+    Applied, Durability, GraphCursor, IdPrefix, InMemoryStateStore, Ref, RefLogEntry, Result,
+    SnapshotId, SnapshotInfo, SnapshotPackage, SqliteStateStore, StateData, StateDataRef,
+    StateInfo, StateMetadata, StateNode, StateNodeId, StateSnapshot, StateStore, Writes,
 };
 use tempfile::TempDir;
 use time::OffsetDateTime;
@@ -241,7 +241,7 @@ impl StateStore for Counting<'_> {
         self.inner.state_info(data_ref)
     }
 
-    fn apply(&self, writes: Writes) -> Result<()> {
+    fn apply(&self, writes: Writes) -> Result<Applied> {
         self.inner.apply(writes)
     }
 
