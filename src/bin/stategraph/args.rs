@@ -36,15 +36,21 @@ Examples:
     after_help = AFTER_HELP, max_term_width = 100)]
 pub struct Cli {
     /// The store file [default: $STATEGRAPH_DB, else ./stategraph.db]
-    #[arg(long, global = true, value_name = "PATH")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH",
+        help_heading = "Global options"
+    )]
     pub db: Option<PathBuf>,
 
-    /// When to colour the output (auto: only on a terminal, and never when NO_COLOR is set)
-    #[arg(long, global = true, value_enum, value_name = "WHEN", default_value_t = ColorChoice::Auto)]
+    /// Colour the output: auto (only on a terminal, never with NO_COLOR set), always, never
+    #[arg(long, global = true, value_enum, value_name = "WHEN", default_value_t = ColorChoice::Auto,
+        hide_possible_values = true, hide_default_value = true, help_heading = "Global options")]
     pub color: ColorChoice,
 
     /// Never send output through a pager ($STATEGRAPH_PAGER, $PAGER or `less -FRX`)
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Global options")]
     pub no_pager: bool,
 
     /// What to do.

@@ -30,6 +30,14 @@ impl Kind {
         }
     }
 
+    /// The name as people say it: `v1` for the tag `tags/v1`.
+    fn short(self, full: &str) -> &str {
+        match self {
+            Kind::Tag => full.strip_prefix(TAGS).unwrap_or(full),
+            Kind::Branch => full,
+        }
+    }
+
     /// The full ref name for what the user typed.
     fn full_name(self, name: &str) -> String {
         match self {
@@ -83,6 +91,7 @@ pub fn branch(ctx: &Ctx, args: &RefArgs, kind: Kind) -> CliResult {
     let t = ctx.theme;
     let word = kind.word();
     let current = store.get_ref(&full)?;
+    let shown = kind.short(&full);
     let mut out = std::io::stdout().lock();
     if args.delete {
         let Some(current) = current else {
@@ -90,10 +99,10 @@ pub fn branch(ctx: &Ctx, args: &RefArgs, kind: Kind) -> CliResult {
         };
         store
             .delete_ref(&full, &current)
-            .map_err(|e| conflict(e, word, &full))?;
+            .map_err(|e| conflict(e, word, shown))?;
         writeln!(
             out,
-            "deleted {word} {full} (was {})",
+            "deleted {word} {shown} (was {})",
             short_label(&store, t, &current)
         )?;
         return Ok(());
@@ -111,24 +120,25 @@ pub fn branch(ctx: &Ctx, args: &RefArgs, kind: Kind) -> CliResult {
     let target = resolve(&store, &rev)?;
     match current {
         Some(existing) if !args.force => Err(CliError::new(format!(
-            "{word} {full} already exists (at {})",
+            "{word} {shown} already exists (at {})",
             short_label(&store, t, &existing)
         ))
         .hint(format!(
-            "move it with `stategraph {word} -f {name} {rev}`, or delete it with `stategraph {word} -d {name}`"
+            "move it with `stategraph {word} -f {name} {}`, or delete it with `stategraph {word} -d {name}`",
+            args.rev.as_deref().unwrap_or("REV")
         ))),
         Some(existing) if existing == target => {
-            writeln!(out, "{word} {full} already at {}", short_label(&store, t, &target))?;
+            writeln!(out, "{word} {shown} already at {}", short_label(&store, t, &target))?;
             Ok(())
         }
         Some(existing) => {
             let message = format!("{word}: moved to {rev}");
             store
                 .set_ref_with_message(&full, Some(&existing), &target, Some(&message))
-                .map_err(|e| conflict(e, word, &full))?;
+                .map_err(|e| conflict(e, word, shown))?;
             writeln!(
                 out,
-                "moved {word} {full}: {} -> {}",
+                "moved {word} {shown}: {} -> {}",
                 t.paint(Paint::Id, &existing.to_short_hex(12)),
                 short_label(&store, t, &target)
             )?;
@@ -138,8 +148,8 @@ pub fn branch(ctx: &Ctx, args: &RefArgs, kind: Kind) -> CliResult {
             let message = format!("{word}: created from {rev}");
             store
                 .set_ref_with_message(&full, None, &target, Some(&message))
-                .map_err(|e| conflict(e, word, &full))?;
-            writeln!(out, "created {word} {full} at {}", short_label(&store, t, &target))?;
+                .map_err(|e| conflict(e, word, shown))?;
+            writeln!(out, "created {word} {shown} at {}", short_label(&store, t, &target))?;
             Ok(())
         }
     }
@@ -268,19 +278,15 @@ pub fn reflog(ctx: &Ctx, args: &ReflogArgs) -> CliResult {
             Some(id) => t.paint(Paint::Id, &id.to_short_hex(12)),
             None => t.paint(Paint::Dim, &format!("{:<12}", "(deleted)")),
         };
-        let action = match (e.old, e.new) {
-            (None, _) => "created".to_owned(),
-            (Some(old), Some(_)) => format!("moved from {}", old.to_short_hex(12)),
-            (Some(old), None) => format!("deleted (was {})", old.to_short_hex(12)),
+        let what = match (&e.message, e.old, e.new) {
+            (Some(message), _, _) => message.clone(),
+            (None, None, _) => "created".to_owned(),
+            (None, Some(old), Some(_)) => format!("moved from {}", old.to_short_hex(12)),
+            (None, Some(old), None) => format!("deleted (was {})", old.to_short_hex(12)),
         };
-        let message = e
-            .message
-            .as_deref()
-            .map(|m| format!(": {m}"))
-            .unwrap_or_default();
         writeln!(
             out,
-            "{id} {}: {} {action}{message}",
+            "{id} {}: {what}  {}",
             t.paint(Paint::Branch, &format!("{name}@{{{n}}}")),
             t.paint(Paint::Dim, &rfc3339_seconds(e.at)),
         )?;
