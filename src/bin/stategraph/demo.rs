@@ -65,12 +65,10 @@ pub fn run(ctx: &Ctx, args: &DemoArgs) -> CliResult {
         t.paint(Paint::Bold, "stategraph demo:"),
         path.display()
     )?;
+    let width = story.iter().map(|(when, _)| when.len()).max().unwrap_or(0);
     for (when, what) in &story {
-        writeln!(
-            out,
-            "  {}  {what}",
-            t.paint(Paint::Bold, &format!("{when:<13}"))
-        )?;
+        let when = format!("{when:<width$}");
+        writeln!(out, "  {}  {what}", t.paint(Paint::Bold, &when))?;
     }
     writeln!(
         out,
@@ -89,18 +87,21 @@ pub fn run(ctx: &Ctx, args: &DemoArgs) -> CliResult {
         writeln!(out, "... {} older nodes not shown", nodes - GRAPH_LIMIT)?;
     }
     drop(store);
-    let size = file_size(&path);
     writeln!(
         out,
-        "\n{nodes} nodes, {snapshots} snapshots, {refs} refs, {} on disk; written in {}, read back in {}",
-        human_size(size),
+        "\n{nodes} nodes, {snapshots} snapshots, {refs} refs in {}",
+        disk_usage(&path),
+    )?;
+    writeln!(
+        out,
+        "written in {}, read back in {}",
         seconds(write_time),
         seconds(started.elapsed() - write_time),
     )?;
     writeln!(out, "\nLook around:")?;
     for command in [
         format!("stategraph --db {db} show main"),
-        format!("stategraph --db {db} log --graph main~4..main"),
+        format!("stategraph --db {db} log main~3..main"),
         format!("stategraph --db {db} reflog main"),
         format!("stategraph --db {db} cat {BEFORE_RESTORE}"),
     ] {
@@ -212,7 +213,7 @@ fn simulate(path: &Path, ticks: u32, bar: &ProgressBar) -> CliResult<Vec<(String
     let mut snapshot_ticks = Vec::new();
     let mut memory: Vec<String> = Vec::new();
     story.push((
-        format!("tick 1-{}", fork),
+        format!("tick 1-{}", fork - 1),
         "main advances one node per tick: put state, commit, move the ref by compare-and-swap"
             .to_owned(),
     ));
@@ -346,11 +347,15 @@ fn simulate(path: &Path, ticks: u32, bar: &ProgressBar) -> CliResult<Vec<(String
     story.push((
         "recovery".to_owned(),
         format!(
-            "restore {} --branch main: {} -> {} ({label}); old head kept as {BEFORE_RESTORE}",
+            "restore {} --branch main: {} -> {} ({label})",
             latest.id.to_short_hex(12),
             head.to_short_hex(12),
             restored.node_id.to_short_hex(12),
         ),
+    ));
+    story.push((
+        String::new(),
+        format!("the abandoned head stays visible as {BEFORE_RESTORE}"),
     ));
     for t in crash + 1..=ticks {
         bar.set_position(u64::from(t));
@@ -380,14 +385,24 @@ fn abbreviate(items: &[String]) -> String {
     )
 }
 
-fn file_size(path: &Path) -> u64 {
-    let mut total = 0;
-    for suffix in ["", "-wal"] {
+/// The store's size on disk: the database file plus its write-ahead log, if one is left.
+fn disk_usage(path: &Path) -> String {
+    let size = |suffix: &str| {
         let mut file = path.as_os_str().to_owned();
         file.push(suffix);
-        total += std::fs::metadata(&file).map_or(0, |m| m.len());
+        std::fs::metadata(&file).map_or(0, |m| m.len())
+    };
+    let (db, wal) = (size(""), size("-wal"));
+    if wal == 0 {
+        human_size(db)
+    } else {
+        format!(
+            "{} (database {} + write-ahead log {})",
+            human_size(db + wal),
+            human_size(db),
+            human_size(wal)
+        )
     }
-    total
 }
 
 fn human_size(bytes: u64) -> String {

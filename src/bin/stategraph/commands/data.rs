@@ -60,8 +60,8 @@ fn state(bytes: Vec<u8>, content_type: Option<&String>) -> StateData {
 
 /// `put`: stores bytes, prints the data ref.
 pub fn put(ctx: &Ctx, args: &PutArgs) -> CliResult {
-    let bytes = read_input(args.file.as_deref())?;
     let store = ctx.open_write()?;
+    let bytes = read_input(args.file.as_deref())?;
     let data_ref = store.put_state(state(bytes, args.content_type.as_ref()))?;
     writeln!(io::stdout().lock(), "{data_ref}")?;
     Ok(())
@@ -106,8 +106,8 @@ fn node_state(store: &dyn StateStore, text: &str) -> stategraph::Result<StateDat
 
 /// `commit`: put + commit + compare-and-swap the branch.
 pub fn commit(ctx: &Ctx, args: &CommitArgs) -> CliResult {
-    let bytes = read_input(args.file.as_deref())?;
     let store = ctx.open_write()?;
+    let bytes = read_input(args.file.as_deref())?;
     let head = match &args.branch {
         Some(branch) => {
             validate_ref_name(branch)?;
