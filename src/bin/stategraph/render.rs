@@ -618,33 +618,3 @@ mod tests {
         assert_eq!(g, want);
     }
 }
-
-#[cfg(test)]
-mod git_compare {
-    /// Draws the history listed in $GRAPH_INPUT ("id parent..." per line, in display order).
-    #[test]
-    #[ignore = "development aid: compare with git log --graph"]
-    fn draw_from_file() {
-        let Ok(path) = std::env::var("GRAPH_INPUT") else {
-            return;
-        };
-        let text = std::fs::read_to_string(path).unwrap();
-        let lines: Vec<Vec<String>> = text
-            .lines()
-            .map(|l| l.split_whitespace().map(str::to_owned).collect())
-            .collect();
-        let shown: std::collections::HashSet<String> = lines.iter().map(|l| l[0].clone()).collect();
-        let nodes: Vec<(&str, Vec<&str>, &str)> = lines
-            .iter()
-            .map(|l| {
-                let parents = l[1..]
-                    .iter()
-                    .filter(|p| shown.contains(*p))
-                    .map(String::as_str)
-                    .collect();
-                (l[0].as_str(), parents, l[0].as_str())
-            })
-            .collect();
-        std::fs::write(std::env::var("GRAPH_OUTPUT").unwrap(), super::draw(&nodes)).unwrap();
-    }
-}
