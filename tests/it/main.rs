@@ -1,6 +1,7 @@
 //! Integration tests for stategraph: one binary, one module per scenario
 //! (`cargo test --test it`).
 //!
+//! - `cli`: the `stategraph` binary end to end (needs the `cli` feature).
 //! - `concurrency`: shared handles, several handles per file, readers racing writers.
 //! - `conformance`: the `StateStore` contract, run against every backend.
 //! - `golden`: node and snapshot ids pinned to an independent Python implementation.
@@ -12,6 +13,10 @@
 //! - `sqlite_corruption`: rows damaged behind the store's back surface as `Corrupt`.
 //! - `sqlite_files`: which files opening refuses and leaves untouched; read-only stores.
 
+#[cfg(feature = "cli")]
+mod cli;
+#[cfg(feature = "cli")]
+mod cli_util;
 mod concurrency;
 mod conformance;
 mod golden;

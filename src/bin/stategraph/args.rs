@@ -1,0 +1,430 @@
+//! The command line: every subcommand, its flags, and its `--help` text.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+const ABOUT: &str = "Inspect and edit a stategraph state store from the terminal";
+
+const LONG_ABOUT: &str = "\
+Inspect and edit a stategraph state store from the terminal.
+
+A store is one SQLite file holding a history of states: content-hashed nodes with parents,
+state bytes stored once, snapshots (restore points) and refs (branches and tags) moved by
+compare-and-swap. Read commands open the file read-only, so they are safe to run while a
+program is writing to it.
+
+The store is --db PATH, else $STATEGRAPH_DB, else ./stategraph.db.
+
+A REV is a ref name (main, agents/7/main, tags/v1), a node id (blake3:<hex> or bare hex), a
+unique id prefix of at least 4 hex digits, optionally followed by git's ~N (N-th first parent)
+and ^N (N-th parent), e.g. main~2 or 3fa9c0^2.
+
+Exit status: 0 on success, 1 for a false answer (is-ancestor, merge-base without a base),
+2 for any error.";
+
+const AFTER_HELP: &str = "\
+Examples:
+  stategraph demo                         # build ./stategraph-demo.db and draw its history
+  stategraph --db state.db log --graph --oneline --all
+  stategraph --db state.db show main~2
+  echo '{\"tick\":1}' | stategraph commit -m 'tick 1' --branch main";
+
+/// `stategraph`: a git-like command line for a stategraph store.
+#[derive(Debug, Parser)]
+#[command(name = "stategraph", version, about = ABOUT, long_about = LONG_ABOUT,
+    after_help = AFTER_HELP, max_term_width = 100)]
+pub struct Cli {
+    /// The store file [default: $STATEGRAPH_DB, else ./stategraph.db]
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH",
+        help_heading = "Global options"
+    )]
+    pub db: Option<PathBuf>,
+
+    /// Colour the output: auto (only on a terminal, never with NO_COLOR set), always, never
+    #[arg(long, global = true, value_enum, value_name = "WHEN", default_value_t = ColorChoice::Auto,
+        hide_possible_values = true, hide_default_value = true, help_heading = "Global options")]
+    pub color: ColorChoice,
+
+    /// Never send output through a pager ($STATEGRAPH_PAGER, $PAGER or `less -FRX`)
+    #[arg(long, global = true, help_heading = "Global options")]
+    pub no_pager: bool,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// When to colour output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    /// Colour when writing to a terminal and NO_COLOR is not set.
+    Auto,
+    /// Always colour.
+    Always,
+    /// Never colour.
+    Never,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create an empty store
+    #[command(after_help = "Example:\n  stategraph --db state.db init")]
+    Init,
+
+    /// Store state bytes and print their data ref
+    #[command(after_help = "\
+Prints the new data ref (a UUID); `stategraph cat REF` prints the bytes back.
+
+Examples:
+  stategraph put state.json --content-type application/json
+  head -c 1024 /dev/urandom | stategraph put")]
+    Put(PutArgs),
+
+    /// Print the state bytes of a data ref or a node, exactly as stored
+    #[command(after_help = "\
+The bytes go to stdout unchanged (binary-safe).
+
+Examples:
+  stategraph cat main > state.json
+  stategraph cat main~3 | jq .
+  stategraph cat 0190b4b8-7c1e-7a3c-9f4e-2b1d5c6e7f80")]
+    Cat(CatArgs),
+
+    /// Store state and commit it as a node in one step, optionally advancing a branch
+    #[command(after_help = "\
+With --branch B and no --parent, the new node's parent is B's current head (none if B does not
+exist yet). B is then moved to the new node by compare-and-swap from the head read before
+committing: if another writer moved B in between, the node is kept but B is not moved, and the
+command fails. Prints the new node's full id.
+
+Examples:
+  echo '{\"tick\":1}' | stategraph commit -m 'tick 1' --branch main
+  stategraph commit merged.json -m merge --parent main --parent agents/explorer --branch main")]
+    Commit(CommitArgs),
+
+    /// Show the history, newest first
+    #[command(after_help = "\
+Revisions: REV includes REV and its ancestors; A..B shows what B has and A has not; ^A leaves
+out A and its ancestors. With no REV (or only ^A exclusions) the log starts at `main` if it
+exists, otherwise at every ref. --all starts at every ref.
+
+--json prints one array of objects with the fields id, parents, generation, created_at
+(RFC 3339), label, data_ref, data_hash, content_type, refs (names pointing at the node) and
+snapshots (snapshot ids of the node). Ids are full (blake3:<64 hex>).
+
+Examples:
+  stategraph log --graph --oneline --all
+  stategraph log main~10..main
+  stategraph log -n 5 --json agents/explorer")]
+    Log(LogArgs),
+
+    /// Show one node: parents, children, metadata, state, snapshots and refs
+    #[command(after_help = "\
+--json prints one object with the fields of `log --json` plus children and size (bytes).
+
+Examples:
+  stategraph show main
+  stategraph show 3fa9c0 --json")]
+    Show(ShowArgs),
+
+    /// List, create, move (-f) or delete (-d) branches
+    #[command(after_help = "\
+Branches are all refs outside tags/. Every change is a compare-and-swap: creating fails if the
+branch exists, -f and -d fail if another writer moved the branch meanwhile.
+
+--json (listing) prints an array of {name, target, label}.
+
+Examples:
+  stategraph branch
+  stategraph branch experiment main~2
+  stategraph branch -f experiment main
+  stategraph branch -d experiment")]
+    Branch(RefArgs),
+
+    /// List, create, move (-f) or delete (-d) tags (refs under tags/)
+    #[command(after_help = "\
+A tag NAME is the ref tags/NAME (either form is accepted).
+
+--json (listing) prints an array of {name, ref, target, label}.
+
+Examples:
+  stategraph tag
+  stategraph tag before-migration main
+  stategraph tag -d before-migration")]
+    Tag(RefArgs),
+
+    /// Show the moves of a ref, newest first
+    #[command(after_help = "\
+Entries survive the ref's deletion, so a deleted or wrongly moved ref can be found again.
+
+--json prints an array of {old, new, at, message}, newest first (old/new null when the ref
+was created/deleted).
+
+Examples:
+  stategraph reflog main
+  stategraph reflog tags/v1 --json")]
+    Reflog(ReflogArgs),
+
+    /// Take a snapshot (restore point) of a node and print its id
+    #[command(after_help = "Example:\n  stategraph snapshot main")]
+    Snapshot(SnapshotArgs),
+
+    /// List snapshots, oldest first
+    #[command(after_help = "\
+--json prints an array of {id, node_id, created_at, label}.
+
+Example:
+  stategraph snapshots")]
+    Snapshots(JsonArgs),
+
+    /// Move a branch to a snapshot's node
+    #[command(after_help = "\
+SNAPSHOT is a full snapshot id or a unique prefix of one (see `stategraph snapshots`). The
+branch is moved by compare-and-swap from where it pointed when the command started.
+
+Example:
+  stategraph restore 7d0e12 --branch main")]
+    Restore(RestoreArgs),
+
+    /// Print the best common ancestor of two revisions
+    #[command(
+        name = "merge-base",
+        after_help = "\
+Exits 1 without output when the histories are disjoint. --json prints an array of ids.
+
+Examples:
+  stategraph merge-base main agents/explorer
+  stategraph merge-base --all a b"
+    )]
+    MergeBase(MergeBaseArgs),
+
+    /// Exit 0 if A is an ancestor of B (or the same node), 1 if not
+    #[command(
+        name = "is-ancestor",
+        after_help = "\
+Prints nothing; errors exit 2.
+
+Example:
+  stategraph is-ancestor tags/v1 main && echo contained"
+    )]
+    IsAncestor(IsAncestorArgs),
+
+    /// Export history as a Graphviz DOT document
+    #[command(after_help = "\
+Revisions as for `log` (default: main, else every ref).
+
+Example:
+  stategraph graph --all --format dot | dot -Tsvg > history.svg")]
+    Graph(GraphArgs),
+
+    /// Build a demo store by simulating an agent runtime, then draw its history
+    #[command(after_help = "\
+Writes ./stategraph-demo.db (or --db PATH; $STATEGRAPH_DB is ignored here). An existing file is
+replaced only if it is a stategraph store; anything else is left alone and the demo stops.
+
+The simulated runtime commits one JSON state per tick to main, forks agents/explorer and merges
+it back, snapshots every 5 ticks, crashes mid-write (the store handle is dropped and the file
+reopened) and restores main from the latest snapshot.
+
+Examples:
+  stategraph demo
+  stategraph demo --ticks 2000 --db /tmp/big.db")]
+    Demo(DemoArgs),
+}
+
+/// `put`.
+#[derive(Debug, Args)]
+pub struct PutArgs {
+    /// File to read, or - for stdin [default: stdin]
+    pub file: Option<PathBuf>,
+    /// Content type recorded with the bytes, e.g. application/json
+    #[arg(long, value_name = "TYPE")]
+    pub content_type: Option<String>,
+}
+
+/// `cat`.
+#[derive(Debug, Args)]
+pub struct CatArgs {
+    /// A data ref (UUID) or any revision
+    #[arg(value_name = "REF|REV")]
+    pub target: String,
+}
+
+/// `commit`.
+#[derive(Debug, Args)]
+pub struct CommitArgs {
+    /// File to read, or - for stdin [default: stdin]
+    pub file: Option<PathBuf>,
+    /// A parent revision (repeat for a merge; first = mainline) [default: the branch head]
+    #[arg(long = "parent", short = 'p', value_name = "REV")]
+    pub parents: Vec<String>,
+    /// The node's label
+    #[arg(short = 'm', long = "message", value_name = "LABEL")]
+    pub label: Option<String>,
+    /// Branch to advance to the new node (compare-and-swap)
+    #[arg(short = 'b', long, value_name = "BRANCH")]
+    pub branch: Option<String>,
+    /// Content type recorded with the bytes, e.g. application/json
+    #[arg(long, value_name = "TYPE")]
+    pub content_type: Option<String>,
+}
+
+/// `log`.
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    /// Where to start: REV, A..B or ^A [default: main, else every ref]
+    #[arg(value_name = "REV")]
+    pub revs: Vec<String>,
+    /// Start from every ref
+    #[arg(long)]
+    pub all: bool,
+    /// Draw the history graph on the left
+    #[arg(long)]
+    pub graph: bool,
+    /// One line per node: short id, refs, label
+    #[arg(long)]
+    pub oneline: bool,
+    /// Follow only the first parent of merges
+    #[arg(long)]
+    pub first_parent: bool,
+    /// Show at most N nodes
+    #[arg(short = 'n', long = "max-count", value_name = "N")]
+    pub limit: Option<usize>,
+    /// Print JSON (an array of nodes) instead of text
+    #[arg(long, conflicts_with_all = ["graph", "oneline"])]
+    pub json: bool,
+}
+
+/// `show`.
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// The node to show
+    #[arg(value_name = "REV")]
+    pub rev: String,
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `branch` and `tag`.
+#[derive(Debug, Args)]
+pub struct RefArgs {
+    /// Name to create, move (-f) or delete (-d); omit to list
+    pub name: Option<String>,
+    /// Where it should point [default: main]
+    #[arg(value_name = "REV")]
+    pub rev: Option<String>,
+    /// Move it if it exists (compare-and-swap from where it points now)
+    #[arg(short, long, requires = "name")]
+    pub force: bool,
+    /// Delete it (compare-and-swap from where it points now)
+    #[arg(short, long, requires = "name", conflicts_with_all = ["force", "rev"])]
+    pub delete: bool,
+    /// List as JSON
+    #[arg(long, conflicts_with = "name")]
+    pub json: bool,
+}
+
+/// `reflog`.
+#[derive(Debug, Args)]
+pub struct ReflogArgs {
+    /// The full ref name, e.g. main or tags/v1
+    pub name: String,
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `snapshot`.
+#[derive(Debug, Args)]
+pub struct SnapshotArgs {
+    /// The node to snapshot
+    #[arg(value_name = "REV")]
+    pub rev: String,
+}
+
+/// Commands whose only option is `--json`.
+#[derive(Debug, Args)]
+pub struct JsonArgs {
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `restore`.
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// A snapshot id or unique prefix
+    pub snapshot: String,
+    /// The branch to move
+    #[arg(short, long, value_name = "BRANCH")]
+    pub branch: String,
+}
+
+/// `merge-base`.
+#[derive(Debug, Args)]
+pub struct MergeBaseArgs {
+    /// First revision
+    #[arg(value_name = "A")]
+    pub a: String,
+    /// Second revision
+    #[arg(value_name = "B")]
+    pub b: String,
+    /// Print every best common ancestor, not just the best one
+    #[arg(long)]
+    pub all: bool,
+    /// Print JSON (an array of ids) instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `is-ancestor`.
+#[derive(Debug, Args)]
+pub struct IsAncestorArgs {
+    /// The possible ancestor
+    #[arg(value_name = "A")]
+    pub ancestor: String,
+    /// The possible descendant
+    #[arg(value_name = "B")]
+    pub descendant: String,
+}
+
+/// `graph`.
+#[derive(Debug, Args)]
+pub struct GraphArgs {
+    /// Where to start: REV, A..B or ^A [default: main, else every ref]
+    #[arg(value_name = "REV")]
+    pub revs: Vec<String>,
+    /// Start from every ref
+    #[arg(long)]
+    pub all: bool,
+    /// Follow only the first parent of merges
+    #[arg(long)]
+    pub first_parent: bool,
+    /// Export at most N nodes
+    #[arg(short = 'n', long = "max-count", value_name = "N")]
+    pub limit: Option<usize>,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
+    pub format: GraphFormat,
+}
+
+/// Formats of `graph`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GraphFormat {
+    /// Graphviz DOT.
+    Dot,
+}
+
+/// `demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// How many ticks the simulated runtime runs (at least 12)
+    #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u32).range(12..))]
+    pub ticks: u32,
+}

@@ -1,0 +1,152 @@
+//! `init`, `put`, `cat` and `commit`: getting state bytes in and out.
+
+use std::io::{self, IsTerminal, Read, Write};
+use std::path::Path;
+
+use stategraph::{
+    History as _, SqliteStateStore, StateData, StateDataRef, StateMetadata, StateNodeId,
+    StateStore, StateStoreError, validate_ref_name,
+};
+
+use crate::Ctx;
+use crate::args::{CatArgs, CommitArgs, PutArgs};
+use crate::error::{CliError, CliResult, explain};
+use crate::revs::resolve;
+
+/// `init`: creates the store file (or confirms that one is there).
+pub fn init(ctx: &Ctx) -> CliResult {
+    let existed = std::fs::metadata(&ctx.db).is_ok_and(|m| m.len() > 0);
+    let store = SqliteStateStore::open(&ctx.db)?;
+    drop(store);
+    let mut out = io::stdout().lock();
+    if existed {
+        writeln!(out, "store already exists at {}", ctx.db.display())?;
+    } else {
+        writeln!(out, "created empty store at {}", ctx.db.display())?;
+    }
+    Ok(())
+}
+
+/// Reads the input of `put`/`commit`: a file, `-` for stdin, or stdin when piped.
+fn read_input(file: Option<&Path>) -> CliResult<Vec<u8>> {
+    let mut bytes = Vec::new();
+    match file {
+        Some(path) if path != Path::new("-") => {
+            bytes = std::fs::read(path)
+                .map_err(|e| CliError::new(format!("cannot read {}: {e}", path.display())))?;
+        }
+        None if io::stdin().is_terminal() => {
+            return Err(
+                CliError::new("no input: pass a FILE, or pipe the state on stdin")
+                    .hint("use - as FILE to type the state on the terminal (end with Ctrl-D)"),
+            );
+        }
+        _ => {
+            io::stdin()
+                .lock()
+                .read_to_end(&mut bytes)
+                .map_err(|e| CliError::new(format!("cannot read stdin: {e}")))?;
+        }
+    }
+    Ok(bytes)
+}
+
+fn state(bytes: Vec<u8>, content_type: Option<&String>) -> StateData {
+    StateData {
+        bytes,
+        content_type: content_type.cloned(),
+    }
+}
+
+/// `put`: stores bytes, prints the data ref.
+pub fn put(ctx: &Ctx, args: &PutArgs) -> CliResult {
+    let store = ctx.open_write()?;
+    let bytes = read_input(args.file.as_deref())?;
+    let data_ref = store.put_state(state(bytes, args.content_type.as_ref()))?;
+    writeln!(io::stdout().lock(), "{data_ref}")?;
+    Ok(())
+}
+
+/// `cat`: the bytes of a data ref or of a node's state, unchanged.
+pub fn cat(ctx: &Ctx, args: &CatArgs) -> CliResult {
+    let store = ctx.open_read()?;
+    let data = match args.target.parse::<StateDataRef>() {
+        Ok(data_ref) => match store.get_state(&data_ref) {
+            Ok(data) => data,
+            // 32 hex digits are both a UUID and an id prefix: try the prefix too.
+            Err(StateStoreError::MissingState { .. }) if !args.target.contains('-') => {
+                match node_state(&store, &args.target) {
+                    Ok(data) => data,
+                    Err(_) => {
+                        return Err(CliError::new(format!(
+                            "no state data with ref {data_ref} and no node {:?}",
+                            args.target
+                        )));
+                    }
+                }
+            }
+            Err(e) => return Err(e.into()),
+        },
+        Err(_) => {
+            let id = resolve(&store, &args.target)?;
+            let node = store.get_node(&id)?;
+            store.get_state(&node.data_ref)?
+        }
+    };
+    let mut out = io::stdout().lock();
+    out.write_all(&data.bytes)?;
+    out.flush()?;
+    Ok(())
+}
+
+fn node_state(store: &dyn StateStore, text: &str) -> stategraph::Result<StateData> {
+    let node = store.get_node(&store.resolve(text)?)?;
+    store.get_state(&node.data_ref)
+}
+
+/// `commit`: put + commit + compare-and-swap the branch.
+pub fn commit(ctx: &Ctx, args: &CommitArgs) -> CliResult {
+    let store = ctx.open_write()?;
+    let bytes = read_input(args.file.as_deref())?;
+    let head = match &args.branch {
+        Some(branch) => {
+            validate_ref_name(branch)?;
+            store.get_ref(branch)?
+        }
+        None => None,
+    };
+    let parents: Vec<StateNodeId> = if args.parents.is_empty() {
+        head.into_iter().collect()
+    } else {
+        args.parents
+            .iter()
+            .map(|p| resolve(&store, p))
+            .collect::<CliResult<_>>()?
+    };
+    let data_ref = store.put_state(state(bytes, args.content_type.as_ref()))?;
+    let id = store
+        .commit_node(parents, data_ref, StateMetadata::now(args.label.clone()))
+        .map_err(|e| explain(&store, e))?;
+    if let Some(branch) = &args.branch {
+        let message = match &args.label {
+            Some(label) => format!("commit: {label}"),
+            None => "commit".to_owned(),
+        };
+        store
+            .set_ref_with_message(branch, head.as_ref(), &id, Some(&message))
+            .map_err(|e| match e {
+                StateStoreError::RefConflict { actual, .. } => CliError::new(format!(
+                    "branch {branch} moved while committing (now at {}); node {} was committed but {branch} was not moved",
+                    actual.map_or_else(|| "nothing: deleted".to_owned(), |a| a.to_short_hex(12)),
+                    id.to_short_hex(12),
+                ))
+                .hint(format!(
+                    "to move it anyway: stategraph branch -f {branch} {}",
+                    id.to_hex()
+                )),
+                e => e.into(),
+            })?;
+    }
+    writeln!(io::stdout().lock(), "{id}")?;
+    Ok(())
+}

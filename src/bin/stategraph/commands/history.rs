@@ -1,0 +1,393 @@
+//! `log`, `show` and `graph`: reading the history.
+
+use std::collections::{HashMap, HashSet};
+use std::io::Write;
+
+use serde::Serialize;
+use stategraph::{History as _, SnapshotInfo, StateNode, StateNodeId, StateStore};
+
+use crate::Ctx;
+use crate::args::{GraphArgs, LogArgs, ShowArgs};
+use crate::error::{CliResult, explain};
+use crate::output::{NodeJson, Paint, Theme, ids, note, rfc3339, rfc3339_seconds, write_json};
+use crate::render::GraphRenderer;
+use crate::revs::{Walk, WalkFlags, resolve, walk};
+
+/// Ref names by the node they point at.
+pub struct Decorations {
+    by_node: HashMap<StateNodeId, Vec<String>>,
+}
+
+impl Decorations {
+    /// Reads every ref once.
+    pub fn load(store: &dyn StateStore) -> CliResult<Self> {
+        let mut by_node: HashMap<StateNodeId, Vec<String>> = HashMap::new();
+        for r in store.list_refs("")? {
+            by_node.entry(r.target).or_default().push(r.name);
+        }
+        Ok(Self { by_node })
+    }
+
+    /// The refs pointing at `id`, sorted by name.
+    pub fn refs(&self, id: &StateNodeId) -> &[String] {
+        self.by_node.get(id).map_or(&[], Vec::as_slice)
+    }
+}
+
+/// ` (main, tag: v1, snapshot)`, or nothing.
+pub fn decoration(theme: Theme, refs: &[String], snapshot: bool) -> String {
+    let mut parts: Vec<String> = refs
+        .iter()
+        .map(|name| match name.strip_prefix("tags/") {
+            Some(tag) => theme.paint(Paint::Tag, &format!("tag: {tag}")),
+            None => theme.paint(Paint::Branch, name),
+        })
+        .collect();
+    if snapshot {
+        parts.push(theme.paint(Paint::Snapshot, "snapshot"));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " {}{}{}",
+            theme.paint(Paint::Id, "("),
+            parts.join(&theme.paint(Paint::Id, ", ")),
+            theme.paint(Paint::Id, ")")
+        )
+    }
+}
+
+/// How `log` prints each node.
+#[derive(Debug, Clone, Copy)]
+pub struct LogStyle {
+    /// Draw the graph.
+    pub graph: bool,
+    /// One line per node.
+    pub oneline: bool,
+}
+
+fn node_lines(
+    node: &StateNode,
+    refs: &[String],
+    snapshot: bool,
+    style: LogStyle,
+    theme: Theme,
+) -> Vec<String> {
+    let short = node.id.to_short_hex(12);
+    let decor = decoration(theme, refs, snapshot);
+    let label = node.metadata.label.as_deref().unwrap_or("");
+    if style.oneline {
+        let mut line = format!("{}{decor}", theme.paint(Paint::Id, &short));
+        if !label.is_empty() {
+            line.push(' ');
+            line.push_str(label);
+        }
+        return vec![line];
+    }
+    let mut lines = vec![format!(
+        "{}{decor}",
+        theme.paint(Paint::Id, &format!("node {short}"))
+    )];
+    if node.parent_ids.len() > 1 {
+        let parents: Vec<String> = node.parent_ids.iter().map(|p| p.to_short_hex(12)).collect();
+        lines.push(format!("Merge: {}", parents.join(" ")));
+    }
+    lines.push(format!(
+        "Date:  {}",
+        rfc3339_seconds(node.metadata.created_at)
+    ));
+    if !label.is_empty() {
+        lines.push(String::new());
+        lines.extend(label.lines().map(|l| format!("    {l}")));
+    }
+    lines
+}
+
+/// Prints the nodes of a walk as text. Shared by `log` and `demo`.
+pub fn print_log(
+    store: &dyn StateStore,
+    walk: &Walk,
+    style: LogStyle,
+    theme: Theme,
+    out: &mut dyn Write,
+) -> CliResult {
+    let decorations = Decorations::load(store)?;
+    let nodes = store.log(&walk.options).map_err(|e| explain(store, e))?;
+    // With exclusions, a parent is drawn only if it is shown, which is known only once the
+    // walk is over: collect first. Otherwise stream.
+    let (nodes, shown): (Box<dyn Iterator<Item = _>>, Option<HashSet<StateNodeId>>) =
+        if style.graph && walk.excludes {
+            let all: Vec<_> = nodes.collect::<Result<_, _>>()?;
+            let shown = all.iter().map(|n: &StateNode| n.id).collect();
+            (Box::new(all.into_iter().map(Ok)), Some(shown))
+        } else {
+            (Box::new(nodes), None)
+        };
+    let first_parent = walk.first_parent;
+    let mut graph = GraphRenderer::new(theme);
+    let mut first = true;
+    for node in nodes {
+        let node = node?;
+        let snapshot = !store.snapshots_of(&node.id)?.is_empty();
+        let lines = node_lines(&node, decorations.refs(&node.id), snapshot, style, theme);
+        if !style.graph {
+            if !first && !style.oneline {
+                writeln!(out)?;
+            }
+            for line in &lines {
+                writeln!(out, "{line}")?;
+            }
+            first = false;
+            continue;
+        }
+        if !first {
+            if !style.oneline {
+                let row = if graph.is_done() {
+                    graph.padding()
+                } else {
+                    graph.next_row().0
+                };
+                writeln!(out, "{}", row.trim_end())?;
+            }
+            while !graph.is_done() {
+                writeln!(out, "{}", graph.next_row().0.trim_end())?;
+            }
+        }
+        first = false;
+        let parents: Vec<StateNodeId> = node
+            .parent_ids
+            .iter()
+            .take(if first_parent { 1 } else { usize::MAX })
+            .filter(|p| shown.as_ref().is_none_or(|s| s.contains(p)))
+            .copied()
+            .collect();
+        graph.push(node.id, &parents);
+        loop {
+            let (row, is_node) = graph.next_row();
+            if is_node {
+                writeln!(out, "{row}{}", lines[0])?;
+                break;
+            }
+            writeln!(out, "{}", row.trim_end())?;
+        }
+        for line in &lines[1..] {
+            let row = if graph.is_done() {
+                graph.padding()
+            } else {
+                graph.next_row().0
+            };
+            writeln!(out, "{}", format!("{row}{line}").trim_end())?;
+        }
+    }
+    while style.graph && !graph.is_done() {
+        writeln!(out, "{}", graph.next_row().0.trim_end())?;
+    }
+    Ok(())
+}
+
+/// `log`.
+pub fn log(ctx: &Ctx, args: &LogArgs) -> CliResult {
+    let store = ctx.open_read()?;
+    let flags = WalkFlags {
+        all: args.all,
+        first_parent: args.first_parent,
+        limit: args.limit,
+    };
+    let walk = walk(&store, &args.revs, flags)?;
+    if walk.empty {
+        note(
+            ctx.err_theme,
+            "this store has no refs; name a node to start from (stategraph log ID)",
+        );
+    }
+    let mut out = ctx.out(true);
+    if args.json {
+        write!(out, "[")?;
+        let mut first = true;
+        if !walk.empty {
+            let decorations = Decorations::load(&store)?;
+            for node in store.log(&walk.options).map_err(|e| explain(&store, e))? {
+                let node = node?;
+                let snapshots = store.snapshots_of(&node.id)?;
+                let json = NodeJson::new(&node, decorations.refs(&node.id), &snapshots);
+                write!(out, "{}\n  ", if first { "" } else { "," })?;
+                serde_json::to_writer(&mut out, &json)?;
+                first = false;
+            }
+        }
+        writeln!(out, "{}]", if first { "" } else { "\n" })?;
+    } else if !walk.empty {
+        let style = LogStyle {
+            graph: args.graph,
+            oneline: args.oneline,
+        };
+        print_log(&store, &walk, style, ctx.theme, &mut out)?;
+    }
+    out.finish()?;
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct ShowJson {
+    #[serde(flatten)]
+    node: NodeJson,
+    children: Vec<String>,
+    size: usize,
+}
+
+/// `show`.
+pub fn show(ctx: &Ctx, args: &ShowArgs) -> CliResult {
+    let store = ctx.open_read()?;
+    let id = resolve(&store, &args.rev)?;
+    let node = store.get_node(&id)?;
+    let mut children = store.cursor()?.children(&id)?;
+    children.sort();
+    let state = store.get_state(&node.data_ref)?;
+    let snapshots = store.snapshots_of(&id)?;
+    let decorations = Decorations::load(&store)?;
+    let refs = decorations.refs(&id);
+    let mut out = ctx.out(!args.json);
+    if args.json {
+        let json = ShowJson {
+            node: NodeJson::new(&node, refs, &snapshots),
+            children: ids(&children),
+            size: state.bytes.len(),
+        };
+        write_json(&mut out, &json)?;
+        out.finish()?;
+        return Ok(());
+    }
+    let t = ctx.theme;
+    let field = |name: &str| t.paint(Paint::Bold, &format!("{name:<11}"));
+    let short_list = |list: &[StateNodeId], none: &str| {
+        if list.is_empty() {
+            t.paint(Paint::Dim, none)
+        } else {
+            list.iter()
+                .map(|i| t.paint(Paint::Id, &i.to_short_hex(12)))
+                .collect::<Vec<_>>()
+                .join(" ")
+        }
+    };
+    let none = |text: &str| t.paint(Paint::Dim, text);
+    writeln!(
+        out,
+        "{}{}",
+        t.paint(Paint::Id, &format!("node {}", id.to_short_hex(12))),
+        decoration(t, refs, !snapshots.is_empty())
+    )?;
+    writeln!(out, "{}{}", field("id"), id)?;
+    writeln!(
+        out,
+        "{}{}",
+        field("parents"),
+        short_list(&node.parent_ids, "(none: a root)")
+    )?;
+    writeln!(
+        out,
+        "{}{}",
+        field("children"),
+        short_list(&children, "(none)")
+    )?;
+    writeln!(out, "{}{}", field("generation"), node.generation)?;
+    writeln!(
+        out,
+        "{}{}",
+        field("created"),
+        rfc3339(node.metadata.created_at)
+    )?;
+    let label = node
+        .metadata
+        .label
+        .clone()
+        .unwrap_or_else(|| none("(none)"));
+    writeln!(out, "{}{}", field("label"), label)?;
+    writeln!(out, "{}{}", field("data ref"), node.data_ref)?;
+    writeln!(out, "{}{} bytes", field("size"), state.bytes.len())?;
+    writeln!(out, "{}{}", field("hash"), node.data_hash)?;
+    let content_type = node.content_type.clone().unwrap_or_else(|| none("(none)"));
+    writeln!(out, "{}{}", field("type"), content_type)?;
+    if snapshots.is_empty() {
+        writeln!(out, "{}{}", field("snapshots"), none("(none)"))?;
+    }
+    for (i, s) in snapshots.iter().enumerate() {
+        let name = if i == 0 { "snapshots" } else { "" };
+        writeln!(out, "{}{}", field(name), snapshot_line(t, s))?;
+    }
+    let refs_text = if refs.is_empty() {
+        none("(none)")
+    } else {
+        refs.join(", ")
+    };
+    writeln!(out, "{}{}", field("refs"), refs_text)?;
+    if let Some(preview) = preview(&state.bytes) {
+        writeln!(out)?;
+        for line in preview {
+            writeln!(out, "    {line}")?;
+        }
+    }
+    out.finish()?;
+    Ok(())
+}
+
+fn snapshot_line(t: Theme, s: &SnapshotInfo) -> String {
+    format!(
+        "{} {}",
+        t.paint(Paint::Id, &s.id.to_short_hex(12)),
+        t.paint(
+            Paint::Dim,
+            &format!("(taken {})", rfc3339_seconds(s.created_at))
+        )
+    )
+}
+
+/// The first lines of a textual state, for `show`; `None` for binary or empty state.
+fn preview(bytes: &[u8]) -> Option<Vec<String>> {
+    const MAX_LINES: usize = 12;
+    const MAX_BYTES: usize = 2048;
+    let text = std::str::from_utf8(bytes).ok()?;
+    if text.is_empty()
+        || text
+            .chars()
+            .any(|c| c.is_control() && !matches!(c, '\n' | '\t' | '\r'))
+    {
+        return None;
+    }
+    let mut lines = Vec::new();
+    let mut used = 0;
+    for line in text.lines() {
+        if lines.len() == MAX_LINES || used + line.len() > MAX_BYTES {
+            lines.push(format!(
+                "... ({} more bytes; see `stategraph cat`)",
+                bytes.len() - used
+            ));
+            break;
+        }
+        used += line.len() + 1;
+        lines.push(line.trim_end().to_owned());
+    }
+    Some(lines)
+}
+
+/// `graph --format dot`.
+pub fn graph(ctx: &Ctx, args: &GraphArgs) -> CliResult {
+    let store = ctx.open_read()?;
+    let flags = WalkFlags {
+        all: args.all,
+        first_parent: args.first_parent,
+        limit: args.limit,
+    };
+    let walk = walk(&store, &args.revs, flags)?;
+    let dot = if walk.empty {
+        stategraph::dot(&stategraph::HistoryGraph::new())
+    } else {
+        store
+            .to_dot(&walk.options)
+            .map_err(|e| explain(&store, e))?
+    };
+    let mut out = ctx.out(false);
+    out.write_all(dot.as_bytes())?;
+    out.finish()?;
+    Ok(())
+}

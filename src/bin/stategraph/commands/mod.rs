@@ -1,0 +1,7 @@
+//! One module per group of subcommands.
+
+pub mod ancestry;
+pub mod data;
+pub mod history;
+pub mod refs;
+pub mod snapshots;

@@ -1,0 +1,296 @@
+//! `branch`, `tag` and `reflog`: refs, every change a compare-and-swap.
+
+use std::io::Write;
+
+use serde::Serialize;
+use stategraph::{StateNodeId, StateStore, StateStoreError, validate_ref_name};
+
+use crate::Ctx;
+use crate::args::{RefArgs, ReflogArgs};
+use crate::error::{CliError, CliResult, explain};
+use crate::output::{Paint, Theme, rfc3339, rfc3339_seconds, write_json};
+use crate::revs::resolve;
+
+/// Which kind of ref a `branch`/`tag` invocation handles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Every ref outside `tags/`.
+    Branch,
+    /// Refs under `tags/`.
+    Tag,
+}
+
+const TAGS: &str = "tags/";
+
+impl Kind {
+    fn word(self) -> &'static str {
+        match self {
+            Kind::Branch => "branch",
+            Kind::Tag => "tag",
+        }
+    }
+
+    /// The name as people say it: `v1` for the tag `tags/v1`.
+    fn short(self, full: &str) -> &str {
+        match self {
+            Kind::Tag => full.strip_prefix(TAGS).unwrap_or(full),
+            Kind::Branch => full,
+        }
+    }
+
+    /// The full ref name for what the user typed.
+    fn full_name(self, name: &str) -> String {
+        match self {
+            Kind::Tag if !name.starts_with(TAGS) => format!("{TAGS}{name}"),
+            _ => name.to_owned(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct BranchJson {
+    name: String,
+    target: String,
+    label: Option<String>,
+}
+
+#[derive(Serialize)]
+struct TagJson {
+    name: String,
+    r#ref: String,
+    target: String,
+    label: Option<String>,
+}
+
+fn label_of(store: &dyn StateStore, id: &StateNodeId) -> Option<String> {
+    store.get_node(id).ok().and_then(|n| n.metadata.label)
+}
+
+fn short_label(store: &dyn StateStore, t: Theme, id: &StateNodeId) -> String {
+    let mut text = t.paint(Paint::Id, &id.to_short_hex(12));
+    if let Some(label) = label_of(store, id) {
+        text.push_str(&format!(" ({label})"));
+    }
+    text
+}
+
+/// `branch` / `tag`: list, create, move or delete.
+pub fn branch(ctx: &Ctx, args: &RefArgs, kind: Kind) -> CliResult {
+    let Some(name) = &args.name else {
+        return list(ctx, args.json, kind);
+    };
+    let full = kind.full_name(name);
+    if kind == Kind::Branch && full.starts_with(TAGS) {
+        return Err(
+            CliError::new(format!("{full} is a tag name, not a branch name"))
+                .hint(format!("use `stategraph tag {}`", &full[TAGS.len()..])),
+        );
+    }
+    validate_ref_name(&full)?;
+    let store = ctx.open_write()?;
+    let t = ctx.theme;
+    let word = kind.word();
+    let current = store.get_ref(&full)?;
+    let shown = kind.short(&full);
+    let mut out = std::io::stdout().lock();
+    if args.delete {
+        let Some(current) = current else {
+            return Err(explain(&store, StateStoreError::MissingRef { name: full }));
+        };
+        store
+            .delete_ref(&full, &current)
+            .map_err(|e| conflict(e, word, shown))?;
+        writeln!(
+            out,
+            "deleted {word} {shown} (was {})",
+            short_label(&store, t, &current)
+        )?;
+        return Ok(());
+    }
+    let rev = match &args.rev {
+        Some(rev) => rev.clone(),
+        None if store.get_ref("main")?.is_some() => "main".to_owned(),
+        None => {
+            return Err(CliError::new(format!(
+                "no REV given, and there is no main branch to start {full} from"
+            ))
+            .hint(format!("name the node: stategraph {word} {name} REV")));
+        }
+    };
+    let target = resolve(&store, &rev)?;
+    match current {
+        Some(existing) if !args.force => Err(CliError::new(format!(
+            "{word} {shown} already exists (at {})",
+            short_label(&store, t, &existing)
+        ))
+        .hint(format!(
+            "move it with `stategraph {word} -f {name} {}`, or delete it with `stategraph {word} -d {name}`",
+            args.rev.as_deref().unwrap_or("REV")
+        ))),
+        Some(existing) if existing == target => {
+            writeln!(out, "{word} {shown} already at {}", short_label(&store, t, &target))?;
+            Ok(())
+        }
+        Some(existing) => {
+            let message = format!("{word}: moved to {rev}");
+            store
+                .set_ref_with_message(&full, Some(&existing), &target, Some(&message))
+                .map_err(|e| conflict(e, word, shown))?;
+            writeln!(
+                out,
+                "moved {word} {shown}: {} -> {}",
+                t.paint(Paint::Id, &existing.to_short_hex(12)),
+                short_label(&store, t, &target)
+            )?;
+            Ok(())
+        }
+        None => {
+            let message = format!("{word}: created from {rev}");
+            store
+                .set_ref_with_message(&full, None, &target, Some(&message))
+                .map_err(|e| conflict(e, word, shown))?;
+            writeln!(out, "created {word} {shown} at {}", short_label(&store, t, &target))?;
+            Ok(())
+        }
+    }
+}
+
+/// A compare-and-swap that lost a race, in words.
+fn conflict(e: StateStoreError, word: &str, full: &str) -> CliError {
+    match e {
+        StateStoreError::RefConflict { actual, .. } => {
+            let now = actual.map_or_else(
+                || "it no longer exists".to_owned(),
+                |a| format!("it is now at {}", a.to_short_hex(12)),
+            );
+            CliError::new(format!(
+                "{word} {full} was changed by another writer meanwhile: {now}"
+            ))
+            .hint("nothing was changed; look again and retry")
+        }
+        e => e.into(),
+    }
+}
+
+fn list(ctx: &Ctx, json: bool, kind: Kind) -> CliResult {
+    let store = ctx.open_read()?;
+    let refs: Vec<_> = match kind {
+        Kind::Branch => store
+            .list_refs("")?
+            .into_iter()
+            .filter(|r| !r.name.starts_with(TAGS))
+            .collect(),
+        Kind::Tag => store.list_refs(TAGS)?,
+    };
+    let mut out = ctx.out(!json);
+    if json {
+        match kind {
+            Kind::Branch => {
+                let list: Vec<BranchJson> = refs
+                    .iter()
+                    .map(|r| BranchJson {
+                        name: r.name.clone(),
+                        target: r.target.to_string(),
+                        label: label_of(&store, &r.target),
+                    })
+                    .collect();
+                write_json(&mut out, &list)?;
+            }
+            Kind::Tag => {
+                let list: Vec<TagJson> = refs
+                    .iter()
+                    .map(|r| TagJson {
+                        name: r.name[TAGS.len()..].to_owned(),
+                        r#ref: r.name.clone(),
+                        target: r.target.to_string(),
+                        label: label_of(&store, &r.target),
+                    })
+                    .collect();
+                write_json(&mut out, &list)?;
+            }
+        }
+        out.finish()?;
+        return Ok(());
+    }
+    let shown = |name: &str| match kind {
+        Kind::Branch => name.to_owned(),
+        Kind::Tag => name[TAGS.len()..].to_owned(),
+    };
+    let width = refs.iter().map(|r| shown(&r.name).len()).max().unwrap_or(0);
+    let t = ctx.theme;
+    let paint = match kind {
+        Kind::Branch => Paint::Branch,
+        Kind::Tag => Paint::Tag,
+    };
+    for r in &refs {
+        let name = shown(&r.name);
+        let pad = " ".repeat(width - name.len());
+        let label = label_of(&store, &r.target).unwrap_or_default();
+        let line = format!(
+            "{}{pad}  {} {label}",
+            t.paint(paint, &name),
+            t.paint(Paint::Id, &r.target.to_short_hex(12))
+        );
+        writeln!(out, "{}", line.trim_end())?;
+    }
+    out.finish()?;
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct RefLogJson {
+    old: Option<String>,
+    new: Option<String>,
+    at: String,
+    message: Option<String>,
+}
+
+/// `reflog NAME`: the ref's moves, newest first.
+pub fn reflog(ctx: &Ctx, args: &ReflogArgs) -> CliResult {
+    let store = ctx.open_read()?;
+    let name = &args.name;
+    let entries = store.ref_log(name)?;
+    if entries.is_empty() && store.get_ref(name)?.is_none() {
+        return Err(explain(
+            &store,
+            StateStoreError::MissingRef { name: name.clone() },
+        ));
+    }
+    let mut out = ctx.out(!args.json);
+    if args.json {
+        let list: Vec<RefLogJson> = entries
+            .iter()
+            .rev()
+            .map(|e| RefLogJson {
+                old: e.old.map(|i| i.to_string()),
+                new: e.new.map(|i| i.to_string()),
+                at: rfc3339(e.at),
+                message: e.message.clone(),
+            })
+            .collect();
+        write_json(&mut out, &list)?;
+        out.finish()?;
+        return Ok(());
+    }
+    let t = ctx.theme;
+    for (n, e) in entries.iter().rev().enumerate() {
+        let id = match e.new {
+            Some(id) => t.paint(Paint::Id, &id.to_short_hex(12)),
+            None => t.paint(Paint::Dim, &format!("{:<12}", "(deleted)")),
+        };
+        let what = match (&e.message, e.old, e.new) {
+            (Some(message), _, _) => message.clone(),
+            (None, None, _) => "created".to_owned(),
+            (None, Some(old), Some(_)) => format!("moved from {}", old.to_short_hex(12)),
+            (None, Some(old), None) => format!("deleted (was {})", old.to_short_hex(12)),
+        };
+        writeln!(
+            out,
+            "{id} {}: {what}  {}",
+            t.paint(Paint::Branch, &format!("{name}@{{{n}}}")),
+            t.paint(Paint::Dim, &rfc3339_seconds(e.at)),
+        )?;
+    }
+    out.finish()?;
+    Ok(())
+}

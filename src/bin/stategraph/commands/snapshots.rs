@@ -1,0 +1,167 @@
+//! `snapshot`, `snapshots` and `restore`: restore points.
+
+use std::io::Write;
+
+use serde::Serialize;
+use stategraph::{History as _, IdPrefix, SnapshotId, StateStore, StateStoreError};
+
+use crate::Ctx;
+use crate::args::{JsonArgs, RestoreArgs, SnapshotArgs};
+use crate::error::{CliError, CliResult, describe_node};
+use crate::output::{Paint, rfc3339, rfc3339_seconds, write_json};
+use crate::revs::resolve;
+
+/// `snapshot REV`: prints the new snapshot's id.
+pub fn snapshot(ctx: &Ctx, args: &SnapshotArgs) -> CliResult {
+    let store = ctx.open_write()?;
+    let id = resolve(&store, &args.rev)?;
+    let snapshot = store.snapshot(&id)?;
+    writeln!(std::io::stdout().lock(), "{snapshot}")?;
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct SnapshotJson {
+    id: String,
+    node_id: String,
+    created_at: String,
+    label: Option<String>,
+}
+
+/// `snapshots`: every snapshot, oldest first.
+pub fn list(ctx: &Ctx, args: &JsonArgs) -> CliResult {
+    let store = ctx.open_read()?;
+    let snapshots = store.list_snapshots()?;
+    let label = |s: &stategraph::SnapshotInfo| {
+        store
+            .get_node(&s.node_id)
+            .ok()
+            .and_then(|n| n.metadata.label)
+    };
+    let mut out = ctx.out(!args.json);
+    if args.json {
+        let list: Vec<SnapshotJson> = snapshots
+            .iter()
+            .map(|s| SnapshotJson {
+                id: s.id.to_string(),
+                node_id: s.node_id.to_string(),
+                created_at: rfc3339(s.created_at),
+                label: label(s),
+            })
+            .collect();
+        write_json(&mut out, &list)?;
+        out.finish()?;
+        return Ok(());
+    }
+    let t = ctx.theme;
+    for s in &snapshots {
+        let line = format!(
+            "{}  node {}  {}  {}",
+            t.paint(Paint::Snapshot, &s.id.to_short_hex(12)),
+            t.paint(Paint::Id, &s.node_id.to_short_hex(12)),
+            t.paint(Paint::Dim, &rfc3339_seconds(s.created_at)),
+            label(s).unwrap_or_default()
+        );
+        writeln!(out, "{}", line.trim_end())?;
+    }
+    out.finish()?;
+    Ok(())
+}
+
+/// Finds a snapshot by full id or by a unique prefix of the listed ids.
+fn find_snapshot(store: &dyn StateStore, text: &str) -> CliResult<SnapshotId> {
+    if let Ok(id) = text.parse::<SnapshotId>() {
+        return Ok(id);
+    }
+    let not_found = || {
+        let err = CliError::new(format!("no snapshot matches {text:?}"));
+        // A node id where a snapshot id was meant is an easy mistake: point at its snapshot.
+        match store
+            .resolve(text)
+            .ok()
+            .map(|node| (node, store.snapshots_of(&node)))
+        {
+            Some((node, Ok(snaps))) if !snaps.is_empty() => err.hint(format!(
+                "{text} is node {}; its snapshot is {}",
+                node.to_short_hex(12),
+                snaps[0].id.to_short_hex(12)
+            )),
+            _ => err.hint("list snapshots with `stategraph snapshots`"),
+        }
+    };
+    let Ok(prefix) = IdPrefix::parse(text) else {
+        return Err(not_found());
+    };
+    let matches: Vec<_> = store
+        .list_snapshots()?
+        .into_iter()
+        .filter(|s| prefix.matches(s.id.as_bytes()))
+        .collect();
+    match matches.as_slice() {
+        [] => Err(not_found()),
+        [one] => Ok(one.id),
+        many => {
+            let mut err = CliError::new(format!(
+                "ambiguous snapshot prefix {text:?}: it matches {} snapshots",
+                many.len()
+            ))
+            .hint("use more digits; the candidates are:");
+            for s in many.iter().take(8) {
+                err = err.hint(format!(
+                    "  {} (node {})",
+                    s.id.to_short_hex(12),
+                    describe_node(store, &s.node_id)
+                ));
+            }
+            Err(err)
+        }
+    }
+}
+
+/// `restore SNAPSHOT --branch B`: moves B to the snapshot's node by compare-and-swap.
+pub fn restore(ctx: &Ctx, args: &RestoreArgs) -> CliResult {
+    let store = ctx.open_write()?;
+    stategraph::validate_ref_name(&args.branch)?;
+    let snapshot_id = find_snapshot(&store, &args.snapshot)?;
+    let before = store.get_ref(&args.branch)?;
+    let snapshot = store
+        .restore(&snapshot_id, &args.branch, before.as_ref())
+        .map_err(|e| match e {
+            StateStoreError::RefConflict { actual, .. } => CliError::new(format!(
+                "branch {} was moved by another writer meanwhile (now at {}); nothing was changed",
+                args.branch,
+                actual.map_or_else(|| "nothing".to_owned(), |a| a.to_short_hex(12))
+            ))
+            .hint("look again and retry"),
+            StateStoreError::MissingSnapshot { .. } => {
+                CliError::new(format!("no snapshot {}", snapshot_id.to_short_hex(12)))
+                    .hint("list snapshots with `stategraph snapshots`")
+            }
+            e => e.into(),
+        })?;
+    let t = ctx.theme;
+    let from = before.map_or_else(
+        || t.paint(Paint::Dim, "(new)"),
+        |b| t.paint(Paint::Id, &b.to_short_hex(12)),
+    );
+    writeln!(
+        std::io::stdout().lock(),
+        "{}: {from} -> {} (snapshot {})",
+        t.paint(Paint::Branch, &args.branch),
+        describe_node_painted(&store, t, &snapshot.node_id),
+        t.paint(Paint::Snapshot, &snapshot_id.to_short_hex(12)),
+    )?;
+    Ok(())
+}
+
+fn describe_node_painted(
+    store: &dyn StateStore,
+    t: crate::output::Theme,
+    id: &stategraph::StateNodeId,
+) -> String {
+    let mut text = t.paint(Paint::Id, &id.to_short_hex(12));
+    if let Some(label) = store.get_node(id).ok().and_then(|n| n.metadata.label) {
+        text.push_str(&format!(" {label}"));
+    }
+    text
+}

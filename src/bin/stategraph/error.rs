@@ -1,0 +1,231 @@
+//! Errors as the user sees them: one `error:` line, optional `hint:` lines, an exit code.
+
+use std::fmt::Write as _;
+use std::io;
+
+use stategraph::{StateNodeId, StateStore, StateStoreError};
+
+/// Exit code for a "no" answer (`is-ancestor` false, `merge-base` with no base).
+pub const EXIT_FALSE: u8 = 1;
+/// Exit code for every error.
+pub const EXIT_ERROR: u8 = 2;
+
+/// What a command failed with.
+#[derive(Debug)]
+pub struct CliError {
+    /// The one-line message (no `error:` prefix).
+    pub message: String,
+    /// Follow-up lines printed as `hint: ...`.
+    pub hints: Vec<String>,
+    /// The process exit code.
+    pub code: u8,
+    /// Exit with `code` without printing anything (a false answer, a closed pipe).
+    pub silent: bool,
+}
+
+/// Result of a command.
+pub type CliResult<T = ()> = Result<T, CliError>;
+
+impl CliError {
+    /// An error with this message.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: one_line(&message.into()),
+            hints: Vec::new(),
+            code: EXIT_ERROR,
+            silent: false,
+        }
+    }
+
+    /// Exits with `code` and prints nothing.
+    pub fn silent(code: u8) -> Self {
+        Self {
+            message: String::new(),
+            hints: Vec::new(),
+            code,
+            silent: true,
+        }
+    }
+
+    /// Adds a `hint:` line.
+    #[must_use]
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hints.push(one_line(&hint.into()));
+        self
+    }
+}
+
+fn one_line(text: &str) -> String {
+    text.replace(['\n', '\r'], " ")
+}
+
+impl From<StateStoreError> for CliError {
+    fn from(e: StateStoreError) -> Self {
+        let hint = match &e {
+            StateStoreError::NotAStore { .. } => {
+                Some("choose the store with --db PATH or the STATEGRAPH_DB environment variable")
+            }
+            StateStoreError::RefConflict { .. } => {
+                Some("another writer moved the ref meanwhile; look again and retry")
+            }
+            _ => None,
+        };
+        let err = Self::new(e.to_string());
+        match hint {
+            Some(h) => err.hint(h),
+            None => err,
+        }
+    }
+}
+
+impl From<io::Error> for CliError {
+    fn from(e: io::Error) -> Self {
+        if e.kind() == io::ErrorKind::BrokenPipe {
+            // The reader went away (`stategraph log | head`): not an error.
+            return Self::silent(0);
+        }
+        Self::new(format!("cannot write output: {e}"))
+    }
+}
+
+impl From<serde_json::Error> for CliError {
+    fn from(e: serde_json::Error) -> Self {
+        if e.io_error_kind() == Some(io::ErrorKind::BrokenPipe) {
+            return Self::silent(0);
+        }
+        Self::new(format!("cannot write JSON: {e}"))
+    }
+}
+
+/// Turns a library error into a CLI error, adding hints that need the store: names close to an
+/// unknown ref, the candidates of an ambiguous prefix.
+pub fn explain(store: &dyn StateStore, e: StateStoreError) -> CliError {
+    match &e {
+        StateStoreError::UnknownRevision { text } => {
+            let base = text.split(['~', '^']).next().unwrap_or(text);
+            with_ref_hints(store, CliError::new(e.to_string()), base)
+        }
+        StateStoreError::MissingRef { name } => {
+            with_ref_hints(store, CliError::new(e.to_string()), name)
+        }
+        StateStoreError::AmbiguousId { prefix, candidates } => {
+            let mut err = CliError::new(format!(
+                "ambiguous id prefix {prefix:?}: it matches {} or more nodes",
+                candidates.len()
+            ))
+            .hint("use more digits; the candidates are:");
+            for id in candidates {
+                err = err.hint(format!("  {}", describe_node(store, id)));
+            }
+            err
+        }
+        _ => CliError::from(e),
+    }
+}
+
+/// `3fa9c0d1e2b4 tick 5` (the label when the node can be read).
+pub fn describe_node(store: &dyn StateStore, id: &StateNodeId) -> String {
+    let mut line = id.to_short_hex(12);
+    if let Ok(node) = store.get_node(id)
+        && let Some(label) = node.metadata.label
+    {
+        let _ = write!(line, " {label}");
+    }
+    line
+}
+
+fn with_ref_hints(store: &dyn StateStore, err: CliError, wanted: &str) -> CliError {
+    let refs = match store.list_refs("") {
+        Ok(refs) => refs,
+        Err(_) => return err,
+    };
+    let names: Vec<&str> = refs.iter().map(|r| r.name.as_str()).collect();
+    let close = similar_names(wanted, &names);
+    if !close.is_empty() {
+        return err.hint(format!("did you mean {}?", quote_list(&close)));
+    }
+    if wanted.len() < 4 && !wanted.is_empty() && wanted.chars().all(|c| c.is_ascii_hexdigit()) {
+        return err.hint("an id prefix needs at least 4 hex digits");
+    }
+    if names.is_empty() {
+        return err.hint("this store has no refs yet; name a node by its id");
+    }
+    const SHOWN: usize = 6;
+    let mut list = quote_list(&names[..names.len().min(SHOWN)]);
+    if names.len() > SHOWN {
+        let _ = write!(
+            list,
+            " and {} more (see `stategraph branch`)",
+            names.len() - SHOWN
+        );
+    }
+    err.hint(format!("refs in this store: {list}"))
+}
+
+fn quote_list(names: &[&str]) -> String {
+    names.join(", ")
+}
+
+/// Names that look like a mistyped `wanted`: a small edit distance, the same last path
+/// segment, or one a prefix of the other. Closest first, at most five.
+pub fn similar_names<'a>(wanted: &str, names: &[&'a str]) -> Vec<&'a str> {
+    let wanted_lower = wanted.to_lowercase();
+    let last = |s: &str| s.rsplit('/').next().unwrap_or(s).to_owned();
+    let mut scored: Vec<(usize, &str)> = names
+        .iter()
+        .filter_map(|&name| {
+            let lower = name.to_lowercase();
+            let distance = levenshtein(&wanted_lower, &lower);
+            let allowed = (wanted.chars().count() / 3).max(2);
+            if distance <= allowed {
+                return Some((distance, name));
+            }
+            let related = (lower.starts_with(&wanted_lower) || wanted_lower.starts_with(&lower))
+                || last(&lower) == last(&wanted_lower)
+                || lower.ends_with(&format!("/{wanted_lower}"));
+            related.then_some((allowed + 1, name))
+        })
+        .collect();
+    scored.sort();
+    scored.into_iter().take(5).map(|(_, n)| n).collect()
+}
+
+/// Edit distance between two strings, counted in characters.
+pub fn levenshtein(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1)
+                .min(row[j] + 1)
+                .min(diagonal + usize::from(ca != cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn edit_distance() {
+        assert_eq!(levenshtein("main", "main"), 0);
+        assert_eq!(levenshtein("mian", "main"), 2);
+        assert_eq!(levenshtein("man", "main"), 1);
+        assert_eq!(levenshtein("", "abc"), 3);
+    }
+
+    #[test]
+    fn suggests_close_names_first() {
+        let names = ["agents/explorer", "main", "tags/v1", "mainline"];
+        assert_eq!(similar_names("mian", &names), vec!["main"]);
+        assert_eq!(similar_names("explorer", &names), vec!["agents/explorer"]);
+        assert_eq!(similar_names("v1", &names), vec!["tags/v1"]);
+        assert!(similar_names("zzzzzz", &names).is_empty());
+    }
+}

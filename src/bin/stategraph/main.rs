@@ -1,0 +1,138 @@
+//! `stategraph`: a git-like command line for stategraph stores.
+//!
+//! A thin layer over the library: parse the command line, call [`stategraph`], print. Read
+//! commands open the store read-only, so they are safe next to a running writer. Run
+//! `stategraph --help` for the commands.
+
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+
+mod args;
+mod commands;
+mod demo;
+mod error;
+mod output;
+mod render;
+mod revs;
+
+use std::io::{IsTerminal, Write as _};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use stategraph::SqliteStateStore;
+
+use crate::args::{Cli, Command};
+pub use crate::error::{CliError, CliResult};
+use crate::output::{Out, Paint, Theme};
+
+/// The store file used when neither `--db` nor `STATEGRAPH_DB` names one.
+const DEFAULT_DB: &str = "stategraph.db";
+
+/// What every command needs: the store path and how to print.
+pub struct Ctx {
+    /// The store file.
+    pub db: PathBuf,
+    /// Whether `--db` was given on the command line.
+    pub db_given: bool,
+    /// Colours for stdout.
+    pub theme: Theme,
+    /// Colours for stderr.
+    pub err_theme: Theme,
+    /// `--no-pager`.
+    pub no_pager: bool,
+}
+
+impl Ctx {
+    /// Opens the store read-only, for commands that only look.
+    pub fn open_read(&self) -> CliResult<SqliteStateStore> {
+        if !self.db.exists() {
+            return Err(self.no_store("the file does not exist"));
+        }
+        Ok(SqliteStateStore::open_read_only(&self.db)?)
+    }
+
+    /// Opens an existing store for writing. Never creates one: that is `init`'s job, so a
+    /// mistyped path fails instead of starting an empty store.
+    pub fn open_write(&self) -> CliResult<SqliteStateStore> {
+        match std::fs::metadata(&self.db) {
+            Err(_) => return Err(self.no_store("the file does not exist")),
+            Ok(m) if m.is_file() && m.len() == 0 => {
+                return Err(self.no_store("the file is empty"));
+            }
+            Ok(_) => {}
+        }
+        Ok(SqliteStateStore::open(&self.db)?)
+    }
+
+    fn no_store(&self, why: &str) -> CliError {
+        CliError::new(format!("no store at {}: {why}", self.db.display())).hint(format!(
+            "create one with `stategraph --db {} init`, or choose another with --db PATH or STATEGRAPH_DB",
+            self.db.display()
+        ))
+    }
+
+    /// Standard output; paged when `page` is set, stdout is a terminal and `--no-pager` is not.
+    pub fn out(&self, page: bool) -> Out {
+        Out::new(page && !self.no_pager)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let (db, db_given) = match (&cli.db, std::env::var_os("STATEGRAPH_DB")) {
+        (Some(db), _) => (db.clone(), true),
+        (None, Some(env)) if !env.is_empty() => (PathBuf::from(env), false),
+        _ => (PathBuf::from(DEFAULT_DB), false),
+    };
+    let ctx = Ctx {
+        db,
+        db_given,
+        theme: Theme::new(cli.color, std::io::stdout().is_terminal()),
+        err_theme: Theme::new(cli.color, std::io::stderr().is_terminal()),
+        no_pager: cli.no_pager,
+    };
+    match run(&ctx, cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if !e.silent {
+                let mut stderr = std::io::stderr().lock();
+                let _ = writeln!(
+                    stderr,
+                    "{} {}",
+                    ctx.err_theme.paint(Paint::Error, "error:"),
+                    e.message
+                );
+                for hint in &e.hints {
+                    let _ = writeln!(
+                        stderr,
+                        "{} {hint}",
+                        ctx.err_theme.paint(Paint::Hint, "hint:")
+                    );
+                }
+            }
+            ExitCode::from(e.code)
+        }
+    }
+}
+
+fn run(ctx: &Ctx, command: Command) -> CliResult {
+    use crate::commands::{ancestry, data, history, refs, snapshots};
+    match command {
+        Command::Init => data::init(ctx),
+        Command::Put(a) => data::put(ctx, &a),
+        Command::Cat(a) => data::cat(ctx, &a),
+        Command::Commit(a) => data::commit(ctx, &a),
+        Command::Log(a) => history::log(ctx, &a),
+        Command::Show(a) => history::show(ctx, &a),
+        Command::Graph(a) => history::graph(ctx, &a),
+        Command::Branch(a) => refs::branch(ctx, &a, refs::Kind::Branch),
+        Command::Tag(a) => refs::branch(ctx, &a, refs::Kind::Tag),
+        Command::Reflog(a) => refs::reflog(ctx, &a),
+        Command::Snapshot(a) => snapshots::snapshot(ctx, &a),
+        Command::Snapshots(a) => snapshots::list(ctx, &a),
+        Command::Restore(a) => snapshots::restore(ctx, &a),
+        Command::MergeBase(a) => ancestry::merge_base(ctx, &a),
+        Command::IsAncestor(a) => ancestry::is_ancestor(ctx, &a),
+        Command::Demo(a) => demo::run(ctx, &a),
+    }
+}

@@ -1,0 +1,268 @@
+//! Where output goes and how it looks: the pager, colours, time stamps and JSON shapes.
+//!
+//! Colour is used only on a terminal (or with `--color always`) and never when `NO_COLOR` is
+//! set. Output is paged only when stdout is a terminal.
+
+use std::env;
+use std::io::{self, BufWriter, IsTerminal, Write};
+use std::process::{Child, Command, Stdio};
+
+use anstyle::{AnsiColor, Style};
+use serde::Serialize;
+use stategraph::{SnapshotInfo, StateNode, StateNodeId};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::args::ColorChoice;
+
+/// Colours of the parts of the output.
+#[derive(Debug, Clone, Copy)]
+pub struct Theme {
+    enabled: bool,
+}
+
+/// What a piece of text is, for colouring.
+#[derive(Debug, Clone, Copy)]
+pub enum Paint {
+    /// A node or snapshot id.
+    Id,
+    /// A branch name.
+    Branch,
+    /// A tag name.
+    Tag,
+    /// A snapshot marker.
+    Snapshot,
+    /// Secondary text: dates, counts.
+    Dim,
+    /// Headings and field names.
+    Bold,
+    /// `error:`.
+    Error,
+    /// `hint:` and notes.
+    Hint,
+}
+
+/// The lane colours of `log --graph`, as git uses them.
+pub const LANE_COLORS: [AnsiColor; 6] = [
+    AnsiColor::Red,
+    AnsiColor::Green,
+    AnsiColor::Yellow,
+    AnsiColor::Blue,
+    AnsiColor::Magenta,
+    AnsiColor::Cyan,
+];
+
+impl Theme {
+    /// Colour on or off for a stream that is (or is not) a terminal.
+    pub fn new(choice: ColorChoice, is_terminal: bool) -> Self {
+        let no_color = env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+        let dumb = env::var_os("TERM").is_some_and(|t| t == "dumb");
+        let enabled = match choice {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => is_terminal && !no_color && !dumb,
+        };
+        Self { enabled }
+    }
+
+    /// Whether colour is on.
+    pub fn enabled(self) -> bool {
+        self.enabled
+    }
+
+    fn style(paint: Paint) -> Style {
+        let fg = |c: AnsiColor| Style::new().fg_color(Some(c.into()));
+        match paint {
+            Paint::Id => fg(AnsiColor::Yellow),
+            Paint::Branch => fg(AnsiColor::Green).bold(),
+            Paint::Tag => fg(AnsiColor::Yellow).bold(),
+            Paint::Snapshot => fg(AnsiColor::Cyan).bold(),
+            Paint::Dim => Style::new().dimmed(),
+            Paint::Bold => Style::new().bold(),
+            Paint::Error => fg(AnsiColor::Red).bold(),
+            Paint::Hint => fg(AnsiColor::Yellow).bold(),
+        }
+    }
+
+    /// `text` in the colour for `paint` (plain when colour is off).
+    pub fn paint(self, paint: Paint, text: &str) -> String {
+        self.styled(Self::style(paint), text)
+    }
+
+    /// `text` in lane colour `lane`.
+    pub fn lane(self, lane: usize, text: &str) -> String {
+        let color = LANE_COLORS[lane % LANE_COLORS.len()];
+        self.styled(Style::new().fg_color(Some(color.into())), text)
+    }
+
+    fn styled(self, style: Style, text: &str) -> String {
+        if self.enabled && !text.is_empty() {
+            format!("{style}{text}{style:#}")
+        } else {
+            text.to_owned()
+        }
+    }
+}
+
+/// Standard output, possibly through a pager.
+pub struct Out {
+    writer: Box<dyn Write>,
+    pager: Option<Child>,
+}
+
+impl Out {
+    /// Stdout, through a pager when `page` is set and stdout is a terminal.
+    pub fn new(page: bool) -> Self {
+        if page
+            && io::stdout().is_terminal()
+            && let Some(mut child) = spawn_pager()
+            && let Some(stdin) = child.stdin.take()
+        {
+            return Self {
+                writer: Box::new(BufWriter::new(stdin)),
+                pager: Some(child),
+            };
+        }
+        Self {
+            writer: Box::new(BufWriter::new(io::stdout().lock())),
+            pager: None,
+        }
+    }
+
+    /// Flushes, closes the pager's input and waits for the pager to quit.
+    pub fn finish(mut self) -> io::Result<()> {
+        let flushed = self.writer.flush();
+        // Dropping the writer closes the pager's stdin so it sees the end of the text.
+        self.writer = Box::new(io::sink());
+        if let Some(mut child) = self.pager.take() {
+            let _ = child.wait();
+        }
+        flushed
+    }
+}
+
+impl Drop for Out {
+    fn drop(&mut self) {
+        let _ = self.writer.flush();
+        self.writer = Box::new(io::sink());
+        if let Some(mut child) = self.pager.take() {
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Write for Out {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.writer.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.writer.flush()
+    }
+}
+
+/// `$STATEGRAPH_PAGER`, else `$PAGER`, else `less -FRX`; `None` when it is empty, `cat`, or
+/// cannot be started.
+fn spawn_pager() -> Option<Child> {
+    let configured = env::var("STATEGRAPH_PAGER")
+        .ok()
+        .or_else(|| env::var("PAGER").ok());
+    let mut command = match configured.as_deref().map(str::trim) {
+        Some("" | "cat") => return None,
+        Some(pager) => shell(pager),
+        None => {
+            let mut c = Command::new("less");
+            c.arg("-FRX");
+            c
+        }
+    };
+    if env::var_os("LESS").is_none() {
+        command.env("LESS", "FRX");
+    }
+    command.stdin(Stdio::piped()).spawn().ok()
+}
+
+#[cfg(unix)]
+fn shell(line: &str) -> Command {
+    let mut c = Command::new("sh");
+    c.arg("-c").arg(line);
+    c
+}
+
+#[cfg(not(unix))]
+fn shell(line: &str) -> Command {
+    let mut parts = line.split_whitespace();
+    let mut c = Command::new(parts.next().unwrap_or("more"));
+    c.args(parts);
+    c
+}
+
+/// RFC 3339 with full precision, as `show` and JSON print times.
+pub fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap_or_else(|_| t.to_string())
+}
+
+/// RFC 3339 to the second, as `log` prints times.
+pub fn rfc3339_seconds(t: OffsetDateTime) -> String {
+    rfc3339(t.replace_nanosecond(0).unwrap_or(t))
+}
+
+/// A node as `log --json` prints it.
+#[derive(Debug, Serialize)]
+pub struct NodeJson {
+    /// Full node id.
+    pub id: String,
+    /// Full parent ids, first parent first.
+    pub parents: Vec<String>,
+    /// 1 for a root, else 1 + the largest parent generation.
+    pub generation: u64,
+    /// When the node was made (RFC 3339).
+    pub created_at: String,
+    /// The node's label.
+    pub label: Option<String>,
+    /// The data ref (UUID) of its state.
+    pub data_ref: String,
+    /// `blake3` of its state bytes.
+    pub data_hash: String,
+    /// Content type of its state.
+    pub content_type: Option<String>,
+    /// Names of the refs pointing at it.
+    pub refs: Vec<String>,
+    /// Ids of its snapshots.
+    pub snapshots: Vec<String>,
+}
+
+impl NodeJson {
+    /// The JSON form of `node`, with the refs and snapshots pointing at it.
+    pub fn new(node: &StateNode, refs: &[String], snapshots: &[SnapshotInfo]) -> Self {
+        Self {
+            id: node.id.to_string(),
+            parents: ids(&node.parent_ids),
+            generation: node.generation,
+            created_at: rfc3339(node.metadata.created_at),
+            label: node.metadata.label.clone(),
+            data_ref: node.data_ref.to_string(),
+            data_hash: node.data_hash.to_string(),
+            content_type: node.content_type.clone(),
+            refs: refs.to_vec(),
+            snapshots: snapshots.iter().map(|s| s.id.to_string()).collect(),
+        }
+    }
+}
+
+/// Full text forms of node ids.
+pub fn ids(ids: &[StateNodeId]) -> Vec<String> {
+    ids.iter().map(ToString::to_string).collect()
+}
+
+/// Writes `value` as one JSON document and a newline.
+pub fn write_json(out: &mut dyn Write, value: &impl Serialize) -> Result<(), crate::CliError> {
+    serde_json::to_writer_pretty(&mut *out, value)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+/// Prints a note on stderr (`note: ...`).
+pub fn note(theme: Theme, text: &str) {
+    eprintln!("{} {text}", theme.paint(Paint::Hint, "note:"));
+}

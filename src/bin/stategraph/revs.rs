@@ -1,0 +1,91 @@
+//! Revision arguments: single revisions, `A..B` ranges and `^A` exclusions.
+
+use stategraph::{History, LogOptions, StateNodeId, StateStore};
+
+use crate::error::{CliError, CliResult, explain};
+
+/// Resolves what a person typed to a node id, with hints on failure.
+pub fn resolve(store: &dyn StateStore, text: &str) -> CliResult<StateNodeId> {
+    store.resolve(text).map_err(|e| explain(store, e))
+}
+
+/// What to walk, parsed from `log`/`graph` arguments.
+pub struct Walk {
+    /// The library's walk options.
+    pub options: LogOptions,
+    /// Whether anything is excluded (then some parents are not shown).
+    pub excludes: bool,
+    /// True when there was nothing to start from (a store without refs).
+    pub empty: bool,
+    /// Only first parents are followed.
+    pub first_parent: bool,
+}
+
+/// How to walk from the starting points.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WalkFlags {
+    /// Start from every ref as well.
+    pub all: bool,
+    /// Follow only first parents.
+    pub first_parent: bool,
+    /// Stop after this many nodes.
+    pub limit: Option<usize>,
+}
+
+/// Parses `REV`, `A..B` and `^A` arguments. With no starting point (or only exclusions),
+/// walks from `main` if it exists, else from every ref; `all` adds every ref.
+pub fn walk(store: &dyn StateStore, revs: &[String], flags: WalkFlags) -> CliResult<Walk> {
+    let all = flags.all;
+    let mut options = LogOptions::new().first_parent(flags.first_parent);
+    if let Some(n) = flags.limit {
+        options = options.limit(n);
+    }
+    let mut starts = 0usize;
+    let mut excludes = false;
+    for rev in revs {
+        if rev.contains("...") {
+            return Err(CliError::new(format!(
+                "{rev:?}: the symmetric difference A...B is not supported"
+            ))
+            .hint("use A..B (in B, not in A) and B..A"));
+        }
+        if let Some((a, b)) = rev.split_once("..") {
+            if a.is_empty() || b.is_empty() {
+                return Err(CliError::new(format!(
+                    "{rev:?}: a range needs a revision on both sides of `..`"
+                ))
+                .hint("there is no HEAD to default to; write e.g. main~5..main"));
+            }
+            options = options.exclude(resolve(store, a)?).from(resolve(store, b)?);
+            starts += 1;
+            excludes = true;
+        } else if let Some(a) = rev.strip_prefix('^') {
+            options = options.exclude(resolve(store, a)?);
+            excludes = true;
+        } else {
+            options = options.from(resolve(store, rev)?);
+            starts += 1;
+        }
+    }
+    if all || starts == 0 {
+        let main = if all { None } else { store.get_ref("main")? };
+        match main {
+            Some(id) => {
+                options = options.from(id);
+                starts += 1;
+            }
+            None => {
+                for r in store.list_refs("")? {
+                    options = options.from(r.target);
+                    starts += 1;
+                }
+            }
+        }
+    }
+    Ok(Walk {
+        options,
+        excludes,
+        empty: starts == 0,
+        first_parent: flags.first_parent,
+    })
+}
