@@ -44,6 +44,7 @@ pub struct SqliteStateStoreBuilder {
     cache_size_kib: u32,
     busy_timeout: Duration,
     max_idle_readers: usize,
+    create_if_missing: bool,
 }
 
 impl Default for SqliteStateStoreBuilder {
@@ -53,6 +54,7 @@ impl Default for SqliteStateStoreBuilder {
             cache_size_kib: 16 * 1024,
             busy_timeout: Duration::from_secs(30),
             max_idle_readers: 4,
+            create_if_missing: true,
         }
     }
 }
@@ -88,7 +90,16 @@ impl SqliteStateStoreBuilder {
         self
     }
 
-    /// Opens the store at `path` for reading and writing, creating it if it does not exist.
+    /// Whether [`open`](Self::open) creates a store where there is none (default `true`).
+    /// With `false`, a missing or empty file is an error, as it is for read-only opens.
+    #[must_use]
+    pub fn create_if_missing(mut self, create: bool) -> Self {
+        self.create_if_missing = create;
+        self
+    }
+
+    /// Opens the store at `path` for reading and writing, creating it if it does not exist
+    /// (unless [`create_if_missing`](Self::create_if_missing) is off).
     ///
     /// # Errors
     /// [`StateStoreError::NotAStore`] for a file that is not a stategraph store (random
@@ -254,7 +265,7 @@ impl SqliteStateStore {
             // WAL sidecars). The authoritative check, which also sees the WAL, follows below.
             schema::check_version(path, schema::APPLICATION_ID, header_version)?;
         }
-        if read_only && state == FileState::Fresh {
+        if (read_only || !config.create_if_missing) && state == FileState::Fresh {
             return Err(StateStoreError::NotAStore {
                 path: path.to_owned(),
                 detail: "no store exists there (it is missing or empty)".into(),

@@ -61,7 +61,8 @@ impl Ctx {
             }
             Ok(_) => {}
         }
-        Ok(SqliteStateStore::open(&self.db)?)
+        // `create_if_missing(false)` closes the race with the check above.
+        Ok(SqliteStateStore::builder().create_if_missing(false).open(&self.db)?)
     }
 
     fn no_store(&self, why: &str) -> CliError {

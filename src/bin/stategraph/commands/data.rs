@@ -123,8 +123,10 @@ pub fn commit(ctx: &Ctx, args: &CommitArgs) -> CliResult {
             .map(|p| resolve(&store, p))
             .collect::<CliResult<_>>()?
     };
-    let data_ref = store.put_state(state(bytes, args.content_type.as_ref()))?;
-    let id = store
+    // State, node and branch move are one transaction: a conflict or a crash leaves nothing.
+    let mut batch = store.batch();
+    let data_ref = batch.put_state(state(bytes, args.content_type.as_ref()));
+    let id = batch
         .commit_node(parents, data_ref, StateMetadata::now(args.label.clone()))
         .map_err(|e| explain(&store, e))?;
     if let Some(branch) = &args.branch {
@@ -132,21 +134,16 @@ pub fn commit(ctx: &Ctx, args: &CommitArgs) -> CliResult {
             Some(label) => format!("commit: {label}"),
             None => "commit".to_owned(),
         };
-        store
-            .set_ref_with_message(branch, head.as_ref(), &id, Some(&message))
-            .map_err(|e| match e {
-                StateStoreError::RefConflict { actual, .. } => CliError::new(format!(
-                    "branch {branch} moved while committing (now at {}); node {} was committed but {branch} was not moved",
-                    actual.map_or_else(|| "nothing: deleted".to_owned(), |a| a.to_short_hex(12)),
-                    id.to_short_hex(12),
-                ))
-                .hint(format!(
-                    "to move it anyway: stategraph branch -f {branch} {}",
-                    id.to_hex()
-                )),
-                e => e.into(),
-            })?;
+        batch.set_ref_with_message(branch, head.as_ref(), &id, Some(&message))?;
     }
+    batch.commit().map_err(|e| match (e, &args.branch) {
+        (StateStoreError::RefConflict { actual, .. }, Some(branch)) => CliError::new(format!(
+            "branch {branch} moved while committing (now at {}); nothing was written",
+            actual.map_or_else(|| "nothing: deleted".to_owned(), |a| a.to_short_hex(12)),
+        ))
+        .hint("run the commit again to build on the branch's new head"),
+        (e, _) => e.into(),
+    })?;
     writeln!(io::stdout().lock(), "{id}")?;
     Ok(())
 }
