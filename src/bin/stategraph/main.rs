@@ -62,7 +62,9 @@ impl Ctx {
             Ok(_) => {}
         }
         // `create_if_missing(false)` closes the race with the check above.
-        Ok(SqliteStateStore::builder().create_if_missing(false).open(&self.db)?)
+        Ok(SqliteStateStore::builder()
+            .create_if_missing(false)
+            .open(&self.db)?)
     }
 
     fn no_store(&self, why: &str) -> CliError {
