@@ -114,7 +114,11 @@ pub(crate) fn inspect_file(path: &Path) -> Result<FileState> {
         n => u64::from(n),
     };
     let pages = u64::from(be32(28));
-    if be32(92) == be32(24) && pages > 0 && len < pages * page_size {
+    // In WAL mode a checkpoint copies pages into the main file page 1 first, so while one
+    // runs (or after a crash cut one short) the header may already count pages that are still
+    // only in the WAL. The size check is meaningful only without a WAL to recover from.
+    let wal_pending = wal_path(path).metadata().is_ok_and(|m| m.len() > 0);
+    if !wal_pending && be32(92) == be32(24) && pages > 0 && len < pages * page_size {
         return Err(StateStoreError::corrupt(
             format!("store file {}", path.display()),
             format!(
@@ -126,6 +130,13 @@ pub(crate) fn inspect_file(path: &Path) -> Result<FileState> {
     Ok(FileState::Store {
         header_version: i64::from(be32(60) as i32),
     })
+}
+
+/// The WAL file SQLite keeps beside a database.
+fn wal_path(path: &Path) -> std::path::PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push("-wal");
+    name.into()
 }
 
 pub(crate) fn sql_error(context: &'static str) -> impl Fn(rusqlite::Error) -> StateStoreError {
