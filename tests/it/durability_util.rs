@@ -21,6 +21,9 @@ use stategraph::{ContentHash, History, LogOptions, StateNodeId, StateStore};
 pub const CHILD_ENV: &str = "STATEGRAPH_TEST_CHILD";
 /// Prefix of every line a child reports to its parent.
 pub const MARK: &str = "@@stategraph ";
+/// Suffix of every report: a line cut short by a kill (long lines take several writes) lacks
+/// it and is ignored, as a report that was never made.
+pub const END: &str = " $";
 /// Set to a number to replay a randomized test with that seed.
 pub const SEED_ENV: &str = "STATEGRAPH_TEST_SEED";
 
@@ -80,8 +83,10 @@ pub fn child_var(name: &str) -> String {
 /// Reports one line to the parent, flushed at once: once this returns, the parent will see
 /// the line even if this process is killed the next instant.
 pub fn report(line: &str) {
+    let text = format!("{MARK}{line}{END}\n");
     let mut out = std::io::stdout().lock();
-    writeln!(out, "{MARK}{line}").expect("writing to the parent");
+    out.write_all(text.as_bytes())
+        .expect("writing to the parent");
     out.flush().expect("flushing to the parent");
 }
 
@@ -118,8 +123,10 @@ fn collect_reports(stdout: ChildStdout, tx: std::sync::mpsc::Sender<String>) -> 
     for line in BufReader::new(stdout).lines() {
         let Ok(line) = line else { break };
         // libtest may print "test name ... " on the same line before the first report.
-        if let Some(at) = line.find(MARK) {
-            let report = line[at + MARK.len()..].to_owned();
+        if let Some(at) = line.find(MARK)
+            && let Some(report) = line[at + MARK.len()..].strip_suffix(END)
+        {
+            let report = report.to_owned();
             let _ = tx.send(report.clone());
             all.push(report);
         }
@@ -307,4 +314,37 @@ pub fn assert_ref_log_consistent(store: &dyn StateStore, name: &str) -> usize {
         "ref {name} is not where its log ends"
     );
     log.len()
+}
+
+/// Explains a refused open of a crashed store: copies the file (with its `-wal`) aside and
+/// asks SQLite itself whether it can open it, what `integrity_check` says and how many
+/// nodes it holds.
+pub fn diagnose_refused_open(path: &Path) -> String {
+    let Ok(dir) = tempfile::tempdir() else {
+        return "(no tempdir for a diagnosis)".into();
+    };
+    let copy = dir.path().join("copy.db");
+    let mut files = Vec::new();
+    for suffix in ["", "-wal"] {
+        let from = format!("{}{suffix}", path.display());
+        if let Ok(meta) = std::fs::metadata(&from) {
+            files.push(format!("{suffix:?}: {} bytes", meta.len()));
+            if std::fs::copy(&from, format!("{}{suffix}", copy.display())).is_err() {
+                return format!("(could not copy {from})");
+            }
+        }
+    }
+    let probe = || -> rusqlite::Result<(String, i64)> {
+        let conn = rusqlite::Connection::open(&copy)?;
+        let check: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
+        let nodes: i64 = conn.query_row("SELECT count(*) FROM state_nodes", [], |r| r.get(0))?;
+        Ok((check, nodes))
+    };
+    match probe() {
+        Ok((check, nodes)) => format!(
+            "files {files:?}; plain SQLite opens a copy fine: integrity_check {check:?}, \
+             {nodes} nodes"
+        ),
+        Err(e) => format!("files {files:?}; plain SQLite fails too: {e}"),
+    }
 }

@@ -319,7 +319,12 @@ fn async_writes_wait_for_a_lock_without_blocking_the_executor() {
         write.await.expect("write task")
     });
     holder.join().expect("lock holder");
-    let node = result.expect("a write that waited for the lock failed");
+    let node = result.unwrap_or_else(|e| {
+        panic!(
+            "a write that waited for the lock failed: {e} (a busy timeout here means the write \
+             blocked the executor thread, so the task releasing the lock never ran)"
+        )
+    });
     assert_node_readable(&store, &node);
 }
 
