@@ -246,3 +246,51 @@ fn three_processes_share_one_file_immediate() {
 fn processes_racing_to_create_the_store() {
     run(4, 20, Durability::Normal, true);
 }
+
+/// Opening a store while another process is writing it (and so, now and then,
+/// checkpointing its WAL into the main file) must work every time: a tool inspecting the
+/// store of a running program, or a second worker starting up. Uses the crash tests' child,
+/// which commits until it is killed.
+#[test]
+fn opening_while_another_process_writes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("busy.db");
+    let mut cmd = child_command("crash::child_writer", "crash");
+    cmd.env("STATEGRAPH_TEST_DB", &path)
+        .env("STATEGRAPH_TEST_DURABILITY", "normal")
+        .env("STATEGRAPH_TEST_ROUND", "0")
+        .env("STATEGRAPH_TEST_CHILD_SEED", "5")
+        .env("STATEGRAPH_TEST_HEAD", "");
+    let mut child = ChildProc::spawn(cmd);
+    assert_eq!(
+        child.next_report(Duration::from_secs(30)).as_deref(),
+        Some("open"),
+        "the writer never opened the store"
+    );
+    let started = Instant::now();
+    let (mut opens, mut failures) = (0u32, Vec::new());
+    while started.elapsed() < Duration::from_secs(3) {
+        let read_only = opens % 2 == 0;
+        let opened = if read_only {
+            SqliteStateStore::open_read_only(&path)
+        } else {
+            SqliteStateStore::open(&path)
+        };
+        match opened.and_then(|s| s.list_refs("")) {
+            Ok(_) => {}
+            Err(e) => failures.push(format!("open (read-only: {read_only}): {e}")),
+        }
+        opens += 1;
+    }
+    assert!(child.exited().is_none(), "the writer stopped on its own");
+    child.kill();
+    let (reports, _) = child.finish();
+    let commits = reports.iter().filter(|r| r.starts_with("node ")).count();
+    eprintln!("{opens} opens during {commits} commits by another process");
+    assert!(
+        failures.is_empty(),
+        "{} of {opens} opens failed while another process wrote; first: {}",
+        failures.len(),
+        failures[0]
+    );
+}
