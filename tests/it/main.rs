@@ -4,7 +4,11 @@
 //! - `cli`: the `stategraph` binary end to end (needs the `cli` feature).
 //! - `concurrency`: shared handles, several handles per file, readers racing writers.
 //! - `conformance`: the `StateStore` contract, run against every backend.
+//! - `crash`: a child process killed with SIGKILL at random moments loses nothing it
+//!   acknowledged; a full disk fails writes cleanly.
 //! - `golden`: node and snapshot ids pinned to an independent Python implementation.
+//! - `multiprocess`: several OS processes writing one file (children are this binary
+//!   re-invoked on an ignored test; see `durability_util`).
 //! - `history`: log, ancestry, merge bases, resolve and export checked against an oracle on
 //!   random DAGs, plus edge cases (octopus, criss-cross, deep chains), on every backend.
 //! - `properties`: random inputs vs an independent CBOR writer, and backend vs backend.
@@ -12,6 +16,7 @@
 //! - `reopen`: a 250-commit history survives close and reopen, writable and read-only.
 //! - `sqlite_corruption`: rows damaged behind the store's back surface as `Corrupt`.
 //! - `sqlite_files`: which files opening refuses and leaves untouched; read-only stores.
+//! - `stress`: threads and tokio tasks on one store with readers; WAL growth stays bounded.
 
 #[cfg(feature = "cli")]
 mod cli;
@@ -19,12 +24,16 @@ mod cli;
 mod cli_util;
 mod concurrency;
 mod conformance;
+mod crash;
+mod durability_util;
 mod golden;
 mod history;
 mod history_util;
+mod multiprocess;
 mod properties;
 mod refs;
 mod reopen;
 mod sqlite_corruption;
 mod sqlite_files;
+mod stress;
 mod util;
