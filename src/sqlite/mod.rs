@@ -1,10 +1,10 @@
 //! The SQLite backend: one file, WAL, one writer connection and a pool of readers.
 
+mod cursor;
 mod ops;
 mod schema;
 mod writer;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -19,6 +19,7 @@ use crate::model::{
 use crate::refs::validate_ref_name;
 use crate::store::{Applied, GraphCursor, Op, Outcome, StateStore, Writes};
 
+use cursor::SqliteCursor;
 pub use schema::SCHEMA_VERSION;
 use schema::{FileState, sql_error};
 use writer::Writer;
@@ -323,7 +324,15 @@ impl SqliteStateStore {
 
     fn configure(conn: &Connection, config: &SqliteStateStoreBuilder, reader: bool) -> Result<()> {
         let ctx = sql_error("configuring the store");
-        conn.set_prepared_statement_cache_capacity(32);
+        conn.set_prepared_statement_cache_capacity(64);
+        // Plan each cached statement once. Without this, SQLite re-prepares (re-parses)
+        // statements whose plan could depend on a bound value every time they are re-bound,
+        // which made some hot-path queries cost a full parse per call.
+        conn.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+            true,
+        )
+        .map_err(&ctx)?;
         conn.pragma_update(None, "cache_size", -i64::from(config.cache_size_kib))
             .map_err(&ctx)?;
         if reader {
@@ -450,62 +459,6 @@ impl StateStore for SqliteStateStore {
     }
 
     fn cursor(&self) -> Result<Box<dyn GraphCursor + '_>> {
-        Ok(Box::new(SqliteCursor {
-            store: self,
-            conn: Some(self.take_reader()?),
-            parent_seqs: HashMap::new(),
-        }))
-    }
-}
-
-/// A graph cursor holding one pooled read connection until dropped.
-///
-/// Walks ask for the parents of the nodes they just read; the cursor remembers those parents'
-/// local seqs so the next lookups are rowid lookups instead of id-index searches.
-struct SqliteCursor<'a> {
-    store: &'a SqliteStateStore,
-    conn: Option<Connection>,
-    parent_seqs: HashMap<StateNodeId, i64>,
-}
-
-impl SqliteCursor<'_> {
-    /// Bound on remembered seqs; past it the memo is cleared (lookups fall back to ids).
-    const MEMO_LIMIT: usize = 1 << 16;
-
-    fn conn(&self) -> Result<&Connection> {
-        self.conn.as_ref().ok_or_else(|| {
-            StateStoreError::Backend(BackendError::new("walking the graph", "cursor was closed"))
-        })
-    }
-}
-
-impl GraphCursor for SqliteCursor<'_> {
-    fn node(&mut self, id: &StateNodeId) -> Result<Option<StateNode>> {
-        let row = match self.parent_seqs.remove(id) {
-            Some(seq) => ops::find_node_by_seq(self.conn()?, seq)?.filter(|r| r.node.id == *id),
-            None => ops::find_node(self.conn()?, id)?,
-        };
-        let Some(row) = row else { return Ok(None) };
-        if self.parent_seqs.len() > Self::MEMO_LIMIT {
-            self.parent_seqs.clear();
-        }
-        for (parent, &seq) in row.node.parent_ids.iter().zip(&row.parent_seqs) {
-            if seq != ops::ABSENT_SEQ {
-                self.parent_seqs.insert(*parent, seq);
-            }
-        }
-        Ok(Some(row.node))
-    }
-
-    fn children(&mut self, id: &StateNodeId) -> Result<Vec<StateNodeId>> {
-        ops::children(self.conn()?, id)
-    }
-}
-
-impl Drop for SqliteCursor<'_> {
-    fn drop(&mut self) {
-        if let Some(conn) = self.conn.take() {
-            self.store.return_reader(conn);
-        }
+        Ok(Box::new(SqliteCursor::new(self, self.take_reader()?)))
     }
 }

@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 use super::schema::sql_error;
 use crate::codec;
 use crate::error::{Result, StateStoreError};
-use crate::id::{ContentHash, IdPrefix, SnapshotId, StateDataRef, StateNodeId};
+use crate::id::{ContentHash, IdMap, IdPrefix, SnapshotId, StateDataRef, StateNodeId};
 use crate::model::{
     Ref, RefLogEntry, SnapshotInfo, StateData, StateInfo, StateMetadata, StateNode, StateSnapshot,
 };
@@ -18,6 +18,48 @@ use crate::store;
 
 /// The sentinel in `parent_seqs` for a parent that is not stored here (a shallow boundary).
 pub(crate) const ABSENT_SEQ: i64 = 0;
+
+/// What one write transaction has learned so far: states it put and nodes it inserted or
+/// looked up. A batch that commits a chain then needs no lookups for the parents and data it
+/// created itself. Valid for one transaction only; cleared when part of one rolls back.
+#[derive(Default)]
+pub(crate) struct TxCache {
+    states: std::collections::HashMap<StateDataRef, (ContentHash, Option<String>)>,
+    nodes: IdMap<StateNodeId, (i64, u64)>,
+    /// Whether `shallow_edges` may have rows; `None` until first asked.
+    shallow: Option<bool>,
+}
+
+impl TxCache {
+    /// Forgets everything (after a savepoint rollback, some of it may no longer be true).
+    pub(crate) fn clear(&mut self) {
+        *self = Self::default();
+    }
+
+    /// `(seq, generation)` of a stored node.
+    fn node(&mut self, tx: &Connection, id: &StateNodeId) -> Result<Option<(i64, u64)>> {
+        if let Some(found) = self.nodes.get(id) {
+            return Ok(Some(*found));
+        }
+        let found = parent_row(tx, id)?;
+        if let Some(found) = found {
+            self.nodes.insert(*id, found);
+        }
+        Ok(found)
+    }
+
+    fn shallow_possible(&mut self, tx: &Connection) -> Result<bool> {
+        if let Some(known) = self.shallow {
+            return Ok(known);
+        }
+        let any = tx
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM shallow_edges)")
+            .and_then(|mut s| s.query_row([], |r| r.get(0)))
+            .map_err(sql_error("committing a node"))?;
+        self.shallow = Some(any);
+        Ok(any)
+    }
+}
 
 pub(crate) fn blob32(what: &str, bytes: &[u8]) -> Result<[u8; 32]> {
     <[u8; 32]>::try_from(bytes).map_err(|_| {
@@ -72,9 +114,16 @@ fn decode_ids(bytes: &[u8]) -> Result<Vec<StateNodeId>> {
         .collect())
 }
 
-/// The columns [`NodeRow::from_row`] reads, in order.
-pub(crate) const NODE_COLUMNS: &str = "seq, id, parents, parent_seqs, data_ref, data_hash, \
-     content_type, created_s, created_ns, label, generation";
+/// `SELECT` of every `state_nodes` column [`raw_node`] reads, in order, then `$tail`.
+macro_rules! select_node {
+    ($tail:literal) => {
+        concat!(
+            "SELECT seq, id, parents, parent_seqs, data_ref, data_hash, content_type, created_s, ",
+            "created_ns, label, generation FROM state_nodes ",
+            $tail
+        )
+    };
+}
 
 /// A node as stored, with its parents' local seqs.
 pub(crate) struct NodeRow {
@@ -157,51 +206,68 @@ impl NodeRow {
 
 /// Reads a node by id; `None` if it is not stored.
 pub(crate) fn find_node(conn: &Connection, id: &StateNodeId) -> Result<Option<NodeRow>> {
-    let sql = format!("SELECT {NODE_COLUMNS} FROM state_nodes WHERE id = ?1");
     let raw = conn
-        .prepare_cached(&sql)
+        .prepare_cached(select_node!("WHERE id = ?1"))
         .and_then(|mut s| s.query_row([id.as_bytes()], raw_node).optional())
         .map_err(sql_error("reading a node"))?;
     raw.map(NodeRow::decode).transpose()
 }
 
-/// Reads a node by its local seq; `None` if it is not stored.
-pub(crate) fn find_node_by_seq(conn: &Connection, seq: i64) -> Result<Option<NodeRow>> {
-    let sql = format!("SELECT {NODE_COLUMNS} FROM state_nodes WHERE seq = ?1");
-    let raw = conn
-        .prepare_cached(&sql)
-        .and_then(|mut s| s.query_row([seq], raw_node).optional())
-        .map_err(sql_error("reading a node"))?;
-    raw.map(NodeRow::decode).transpose()
+/// Reads the nodes with seqs in `low..=high`, with their seqs, in one range scan.
+pub(crate) fn find_nodes_by_seq_range(
+    conn: &Connection,
+    low: i64,
+    high: i64,
+) -> Result<Vec<(i64, NodeRow)>> {
+    let ctx = sql_error("reading nodes");
+    let mut stmt = conn
+        .prepare_cached(select_node!("WHERE seq BETWEEN ?1 AND ?2"))
+        .map_err(&ctx)?;
+    let rows = stmt.query_map([low, high], raw_node).map_err(&ctx)?;
+    rows.map(|raw| {
+        let raw = raw.map_err(&ctx)?;
+        let seq = raw.0;
+        Ok((seq, NodeRow::decode(raw)?))
+    })
+    .collect()
 }
 
 /// Stores state bytes (once per distinct content) under a new ref.
 pub(crate) fn put_state(
     tx: &Connection,
+    cache: &mut TxCache,
     data_ref: &StateDataRef,
     hash: &ContentHash,
     bytes: &[u8],
     content_type: Option<&str>,
 ) -> Result<()> {
     let ctx = sql_error("storing state data");
-    let existing: Option<i64> = tx
-        .prepare_cached("SELECT id FROM blobs WHERE hash = ?1")
-        .and_then(|mut s| s.query_row([hash.as_bytes()], |r| r.get(0)).optional())
+    // New bytes are the common case: try the insert first, look up only on a duplicate.
+    let inserted: Option<i64> = tx
+        .prepare_cached(
+            "INSERT INTO blobs (hash, bytes) VALUES (?1, ?2) ON CONFLICT (hash) DO NOTHING
+             RETURNING id",
+        )
+        .and_then(|mut s| {
+            s.query_row(params![hash.as_bytes(), bytes], |r| r.get(0))
+                .optional()
+        })
         .map_err(&ctx)?;
-    let blob_id = match existing {
+    let blob_id = match inserted {
         Some(id) => id,
-        None => {
-            tx.prepare_cached("INSERT INTO blobs (hash, bytes) VALUES (?1, ?2)")
-                .and_then(|mut s| s.execute(params![hash.as_bytes(), bytes]))
-                .map_err(&ctx)?;
-            tx.last_insert_rowid()
-        }
+        None => tx
+            .prepare_cached("SELECT id FROM blobs WHERE hash = ?1")
+            .and_then(|mut s| s.query_row([hash.as_bytes()], |r| r.get(0)))
+            .map_err(&ctx)?,
     };
     tx.prepare_cached(
         "INSERT INTO state_data (data_ref, blob_id, content_type) VALUES (?1, ?2, ?3)",
     )
     .and_then(|mut s| s.execute(params![data_ref.as_bytes(), blob_id, content_type]))
     .map_err(&ctx)?;
+    cache
+        .states
+        .insert(*data_ref, (*hash, content_type.map(str::to_owned)));
     Ok(())
 }
 
@@ -275,19 +341,73 @@ fn missing_bytes(data_ref: &StateDataRef) -> StateStoreError {
 /// `parent_seqs` are the parents' local seqs, [`ABSENT_SEQ`] for one not stored here; those
 /// edges are recorded in `shallow_edges`. Nodes already stored with this node as a missing
 /// parent get their edge to it now.
-pub(crate) fn insert_node(tx: &Connection, node: &StateNode, parent_seqs: &[i64]) -> Result<()> {
+pub(crate) fn insert_node(
+    tx: &Connection,
+    cache: &mut TxCache,
+    node: &StateNode,
+    parent_seqs: &[i64],
+) -> Result<()> {
     let ctx = sql_error("committing a node");
-    let exists = tx
-        .prepare_cached("SELECT 1 FROM state_nodes WHERE id = ?1")
-        .and_then(|mut s| s.exists([node.id.as_bytes()]))
-        .map_err(&ctx)?;
-    if exists {
-        return Ok(());
-    }
     let generation = i64::try_from(node.generation).map_err(|_| {
         StateStoreError::invalid("parents", "generation overflows a 64-bit integer")
     })?;
-    // Children imported before this node must stay above it (DESIGN invariant 4).
+    let parents: Vec<u8> = node.parent_ids.iter().flat_map(|p| *p.as_bytes()).collect();
+    let (created_s, created_ns) = codec::split_time(node.metadata.created_at);
+    let inserted = tx
+        .prepare_cached(
+            "INSERT INTO state_nodes (id, parents, parent_seqs, data_ref, data_hash,
+                 content_type, created_s, created_ns, label, generation)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT (id) DO NOTHING",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                node.id.as_bytes(),
+                parents,
+                encode_seqs(parent_seqs),
+                node.data_ref.as_bytes(),
+                node.data_hash.as_bytes(),
+                node.content_type,
+                created_s,
+                created_ns,
+                node.metadata.label,
+                generation,
+            ])
+        })
+        .map_err(&ctx)?;
+    if inserted == 0 {
+        // Idempotent: the node is stored already, and the first write stays.
+        return Ok(());
+    }
+    let child = tx.last_insert_rowid();
+    cache.nodes.insert(node.id, (child, node.generation));
+    for (parent_id, &parent) in node.parent_ids.iter().zip(parent_seqs) {
+        if parent == ABSENT_SEQ {
+            tx.prepare_cached("INSERT INTO shallow_edges (parent_id, child) VALUES (?1, ?2)")
+                .and_then(|mut s| s.execute(params![parent_id.as_bytes(), child]))
+                .map_err(&ctx)?;
+            cache.shallow = Some(true);
+        } else {
+            tx.prepare_cached("INSERT INTO node_children (parent, child) VALUES (?1, ?2)")
+                .and_then(|mut s| s.execute([parent, child]))
+                .map_err(&ctx)?;
+        }
+    }
+    if cache.shallow_possible(tx)? {
+        adopt_waiting_children(tx, node, child, generation)?;
+    }
+    Ok(())
+}
+
+/// Joins children imported before `node` (which listed it as a missing parent) to it. They
+/// must stay above it in generation (DESIGN invariant 4); if not, the caller's transaction is
+/// rolled back by the error.
+fn adopt_waiting_children(
+    tx: &Connection,
+    node: &StateNode,
+    seq: i64,
+    generation: i64,
+) -> Result<()> {
+    let ctx = sql_error("committing a node");
     let lowest_waiting: Option<i64> = tx
         .prepare_cached(
             "SELECT min(n.generation) FROM shallow_edges s JOIN state_nodes n ON n.seq = s.child
@@ -295,7 +415,10 @@ pub(crate) fn insert_node(tx: &Connection, node: &StateNode, parent_seqs: &[i64]
         )
         .and_then(|mut s| s.query_row([node.id.as_bytes()], |r| r.get(0)))
         .map_err(&ctx)?;
-    if lowest_waiting.is_some_and(|g| g <= generation) {
+    let Some(lowest) = lowest_waiting else {
+        return Ok(());
+    };
+    if lowest <= generation {
         return Err(StateStoreError::invalid(
             "node",
             format!(
@@ -304,51 +427,15 @@ pub(crate) fn insert_node(tx: &Connection, node: &StateNode, parent_seqs: &[i64]
             ),
         ));
     }
-    let parents: Vec<u8> = node.parent_ids.iter().flat_map(|p| *p.as_bytes()).collect();
-    let (created_s, created_ns) = codec::split_time(node.metadata.created_at);
     tx.prepare_cached(
-        "INSERT INTO state_nodes (id, parents, parent_seqs, data_ref, data_hash, content_type,
-             created_s, created_ns, label, generation)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        "INSERT INTO node_children (parent, child)
+         SELECT ?1, child FROM shallow_edges WHERE parent_id = ?2",
     )
-    .and_then(|mut s| {
-        s.execute(params![
-            node.id.as_bytes(),
-            parents,
-            encode_seqs(parent_seqs),
-            node.data_ref.as_bytes(),
-            node.data_hash.as_bytes(),
-            node.content_type,
-            created_s,
-            created_ns,
-            node.metadata.label,
-            generation,
-        ])
-    })
+    .and_then(|mut s| s.execute(params![seq, node.id.as_bytes()]))
     .map_err(&ctx)?;
-    let child = tx.last_insert_rowid();
-    for (parent_id, &parent) in node.parent_ids.iter().zip(parent_seqs) {
-        if parent == ABSENT_SEQ {
-            tx.prepare_cached("INSERT INTO shallow_edges (parent_id, child) VALUES (?1, ?2)")
-                .and_then(|mut s| s.execute(params![parent_id.as_bytes(), child]))
-                .map_err(&ctx)?;
-        } else {
-            tx.prepare_cached("INSERT INTO node_children (parent, child) VALUES (?1, ?2)")
-                .and_then(|mut s| s.execute([parent, child]))
-                .map_err(&ctx)?;
-        }
-    }
-    if lowest_waiting.is_some() {
-        tx.prepare_cached(
-            "INSERT INTO node_children (parent, child)
-             SELECT ?1, child FROM shallow_edges WHERE parent_id = ?2",
-        )
-        .and_then(|mut s| s.execute(params![child, node.id.as_bytes()]))
+    tx.prepare_cached("DELETE FROM shallow_edges WHERE parent_id = ?1")
+        .and_then(|mut s| s.execute([node.id.as_bytes()]))
         .map_err(&ctx)?;
-        tx.prepare_cached("DELETE FROM shallow_edges WHERE parent_id = ?1")
-            .and_then(|mut s| s.execute([node.id.as_bytes()]))
-            .map_err(&ctx)?;
-    }
     Ok(())
 }
 
@@ -356,25 +443,28 @@ pub(crate) fn insert_node(tx: &Connection, node: &StateNode, parent_seqs: &[i64]
 /// here become a shallow boundary) and the snapshot. Idempotent.
 pub(crate) fn import_snapshot(
     tx: &Connection,
+    cache: &mut TxCache,
     package: &SnapshotPackage,
     data_hash: &ContentHash,
     now: OffsetDateTime,
 ) -> Result<SnapshotId> {
-    if find_node(tx, &package.node_id)?.is_none() {
+    if cache.node(tx, &package.node_id)?.is_none() {
         let mut seqs = Vec::with_capacity(package.parent_ids.len());
         let mut generations = Vec::with_capacity(package.parent_ids.len());
         for p in &package.parent_ids {
-            let row = parent_row(tx, p)?;
+            let row = cache.node(tx, p)?;
             seqs.push(row.map_or(ABSENT_SEQ, |(seq, _)| seq));
             generations.push(row.map(|(_, g)| g));
         }
         let data_ref = StateDataRef::new_v7();
+        let content_type = package.content_type.as_deref();
         put_state(
             tx,
+            cache,
             &data_ref,
             data_hash,
             &package.bytes,
-            package.content_type.as_deref(),
+            content_type,
         )?;
         let node = StateNode {
             id: package.node_id,
@@ -385,9 +475,9 @@ pub(crate) fn import_snapshot(
             metadata: package.metadata.clone(),
             generation: store::import_generation(package.generation, &generations),
         };
-        insert_node(tx, &node, &seqs)?;
+        insert_node(tx, cache, &node, &seqs)?;
     }
-    snapshot(tx, &package.node_id, now)
+    snapshot(tx, cache, &package.node_id, now)
 }
 
 /// A stored node's seq and generation, looked up by id.
@@ -405,20 +495,24 @@ fn parent_row(tx: &Connection, id: &StateNodeId) -> Result<Option<(i64, u64)>> {
 /// Creates (or finds) a node whose parents and data are all stored here.
 pub(crate) fn commit_node(
     tx: &Connection,
+    cache: &mut TxCache,
     parent_ids: &[StateNodeId],
     data_ref: &StateDataRef,
     metadata: &StateMetadata,
 ) -> Result<StateNodeId> {
-    let StateInfo {
-        hash: data_hash,
-        content_type,
-        ..
-    } = state_info(tx, data_ref)?;
+    let (data_hash, content_type) = match cache.states.get(data_ref) {
+        Some((hash, content_type)) => (*hash, content_type.clone()),
+        None => {
+            let info = state_info(tx, data_ref)?;
+            (info.hash, info.content_type)
+        }
+    };
     let mut seqs = Vec::with_capacity(parent_ids.len());
     let mut generations = Vec::with_capacity(parent_ids.len());
     for p in parent_ids {
-        let (seq, generation) =
-            parent_row(tx, p)?.ok_or(StateStoreError::MissingNode { id: *p })?;
+        let (seq, generation) = cache
+            .node(tx, p)?
+            .ok_or(StateStoreError::MissingNode { id: *p })?;
         seqs.push(seq);
         generations.push(generation);
     }
@@ -430,7 +524,7 @@ pub(crate) fn commit_node(
         generations,
         metadata.clone(),
     );
-    insert_node(tx, &node, &seqs)?;
+    insert_node(tx, cache, &node, &seqs)?;
     Ok(node.id)
 }
 
@@ -444,16 +538,13 @@ pub(crate) fn get_node(conn: &Connection, id: &StateNodeId) -> Result<StateNode>
 /// Records the snapshot of a stored node (idempotent) and returns its id.
 pub(crate) fn snapshot(
     tx: &Connection,
+    cache: &mut TxCache,
     node_id: &StateNodeId,
     now: OffsetDateTime,
 ) -> Result<SnapshotId> {
     let ctx = sql_error("taking a snapshot");
     let id = codec::snapshot_id(node_id);
-    let exists = tx
-        .prepare_cached("SELECT 1 FROM state_nodes WHERE id = ?1")
-        .and_then(|mut s| s.exists([node_id.as_bytes()]))
-        .map_err(&ctx)?;
-    if !exists {
+    if cache.node(tx, node_id)?.is_none() {
         return Err(StateStoreError::MissingNode { id: *node_id });
     }
     let (created_s, created_ns) = codec::split_time(now);
@@ -641,6 +732,7 @@ fn log_ref_move(
 /// Compare-and-swap of a ref, logged.
 pub(crate) fn set_ref(
     tx: &Connection,
+    cache: &mut TxCache,
     name: &str,
     expected: Option<&StateNodeId>,
     new: &StateNodeId,
@@ -648,11 +740,7 @@ pub(crate) fn set_ref(
     now: OffsetDateTime,
 ) -> Result<()> {
     let ctx = sql_error("moving a ref");
-    let exists = tx
-        .prepare_cached("SELECT 1 FROM state_nodes WHERE id = ?1")
-        .and_then(|mut s| s.exists([new.as_bytes()]))
-        .map_err(&ctx)?;
-    if !exists {
+    if cache.node(tx, new)?.is_none() {
         return Err(StateStoreError::MissingNode { id: *new });
     }
     let actual = get_ref(tx, name)?;

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use rusqlite::{Connection, ErrorCode, TransactionBehavior};
 
 use super::map_sqlite_error;
-use super::ops;
+use super::ops::{self, TxCache};
 use crate::error::{BackendError, Result, StateStoreError};
 use crate::store::{Op, Outcome};
 
@@ -170,9 +170,10 @@ fn try_group(
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(classify)?;
     let mut results = Vec::with_capacity(group.len());
+    let mut cache = TxCache::default();
     if let [only] = group {
         // One request: the transaction itself is its all-or-nothing boundary.
-        let result = apply_ops(&tx, &only.ops);
+        let result = apply_ops(&tx, &mut cache, &only.ops);
         if let Err(e) = &result {
             if super::is_busy(e) {
                 return Err(GroupFailure::Busy);
@@ -184,12 +185,16 @@ fn try_group(
     } else {
         for request in group {
             let sp = tx.savepoint().map_err(classify)?;
-            let result = apply_ops(&sp, &request.ops);
+            let result = apply_ops(&sp, &mut cache, &request.ops);
             match &result {
                 Ok(_) => sp.commit().map_err(classify)?,
                 Err(e) if super::is_busy(e) => return Err(GroupFailure::Busy),
-                // Dropping the savepoint rolls back just this request.
-                Err(_) => drop(sp),
+                // Dropping the savepoint rolls back just this request, which makes what the
+                // cache learned from it untrue.
+                Err(_) => {
+                    drop(sp);
+                    cache.clear();
+                }
             }
             results.push(result);
         }
@@ -198,11 +203,11 @@ fn try_group(
     Ok(results)
 }
 
-fn apply_ops(tx: &Connection, ops: &[Op]) -> Result<Vec<Outcome>> {
-    ops.iter().map(|op| apply_op(tx, op)).collect()
+fn apply_ops(tx: &Connection, cache: &mut TxCache, ops: &[Op]) -> Result<Vec<Outcome>> {
+    ops.iter().map(|op| apply_op(tx, cache, op)).collect()
 }
 
-fn apply_op(tx: &Connection, op: &Op) -> Result<Outcome> {
+fn apply_op(tx: &Connection, cache: &mut TxCache, op: &Op) -> Result<Outcome> {
     Ok(match op {
         Op::PutState {
             data_ref,
@@ -211,6 +216,7 @@ fn apply_op(tx: &Connection, op: &Op) -> Result<Outcome> {
         } => {
             ops::put_state(
                 tx,
+                cache,
                 data_ref,
                 hash,
                 &data.bytes,
@@ -222,8 +228,8 @@ fn apply_op(tx: &Connection, op: &Op) -> Result<Outcome> {
             parent_ids,
             data_ref,
             metadata,
-        } => Outcome::Node(ops::commit_node(tx, parent_ids, data_ref, metadata)?),
-        Op::Snapshot { node_id, at } => Outcome::Snapshot(ops::snapshot(tx, node_id, *at)?),
+        } => Outcome::Node(ops::commit_node(tx, cache, parent_ids, data_ref, metadata)?),
+        Op::Snapshot { node_id, at } => Outcome::Snapshot(ops::snapshot(tx, cache, node_id, *at)?),
         Op::DeleteSnapshot { id } => {
             ops::delete_snapshot(tx, id)?;
             Outcome::Done
@@ -235,7 +241,15 @@ fn apply_op(tx: &Connection, op: &Op) -> Result<Outcome> {
             message,
             at,
         } => {
-            ops::set_ref(tx, name, expected.as_ref(), new, message.as_deref(), *at)?;
+            ops::set_ref(
+                tx,
+                cache,
+                name,
+                expected.as_ref(),
+                new,
+                message.as_deref(),
+                *at,
+            )?;
             Outcome::Done
         }
         Op::DeleteRef { name, expected, at } => {
@@ -246,6 +260,6 @@ fn apply_op(tx: &Connection, op: &Op) -> Result<Outcome> {
             package,
             data_hash,
             at,
-        } => Outcome::Snapshot(ops::import_snapshot(tx, package, data_hash, *at)?),
+        } => Outcome::Snapshot(ops::import_snapshot(tx, cache, package, data_hash, *at)?),
     })
 }
