@@ -5,7 +5,9 @@
 //! to track. Every group names its benchmarks `stategraph` (the library) and `raw_*` (rusqlite
 //! on the same schema, copied from `migrations/sqlite/0001_initial.sql`, with cached prepared
 //! statements, WAL, the same `synchronous`, `cache_size` and `foreign_keys` settings, and
-//! nothing else: no hashing, no CBOR, no UUIDs, no verification, no connection pool).
+//! nothing else: no hashing, no CBOR, no UUIDs, no verification, no connection pool). The
+//! baselines also enable SQLite's query planner stability guarantee so that cached join
+//! statements are not re-planned on every call (see `stable_plans`).
 //!
 //! Groups (throughput is one operation per iteration, so criterion prints elements/s):
 //!
@@ -15,6 +17,8 @@
 //!   `raw_2tx` does the four inserts (`blobs`, `state_data`, `state_nodes`, `node_children`)
 //!   in two transactions per tick, like stategraph's two calls; `raw_1tx` does them in one
 //!   transaction, the design's reference point (target: stategraph ≥ 0.7× its throughput).
+//!   `Immediate` waits for fsync on every commit, so its figures follow the disk's fsync
+//!   latency, which on shared machines drifts by an order of magnitude within minutes.
 //! * `get_state_256B`: random `get_state` among 10k stored states vs the same
 //!   `state_data JOIN blobs` point select on the same file.
 //! * `load_snapshot_256B`: random `load_snapshot` among 1k snapshots vs the same four-table
@@ -34,7 +38,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkGroup, Criterion, SamplingMode, Throughput, measurement::WallTime};
-use rusqlite::{Connection, params};
+use rusqlite::config::DbConfig;
+use rusqlite::{Connection, OpenFlags, params};
 use stategraph::{
     Durability, InMemoryStateStore, SnapshotId, SqliteStateStore, StateData, StateDataRef,
     StateMetadata, StateNodeId, StateStore,
@@ -132,8 +137,20 @@ fn sync_pragma(durability: Durability) -> &'static str {
     }
 }
 
+/// Turns on SQLite's query planner stability guarantee. Without it, SQLite 3.54 marks joins
+/// such as `state_data JOIN blobs ... WHERE d.data_ref = ?1` as "re-plan when ?1 changes", and
+/// rusqlite's statement cache clears the bindings of every statement it takes back, which
+/// expires such a statement: each cached execution is then parsed and planned again. The
+/// baseline is the physical limit, so it avoids that trap (stategraph, as of this writing,
+/// does not).
+fn stable_plans(conn: &Connection) {
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
+        .expect("enable the query planner stability guarantee");
+}
+
 /// Applies the settings stategraph's writer uses.
 fn configure_raw(conn: &Connection, synchronous: &str) {
+    stable_plans(conn);
     conn.pragma_update(None, "cache_size", -CACHE_SIZE_KIB)
         .expect("cache_size");
     conn.pragma_update(None, "journal_mode", "WAL")
@@ -156,6 +173,7 @@ fn open_raw(path: &Path, synchronous: &str) -> Connection {
 /// A raw-SQLite in-memory database with stategraph's schema.
 fn open_raw_memory() -> Connection {
     let conn = Connection::open_in_memory().expect("open an in-memory database");
+    stable_plans(&conn);
     conn.pragma_update(None, "foreign_keys", true)
         .expect("foreign_keys");
     conn.set_prepared_statement_cache_capacity(32);
@@ -296,7 +314,7 @@ fn configure_tick_group(group: &mut BenchmarkGroup<'_, WallTime>, durability: Du
                 .sampling_mode(SamplingMode::Flat)
                 .sample_size(10)
                 .warm_up_time(Duration::from_secs(1))
-                .measurement_time(Duration::from_secs(6));
+                .measurement_time(Duration::from_secs(8));
         }
     }
 }
@@ -382,8 +400,9 @@ impl ReadFixture {
             head = Some(node);
         }
         // The baseline reads the very same file, through one plain connection.
-        let raw = Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .expect("open the raw reader");
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let raw = Connection::open_with_flags(&path, flags).expect("open the raw reader");
+        stable_plans(&raw);
         raw.pragma_update(None, "cache_size", -CACHE_SIZE_KIB)
             .expect("cache_size");
         Self {
