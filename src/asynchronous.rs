@@ -55,6 +55,13 @@ pub trait AsyncStateStore: Send + Sync {
         data_ref: StateDataRef,
         metadata: StateMetadata,
     ) -> BoxFuture<'static, Result<StateNodeId>>;
+    /// See [`StateStore::commit_state`].
+    fn commit_state(
+        &self,
+        parent_ids: Vec<StateNodeId>,
+        data: StateData,
+        metadata: StateMetadata,
+    ) -> BoxFuture<'static, Result<(StateDataRef, StateNodeId)>>;
     /// See [`StateStore::get_node`].
     fn get_node(&self, id: &StateNodeId) -> BoxFuture<'static, Result<StateNode>>;
     /// See [`StateStore::snapshot`].
@@ -171,6 +178,15 @@ impl<S: Blocking> AsyncStateStore for S {
         metadata: StateMetadata,
     ) -> BoxFuture<'static, Result<StateNodeId>> {
         self.call(move |s| StateStore::commit_node(s, parent_ids, data_ref, metadata))
+    }
+
+    fn commit_state(
+        &self,
+        parent_ids: Vec<StateNodeId>,
+        data: StateData,
+        metadata: StateMetadata,
+    ) -> BoxFuture<'static, Result<(StateDataRef, StateNodeId)>> {
+        self.call(move |s| StateStore::commit_state(s, parent_ids, data, metadata))
     }
 
     fn get_node(&self, id: &StateNodeId) -> BoxFuture<'static, Result<StateNode>> {

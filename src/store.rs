@@ -69,6 +69,36 @@ pub trait StateStore: Send + Sync {
         self.apply(Writes::one(op))?.single()?.node()
     }
 
+    /// Stores `data` and commits a node holding it, in one transaction: what a program that
+    /// records its state every tick wants (one fsync per tick instead of two with
+    /// `Durability::Immediate`). The same as [`put_state`](Self::put_state) followed by
+    /// [`commit_node`](Self::commit_node), all or nothing.
+    ///
+    /// # Errors
+    /// As [`commit_node`](Self::commit_node); nothing is written on error.
+    fn commit_state(
+        &self,
+        parent_ids: Vec<StateNodeId>,
+        data: StateData,
+        metadata: StateMetadata,
+    ) -> Result<(StateDataRef, StateNodeId)> {
+        let data_ref = StateDataRef::new_v7();
+        let put = Op::PutState {
+            data_ref,
+            hash: data.hash(),
+            data,
+        };
+        let commit = Op::commit_node(parent_ids, data_ref, metadata)?;
+        let mut applied = self.apply(Writes {
+            ops: vec![put, commit],
+        })?;
+        let node = applied
+            .outcomes
+            .pop()
+            .map_or_else(|| Err(Outcome::missing()), Outcome::node)?;
+        Ok((data_ref, node))
+    }
+
     /// Returns the node with this id.
     ///
     /// # Errors
@@ -555,6 +585,13 @@ impl Outcome {
             Self::State(r) => Ok(r),
             other => Err(Self::mismatch(other)),
         }
+    }
+
+    fn missing() -> StateStoreError {
+        StateStoreError::Backend(crate::error::BackendError::new(
+            "applying a write",
+            "internal error: a write produced no outcome",
+        ))
     }
 
     fn mismatch(other: Self) -> StateStoreError {

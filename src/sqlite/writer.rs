@@ -15,7 +15,7 @@
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use rusqlite::{Connection, ErrorCode, TransactionBehavior};
+use rusqlite::{Connection, ErrorCode};
 
 use super::map_sqlite_error;
 use super::ops::{self, TxCache};
@@ -155,8 +155,64 @@ fn commit_group(
     }
 }
 
+/// A transaction or savepoint driven by cached statements (rusqlite's `Transaction` parses
+/// `BEGIN`/`COMMIT` text on every use, a measurable share of a small write). Rolls back on
+/// drop unless finished.
+struct Scope<'c> {
+    conn: &'c Connection,
+    rollback: &'static str,
+    open: bool,
+}
+
+impl<'c> Scope<'c> {
+    fn run(conn: &Connection, sql: &'static str) -> rusqlite::Result<()> {
+        conn.prepare_cached(sql)?.execute([]).map(drop)
+    }
+
+    fn begin(conn: &'c Connection) -> rusqlite::Result<Self> {
+        Self::run(conn, "BEGIN IMMEDIATE")?;
+        Ok(Self {
+            conn,
+            rollback: "ROLLBACK",
+            open: true,
+        })
+    }
+
+    fn savepoint(conn: &'c Connection) -> rusqlite::Result<Self> {
+        Self::run(conn, "SAVEPOINT request")?;
+        Ok(Self {
+            conn,
+            rollback: "ROLLBACK TO request",
+            open: true,
+        })
+    }
+
+    fn commit(mut self) -> rusqlite::Result<()> {
+        let sql = if self.rollback == "ROLLBACK" {
+            "COMMIT"
+        } else {
+            "RELEASE request"
+        };
+        Self::run(self.conn, sql)?;
+        self.open = false;
+        Ok(())
+    }
+}
+
+impl Drop for Scope<'_> {
+    fn drop(&mut self) {
+        if self.open {
+            let _ = Self::run(self.conn, self.rollback);
+            if self.rollback != "ROLLBACK" {
+                // ROLLBACK TO leaves the savepoint open; release it (now empty).
+                let _ = Self::run(self.conn, "RELEASE request");
+            }
+        }
+    }
+}
+
 fn try_group(
-    conn: &mut Connection,
+    conn: &Connection,
     group: &[Request],
 ) -> std::result::Result<Vec<Result<Vec<Outcome>>>, GroupFailure> {
     let classify = |e: rusqlite::Error| {
@@ -166,14 +222,12 @@ fn try_group(
             GroupFailure::Fatal(e)
         }
     };
-    let mut tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(classify)?;
+    let tx = Scope::begin(conn).map_err(classify)?;
     let mut results = Vec::with_capacity(group.len());
     let mut cache = TxCache::default();
     if let [only] = group {
         // One request: the transaction itself is its all-or-nothing boundary.
-        let result = apply_ops(&tx, &mut cache, &only.ops);
+        let result = apply_ops(conn, &mut cache, &only.ops);
         if let Err(e) = &result {
             if super::is_busy(e) {
                 return Err(GroupFailure::Busy);
@@ -184,8 +238,8 @@ fn try_group(
         results.push(result);
     } else {
         for request in group {
-            let sp = tx.savepoint().map_err(classify)?;
-            let result = apply_ops(&sp, &mut cache, &request.ops);
+            let sp = Scope::savepoint(conn).map_err(classify)?;
+            let result = apply_ops(conn, &mut cache, &request.ops);
             match &result {
                 Ok(_) => sp.commit().map_err(classify)?,
                 Err(e) if super::is_busy(e) => return Err(GroupFailure::Busy),

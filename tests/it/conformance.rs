@@ -356,6 +356,46 @@ fn commit_with_unknown_data_ref_fails_cleanly(h: &Harness) {
     ));
 }
 
+/// `commit_state` is `put_state` + `commit_node` in one transaction: the same id, and on a
+/// failing commit not even the state is stored.
+fn commit_state_is_put_and_commit_atomically(h: &Harness) {
+    let s = h.store();
+    let (_, root) = commit_bytes(s, vec![], b"root", None, meta(T0, None));
+    let (data_ref, node) = s
+        .commit_state(
+            vec![root],
+            data(b"tick", Some("t/x")),
+            meta(t(1), Some("one")),
+        )
+        .expect("commit_state");
+    let two_calls = InMemoryStateStore::new();
+    let (_, root2) = commit_bytes(&two_calls, vec![], b"root", None, meta(T0, None));
+    let r = two_calls
+        .put_state(data(b"tick", Some("t/x")))
+        .expect("put");
+    let same = two_calls
+        .commit_node(vec![root2], r, meta(t(1), Some("one")))
+        .expect("commit");
+    assert_eq!(node, same, "one transaction or two, the id is the same");
+    assert_eq!(s.get_state(&data_ref).expect("state").bytes, b"tick");
+    assert_eq!(s.get_node(&node).expect("node").data_ref, data_ref);
+
+    let before = h.rows();
+    let ghost = StateNodeId::from_bytes([0x5a; 32]);
+    let err = s
+        .commit_state(vec![ghost], data(b"orphan", None), meta(t(2), None))
+        .expect_err("unknown parent");
+    assert!(
+        matches!(err, StateStoreError::MissingNode { id } if id == ghost),
+        "{err}"
+    );
+    assert_eq!(
+        h.rows(),
+        before,
+        "a failed commit_state wrote rows (the state, say)"
+    );
+}
+
 fn commit_with_unknown_parent_fails_cleanly(h: &Harness) {
     let s = h.store();
     let (r, known) = commit_bytes(s, vec![], b"root", None, meta(T0, None));
@@ -617,6 +657,7 @@ conformance_cases!(
     generation_counts_the_longest_path,
     commit_with_unknown_data_ref_fails_cleanly,
     commit_with_unknown_parent_fails_cleanly,
+    commit_state_is_put_and_commit_atomically,
     commit_with_duplicate_parents_fails_cleanly,
     lookups_of_unknown_ids_are_typed,
     snapshots_are_per_node_and_idempotent,
