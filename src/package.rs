@@ -121,8 +121,14 @@ impl SnapshotPackage {
     /// [`StateStoreError::InvalidInput`] for anything that is not a well-formed, matching
     /// version-1 package (truncated, tampered, or of another version).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
-        let value: Value = ciborium::from_reader(bytes)
-            .map_err(|e| malformed(format!("not decodable CBOR ({e})")))?;
+        let value: Value = ciborium::from_reader(bytes).map_err(|e| {
+            malformed(match e {
+                ciborium::de::Error::Io(_) => "it is truncated (the CBOR ends early)".to_owned(),
+                ciborium::de::Error::Syntax(at) => format!("it is not valid CBOR (at byte {at})"),
+                ciborium::de::Error::Semantic(_, why) => format!("it is not valid CBOR ({why})"),
+                ciborium::de::Error::RecursionLimitExceeded => "it nests too deeply".to_owned(),
+            })
+        })?;
         let Value::Array(items) = value else {
             return Err(malformed("not a CBOR array"));
         };

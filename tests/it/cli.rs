@@ -634,3 +634,66 @@ fn readers_never_fail_while_another_process_writes() {
         "the writer made progress"
     );
 }
+
+#[test]
+fn export_and_import_between_stores() {
+    let env = merge_history();
+    let snapshot = env.ok(&["snapshot", "main"]);
+    let snapshot = snapshot.trim();
+    let out = env.sg(&["export", &snapshot[7..19]]).output().expect("run");
+    assert!(out.status.success(), "{}", crate::cli_util::stderr(&out));
+    let package = out.stdout;
+
+    // Into an empty store: the node arrives without its ancestors (a shallow boundary).
+    let other = Env::init();
+    let pkg_path = other.dir.path().join("main.sgpkg");
+    std::fs::write(&pkg_path, &package).expect("write package");
+    let pkg = pkg_path.to_str().expect("utf-8 path");
+    let imported = other.ok(&["import", pkg]);
+    assert!(imported.contains("shallow boundary"), "{imported}");
+    assert_eq!(
+        other.ok(&["import", pkg]),
+        imported,
+        "importing twice changes nothing"
+    );
+    let node: Value = serde_json::from_str(&env.ok(&["show", "--json", "main"])).expect("json");
+    let id = node["id"].as_str().expect("id");
+    assert_eq!(other.ok(&["cat", id]), env.ok(&["cat", "main"]));
+    let listed: Value = serde_json::from_str(&other.ok(&["snapshots", "--json"])).expect("json");
+    assert_eq!(listed[0]["id"].as_str(), Some(snapshot));
+
+    // Every snapshot into a directory, then all of them back.
+    env.ok(&["snapshot", "main~1"]);
+    let dir = env.dir.path().join("packages");
+    env.ok(&["export", "--all", "--out", dir.to_str().expect("utf-8")]);
+    let files: Vec<String> = std::fs::read_dir(&dir)
+        .expect("read dir")
+        .map(|e| e.expect("entry").path().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(files.len(), 2);
+    let mut args = vec!["import"];
+    args.extend(files.iter().map(String::as_str));
+    other.ok(&args);
+    assert_eq!(other.ok(&["snapshots"]).lines().count(), 2);
+
+    // A damaged package is refused, and nothing of it is stored.
+    let mut bad = package.clone();
+    let last = bad.len() - 2;
+    bad[last] ^= 0x01;
+    let bad_path = other.dir.path().join("bad.sgpkg");
+    std::fs::write(&bad_path, &bad).expect("write");
+    let fresh = Env::init();
+    let out = fresh
+        .sg(&["import", bad_path.to_str().expect("utf-8")])
+        .output()
+        .expect("run");
+    let err = assert_error(&out);
+    assert!(err.contains("invalid snapshot package"), "{err}");
+    assert_eq!(fresh.ok(&["snapshots"]), "");
+    std::fs::write(&bad_path, &package[..package.len() / 2]).expect("write");
+    let out = fresh
+        .sg(&["import", bad_path.to_str().expect("utf-8")])
+        .output()
+        .expect("run");
+    assert!(assert_error(&out).contains("truncated"));
+}

@@ -72,6 +72,29 @@ pub enum ColorChoice {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Write snapshots as self-verifying package files, for another store
+    #[command(after_help = "\
+A package holds the snapshot's node (parent ids, metadata), its state bytes and both ids; `import`
+recomputes every hash before writing anything. With one SNAPSHOT and no --out the package goes
+to stdout (not to a terminal). With --out DIR every named snapshot (or every snapshot, with
+--all) is written to DIR/<snapshot id>.sgpkg.
+
+Examples:
+  stategraph export 3fa9c0 > restore-point.sgpkg
+  stategraph export --all --out packages/")]
+    Export(ExportArgs),
+
+    /// Import snapshot package files into this store
+    #[command(after_help = "\
+Every package is verified (bytes, node id and snapshot id recomputed) before anything is written;
+a bad package is reported and nothing of it is stored. Parents this store lacks become its
+shallow boundary: `log` stops there and says so. Importing a package twice changes nothing.
+
+Examples:
+  stategraph --db replica.db import restore-point.sgpkg
+  stategraph --db replica.db import packages/*.sgpkg")]
+    Import(ImportArgs),
+
     /// Create an empty store
     #[command(after_help = "Example:\n  stategraph --db state.db init")]
     Init,
@@ -99,8 +122,8 @@ Examples:
     #[command(after_help = "\
 With --branch B and no --parent, the new node's parent is B's current head (none if B does not
 exist yet). B is then moved to the new node by compare-and-swap from the head read before
-committing: if another writer moved B in between, the node is kept but B is not moved, and the
-command fails. Prints the new node's full id.
+committing: if another writer moved B in between, the command fails and nothing is written
+(state, node and branch move are one transaction). Prints the new node's full id.
 
 Examples:
   echo '{\"tick\":1}' | stategraph commit -m 'tick 1' --branch main
@@ -338,6 +361,28 @@ pub struct ReflogArgs {
     /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,
+}
+
+/// `export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Snapshots to export (full ids or unique prefixes)
+    #[arg(value_name = "SNAPSHOT")]
+    pub snapshots: Vec<String>,
+    /// Export every snapshot in the store (needs --out)
+    #[arg(long, requires = "out")]
+    pub all: bool,
+    /// Write one file per snapshot into this directory (created if missing)
+    #[arg(long, short, value_name = "DIR")]
+    pub out: Option<std::path::PathBuf>,
+}
+
+/// `import`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// Package files written by `export` (`-` for stdin)
+    #[arg(value_name = "FILE", required = true)]
+    pub files: Vec<String>,
 }
 
 /// `snapshot`.

@@ -134,6 +134,8 @@ fn run(ctx: &Ctx, command: Command) -> CliResult {
         Command::Snapshot(a) => snapshots::snapshot(ctx, &a),
         Command::Snapshots(a) => snapshots::list(ctx, &a),
         Command::Restore(a) => snapshots::restore(ctx, &a),
+        Command::Export(a) => snapshots::export(ctx, &a),
+        Command::Import(a) => snapshots::import(ctx, &a),
         Command::MergeBase(a) => ancestry::merge_base(ctx, &a),
         Command::IsAncestor(a) => ancestry::is_ancestor(ctx, &a),
         Command::Demo(a) => demo::run(ctx, &a),

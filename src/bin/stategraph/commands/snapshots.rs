@@ -6,7 +6,7 @@ use serde::Serialize;
 use stategraph::{History as _, IdPrefix, SnapshotId, StateStore, StateStoreError};
 
 use crate::Ctx;
-use crate::args::{JsonArgs, RestoreArgs, SnapshotArgs};
+use crate::args::{ExportArgs, ImportArgs, JsonArgs, RestoreArgs, SnapshotArgs};
 use crate::error::{CliError, CliResult, describe_node};
 use crate::output::{Paint, rfc3339, rfc3339_seconds, write_json};
 use crate::revs::resolve;
@@ -164,4 +164,109 @@ fn describe_node_painted(
         text.push_str(&format!(" {label}"));
     }
     text
+}
+
+/// A progress bar on stderr for `len` items, hidden when stderr is not a terminal.
+fn progress(len: usize, what: &str) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(len as u64),
+        indicatif::ProgressDrawTarget::stderr(),
+    );
+    let template = format!("{{spinner}} {what} {{pos}}/{{len}} {{wide_bar}} {{elapsed}}");
+    if let Ok(style) = indicatif::ProgressStyle::with_template(&template) {
+        bar.set_style(style);
+    }
+    bar
+}
+
+/// `export`: snapshot packages to stdout or into a directory.
+pub fn export(ctx: &Ctx, args: &ExportArgs) -> CliResult {
+    let store = ctx.open_read()?;
+    let ids: Vec<SnapshotId> = if args.all {
+        store.list_snapshots()?.into_iter().map(|s| s.id).collect()
+    } else {
+        args.snapshots
+            .iter()
+            .map(|text| find_snapshot(&store, text))
+            .collect::<CliResult<_>>()?
+    };
+    if ids.is_empty() {
+        return Err(CliError::new("nothing to export")
+            .hint("name snapshots (see `stategraph snapshots`) or pass --all --out DIR"));
+    }
+    let Some(dir) = &args.out else {
+        let [id] = ids.as_slice() else {
+            return Err(CliError::new(
+                "several snapshots need --out DIR (one file each)",
+            ));
+        };
+        if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+            return Err(
+                CliError::new("a package is binary; not writing it to a terminal")
+                    .hint("redirect stdout to a file, or pass --out DIR"),
+            );
+        }
+        let package = store.export_snapshot(id)?;
+        let mut out = std::io::stdout().lock();
+        out.write_all(&package.to_bytes())?;
+        out.flush()?;
+        return Ok(());
+    };
+    std::fs::create_dir_all(dir)
+        .map_err(|e| CliError::new(format!("cannot create {}: {e}", dir.display())))?;
+    let bar = progress(ids.len(), "exporting");
+    for id in &ids {
+        let package = store.export_snapshot(id)?;
+        let path = dir.join(format!("{}.sgpkg", id.to_hex()));
+        std::fs::write(&path, package.to_bytes())
+            .map_err(|e| CliError::new(format!("cannot write {}: {e}", path.display())))?;
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    eprintln!("exported {} snapshot(s) to {}", ids.len(), dir.display());
+    Ok(())
+}
+
+/// `import`: verifies and stores snapshot packages.
+pub fn import(ctx: &Ctx, args: &ImportArgs) -> CliResult {
+    let store = ctx.open_write()?;
+    let bar = progress(args.files.len(), "importing");
+    let mut stdout = std::io::stdout().lock();
+    for file in &args.files {
+        let bytes = if file == "-" {
+            let mut buf = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut buf)?;
+            buf
+        } else {
+            std::fs::read(file).map_err(|e| CliError::new(format!("cannot read {file}: {e}")))?
+        };
+        let package = stategraph::SnapshotPackage::from_bytes(&bytes)
+            .map_err(|e| CliError::new(format!("{file}: {e}")))?;
+        let id = store.import_snapshot(&package)?;
+        let missing = package
+            .parent_ids
+            .iter()
+            .filter(|p| matches!(store.get_node(p), Err(StateStoreError::MissingNode { .. })))
+            .count();
+        let boundary = if missing > 0 {
+            format!(" ({missing} parent(s) not in this store: shallow boundary)")
+        } else {
+            String::new()
+        };
+        bar.suspend(|| {
+            writeln!(
+                stdout,
+                "imported snapshot {} -> node {}{boundary}",
+                id.to_short_hex(12),
+                package.node_id.to_short_hex(12)
+            )
+        })?;
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    Ok(())
 }
