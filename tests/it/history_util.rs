@@ -87,6 +87,29 @@ pub fn chain(store: &dyn StateStore, n: usize, tag: &str) -> Vec<StateNodeId> {
     ids
 }
 
+/// Like [`chain`], but committed through atomic batches of 10k nodes: the bulk-ingest path,
+/// fast enough to build long histories in a debug build.
+pub fn chain_batched(store: &dyn StateStore, n: usize, tag: &str) -> Vec<StateNodeId> {
+    let data = store
+        .put_state(StateData::new(tag.as_bytes().to_vec()))
+        .expect("put_state");
+    let mut ids: Vec<StateNodeId> = Vec::with_capacity(n);
+    for chunk in (0..n).collect::<Vec<_>>().chunks(10_000) {
+        let mut batch = stategraph::Batch::new(store);
+        for &i in chunk {
+            let parents = ids.last().copied().into_iter().collect();
+            let meta = StateMetadata::new(at(i as i64), Some(format!("{tag} {i}")));
+            ids.push(
+                batch
+                    .commit_node(parents, data, meta)
+                    .expect("batch commit_node"),
+            );
+        }
+        batch.commit().expect("batch commit");
+    }
+    ids
+}
+
 /// Drains a walk into ids, failing on the first error.
 pub fn ids(walk: impl Iterator<Item = Result<StateNode>>) -> Vec<StateNodeId> {
     walk.map(|n| n.expect("walk step").id).collect()
