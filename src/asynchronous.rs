@@ -19,7 +19,7 @@ use crate::model::{
     Ref, RefLogEntry, SnapshotInfo, StateData, StateMetadata, StateNode, StateSnapshot,
 };
 use crate::sqlite::SqliteStateStore;
-use crate::store::{StateStore, Writes};
+use crate::store::{Applied, StateStore, Writes};
 
 /// A boxed, `Send` future, as every [`AsyncStateStore`] method returns.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -97,7 +97,7 @@ pub trait AsyncStateStore: Send + Sync {
     ) -> BoxFuture<'static, Result<StateSnapshot>>;
     /// Applies a batch atomically; build it with [`Batch`](crate::Batch) on the sync store
     /// and pass [`Batch::into_writes`](crate::Batch::into_writes). See [`StateStore::apply`].
-    fn apply(&self, writes: Writes) -> BoxFuture<'static, Result<()>>;
+    fn apply(&self, writes: Writes) -> BoxFuture<'static, Result<Applied>>;
     /// See [`History::is_ancestor`].
     fn is_ancestor(
         &self,
@@ -257,8 +257,8 @@ impl<S: Blocking> AsyncStateStore for S {
         self.call(move |s| History::restore(s, &snapshot_id, &name, expected.as_ref()))
     }
 
-    fn apply(&self, writes: Writes) -> BoxFuture<'static, Result<()>> {
-        self.call(move |s| StateStore::apply(s, writes).map(drop))
+    fn apply(&self, writes: Writes) -> BoxFuture<'static, Result<Applied>> {
+        self.call(move |s| StateStore::apply(s, writes))
     }
 
     fn is_ancestor(

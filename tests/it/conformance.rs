@@ -1,8 +1,9 @@
 //! The `StateStore` contract, written once and run against every backend.
 //!
 //! Each case is a function over a [`Harness`]; the `conformance_cases!` macro at the bottom
-//! generates one `#[test]` per (backend, case) in `conformance::memory` and
-//! `conformance::sqlite`.
+//! generates one `#[test]` per (backend, case) in `conformance::memory`,
+//! `conformance::sqlite`, and through the async facade in `conformance::async_memory` and
+//! `conformance::async_sqlite`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use tempfile::TempDir;
 use time::macros::{datetime, offset};
 
 use crate::util::{T0, commit_bytes, count_rows, meta, open_normal, random_bytes, t};
+use crate::via_async::ViaAsync;
 
 /// A store under test, plus (for SQLite) a way to look at its rows behind its back.
 pub struct Harness {
@@ -37,6 +39,24 @@ impl Harness {
         let path = dir.path().join("conformance.db");
         Self {
             store: Arc::new(open_normal(&path)),
+            sqlite: Some((path, dir)),
+        }
+    }
+
+    /// The in-memory store, driven through its async facade.
+    pub fn async_memory() -> Self {
+        Self {
+            store: Arc::new(ViaAsync::new(InMemoryStateStore::new())),
+            sqlite: None,
+        }
+    }
+
+    /// A SQLite store, driven through its async facade.
+    pub fn async_sqlite() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("conformance.db");
+        Self {
+            store: Arc::new(ViaAsync::new(open_normal(&path))),
             sqlite: Some((path, dir)),
         }
     }
@@ -640,6 +660,26 @@ macro_rules! conformance_cases {
                 #[test]
                 fn $case() {
                     super::$case(&super::Harness::sqlite());
+                }
+            )*
+        }
+
+        /// The contract through `AsyncStateStore` on the in-memory store.
+        mod async_memory {
+            $(
+                #[test]
+                fn $case() {
+                    super::$case(&super::Harness::async_memory());
+                }
+            )*
+        }
+
+        /// The contract through `AsyncStateStore` on a SQLite store.
+        mod async_sqlite {
+            $(
+                #[test]
+                fn $case() {
+                    super::$case(&super::Harness::async_sqlite());
                 }
             )*
         }

@@ -146,6 +146,33 @@ macro_rules! both_backends {
 }
 pub(crate) use both_backends;
 
+/// [`both_backends`] plus both backends driven through `AsyncStateStore` (see `via_async`).
+macro_rules! all_facades {
+    ($($name:ident),* $(,)?) => {
+        $crate::history_util::both_backends!($($name),*);
+        mod async_memory {
+            $(
+                #[test]
+                fn $name() {
+                    let store = $crate::via_async::ViaAsync::new($crate::history_util::memory());
+                    super::$name(&store);
+                }
+            )*
+        }
+        mod async_sqlite {
+            $(
+                #[test]
+                fn $name() {
+                    let fixture = $crate::history_util::sqlite();
+                    let store = $crate::via_async::ViaAsync::new(fixture.store.clone());
+                    super::$name(&store);
+                }
+            )*
+        }
+    };
+}
+pub(crate) use all_facades;
+
 /// A store that delegates everything to `inner` and counts the nodes its cursors read, to
 /// check that walks stop early.
 pub struct Counting<'a> {

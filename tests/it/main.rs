@@ -3,7 +3,8 @@
 //!
 //! - `cli`: the `stategraph` binary end to end (needs the `cli` feature).
 //! - `concurrency`: shared handles, several handles per file, readers racing writers.
-//! - `conformance`: the `StateStore` contract, run against every backend.
+//! - `conformance`: the `StateStore` contract, run against every backend, directly and through
+//!   `AsyncStateStore` (`via_async`).
 //! - `crash`: a child process killed with SIGKILL at random moments loses nothing it
 //!   acknowledged; a full disk fails writes cleanly.
 //! - `golden`: node and snapshot ids pinned to an independent Python implementation.
@@ -37,3 +38,4 @@ mod sqlite_corruption;
 mod sqlite_files;
 mod stress;
 mod util;
+mod via_async;

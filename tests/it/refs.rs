@@ -10,9 +10,9 @@ use stategraph::{
     StateStore, StateStoreError,
 };
 
-use crate::history_util::{at, both_backends, commit, ghost, ids, open_sqlite};
+use crate::history_util::{all_facades, at, commit, ghost, ids, open_sqlite};
 
-both_backends!(
+all_facades!(
     set_ref_creates_conflicts_and_moves,
     set_ref_to_unknown_node_changes_nothing,
     invalid_names_are_refused_everywhere,

@@ -1,0 +1,152 @@
+//! A `StateStore` whose calls go through `AsyncStateStore`, so the behavioural suites written
+//! against `StateStore` also drive the async facade of each backend.
+
+use stategraph::{
+    Applied, AsyncStateStore, GraphCursor, IdPrefix, Ref, RefLogEntry, Result, SnapshotId,
+    SnapshotInfo, SnapshotPackage, StateData, StateDataRef, StateInfo, StateMetadata, StateNode,
+    StateNodeId, StateSnapshot, StateStore, Writes,
+};
+
+/// Runs every operation the async facade offers through it, on a multi-threaded runtime;
+/// the few reads it does not offer (cursor, prefix search, state info, snapshots of a node,
+/// import) go to the sync store underneath.
+pub struct ViaAsync<S> {
+    inner: S,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl<S> ViaAsync<S> {
+    pub fn new(inner: S) -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .build()
+            .expect("tokio runtime");
+        Self { inner, runtime }
+    }
+}
+
+impl<S: AsyncStateStore + StateStore> StateStore for ViaAsync<S> {
+    fn put_state(&self, data: StateData) -> Result<StateDataRef> {
+        self.runtime
+            .block_on(AsyncStateStore::put_state(&self.inner, data))
+    }
+
+    fn get_state(&self, data_ref: &StateDataRef) -> Result<StateData> {
+        self.runtime
+            .block_on(AsyncStateStore::get_state(&self.inner, data_ref))
+    }
+
+    fn commit_node(
+        &self,
+        parent_ids: Vec<StateNodeId>,
+        data_ref: StateDataRef,
+        metadata: StateMetadata,
+    ) -> Result<StateNodeId> {
+        self.runtime.block_on(AsyncStateStore::commit_node(
+            &self.inner,
+            parent_ids,
+            data_ref,
+            metadata,
+        ))
+    }
+
+    fn commit_state(
+        &self,
+        parent_ids: Vec<StateNodeId>,
+        data: StateData,
+        metadata: StateMetadata,
+    ) -> Result<(StateDataRef, StateNodeId)> {
+        self.runtime.block_on(AsyncStateStore::commit_state(
+            &self.inner,
+            parent_ids,
+            data,
+            metadata,
+        ))
+    }
+
+    fn get_node(&self, id: &StateNodeId) -> Result<StateNode> {
+        self.runtime
+            .block_on(AsyncStateStore::get_node(&self.inner, id))
+    }
+
+    fn snapshot(&self, node_id: &StateNodeId) -> Result<SnapshotId> {
+        self.runtime
+            .block_on(AsyncStateStore::snapshot(&self.inner, node_id))
+    }
+
+    fn load_snapshot(&self, snapshot_id: &SnapshotId) -> Result<StateSnapshot> {
+        self.runtime
+            .block_on(AsyncStateStore::load_snapshot(&self.inner, snapshot_id))
+    }
+
+    fn list_snapshots(&self) -> Result<Vec<SnapshotInfo>> {
+        self.runtime
+            .block_on(AsyncStateStore::list_snapshots(&self.inner))
+    }
+
+    fn snapshots_of(&self, node_id: &StateNodeId) -> Result<Vec<SnapshotInfo>> {
+        StateStore::snapshots_of(&self.inner, node_id)
+    }
+
+    fn delete_snapshot(&self, snapshot_id: &SnapshotId) -> Result<()> {
+        self.runtime
+            .block_on(AsyncStateStore::delete_snapshot(&self.inner, snapshot_id))
+    }
+
+    fn set_ref_with_message(
+        &self,
+        name: &str,
+        expected: Option<&StateNodeId>,
+        new: &StateNodeId,
+        message: Option<&str>,
+    ) -> Result<()> {
+        self.runtime.block_on(AsyncStateStore::set_ref(
+            &self.inner,
+            name,
+            expected,
+            new,
+            message,
+        ))
+    }
+
+    fn get_ref(&self, name: &str) -> Result<Option<StateNodeId>> {
+        self.runtime
+            .block_on(AsyncStateStore::get_ref(&self.inner, name))
+    }
+
+    fn delete_ref(&self, name: &str, expected: &StateNodeId) -> Result<()> {
+        self.runtime
+            .block_on(AsyncStateStore::delete_ref(&self.inner, name, expected))
+    }
+
+    fn list_refs(&self, prefix: &str) -> Result<Vec<Ref>> {
+        self.runtime
+            .block_on(AsyncStateStore::list_refs(&self.inner, prefix))
+    }
+
+    fn ref_log(&self, name: &str) -> Result<Vec<RefLogEntry>> {
+        self.runtime
+            .block_on(AsyncStateStore::ref_log(&self.inner, name))
+    }
+
+    fn nodes_with_prefix(&self, prefix: &IdPrefix, limit: usize) -> Result<Vec<StateNodeId>> {
+        StateStore::nodes_with_prefix(&self.inner, prefix, limit)
+    }
+
+    fn import_snapshot(&self, package: &SnapshotPackage) -> Result<SnapshotId> {
+        StateStore::import_snapshot(&self.inner, package)
+    }
+
+    fn state_info(&self, data_ref: &StateDataRef) -> Result<StateInfo> {
+        StateStore::state_info(&self.inner, data_ref)
+    }
+
+    fn apply(&self, writes: Writes) -> Result<Applied> {
+        self.runtime
+            .block_on(AsyncStateStore::apply(&self.inner, writes))
+    }
+
+    fn cursor(&self) -> Result<Box<dyn GraphCursor + '_>> {
+        StateStore::cursor(&self.inner)
+    }
+}
