@@ -56,7 +56,10 @@ pub use model::{
 };
 pub use package::SnapshotPackage;
 pub use refs::{MAX_REF_NAME_LEN, validate_ref_name};
-pub use sqlite::{Durability, SCHEMA_VERSION, SqliteStateStore, SqliteStateStoreBuilder};
+pub use sqlite::{
+    Durability, SCHEMA_VERSION, SqliteStateStore, SqliteStateStoreBuilder, StoreStats, VerifyPhase,
+    VerifyProgress, VerifyReport,
+};
 pub use store::{Applied, GraphCursor, StateStore, Writes};
 
 /// The README's code blocks, compiled as doc tests so they cannot rot.

@@ -1,6 +1,7 @@
 //! The SQLite backend: one file, WAL, one writer connection and a pool of readers.
 
 mod cursor;
+mod maintenance;
 mod ops;
 mod schema;
 mod writer;
@@ -20,6 +21,7 @@ use crate::refs::validate_ref_name;
 use crate::store::{Applied, GraphCursor, Op, Outcome, StateStore, Writes};
 
 use cursor::SqliteCursor;
+pub use maintenance::{StoreStats, VerifyPhase, VerifyProgress, VerifyReport};
 pub use schema::SCHEMA_VERSION;
 use schema::{FileState, sql_error};
 use writer::Writer;

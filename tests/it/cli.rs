@@ -697,3 +697,30 @@ fn export_and_import_between_stores() {
         .expect("run");
     assert!(assert_error(&out).contains("truncated"));
 }
+
+#[test]
+fn fsck_and_stats() {
+    let env = merge_history();
+    let healthy = env.ok(&["fsck"]);
+    assert!(healthy.ends_with(": ok\n"), "{healthy}");
+    let stats: Value = serde_json::from_str(&env.ok(&["stats", "--json"])).expect("json");
+    let nodes = stats["nodes"].as_u64().expect("nodes");
+    let log: Value = serde_json::from_str(&env.ok(&["log", "--all", "--json"])).expect("json");
+    assert_eq!(nodes as usize, log.as_array().expect("array").len());
+    assert_eq!(
+        stats["schema_version"].as_i64(),
+        Some(stategraph::SCHEMA_VERSION)
+    );
+
+    // Damage one node behind the store's back: fsck names it and exits 1.
+    let conn = rusqlite::Connection::open(&env.db).expect("raw");
+    conn.execute("UPDATE state_nodes SET label = 'forged' WHERE seq = 1", [])
+        .expect("damage");
+    drop(conn);
+    let out = env.sg(&["fsck", "--json"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let problems = report["problems"].as_array().expect("problems");
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(problems[0].as_str().expect("text").contains("corrupt node"));
+}

@@ -391,3 +391,116 @@ fn snapshot_pointing_at_another_node_is_detected() {
         d.other
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// The fsck sweep finds every kind of damage at once
+
+#[test]
+fn verify_passes_a_healthy_store_and_counts_it() {
+    let d = Damaged::new();
+    let store = d.open();
+    store.set_ref("main", None, &d.merge).expect("ref");
+    let mut phases = Vec::new();
+    let report = store.verify(|p| phases.push(p.phase)).expect("verify");
+    assert!(report.is_ok(), "{:?}", report.problems);
+    assert_eq!(
+        (report.blobs, report.nodes, report.snapshots, report.refs),
+        (2, 3, 3, 1)
+    );
+    assert!(
+        phases.contains(&stategraph::VerifyPhase::Nodes),
+        "progress was reported"
+    );
+    let stats = store.stats().expect("stats");
+    assert_eq!(
+        (stats.nodes, stats.states, stats.blobs, stats.snapshots),
+        (3, 2, 2, 3)
+    );
+    assert_eq!(
+        stats.blob_bytes,
+        (ROOT_BYTES.len() + OTHER_BYTES.len()) as u64
+    );
+}
+
+#[test]
+fn verify_reports_every_problem() {
+    let d = Damaged::new();
+    {
+        let store = d.open();
+        store.set_ref("main", None, &d.merge).expect("ref");
+    }
+    // Flipped state bytes, an edited label, a snapshot pointing at the wrong node, a ref to a
+    // node that is gone, and that node's children left with a missing parent.
+    d.damage(
+        "UPDATE blobs SET bytes = ?1 WHERE bytes = ?2",
+        [b"X".repeat(ROOT_BYTES.len()), ROOT_BYTES.to_vec()],
+    );
+    d.damage(
+        "UPDATE state_nodes SET label = 'forged' WHERE id = ?1",
+        [d.other.as_bytes()],
+    );
+    d.damage(
+        "UPDATE snapshots SET node_id = ?1 WHERE id = ?2",
+        [
+            d.root.as_bytes().to_vec(),
+            snap(&d.other).as_bytes().to_vec(),
+        ],
+    );
+    d.damage(
+        "DELETE FROM snapshots WHERE node_id = ?1",
+        [d.merge.as_bytes()],
+    );
+    d.damage(
+        "DELETE FROM state_nodes WHERE id = ?1",
+        [d.merge.as_bytes()],
+    );
+    let report = d.open().verify(|_| {}).expect("verify");
+    let text = report.problems.join("\n");
+    assert!(!report.is_ok());
+    assert!(text.contains("its bytes do not match its hash"), "{text}");
+    assert!(
+        text.contains(&format!("corrupt node {}", d.other)),
+        "{text}"
+    );
+    assert!(text.contains("not the snapshot id of node"), "{text}");
+    assert!(
+        text.contains(&format!("ref main: its node {} is missing", d.merge)),
+        "{text}"
+    );
+}
+
+#[test]
+fn verify_reports_a_missing_parent_but_accepts_a_shallow_boundary() {
+    let d = Damaged::new();
+    d.damage("DELETE FROM state_nodes WHERE id = ?1", [d.root.as_bytes()]);
+    let report = d.open().verify(|_| {}).expect("verify");
+    let text = report.problems.join("\n");
+    assert!(
+        text.contains(&format!("parent link to {}", d.root)),
+        "{text}"
+    );
+
+    // A node imported without its parent is a shallow boundary, not damage.
+    let sender = stategraph::InMemoryStateStore::new();
+    let data = sender
+        .put_state(StateData::new(b"a".to_vec()))
+        .expect("put");
+    let a = sender
+        .commit_node(vec![], data, meta(t(0), None))
+        .expect("commit");
+    let data = sender
+        .put_state(StateData::new(b"b".to_vec()))
+        .expect("put");
+    let b = sender
+        .commit_node(vec![a], data, meta(t(1), None))
+        .expect("commit");
+    let package = sender
+        .export_snapshot(&sender.snapshot(&b).expect("snap"))
+        .expect("export");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let receiver = open_normal(&dir.path().join("r.db"));
+    receiver.import_snapshot(&package).expect("import");
+    let report = receiver.verify(|_| {}).expect("verify");
+    assert!(report.is_ok(), "{:?}", report.problems);
+    assert_eq!(report.shallow_edges, 1);
+}

@@ -72,6 +72,28 @@ pub enum ColorChoice {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Check the whole store: every hash, id, parent link, generation, snapshot and ref
+    #[command(after_help = "\
+Reads everything once, on a read-only connection (safe while a program writes). Every problem
+is listed, one line each; the exit code is 0 for a healthy store, 1 when problems were found.
+A progress bar shows on a terminal.
+
+--json prints one object: blobs, nodes, snapshots, refs, shallow_edges (counts) and problems
+(an array of strings).
+
+Example:
+  stategraph fsck")]
+    Fsck(JsonArgs),
+
+    /// Counts and sizes of the store
+    #[command(after_help = "\
+--json prints one object: nodes, states, blobs, blob_bytes, snapshots, refs, shallow_edges,
+schema_version, file_bytes, wal_bytes.
+
+Example:
+  stategraph stats")]
+    Stats(JsonArgs),
+
     /// Write snapshots as self-verifying package files, for another store
     #[command(after_help = "\
 A package holds the snapshot's node (parent ids, metadata), its state bytes and both ids; `import`

@@ -4,11 +4,11 @@
 //! it back, snapshots every 5 ticks, goes wrong for a couple of ticks, crashes mid-write (the
 //! store handle is dropped and the file reopened) and is restored from its latest snapshot.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::ProgressBar;
 use serde_json::json;
 use stategraph::{
     Durability, History as _, SqliteStateStore, StateData, StateMetadata, StateNodeId, StateStore,
@@ -19,6 +19,7 @@ use crate::args::DemoArgs;
 use crate::commands::history::{LogStyle, print_log};
 use crate::error::{CliError, CliResult};
 use crate::output::Paint;
+use crate::output::{human_size, progress};
 use crate::revs::{WalkFlags, walk};
 
 /// Where the demo writes unless `--db` says otherwise.
@@ -38,7 +39,7 @@ pub fn run(ctx: &Ctx, args: &DemoArgs) -> CliResult {
     };
     clear_old_demo(&path)?;
     let started = Instant::now();
-    let bar = progress(u64::from(args.ticks));
+    let bar = progress(u64::from(args.ticks), "simulating tick");
     let story = simulate(&path, args.ticks, &bar)?;
     bar.finish_and_clear();
     let write_time = started.elapsed();
@@ -146,19 +147,6 @@ fn clear_old_demo(path: &Path) -> CliResult {
         }
     }
     Ok(())
-}
-
-fn progress(ticks: u64) -> ProgressBar {
-    if !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::with_draw_target(Some(ticks), ProgressDrawTarget::stderr());
-    if let Ok(style) =
-        ProgressStyle::with_template("{spinner} simulating tick {pos}/{len} {wide_bar} {elapsed}")
-    {
-        bar.set_style(style);
-    }
-    bar
 }
 
 /// The runtime's view of the store: state in, node out, branch moved by compare-and-swap.
@@ -402,16 +390,6 @@ fn disk_usage(path: &Path) -> String {
             human_size(db),
             human_size(wal)
         )
-    }
-}
-
-fn human_size(bytes: u64) -> String {
-    if bytes < 10 * 1024 {
-        format!("{bytes} bytes")
-    } else if bytes < 10 * 1024 * 1024 {
-        format!("{} KiB", bytes / 1024)
-    } else {
-        format!("{} MiB", bytes / (1024 * 1024))
     }
 }
 

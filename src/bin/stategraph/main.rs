@@ -119,7 +119,7 @@ fn main() -> ExitCode {
 }
 
 fn run(ctx: &Ctx, command: Command) -> CliResult {
-    use crate::commands::{ancestry, data, history, refs, snapshots};
+    use crate::commands::{ancestry, data, history, maintenance, refs, snapshots};
     match command {
         Command::Init => data::init(ctx),
         Command::Put(a) => data::put(ctx, &a),
@@ -135,6 +135,8 @@ fn run(ctx: &Ctx, command: Command) -> CliResult {
         Command::Snapshots(a) => snapshots::list(ctx, &a),
         Command::Restore(a) => snapshots::restore(ctx, &a),
         Command::Export(a) => snapshots::export(ctx, &a),
+        Command::Fsck(a) => maintenance::fsck(ctx, &a),
+        Command::Stats(a) => maintenance::stats(ctx, &a),
         Command::Import(a) => snapshots::import(ctx, &a),
         Command::MergeBase(a) => ancestry::merge_base(ctx, &a),
         Command::IsAncestor(a) => ancestry::is_ancestor(ctx, &a),

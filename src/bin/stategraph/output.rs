@@ -266,3 +266,32 @@ pub fn write_json(out: &mut dyn Write, value: &impl Serialize) -> Result<(), cra
 pub fn note(theme: Theme, text: &str) {
     eprintln!("{} {text}", theme.paint(Paint::Hint, "note:"));
 }
+
+/// A byte count as people read it.
+pub fn human_size(bytes: u64) -> String {
+    if bytes < 10 * 1024 {
+        format!("{bytes} bytes")
+    } else if bytes < 10 * 1024 * 1024 {
+        format!("{} KiB", bytes / 1024)
+    } else {
+        format!("{} MiB", bytes / (1024 * 1024))
+    }
+}
+
+/// A progress bar on stderr for `len` items of work described by `what`; hidden when stderr
+/// is not a terminal, so scripts and logs never see it.
+pub fn progress(len: u64, what: &str) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(len),
+        indicatif::ProgressDrawTarget::stderr(),
+    );
+    let template = format!("{{spinner}} {what} {{pos}}/{{len}} {{wide_bar}} {{elapsed}}");
+    if let Ok(style) = indicatif::ProgressStyle::with_template(&template) {
+        bar.set_style(style);
+    }
+    bar
+}

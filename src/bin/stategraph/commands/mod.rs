@@ -3,5 +3,6 @@
 pub mod ancestry;
 pub mod data;
 pub mod history;
+pub mod maintenance;
 pub mod refs;
 pub mod snapshots;

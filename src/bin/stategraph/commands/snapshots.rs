@@ -8,7 +8,7 @@ use stategraph::{History as _, IdPrefix, SnapshotId, StateStore, StateStoreError
 use crate::Ctx;
 use crate::args::{ExportArgs, ImportArgs, JsonArgs, RestoreArgs, SnapshotArgs};
 use crate::error::{CliError, CliResult, describe_node};
-use crate::output::{Paint, rfc3339, rfc3339_seconds, write_json};
+use crate::output::{Paint, progress, rfc3339, rfc3339_seconds, write_json};
 use crate::revs::resolve;
 
 /// `snapshot REV`: prints the new snapshot's id.
@@ -166,23 +166,6 @@ fn describe_node_painted(
     text
 }
 
-/// A progress bar on stderr for `len` items, hidden when stderr is not a terminal.
-fn progress(len: usize, what: &str) -> indicatif::ProgressBar {
-    use std::io::IsTerminal;
-    if !std::io::stderr().is_terminal() {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::with_draw_target(
-        Some(len as u64),
-        indicatif::ProgressDrawTarget::stderr(),
-    );
-    let template = format!("{{spinner}} {what} {{pos}}/{{len}} {{wide_bar}} {{elapsed}}");
-    if let Ok(style) = indicatif::ProgressStyle::with_template(&template) {
-        bar.set_style(style);
-    }
-    bar
-}
-
 /// `export`: snapshot packages to stdout or into a directory.
 pub fn export(ctx: &Ctx, args: &ExportArgs) -> CliResult {
     let store = ctx.open_read()?;
@@ -218,7 +201,7 @@ pub fn export(ctx: &Ctx, args: &ExportArgs) -> CliResult {
     };
     std::fs::create_dir_all(dir)
         .map_err(|e| CliError::new(format!("cannot create {}: {e}", dir.display())))?;
-    let bar = progress(ids.len(), "exporting");
+    let bar = progress(ids.len() as u64, "exporting");
     for id in &ids {
         let package = store.export_snapshot(id)?;
         let path = dir.join(format!("{}.sgpkg", id.to_hex()));
@@ -234,7 +217,7 @@ pub fn export(ctx: &Ctx, args: &ExportArgs) -> CliResult {
 /// `import`: verifies and stores snapshot packages.
 pub fn import(ctx: &Ctx, args: &ImportArgs) -> CliResult {
     let store = ctx.open_write()?;
-    let bar = progress(args.files.len(), "importing");
+    let bar = progress(args.files.len() as u64, "importing");
     let mut stdout = std::io::stdout().lock();
     for file in &args.files {
         let bytes = if file == "-" {

@@ -1,0 +1,140 @@
+//! `fsck` and `stats`: checking and sizing a store.
+
+use std::io::Write;
+
+use serde::Serialize;
+use stategraph::{VerifyPhase, VerifyProgress};
+
+use crate::Ctx;
+use crate::args::JsonArgs;
+use crate::error::{CliError, CliResult, EXIT_FALSE};
+use crate::output::{human_size, progress, write_json};
+
+#[derive(Serialize)]
+struct FsckJson {
+    blobs: u64,
+    nodes: u64,
+    snapshots: u64,
+    refs: u64,
+    shallow_edges: u64,
+    problems: Vec<String>,
+}
+
+/// `fsck`: exit code 0 when healthy, 1 when problems were found.
+pub fn fsck(ctx: &Ctx, args: &JsonArgs) -> CliResult {
+    let store = ctx.open_read()?;
+    let bar = progress(0, "checking");
+    let report = store.verify(|VerifyProgress { phase, done, total }| {
+        let what = match phase {
+            VerifyPhase::File => "file structure",
+            VerifyPhase::Blobs => "state bytes",
+            VerifyPhase::Nodes => "nodes",
+            _ => "snapshots and refs",
+        };
+        bar.set_message(what);
+        bar.set_length(total);
+        bar.set_position(done);
+    })?;
+    bar.finish_and_clear();
+    let mut out = ctx.out(false);
+    if args.json {
+        let json = FsckJson {
+            blobs: report.blobs,
+            nodes: report.nodes,
+            snapshots: report.snapshots,
+            refs: report.refs,
+            shallow_edges: report.shallow_edges,
+            problems: report.problems.clone(),
+        };
+        write_json(&mut out, &json)?;
+    } else {
+        for problem in &report.problems {
+            writeln!(out, "problem: {problem}")?;
+        }
+        let shallow = match report.shallow_edges {
+            0 => String::new(),
+            n => format!(", {n} edge(s) to parents not in this store (shallow boundary)"),
+        };
+        writeln!(
+            out,
+            "checked {} blobs, {} nodes, {} snapshots, {} refs{shallow}: {}",
+            report.blobs,
+            report.nodes,
+            report.snapshots,
+            report.refs,
+            match report.problems.len() {
+                0 => "ok".to_owned(),
+                n => format!("{n} problem(s)"),
+            }
+        )?;
+    }
+    out.finish()?;
+    if report.is_ok() {
+        Ok(())
+    } else {
+        Err(CliError::silent(EXIT_FALSE))
+    }
+}
+
+#[derive(Serialize)]
+struct StatsJson {
+    nodes: u64,
+    states: u64,
+    blobs: u64,
+    blob_bytes: u64,
+    snapshots: u64,
+    refs: u64,
+    shallow_edges: u64,
+    schema_version: i64,
+    file_bytes: u64,
+    wal_bytes: u64,
+}
+
+/// `stats`.
+pub fn stats(ctx: &Ctx, args: &JsonArgs) -> CliResult {
+    let store = ctx.open_read()?;
+    let s = store.stats()?;
+    let mut out = ctx.out(false);
+    if args.json {
+        let json = StatsJson {
+            nodes: s.nodes,
+            states: s.states,
+            blobs: s.blobs,
+            blob_bytes: s.blob_bytes,
+            snapshots: s.snapshots,
+            refs: s.refs,
+            shallow_edges: s.shallow_edges,
+            schema_version: s.schema_version,
+            file_bytes: s.file_bytes,
+            wal_bytes: s.wal_bytes,
+        };
+        write_json(&mut out, &json)?;
+    } else {
+        writeln!(out, "nodes          {}", s.nodes)?;
+        writeln!(
+            out,
+            "states         {} refs to {} distinct contents ({})",
+            s.states,
+            s.blobs,
+            human_size(s.blob_bytes)
+        )?;
+        writeln!(out, "snapshots      {}", s.snapshots)?;
+        writeln!(out, "refs           {}", s.refs)?;
+        if s.shallow_edges > 0 {
+            writeln!(
+                out,
+                "shallow edges  {} (parents not in this store)",
+                s.shallow_edges
+            )?;
+        }
+        writeln!(
+            out,
+            "file           {} + write-ahead log {}",
+            human_size(s.file_bytes),
+            human_size(s.wal_bytes)
+        )?;
+        writeln!(out, "schema version {}", s.schema_version)?;
+    }
+    out.finish()?;
+    Ok(())
+}

@@ -1,0 +1,302 @@
+//! Maintenance of a SQLite store: statistics and a full integrity sweep (`fsck`).
+
+use rusqlite::Connection;
+
+use super::SqliteStateStore;
+use super::ops::{self, ABSENT_SEQ};
+use super::schema::{SCHEMA_VERSION, sql_error};
+use crate::codec;
+use crate::error::Result;
+use crate::id::{ContentHash, SnapshotId, StateNodeId};
+use crate::store;
+
+/// Sizes and counts of a store, as `stategraph stats` prints them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StoreStats {
+    /// Nodes in the graph.
+    pub nodes: u64,
+    /// State data refs (one per `put_state`).
+    pub states: u64,
+    /// Distinct state contents stored.
+    pub blobs: u64,
+    /// Bytes of distinct state content.
+    pub blob_bytes: u64,
+    /// Snapshots.
+    pub snapshots: u64,
+    /// Refs.
+    pub refs: u64,
+    /// Edges to parents this store does not hold (its shallow boundary).
+    pub shallow_edges: u64,
+    /// The schema version of the file.
+    pub schema_version: i64,
+    /// Size of the database file in bytes.
+    pub file_bytes: u64,
+    /// Size of its write-ahead log in bytes (0 when there is none).
+    pub wal_bytes: u64,
+}
+
+/// Which part of the store [`SqliteStateStore::verify`] is checking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum VerifyPhase {
+    /// SQLite's own structural check of the file.
+    File,
+    /// State bytes against their hashes.
+    Blobs,
+    /// Nodes against their ids, parents and generations.
+    Nodes,
+    /// Snapshots and refs against the nodes they name.
+    Pointers,
+}
+
+/// Progress of a [`SqliteStateStore::verify`] sweep: `done` of `total` items of `phase`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VerifyProgress {
+    /// What is being checked.
+    pub phase: VerifyPhase,
+    /// Items checked so far in this phase.
+    pub done: u64,
+    /// Items in this phase.
+    pub total: u64,
+}
+
+/// What a [`SqliteStateStore::verify`] sweep found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct VerifyReport {
+    /// Blobs whose bytes were hashed.
+    pub blobs: u64,
+    /// Nodes checked.
+    pub nodes: u64,
+    /// Snapshots checked.
+    pub snapshots: u64,
+    /// Refs checked.
+    pub refs: u64,
+    /// Edges to parents not stored here that are recorded as a shallow boundary.
+    pub shallow_edges: u64,
+    /// Every problem found, one readable line each. Empty for a healthy store.
+    pub problems: Vec<String>,
+}
+
+impl VerifyReport {
+    /// True when nothing was wrong.
+    pub fn is_ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// How often progress is reported, in items.
+const PROGRESS_EVERY: u64 = 1024;
+
+fn count(conn: &Connection, sql: &str) -> Result<u64> {
+    let n: i64 = conn
+        .query_row(sql, [], |r| r.get(0))
+        .map_err(sql_error("reading store statistics"))?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
+impl SqliteStateStore {
+    /// Counts and sizes of the store.
+    ///
+    /// # Errors
+    /// Backend errors only.
+    pub fn stats(&self) -> Result<StoreStats> {
+        let file_len = |p: &std::path::Path| std::fs::metadata(p).map_or(0, |m| m.len());
+        let mut wal = self.path().as_os_str().to_owned();
+        wal.push("-wal");
+        self.read(|conn| {
+            Ok(StoreStats {
+                nodes: count(conn, "SELECT count(*) FROM state_nodes")?,
+                states: count(conn, "SELECT count(*) FROM state_data")?,
+                blobs: count(conn, "SELECT count(*) FROM blobs")?,
+                blob_bytes: count(conn, "SELECT coalesce(sum(length(bytes)), 0) FROM blobs")?,
+                snapshots: count(conn, "SELECT count(*) FROM snapshots")?,
+                refs: count(conn, "SELECT count(*) FROM refs")?,
+                shallow_edges: count(conn, "SELECT count(*) FROM shallow_edges")?,
+                schema_version: SCHEMA_VERSION,
+                file_bytes: file_len(self.path()),
+                wal_bytes: file_len(std::path::Path::new(&wal)),
+            })
+        })
+    }
+
+    /// Checks the whole store, reading everything once: SQLite's structural check, every
+    /// blob against its hash, every node against its id, its parents (stored, or recorded as
+    /// a shallow boundary) and its generation, every state ref against its node, and every
+    /// snapshot and ref against the node it names. Problems are collected, not fatal, so one
+    /// sweep reports all of them. Runs on its own read connection, so writers carry on.
+    ///
+    /// # Errors
+    /// Only if the store cannot be read at all; damage is reported in the
+    /// [`VerifyReport`].
+    pub fn verify(&self, mut progress: impl FnMut(VerifyProgress)) -> Result<VerifyReport> {
+        self.read(|conn| {
+            // One read transaction: the sweep sees one consistent state of the store.
+            conn.execute_batch("BEGIN")
+                .map_err(sql_error("verifying the store"))?;
+            let report = sweep(conn, &mut progress);
+            let _ = conn.execute_batch("COMMIT");
+            report
+        })
+    }
+}
+
+fn sweep(conn: &Connection, progress: &mut dyn FnMut(VerifyProgress)) -> Result<VerifyReport> {
+    let ctx = sql_error("verifying the store");
+    let mut report = VerifyReport::default();
+    let mut tick = |phase, done, total| {
+        if done % PROGRESS_EVERY == 0 || done == total {
+            progress(VerifyProgress { phase, done, total });
+        }
+    };
+
+    tick(VerifyPhase::File, 0, 1);
+    let check: Vec<String> = conn
+        .prepare("PRAGMA quick_check")
+        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+        .map_err(&ctx)?;
+    if check != ["ok"] {
+        report
+            .problems
+            .extend(check.into_iter().map(|c| format!("SQLite: {c}")));
+    }
+    tick(VerifyPhase::File, 1, 1);
+
+    let total = count(conn, "SELECT count(*) FROM blobs")?;
+    let mut stmt = conn
+        .prepare("SELECT id, hash, bytes FROM blobs")
+        .map_err(&ctx)?;
+    let mut rows = stmt.query([]).map_err(&ctx)?;
+    while let Some(row) = rows.next().map_err(&ctx)? {
+        let (id, hash, bytes): (i64, Vec<u8>, Vec<u8>) = (
+            row.get(0).map_err(&ctx)?,
+            row.get(1).map_err(&ctx)?,
+            row.get(2).map_err(&ctx)?,
+        );
+        if ContentHash::of(&bytes).as_bytes().as_slice() != hash.as_slice() {
+            report
+                .problems
+                .push(format!("blob {id}: its bytes do not match its hash"));
+        }
+        report.blobs += 1;
+        tick(VerifyPhase::Blobs, report.blobs, total);
+    }
+
+    let total = count(conn, "SELECT count(*) FROM state_nodes")?;
+    for seq in seqs(conn)? {
+        check_node(conn, seq, &mut report)?;
+        report.nodes += 1;
+        tick(VerifyPhase::Nodes, report.nodes, total);
+    }
+
+    let total =
+        count(conn, "SELECT count(*) FROM snapshots")? + count(conn, "SELECT count(*) FROM refs")?;
+    let mut stmt = conn
+        .prepare("SELECT id, node_id FROM snapshots")
+        .map_err(&ctx)?;
+    let snapshots: Vec<(Vec<u8>, Vec<u8>)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .and_then(Iterator::collect)
+        .map_err(&ctx)?;
+    for (id, node) in snapshots {
+        let (Some(id), Some(node)) = (SnapshotId::from_slice(&id), StateNodeId::from_slice(&node))
+        else {
+            report
+                .problems
+                .push("a snapshot row has a malformed id".to_owned());
+            continue;
+        };
+        if codec::snapshot_id(&node) != id {
+            report
+                .problems
+                .push(format!("snapshot {id}: not the snapshot id of node {node}"));
+        }
+        if ops::find_node(conn, &node)?.is_none() {
+            report
+                .problems
+                .push(format!("snapshot {id}: its node {node} is missing"));
+        }
+        report.snapshots += 1;
+        tick(VerifyPhase::Pointers, report.snapshots, total);
+    }
+    for r in ops::list_refs(conn, "")? {
+        if ops::find_node(conn, &r.target)?.is_none() {
+            report
+                .problems
+                .push(format!("ref {}: its node {} is missing", r.name, r.target));
+        }
+        report.refs += 1;
+        tick(VerifyPhase::Pointers, report.snapshots + report.refs, total);
+    }
+    Ok(report)
+}
+
+fn seqs(conn: &Connection) -> Result<Vec<i64>> {
+    let ctx = sql_error("verifying the store");
+    let mut stmt = conn
+        .prepare("SELECT seq FROM state_nodes ORDER BY seq")
+        .map_err(&ctx)?;
+    stmt.query_map([], |r| r.get(0))
+        .and_then(Iterator::collect)
+        .map_err(&ctx)
+}
+
+/// Checks one node; problems go into the report.
+fn check_node(conn: &Connection, seq: i64, report: &mut VerifyReport) -> Result<()> {
+    let row = match ops::find_nodes_by_seq_range(conn, seq, seq) {
+        Ok(mut rows) => match rows.pop() {
+            Some((_, row)) => row,
+            None => return Ok(()),
+        },
+        Err(e) => {
+            report.problems.push(format!("node row {seq}: {e}"));
+            return Ok(());
+        }
+    };
+    let node = &row.node;
+    if let Err(e) = store::verify_node(node) {
+        report.problems.push(e.to_string());
+    }
+    let mut parent_generations = Vec::with_capacity(node.parent_ids.len());
+    for (parent, &parent_seq) in node.parent_ids.iter().zip(&row.parent_seqs) {
+        if parent_seq == ABSENT_SEQ {
+            let recorded = conn
+                .prepare_cached("SELECT 1 FROM shallow_edges WHERE parent_id = ?1 AND child = ?2")
+                .and_then(|mut s| s.exists(rusqlite::params![parent.as_bytes(), seq]))
+                .map_err(sql_error("verifying the store"))?;
+            if recorded {
+                report.shallow_edges += 1;
+            } else {
+                report
+                    .problems
+                    .push(format!("node {}: parent {parent} is missing", node.id));
+            }
+            continue;
+        }
+        match ops::find_nodes_by_seq_range(conn, parent_seq, parent_seq)?.pop() {
+            Some((_, p)) if p.node.id == *parent => parent_generations.push(p.node.generation),
+            _ => report.problems.push(format!(
+                "node {}: its parent link to {parent} points at the wrong row",
+                node.id
+            )),
+        }
+    }
+    let all_present = parent_generations.len() == node.parent_ids.len();
+    let expected = parent_generations.iter().max().map_or(1, |g| g + 1);
+    if (all_present && node.generation != expected) || node.generation < expected {
+        report.problems.push(format!(
+            "node {}: generation {} where its parents give {expected}",
+            node.id, node.generation
+        ));
+    }
+    match ops::state_info(conn, &node.data_ref) {
+        Ok(info) if info.hash == node.data_hash => {}
+        Ok(_) => report.problems.push(format!(
+            "node {}: its state {} is not the state it hashed",
+            node.id, node.data_ref
+        )),
+        Err(e) => report.problems.push(format!("node {}: {e}", node.id)),
+    }
+    Ok(())
+}
