@@ -4,15 +4,16 @@
 //! caller that finds the connection free becomes the *leader*: it takes every queued request
 //! (its own and any that arrived while the previous leader was committing), applies them in
 //! one `BEGIN IMMEDIATE` transaction — each inside its own savepoint, so one request's error
-//! does not undo another's — commits once, and hands each request its result before letting
-//! the next leader in. A caller whose request was taken by another leader finds its result
-//! waiting when it gets the connection. With `Durability::Immediate` that is one fsync for a
-//! whole group of concurrent writers; a lone writer pays no thread hand-off at all.
+//! does not undo another's — commits once, and wakes each caller with its result. Callers
+//! that found the connection busy wait on their own request, not on the connection; when a
+//! leader finishes and requests are still queued, it wakes the oldest one's caller to lead
+//! the next group. With `Durability::Immediate` that is one fsync for a whole group of
+//! concurrent writers, and a lone writer pays no thread hand-off at all.
 //!
 //! When another process holds the write lock, the transaction is retried with backoff until
 //! the busy timeout; callers never see `SQLITE_BUSY` before that.
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, ErrorCode};
@@ -22,12 +23,32 @@ use super::ops::{self, TxCache};
 use crate::error::{BackendError, Result, StateStoreError};
 use crate::store::{Op, Outcome};
 
-/// Where a request's result is left for its caller.
-type Slot = Arc<Mutex<Option<Result<Vec<Outcome>>>>>;
+/// Where a request stands, as its caller sees it.
+enum State {
+    /// Queued; wait.
+    Waiting,
+    /// The previous leader asks this caller to lead the next group.
+    Lead,
+    /// Committed or failed.
+    Done(Result<Vec<Outcome>>),
+}
+
+/// A request's state and the condition its caller waits on.
+struct Slot {
+    state: Mutex<State>,
+    wake: Condvar,
+}
+
+impl Slot {
+    fn set(&self, state: State) {
+        *lock(&self.state) = state;
+        self.wake.notify_one();
+    }
+}
 
 struct Request {
     ops: Vec<Op>,
-    slot: Slot,
+    slot: Arc<Slot>,
 }
 
 /// The write connection and the queue of requests waiting for it.
@@ -43,6 +64,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// How long a waiting caller sleeps before checking whether it should lead after all. Only a
+/// safety net: leaders wake the next caller explicitly.
+const RECHECK: Duration = Duration::from_millis(20);
+
 impl Writer {
     pub(crate) fn new(conn: Connection, busy_timeout: Duration) -> Self {
         Self {
@@ -54,29 +79,74 @@ impl Writer {
 
     /// Applies `ops` all-or-nothing and returns once they are durable (or have failed).
     pub(crate) fn apply(&self, ops: Vec<Op>) -> Result<Vec<Outcome>> {
-        let slot: Slot = Arc::default();
+        let slot = Arc::new(Slot {
+            state: Mutex::new(State::Waiting),
+            wake: Condvar::new(),
+        });
         lock(&self.queue).push(Request {
             ops,
             slot: Arc::clone(&slot),
         });
-        let mut conn = lock(&self.conn);
-        // A leader that held the connection while we queued may have done our work already.
-        if let Some(result) = lock(&slot).take() {
-            return result;
+        loop {
+            self.lead_if_free();
+            let mut state = lock(&slot.state);
+            loop {
+                match std::mem::replace(&mut *state, State::Waiting) {
+                    State::Done(result) => return result,
+                    State::Lead => break,
+                    State::Waiting => {
+                        let (next, timeout) = slot
+                            .wake
+                            .wait_timeout(state, RECHECK)
+                            .unwrap_or_else(PoisonError::into_inner);
+                        state = next;
+                        if timeout.timed_out() {
+                            break;
+                        }
+                    }
+                }
+            }
         }
+    }
+
+    /// If no other caller holds the connection, commits everything queued as one group and
+    /// hands out the results; then, if more requests arrived meanwhile, wakes the caller of
+    /// the oldest to lead the next group.
+    fn lead_if_free(&self) {
+        let mut conn = match self.conn.try_lock() {
+            Ok(conn) => conn,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) => return,
+        };
         let group = std::mem::take(&mut *lock(&self.queue));
-        let results = commit_group(&mut conn, &group, self.busy_timeout);
-        for (request, result) in group.into_iter().zip(results) {
-            *lock(&request.slot) = Some(result);
+        if !group.is_empty() {
+            // A panic while committing (a bug) must still answer every caller in the group;
+            // the transaction's guards roll it back as the panic unwinds.
+            let commit =
+                std::panic::AssertUnwindSafe(|| commit_group(&mut conn, &group, self.busy_timeout));
+            let results = std::panic::catch_unwind(commit).unwrap_or_else(|_| {
+                group
+                    .iter()
+                    .map(|_| {
+                        Err(StateStoreError::Backend(BackendError::new(
+                            "writing",
+                            "internal error: committing this write panicked; it was rolled back",
+                        )))
+                    })
+                    .collect()
+            });
+            for (request, result) in group.into_iter().zip(results) {
+                request.slot.set(State::Done(result));
+            }
         }
         drop(conn);
-        lock(&slot).take().unwrap_or_else(|| {
-            // Only if a leader panicked after taking our request from the queue.
-            Err(StateStoreError::Backend(BackendError::new(
-                "writing",
-                "the write was abandoned by a thread that panicked while committing it",
-            )))
-        })
+        if let Some(next) = lock(&self.queue).first() {
+            let mut state = lock(&next.slot.state);
+            if matches!(*state, State::Waiting) {
+                *state = State::Lead;
+                next.slot.wake.notify_one();
+            }
+        }
     }
 
     /// Closes the connection (checkpointing the WAL if it is the last one).
