@@ -1173,18 +1173,18 @@ impl Bench {
         let runs = self.cfg.runs;
         progress(&format!("bulk ingest {n} nodes"));
         let states: Vec<Vec<u8>> = (0..n as u64).map(|i| state_bytes(i, 256)).collect();
-        let sg = measure(runs, || {
+        let mut sg = || -> Res<f64> {
             let dir = Self::temp()?;
             let store = sg_open(&dir.path().join("sg.db"), Durability::Immediate)?;
             let input = states.clone();
             sg_bulk(&store, input)
-        })?;
-        let mem = measure(runs, || {
+        };
+        let mut mem = || -> Res<f64> {
             let store = InMemoryStateStore::new();
             let input = states.clone();
             sg_bulk(&store, input)
-        })?;
-        let raw = measure(runs, || {
+        };
+        let mut raw = || -> Res<f64> {
             let dir = Self::temp()?;
             let mut conn = raw_open(&dir.path().join("raw.db"), Durability::Immediate, true)?;
             let start = Instant::now();
@@ -1195,23 +1195,31 @@ impl Bench {
             }
             tx.commit()?;
             Ok(n as f64 / start.elapsed().as_secs_f64())
-        })?;
-        let spec = HistorySpec::chain(n);
-        let git = match self.git.as_mut() {
-            None => None,
-            Some(g) => Some(measure(runs, || {
-                let dir = Self::temp()?;
-                let start = Instant::now();
-                git_import(
-                    g,
-                    &dir.path().join("repo.git"),
-                    &spec,
-                    &|i| Cow::Borrowed(&states[i]),
-                    None,
-                )?;
-                Ok(n as f64 / start.elapsed().as_secs_f64())
-            })?),
         };
+        let spec = HistorySpec::chain(n);
+        let mut seen_graph = false;
+        let mut git = || -> Res<f64> {
+            let dir = Self::temp()?;
+            let repo = dir.path().join("repo.git");
+            let start = Instant::now();
+            let mut g = Git {
+                version: String::new(),
+                commit_graph_seen: false,
+            };
+            git_import(&mut g, &repo, &spec, &|i| Cow::Borrowed(&states[i]), None)?;
+            let rate = n as f64 / start.elapsed().as_secs_f64();
+            seen_graph |= g.commit_graph_seen;
+            Ok(rate)
+        };
+        let stats = if self.git.is_some() {
+            measure_interleaved(runs, &mut [&mut sg, &mut mem, &mut raw, &mut git])?
+        } else {
+            measure_interleaved(runs, &mut [&mut sg, &mut mem, &mut raw])?
+        };
+        if let Some(g) = self.git.as_mut() {
+            g.commit_graph_seen |= seen_graph;
+        }
+        let (sg, mem, raw, git) = (stats[0], stats[1], stats[2], stats.get(3).copied());
         let mut row = Row::new(
             format!(
                 "bulk ingest {}-node chain, 256 B states, one Batch",
