@@ -787,6 +787,26 @@ fn raw_log_by_id_sql(max_parents: usize) -> String {
     )
 }
 
+/// `is_ancestor(?2, ?1)` as one recursive CTE: walk up from `?1` through the parent ids
+/// stored in each row, only through nodes whose generation is above `?2`'s, and stop at the
+/// first row that is `?2`.
+fn raw_is_ancestor_sql(max_parents: usize) -> String {
+    format!(
+        "WITH RECURSIVE
+           k(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM k WHERE i < {}),
+           floor(g) AS (SELECT generation FROM state_nodes WHERE id = ?2),
+           walk(id) AS (
+             SELECT ?1
+             UNION
+             SELECT substr(n.parents, 32 * k.i + 1, 32)
+             FROM walk JOIN state_nodes n ON n.id = walk.id
+               JOIN k ON 32 * k.i < length(n.parents)
+             WHERE n.generation > (SELECT g FROM floor))
+         SELECT EXISTS (SELECT 1 FROM walk WHERE id = ?2)",
+        max_parents.max(1) - 1
+    )
+}
+
 /// The same walk through `parent_seqs` (rowid lookups). SQL has no blob-to-integer function,
 /// so each byte of an 8-byte big-endian seq is found by its position in a 256-byte table.
 fn raw_log_by_seq_sql(max_parents: usize) -> String {
@@ -1448,6 +1468,7 @@ impl Bench {
             self.ancestry(
                 &spec,
                 &store,
+                &path,
                 &built,
                 mem_store_ref(&mem_store, &mem_built),
                 shas.as_deref(),
@@ -1632,6 +1653,7 @@ impl Bench {
         &mut self,
         spec: &HistorySpec,
         store: &SqliteStateStore,
+        path: &Path,
         built: &Built,
         mem: Option<(&InMemoryStateStore, &Built)>,
         shas: Option<&[String]>,
@@ -1678,6 +1700,25 @@ impl Bench {
         ];
         rows[0].sg = Some(measure(runs, || is_anc(store, built))?);
         rows[1].sg = Some(measure(runs, || mbase(store, built))?);
+        // Raw SQLite: a recursive CTE from the head through the stored parent ids, pruned by
+        // generation as stategraph prunes (only nodes above the target's generation can lead
+        // to it), stopping at the first hit.
+        let conn = raw_reader(path)?;
+        let max_parents = spec.parents.iter().map(Vec::len).max().unwrap_or(1);
+        let anc_sql = raw_is_ancestor_sql(max_parents);
+        let (target, from) = (built.ids[head10], built.ids[head]);
+        rows[0].raw = Some(measure(runs, || {
+            let start = Instant::now();
+            for _ in 0..ops {
+                let found: bool = conn
+                    .prepare_cached(&anc_sql)?
+                    .query_row([&from.as_bytes()[..], &target.as_bytes()[..]], |r| r.get(0))?;
+                if !found {
+                    return Err("raw is_ancestor CTE gave false".into());
+                }
+            }
+            Ok(per(start.elapsed(), ops))
+        })?);
         if let Some((m, b)) = mem {
             rows[0].mem = Some(measure(runs, || is_anc(m, b))?);
             rows[1].mem = Some(measure(runs, || mbase(m, b))?);
@@ -1718,7 +1759,9 @@ impl Bench {
         }
         self.rows.extend(rows);
         self.notes.push(format!(
-            "ancestry: stategraph {ops} calls per run; git {gops} processes per run (a process \
+            "ancestry: stategraph and the raw SQLite recursive CTE (walking up from the head \
+             through stored parent ids, pruned by generation) {ops} calls per run; git {gops} \
+             processes per run (a process \
              per query, so git pays its start-up each time; `git --version` is that floor, \
              measured in the same run)."
         ));
