@@ -184,7 +184,15 @@ struct Picks<'a> {
     next: usize,
 }
 
-impl Picks<'_> {
+impl<'a> Picks<'a> {
+    /// Draws from the case's random numbers, from the first.
+    fn of(case: &'a Case) -> Self {
+        Self {
+            raw: &case.picks,
+            next: 0,
+        }
+    }
+
     fn number(&mut self, below: usize) -> usize {
         let r = self.raw[self.next % self.raw.len()];
         self.next += 1;
@@ -328,10 +336,7 @@ fn random_options(
 /// (1) `log` from several tips yields each ancestor of a tip once, in topological order.
 fn log_union(store: &dyn StateStore, case: &Case) -> Result<(), TestCaseError> {
     let b = build(store, case);
-    let mut picks = Picks {
-        raw: &case.picks,
-        next: 0,
-    };
+    let mut picks = Picks::of(case);
     let (options, tips, _) = random_options(store, &b, &mut picks, 0);
     let (nodes, got) = b.collect(store.log(&options).map_err(fail)?)?;
     b.assert_set(got, b.oracle.reachable(&tips), "log")?;
@@ -341,10 +346,7 @@ fn log_union(store: &dyn StateStore, case: &Case) -> Result<(), TestCaseError> {
 /// (2) `log` with exclusions yields the set difference, in topological order.
 fn log_exclude(store: &dyn StateStore, case: &Case) -> Result<(), TestCaseError> {
     let b = build(store, case);
-    let mut picks = Picks {
-        raw: &case.picks,
-        next: 0,
-    };
+    let mut picks = Picks::of(case);
     let (options, tips, excludes) = random_options(store, &b, &mut picks, 3);
     let (nodes, got) = b.collect(store.log(&options).map_err(fail)?)?;
     let want = b.oracle.reachable(&tips) & !b.oracle.reachable(&excludes);
@@ -356,10 +358,7 @@ fn log_exclude(store: &dyn StateStore, case: &Case) -> Result<(), TestCaseError>
 /// reachable (by any parent) from an excluded point.
 fn log_first_parent(store: &dyn StateStore, case: &Case) -> Result<(), TestCaseError> {
     let b = build(store, case);
-    let mut picks = Picks {
-        raw: &case.picks,
-        next: 0,
-    };
+    let mut picks = Picks::of(case);
     let (options, tips, excludes) = random_options(store, &b, &mut picks, 2);
     let options = options.first_parent(true);
     let (nodes, got) = b.collect(store.log(&options).map_err(fail)?)?;
@@ -374,10 +373,7 @@ fn log_first_parent(store: &dyn StateStore, case: &Case) -> Result<(), TestCaseE
 /// (4) `limit(n)` yields the first n nodes of the unlimited walk.
 fn log_limit(store: &dyn StateStore, case: &Case) -> Result<(), TestCaseError> {
     let b = build(store, case);
-    let mut picks = Picks {
-        raw: &case.picks,
-        next: 0,
-    };
+    let mut picks = Picks::of(case);
     let (options, _, _) = random_options(store, &b, &mut picks, 2);
     let options = options.first_parent(picks.number(2) == 1);
     let full = ids(store.log(&options).map_err(fail)?);
@@ -393,10 +389,7 @@ fn log_limit(store: &dyn StateStore, case: &Case) -> Result<(), TestCaseError> {
 fn is_ancestor(store: &dyn StateStore, case: &Case) -> Result<(), TestCaseError> {
     let b = build(store, case);
     let n = b.oracle.n();
-    let mut picks = Picks {
-        raw: &case.picks,
-        next: 0,
-    };
+    let mut picks = Picks::of(case);
     let pairs: Vec<(usize, usize)> = if n <= 12 {
         (0..n).flat_map(|a| (0..n).map(move |d| (a, d))).collect()
     } else {
@@ -446,10 +439,7 @@ fn check_merge_bases(
 fn merge_bases(store: &dyn StateStore, case: &Case) -> Result<(), TestCaseError> {
     let b = build(store, case);
     let n = b.oracle.n();
-    let mut picks = Picks {
-        raw: &case.picks,
-        next: 0,
-    };
+    let mut picks = Picks::of(case);
     for count in [2, 2, 2, 3, 3, 1] {
         let inputs = picks.nodes(n, count);
         let ids: Vec<_> = inputs.iter().map(|&i| b.ids[i]).collect();
@@ -464,10 +454,7 @@ fn merge_bases(store: &dyn StateStore, case: &Case) -> Result<(), TestCaseError>
 fn merge_base(store: &dyn StateStore, case: &Case) -> Result<(), TestCaseError> {
     let b = build(store, case);
     let n = b.oracle.n();
-    let mut picks = Picks {
-        raw: &case.picks,
-        next: 0,
-    };
+    let mut picks = Picks::of(case);
     for _ in 0..6 {
         let (x, y) = (picks.number(n), picks.number(n));
         let best = b.oracle.best_common(&[x, y]);
@@ -489,10 +476,7 @@ fn merge_base(store: &dyn StateStore, case: &Case) -> Result<(), TestCaseError> 
 fn descendants(store: &dyn StateStore, case: &Case) -> Result<(), TestCaseError> {
     let b = build(store, case);
     let n = b.oracle.n();
-    let mut picks = Picks {
-        raw: &case.picks,
-        next: 0,
-    };
+    let mut picks = Picks::of(case);
     for x in [0, picks.number(n), picks.number(n)] {
         let (nodes, got) = b.collect(store.descendants(&b.ids[x]).map_err(fail)?)?;
         b.assert_set(got, b.oracle.descendants(x), &format!("descendants(n{x})"))?;
@@ -505,10 +489,7 @@ fn descendants(store: &dyn StateStore, case: &Case) -> Result<(), TestCaseError>
 fn ancestors(store: &dyn StateStore, case: &Case) -> Result<(), TestCaseError> {
     let b = build(store, case);
     let n = b.oracle.n();
-    let mut picks = Picks {
-        raw: &case.picks,
-        next: 0,
-    };
+    let mut picks = Picks::of(case);
     for x in [n - 1, picks.number(n), picks.number(n)] {
         let (nodes, got) = b.collect(store.ancestors(&b.ids[x]).map_err(fail)?)?;
         b.assert_set(got, b.oracle.anc[x] & !bit(x), &format!("ancestors(n{x})"))?;
