@@ -54,9 +54,10 @@ use time::OffsetDateTime;
 type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 /// The store's own schema, so the raw tables have exactly the same shape.
-const MIGRATIONS: [&str; 2] = [
+const MIGRATIONS: [&str; 3] = [
     include_str!("../migrations/sqlite/0001_initial.sql"),
     include_str!("../migrations/sqlite/0002_history.sql"),
+    include_str!("../migrations/sqlite/0003_lean_indexes.sql"),
 ];
 
 /// The store's default page cache (`SqliteStateStoreBuilder::cache_size_kib`), used for the

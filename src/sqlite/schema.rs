@@ -21,6 +21,7 @@ pub(crate) const APPLICATION_ID: i32 = 0x5347_7068;
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0001_initial.sql"),
     include_str!("../../migrations/sqlite/0002_history.sql"),
+    include_str!("../../migrations/sqlite/0003_lean_indexes.sql"),
 ];
 
 /// The newest schema version this build writes and reads.

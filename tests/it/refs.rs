@@ -574,8 +574,16 @@ mod migration {
 
     const APPLICATION_ID: i32 = 0x5347_7068;
 
-    /// Creates a schema-version-1 store by hand, as version 1 of the library did.
-    fn create_v1(path: &std::path::Path) -> Connection {
+    /// The released migrations, in order: migration `i` (0-based) brings a file to version
+    /// `i + 1`.
+    const MIGRATIONS: [&str; 3] = [
+        include_str!("../../migrations/sqlite/0001_initial.sql"),
+        include_str!("../../migrations/sqlite/0002_history.sql"),
+        include_str!("../../migrations/sqlite/0003_lean_indexes.sql"),
+    ];
+
+    /// Creates a store of an older schema version by hand, as that version of the library did.
+    fn create_at(path: &std::path::Path, version: usize) -> Connection {
         let conn = Connection::open(path).unwrap();
         conn.pragma_update(None, "application_id", APPLICATION_ID)
             .unwrap();
@@ -583,10 +591,16 @@ mod migration {
             .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
             .unwrap();
         assert_eq!(mode, "wal");
-        conn.execute_batch(include_str!("../../migrations/sqlite/0001_initial.sql"))
+        for sql in &MIGRATIONS[..version] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", version as i64)
             .unwrap();
-        conn.pragma_update(None, "user_version", 1).unwrap();
         conn
+    }
+
+    fn create_v1(path: &std::path::Path) -> Connection {
+        create_at(path, 1)
     }
 
     fn user_version(path: &std::path::Path) -> i64 {
@@ -637,8 +651,8 @@ mod migration {
         assert_eq!(user_version(&path), 1);
 
         let store = open_sqlite(&path);
-        assert_eq!(user_version(&path), 2);
-        assert_eq!(SCHEMA_VERSION, 2);
+        assert_eq!(user_version(&path), 3);
+        assert_eq!(SCHEMA_VERSION, 3);
         let a = commit(&store, &[], "a");
         store.set_ref("main", None, &a).unwrap();
         assert_ref(&store, "main", Some(a), 1);
@@ -646,7 +660,7 @@ mod migration {
 
         let store = open_sqlite(&path);
         assert_ref(&store, "main", Some(a), 1);
-        assert_eq!(user_version(&path), 2);
+        assert_eq!(user_version(&path), 3);
     }
 
     #[test]
@@ -665,7 +679,7 @@ mod migration {
         assert_eq!(user_version(&path), 1);
 
         let store = open_sqlite(&path);
-        assert_eq!(user_version(&path), 2);
+        assert_eq!(user_version(&path), 3);
         let node = store.get_node(&root).unwrap();
         assert_eq!(node.metadata.label.as_deref(), Some("v1 root"));
         assert_eq!(store.get_state(&node.data_ref).unwrap().bytes, b"from v1");
@@ -702,6 +716,85 @@ mod migration {
         assert_eq!(store.ref_log("main").unwrap().len(), 2);
     }
 
+    /// The names of the indexes a file has, sorted (SQLite's automatic ones left out).
+    fn index_names(path: &std::path::Path) -> Vec<String> {
+        let conn = Connection::open(path).unwrap();
+        let mut stmt = conn
+            .prepare(
+                "SELECT name FROM sqlite_schema WHERE type = 'index' AND sql IS NOT NULL
+                 ORDER BY name",
+            )
+            .unwrap();
+        stmt.query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn v2_store_loses_the_unread_indexes_and_keeps_its_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v2.db");
+        let root = {
+            let conn = create_at(&path, 2);
+            let root = insert_v1_root(&conn);
+            conn.execute(
+                "INSERT INTO refs (name, node_id) VALUES ('main', ?1)",
+                [root.as_bytes().as_slice()],
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO ref_log (name, old_node, new_node, created_s, created_ns, message)
+                 VALUES ('main', NULL, ?1, 1700000000, 0, 'from v2')",
+                [root.as_bytes().as_slice()],
+            )
+            .unwrap();
+            root
+        };
+        assert_eq!(user_version(&path), 2);
+        let before = index_names(&path);
+        assert!(
+            before.contains(&"state_data_by_blob".to_owned())
+                && before.contains(&"state_nodes_by_data".to_owned()),
+            "{before:?}"
+        );
+
+        let store = open_sqlite(&path);
+        assert_eq!(user_version(&path), 3);
+        assert_eq!(
+            index_names(&path),
+            ["ref_log_by_name", "snapshots_by_node"],
+            "exactly the two unread indexes are gone"
+        );
+        assert_ref(&store, "main", Some(root), 1);
+        let node = store.get_node(&root).unwrap();
+        assert_eq!(store.get_state(&node.data_ref).unwrap().bytes, b"from v1");
+        // Writing goes on as before: new states (one a duplicate of the v2 bytes), a child, a
+        // snapshot, a ref move; and the whole file still verifies.
+        let again = store
+            .put_state(StateData::new(b"from v1".to_vec()))
+            .unwrap();
+        let child = store
+            .commit_node(
+                vec![root],
+                again,
+                StateMetadata::new(at(1_700_000_100), Some("after v3".into())),
+            )
+            .unwrap();
+        store.set_ref("main", Some(&root), &child).unwrap();
+        let snap = store.snapshot(&child).unwrap();
+        assert_eq!(store.load_snapshot(&snap).unwrap().state.bytes, b"from v1");
+        assert_eq!(
+            ids(store.log(&LogOptions::new().from_ref("main")).unwrap()),
+            [child, root]
+        );
+        let report = store.verify(|_| {}).unwrap();
+        assert!(report.is_ok(), "{:?}", report.problems);
+        assert_eq!((report.blobs, report.nodes, report.refs), (1, 2, 1));
+        drop(store);
+        assert_eq!(user_version(&path), 3);
+    }
+
     #[test]
     fn concurrent_opens_upgrade_a_v1_store_once() {
         let dir = tempfile::tempdir().unwrap();
@@ -723,7 +816,7 @@ mod migration {
             })
             .collect();
         let stores: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
-        assert_eq!(user_version(&path), 2);
+        assert_eq!(user_version(&path), 3);
         let names: Vec<_> = stores[0]
             .list_refs("t/")
             .unwrap()
