@@ -4,15 +4,21 @@
 //! caller that finds the connection free becomes the *leader*: it takes every queued request
 //! (its own and any that arrived while the previous leader was committing), applies them in
 //! one `BEGIN IMMEDIATE` transaction — each inside its own savepoint, so one request's error
-//! does not undo another's — commits once, and wakes each caller with its result. Callers
-//! that found the connection busy wait on their own request, not on the connection; when a
-//! leader finishes and requests are still queued, it wakes the oldest one's caller to lead
-//! the next group. With `Durability::Immediate` that is one fsync for a whole group of
-//! concurrent writers, and a lone writer pays no thread hand-off at all.
+//! does not undo another's — and, before committing, takes in the requests that arrived
+//! meanwhile too. Then it commits once, frees the connection and wakes each caller with its
+//! result. Callers that found the connection busy wait on their own request, not on the
+//! connection; when a leader finishes and requests are still queued, it wakes the oldest
+//! one's caller to lead the next group. With `Durability::Immediate` that is one fsync for a
+//! whole group of concurrent writers, and a lone writer pays no thread hand-off at all.
+//!
+//! Writers that were just answered usually come straight back with their next request; a
+//! group about to commit waits a moment for them (see [`Writer::late_joiners`]), because one
+//! more request in this commit saves a whole commit of its own.
 //!
 //! When another process holds the write lock, the transaction is retried with backoff until
 //! the busy timeout; callers never see `SQLITE_BUSY` before that.
 
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::{Duration, Instant};
 
@@ -55,6 +61,11 @@ struct Request {
 pub(crate) struct Writer {
     conn: Mutex<Connection>,
     queue: Mutex<Vec<Request>>,
+    /// Callers inside [`Writer::apply`]: queued, in the group being committed, or answered
+    /// and on their way out.
+    callers: AtomicUsize,
+    /// How long the last `COMMIT` took, in nanoseconds (at most [`MAX_JOIN_WAIT`]).
+    last_commit_ns: AtomicU64,
     busy_timeout: Duration,
 }
 
@@ -68,17 +79,44 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// safety net: leaders wake the next caller explicitly.
 const RECHECK: Duration = Duration::from_millis(20);
 
+/// The longest a group about to commit waits for callers that are coming back, whatever the
+/// last commit cost (a commit that ran a checkpoint can take far longer than a usual one).
+const MAX_JOIN_WAIT: Duration = Duration::from_millis(1);
+
+/// Requests that join a group after its transaction began stop joining at this size, so a
+/// steady stream of writers cannot hold a commit back indefinitely.
+const MAX_GROUP: usize = 64;
+
+/// Counts a caller in [`Writer::callers`] for as long as it lives.
+struct Caller<'w>(&'w AtomicUsize);
+
+impl<'w> Caller<'w> {
+    fn enter(callers: &'w AtomicUsize) -> Self {
+        callers.fetch_add(1, Ordering::SeqCst);
+        Self(callers)
+    }
+}
+
+impl Drop for Caller<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 impl Writer {
     pub(crate) fn new(conn: Connection, busy_timeout: Duration) -> Self {
         Self {
             conn: Mutex::new(conn),
             queue: Mutex::new(Vec::new()),
+            callers: AtomicUsize::new(0),
+            last_commit_ns: AtomicU64::new(0),
             busy_timeout,
         }
     }
 
     /// Applies `ops` all-or-nothing and returns once they are durable (or have failed).
     pub(crate) fn apply(&self, ops: Vec<Op>) -> Result<Vec<Outcome>> {
+        let _caller = Caller::enter(&self.callers);
         let slot = Arc::new(Slot {
             state: Mutex::new(State::Waiting),
             wake: Condvar::new(),
@@ -118,12 +156,13 @@ impl Writer {
             Err(TryLockError::Poisoned(p)) => p.into_inner(),
             Err(TryLockError::WouldBlock) => return,
         };
-        let group = std::mem::take(&mut *lock(&self.queue));
-        if !group.is_empty() {
+        let mut group = std::mem::take(&mut *lock(&self.queue));
+        if group.is_empty() {
+            drop(conn);
+        } else {
             // A panic while committing (a bug) must still answer every caller in the group;
             // the transaction's guards roll it back as the panic unwinds.
-            let commit =
-                std::panic::AssertUnwindSafe(|| commit_group(&mut conn, &group, self.busy_timeout));
+            let commit = std::panic::AssertUnwindSafe(|| self.commit_group(&mut conn, &mut group));
             let results = std::panic::catch_unwind(commit).unwrap_or_else(|_| {
                 group
                     .iter()
@@ -135,17 +174,46 @@ impl Writer {
                     })
                     .collect()
             });
+            // Free the connection before answering: the first caller back with a new request
+            // starts the next group while the others are still being woken, and they join it.
+            drop(conn);
             for (request, result) in group.into_iter().zip(results) {
                 request.slot.set(State::Done(result));
             }
         }
-        drop(conn);
         if let Some(next) = lock(&self.queue).first() {
             let mut state = lock(&next.slot.state);
             if matches!(*state, State::Waiting) {
                 *state = State::Lead;
                 next.slot.wake.notify_one();
             }
+        }
+    }
+
+    /// Requests that arrived since the group took the queue, for a group of `in_group`
+    /// requests that is ready to commit.
+    ///
+    /// When none has arrived but callers not in the group are still inside [`Writer::apply`]
+    /// (answered a moment ago and on their way out, so often about to come back with their
+    /// next write), waits for one of them to queue a request or leave, yielding the CPU to
+    /// them. It waits at most as long as the last commit took: a request that joins saves a
+    /// commit of its own, so the wait costs at worst what it could save. A lone writer never
+    /// waits: it is the only caller.
+    fn late_joiners(&self, in_group: usize) -> Vec<Request> {
+        let mut deadline = None;
+        loop {
+            let joined = std::mem::take(&mut *lock(&self.queue));
+            if !joined.is_empty() || self.callers.load(Ordering::SeqCst) <= in_group {
+                return joined;
+            }
+            let now = Instant::now();
+            let deadline = *deadline.get_or_insert_with(|| {
+                now + Duration::from_nanos(self.last_commit_ns.load(Ordering::Relaxed))
+            });
+            if now >= deadline {
+                return joined;
+            }
+            std::thread::yield_now();
         }
     }
 
@@ -156,6 +224,123 @@ impl Writer {
                 .into_inner()
                 .unwrap_or_else(PoisonError::into_inner),
         );
+    }
+
+    /// Commits `group`, and the requests that join it while it runs, as one transaction; retries
+    /// the whole group while another connection holds the write lock. One result per request of
+    /// `group` as it ends.
+    fn commit_group(
+        &self,
+        conn: &mut Connection,
+        group: &mut Vec<Request>,
+    ) -> Vec<Result<Vec<Outcome>>> {
+        let busy_timeout = self.busy_timeout;
+        let deadline = Instant::now() + busy_timeout;
+        let mut backoff = Duration::from_millis(1);
+        loop {
+            match self.try_group(conn, group) {
+                Ok(results) => return results,
+                Err(GroupFailure::Busy) if Instant::now() < deadline => {
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_millis(50));
+                }
+                Err(GroupFailure::Busy) => {
+                    let message = format!(
+                        "another connection held the store's write lock for longer than the \
+                         busy timeout ({busy_timeout:?})"
+                    );
+                    return group
+                        .iter()
+                        .map(|_| {
+                            Err(StateStoreError::Backend(BackendError::new(
+                                "writing",
+                                message.clone(),
+                            )))
+                        })
+                        .collect();
+                }
+                Err(GroupFailure::Fatal(e)) => {
+                    let message = e.to_string();
+                    let code = e.sqlite_error_code();
+                    return group
+                        .iter()
+                        .map(|_| {
+                            let again = rusqlite::Error::SqliteFailure(
+                                rusqlite::ffi::Error {
+                                    code: code.unwrap_or(ErrorCode::Unknown),
+                                    extended_code: 0,
+                                },
+                                Some(message.clone()),
+                            );
+                            Err(map_sqlite_error("committing", again))
+                        })
+                        .collect();
+                }
+            }
+        }
+    }
+
+    /// One attempt at [`Writer::commit_group`]: `Err` when the whole group must be retried
+    /// or has failed as one.
+    fn try_group(
+        &self,
+        conn: &Connection,
+        group: &mut Vec<Request>,
+    ) -> std::result::Result<Vec<Result<Vec<Outcome>>>, GroupFailure> {
+        let classify = |e: rusqlite::Error| {
+            if is_busy_sqlite(&e) {
+                GroupFailure::Busy
+            } else {
+                GroupFailure::Fatal(e)
+            }
+        };
+        let tx = Scope::begin(conn).map_err(classify)?;
+        let mut results = Vec::with_capacity(group.len());
+        let mut cache = TxCache::default();
+        if let [only] = group.as_slice() {
+            // One request: the transaction itself is its all-or-nothing boundary. Requests that
+            // join later get savepoints of their own.
+            let result = apply_ops(conn, &mut cache, &only.ops);
+            if let Err(e) = &result {
+                if super::is_busy(e) {
+                    return Err(GroupFailure::Busy);
+                }
+                // Dropping the transaction rolls it back.
+                return Ok(vec![result]);
+            }
+            results.push(result);
+        }
+        loop {
+            for request in &group[results.len()..] {
+                let sp = Scope::savepoint(conn).map_err(classify)?;
+                let result = apply_ops(conn, &mut cache, &request.ops);
+                match &result {
+                    Ok(_) => sp.commit().map_err(classify)?,
+                    Err(e) if super::is_busy(e) => return Err(GroupFailure::Busy),
+                    // Dropping the savepoint rolls back just this request, which makes what the
+                    // cache learned from it untrue.
+                    Err(_) => {
+                        drop(sp);
+                        cache.clear();
+                    }
+                }
+                results.push(result);
+            }
+            if group.len() >= MAX_GROUP {
+                break;
+            }
+            let joined = self.late_joiners(group.len());
+            if joined.is_empty() {
+                break;
+            }
+            group.extend(joined);
+        }
+        let started = Instant::now();
+        tx.commit().map_err(classify)?;
+        let took = started.elapsed().min(MAX_JOIN_WAIT);
+        self.last_commit_ns
+            .store(took.as_nanos() as u64, Ordering::Relaxed);
+        Ok(results)
     }
 }
 
@@ -172,57 +357,6 @@ enum GroupFailure {
     Busy,
     /// Beginning or committing the transaction failed: every request fails with this.
     Fatal(rusqlite::Error),
-}
-
-/// How many requests one transaction takes at most is not capped: a leader takes what is
-/// queued when it starts, which is bounded by the number of threads writing.
-fn commit_group(
-    conn: &mut Connection,
-    group: &[Request],
-    busy_timeout: Duration,
-) -> Vec<Result<Vec<Outcome>>> {
-    let deadline = Instant::now() + busy_timeout;
-    let mut backoff = Duration::from_millis(1);
-    loop {
-        match try_group(conn, group) {
-            Ok(results) => return results,
-            Err(GroupFailure::Busy) if Instant::now() < deadline => {
-                std::thread::sleep(backoff);
-                backoff = (backoff * 2).min(Duration::from_millis(50));
-            }
-            Err(GroupFailure::Busy) => {
-                return group
-                    .iter()
-                    .map(|_| {
-                        Err(StateStoreError::Backend(BackendError::new(
-                            "writing",
-                            format!(
-                                "another connection held the store's write lock for longer than \
-                                 the busy timeout ({busy_timeout:?})"
-                            ),
-                        )))
-                    })
-                    .collect();
-            }
-            Err(GroupFailure::Fatal(e)) => {
-                let message = e.to_string();
-                let code = e.sqlite_error_code();
-                return group
-                    .iter()
-                    .map(|_| {
-                        let again = rusqlite::Error::SqliteFailure(
-                            rusqlite::ffi::Error {
-                                code: code.unwrap_or(ErrorCode::Unknown),
-                                extended_code: 0,
-                            },
-                            Some(message.clone()),
-                        );
-                        Err(map_sqlite_error("committing", again))
-                    })
-                    .collect();
-            }
-        }
-    }
 }
 
 /// A transaction or savepoint driven by cached statements (rusqlite's `Transaction` parses
@@ -279,52 +413,6 @@ impl Drop for Scope<'_> {
             }
         }
     }
-}
-
-fn try_group(
-    conn: &Connection,
-    group: &[Request],
-) -> std::result::Result<Vec<Result<Vec<Outcome>>>, GroupFailure> {
-    let classify = |e: rusqlite::Error| {
-        if is_busy_sqlite(&e) {
-            GroupFailure::Busy
-        } else {
-            GroupFailure::Fatal(e)
-        }
-    };
-    let tx = Scope::begin(conn).map_err(classify)?;
-    let mut results = Vec::with_capacity(group.len());
-    let mut cache = TxCache::default();
-    if let [only] = group {
-        // One request: the transaction itself is its all-or-nothing boundary.
-        let result = apply_ops(conn, &mut cache, &only.ops);
-        if let Err(e) = &result {
-            if super::is_busy(e) {
-                return Err(GroupFailure::Busy);
-            }
-            // Dropping the transaction rolls it back.
-            return Ok(vec![result]);
-        }
-        results.push(result);
-    } else {
-        for request in group {
-            let sp = Scope::savepoint(conn).map_err(classify)?;
-            let result = apply_ops(conn, &mut cache, &request.ops);
-            match &result {
-                Ok(_) => sp.commit().map_err(classify)?,
-                Err(e) if super::is_busy(e) => return Err(GroupFailure::Busy),
-                // Dropping the savepoint rolls back just this request, which makes what the
-                // cache learned from it untrue.
-                Err(_) => {
-                    drop(sp);
-                    cache.clear();
-                }
-            }
-            results.push(result);
-        }
-    }
-    tx.commit().map_err(classify)?;
-    Ok(results)
 }
 
 fn apply_ops(tx: &Connection, cache: &mut TxCache, ops: &[Op]) -> Result<Vec<Outcome>> {

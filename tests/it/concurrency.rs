@@ -9,7 +9,8 @@ use std::thread;
 
 use stategraph::codec;
 use stategraph::{
-    ContentHash, Durability, SqliteStateStore, StateData, StateMetadata, StateNodeId, StateStore,
+    ContentHash, Durability, SqliteStateStore, StateData, StateDataRef, StateMetadata, StateNodeId,
+    StateStore, StateStoreError,
 };
 use tempfile::TempDir;
 use time::Duration;
@@ -108,6 +109,115 @@ fn eight_threads_share_one_handle() {
     for (chain, ids) in chains.iter().enumerate() {
         check_chain(&fresh, chain, ids);
     }
+}
+
+/// What one thread of [`failed_writes_in_a_group_undo_only_themselves`] tried and saw fail.
+#[derive(Default)]
+struct Failed {
+    states: Vec<StateDataRef>,
+    nodes: Vec<StateNodeId>,
+}
+
+/// Writes that fail inside a commit group are undone alone. Eight threads share one handle
+/// under `Durability::Immediate`, so their writes are committed in groups (and join groups
+/// already running); between the writes of its chain, each thread sends a batch whose ref
+/// compare-and-swap is stale (found only when the group applies it) and a commit on an
+/// unknown parent. Every chain must be complete, and nothing of a failed write stored.
+#[test]
+fn failed_writes_in_a_group_undo_only_themselves() {
+    const THREADS: usize = 8;
+    const LEN: usize = 40;
+    let (_dir, path) = scratch();
+    let store = SqliteStateStore::builder()
+        .durability(Durability::Immediate)
+        .open(&path)
+        .expect("open");
+    // A ref the stale batches expect to point elsewhere.
+    let anchor = {
+        let data = store.put_state(StateData::new(b"anchor".to_vec())).unwrap();
+        store.commit_node(vec![], data, chain_meta(99, 0)).unwrap()
+    };
+    store.set_ref("contended", None, &anchor).unwrap();
+    let unknown = StateNodeId::from_bytes([0xee; 32]);
+    let start = Barrier::new(THREADS);
+    let (chains, failed): (Vec<_>, Vec<_>) = thread::scope(|s| {
+        let handles: Vec<_> = (0..THREADS)
+            .map(|chain| {
+                let (store, start) = (&store, &start);
+                s.spawn(move || {
+                    start.wait();
+                    let mut ids: Vec<StateNodeId> = Vec::with_capacity(LEN);
+                    let mut failed = Failed::default();
+                    for i in 0..LEN {
+                        let data = store
+                            .put_state(StateData::new(chain_bytes(chain, i)))
+                            .unwrap();
+                        let parents = ids.last().map(|&p| vec![p]).unwrap_or_default();
+                        let id = store
+                            .commit_node(parents.clone(), data, chain_meta(chain, i))
+                            .unwrap_or_else(|e| panic!("chain {chain} commit {i}: {e}"));
+                        ids.push(id);
+
+                        let mut batch = stategraph::Batch::new(store);
+                        let doomed = format!("doomed {chain} {i}").into_bytes();
+                        let doomed = batch.put_state(StateData::new(doomed));
+                        let node = batch
+                            .commit_node(vec![id], doomed, chain_meta(chain, i))
+                            .unwrap();
+                        batch.set_ref("contended", Some(&id), &node).unwrap();
+                        let err = batch.commit().unwrap_err();
+                        assert!(
+                            matches!(err, StateStoreError::RefConflict { .. }),
+                            "chain {chain} batch {i}: {err:?}"
+                        );
+                        failed.states.push(doomed);
+                        failed.nodes.push(node);
+
+                        let err = store
+                            .commit_node(vec![unknown], data, chain_meta(chain, i + LEN))
+                            .unwrap_err();
+                        assert!(
+                            matches!(err, StateStoreError::MissingNode { .. }),
+                            "chain {chain} orphan {i}: {err:?}"
+                        );
+                    }
+                    (ids, failed)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("writer thread panicked"))
+            .unzip()
+    });
+    for (chain, ids) in chains.iter().enumerate() {
+        check_chain(&store, chain, ids);
+    }
+    for f in &failed {
+        for data_ref in &f.states {
+            let err = store.get_state(data_ref).unwrap_err();
+            assert!(
+                matches!(err, StateStoreError::MissingState { .. }),
+                "{err:?}"
+            );
+        }
+        for node in &f.nodes {
+            let err = store.get_node(node).unwrap_err();
+            assert!(
+                matches!(err, StateStoreError::MissingNode { .. }),
+                "{err:?}"
+            );
+        }
+    }
+    let stats = store.stats().expect("stats");
+    assert_eq!(
+        stats.nodes,
+        (THREADS * LEN) as u64 + 1,
+        "only the chains and the anchor"
+    );
+    assert_eq!(stats.states, (THREADS * LEN) as u64 + 1);
+    assert_eq!(store.get_ref("contended").unwrap(), Some(anchor));
+    assert_eq!(store.ref_log("contended").unwrap().len(), 1);
 }
 
 /// `handles` threads each open their own store on `path` (all at once) and commit a chain.
