@@ -121,6 +121,30 @@ fn demo_runs_and_draws_a_merge() {
         .expect("run");
     assert!(assert_error(&out).contains("not a stategraph store"));
     assert_eq!(std::fs::read(&other).expect("read"), b"my notes");
+
+    // Nor is a stategraph store the demo did not make.
+    let mine = env.dir.path().join("mine.db");
+    let node = {
+        let store = SqliteStateStore::open(&mine).expect("open");
+        let data = store
+            .put_state(StateData::new(b"precious".to_vec()))
+            .expect("put");
+        let node = store
+            .commit_node(vec![], data, StateMetadata::now(None))
+            .expect("commit");
+        store.set_ref("main", None, &node).expect("ref");
+        node
+    };
+    let out = bare(env.dir.path())
+        .args(["demo", "--db"])
+        .arg(&mine)
+        .output()
+        .expect("run");
+    let err = assert_error(&out);
+    assert!(err.contains("the demo did not make"), "{err}");
+    let store = SqliteStateStore::open_read_only(&mine).expect("still a store");
+    assert_eq!(store.get_ref("main").expect("ref"), Some(node));
+    assert_eq!(store.list_refs("").expect("refs").len(), 1);
 }
 
 #[test]

@@ -29,6 +29,8 @@ const GRAPH_LIMIT: usize = 60;
 const MAIN: &str = "main";
 const EXPLORER: &str = "agents/explorer";
 const BEFORE_RESTORE: &str = "tags/before-restore";
+/// The ref that marks a store as the demo's own: only a store carrying it is ever replaced.
+const MARKER: &str = "stategraph-demo";
 
 /// `demo`.
 pub fn run(ctx: &Ctx, args: &DemoArgs) -> CliResult {
@@ -112,7 +114,8 @@ pub fn run(ctx: &Ctx, args: &DemoArgs) -> CliResult {
     Ok(())
 }
 
-/// Removes a previous demo store. Anything that is not a stategraph store stays untouched.
+/// Removes a previous demo store. Anything else, a stategraph store the demo did not make
+/// included, stays untouched.
 fn clear_old_demo(path: &Path) -> CliResult {
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
@@ -124,13 +127,17 @@ fn clear_old_demo(path: &Path) -> CliResult {
             )));
         }
     };
-    if !(meta.is_file() && meta.len() == 0)
-        && let Err(e) = SqliteStateStore::open_read_only(path)
-    {
-        return Err(
-            CliError::new(format!("will not replace {}: {e}", path.display()))
-                .hint("the demo only replaces an earlier stategraph store; pass --db PATH"),
-        );
+    if !(meta.is_file() && meta.len() == 0) {
+        let refuse = |why: String| {
+            CliError::new(format!("will not replace {}: {why}", path.display()))
+                .hint("the demo only replaces a store an earlier demo made; pass another --db PATH")
+        };
+        let store = SqliteStateStore::open_read_only(path).map_err(|e| refuse(e.to_string()))?;
+        if store.get_ref(MARKER)?.is_none() {
+            return Err(refuse(format!(
+                "it is a stategraph store the demo did not make (it has no `{MARKER}` ref)"
+            )));
+        }
     }
     for suffix in ["", "-wal", "-shm"] {
         let mut file = path.as_os_str().to_owned();
@@ -266,7 +273,16 @@ fn simulate(path: &Path, ticks: u32, bar: &ProgressBar) -> CliResult<Vec<(String
             } else {
                 format!("tick {t}")
             };
-            committed_main = Some(rt.tick(MAIN, &[], state, label)?);
+            let id = rt.tick(MAIN, &[], state, label)?;
+            if t == 1 {
+                rt.store.set_ref_with_message(
+                    MARKER,
+                    None,
+                    &id,
+                    Some("made by `stategraph demo`, which replaces only stores with this ref"),
+                )?;
+            }
+            committed_main = Some(id);
             if is_bad && t == *bad.start() {
                 story.push((
                     format!("tick {}-{}", bad.start(), bad.end()),
