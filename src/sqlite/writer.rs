@@ -3,8 +3,8 @@
 //! Every write of every handle to a store is a request (a list of [`Op`]s) queued here. A
 //! caller that finds the connection free becomes the *leader*: it takes every queued request
 //! (its own and any that arrived while the previous leader was committing), applies them in
-//! one `BEGIN IMMEDIATE` transaction — each inside its own savepoint, so one request's error
-//! does not undo another's — and, before committing, takes in the requests that arrived
+//! one `BEGIN IMMEDIATE` transaction — each, when there are several, inside its own savepoint,
+//! so one request's error does not undo another's — and, before committing, takes in the requests that arrived
 //! meanwhile too. Then it commits once, frees the connection and wakes each caller with its
 //! result. Callers that found the connection busy wait on their own request, not on the
 //! connection; when a leader finishes and requests are still queued, it wakes the oldest
@@ -83,8 +83,9 @@ const RECHECK: Duration = Duration::from_millis(20);
 /// last commit cost (a commit that ran a checkpoint can take far longer than a usual one).
 const MAX_JOIN_WAIT: Duration = Duration::from_millis(1);
 
-/// Requests that join a group after its transaction began stop joining at this size, so a
-/// steady stream of writers cannot hold a commit back indefinitely.
+/// A group stops taking in requests that arrive after its transaction began once it holds
+/// this many, so a steady stream of writers cannot hold a commit back indefinitely. (It takes
+/// the whole queue at each look, so it can end somewhat larger.)
 const MAX_GROUP: usize = 64;
 
 /// Counts a caller in [`Writer::callers`] for as long as it lives.
@@ -126,7 +127,7 @@ impl Writer {
             slot: Arc::clone(&slot),
         });
         loop {
-            self.lead_if_free();
+            self.lead_if_free(&slot);
             let mut state = lock(&slot.state);
             loop {
                 match std::mem::replace(&mut *state, State::Waiting) {
@@ -150,7 +151,7 @@ impl Writer {
     /// If no other caller holds the connection, commits everything queued as one group and
     /// hands out the results; then, if more requests arrived meanwhile, wakes the caller of
     /// the oldest to lead the next group.
-    fn lead_if_free(&self) {
+    fn lead_if_free(&self, own: &Arc<Slot>) {
         let mut conn = match self.conn.try_lock() {
             Ok(conn) => conn,
             Err(TryLockError::Poisoned(p)) => p.into_inner(),
@@ -162,7 +163,12 @@ impl Writer {
         } else {
             // A panic while committing (a bug) must still answer every caller in the group;
             // the transaction's guards roll it back as the panic unwinds.
-            let commit = std::panic::AssertUnwindSafe(|| self.commit_group(&mut conn, &mut group));
+            // The leader's own request may have been committed by an earlier group already (it
+            // was told to lead, but another caller got the connection first); it is then one
+            // more caller outside this group, and not one to wait for.
+            let outside = usize::from(!group.iter().any(|r| Arc::ptr_eq(&r.slot, own)));
+            let commit =
+                std::panic::AssertUnwindSafe(|| self.commit_group(&mut conn, &mut group, outside));
             let results = std::panic::catch_unwind(commit).unwrap_or_else(|_| {
                 group
                     .iter()
@@ -190,8 +196,9 @@ impl Writer {
         }
     }
 
-    /// Requests that arrived since the group took the queue, for a group of `in_group`
-    /// requests that is ready to commit.
+    /// Requests that arrived since the group took the queue, for a group that is ready to
+    /// commit; `in_group` counts the callers not to wait for (the group's, and a leader whose
+    /// own request is not in it).
     ///
     /// When none has arrived but callers not in the group are still inside [`Writer::apply`]
     /// (answered a moment ago and on their way out, so often about to come back with their
@@ -233,12 +240,13 @@ impl Writer {
         &self,
         conn: &mut Connection,
         group: &mut Vec<Request>,
+        leader_outside: usize,
     ) -> Vec<Result<Vec<Outcome>>> {
         let busy_timeout = self.busy_timeout;
         let deadline = Instant::now() + busy_timeout;
         let mut backoff = Duration::from_millis(1);
         loop {
-            match self.try_group(conn, group) {
+            match self.try_group(conn, group, leader_outside) {
                 Ok(results) => return results,
                 Err(GroupFailure::Busy) if Instant::now() < deadline => {
                     std::thread::sleep(backoff);
@@ -256,6 +264,24 @@ impl Writer {
                                 "writing",
                                 message.clone(),
                             )))
+                        })
+                        .collect();
+                }
+                Err(GroupFailure::Lost(e)) => {
+                    let message = format!(
+                        "SQLite rolled back the whole transaction of this write's group, so \
+                         nothing of it was stored: {e}"
+                    );
+                    let full = matches!(e, StateStoreError::StorageFull(_));
+                    return group
+                        .iter()
+                        .map(|_| {
+                            let error = BackendError::new("writing", message.clone());
+                            Err(if full {
+                                StateStoreError::StorageFull(error)
+                            } else {
+                                StateStoreError::Backend(error)
+                            })
                         })
                         .collect();
                 }
@@ -286,6 +312,7 @@ impl Writer {
         &self,
         conn: &Connection,
         group: &mut Vec<Request>,
+        leader_outside: usize,
     ) -> std::result::Result<Vec<Result<Vec<Outcome>>>, GroupFailure> {
         let classify = |e: rusqlite::Error| {
             if is_busy_sqlite(&e) {
@@ -314,22 +341,29 @@ impl Writer {
             for request in &group[results.len()..] {
                 let sp = Scope::savepoint(conn).map_err(classify)?;
                 let result = apply_ops(conn, &mut cache, &request.ops);
-                match &result {
-                    Ok(_) => sp.commit().map_err(classify)?,
-                    Err(e) if super::is_busy(e) => return Err(GroupFailure::Busy),
+                match result {
+                    Ok(outcomes) => {
+                        sp.commit().map_err(classify)?;
+                        results.push(Ok(outcomes));
+                    }
+                    Err(e) if super::is_busy(&e) => return Err(GroupFailure::Busy),
+                    // Some failures (a full disk, an I/O error) make SQLite roll back the whole
+                    // transaction, not just the statement: every request of the group is lost,
+                    // and anything run now would commit on its own, outside the group.
+                    Err(e) if conn.is_autocommit() => return Err(GroupFailure::Lost(e)),
                     // Dropping the savepoint rolls back just this request, which makes what the
                     // cache learned from it untrue.
-                    Err(_) => {
+                    Err(e) => {
                         drop(sp);
                         cache.clear();
+                        results.push(Err(e));
                     }
                 }
-                results.push(result);
             }
             if group.len() >= MAX_GROUP {
                 break;
             }
-            let joined = self.late_joiners(group.len());
+            let joined = self.late_joiners(group.len() + leader_outside);
             if joined.is_empty() {
                 break;
             }
@@ -357,6 +391,8 @@ enum GroupFailure {
     Busy,
     /// Beginning or committing the transaction failed: every request fails with this.
     Fatal(rusqlite::Error),
+    /// A request's failure made SQLite roll back the whole transaction: every request fails.
+    Lost(StateStoreError),
 }
 
 /// A transaction or savepoint driven by cached statements (rusqlite's `Transaction` parses
@@ -474,4 +510,89 @@ fn apply_op(tx: &Connection, cache: &mut TxCache, op: &Op) -> Result<Outcome> {
             at,
         } => Outcome::Snapshot(ops::import_snapshot(tx, cache, package, data_hash, *at)?),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::id::StateDataRef;
+    use crate::model::StateData;
+
+    /// A request that puts `bytes` with `content_type`, which the test triggers act on.
+    fn put(bytes: &[u8], content_type: &str) -> Request {
+        let data = StateData::new(bytes.to_vec()).with_content_type(content_type);
+        Request {
+            ops: vec![Op::PutState {
+                data_ref: StateDataRef::new_v7(),
+                hash: data.hash(),
+                data,
+            }],
+            slot: Arc::new(Slot {
+                state: Mutex::new(State::Waiting),
+                wake: Condvar::new(),
+            }),
+        }
+    }
+
+    /// A writer on a new store whose connection fails some inserts on purpose: content type
+    /// `abort-all` makes SQLite roll back the whole transaction (as a full disk or an I/O
+    /// error can), `fail` fails just the statement (as a broken constraint does).
+    fn writer(dir: &std::path::Path) -> Writer {
+        let path = dir.join("w.db");
+        let mut conn = Connection::open(&path).unwrap();
+        super::super::schema::stamp_new(&conn).unwrap();
+        super::super::schema::migrate(&mut conn, &path).unwrap();
+        conn.execute_batch(
+            "CREATE TEMP TRIGGER abort_all BEFORE INSERT ON state_data
+               WHEN NEW.content_type = 'abort-all'
+               BEGIN SELECT RAISE(ROLLBACK, 'the whole transaction is gone'); END;
+             CREATE TEMP TRIGGER fail_one BEFORE INSERT ON state_data
+               WHEN NEW.content_type = 'fail'
+               BEGIN SELECT RAISE(ABORT, 'this statement failed'); END;",
+        )
+        .unwrap();
+        Writer::new(conn, Duration::from_secs(1))
+    }
+
+    fn stored(w: &Writer) -> Vec<String> {
+        let conn = lock(&w.conn);
+        let mut stmt = conn
+            .prepare("SELECT b.bytes FROM state_data d JOIN blobs b ON b.id = d.blob_id")
+            .unwrap();
+        let mut all: Vec<String> = stmt
+            .query_map([], |r| r.get::<_, Vec<u8>>(0))
+            .unwrap()
+            .map(|b| String::from_utf8(b.unwrap()).unwrap())
+            .collect();
+        all.sort();
+        all
+    }
+
+    #[test]
+    fn a_failure_that_ends_the_transaction_fails_the_whole_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = writer(dir.path());
+        let mut group = vec![put(b"a", "ok"), put(b"b", "abort-all"), put(b"c", "ok")];
+        let results = w.commit_group(&mut lock(&w.conn), &mut group, 0);
+        assert_eq!(results.len(), 3);
+        for r in &results {
+            let e = r.as_ref().expect_err("every request of the group fails");
+            assert!(
+                e.to_string().contains("rolled back the whole transaction"),
+                "{e}"
+            );
+        }
+        assert!(
+            stored(&w).is_empty(),
+            "nothing of the group is stored, and no request committed on its own"
+        );
+
+        // The writer goes on; a failure that SQLite confines to its statement costs only the
+        // request it belongs to.
+        let mut group = vec![put(b"d", "ok"), put(b"e", "fail"), put(b"f", "ok")];
+        let results = w.commit_group(&mut lock(&w.conn), &mut group, 0);
+        let ok: Vec<bool> = results.iter().map(Result::is_ok).collect();
+        assert_eq!(ok, [true, false, true]);
+        assert_eq!(stored(&w), ["d", "f"]);
+    }
 }
