@@ -11,5 +11,5 @@
 -- own migration. (The schema already has no index from node_children.child or
 -- shallow_edges.child to state_nodes, for the same reason.)
 
-DROP INDEX state_data_by_blob;
-DROP INDEX state_nodes_by_data;
+DROP INDEX IF EXISTS state_data_by_blob;
+DROP INDEX IF EXISTS state_nodes_by_data;

@@ -4,7 +4,7 @@ use rusqlite::Connection;
 
 use super::SqliteStateStore;
 use super::ops::{self, ABSENT_SEQ};
-use super::schema::{SCHEMA_VERSION, sql_error};
+use super::schema::{self, sql_error};
 use crate::codec;
 use crate::error::Result;
 use crate::id::{ContentHash, SnapshotId, StateNodeId};
@@ -114,7 +114,7 @@ impl SqliteStateStore {
                 snapshots: count(conn, "SELECT count(*) FROM snapshots")?,
                 refs: count(conn, "SELECT count(*) FROM refs")?,
                 shallow_edges: count(conn, "SELECT count(*) FROM shallow_edges")?,
-                schema_version: SCHEMA_VERSION,
+                schema_version: schema::read_ids(conn)?.1,
                 file_bytes: file_len(self.path()),
                 wal_bytes: file_len(std::path::Path::new(&wal)),
             })

@@ -312,7 +312,7 @@ impl SqliteStateStore {
         let reader = store.new_reader()?;
         let (app, version) = schema::read_ids(&reader)?;
         schema::check_version(path, app, version)?;
-        if version < SCHEMA_VERSION {
+        if version < schema::OLDEST_READABLE {
             return Err(StateStoreError::NotAStore {
                 path: path.to_owned(),
                 detail: format!(

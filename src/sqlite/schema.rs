@@ -27,6 +27,11 @@ const MIGRATIONS: &[&str] = &[
 /// The newest schema version this build writes and reads.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
+/// The oldest schema version this build reads as it is, without migrating: a read-only open
+/// cannot migrate. Version 3 only dropped indexes that no query reads, so a version-2 file
+/// reads the same; version 1 lacks the refs tables.
+pub(crate) const OLDEST_READABLE: i64 = 2;
+
 const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
 const HEADER_LEN: usize = 100;
 

@@ -145,6 +145,15 @@ fn demo_runs_and_draws_a_merge() {
     let store = SqliteStateStore::open_read_only(&mine).expect("still a store");
     assert_eq!(store.get_ref("main").expect("ref"), Some(node));
     assert_eq!(store.list_refs("").expect("refs").len(), 1);
+
+    // An empty store holds nothing to lose: the demo takes its place.
+    let empty = env.dir.path().join("empty.db");
+    drop(SqliteStateStore::open(&empty).expect("open"));
+    bare(env.dir.path())
+        .args(["demo", "--db"])
+        .arg(&empty)
+        .assert()
+        .success();
 }
 
 #[test]

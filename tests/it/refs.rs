@@ -752,6 +752,16 @@ mod migration {
             root
         };
         assert_eq!(user_version(&path), 2);
+        // A read-only open cannot migrate, but version 3 only dropped indexes: it reads the
+        // file as it is and leaves it at version 2.
+        {
+            let store = SqliteStateStore::open_read_only(&path).unwrap();
+            assert_ref(&store, "main", Some(root), 1);
+            assert_eq!(store.stats().unwrap().schema_version, 2);
+            let node = store.get_node(&root).unwrap();
+            assert_eq!(store.get_state(&node.data_ref).unwrap().bytes, b"from v1");
+        }
+        assert_eq!(user_version(&path), 2);
         let before = index_names(&path);
         assert!(
             before.contains(&"state_data_by_blob".to_owned())
@@ -761,6 +771,7 @@ mod migration {
 
         let store = open_sqlite(&path);
         assert_eq!(user_version(&path), 3);
+        assert_eq!(store.stats().unwrap().schema_version, 3);
         assert_eq!(
             index_names(&path),
             ["ref_log_by_name", "snapshots_by_node"],

@@ -114,8 +114,8 @@ pub fn run(ctx: &Ctx, args: &DemoArgs) -> CliResult {
     Ok(())
 }
 
-/// Removes a previous demo store. Anything else, a stategraph store the demo did not make
-/// included, stays untouched.
+/// Removes a previous demo store, or an empty one. Anything else, a stategraph store the
+/// demo did not make included, stays untouched.
 fn clear_old_demo(path: &Path) -> CliResult {
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
@@ -133,7 +133,8 @@ fn clear_old_demo(path: &Path) -> CliResult {
                 .hint("the demo only replaces a store an earlier demo made; pass another --db PATH")
         };
         let store = SqliteStateStore::open_read_only(path).map_err(|e| refuse(e.to_string()))?;
-        if store.get_ref(MARKER)?.is_none() {
+        // An empty store (a demo stopped before its first tick, say) holds nothing to lose.
+        if store.get_ref(MARKER)?.is_none() && store.stats()?.nodes > 0 {
             return Err(refuse(format!(
                 "it is a stategraph store the demo did not make (it has no `{MARKER}` ref)"
             )));
