@@ -4,12 +4,13 @@
 //! caller that finds the connection free becomes the *leader*: it takes every queued request
 //! (its own and any that arrived while the previous leader was committing), applies them in
 //! one `BEGIN IMMEDIATE` transaction — each, when there are several, inside its own savepoint,
-//! so one request's error does not undo another's — and, before committing, takes in the requests that arrived
-//! meanwhile too. Then it commits once, frees the connection and wakes each caller with its
-//! result. Callers that found the connection busy wait on their own request, not on the
-//! connection; when a leader finishes and requests are still queued, it wakes the oldest
-//! one's caller to lead the next group. With `Durability::Immediate` that is one fsync for a
-//! whole group of concurrent writers, and a lone writer pays no thread hand-off at all.
+//! so one request's error does not undo another's — and, before committing, takes in the
+//! requests that arrived meanwhile too. Then it commits once, frees the connection and wakes
+//! each caller with its result. Callers that found the connection busy wait on their own
+//! request, not on the connection; when a leader finishes and requests are still queued, it
+//! wakes the oldest one's caller to lead the next group. With `Durability::Immediate` that is
+//! one fsync for a whole group of concurrent writers, and a lone writer pays no thread
+//! hand-off at all.
 //!
 //! Writers that were just answered usually come straight back with their next request; a
 //! group about to commit waits a moment for them (see [`Writer::late_joiners`]), because one
@@ -161,24 +162,21 @@ impl Writer {
         if group.is_empty() {
             drop(conn);
         } else {
-            // A panic while committing (a bug) must still answer every caller in the group;
-            // the transaction's guards roll it back as the panic unwinds.
             // The leader's own request may have been committed by an earlier group already (it
             // was told to lead, but another caller got the connection first); it is then one
             // more caller outside this group, and not one to wait for.
             let outside = usize::from(!group.iter().any(|r| Arc::ptr_eq(&r.slot, own)));
+            // A panic while committing (a bug) must still answer every caller in the group;
+            // the transaction's guards roll it back as the panic unwinds.
             let commit =
                 std::panic::AssertUnwindSafe(|| self.commit_group(&mut conn, &mut group, outside));
             let results = std::panic::catch_unwind(commit).unwrap_or_else(|_| {
-                group
-                    .iter()
-                    .map(|_| {
-                        Err(StateStoreError::Backend(BackendError::new(
-                            "writing",
-                            "internal error: committing this write panicked; it was rolled back",
-                        )))
-                    })
-                    .collect()
+                fail_all(&group, || {
+                    StateStoreError::Backend(BackendError::new(
+                        "writing",
+                        "internal error: committing this write panicked; it was rolled back",
+                    ))
+                })
             });
             // Free the connection before answering: the first caller back with a new request
             // starts the next group while the others are still being woken, and they join it.
@@ -257,15 +255,9 @@ impl Writer {
                         "another connection held the store's write lock for longer than the \
                          busy timeout ({busy_timeout:?})"
                     );
-                    return group
-                        .iter()
-                        .map(|_| {
-                            Err(StateStoreError::Backend(BackendError::new(
-                                "writing",
-                                message.clone(),
-                            )))
-                        })
-                        .collect();
+                    return fail_all(group, || {
+                        StateStoreError::Backend(BackendError::new("writing", message.clone()))
+                    });
                 }
                 Err(GroupFailure::Lost(e)) => {
                     let message = format!(
@@ -273,34 +265,28 @@ impl Writer {
                          nothing of it was stored: {e}"
                     );
                     let full = matches!(e, StateStoreError::StorageFull(_));
-                    return group
-                        .iter()
-                        .map(|_| {
-                            let error = BackendError::new("writing", message.clone());
-                            Err(if full {
-                                StateStoreError::StorageFull(error)
-                            } else {
-                                StateStoreError::Backend(error)
-                            })
-                        })
-                        .collect();
+                    return fail_all(group, || {
+                        let error = BackendError::new("writing", message.clone());
+                        if full {
+                            StateStoreError::StorageFull(error)
+                        } else {
+                            StateStoreError::Backend(error)
+                        }
+                    });
                 }
                 Err(GroupFailure::Fatal(e)) => {
                     let message = e.to_string();
                     let code = e.sqlite_error_code();
-                    return group
-                        .iter()
-                        .map(|_| {
-                            let again = rusqlite::Error::SqliteFailure(
-                                rusqlite::ffi::Error {
-                                    code: code.unwrap_or(ErrorCode::Unknown),
-                                    extended_code: 0,
-                                },
-                                Some(message.clone()),
-                            );
-                            Err(map_sqlite_error("committing", again))
-                        })
-                        .collect();
+                    return fail_all(group, || {
+                        let again = rusqlite::Error::SqliteFailure(
+                            rusqlite::ffi::Error {
+                                code: code.unwrap_or(ErrorCode::Unknown),
+                                extended_code: 0,
+                            },
+                            Some(message.clone()),
+                        );
+                        map_sqlite_error("committing", again)
+                    });
                 }
             }
         }
@@ -376,6 +362,11 @@ impl Writer {
             .store(took.as_nanos() as u64, Ordering::Relaxed);
         Ok(results)
     }
+}
+
+/// One result per request of `group`, every one the error `error` makes.
+fn fail_all(group: &[Request], error: impl Fn() -> StateStoreError) -> Vec<Result<Vec<Outcome>>> {
+    group.iter().map(|_| Err(error())).collect()
 }
 
 fn is_busy_sqlite(e: &rusqlite::Error) -> bool {
