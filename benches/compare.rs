@@ -1266,28 +1266,30 @@ impl Bench {
         Ok(())
     }
 
-    fn sg_writers(threads: usize, durability: Durability, budget: Duration) -> Res<f64> {
-        let dir = Self::temp()?;
-        let store = sg_open(&dir.path().join("w.db"), durability)?;
-        let pool = StatePool::new(256);
-        let heads = (0..threads)
-            .map(|t| sg_root(&store, t as u64))
-            .collect::<Res<Vec<_>>>()?;
+    /// `threads` writers that start together and each repeat `tick(state, t, n)` for `budget`
+    /// (`n` = 1, 2, ...); returns their total ticks per second. `setup(t)` makes writer `t`'s
+    /// state in its own thread, before the start.
+    fn writers_rate<S>(
+        threads: usize,
+        budget: Duration,
+        setup: impl Fn(usize) -> Res<S> + Sync,
+        tick: impl Fn(&mut S, usize, u64) -> Res<()> + Sync,
+    ) -> Res<f64> {
         let barrier = Barrier::new(threads + 1);
         std::thread::scope(|s| {
-            let handles: Vec<_> = heads
-                .into_iter()
-                .enumerate()
-                .map(|(t, mut head)| {
-                    let (store, pool, barrier) = (&store, &pool, &barrier);
+            let handles: Vec<_> = (0..threads)
+                .map(|t| {
+                    let (setup, tick, barrier) = (&setup, &tick, &barrier);
                     s.spawn(move || -> Res<u64> {
+                        let state = setup(t);
+                        // Wait even when setup failed, so the other threads are not held.
                         barrier.wait();
+                        let mut state = state?;
                         let start = Instant::now();
                         let mut n = 0u64;
                         while start.elapsed() < budget {
                             n += 1;
-                            let data = store.put_state(StateData::new(pool.get(n, t as u64)))?;
-                            head = store.commit_node(vec![head], data, meta(n))?;
+                            tick(&mut state, t, n)?;
                         }
                         Ok(n)
                     })
@@ -1303,39 +1305,44 @@ impl Bench {
         })
     }
 
+    fn sg_writers(threads: usize, durability: Durability, budget: Duration) -> Res<f64> {
+        let dir = Self::temp()?;
+        let store = sg_open(&dir.path().join("w.db"), durability)?;
+        let pool = StatePool::new(256);
+        let heads = (0..threads)
+            .map(|t| sg_root(&store, t as u64))
+            .collect::<Res<Vec<_>>>()?;
+        Self::writers_rate(
+            threads,
+            budget,
+            |t| Ok(heads[t]),
+            |head, t, n| {
+                let data = store.put_state(StateData::new(pool.get(n, t as u64)))?;
+                *head = store.commit_node(vec![*head], data, meta(n))?;
+                Ok(())
+            },
+        )
+    }
+
     fn raw_writers(threads: usize, budget: Duration) -> Res<f64> {
         let dir = Self::temp()?;
         let path = dir.path().join("w.db");
         drop(raw_open(&path, Durability::Immediate, true)?);
         let pool = StatePool::new(256);
-        let barrier = Barrier::new(threads + 1);
-        std::thread::scope(|s| {
-            let handles: Vec<_> = (0..threads)
-                .map(|t| {
-                    let (path, pool, barrier) = (&path, &pool, &barrier);
-                    s.spawn(move || -> Res<u64> {
-                        let mut conn = raw_open(path, Durability::Immediate, false)?;
-                        let base = (t as u64 + 1) << 40;
-                        let mut head = raw_root(&mut conn, base)?;
-                        barrier.wait();
-                        let start = Instant::now();
-                        let mut n = 0u64;
-                        while start.elapsed() < budget {
-                            n += 1;
-                            head = raw_tick(&mut conn, base + n, n, &pool.get(n, t as u64), head)?;
-                        }
-                        Ok(n)
-                    })
-                })
-                .collect();
-            barrier.wait();
-            let start = Instant::now();
-            let mut total = 0;
-            for h in handles {
-                total += h.join().map_err(|_| "writer thread panicked")??;
-            }
-            Ok(total as f64 / start.elapsed().as_secs_f64())
-        })
+        Self::writers_rate(
+            threads,
+            budget,
+            |t| {
+                let mut conn = raw_open(&path, Durability::Immediate, false)?;
+                let base = (t as u64 + 1) << 40;
+                let head = raw_root(&mut conn, base)?;
+                Ok((conn, base, head))
+            },
+            |(conn, base, head), t, n| {
+                *head = raw_tick(conn, *base + n, n, &pool.get(n, t as u64), *head)?;
+                Ok(())
+            },
+        )
     }
 
     fn writers(&mut self) -> Res<()> {
