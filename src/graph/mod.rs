@@ -215,6 +215,13 @@ fn resolve(store: &(impl StateStore + ?Sized), text: &str) -> Result<StateNodeId
     let (base, mut suffix) = text.split_at(split);
     let mut id = resolve_base(store, base, text)?;
     while let Some(op) = suffix.chars().next() {
+        if op != '~' && op != '^' {
+            return Err(StateStoreError::invalid(
+                "revision",
+                format!("{text:?}: expected ~N or ^N, found {suffix:?}"),
+            ));
+        }
+        // `op` is one byte: the digits start right after it.
         let digits_end = suffix[1..]
             .find(|c: char| !c.is_ascii_digit())
             .map_or(suffix.len(), |i| i + 1);

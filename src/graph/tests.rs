@@ -196,6 +196,25 @@ fn resolve_names_ids_prefixes_and_suffixes() {
         store.resolve("~1"),
         Err(StateStoreError::UnknownRevision { .. })
     ));
+    assert_eq!(store.resolve("main~~").unwrap(), ids["c"]);
+    // Anything after the base that is not `~N` or `^N` is refused, never skipped over
+    // (non-ASCII text included: it must not be sliced mid-character).
+    for junk in [
+        "main~foo",
+        "main~1.json",
+        "main~~x",
+        "main~-1",
+        "main^-3",
+        "main~é",
+        "main^é",
+        "main~1é",
+    ] {
+        let got = store.resolve(junk);
+        assert!(
+            matches!(&got, Err(StateStoreError::InvalidInput { .. })),
+            "{junk}: {got:?}"
+        );
+    }
 }
 
 #[test]
