@@ -433,6 +433,32 @@ fn adopt_waiting_children(
     )
     .and_then(|mut s| s.execute(params![seq, node.id.as_bytes()]))
     .map_err(&ctx)?;
+    // Each child's `parent_seqs` still says "not stored here" for this parent: point it at the
+    // parent's row (the only change ever made to a node row; `parent_seqs` is a local index,
+    // not part of the node).
+    let waiting: Vec<(i64, Vec<u8>, Vec<u8>)> = tx
+        .prepare_cached(
+            "SELECT n.seq, n.parents, n.parent_seqs
+             FROM shallow_edges s JOIN state_nodes n ON n.seq = s.child WHERE s.parent_id = ?1",
+        )
+        .and_then(|mut s| {
+            s.query_map([node.id.as_bytes()], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?
+            .collect()
+        })
+        .map_err(&ctx)?;
+    for (child, parents, parent_seqs) in waiting {
+        let mut seqs = decode_seqs(&parent_seqs)?;
+        for (parent, slot) in decode_ids(&parents)?.iter().zip(&mut seqs) {
+            if *parent == node.id {
+                *slot = seq;
+            }
+        }
+        tx.prepare_cached("UPDATE state_nodes SET parent_seqs = ?1 WHERE seq = ?2")
+            .and_then(|mut s| s.execute(params![encode_seqs(&seqs), child]))
+            .map_err(&ctx)?;
+    }
     tx.prepare_cached("DELETE FROM shallow_edges WHERE parent_id = ?1")
         .and_then(|mut s| s.execute([node.id.as_bytes()]))
         .map_err(&ctx)?;

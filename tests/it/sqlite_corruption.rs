@@ -4,7 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use stategraph::codec;
-use stategraph::{SnapshotId, SqliteStateStore, StateData, StateDataRef, StateNodeId, StateStore};
+use stategraph::{
+    History, SnapshotId, SqliteStateStore, StateData, StateDataRef, StateNodeId, StateStore,
+};
 use tempfile::TempDir;
 
 use crate::util::{meta, open_normal, raw, t};
@@ -503,4 +505,33 @@ fn verify_reports_a_missing_parent_but_accepts_a_shallow_boundary() {
     let report = receiver.verify(|_| {}).expect("verify");
     assert!(report.is_ok(), "{:?}", report.problems);
     assert_eq!(report.shallow_edges, 1);
+
+    // The missing parent arrives later: the boundary closes, and the child's stored link to
+    // it is the parent's row, as if they had arrived in order.
+    let parent = sender
+        .export_snapshot(&sender.snapshot(&a).expect("snap"))
+        .expect("export");
+    receiver.import_snapshot(&parent).expect("import parent");
+    let report = receiver.verify(|_| {}).expect("verify");
+    assert!(report.is_ok(), "{:?}", report.problems);
+    assert_eq!(report.shallow_edges, 0);
+    let below: Vec<StateNodeId> = receiver
+        .descendants(&a)
+        .expect("descendants")
+        .map(|n| n.map(|n| n.id))
+        .collect::<Result<_, _>>()
+        .expect("walk");
+    assert_eq!(below, vec![b]);
+    assert!(receiver.is_ancestor(&a, &b).expect("ancestry"));
+    drop(receiver);
+    let conn = rusqlite::Connection::open(dir.path().join("r.db")).expect("open");
+    let (a_seq, b_links): (i64, Vec<u8>) = conn
+        .query_row(
+            "SELECT (SELECT seq FROM state_nodes WHERE id = ?1), parent_seqs
+             FROM state_nodes WHERE id = ?2",
+            [a.as_bytes().as_slice(), b.as_bytes().as_slice()],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("rows");
+    assert_eq!(b_links, a_seq.to_be_bytes());
 }
