@@ -146,6 +146,24 @@ fn demo_runs_and_draws_a_merge() {
     assert_eq!(store.get_ref("main").expect("ref"), Some(node));
     assert_eq!(store.list_refs("").expect("refs").len(), 1);
 
+    // Nor a store holding only state (put, never committed).
+    let states = env.dir.path().join("states.db");
+    let data = {
+        let store = SqliteStateStore::open(&states).expect("open");
+        store
+            .put_state(StateData::new(b"precious".to_vec()))
+            .expect("put")
+    };
+    let out = bare(env.dir.path())
+        .args(["demo", "--db"])
+        .arg(&states)
+        .output()
+        .expect("run");
+    let err = assert_error(&out);
+    assert!(err.contains("the demo did not make"), "{err}");
+    let store = SqliteStateStore::open_read_only(&states).expect("still a store");
+    assert_eq!(store.get_state(&data).expect("state").bytes, b"precious");
+
     // An empty store holds nothing to lose: the demo takes its place.
     let empty = env.dir.path().join("empty.db");
     drop(SqliteStateStore::open(&empty).expect("open"));

@@ -134,7 +134,12 @@ fn clear_old_demo(path: &Path) -> CliResult {
         };
         let store = SqliteStateStore::open_read_only(path).map_err(|e| refuse(e.to_string()))?;
         // An empty store (a demo stopped before its first tick, say) holds nothing to lose.
-        if store.get_ref(MARKER)?.is_none() && store.stats()?.nodes > 0 {
+        // (Refs, snapshots and ref log entries all name nodes, which are never deleted.)
+        let empty = || -> CliResult<bool> {
+            let stats = store.stats()?;
+            Ok(stats.nodes == 0 && stats.states == 0 && stats.blobs == 0)
+        };
+        if store.get_ref(MARKER)?.is_none() && !empty()? {
             return Err(refuse(format!(
                 "it is a stategraph store the demo did not make (it has no `{MARKER}` ref)"
             )));
