@@ -727,6 +727,43 @@ fn export_and_import_between_stores() {
     other.ok(&args);
     assert_eq!(other.ok(&["snapshots"]).lines().count(), 2);
 
+    // A reader that goes away (`import ... | head -1`) does not stop the imports.
+    let piped = Env::init();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_stategraph"))
+        .arg("--db")
+        .arg(&piped.db)
+        .args(&args)
+        .env_remove("STATEGRAPH_DB")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("wait");
+    assert!(out.status.success(), "{}", crate::cli_util::stderr(&out));
+    assert_eq!(piped.ok(&["snapshots"]).lines().count(), 2);
+
+    // A file that is not a package stops the rest, and says which were imported.
+    let junk = env.dir.path().join("junk.sgpkg");
+    std::fs::write(&junk, b"not a package").expect("write");
+    let partial = Env::init();
+    let out = partial
+        .sg(&[
+            "import",
+            &files[0],
+            junk.to_str().expect("utf-8"),
+            &files[1],
+        ])
+        .output()
+        .expect("run");
+    let err = assert_error(&out);
+    assert!(err.contains("junk.sgpkg"), "{err}");
+    assert!(
+        err.contains("1 file(s) before it were imported; the 1 after it were not"),
+        "{err}"
+    );
+    assert_eq!(partial.ok(&["snapshots"]).lines().count(), 1);
+
     // A damaged package is refused, and nothing of it is stored.
     let mut bad = package.clone();
     let last = bad.len() - 2;
