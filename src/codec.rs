@@ -183,6 +183,18 @@ pub(crate) fn check_parents(parents: &[StateNodeId]) -> Result<()> {
     Ok(())
 }
 
+/// The largest generation a node may have: what every backend can store (SQLite integers are
+/// signed 64-bit). Far beyond any real history; reaching it means a damaged or forged package.
+pub(crate) const MAX_GENERATION: u64 = i64::MAX as u64;
+
+/// The error for a generation above [`MAX_GENERATION`].
+pub(crate) fn generation_too_large(what: &'static str, generation: u64) -> StateStoreError {
+    StateStoreError::invalid(
+        what,
+        format!("generation {generation} is above the largest a store holds ({MAX_GENERATION})"),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

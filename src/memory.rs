@@ -167,7 +167,7 @@ impl Inner {
                     content_type,
                     generations,
                     metadata,
-                );
+                )?;
                 let id = node.id;
                 self.insert_node(node, journal)?;
                 Ok(Outcome::Node(id))
@@ -224,7 +224,7 @@ impl Inner {
                         data_ref,
                         data_hash,
                         content_type,
-                        metadata,
+                        metadata: store::utc(metadata),
                         generation,
                     };
                     self.insert_node(node, journal)?;

@@ -77,8 +77,25 @@ impl SnapshotPackage {
                 self.snapshot_id
             )));
         }
-        if self.generation == 0 {
-            return Err(malformed("generation 0 (generations start at 1)"));
+        // The generation is not covered by the ids (a receiver recomputes it when it holds
+        // the parents), but it must at least be possible.
+        if self.parent_ids.is_empty() && self.generation != 1 {
+            return Err(malformed(format!(
+                "generation {} for a node without parents (a root is generation 1)",
+                self.generation
+            )));
+        }
+        if !self.parent_ids.is_empty() && self.generation < 2 {
+            return Err(malformed(format!(
+                "generation {} for a node with parents (at least 2)",
+                self.generation
+            )));
+        }
+        if self.generation > codec::MAX_GENERATION {
+            return Err(codec::generation_too_large(
+                "snapshot package",
+                self.generation,
+            ));
         }
         Ok(data_hash)
     }

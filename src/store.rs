@@ -289,21 +289,31 @@ pub(crate) fn build_node(
     content_type: Option<String>,
     parent_generations: impl IntoIterator<Item = u64>,
     metadata: StateMetadata,
-) -> StateNode {
+) -> Result<StateNode> {
     let id = codec::node_id(&parent_ids, &data_hash, content_type.as_deref(), &metadata);
     let generation = parent_generations
         .into_iter()
         .max()
         .map_or(1, |g| g.saturating_add(1));
-    StateNode {
+    if generation > codec::MAX_GENERATION {
+        return Err(codec::generation_too_large("parents", generation));
+    }
+    Ok(StateNode {
         id,
         parent_ids,
         data_ref,
         data_hash,
         content_type,
-        metadata,
+        metadata: utc(metadata),
         generation,
-    }
+    })
+}
+
+/// `metadata` with its time in UTC: the offset is not part of a node, and every backend reads
+/// it back as UTC.
+pub(crate) fn utc(mut metadata: StateMetadata) -> StateMetadata {
+    metadata.created_at = metadata.created_at.to_offset(time::UtcOffset::UTC);
+    metadata
 }
 
 /// Checks that a node read back from storage still hashes to its id (and, for a root, that

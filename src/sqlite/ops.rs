@@ -549,7 +549,7 @@ pub(crate) fn commit_node(
         content_type,
         generations,
         metadata.clone(),
-    );
+    )?;
     insert_node(tx, cache, &node, &seqs)?;
     Ok(node.id)
 }

@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use stategraph::codec;
 use stategraph::{
-    ContentHash, InMemoryStateStore, SnapshotId, StateData, StateDataRef, StateMetadata,
-    StateNodeId, StateStore, StateStoreError,
+    ContentHash, InMemoryStateStore, SnapshotId, SnapshotPackage, StateData, StateDataRef,
+    StateMetadata, StateNodeId, StateStore, StateStoreError,
 };
 use tempfile::TempDir;
 use time::macros::{datetime, offset};
@@ -285,6 +285,11 @@ fn created_at_round_trips(h: &Harness) {
             "{at} came back as {back}"
         );
         assert_eq!(back, at);
+        assert_eq!(
+            back.offset(),
+            time::UtcOffset::UTC,
+            "{at} came back as {back}"
+        );
     }
     // The same instant written with another offset is the same node.
     let utc = s.commit_node(vec![], r, meta(T0, None)).expect("commit");
@@ -294,6 +299,54 @@ fn created_at_round_trips(h: &Harness) {
             .expect("commit"),
         utc
     );
+}
+
+/// A package whose node has the given parents (none of them stored) and claimed generation.
+fn package_with_generation(parents: Vec<StateNodeId>, generation: u64) -> SnapshotPackage {
+    let bytes = b"far away".to_vec();
+    let metadata = meta(T0, Some("imported"));
+    let node_id = codec::node_id(&parents, &ContentHash::of(&bytes), None, &metadata);
+    SnapshotPackage {
+        node_id,
+        snapshot_id: codec::snapshot_id(&node_id),
+        parent_ids: parents,
+        content_type: None,
+        metadata,
+        generation,
+        bytes,
+    }
+}
+
+fn implausible_generations_are_refused(h: &Harness) {
+    let s = h.store();
+    let far = vec![StateNodeId::from_bytes([0xdd; 32])];
+    for (parents, generation) in [
+        (vec![], 2),
+        (far.clone(), 1),
+        (far.clone(), u64::MAX),
+        (far.clone(), i64::MAX as u64 + 1),
+    ] {
+        let err = s
+            .import_snapshot(&package_with_generation(parents, generation))
+            .unwrap_err();
+        assert!(
+            matches!(err, StateStoreError::InvalidInput { .. }),
+            "{generation}: {err}"
+        );
+    }
+    assert_eq!(s.list_snapshots().expect("list"), vec![]);
+    // The largest storable generation imports, but nothing can be committed on top of it.
+    let top = package_with_generation(far, i64::MAX as u64);
+    s.import_snapshot(&top).expect("import");
+    assert_eq!(
+        s.get_node(&top.node_id).expect("node").generation,
+        i64::MAX as u64
+    );
+    let r = s.put_state(data(b"child", None)).expect("put");
+    let err = s
+        .commit_node(vec![top.node_id], r, meta(T0, None))
+        .unwrap_err();
+    assert!(matches!(err, StateStoreError::InvalidInput { .. }), "{err}");
 }
 
 fn strings_round_trip_exactly(h: &Harness) {
@@ -705,4 +758,5 @@ conformance_cases!(
     snapshot_of_unknown_node_fails_cleanly,
     shared_across_threads,
     cross_backend_ids_agree,
+    implausible_generations_are_refused,
 );
