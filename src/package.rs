@@ -138,7 +138,8 @@ impl SnapshotPackage {
     /// [`StateStoreError::InvalidInput`] for anything that is not a well-formed, matching
     /// version-1 package (truncated, tampered, or of another version).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
-        let value: Value = ciborium::from_reader(bytes).map_err(|e| {
+        let mut rest = bytes;
+        let value: Value = ciborium::from_reader(&mut rest).map_err(|e| {
             malformed(match e {
                 ciborium::de::Error::Io(_) => "it is truncated (the CBOR ends early)".to_owned(),
                 ciborium::de::Error::Syntax(at) => format!("it is not valid CBOR (at byte {at})"),
@@ -146,6 +147,12 @@ impl SnapshotPackage {
                 ciborium::de::Error::RecursionLimitExceeded => "it nests too deeply".to_owned(),
             })
         })?;
+        if !rest.is_empty() {
+            return Err(malformed(format!(
+                "{} byte(s) follow the package (two packages in one file, or a damaged one)",
+                rest.len()
+            )));
+        }
         let Value::Array(items) = value else {
             return Err(malformed("not a CBOR array"));
         };
@@ -288,5 +295,9 @@ mod tests {
             );
         }
         assert!(SnapshotPackage::from_bytes(b"random bytes that are not cbor").is_err());
+        for tail in [&b"\0"[..], b"GARBAGE", &wire] {
+            let err = SnapshotPackage::from_bytes(&[&wire[..], tail].concat()).unwrap_err();
+            assert!(err.to_string().contains("follow the package"), "{err}");
+        }
     }
 }
