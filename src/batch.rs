@@ -105,6 +105,9 @@ impl<'a, S: StateStore + ?Sized> Batch<'a, S> {
         data_ref: StateDataRef,
         metadata: StateMetadata,
     ) -> Result<StateNodeId> {
+        // Checks in the order the store's own commit_node makes them, so both report the same
+        // error for the same bad input.
+        codec::check_parents(&parent_ids)?;
         let (hash, content_type) = match self.states.get(&data_ref) {
             Some(known) => known.clone(),
             None => {
@@ -158,10 +161,9 @@ impl<'a, S: StateStore + ?Sized> Batch<'a, S> {
         new: &StateNodeId,
         message: Option<&str>,
     ) -> Result<()> {
+        let op = Op::set_ref(name, expected, new, message)?;
         self.node_known(new)?;
-        self.writes
-            .ops
-            .push(Op::set_ref(name, expected, new, message)?);
+        self.writes.ops.push(op);
         Ok(())
     }
 
@@ -269,6 +271,27 @@ mod tests {
             batch.set_ref("bad name", None, &root),
             Err(StateStoreError::InvalidRefName { .. })
         ));
+        // With two things wrong, the same error as the store's own call gives.
+        for store_or_batch in [false, true] {
+            let dup_ghosts = if store_or_batch {
+                batch.commit_node(vec![ghost, ghost], data, meta(9))
+            } else {
+                store.commit_node(vec![ghost, ghost], data, meta(9))
+            };
+            assert!(
+                matches!(dup_ghosts, Err(StateStoreError::InvalidInput { .. })),
+                "{dup_ghosts:?}"
+            );
+            let bad_ghost = if store_or_batch {
+                batch.set_ref("bad name", None, &ghost)
+            } else {
+                store.set_ref("bad name", None, &ghost)
+            };
+            assert!(
+                matches!(bad_ghost, Err(StateStoreError::InvalidRefName { .. })),
+                "{bad_ghost:?}"
+            );
+        }
         assert!(batch.is_empty());
     }
 
