@@ -295,6 +295,11 @@ impl SqliteStateStore {
                 schema::check_version(path, app, version)?;
                 // Only now, with the file known to be ours, may anything be written to it.
                 Self::configure(&conn, &config, false)?;
+                if version == schema::SCHEMA_VERSION && app == schema::APPLICATION_ID {
+                    // Up to date: no need to take the write lock (which another process may
+                    // hold for a while) just to find that out again.
+                    return Ok(());
+                }
                 schema::migrate(&mut conn, path)
             })?;
             Some(Writer::new(conn, config.busy_timeout))

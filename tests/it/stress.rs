@@ -404,3 +404,40 @@ fn wal_stays_bounded_under_steady_load() {
     drop(store);
     assert_integrity(&path);
 }
+
+/// Opening a store that is up to date takes no lock: while another connection holds the write
+/// lock, a writable open and its reads succeed at once, and only a write waits (and, past the
+/// busy timeout, fails saying so).
+#[test]
+fn opening_an_up_to_date_store_does_not_wait_for_the_write_lock() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("held.db");
+    let node = {
+        let store = SqliteStateStore::open(&path).expect("create");
+        let data = store.put_state(StateData::new(b"x".to_vec())).expect("put");
+        store
+            .commit_node(vec![], data, StateMetadata::now(None))
+            .expect("commit")
+    };
+    let holder = rusqlite::Connection::open(&path).expect("second connection");
+    holder
+        .execute_batch("BEGIN IMMEDIATE")
+        .expect("taking the write lock");
+
+    let timeout = Duration::from_millis(300);
+    let store = SqliteStateStore::builder()
+        .busy_timeout(timeout)
+        .open(&path)
+        .expect("a writable open needs no lock");
+    assert_eq!(store.get_node(&node).expect("read").id, node);
+    let err = store
+        .put_state(StateData::new(b"y".to_vec()))
+        .expect_err("the write lock is held");
+    let text = err.to_string();
+    assert!(text.contains("write lock"), "{text}");
+
+    holder.execute_batch("COMMIT").expect("release");
+    store
+        .put_state(StateData::new(b"y".to_vec()))
+        .expect("the lock is free again");
+}
