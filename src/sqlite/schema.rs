@@ -207,9 +207,20 @@ pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
             .map_err(sql_error("migrating the store schema"))?;
     }
     // `version` is within 0..=SCHEMA_VERSION, checked above.
-    for sql in &MIGRATIONS[version as usize..] {
-        tx.execute_batch(sql)
-            .map_err(sql_error("migrating the store schema"))?;
+    for (from, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        tx.execute_batch(sql).map_err(|e| match e {
+            // The SQL does not fit the tables: the file is not at the version its header
+            // claims (a header edited by hand, say). Say so, without quoting the whole file.
+            rusqlite::Error::SqlInputError { msg, .. } => StateStoreError::corrupt(
+                format!("store file {}", path.display()),
+                format!(
+                    "its header says schema version {version}, but its tables do not fit \
+                     migration {} ({msg}); nothing was changed",
+                    from + 1
+                ),
+            ),
+            other => super::map_sqlite_error("migrating the store schema", other),
+        })?;
     }
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)
         .map_err(sql_error("migrating the store schema"))?;

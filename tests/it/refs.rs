@@ -644,6 +644,26 @@ mod migration {
     }
 
     #[test]
+    fn a_header_below_the_tables_version_is_refused_briefly_and_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lowered.db");
+        drop(create_at(&path, 3));
+        Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", 1)
+            .unwrap();
+        let err = SqliteStateStore::open(&path).unwrap_err();
+        assert!(err.is_corrupt(), "{err:?}");
+        let text = err.to_string();
+        assert!(
+            text.contains("header says schema version 1") && text.contains("migration 2"),
+            "{text}"
+        );
+        assert!(text.len() < 300, "the message quotes the migration: {text}");
+        assert_eq!(user_version(&path), 1);
+    }
+
+    #[test]
     fn empty_v1_store_is_upgraded_on_open() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("v1.db");
