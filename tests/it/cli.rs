@@ -379,6 +379,35 @@ fn is_ancestor_and_merge_base_exit_codes() {
 }
 
 #[test]
+fn stored_text_is_printed_without_control_characters() {
+    let env = Env::init();
+    let label = "first line\nsecond \u{1b}[31mred\u{1b}[0m\rforged";
+    env.commit("x", label, &["--branch", "evil"]);
+    env.ok(&["snapshot", "evil"]);
+    let outputs = [
+        env.ok(&["log", "--oneline", "evil"]),
+        env.ok(&["log", "evil"]),
+        env.ok(&["show", "evil"]),
+        env.ok(&["branch"]),
+        env.ok(&["reflog", "evil"]),
+        env.ok(&["snapshots"]),
+    ];
+    for out in &outputs {
+        assert!(
+            !out.contains(['\u{1b}', '\r']),
+            "a control character reached the terminal: {out:?}"
+        );
+        assert!(out.contains("\\u{1b}[31mred"), "shown escaped: {out:?}");
+    }
+    // One line per node stays one line; the full log keeps the label's own lines.
+    assert_eq!(outputs[0].lines().count(), 1, "{:?}", outputs[0]);
+    assert!(outputs[1].contains("    second "), "{:?}", outputs[1]);
+    // JSON carries the label exactly.
+    let node: Value = serde_json::from_str(&env.ok(&["show", "--json", "evil"])).expect("json");
+    assert_eq!(node["label"].as_str(), Some(label));
+}
+
+#[test]
 fn put_and_cat_are_byte_exact() {
     let env = Env::init();
     let all_bytes: Vec<u8> = (0..=255u8).collect();

@@ -295,3 +295,38 @@ pub fn progress(len: u64, what: &str) -> indicatif::ProgressBar {
     }
     bar
 }
+
+/// Text from the store (labels, content types, ref log messages: written by any program,
+/// or imported from another store) made safe to print: control characters are shown as
+/// escapes (`\u{1b}`, `\r`), so they cannot move the cursor, recolour the terminal or
+/// forge lines. With `lines`, line breaks are kept; otherwise they are shown as `\n` too.
+pub fn printable(text: &str, lines: bool) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() && !(lines && c == '\n') {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::printable;
+
+    #[test]
+    fn printable_escapes_control_characters() {
+        let text = "a\nb\u{1b}[31mRED\u{1b}[0m\rOVER\ttab é";
+        assert_eq!(
+            printable(text, false),
+            "a\\nb\\u{1b}[31mRED\\u{1b}[0m\\rOVER\\ttab é"
+        );
+        assert_eq!(
+            printable(text, true),
+            "a\nb\\u{1b}[31mRED\\u{1b}[0m\\rOVER\\ttab é"
+        );
+        assert_eq!(printable("plain", false), "plain");
+    }
+}

@@ -9,7 +9,9 @@ use stategraph::{History as _, SnapshotInfo, StateNode, StateNodeId, StateStore}
 use crate::Ctx;
 use crate::args::{GraphArgs, LogArgs, ShowArgs};
 use crate::error::{CliResult, explain};
-use crate::output::{NodeJson, Paint, Theme, ids, note, rfc3339, rfc3339_seconds, write_json};
+use crate::output::{
+    NodeJson, Paint, Theme, ids, note, printable, rfc3339, rfc3339_seconds, write_json,
+};
 use crate::render::GraphRenderer;
 use crate::revs::{Walk, WalkFlags, resolve, walk};
 
@@ -81,7 +83,7 @@ fn node_lines(
         let mut line = format!("{}{decor}", theme.paint(Paint::Id, &short));
         if !label.is_empty() {
             line.push(' ');
-            line.push_str(label);
+            line.push_str(&printable(label, false));
         }
         return vec![line];
     }
@@ -99,7 +101,7 @@ fn node_lines(
     ));
     if !label.is_empty() {
         lines.push(String::new());
-        lines.extend(label.lines().map(|l| format!("    {l}")));
+        lines.extend(printable(label, true).lines().map(|l| format!("    {l}")));
     }
     lines
 }
@@ -300,13 +302,16 @@ pub fn show(ctx: &Ctx, args: &ShowArgs) -> CliResult {
     let label = node
         .metadata
         .label
-        .clone()
-        .unwrap_or_else(|| none("(none)"));
+        .as_deref()
+        .map_or_else(|| none("(none)"), |l| printable(l, false));
     writeln!(out, "{}{}", field("label"), label)?;
     writeln!(out, "{}{}", field("data ref"), node.data_ref)?;
     writeln!(out, "{}{} bytes", field("size"), state.bytes.len())?;
     writeln!(out, "{}{}", field("hash"), node.data_hash)?;
-    let content_type = node.content_type.clone().unwrap_or_else(|| none("(none)"));
+    let content_type = node
+        .content_type
+        .as_deref()
+        .map_or_else(|| none("(none)"), |c| printable(c, false));
     writeln!(out, "{}{}", field("type"), content_type)?;
     if snapshots.is_empty() {
         writeln!(out, "{}{}", field("snapshots"), none("(none)"))?;

@@ -8,7 +8,7 @@ use stategraph::{StateNodeId, StateStore, StateStoreError, validate_ref_name};
 use crate::Ctx;
 use crate::args::{RefArgs, ReflogArgs};
 use crate::error::{CliError, CliResult, explain};
-use crate::output::{Paint, Theme, rfc3339, rfc3339_seconds, write_json};
+use crate::output::{Paint, Theme, printable, rfc3339, rfc3339_seconds, write_json};
 use crate::revs::resolve;
 
 /// Which kind of ref a `branch`/`tag` invocation handles.
@@ -69,7 +69,7 @@ fn label_of(store: &dyn StateStore, id: &StateNodeId) -> Option<String> {
 fn short_label(store: &dyn StateStore, t: Theme, id: &StateNodeId) -> String {
     let mut text = t.paint(Paint::Id, &id.to_short_hex(12));
     if let Some(label) = label_of(store, id) {
-        text.push_str(&format!(" ({label})"));
+        text.push_str(&format!(" ({})", printable(&label, false)));
     }
     text
 }
@@ -216,7 +216,12 @@ fn list(ctx: &Ctx, json: bool, kind: Kind) -> CliResult {
         Kind::Branch => name.to_owned(),
         Kind::Tag => name[TAGS.len()..].to_owned(),
     };
-    let width = refs.iter().map(|r| shown(&r.name).len()).max().unwrap_or(0);
+    // Padded by characters, not bytes, so non-ASCII names line up too.
+    let width = refs
+        .iter()
+        .map(|r| shown(&r.name).chars().count())
+        .max()
+        .unwrap_or(0);
     let t = ctx.theme;
     let paint = match kind {
         Kind::Branch => Paint::Branch,
@@ -224,8 +229,8 @@ fn list(ctx: &Ctx, json: bool, kind: Kind) -> CliResult {
     };
     for r in &refs {
         let name = shown(&r.name);
-        let pad = " ".repeat(width - name.len());
-        let label = label_of(&store, &r.target).unwrap_or_default();
+        let pad = " ".repeat(width - name.chars().count());
+        let label = printable(&label_of(&store, &r.target).unwrap_or_default(), false);
         let line = format!(
             "{}{pad}  {} {label}",
             t.paint(paint, &name),
@@ -279,7 +284,7 @@ pub fn reflog(ctx: &Ctx, args: &ReflogArgs) -> CliResult {
             None => t.paint(Paint::Dim, &format!("{:<12}", "(deleted)")),
         };
         let what = match (&e.message, e.old, e.new) {
-            (Some(message), _, _) => message.clone(),
+            (Some(message), _, _) => printable(message, false),
             (None, None, _) => "created".to_owned(),
             (None, Some(old), Some(_)) => format!("moved from {}", old.to_short_hex(12)),
             (None, Some(old), None) => format!("deleted (was {})", old.to_short_hex(12)),

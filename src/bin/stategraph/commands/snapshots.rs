@@ -10,7 +10,7 @@ use stategraph::{
 use crate::Ctx;
 use crate::args::{ExportArgs, ImportArgs, JsonArgs, RestoreArgs, SnapshotArgs};
 use crate::error::{CliError, CliResult, describe_node};
-use crate::output::{Paint, progress, rfc3339, rfc3339_seconds, write_json};
+use crate::output::{Paint, printable, progress, rfc3339, rfc3339_seconds, write_json};
 use crate::revs::resolve;
 
 /// `snapshot REV`: prints the new snapshot's id.
@@ -62,7 +62,7 @@ pub fn list(ctx: &Ctx, args: &JsonArgs) -> CliResult {
             t.paint(Paint::Snapshot, &s.id.to_short_hex(12)),
             t.paint(Paint::Id, &s.node_id.to_short_hex(12)),
             t.paint(Paint::Dim, &rfc3339_seconds(s.created_at)),
-            label(s).unwrap_or_default()
+            printable(&label(s).unwrap_or_default(), false)
         );
         writeln!(out, "{}", line.trim_end())?;
     }
