@@ -212,24 +212,43 @@ fn sweep(conn: &Connection, progress: &mut dyn FnMut(VerifyProgress)) -> Result<
                 .problems
                 .push(format!("snapshot {id}: not the snapshot id of node {node}"));
         }
-        if ops::find_node(conn, &node)?.is_none() {
-            report
+        match readable_node(conn, &node)? {
+            Some(true) => {}
+            Some(false) => report
                 .problems
-                .push(format!("snapshot {id}: its node {node} is missing"));
+                .push(format!("snapshot {id}: its node {node} is missing")),
+            None => report
+                .problems
+                .push(format!("snapshot {id}: its node {node} cannot be read")),
         }
         report.snapshots += 1;
         tick(VerifyPhase::Pointers, report.snapshots, total);
     }
     for r in ops::list_refs(conn, "")? {
-        if ops::find_node(conn, &r.target)?.is_none() {
-            report
+        match readable_node(conn, &r.target)? {
+            Some(true) => {}
+            Some(false) => report
                 .problems
-                .push(format!("ref {}: its node {} is missing", r.name, r.target));
+                .push(format!("ref {}: its node {} is missing", r.name, r.target)),
+            None => report.problems.push(format!(
+                "ref {}: its node {} cannot be read",
+                r.name, r.target
+            )),
         }
         report.refs += 1;
         tick(VerifyPhase::Pointers, report.snapshots + report.refs, total);
     }
     Ok(report)
+}
+
+/// Whether a node is stored: `None` when its row is there but cannot be decoded (its own
+/// check reports why).
+fn readable_node(conn: &Connection, id: &StateNodeId) -> Result<Option<bool>> {
+    match ops::find_node(conn, id) {
+        Ok(found) => Ok(Some(found.is_some())),
+        Err(e) if e.is_corrupt() => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 fn seqs(conn: &Connection) -> Result<Vec<i64>> {
@@ -250,7 +269,16 @@ fn check_node(conn: &Connection, seq: i64, report: &mut VerifyReport) -> Result<
             None => return Ok(()),
         },
         Err(e) => {
-            report.problems.push(format!("node row {seq}: {e}"));
+            // Name the node when at least its id column reads.
+            let id: Option<Vec<u8>> = conn
+                .prepare_cached("SELECT id FROM state_nodes WHERE seq = ?1")
+                .and_then(|mut s| s.query_row([seq], |r| r.get(0)))
+                .ok();
+            let which = match id.as_deref().and_then(StateNodeId::from_slice) {
+                Some(id) => format!("node {id} (row {seq})"),
+                None => format!("node row {seq}"),
+            };
+            report.problems.push(format!("{which}: {e}"));
             return Ok(());
         }
     };
@@ -274,12 +302,18 @@ fn check_node(conn: &Connection, seq: i64, report: &mut VerifyReport) -> Result<
             }
             continue;
         }
-        match ops::find_nodes_by_seq_range(conn, parent_seq, parent_seq)?.pop() {
-            Some((_, p)) if p.node.id == *parent => parent_generations.push(p.node.generation),
-            _ => report.problems.push(format!(
+        match ops::find_nodes_by_seq_range(conn, parent_seq, parent_seq).map(|mut r| r.pop()) {
+            Ok(Some((_, p))) if p.node.id == *parent => parent_generations.push(p.node.generation),
+            Ok(_) => report.problems.push(format!(
                 "node {}: its parent link to {parent} points at the wrong row",
                 node.id
             )),
+            // The parent's own check reports what is wrong with its row.
+            Err(e) if e.is_corrupt() => report.problems.push(format!(
+                "node {}: its parent {parent} cannot be read",
+                node.id
+            )),
+            Err(e) => return Err(e),
         }
     }
     let all_present = parent_generations.len() == node.parent_ids.len();

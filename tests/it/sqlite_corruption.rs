@@ -472,6 +472,42 @@ fn verify_reports_every_problem() {
 }
 
 #[test]
+fn verify_lists_an_undecodable_node_and_goes_on() {
+    let d = Damaged::new();
+    // Text that is not UTF-8 in the root's label; the root has a child, a snapshot and a ref.
+    d.damage(
+        "UPDATE state_nodes SET label = CAST(x'ff41' AS TEXT) WHERE id = ?1",
+        [d.root.as_bytes()],
+    );
+    {
+        let s = d.open();
+        assert!(s.get_node(&d.root).unwrap_err().is_corrupt());
+    }
+    let conn = raw(&d.path);
+    conn.execute(
+        "INSERT INTO refs (name, node_id) VALUES ('main', ?1)",
+        [d.root.as_bytes()],
+    )
+    .expect("ref");
+    drop(conn);
+    let report = d.open().verify(|_| {}).expect("verify lists, not fails");
+    let text = report.problems.join("\n");
+    for want in [
+        format!("node {}: its parent {} cannot be read", d.merge, d.root),
+        format!("its node {} cannot be read", d.root),
+        format!("ref main: its node {} cannot be read", d.root),
+    ] {
+        assert!(text.contains(&want), "{want} not in:\n{text}");
+    }
+    assert!(
+        text.contains(&format!("node {} (row 1): ", d.root)),
+        "{text}"
+    );
+    assert!(text.contains("utf-8"), "{text}");
+    assert_eq!(report.nodes, 3, "every node was checked");
+}
+
+#[test]
 fn verify_reports_a_missing_parent_but_accepts_a_shallow_boundary() {
     let d = Damaged::new();
     d.damage("DELETE FROM state_nodes WHERE id = ?1", [d.root.as_bytes()]);
