@@ -731,13 +731,33 @@ fn export_and_import_between_stores() {
     let pkg = pkg_path.to_str().expect("utf-8 path");
     let imported = other.ok(&["import", pkg]);
     assert!(imported.contains("shallow boundary"), "{imported}");
+    // `log` shows the node and says where its history stops, in text and JSON alike.
+    let node: Value = serde_json::from_str(&env.ok(&["show", "--json", "main"])).expect("json");
+    let id = node["id"].as_str().expect("id");
+    for args in [
+        &["log", id][..],
+        &["log", "--json", id],
+        &["log", "--oneline", id],
+    ] {
+        let out = other.sg(args).output().expect("run");
+        assert!(out.status.success(), "{args:?}");
+        let err = crate::cli_util::stderr(&out);
+        assert!(
+            err.contains("history stops at 1 parent(s) not in this store"),
+            "{args:?}: {err}"
+        );
+        let full = env.sg(args).output().expect("run");
+        assert_eq!(
+            crate::cli_util::stderr(&full),
+            "",
+            "{args:?} on the whole history"
+        );
+    }
     assert_eq!(
         other.ok(&["import", pkg]),
         imported,
         "importing twice changes nothing"
     );
-    let node: Value = serde_json::from_str(&env.ok(&["show", "--json", "main"])).expect("json");
-    let id = node["id"].as_str().expect("id");
     assert_eq!(other.ok(&["cat", id]), env.ok(&["cat", "main"]));
     let listed: Value = serde_json::from_str(&other.ok(&["snapshots", "--json"])).expect("json");
     assert_eq!(listed[0]["id"].as_str(), Some(snapshot));

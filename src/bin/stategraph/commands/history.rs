@@ -106,16 +106,56 @@ fn node_lines(
     lines
 }
 
-/// Prints the nodes of a walk as text. Shared by `log` and `demo`.
+/// Prints the nodes of a walk as text. Shared by `log` and `demo`. Returns the parents the
+/// walk reached that are not in the store (see [`boundary_note`]).
 pub fn print_log(
     store: &dyn StateStore,
     walk: &Walk,
     style: LogStyle,
     theme: Theme,
     out: &mut dyn Write,
-) -> CliResult {
+) -> CliResult<Vec<StateNodeId>> {
     let decorations = Decorations::load(store)?;
-    let nodes = store.log(&walk.options).map_err(|e| explain(store, e))?;
+    let mut log = store.log(&walk.options).map_err(|e| explain(store, e))?;
+    print_nodes(store, &decorations, &mut log, walk, style, theme, out)?;
+    Ok(log.boundary().to_vec())
+}
+
+/// Says, on stderr, where the history shown stops short because parents are not stored.
+pub fn boundary_note(theme: Theme, boundary: &[StateNodeId]) {
+    if boundary.is_empty() {
+        return;
+    }
+    const SHOWN: usize = 5;
+    let mut ids: Vec<String> = boundary
+        .iter()
+        .take(SHOWN)
+        .map(|id| id.to_short_hex(12))
+        .collect();
+    if boundary.len() > SHOWN {
+        ids.push(format!("and {} more", boundary.len() - SHOWN));
+    }
+    note(
+        theme,
+        &format!(
+            "history stops at {} parent(s) not in this store: {} (a shallow boundary left by \
+             `import`; import their snapshots to go further, or run `stategraph fsck` if this \
+             store never imported anything)",
+            boundary.len(),
+            ids.join(", ")
+        ),
+    );
+}
+
+fn print_nodes(
+    store: &dyn StateStore,
+    decorations: &Decorations,
+    nodes: &mut dyn Iterator<Item = stategraph::Result<StateNode>>,
+    walk: &Walk,
+    style: LogStyle,
+    theme: Theme,
+    out: &mut dyn Write,
+) -> CliResult {
     // With exclusions, a parent is drawn only if it is shown, which is known only once the
     // walk is over: collect first. Otherwise stream.
     let (nodes, shown): (Box<dyn Iterator<Item = _>>, Option<HashSet<StateNodeId>>) =
@@ -204,12 +244,14 @@ pub fn log(ctx: &Ctx, args: &LogArgs) -> CliResult {
         );
     }
     let mut out = ctx.out(true);
+    let mut boundary = Vec::new();
     if args.json {
         write!(out, "[")?;
         let mut first = true;
         if !walk.empty {
             let decorations = Decorations::load(&store)?;
-            for node in store.log(&walk.options).map_err(|e| explain(&store, e))? {
+            let mut log = store.log(&walk.options).map_err(|e| explain(&store, e))?;
+            for node in log.by_ref() {
                 let node = node?;
                 let snapshots = store.snapshots_of(&node.id)?;
                 let json = NodeJson::new(&node, decorations.refs(&node.id), &snapshots);
@@ -217,6 +259,7 @@ pub fn log(ctx: &Ctx, args: &LogArgs) -> CliResult {
                 serde_json::to_writer(&mut out, &json)?;
                 first = false;
             }
+            boundary = log.boundary().to_vec();
         }
         writeln!(out, "{}]", if first { "" } else { "\n" })?;
     } else if !walk.empty {
@@ -224,9 +267,10 @@ pub fn log(ctx: &Ctx, args: &LogArgs) -> CliResult {
             graph: args.graph,
             oneline: args.oneline,
         };
-        print_log(&store, &walk, style, ctx.theme, &mut out)?;
+        boundary = print_log(&store, &walk, style, ctx.theme, &mut out)?;
     }
     out.finish()?;
+    boundary_note(ctx.err_theme, &boundary);
     Ok(())
 }
 
