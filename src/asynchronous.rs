@@ -4,6 +4,12 @@
 //! The engine is synchronous (SQLite is), so every call runs on tokio's blocking thread pool
 //! and the executor threads never wait on a lock, a disk or a busy database. Writes still go
 //! through the store's one writer, so async callers share group commits with sync callers.
+//!
+//! A future does nothing until it is first polled. Once polled, a call runs to its end on the
+//! blocking pool even if the future is dropped (by a timeout, or a `select!` that took another
+//! branch): a write is then stored, or not, exactly as if it had been awaited, only no one
+//! sees its result. After a timeout, look before retrying a write whose outcome matters (a
+//! retried compare-and-swap `set_ref` fails with `RefConflict` when the first attempt landed).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -115,15 +121,39 @@ pub trait AsyncStateStore: Send + Sync {
 
 /// The stream of nodes [`AsyncStateStore::log`] returns; implements
 /// [`futures_core::Stream`]. An error ends the stream after it is yielded.
-#[derive(Debug)]
+///
+/// Like the other methods' futures, it does nothing until first polled. From then until it
+/// ends or is dropped, its walk holds a thread of tokio's blocking pool (and, on SQLite, a
+/// read connection), so a stream kept but no longer read should be dropped.
 pub struct LogStream {
-    entries: mpsc::Receiver<Result<StateNode>>,
+    start: Option<Box<dyn FnOnce() -> LogReceiver + Send>>,
+    entries: Option<LogReceiver>,
+}
+
+type LogReceiver = mpsc::Receiver<Result<StateNode>>;
+
+impl std::fmt::Debug for LogStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogStream")
+            .field("started", &self.start.is_none())
+            .finish_non_exhaustive()
+    }
 }
 
 impl LogStream {
     /// The next node, or `None` at the end.
     pub async fn next(&mut self) -> Option<Result<StateNode>> {
-        self.entries.recv().await
+        std::future::poll_fn(|cx| self.poll_entry(cx)).await
+    }
+
+    fn poll_entry(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<StateNode>>> {
+        if let Some(start) = self.start.take() {
+            self.entries = Some(start());
+        }
+        match &mut self.entries {
+            Some(entries) => entries.poll_recv(cx),
+            None => Poll::Ready(None),
+        }
     }
 }
 
@@ -131,7 +161,7 @@ impl futures_core::Stream for LogStream {
     type Item = Result<StateNode>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.entries.poll_recv(cx)
+        self.poll_entry(cx)
     }
 }
 
@@ -281,24 +311,30 @@ impl<S: Blocking> AsyncStateStore for S {
     }
 
     fn log(&self, options: LogOptions) -> LogStream {
-        let (tx, entries) = mpsc::channel(LOG_READ_AHEAD);
         let store = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let walk = match History::log(&store, &options) {
-                Ok(walk) => walk,
-                Err(e) => {
-                    let _ = tx.blocking_send(Err(e));
-                    return;
+        let start = move || {
+            let (tx, entries) = mpsc::channel(LOG_READ_AHEAD);
+            tokio::task::spawn_blocking(move || {
+                let walk = match History::log(&store, &options) {
+                    Ok(walk) => walk,
+                    Err(e) => {
+                        let _ = tx.blocking_send(Err(e));
+                        return;
+                    }
+                };
+                for entry in walk {
+                    // A closed channel means the consumer dropped the stream: stop walking.
+                    if tx.blocking_send(entry).is_err() {
+                        return;
+                    }
                 }
-            };
-            for entry in walk {
-                // A closed channel means the consumer dropped the stream: stop walking.
-                if tx.blocking_send(entry).is_err() {
-                    return;
-                }
-            }
-        });
-        LogStream { entries }
+            });
+            entries
+        };
+        LogStream {
+            start: Some(Box::new(start)),
+            entries: None,
+        }
     }
 }
 
@@ -363,6 +399,22 @@ mod tests {
             Some(Err(StateStoreError::MissingNode { .. }))
         ));
         assert!(stream.next().await.is_none());
+    }
+
+    #[test]
+    fn a_log_stream_made_outside_a_runtime_starts_inside_one() {
+        let store = InMemoryStateStore::new();
+        let data = StateStore::put_state(&store, StateData::new(b"x".to_vec())).unwrap();
+        let node = StateStore::commit_node(&store, vec![], data, StateMetadata::now(None)).unwrap();
+        // No runtime here: making the stream (like making any other call's future) must not
+        // need one.
+        let mut stream = AsyncStateStore::log(&store, LogOptions::new().from(node));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let first = runtime.block_on(stream.next()).unwrap().unwrap();
+        assert_eq!(first.id, node);
+        assert!(runtime.block_on(stream.next()).is_none());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
