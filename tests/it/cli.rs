@@ -408,6 +408,35 @@ fn stored_text_is_printed_without_control_characters() {
 }
 
 #[test]
+fn ref_names_the_command_line_could_not_use_are_refused() {
+    let env = merge_history();
+    let before = env.ok(&["branch"]);
+    for (args, why) in [
+        (&["branch", "905f", "main"][..], "reads as a node id"),
+        (&["branch", "ABCDEF0123", "main"], "reads as a node id"),
+        (&["tag", "cafe", "main"], "reads as a node id"),
+        (&["branch", "--", "-x", "main"], "would read as an option"),
+        (&["branch", "tags/v9", "main"], "is a tag name"),
+        (
+            &["commit", "-b", "tags/v9", "-m", "x", "-"],
+            "is a tag name",
+        ),
+        (
+            &["commit", "-b", "beef", "-m", "x", "-"],
+            "reads as a node id",
+        ),
+    ] {
+        let out = env.sg(args).write_stdin("x").output().expect("run");
+        let err = assert_error(&out);
+        assert!(err.contains(why), "{args:?}: {err}");
+    }
+    assert_eq!(env.ok(&["branch"]), before, "nothing was created");
+    // Hex inside a longer name, or under a prefix, is fine.
+    env.ok(&["branch", "agents/cafe", "main"]);
+    env.ok(&["branch", "fix-905f", "main"]);
+}
+
+#[test]
 fn put_and_cat_are_byte_exact() {
     let env = Env::init();
     let all_bytes: Vec<u8> = (0..=255u8).collect();

@@ -180,7 +180,8 @@ Examples:
     /// List, create, move (-f) or delete (-d) branches
     #[command(after_help = "\
 Branches are all refs outside tags/. Every change is a compare-and-swap: creating fails if the
-branch exists, -f and -d fail if another writer moved the branch meanwhile.
+branch exists, -f and -d fail if another writer moved the branch meanwhile. A new name may not
+be all hex digits (4 or more: it would read as a node id) or start with '-'.
 
 --json (listing) prints an array of {name, target, label}.
 

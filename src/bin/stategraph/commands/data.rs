@@ -5,11 +5,12 @@ use std::path::Path;
 
 use stategraph::{
     History as _, SqliteStateStore, StateData, StateDataRef, StateMetadata, StateNodeId,
-    StateStore, StateStoreError, validate_ref_name,
+    StateStore, StateStoreError,
 };
 
 use crate::Ctx;
 use crate::args::{CatArgs, CommitArgs, PutArgs};
+use crate::commands::refs::{Kind, check_ref_name};
 use crate::error::{CliError, CliResult, explain};
 use crate::revs::resolve;
 
@@ -110,8 +111,9 @@ pub fn commit(ctx: &Ctx, args: &CommitArgs) -> CliResult {
     let bytes = read_input(args.file.as_deref())?;
     let head = match &args.branch {
         Some(branch) => {
-            validate_ref_name(branch)?;
-            store.get_ref(branch)?
+            let head = store.get_ref(branch)?;
+            check_ref_name(branch, Kind::Branch, head.is_none())?;
+            head
         }
         None => None,
     };

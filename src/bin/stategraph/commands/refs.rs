@@ -74,19 +74,41 @@ fn short_label(store: &dyn StateStore, t: Theme, id: &StateNodeId) -> String {
     text
 }
 
+/// Refuses a ref name the library accepts but the command line could not use well: for a
+/// branch, one under `tags/` (tags move only with `tag -f`); and, when the ref is `new`, one
+/// that `resolve` would read as a node id or id prefix (all hex digits, a `blake3:` id) or
+/// that looks like an option.
+pub fn check_ref_name(full: &str, kind: Kind, new: bool) -> CliResult {
+    validate_ref_name(full)?;
+    let refuse = |why: &str| CliError::new(format!("will not create a ref named {full:?}: {why}"));
+    if kind == Kind::Branch && full.starts_with(TAGS) {
+        return Err(refuse("it is a tag name, not a branch name")
+            .hint(format!("use `stategraph tag {}`", &full[TAGS.len()..])));
+    }
+    if !new {
+        return Ok(());
+    }
+    let last = full.rsplit('/').next().unwrap_or(full);
+    // What people type for this ref: a tag by its short name.
+    let typed = kind.short(full);
+    if (typed.len() >= 4 && typed.chars().all(|c| c.is_ascii_hexdigit()))
+        || typed.starts_with("blake3:")
+    {
+        return Err(refuse("it reads as a node id or id prefix"));
+    }
+    if last.starts_with('-') {
+        return Err(refuse("it would read as an option"));
+    }
+    Ok(())
+}
+
 /// `branch` / `tag`: list, create, move or delete.
 pub fn branch(ctx: &Ctx, args: &RefArgs, kind: Kind) -> CliResult {
     let Some(name) = &args.name else {
         return list(ctx, args.json, kind);
     };
     let full = kind.full_name(name);
-    if kind == Kind::Branch && full.starts_with(TAGS) {
-        return Err(
-            CliError::new(format!("{full} is a tag name, not a branch name"))
-                .hint(format!("use `stategraph tag {}`", &full[TAGS.len()..])),
-        );
-    }
-    validate_ref_name(&full)?;
+    check_ref_name(&full, kind, false)?;
     let store = ctx.open_write()?;
     let t = ctx.theme;
     let word = kind.word();
@@ -118,6 +140,7 @@ pub fn branch(ctx: &Ctx, args: &RefArgs, kind: Kind) -> CliResult {
         }
     };
     let target = resolve(&store, &rev)?;
+    check_ref_name(&full, kind, current.is_none())?;
     match current {
         Some(existing) if !args.force => Err(CliError::new(format!(
             "{word} {shown} already exists (at {})",

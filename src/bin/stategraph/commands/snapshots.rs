@@ -9,6 +9,7 @@ use stategraph::{
 
 use crate::Ctx;
 use crate::args::{ExportArgs, ImportArgs, JsonArgs, RestoreArgs, SnapshotArgs};
+use crate::commands::refs::{Kind, check_ref_name};
 use crate::error::{CliError, CliResult, describe_node};
 use crate::output::{Paint, printable, progress, rfc3339, rfc3339_seconds, write_json};
 use crate::revs::resolve;
@@ -123,9 +124,9 @@ fn find_snapshot(store: &dyn StateStore, text: &str) -> CliResult<SnapshotId> {
 /// `restore SNAPSHOT --branch B`: moves B to the snapshot's node by compare-and-swap.
 pub fn restore(ctx: &Ctx, args: &RestoreArgs) -> CliResult {
     let store = ctx.open_write()?;
-    stategraph::validate_ref_name(&args.branch)?;
     let snapshot_id = find_snapshot(&store, &args.snapshot)?;
     let before = store.get_ref(&args.branch)?;
+    check_ref_name(&args.branch, Kind::Branch, before.is_none())?;
     let snapshot = store
         .restore(&snapshot_id, &args.branch, before.as_ref())
         .map_err(|e| match e {
