@@ -64,6 +64,11 @@ enum Undo {
     State(StateDataRef),
     Blob(ContentHash),
     Node(StateNodeId),
+    /// A node's generation before a parent imported after it settled it.
+    Generation {
+        id: StateNodeId,
+        old: u64,
+    },
     Snapshot(SnapshotId),
     RestoreSnapshot(SnapshotInfo),
     Ref {
@@ -255,29 +260,50 @@ impl Inner {
 
     /// Inserts a node unless its id is stored already (the first write stays). Edges are
     /// indexed from every parent, stored or not, so a parent imported later finds its
-    /// children, which must stay above it in generation (invariant 4).
+    /// children and settles their generations.
     fn insert_node(&mut self, node: StateNode, journal: &mut Vec<Undo>) -> Result<()> {
         if self.nodes.contains_key(&node.id) {
             return Ok(());
         }
-        let waiting = self.children.get(&node.id).into_iter().flatten();
-        if waiting
-            .filter_map(|c| self.nodes.get(c))
-            .any(|c| c.generation <= node.generation)
-        {
-            return Err(StateStoreError::invalid(
-                "node",
-                format!(
-                    "{} would have generation {}, not below its already stored children",
-                    node.id, node.generation
-                ),
-            ));
-        }
         for parent in &node.parent_ids {
             self.children.entry(*parent).or_default().push(node.id);
         }
-        journal.push(Undo::Node(node.id));
-        self.nodes.insert(node.id, node);
+        let id = node.id;
+        journal.push(Undo::Node(id));
+        self.nodes.insert(id, node);
+        self.settle_generations(id, journal)
+    }
+
+    /// Recomputes the generations of `parent`'s stored children, and of theirs in turn while
+    /// they change (see [`store::import_generation`]). Only children imported before a
+    /// parent have anything to settle: their generation was the sender's claim until now.
+    fn settle_generations(&mut self, parent: StateNodeId, journal: &mut Vec<Undo>) -> Result<()> {
+        let mut queue: Vec<StateNodeId> = self.children.get(&parent).cloned().unwrap_or_default();
+        while let Some(id) = queue.pop() {
+            let Some(node) = self.nodes.get(&id) else {
+                continue;
+            };
+            let parents: Vec<Option<u64>> = node
+                .parent_ids
+                .iter()
+                .map(|p| self.nodes.get(p).map(|n| n.generation))
+                .collect();
+            let settled = store::import_generation(node.generation, &parents);
+            if settled == node.generation {
+                continue;
+            }
+            if settled > codec::MAX_GENERATION {
+                return Err(codec::generation_too_large("node", settled));
+            }
+            journal.push(Undo::Generation {
+                id,
+                old: node.generation,
+            });
+            if let Some(node) = self.nodes.get_mut(&id) {
+                node.generation = settled;
+            }
+            queue.extend(self.children.get(&id).into_iter().flatten().copied());
+        }
         Ok(())
     }
 
@@ -345,6 +371,11 @@ impl Inner {
                                 list.retain(|c| *c != id);
                             }
                         }
+                    }
+                }
+                Undo::Generation { id, old } => {
+                    if let Some(node) = self.nodes.get_mut(&id) {
+                        node.generation = old;
                     }
                 }
                 Undo::Snapshot(id) => {

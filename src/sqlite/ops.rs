@@ -393,49 +393,19 @@ pub(crate) fn insert_node(
         }
     }
     if cache.shallow_possible(tx)? {
-        adopt_waiting_children(tx, node, child, generation)?;
+        adopt_waiting_children(tx, node, child)?;
     }
     Ok(())
 }
 
-/// Joins children imported before `node` (which listed it as a missing parent) to it. They
-/// must stay above it in generation (DESIGN invariant 4); if not, the caller's transaction is
-/// rolled back by the error.
-fn adopt_waiting_children(
-    tx: &Connection,
-    node: &StateNode,
-    seq: i64,
-    generation: i64,
-) -> Result<()> {
+/// Joins children imported before `node` (which listed it as a missing parent) to it, and
+/// settles their generations (until now the sender's claim) and, while they change, their
+/// descendants' (DESIGN invariant 4).
+fn adopt_waiting_children(tx: &Connection, node: &StateNode, seq: i64) -> Result<()> {
     let ctx = sql_error("committing a node");
-    let lowest_waiting: Option<i64> = tx
-        .prepare_cached(
-            "SELECT min(n.generation) FROM shallow_edges s JOIN state_nodes n ON n.seq = s.child
-             WHERE s.parent_id = ?1",
-        )
-        .and_then(|mut s| s.query_row([node.id.as_bytes()], |r| r.get(0)))
-        .map_err(&ctx)?;
-    let Some(lowest) = lowest_waiting else {
-        return Ok(());
-    };
-    if lowest <= generation {
-        return Err(StateStoreError::invalid(
-            "node",
-            format!(
-                "{} would have generation {generation}, not below its already stored children",
-                node.id
-            ),
-        ));
-    }
-    tx.prepare_cached(
-        "INSERT INTO node_children (parent, child)
-         SELECT ?1, child FROM shallow_edges WHERE parent_id = ?2",
-    )
-    .and_then(|mut s| s.execute(params![seq, node.id.as_bytes()]))
-    .map_err(&ctx)?;
     // Each child's `parent_seqs` still says "not stored here" for this parent: point it at the
-    // parent's row (the only change ever made to a node row; `parent_seqs` is a local index,
-    // not part of the node).
+    // parent's row (the only change to a node row besides its generation; neither is part of
+    // the node's id).
     let waiting: Vec<(i64, Vec<u8>, Vec<u8>)> = tx
         .prepare_cached(
             "SELECT n.seq, n.parents, n.parent_seqs
@@ -448,6 +418,10 @@ fn adopt_waiting_children(
             .collect()
         })
         .map_err(&ctx)?;
+    if waiting.is_empty() {
+        return Ok(());
+    }
+    let mut queue = Vec::with_capacity(waiting.len());
     for (child, parents, parent_seqs) in waiting {
         let mut seqs = decode_seqs(&parent_seqs)?;
         for (parent, slot) in decode_ids(&parents)?.iter().zip(&mut seqs) {
@@ -458,10 +432,60 @@ fn adopt_waiting_children(
         tx.prepare_cached("UPDATE state_nodes SET parent_seqs = ?1 WHERE seq = ?2")
             .and_then(|mut s| s.execute(params![encode_seqs(&seqs), child]))
             .map_err(&ctx)?;
+        queue.push(child);
     }
+    tx.prepare_cached(
+        "INSERT INTO node_children (parent, child)
+         SELECT ?1, child FROM shallow_edges WHERE parent_id = ?2",
+    )
+    .and_then(|mut s| s.execute(params![seq, node.id.as_bytes()]))
+    .map_err(&ctx)?;
     tx.prepare_cached("DELETE FROM shallow_edges WHERE parent_id = ?1")
         .and_then(|mut s| s.execute([node.id.as_bytes()]))
         .map_err(&ctx)?;
+    settle_generations(tx, queue)
+}
+
+/// Recomputes the generations of the nodes in `queue`, and of their children in turn while
+/// they change (see [`store::import_generation`]).
+fn settle_generations(tx: &Connection, mut queue: Vec<i64>) -> Result<()> {
+    let ctx = sql_error("committing a node");
+    let generation_of = |seq: i64| -> Result<Option<u64>> {
+        if seq == ABSENT_SEQ {
+            return Ok(None);
+        }
+        tx.prepare_cached("SELECT generation FROM state_nodes WHERE seq = ?1")
+            .and_then(|mut s| s.query_row([seq], |r| r.get::<_, i64>(0)).optional())
+            .map(|g| g.map(|g| u64::try_from(g).unwrap_or(0)))
+            .map_err(&ctx)
+    };
+    while let Some(seq) = queue.pop() {
+        let (generation, parent_seqs): (i64, Vec<u8>) = tx
+            .prepare_cached("SELECT generation, parent_seqs FROM state_nodes WHERE seq = ?1")
+            .and_then(|mut s| s.query_row([seq], |r| Ok((r.get(0)?, r.get(1)?))))
+            .map_err(&ctx)?;
+        let current = u64::try_from(generation).unwrap_or(0);
+        let parents = decode_seqs(&parent_seqs)?
+            .into_iter()
+            .map(generation_of)
+            .collect::<Result<Vec<_>>>()?;
+        let settled = store::import_generation(current, &parents);
+        if settled == current {
+            continue;
+        }
+        let stored = i64::try_from(settled)
+            .ok()
+            .filter(|&g| settled <= codec::MAX_GENERATION && g > 0)
+            .ok_or_else(|| codec::generation_too_large("node", settled))?;
+        tx.prepare_cached("UPDATE state_nodes SET generation = ?1 WHERE seq = ?2")
+            .and_then(|mut s| s.execute([stored, seq]))
+            .map_err(&ctx)?;
+        let children: Vec<i64> = tx
+            .prepare_cached("SELECT child FROM node_children WHERE parent = ?1")
+            .and_then(|mut s| s.query_map([seq], |r| r.get(0))?.collect())
+            .map_err(&ctx)?;
+        queue.extend(children);
+    }
     Ok(())
 }
 

@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use stategraph::codec;
 use stategraph::{
-    ContentHash, InMemoryStateStore, SnapshotId, SnapshotPackage, StateData, StateDataRef,
-    StateMetadata, StateNodeId, StateStore, StateStoreError,
+    ContentHash, History, InMemoryStateStore, LogOptions, SnapshotId, SnapshotPackage, StateData,
+    StateDataRef, StateMetadata, StateNodeId, StateStore, StateStoreError,
 };
 use tempfile::TempDir;
 use time::macros::{datetime, offset};
@@ -347,6 +347,69 @@ fn implausible_generations_are_refused(h: &Harness) {
         .commit_node(vec![top.node_id], r, meta(T0, None))
         .unwrap_err();
     assert!(matches!(err, StateStoreError::InvalidInput { .. }), "{err}");
+}
+
+/// Packages claim generations their ids do not cover. A claim that is wrong (damaged, or
+/// forged) must neither block the ancestors that arrive later nor outlive them: once a
+/// node's parents are all stored, its generation is recomputed, and its descendants' with it.
+fn wrong_generation_claims_settle_when_the_ancestors_arrive(h: &Harness) {
+    let sender = InMemoryStateStore::new();
+    let mut chain = Vec::new();
+    for (i, label) in ["a", "b", "c", "d"].into_iter().enumerate() {
+        let r = sender.put_state(data(label.as_bytes(), None)).expect("put");
+        let parents = chain.last().copied().into_iter().collect();
+        chain.push(
+            sender
+                .commit_node(parents, r, meta(t(i as i64), Some(label)))
+                .expect("commit"),
+        );
+    }
+    let package = |i: usize, claim: u64| {
+        let mut p = sender
+            .export_snapshot(&sender.snapshot(&chain[i]).expect("snapshot"))
+            .expect("export");
+        assert_eq!(p.generation, i as u64 + 1);
+        p.generation = claim;
+        p
+    };
+    let s = h.store();
+    // d claims too much (40), and a node is committed on top of it here; then c claims too
+    // little (2, where b will be 2) and settles d and the local node on arrival.
+    s.import_snapshot(&package(3, 40)).expect("import d");
+    let r = s.put_state(data(b"local", None)).expect("put");
+    let local = s
+        .commit_node(vec![chain[3]], r, meta(t(9), Some("local")))
+        .expect("commit on top");
+    let generation = |id: &StateNodeId| s.get_node(id).expect("node").generation;
+    assert_eq!(generation(&local), 41);
+    s.import_snapshot(&package(2, 2)).expect("import c");
+    assert_eq!(
+        [chain[2], chain[3], local].map(|id| generation(&id)),
+        [2, 3, 4]
+    );
+    // b arrives (its parent a still missing): c, d and the local node settle.
+    s.import_snapshot(&package(1, 2)).expect("import b");
+    assert_eq!(
+        [chain[1], chain[2], chain[3], local].map(|id| generation(&id)),
+        [2, 3, 4, 5]
+    );
+    s.import_snapshot(&package(0, 1)).expect("import a");
+    assert_eq!(
+        [chain[0], chain[1], chain[2], chain[3], local].map(|id| generation(&id)),
+        [1, 2, 3, 4, 5]
+    );
+    assert!(s.is_ancestor(&chain[0], &local).expect("ancestry"));
+    let log: Vec<StateNodeId> = s
+        .log(&LogOptions::new().from(local))
+        .expect("log")
+        .map(|n| n.expect("node").id)
+        .collect();
+    assert_eq!(log, [local, chain[3], chain[2], chain[1], chain[0]]);
+    if let Some((path, _)) = &h.sqlite {
+        let report = open_normal(path).verify(|_| {}).expect("verify");
+        assert!(report.is_ok(), "{:?}", report.problems);
+        assert_eq!(report.shallow_edges, 0);
+    }
 }
 
 fn strings_round_trip_exactly(h: &Harness) {
@@ -759,4 +822,5 @@ conformance_cases!(
     shared_across_threads,
     cross_backend_ids_agree,
     implausible_generations_are_refused,
+    wrong_generation_claims_settle_when_the_ancestors_arrive,
 );
