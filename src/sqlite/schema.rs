@@ -55,23 +55,36 @@ fn not_a_store(path: &Path, detail: impl Into<String>) -> StateStoreError {
     }
 }
 
-fn io_error(context: &'static str, e: std::io::Error) -> StateStoreError {
-    StateStoreError::Backend(BackendError::new(context, e))
+fn io_error(context: &'static str, path: &Path, e: std::io::Error) -> StateStoreError {
+    StateStoreError::Backend(BackendError::new(
+        context,
+        format!("{}: {e}", path.display()),
+    ))
 }
 
 /// Reads the file's SQLite header and decides whether it is ours, without writing anything.
 pub(crate) fn inspect_file(path: &Path) -> Result<FileState> {
+    // Look before opening: opening a FIFO would wait for a writer forever.
+    match std::fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(FileState::Fresh),
+        Err(e) => return Err(io_error("cannot read the store file", path, e)),
+        Ok(meta) if meta.is_dir() => return Err(not_a_store(path, "it is a directory")),
+        Ok(meta) if !meta.is_file() => {
+            return Err(not_a_store(
+                path,
+                "it is not a regular file (a FIFO, socket or device)",
+            ));
+        }
+        Ok(_) => {}
+    }
     let mut file = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(FileState::Fresh),
-        Err(e) => return Err(io_error("cannot open the store file", e)),
+        Err(e) => return Err(io_error("cannot open the store file", path, e)),
     };
     let meta = file
         .metadata()
-        .map_err(|e| io_error("cannot read the store file", e))?;
-    if meta.is_dir() {
-        return Err(not_a_store(path, "it is a directory"));
-    }
+        .map_err(|e| io_error("cannot read the store file", path, e))?;
     let len = meta.len();
     if len == 0 {
         return Ok(FileState::Fresh);
@@ -83,7 +96,7 @@ pub(crate) fn inspect_file(path: &Path) -> Result<FileState> {
             Ok(0) => break,
             Ok(n) => read += n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(io_error("cannot read the store file", e)),
+            Err(e) => return Err(io_error("cannot read the store file", path, e)),
         }
     }
     if read < SQLITE_MAGIC.len() || &header[..SQLITE_MAGIC.len()] != SQLITE_MAGIC {

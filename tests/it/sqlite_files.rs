@@ -110,6 +110,31 @@ fn refuses_random_bytes() {
 }
 
 #[test]
+fn refuses_a_fifo_without_waiting_for_a_writer() {
+    let (_dir, path) = scratch("pipe.db");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&path)
+        .status()
+        .expect("run mkfifo");
+    assert!(made.success(), "mkfifo failed");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let opener = path.clone();
+    std::thread::spawn(move || {
+        let writable = SqliteStateStore::open(&opener).map(drop);
+        let read_only = SqliteStateStore::open_read_only(&opener).map(drop);
+        let _ = tx.send((writable, read_only));
+    });
+    let (writable, read_only) = rx
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("opening a FIFO hung (it waits for a writer)");
+    for result in [writable, read_only] {
+        let err = result.expect_err("a FIFO is not a store");
+        assert!(is_not_a_store(&err), "{err:?}");
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+    }
+}
+
+#[test]
 fn refuses_a_text_file() {
     let (_dir, path) = scratch("notes.txt");
     std::fs::write(&path, "These are my notes.\nThey are not a database.\n").expect("write");
