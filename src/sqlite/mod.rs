@@ -274,6 +274,19 @@ impl SqliteStateStore {
                 detail: "no store exists there (it is missing or empty)".into(),
             });
         }
+        if state == FileState::Fresh
+            && let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+            && !dir.is_dir()
+        {
+            return Err(StateStoreError::Backend(BackendError::new(
+                "creating the store",
+                format!(
+                    "cannot create {}: the directory {} does not exist",
+                    path.display(),
+                    dir.display()
+                ),
+            )));
+        }
         let writer = if read_only {
             None
         } else {

@@ -292,11 +292,33 @@ fn missing_store_is_reported_and_not_created() {
         assert!(err.contains("stategraph --db"), "hint names init: {err}");
     }
     assert!(!env.db.exists());
+
+    // In a directory that does not exist, `init` cannot help: say so, for init too.
+    let nowhere = env.dir.path().join("no-such-dir").join("s.db");
+    for args in [&["init"][..], &["log"], &["branch", "x", "main"]] {
+        let out = bare(env.dir.path())
+            .arg("--db")
+            .arg(&nowhere)
+            .args(args)
+            .output()
+            .expect("run");
+        let err = assert_error(&out);
+        assert!(
+            err.contains("no-such-dir does not exist") && !err.contains(" init`"),
+            "{args:?}: {err}"
+        );
+    }
+    assert!(!env.dir.path().join("no-such-dir").exists());
 }
 
 #[test]
 fn ref_changes_are_compare_and_swap() {
     let env = merge_history();
+    for rev in ["", "^main", "~1"] {
+        let out = env.sg(&["show", rev]).output().expect("run");
+        let err = assert_error(&out);
+        assert!(err.contains("a revision starts with a ref name"), "{rev:?}: {err}");
+    }
     let out = env.sg(&["branch", "main", "side"]).output().expect("run");
     let err = assert_error(&out);
     assert!(err.contains("branch main already exists"), "{err}");
@@ -836,6 +858,8 @@ fn export_and_import_between_stores() {
         .expect("run");
     let err = assert_error(&out);
     assert!(err.contains("junk.sgpkg"), "{err}");
+    let out = partial.sg(&["import", "-", "-"]).output().expect("run");
+    assert!(assert_error(&out).contains("can be given only once"));
     assert!(
         err.contains("1 file(s) before it were imported; the 1 after it were not"),
         "{err}"

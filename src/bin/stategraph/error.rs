@@ -135,6 +135,11 @@ pub fn describe_node(store: &dyn StateStore, id: &StateNodeId) -> String {
 }
 
 fn with_ref_hints(store: &dyn StateStore, err: CliError, wanted: &str) -> CliError {
+    if wanted.is_empty() {
+        return err.hint(
+            "a revision starts with a ref name or a node id; ~N and ^N come after it, as in main~1",
+        );
+    }
     let refs = match store.list_refs("") {
         Ok(refs) => refs,
         Err(_) => return err,

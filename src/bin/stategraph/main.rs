@@ -46,7 +46,7 @@ impl Ctx {
     /// Opens the store read-only, for commands that only look.
     pub fn open_read(&self) -> CliResult<SqliteStateStore> {
         if !self.db.exists() {
-            return Err(self.no_store("the file does not exist"));
+            return Err(self.no_store());
         }
         Ok(SqliteStateStore::open_read_only(&self.db)?)
     }
@@ -55,9 +55,15 @@ impl Ctx {
     /// mistyped path fails instead of starting an empty store.
     pub fn open_write(&self) -> CliResult<SqliteStateStore> {
         match std::fs::metadata(&self.db) {
-            Err(_) => return Err(self.no_store("the file does not exist")),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(self.no_store()),
+            Err(e) => {
+                return Err(CliError::new(format!(
+                    "cannot open {}: {e}",
+                    self.db.display()
+                )));
+            }
             Ok(m) if m.is_file() && m.len() == 0 => {
-                return Err(self.no_store("the file is empty"));
+                return Err(self.no_store_because("the file is empty"));
             }
             Ok(_) => {}
         }
@@ -67,7 +73,19 @@ impl Ctx {
             .open(&self.db)?)
     }
 
-    fn no_store(&self, why: &str) -> CliError {
+    fn no_store(&self) -> CliError {
+        match self.db.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() && !dir.is_dir() => CliError::new(format!(
+                "no store at {}: the directory {} does not exist",
+                self.db.display(),
+                dir.display()
+            ))
+            .hint("choose the store with --db PATH or STATEGRAPH_DB"),
+            _ => self.no_store_because("the file does not exist"),
+        }
+    }
+
+    fn no_store_because(&self, why: &str) -> CliError {
         CliError::new(format!("no store at {}: {why}", self.db.display())).hint(format!(
             "create one with `stategraph --db {} init`, or choose another with --db PATH or STATEGRAPH_DB",
             self.db.display()

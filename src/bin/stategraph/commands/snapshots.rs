@@ -219,6 +219,9 @@ pub fn export(ctx: &Ctx, args: &ExportArgs) -> CliResult {
 
 /// `import`: verifies and stores snapshot packages, in order; a bad one stops the rest.
 pub fn import(ctx: &Ctx, args: &ImportArgs) -> CliResult {
+    if args.files.iter().filter(|f| *f == "-").count() > 1 {
+        return Err(CliError::new("`-` (standard input) can be given only once"));
+    }
     let store = ctx.open_write()?;
     let bar = progress(args.files.len() as u64, "importing");
     let mut stdout = std::io::stdout().lock();
