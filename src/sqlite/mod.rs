@@ -202,16 +202,47 @@ pub(crate) fn map_sqlite_error(context: &'static str, e: rusqlite::Error) -> Sta
     }
 }
 
-/// Whether an error is SQLite's "another connection holds the lock".
-pub(crate) fn is_busy(e: &StateStoreError) -> bool {
+/// The SQLite error code behind a backend error, if there is one.
+fn sqlite_code(e: &StateStoreError) -> Option<ErrorCode> {
     use std::error::Error as _;
     let StateStoreError::Backend(b) = e else {
-        return false;
+        return None;
     };
     b.source()
         .and_then(|s| s.downcast_ref::<rusqlite::Error>())
         .and_then(rusqlite::Error::sqlite_error_code)
-        .is_some_and(|c| matches!(c, ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked))
+}
+
+/// Whether an error is SQLite's "another connection holds the lock".
+pub(crate) fn is_busy(e: &StateStoreError) -> bool {
+    sqlite_code(e).is_some_and(|c| matches!(c, ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked))
+}
+
+/// Explains a first read that failed because SQLite could not create the store's `-shm` file
+/// (a directory or mount this user cannot write): a WAL-mode file cannot be read without it.
+fn unreadable(path: &Path, e: StateStoreError) -> StateStoreError {
+    let mut shm = path.as_os_str().to_owned();
+    shm.push("-shm");
+    let shm = PathBuf::from(shm);
+    let cannot_create = matches!(
+        sqlite_code(&e),
+        Some(ErrorCode::ReadOnly | ErrorCode::CannotOpen)
+    );
+    let StateStoreError::Backend(cause) = &e else {
+        return e;
+    };
+    if !cannot_create || shm.exists() {
+        return e;
+    }
+    StateStoreError::Backend(BackendError::new(
+        "reading the store",
+        format!(
+            "{cause}: SQLite reads a store through its {} file, which does not exist and could \
+             not be created here (is the directory writable by this user?); while a writer \
+             has the store open, the file exists and reads work",
+            shm.display()
+        ),
+    ))
 }
 
 /// Runs `f` again, with backoff, while it fails with a busy error, up to `timeout`.
@@ -327,8 +358,8 @@ impl SqliteStateStore {
         };
         // Open one reader up front: it checks the schema of read-only opens and proves that
         // reading works before the caller relies on it.
-        let reader = store.new_reader()?;
-        let (app, version) = schema::read_ids(&reader)?;
+        let reader = store.new_reader().map_err(|e| unreadable(path, e))?;
+        let (app, version) = schema::read_ids(&reader).map_err(|e| unreadable(path, e))?;
         schema::check_version(path, app, version)?;
         if version < schema::OLDEST_READABLE {
             return Err(StateStoreError::NotAStore {
@@ -480,5 +511,49 @@ impl StateStore for SqliteStateStore {
 
     fn cursor(&self) -> Result<Box<dyn GraphCursor + '_>> {
         Ok(Box::new(SqliteCursor::new(self, self.take_reader()?)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sqlite_failure(code: ErrorCode, message: &str) -> StateStoreError {
+        let e = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error {
+                code,
+                extended_code: 0,
+            },
+            Some(message.to_owned()),
+        );
+        StateStoreError::Backend(BackendError::new("configuring the store", e))
+    }
+
+    #[test]
+    fn an_uncreatable_shm_file_is_explained_and_other_errors_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let readonly =
+            || sqlite_failure(ErrorCode::ReadOnly, "attempt to write a readonly database");
+        let text = unreadable(&path, readonly()).to_string();
+        assert!(
+            text.contains("s.db-shm file, which does not exist"),
+            "{text}"
+        );
+        assert!(
+            text.contains("attempt to write a readonly database"),
+            "{text}"
+        );
+        // Other failures, and a -shm file that exists, are left as they were.
+        let busy = sqlite_failure(ErrorCode::DatabaseBusy, "database is locked");
+        assert_eq!(
+            unreadable(&path, busy).to_string(),
+            sqlite_failure(ErrorCode::DatabaseBusy, "database is locked").to_string()
+        );
+        std::fs::write(dir.path().join("s.db-shm"), b"").unwrap();
+        assert_eq!(
+            unreadable(&path, readonly()).to_string(),
+            readonly().to_string()
+        );
     }
 }

@@ -317,7 +317,10 @@ fn ref_changes_are_compare_and_swap() {
     for rev in ["", "^main", "~1"] {
         let out = env.sg(&["show", rev]).output().expect("run");
         let err = assert_error(&out);
-        assert!(err.contains("a revision starts with a ref name"), "{rev:?}: {err}");
+        assert!(
+            err.contains("a revision starts with a ref name"),
+            "{rev:?}: {err}"
+        );
     }
     let out = env.sg(&["branch", "main", "side"]).output().expect("run");
     let err = assert_error(&out);
