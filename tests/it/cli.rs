@@ -623,6 +623,28 @@ fn snapshot_and_restore_by_prefix() {
         err.contains(&format!("its snapshot is {}", &snapshot[7..19])),
         "{err}"
     );
+    // Also for a full node id, which has the shape of a snapshot id.
+    let node_id = node["id"].as_str().expect("id");
+    let out = env
+        .sg(&["restore", node_id, "--branch", "main"])
+        .output()
+        .expect("run");
+    let err = assert_error(&out);
+    assert!(
+        err.contains(&format!("its snapshot is {}", &snapshot[7..19])),
+        "{err}"
+    );
+    // And the other way round: a snapshot id where a node was meant.
+    let out = env.sg(&["show", &snapshot[7..19]]).output().expect("run");
+    let err = assert_error(&out);
+    assert!(
+        err.contains(&format!(
+            "is snapshot {}, of node {}",
+            &snapshot[7..19],
+            &node_id[7..19]
+        )),
+        "{err}"
+    );
 }
 
 #[test]

@@ -103,7 +103,16 @@ pub fn explain(store: &dyn StateStore, e: StateStoreError) -> CliError {
     match &e {
         StateStoreError::UnknownRevision { text } => {
             let base = text.split(['~', '^']).next().unwrap_or(text);
-            with_ref_hints(store, CliError::new(e.to_string()), base)
+            let err = CliError::new(e.to_string());
+            match snapshot_named(store, base) {
+                // A snapshot id where a node was meant: point at the snapshot's node.
+                Some(s) => err.hint(format!(
+                    "{base} is snapshot {}, of node {}; name the node",
+                    s.id.to_short_hex(12),
+                    s.node_id.to_short_hex(12)
+                )),
+                None => with_ref_hints(store, err, base),
+            }
         }
         StateStoreError::MissingRef { name } => {
             with_ref_hints(store, CliError::new(e.to_string()), name)
@@ -121,6 +130,18 @@ pub fn explain(store: &dyn StateStore, e: StateStoreError) -> CliError {
         }
         _ => CliError::from(e),
     }
+}
+
+/// The one snapshot whose id is `text` or starts with it (at least 4 hex digits).
+fn snapshot_named(store: &dyn StateStore, text: &str) -> Option<stategraph::SnapshotInfo> {
+    let prefix = stategraph::IdPrefix::parse(text).ok()?;
+    let mut found = store
+        .list_snapshots()
+        .ok()?
+        .into_iter()
+        .filter(|s| prefix.matches(s.id.as_bytes()));
+    let one = found.next()?;
+    found.next().is_none().then_some(one)
 }
 
 /// `3fa9c0d1e2b4 tick 5` (the label when the node can be read).

@@ -73,9 +73,7 @@ pub fn list(ctx: &Ctx, args: &JsonArgs) -> CliResult {
 
 /// Finds a snapshot by full id or by a unique prefix of the listed ids.
 fn find_snapshot(store: &dyn StateStore, text: &str) -> CliResult<SnapshotId> {
-    if let Ok(id) = text.parse::<SnapshotId>() {
-        return Ok(id);
-    }
+    let full = text.parse::<SnapshotId>().ok();
     let not_found = || {
         let err = CliError::new(format!("no snapshot matches {text:?}"));
         // A node id where a snapshot id was meant is an easy mistake: point at its snapshot.
@@ -92,11 +90,18 @@ fn find_snapshot(store: &dyn StateStore, text: &str) -> CliResult<SnapshotId> {
             _ => err.hint("list snapshots with `stategraph snapshots`"),
         }
     };
+    let snapshots = store.list_snapshots()?;
+    if let Some(id) = full {
+        return if snapshots.iter().any(|s| s.id == id) {
+            Ok(id)
+        } else {
+            Err(not_found())
+        };
+    }
     let Ok(prefix) = IdPrefix::parse(text) else {
         return Err(not_found());
     };
-    let matches: Vec<_> = store
-        .list_snapshots()?
+    let matches: Vec<_> = snapshots
         .into_iter()
         .filter(|s| prefix.matches(s.id.as_bytes()))
         .collect();
