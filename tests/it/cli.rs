@@ -146,6 +146,25 @@ fn demo_runs_and_draws_a_merge() {
     assert_eq!(store.get_ref("main").expect("ref"), Some(node));
     assert_eq!(store.list_refs("").expect("refs").len(), 1);
 
+    // Nor a demo store made read-only.
+    let frozen = env.dir.path().join("frozen.db");
+    bare(env.dir.path())
+        .args(["demo", "--ticks", "12", "--db"])
+        .arg(&frozen)
+        .assert()
+        .success();
+    let mut perms = std::fs::metadata(&frozen).expect("stat").permissions();
+    perms.set_readonly(true);
+    std::fs::set_permissions(&frozen, perms).expect("chmod");
+    let before = std::fs::read(&frozen).expect("read");
+    let out = bare(env.dir.path())
+        .args(["demo", "--db"])
+        .arg(&frozen)
+        .output()
+        .expect("run");
+    assert!(assert_error(&out).contains("the file is read-only"));
+    assert_eq!(std::fs::read(&frozen).expect("read"), before);
+
     // Nor a store holding only state (put, never committed).
     let states = env.dir.path().join("states.db");
     let data = {

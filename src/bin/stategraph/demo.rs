@@ -127,11 +127,14 @@ fn clear_old_demo(path: &Path) -> CliResult {
             )));
         }
     };
+    let refuse = |why: String| {
+        CliError::new(format!("will not replace {}: {why}", path.display()))
+            .hint("the demo only replaces a store an earlier demo made; pass another --db PATH")
+    };
+    if meta.permissions().readonly() {
+        return Err(refuse("the file is read-only".to_owned()));
+    }
     if !(meta.is_file() && meta.len() == 0) {
-        let refuse = |why: String| {
-            CliError::new(format!("will not replace {}: {why}", path.display()))
-                .hint("the demo only replaces a store an earlier demo made; pass another --db PATH")
-        };
         let store = SqliteStateStore::open_read_only(path).map_err(|e| refuse(e.to_string()))?;
         // An empty store (a demo stopped before its first tick, say) holds nothing to lose.
         // (Refs, snapshots and ref log entries all name nodes, which are never deleted.)
