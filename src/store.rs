@@ -74,6 +74,10 @@ pub trait StateStore: Send + Sync {
     /// `Durability::Immediate`). The same as [`put_state`](Self::put_state) followed by
     /// [`commit_node`](Self::commit_node), all or nothing.
     ///
+    /// The returned data ref is always new, as `put_state`'s is. When the node already exists
+    /// (the same parents, bytes and metadata were committed before), its id is returned and
+    /// the node keeps the data ref it was first committed with; both refs read the same bytes.
+    ///
     /// # Errors
     /// As [`commit_node`](Self::commit_node); nothing is written on error.
     fn commit_state(
