@@ -516,6 +516,19 @@ fn commit_state_is_put_and_commit_atomically(h: &Harness) {
     assert_eq!(s.get_state(&data_ref).expect("state").bytes, b"tick");
     assert_eq!(s.get_node(&node).expect("node").data_ref, data_ref);
 
+    // Again: the same node, which keeps its first data ref; the new ref reads the same bytes.
+    let (again_ref, again) = s
+        .commit_state(
+            vec![root],
+            data(b"tick", Some("t/x")),
+            meta(t(1), Some("one")),
+        )
+        .expect("commit_state again");
+    assert_eq!(again, node);
+    assert_ne!(again_ref, data_ref);
+    assert_eq!(s.get_node(&node).expect("node").data_ref, data_ref);
+    assert_eq!(s.get_state(&again_ref).expect("state").bytes, b"tick");
+
     let before = h.rows();
     let ghost = StateNodeId::from_bytes([0x5a; 32]);
     let err = s
