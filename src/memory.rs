@@ -213,7 +213,7 @@ impl Inner {
                         .map(|p| self.nodes.get(p).map(|n| n.generation))
                         .collect();
                     let data_ref = StateDataRef::new_v7();
-                    let generation = store::import_generation(package.generation, &generations);
+                    let generation = store::import_generation(package.generation, &generations)?;
                     let SnapshotPackage {
                         node_id,
                         parent_ids,
@@ -288,12 +288,9 @@ impl Inner {
                 .iter()
                 .map(|p| self.nodes.get(p).map(|n| n.generation))
                 .collect();
-            let settled = store::import_generation(node.generation, &parents);
+            let settled = store::import_generation(node.generation, &parents)?;
             if settled == node.generation {
                 continue;
-            }
-            if settled > codec::MAX_GENERATION {
-                return Err(codec::generation_too_large("node", settled));
             }
             journal.push(Undo::Generation {
                 id,

@@ -239,7 +239,9 @@ pub trait StateStore: Send + Sync {
     ///
     /// # Errors
     /// [`StateStoreError::InvalidInput`] if the package's bytes, node id or snapshot id do not
-    /// match its content, or its generation conflicts with stored children.
+    /// match its content, or its claimed generation is impossible (a root not at 1, another
+    /// node below 2, anything above `i64::MAX`) or would be, once settled against the parents
+    /// stored here.
     fn import_snapshot(&self, package: &SnapshotPackage) -> Result<SnapshotId> {
         self.apply(Writes::one(Op::import(package)?))?
             .single()?
@@ -380,18 +382,26 @@ pub(crate) fn check_ref_cas(
 }
 
 /// The generation of an imported node: exact when every parent is stored, otherwise the
-/// sender's value, raised if needed to stay above the parents that are stored.
-pub(crate) fn import_generation(claimed: u64, parent_generations: &[Option<u64>]) -> u64 {
+/// sender's value, raised if needed to stay above the parents that are stored. Both backends
+/// use it, on import and when a late parent settles its children.
+///
+/// # Errors
+/// [`StateStoreError::InvalidInput`] above [`codec::MAX_GENERATION`].
+pub(crate) fn import_generation(claimed: u64, parent_generations: &[Option<u64>]) -> Result<u64> {
     let above_stored = parent_generations
         .iter()
         .flatten()
         .max()
         .map_or(1, |g| g.saturating_add(1));
-    if parent_generations.iter().all(Option::is_some) {
+    let generation = if parent_generations.iter().all(Option::is_some) {
         above_stored
     } else {
         above_stored.max(claimed)
+    };
+    if generation > codec::MAX_GENERATION {
+        return Err(codec::generation_too_large("node", generation));
     }
+    Ok(generation)
 }
 
 /// Writes to apply atomically with [`StateStore::apply`]; build them with

@@ -393,7 +393,7 @@ pub(crate) fn insert_node(
         }
     }
     if cache.shallow_possible(tx)? {
-        adopt_waiting_children(tx, node, child)?;
+        adopt_waiting_children(tx, cache, node, child)?;
     }
     Ok(())
 }
@@ -401,7 +401,12 @@ pub(crate) fn insert_node(
 /// Joins children imported before `node` (which listed it as a missing parent) to it, and
 /// settles their generations (until now the sender's claim) and, while they change, their
 /// descendants' (DESIGN invariant 4).
-fn adopt_waiting_children(tx: &Connection, node: &StateNode, seq: i64) -> Result<()> {
+fn adopt_waiting_children(
+    tx: &Connection,
+    cache: &mut TxCache,
+    node: &StateNode,
+    seq: i64,
+) -> Result<()> {
     let ctx = sql_error("committing a node");
     // Each child's `parent_seqs` still says "not stored here" for this parent: point it at the
     // parent's row (the only change to a node row besides its generation; neither is part of
@@ -443,12 +448,12 @@ fn adopt_waiting_children(tx: &Connection, node: &StateNode, seq: i64) -> Result
     tx.prepare_cached("DELETE FROM shallow_edges WHERE parent_id = ?1")
         .and_then(|mut s| s.execute([node.id.as_bytes()]))
         .map_err(&ctx)?;
-    settle_generations(tx, queue)
+    settle_generations(tx, cache, queue)
 }
 
 /// Recomputes the generations of the nodes in `queue`, and of their children in turn while
 /// they change (see [`store::import_generation`]).
-fn settle_generations(tx: &Connection, mut queue: Vec<i64>) -> Result<()> {
+fn settle_generations(tx: &Connection, cache: &mut TxCache, mut queue: Vec<i64>) -> Result<()> {
     let ctx = sql_error("committing a node");
     let generation_of = |seq: i64| -> Result<Option<u64>> {
         if seq == ABSENT_SEQ {
@@ -469,14 +474,14 @@ fn settle_generations(tx: &Connection, mut queue: Vec<i64>) -> Result<()> {
             .into_iter()
             .map(generation_of)
             .collect::<Result<Vec<_>>>()?;
-        let settled = store::import_generation(current, &parents);
+        let settled = store::import_generation(current, &parents)?;
         if settled == current {
             continue;
         }
-        let stored = i64::try_from(settled)
-            .ok()
-            .filter(|&g| settled <= codec::MAX_GENERATION && g > 0)
-            .ok_or_else(|| codec::generation_too_large("node", settled))?;
+        // Within i64 (import_generation checked it); what the cache knew is now untrue.
+        let stored =
+            i64::try_from(settled).map_err(|_| codec::generation_too_large("node", settled))?;
+        cache.nodes.clear();
         tx.prepare_cached("UPDATE state_nodes SET generation = ?1 WHERE seq = ?2")
             .and_then(|mut s| s.execute([stored, seq]))
             .map_err(&ctx)?;
@@ -523,7 +528,7 @@ pub(crate) fn import_snapshot(
             data_hash: *data_hash,
             content_type: package.content_type.clone(),
             metadata: package.metadata.clone(),
-            generation: store::import_generation(package.generation, &generations),
+            generation: store::import_generation(package.generation, &generations)?,
         };
         insert_node(tx, cache, &node, &seqs)?;
     }
@@ -926,4 +931,81 @@ pub(crate) fn children(conn: &Connection, id: &StateNodeId) -> Result<Vec<StateN
         )?))
     })
     .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{InMemoryStateStore, SqliteStateStore, StateStore};
+
+    /// A group commit runs many requests in one transaction with one [`TxCache`]. A generation
+    /// settled by an import must not be read back stale from the cache by a later request.
+    #[test]
+    fn a_settled_generation_is_not_read_stale_from_the_transaction_cache() {
+        let sender = InMemoryStateStore::new();
+        let mut chain: Vec<StateNodeId> = Vec::new();
+        for i in 0..4u8 {
+            let data = sender.put_state(StateData::new(vec![i])).unwrap();
+            let parents = chain.last().copied().into_iter().collect();
+            chain.push(
+                sender
+                    .commit_node(parents, data, StateMetadata::now(None))
+                    .unwrap(),
+            );
+        }
+        let package = |i: usize, claim: u64| {
+            let mut p = sender
+                .export_snapshot(&sender.snapshot(&chain[i]).unwrap())
+                .unwrap();
+            p.generation = claim;
+            p
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        drop(SqliteStateStore::open(&path).unwrap());
+        let mut conn = Connection::open(&path).unwrap();
+        let tx = conn.transaction().unwrap();
+        let mut cache = TxCache::default();
+        let now = OffsetDateTime::now_utc();
+        // d claims 2 with its parent c missing; a request commits on d (caching d's
+        // generation); then c arrives claiming 10, which settles d to 11.
+        let d = package(3, 2);
+        import_snapshot(&tx, &mut cache, &d, &d.verify().unwrap(), now).unwrap();
+        let on_d = |cache: &mut TxCache, byte: u8| {
+            let data_ref = StateDataRef::new_v7();
+            let bytes = vec![byte; 3];
+            put_state(
+                &tx,
+                cache,
+                &data_ref,
+                &ContentHash::of(&bytes),
+                &bytes,
+                None,
+            )
+            .unwrap();
+            commit_node(
+                &tx,
+                cache,
+                &[chain[3]],
+                &data_ref,
+                &StateMetadata::now(None),
+            )
+            .unwrap()
+        };
+        let early = on_d(&mut cache, 1);
+        let c = package(2, 10);
+        import_snapshot(&tx, &mut cache, &c, &c.verify().unwrap(), now).unwrap();
+        let late = on_d(&mut cache, 2);
+        let generation = |id: &StateNodeId| get_node(&tx, id).unwrap().generation;
+        assert_eq!(generation(&chain[3]), 11);
+        assert_eq!(generation(&early), 12, "settled with its parent");
+        assert_eq!(generation(&late), 12, "committed after the settling");
+        tx.commit().unwrap();
+        drop(conn);
+        let report = SqliteStateStore::open(&path)
+            .unwrap()
+            .verify(|_| {})
+            .unwrap();
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+    }
 }

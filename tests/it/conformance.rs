@@ -347,6 +347,12 @@ fn implausible_generations_are_refused(h: &Harness) {
         .commit_node(vec![top.node_id], r, meta(T0, None))
         .unwrap_err();
     assert!(matches!(err, StateStoreError::InvalidInput { .. }), "{err}");
+    // Nor imported on top of it.
+    let err = s
+        .import_snapshot(&package_with_generation(vec![top.node_id], 2))
+        .unwrap_err();
+    assert!(matches!(err, StateStoreError::InvalidInput { .. }), "{err}");
+    assert_eq!(s.list_snapshots().expect("list").len(), 1);
 }
 
 /// Packages claim generations their ids do not cover. A claim that is wrong (damaged, or
