@@ -126,7 +126,7 @@ pub trait AsyncStateStore: Send + Sync {
 /// ends or is dropped, its walk holds a thread of tokio's blocking pool (and, on SQLite, a
 /// read connection), so a stream kept but no longer read should be dropped.
 pub struct LogStream {
-    start: Option<Box<dyn FnOnce() -> LogReceiver + Send>>,
+    start: Option<Box<dyn FnOnce() -> LogReceiver + Send + Sync>>,
     entries: Option<LogReceiver>,
 }
 
@@ -399,6 +399,12 @@ mod tests {
             Some(Err(StateStoreError::MissingNode { .. }))
         ));
         assert!(stream.next().await.is_none());
+    }
+
+    #[test]
+    fn a_log_stream_can_be_shared_and_sent() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<LogStream>();
     }
 
     #[test]

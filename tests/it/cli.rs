@@ -427,7 +427,7 @@ fn stored_text_is_printed_without_control_characters() {
     let env = Env::init();
     let label = "first line\nsecond \u{1b}[31mred\u{1b}[0m\rforged";
     env.commit("x", label, &["--branch", "evil"]);
-    env.ok(&["snapshot", "evil"]);
+    let snapshot = env.ok(&["snapshot", "evil"]);
     let outputs = [
         env.ok(&["log", "--oneline", "evil"]),
         env.ok(&["log", "evil"]),
@@ -435,6 +435,7 @@ fn stored_text_is_printed_without_control_characters() {
         env.ok(&["branch"]),
         env.ok(&["reflog", "evil"]),
         env.ok(&["snapshots"]),
+        env.ok(&["restore", &snapshot[7..19], "--branch", "evil2"]),
     ];
     for out in &outputs {
         assert!(
@@ -460,6 +461,7 @@ fn ref_names_the_command_line_could_not_use_are_refused() {
         (&["branch", "ABCDEF0123", "main"], "reads as a node id"),
         (&["tag", "cafe", "main"], "reads as a node id"),
         (&["branch", "--", "-x", "main"], "would read as an option"),
+        (&["branch", "--", "-x/y", "main"], "would read as an option"),
         (&["branch", "tags/v9", "main"], "is a tag name"),
         (
             &["commit", "-b", "tags/v9", "-m", "x", "-"],
@@ -478,6 +480,7 @@ fn ref_names_the_command_line_could_not_use_are_refused() {
     // Hex inside a longer name, or under a prefix, is fine.
     env.ok(&["branch", "agents/cafe", "main"]);
     env.ok(&["branch", "fix-905f", "main"]);
+    env.ok(&["branch", "agents/-x", "main"]);
 }
 
 #[test]
@@ -653,17 +656,19 @@ fn snapshot_and_restore_by_prefix() {
         err.contains(&format!("its snapshot is {}", &snapshot[7..19])),
         "{err}"
     );
-    // And the other way round: a snapshot id where a node was meant.
-    let out = env.sg(&["show", &snapshot[7..19]]).output().expect("run");
-    let err = assert_error(&out);
-    assert!(
-        err.contains(&format!(
-            "is snapshot {}, of node {}",
-            &snapshot[7..19],
-            &node_id[7..19]
-        )),
-        "{err}"
-    );
+    // And the other way round: a snapshot id (a prefix, or in full) where a node was meant.
+    for given in [&snapshot[7..19], snapshot] {
+        let out = env.sg(&["show", given]).output().expect("run");
+        let err = assert_error(&out);
+        assert!(
+            err.contains(&format!(
+                "is snapshot {}, of node {}",
+                &snapshot[7..19],
+                &node_id[7..19]
+            )),
+            "{given}: {err}"
+        );
+    }
 }
 
 #[test]

@@ -145,7 +145,8 @@ Examples:
 With --branch B and no --parent, the new node's parent is B's current head (none if B does not
 exist yet). B is then moved to the new node by compare-and-swap from the head read before
 committing: if another writer moved B in between, the command fails and nothing is written
-(state, node and branch move are one transaction). Prints the new node's full id.
+(state, node and branch move are one transaction). Prints the new node's full id. B must be
+a branch (not under tags/); a new B follows `branch`'s naming rules.
 
 Examples:
   echo '{\"tick\":1}' | stategraph commit -m 'tick 1' --branch main
@@ -194,7 +195,8 @@ Examples:
 
     /// List, create, move (-f) or delete (-d) tags (refs under tags/)
     #[command(after_help = "\
-A tag NAME is the ref tags/NAME (either form is accepted).
+A tag NAME is the ref tags/NAME (either form is accepted). A new NAME may not be all hex
+digits (4 or more: it would read as a node id) or start with '-'.
 
 --json (listing) prints an array of {name, ref, target, label}.
 
@@ -231,7 +233,8 @@ Example:
     /// Move a branch to a snapshot's node
     #[command(after_help = "\
 SNAPSHOT is a full snapshot id or a unique prefix of one (see `stategraph snapshots`). The
-branch is moved by compare-and-swap from where it pointed when the command started.
+branch is moved by compare-and-swap from where it pointed when the command started. It must
+be a branch (not under tags/); a new one follows `branch`'s naming rules.
 
 Example:
   stategraph restore 7d0e12 --branch main")]

@@ -5,6 +5,8 @@ use std::io;
 
 use stategraph::{StateNodeId, StateStore, StateStoreError};
 
+use crate::output::{Paint, Theme, printable};
+
 /// Exit code for a "no" answer (`is-ancestor` false, `merge-base` with no base).
 pub const EXIT_FALSE: u8 = 1;
 /// Exit code for every error.
@@ -106,12 +108,18 @@ pub fn explain(store: &dyn StateStore, e: StateStoreError) -> CliError {
             let err = CliError::new(e.to_string());
             match snapshot_named(store, base) {
                 // A snapshot id where a node was meant: point at the snapshot's node.
-                Some(s) => err.hint(format!(
-                    "{base} is snapshot {}, of node {}; name the node",
-                    s.id.to_short_hex(12),
-                    s.node_id.to_short_hex(12)
-                )),
+                Some(s) => snapshot_hint(err, base, &s),
                 None => with_ref_hints(store, err, base),
+            }
+        }
+        // A full snapshot id parses as a node id, and then is no node.
+        StateStoreError::MissingNode { id } => {
+            let id = *id;
+            let text = id.to_short_hex(12);
+            let err = CliError::from(e);
+            match snapshot_named(store, &id.to_string()) {
+                Some(s) => snapshot_hint(err, &text, &s),
+                None => err,
             }
         }
         StateStoreError::MissingRef { name } => {
@@ -124,7 +132,7 @@ pub fn explain(store: &dyn StateStore, e: StateStoreError) -> CliError {
             ))
             .hint("use more digits; the candidates are:");
             for id in candidates {
-                err = err.hint(format!("  {}", describe_node(store, id)));
+                err = err.hint(format!("  {}", describe_node(store, Theme::PLAIN, id)));
             }
             err
         }
@@ -134,23 +142,26 @@ pub fn explain(store: &dyn StateStore, e: StateStoreError) -> CliError {
 
 /// The one snapshot whose id is `text` or starts with it (at least 4 hex digits).
 fn snapshot_named(store: &dyn StateStore, text: &str) -> Option<stategraph::SnapshotInfo> {
-    let prefix = stategraph::IdPrefix::parse(text).ok()?;
-    let mut found = store
-        .list_snapshots()
-        .ok()?
-        .into_iter()
-        .filter(|s| prefix.matches(s.id.as_bytes()));
-    let one = found.next()?;
-    found.next().is_none().then_some(one)
+    let mut found = crate::commands::snapshots::snapshots_matching(store, text).ok()?;
+    (found.len() == 1).then(|| found.remove(0))
 }
 
-/// `3fa9c0d1e2b4 tick 5` (the label when the node can be read).
-pub fn describe_node(store: &dyn StateStore, id: &StateNodeId) -> String {
-    let mut line = id.to_short_hex(12);
+/// The hint for a snapshot id given where a node was meant.
+fn snapshot_hint(err: CliError, text: &str, s: &stategraph::SnapshotInfo) -> CliError {
+    err.hint(format!(
+        "{text} is snapshot {}, of node {}; name the node",
+        s.id.to_short_hex(12),
+        s.node_id.to_short_hex(12)
+    ))
+}
+
+/// `3fa9c0d1e2b4 tick 5` (the label when the node can be read, made printable).
+pub fn describe_node(store: &dyn StateStore, theme: Theme, id: &StateNodeId) -> String {
+    let mut line = theme.paint(Paint::Id, &id.to_short_hex(12));
     if let Ok(node) = store.get_node(id)
         && let Some(label) = node.metadata.label
     {
-        let _ = write!(line, " {label}");
+        let _ = write!(line, " {}", printable(&label, false));
     }
     line
 }

@@ -53,6 +53,9 @@ pub const LANE_COLORS: [AnsiColor; 6] = [
 ];
 
 impl Theme {
+    /// No colour, whatever the stream.
+    pub const PLAIN: Self = Self { enabled: false };
+
     /// Colour on or off for a stream that is (or is not) a terminal.
     pub fn new(choice: ColorChoice, is_terminal: bool) -> Self {
         let no_color = env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());

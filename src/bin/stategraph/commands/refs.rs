@@ -76,8 +76,9 @@ fn short_label(store: &dyn StateStore, t: Theme, id: &StateNodeId) -> String {
 
 /// Refuses a ref name the library accepts but the command line could not use well: for a
 /// branch, one under `tags/` (tags move only with `tag -f`); and, when the ref is `new`, one
-/// that `resolve` would read as a node id or id prefix (all hex digits, a `blake3:` id) or
-/// that looks like an option.
+/// that `resolve` would read as a node id or id prefix (4 or more hex digits and nothing
+/// else), or that would read as an option (a leading `-`). (`validate_ref_name` already
+/// refuses `:`, so no name looks like a `blake3:` id.)
 pub fn check_ref_name(full: &str, kind: Kind, new: bool) -> CliResult {
     validate_ref_name(full)?;
     let refuse = |why: &str| CliError::new(format!("will not create a ref named {full:?}: {why}"));
@@ -88,15 +89,12 @@ pub fn check_ref_name(full: &str, kind: Kind, new: bool) -> CliResult {
     if !new {
         return Ok(());
     }
-    let last = full.rsplit('/').next().unwrap_or(full);
     // What people type for this ref: a tag by its short name.
     let typed = kind.short(full);
-    if (typed.len() >= 4 && typed.chars().all(|c| c.is_ascii_hexdigit()))
-        || typed.starts_with("blake3:")
-    {
+    if typed.len() >= 4 && typed.chars().all(|c| c.is_ascii_hexdigit()) {
         return Err(refuse("it reads as a node id or id prefix"));
     }
-    if last.starts_with('-') {
+    if typed.starts_with('-') {
         return Err(refuse("it would read as an option"));
     }
     Ok(())

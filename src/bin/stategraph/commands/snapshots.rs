@@ -11,7 +11,7 @@ use crate::Ctx;
 use crate::args::{ExportArgs, ImportArgs, JsonArgs, RestoreArgs, SnapshotArgs};
 use crate::commands::refs::{Kind, check_ref_name};
 use crate::error::{CliError, CliResult, describe_node};
-use crate::output::{Paint, printable, progress, rfc3339, rfc3339_seconds, write_json};
+use crate::output::{Paint, Theme, printable, progress, rfc3339, rfc3339_seconds, write_json};
 use crate::revs::resolve;
 
 /// `snapshot REV`: prints the new snapshot's id.
@@ -71,9 +71,24 @@ pub fn list(ctx: &Ctx, args: &JsonArgs) -> CliResult {
     Ok(())
 }
 
+/// The snapshots whose id starts with `text` (a full id, or a prefix of 4+ hex digits); none
+/// when `text` is neither.
+pub fn snapshots_matching(
+    store: &dyn StateStore,
+    text: &str,
+) -> CliResult<Vec<stategraph::SnapshotInfo>> {
+    let Ok(prefix) = IdPrefix::parse(text) else {
+        return Ok(Vec::new());
+    };
+    Ok(store
+        .list_snapshots()?
+        .into_iter()
+        .filter(|s| prefix.matches(s.id.as_bytes()))
+        .collect())
+}
+
 /// Finds a snapshot by full id or by a unique prefix of the listed ids.
 fn find_snapshot(store: &dyn StateStore, text: &str) -> CliResult<SnapshotId> {
-    let full = text.parse::<SnapshotId>().ok();
     let not_found = || {
         let err = CliError::new(format!("no snapshot matches {text:?}"));
         // A node id where a snapshot id was meant is an easy mistake: point at its snapshot.
@@ -90,22 +105,7 @@ fn find_snapshot(store: &dyn StateStore, text: &str) -> CliResult<SnapshotId> {
             _ => err.hint("list snapshots with `stategraph snapshots`"),
         }
     };
-    let snapshots = store.list_snapshots()?;
-    if let Some(id) = full {
-        return if snapshots.iter().any(|s| s.id == id) {
-            Ok(id)
-        } else {
-            Err(not_found())
-        };
-    }
-    let Ok(prefix) = IdPrefix::parse(text) else {
-        return Err(not_found());
-    };
-    let matches: Vec<_> = snapshots
-        .into_iter()
-        .filter(|s| prefix.matches(s.id.as_bytes()))
-        .collect();
-    match matches.as_slice() {
+    match snapshots_matching(store, text)?.as_slice() {
         [] => Err(not_found()),
         [one] => Ok(one.id),
         many => {
@@ -118,7 +118,7 @@ fn find_snapshot(store: &dyn StateStore, text: &str) -> CliResult<SnapshotId> {
                 err = err.hint(format!(
                     "  {} (node {})",
                     s.id.to_short_hex(12),
-                    describe_node(store, &s.node_id)
+                    describe_node(store, Theme::PLAIN, &s.node_id)
                 ));
             }
             Err(err)
@@ -156,22 +156,10 @@ pub fn restore(ctx: &Ctx, args: &RestoreArgs) -> CliResult {
         std::io::stdout().lock(),
         "{}: {from} -> {} (snapshot {})",
         t.paint(Paint::Branch, &args.branch),
-        describe_node_painted(&store, t, &snapshot.node_id),
+        describe_node(&store, t, &snapshot.node_id),
         t.paint(Paint::Snapshot, &snapshot_id.to_short_hex(12)),
     )?;
     Ok(())
-}
-
-fn describe_node_painted(
-    store: &dyn StateStore,
-    t: crate::output::Theme,
-    id: &stategraph::StateNodeId,
-) -> String {
-    let mut text = t.paint(Paint::Id, &id.to_short_hex(12));
-    if let Some(label) = store.get_node(id).ok().and_then(|n| n.metadata.label) {
-        text.push_str(&format!(" {label}"));
-    }
-    text
 }
 
 /// `export`: snapshot packages to stdout or into a directory.
