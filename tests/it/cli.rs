@@ -194,6 +194,37 @@ fn demo_runs_and_draws_a_merge() {
 }
 
 #[test]
+fn concurrent_demos_do_not_delete_each_other() {
+    let env = Env::new();
+    env.sg(&["demo", "--ticks", "12"]).assert().success();
+    let runs: Vec<_> = (0..3)
+        .map(|_| {
+            env.sg_std(&["demo", "--ticks", "1500"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("spawn")
+        })
+        .collect();
+    let mut succeeded = 0;
+    for run in runs {
+        let out = run.wait_with_output().expect("wait");
+        if out.status.success() {
+            succeeded += 1;
+        } else {
+            let err = crate::cli_util::stderr(&out);
+            assert!(
+                err.contains("another `stategraph demo` is running"),
+                "{err}"
+            );
+        }
+    }
+    assert!(succeeded >= 1);
+    assert!(env.ok(&["fsck"]).ends_with(": ok\n"));
+    assert!(env.ok(&["branch"]).contains("stategraph-demo"));
+}
+
+#[test]
 fn demo_with_many_ticks_stays_quick() {
     let env = Env::new();
     env.sg(&["demo", "--ticks", "300"]).assert().success();
@@ -878,11 +909,8 @@ fn export_and_import_between_stores() {
 
     // A reader that goes away (`import ... | head -1`) does not stop the imports.
     let piped = Env::init();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_stategraph"))
-        .arg("--db")
-        .arg(&piped.db)
-        .args(&args)
-        .env_remove("STATEGRAPH_DB")
+    let mut child = piped
+        .sg_std(&args)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -30,7 +30,12 @@ impl Env {
 
     /// The binary, run in the directory against the store, with a clean environment.
     pub fn sg(&self, args: &[&str]) -> Command {
-        let mut cmd = bare(self.dir.path());
+        Command::from_std(self.sg_std(args))
+    }
+
+    /// [`Env::sg`] as a plain `std::process::Command`, to spawn.
+    pub fn sg_std(&self, args: &[&str]) -> std::process::Command {
+        let mut cmd = bare_std(self.dir.path());
         cmd.arg("--db").arg(&self.db).args(args);
         cmd
     }
@@ -68,7 +73,12 @@ impl Env {
 /// The binary with no store argument, run in `dir`, with an environment that cannot leak
 /// in: no STATEGRAPH_DB, no colour, a pager that would fail if it were ever used.
 pub fn bare(dir: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_stategraph"));
+    Command::from_std(bare_std(dir))
+}
+
+/// [`bare`] as a plain `std::process::Command`, for tests that spawn it and handle its pipes.
+pub fn bare_std(dir: &Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_stategraph"));
     cmd.current_dir(dir)
         .env_remove("STATEGRAPH_DB")
         .env_remove("STATEGRAPH_PAGER")

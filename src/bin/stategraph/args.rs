@@ -274,8 +274,9 @@ Example:
     /// Build a demo store by simulating an agent runtime, then draw its history
     #[command(after_help = "\
 Writes ./stategraph-demo.db (or --db PATH; $STATEGRAPH_DB is ignored here). An existing file is
-replaced only if an earlier demo made it (it has a `stategraph-demo` ref); anything else, your
-own stores included, is left alone and the demo stops.
+replaced only if an earlier demo made it (it has a `stategraph-demo` ref) and is writable;
+anything else, your own stores included, is left alone and the demo stops. One demo runs in a
+directory at a time; a second one stops at once.
 
 The simulated runtime commits one JSON state per tick to main, forks agents/explorer and merges
 it back, snapshots every 5 ticks, crashes mid-write (the store handle is dropped and the file

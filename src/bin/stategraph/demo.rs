@@ -39,6 +39,7 @@ pub fn run(ctx: &Ctx, args: &DemoArgs) -> CliResult {
     } else {
         PathBuf::from(DEMO_DB)
     };
+    let _running = lock_demo_dir(&path)?;
     clear_old_demo(&path)?;
     let started = Instant::now();
     let bar = progress(u64::from(args.ticks), "simulating tick");
@@ -112,6 +113,34 @@ pub fn run(ctx: &Ctx, args: &DemoArgs) -> CliResult {
     }
     out.finish()?;
     Ok(())
+}
+
+/// Keeps other demos out of the store's directory while this one replaces and writes its
+/// store: two demos on one path would delete each other's files. An advisory lock on the
+/// directory, released when the returned handle is dropped (or the process ends); where the
+/// file system has no locks, the demo runs unguarded.
+fn lock_demo_dir(path: &Path) -> CliResult<Option<std::fs::File>> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let Ok(handle) = std::fs::File::open(dir) else {
+        // A missing directory is reported by the store's own open, with its path.
+        return Ok(None);
+    };
+    match handle.try_lock() {
+        Ok(()) => Ok(Some(handle)),
+        Err(std::fs::TryLockError::WouldBlock) => Err(CliError::new(format!(
+            "another `stategraph demo` is running in {}",
+            if dir == Path::new(".") {
+                "this directory".to_owned()
+            } else {
+                dir.display().to_string()
+            }
+        ))
+        .hint("wait for it to finish, or pass another --db PATH in another directory")),
+        Err(std::fs::TryLockError::Error(_)) => Ok(None),
+    }
 }
 
 /// Removes a previous demo store, or an empty one. Anything else, a stategraph store the
