@@ -359,6 +359,25 @@ fn missing_store_is_reported_and_not_created() {
         );
     }
     assert!(!env.dir.path().join("no-such-dir").exists());
+
+    // A symlink loop is not "no store": say what it is.
+    let a = env.dir.path().join("loop-a");
+    let b = env.dir.path().join("loop-b");
+    std::os::unix::fs::symlink(&b, &a).expect("symlink");
+    std::os::unix::fs::symlink(&a, &b).expect("symlink");
+    for args in [&["log"][..], &["branch", "x", "main"]] {
+        let out = bare(env.dir.path())
+            .arg("--db")
+            .arg(&a)
+            .args(args)
+            .output()
+            .expect("run");
+        let err = assert_error(&out);
+        assert!(
+            err.contains("cannot open") && !err.contains("no store"),
+            "{args:?}: {err}"
+        );
+    }
 }
 
 #[test]

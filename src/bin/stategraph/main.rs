@@ -45,27 +45,28 @@ pub struct Ctx {
 impl Ctx {
     /// Opens the store read-only, for commands that only look.
     pub fn open_read(&self) -> CliResult<SqliteStateStore> {
-        if !self.db.exists() {
-            return Err(self.no_store());
-        }
+        self.check_exists()?;
         Ok(SqliteStateStore::open_read_only(&self.db)?)
+    }
+
+    /// Fails unless the store file exists (and can be looked at: a symlink loop or a
+    /// directory without permission is reported as what it is).
+    fn check_exists(&self) -> CliResult<std::fs::Metadata> {
+        std::fs::metadata(&self.db).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                self.no_store()
+            } else {
+                CliError::new(format!("cannot open {}: {e}", self.db.display()))
+            }
+        })
     }
 
     /// Opens an existing store for writing. Never creates one: that is `init`'s job, so a
     /// mistyped path fails instead of starting an empty store.
     pub fn open_write(&self) -> CliResult<SqliteStateStore> {
-        match std::fs::metadata(&self.db) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(self.no_store()),
-            Err(e) => {
-                return Err(CliError::new(format!(
-                    "cannot open {}: {e}",
-                    self.db.display()
-                )));
-            }
-            Ok(m) if m.is_file() && m.len() == 0 => {
-                return Err(self.no_store_because("the file is empty"));
-            }
-            Ok(_) => {}
+        let meta = self.check_exists()?;
+        if meta.is_file() && meta.len() == 0 {
+            return Err(self.no_store_because("the file is empty"));
         }
         // `create_if_missing(false)` closes the race with the check above.
         Ok(SqliteStateStore::builder()
