@@ -406,6 +406,10 @@ impl SqliteStateStore {
             .map_err(&ctx)?;
         conn.pragma_update(None, "foreign_keys", true)
             .map_err(&ctx)?;
+        // When the WAL starts over after growing past its usual ~4 MiB (see
+        // `Writer::keep_wal_bounded`), the file is cut back to this.
+        conn.pragma_update(None, "journal_size_limit", 8_i64 << 20)
+            .map_err(&ctx)?;
         Ok(())
     }
 

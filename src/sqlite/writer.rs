@@ -19,7 +19,8 @@
 //! When another process holds the write lock, the transaction is retried with backoff until
 //! the busy timeout; callers never see `SQLITE_BUSY` before that.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::{Duration, Instant};
 
@@ -68,6 +69,12 @@ pub(crate) struct Writer {
     /// How long the last `COMMIT` took, in nanoseconds (at most [`MAX_JOIN_WAIT`]).
     last_commit_ns: AtomicU64,
     busy_timeout: Duration,
+    /// The store's WAL file, whose size [`Writer::keep_wal_bounded`] watches.
+    wal: Option<PathBuf>,
+    /// Groups to commit before the WAL's size is looked at again, and the current interval
+    /// (longer after a restart attempt failed). Only the leader touches them.
+    wal_countdown: AtomicU32,
+    wal_interval: AtomicU32,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -83,6 +90,17 @@ const RECHECK: Duration = Duration::from_millis(20);
 /// The longest a group about to commit waits for callers that are coming back, whatever the
 /// last commit cost (a commit that ran a checkpoint can take far longer than a usual one).
 const MAX_JOIN_WAIT: Duration = Duration::from_millis(1);
+
+/// How often (in committed groups) the writer looks at the WAL's size.
+const WAL_CHECK_EVERY: u32 = 64;
+/// The longest interval after failed restarts (a reader holding one snapshot for minutes).
+const WAL_CHECK_MAX: u32 = 64 * 1024;
+/// A WAL this large has outgrown SQLite's passive checkpoints (which run at about 4 MiB but
+/// cannot start the file over while overlapping readers always hold an older snapshot).
+const WAL_RESTART_BYTES: u64 = 16 << 20;
+/// How long a restarting checkpoint may wait for those readers to move on. Writers wait
+/// meanwhile; readers do not.
+const WAL_RESTART_WAIT: Duration = Duration::from_millis(100);
 
 /// A group stops taking in requests that arrive after its transaction began once it holds
 /// this many, so a steady stream of writers cannot hold a commit back indefinitely. (It takes
@@ -107,13 +125,74 @@ impl Drop for Caller<'_> {
 
 impl Writer {
     pub(crate) fn new(conn: Connection, busy_timeout: Duration) -> Self {
+        let wal = conn
+            .path()
+            .filter(|p| !p.is_empty())
+            .map(|p| PathBuf::from(format!("{p}-wal")));
         Self {
             conn: Mutex::new(conn),
             queue: Mutex::new(Vec::new()),
             callers: AtomicUsize::new(0),
             last_commit_ns: AtomicU64::new(0),
             busy_timeout,
+            wal,
+            wal_countdown: AtomicU32::new(WAL_CHECK_EVERY),
+            wal_interval: AtomicU32::new(WAL_CHECK_EVERY),
         }
+    }
+
+    /// Keeps the WAL bounded when readers overlap without a gap. SQLite's passive checkpoints
+    /// copy frames back only up to the oldest snapshot a reader holds, and start the file
+    /// over only when no reader uses it; with several readers always mid-read, neither
+    /// happens and the WAL grows with every commit. Every [`WAL_CHECK_EVERY`] groups the
+    /// leader looks at the file's size; past [`WAL_RESTART_BYTES`] it runs a `RESTART`
+    /// checkpoint, which holds new writes back (at most [`WAL_RESTART_WAIT`]) until the
+    /// readers in flight finish, copies everything back and lets the next commit start the
+    /// file over (`journal_size_limit` then cuts it back). If readers outlast the wait, the
+    /// next look comes twice as late.
+    fn keep_wal_bounded(&self, conn: &mut Connection) {
+        let left = self.wal_countdown.load(Ordering::Relaxed);
+        if left > 1 {
+            self.wal_countdown.store(left - 1, Ordering::Relaxed);
+            return;
+        }
+        let Some(wal) = &self.wal else { return };
+        let size = std::fs::metadata(wal).map_or(0, |m| m.len());
+        let interval = if size <= WAL_RESTART_BYTES || self.restart_wal(conn) {
+            WAL_CHECK_EVERY
+        } else {
+            (self.wal_interval.load(Ordering::Relaxed) * 2).min(WAL_CHECK_MAX)
+        };
+        self.wal_interval.store(interval, Ordering::Relaxed);
+        self.wal_countdown.store(interval, Ordering::Relaxed);
+    }
+
+    /// One `RESTART` checkpoint with a short wait; whether it got through. Its errors are
+    /// not the callers' (their writes are committed): a real I/O problem shows at the next
+    /// commit.
+    fn restart_wal(&self, conn: &mut Connection) -> bool {
+        thread_local! {
+            static GIVE_UP: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
+        }
+        /// Polls often (SQLite's own busy timeout sleeps up to 100 ms at a time), so the
+        /// checkpoint gets through soon after the last old reader finishes.
+        fn poll(attempt: i32) -> bool {
+            let now = Instant::now();
+            if attempt == 0 {
+                GIVE_UP.set(Some(now + WAL_RESTART_WAIT));
+            }
+            if GIVE_UP.get().is_none_or(|at| now >= at) {
+                return false;
+            }
+            std::thread::sleep(Duration::from_micros(100));
+            true
+        }
+        if conn.busy_handler(Some(poll)).is_err() {
+            return false;
+        }
+        let busy = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| r.get::<_, i64>(0));
+        let _ = conn.busy_timeout(self.busy_timeout);
+        matches!(busy, Ok(0))
     }
 
     /// Applies `ops` all-or-nothing and returns once they are durable (or have failed).
@@ -245,7 +324,10 @@ impl Writer {
         let mut backoff = Duration::from_millis(1);
         loop {
             match self.try_group(conn, group, leader_outside) {
-                Ok(results) => return results,
+                Ok(results) => {
+                    self.keep_wal_bounded(conn);
+                    return results;
+                }
                 Err(GroupFailure::Busy) if Instant::now() < deadline => {
                     std::thread::sleep(backoff);
                     backoff = (backoff * 2).min(Duration::from_millis(50));
