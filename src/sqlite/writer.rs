@@ -125,6 +125,9 @@ impl Drop for Caller<'_> {
 
 impl Writer {
     pub(crate) fn new(conn: Connection, busy_timeout: Duration) -> Self {
+        // A busy write lock is waited for by `commit_group`, with `Backoff`, not inside
+        // SQLite (whose busy timeout sleeps up to 100 ms between looks).
+        let _ = conn.busy_timeout(Duration::ZERO);
         let wal = conn
             .path()
             .filter(|p| !p.is_empty())
@@ -191,7 +194,7 @@ impl Writer {
             return false;
         }
         let busy = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| r.get::<_, i64>(0));
-        let _ = conn.busy_timeout(self.busy_timeout);
+        let _ = conn.busy_timeout(Duration::ZERO);
         matches!(busy, Ok(0))
     }
 
@@ -321,17 +324,14 @@ impl Writer {
     ) -> Vec<Result<Vec<Outcome>>> {
         let busy_timeout = self.busy_timeout;
         let deadline = Instant::now() + busy_timeout;
-        let mut backoff = Duration::from_millis(1);
+        let mut backoff = super::Backoff::new();
         loop {
             match self.try_group(conn, group, leader_outside) {
                 Ok(results) => {
                     self.keep_wal_bounded(conn);
                     return results;
                 }
-                Err(GroupFailure::Busy) if Instant::now() < deadline => {
-                    std::thread::sleep(backoff);
-                    backoff = (backoff * 2).min(Duration::from_millis(50));
-                }
+                Err(GroupFailure::Busy) if Instant::now() < deadline => backoff.pause(),
                 Err(GroupFailure::Busy) => {
                     let message = format!(
                         "another connection held the store's write lock for longer than the \
