@@ -368,7 +368,11 @@ impl SqliteStateStore {
                 }
                 schema::migrate(&mut conn, path)
             })?;
-            Some(Writer::new(conn, config.busy_timeout))
+            Some(Writer::new(
+                conn,
+                config.busy_timeout,
+                schema::wal_path(path),
+            ))
         };
         let store = Self {
             shared: Arc::new(Shared {

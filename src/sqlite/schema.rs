@@ -152,7 +152,7 @@ pub(crate) fn inspect_file(path: &Path) -> Result<FileState> {
 }
 
 /// The WAL file SQLite keeps beside a database.
-fn wal_path(path: &Path) -> std::path::PathBuf {
+pub(crate) fn wal_path(path: &Path) -> std::path::PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push("-wal");
     name.into()

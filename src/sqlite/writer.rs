@@ -70,7 +70,7 @@ pub(crate) struct Writer {
     last_commit_ns: AtomicU64,
     busy_timeout: Duration,
     /// The store's WAL file, whose size [`Writer::keep_wal_bounded`] watches.
-    wal: Option<PathBuf>,
+    wal: PathBuf,
     /// Groups to commit before the WAL's size is looked at again, and the current interval
     /// (longer after a restart attempt failed). Only the leader touches them.
     wal_countdown: AtomicU32,
@@ -124,14 +124,11 @@ impl Drop for Caller<'_> {
 }
 
 impl Writer {
-    pub(crate) fn new(conn: Connection, busy_timeout: Duration) -> Self {
+    /// The writer over `conn`, the connection to the store whose WAL file is `wal`.
+    pub(crate) fn new(conn: Connection, busy_timeout: Duration, wal: PathBuf) -> Self {
         // A busy write lock is waited for by `commit_group`, with `Backoff`, not inside
         // SQLite (whose busy timeout sleeps up to 100 ms between looks).
         let _ = conn.busy_timeout(Duration::ZERO);
-        let wal = conn
-            .path()
-            .filter(|p| !p.is_empty())
-            .map(|p| PathBuf::from(format!("{p}-wal")));
         Self {
             conn: Mutex::new(conn),
             queue: Mutex::new(Vec::new()),
@@ -159,8 +156,7 @@ impl Writer {
             self.wal_countdown.store(left - 1, Ordering::Relaxed);
             return;
         }
-        let Some(wal) = &self.wal else { return };
-        let size = std::fs::metadata(wal).map_or(0, |m| m.len());
+        let size = std::fs::metadata(&self.wal).map_or(0, |m| m.len());
         let interval = if size <= WAL_RESTART_BYTES || self.restart_wal(conn) {
             WAL_CHECK_EVERY
         } else {
@@ -624,7 +620,11 @@ mod tests {
                BEGIN SELECT RAISE(ABORT, 'this statement failed'); END;",
         )
         .unwrap();
-        Writer::new(conn, Duration::from_secs(1))
+        Writer::new(
+            conn,
+            Duration::from_secs(1),
+            super::super::schema::wal_path(&path),
+        )
     }
 
     fn stored(w: &Writer) -> Vec<String> {
