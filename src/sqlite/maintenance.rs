@@ -103,8 +103,7 @@ impl SqliteStateStore {
     /// Backend errors only.
     pub fn stats(&self) -> Result<StoreStats> {
         let file_len = |p: &std::path::Path| std::fs::metadata(p).map_or(0, |m| m.len());
-        let mut wal = self.path().as_os_str().to_owned();
-        wal.push("-wal");
+        let wal = schema::wal_path(self.path());
         self.read(|conn| {
             Ok(StoreStats {
                 nodes: count(conn, "SELECT count(*) FROM state_nodes")?,
@@ -116,7 +115,7 @@ impl SqliteStateStore {
                 shallow_edges: count(conn, "SELECT count(*) FROM shallow_edges")?,
                 schema_version: schema::read_ids(conn)?.1,
                 file_bytes: file_len(self.path()),
-                wal_bytes: file_len(std::path::Path::new(&wal)),
+                wal_bytes: file_len(&wal),
             })
         })
     }

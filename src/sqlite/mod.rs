@@ -348,7 +348,10 @@ impl SqliteStateStore {
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX;
             let mut conn = Connection::open_with_flags(path, flags)
                 .map_err(sql_error("opening the store file"))?;
-            conn.busy_timeout(config.busy_timeout)
+            // No SQLite busy handler on the write connection (it sleeps up to 100 ms between
+            // looks): `retry_busy` here, and the writer's group loop later, wait with
+            // `Backoff` up to the busy timeout.
+            conn.busy_timeout(Duration::ZERO)
                 .map_err(sql_error("configuring the store"))?;
             // Several handles or processes may be creating or upgrading the file at once; the
             // journal-mode switch in particular fails with BUSY without waiting, so the whole

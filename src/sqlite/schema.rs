@@ -151,9 +151,11 @@ pub(crate) fn inspect_file(path: &Path) -> Result<FileState> {
     })
 }
 
-/// The WAL file SQLite keeps beside a database.
+/// The WAL file SQLite keeps beside a database: beside the file itself, so with symlinks
+/// resolved (and a relative path made absolute) once the file exists.
 pub(crate) fn wal_path(path: &Path) -> std::path::PathBuf {
-    let mut name = path.as_os_str().to_owned();
+    let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
+    let mut name = real.into_os_string();
     name.push("-wal");
     name.into()
 }

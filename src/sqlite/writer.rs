@@ -20,7 +20,7 @@
 //! the busy timeout; callers never see `SQLITE_BUSY` before that.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::{Duration, Instant};
 
@@ -71,10 +71,18 @@ pub(crate) struct Writer {
     busy_timeout: Duration,
     /// The store's WAL file, whose size [`Writer::keep_wal_bounded`] watches.
     wal: PathBuf,
-    /// Groups to commit before the WAL's size is looked at again, and the current interval
-    /// (longer after a restart attempt failed). Only the leader touches them.
-    wal_countdown: AtomicU32,
-    wal_interval: AtomicU32,
+    /// When to look at the WAL again; only the leader touches it.
+    wal_watch: Mutex<WalWatch>,
+}
+
+/// [`Writer::keep_wal_bounded`]'s schedule.
+struct WalWatch {
+    /// Groups to commit before the WAL's size is looked at again.
+    countdown: u32,
+    /// After a restart that readers outlasted: no new attempt before this time...
+    not_before: Option<Instant>,
+    /// ...and the pause after the next failure (doubling up to [`WAL_RETRY_MAX`]).
+    pause: Duration,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -93,8 +101,12 @@ const MAX_JOIN_WAIT: Duration = Duration::from_millis(1);
 
 /// How often (in committed groups) the writer looks at the WAL's size.
 const WAL_CHECK_EVERY: u32 = 64;
-/// The longest interval after failed restarts (a reader holding one snapshot for minutes).
-const WAL_CHECK_MAX: u32 = 64 * 1024;
+/// The first pause after a restart that readers outlasted (one held a snapshot for longer
+/// than [`WAL_RESTART_WAIT`], like `verify`'s sweep), doubling while they keep doing so up to
+/// [`WAL_RETRY_MAX`]; measured in time, so the next attempt after such a reader ends comes
+/// soon, however many groups commit meanwhile.
+const WAL_RETRY_FIRST: Duration = Duration::from_secs(1);
+const WAL_RETRY_MAX: Duration = Duration::from_secs(8);
 /// A WAL this large has outgrown SQLite's passive checkpoints (which run at about 4 MiB but
 /// cannot start the file over while overlapping readers always hold an older snapshot).
 const WAL_RESTART_BYTES: u64 = 16 << 20;
@@ -124,11 +136,10 @@ impl Drop for Caller<'_> {
 }
 
 impl Writer {
-    /// The writer over `conn`, the connection to the store whose WAL file is `wal`.
+    /// The writer over `conn` (which has no SQLite busy handler: a busy write lock is
+    /// waited for by `commit_group`, with `Backoff`), the connection to the store whose WAL
+    /// file is `wal`.
     pub(crate) fn new(conn: Connection, busy_timeout: Duration, wal: PathBuf) -> Self {
-        // A busy write lock is waited for by `commit_group`, with `Backoff`, not inside
-        // SQLite (whose busy timeout sleeps up to 100 ms between looks).
-        let _ = conn.busy_timeout(Duration::ZERO);
         Self {
             conn: Mutex::new(conn),
             queue: Mutex::new(Vec::new()),
@@ -136,8 +147,11 @@ impl Writer {
             last_commit_ns: AtomicU64::new(0),
             busy_timeout,
             wal,
-            wal_countdown: AtomicU32::new(WAL_CHECK_EVERY),
-            wal_interval: AtomicU32::new(WAL_CHECK_EVERY),
+            wal_watch: Mutex::new(WalWatch {
+                countdown: WAL_CHECK_EVERY,
+                not_before: None,
+                pause: WAL_RETRY_FIRST,
+            }),
         }
     }
 
@@ -148,22 +162,29 @@ impl Writer {
     /// leader looks at the file's size; past [`WAL_RESTART_BYTES`] it runs a `RESTART`
     /// checkpoint, which holds new writes back (at most [`WAL_RESTART_WAIT`]) until the
     /// readers in flight finish, copies everything back and lets the next commit start the
-    /// file over (`journal_size_limit` then cuts it back). If readers outlast the wait, the
-    /// next look comes twice as late.
+    /// file over (`journal_size_limit` then cuts it to at most 8 MiB). If readers outlast
+    /// the wait, the next attempt waits [`WAL_RETRY_FIRST`], doubling.
     fn keep_wal_bounded(&self, conn: &mut Connection) {
-        let left = self.wal_countdown.load(Ordering::Relaxed);
-        if left > 1 {
-            self.wal_countdown.store(left - 1, Ordering::Relaxed);
+        let mut watch = lock(&self.wal_watch);
+        watch.countdown -= 1;
+        if watch.countdown > 0 {
             return;
         }
-        let size = std::fs::metadata(&self.wal).map_or(0, |m| m.len());
-        let interval = if size <= WAL_RESTART_BYTES || self.restart_wal(conn) {
-            WAL_CHECK_EVERY
+        watch.countdown = WAL_CHECK_EVERY;
+        let now = Instant::now();
+        if watch.not_before.is_some_and(|at| now < at) {
+            return;
+        }
+        if std::fs::metadata(&self.wal).map_or(0, |m| m.len()) <= WAL_RESTART_BYTES {
+            return;
+        }
+        if self.restart_wal(conn) {
+            watch.not_before = None;
+            watch.pause = WAL_RETRY_FIRST;
         } else {
-            (self.wal_interval.load(Ordering::Relaxed) * 2).min(WAL_CHECK_MAX)
-        };
-        self.wal_interval.store(interval, Ordering::Relaxed);
-        self.wal_countdown.store(interval, Ordering::Relaxed);
+            watch.not_before = Some(Instant::now() + watch.pause);
+            watch.pause = (watch.pause * 2).min(WAL_RETRY_MAX);
+        }
     }
 
     /// One `RESTART` checkpoint with a short wait; whether it got through. Its errors are
@@ -256,6 +277,11 @@ impl Writer {
                     ))
                 })
             });
+            // After the group is settled, so that nothing here can turn a committed write
+            // into an error (and a panic here, a bug, must not leave callers unanswered).
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.keep_wal_bounded(&mut conn);
+            }));
             // Free the connection before answering: the first caller back with a new request
             // starts the next group while the others are still being woken, and they join it.
             drop(conn);
@@ -323,10 +349,7 @@ impl Writer {
         let mut backoff = super::Backoff::new();
         loop {
             match self.try_group(conn, group, leader_outside) {
-                Ok(results) => {
-                    self.keep_wal_bounded(conn);
-                    return results;
-                }
+                Ok(results) => return results,
                 Err(GroupFailure::Busy) if Instant::now() < deadline => backoff.pause(),
                 Err(GroupFailure::Busy) => {
                     let message = format!(
