@@ -111,36 +111,31 @@ fn demo_runs_and_draws_a_merge() {
     assert!(env.ok(&["log", "--oneline", "-n", "1"]).contains("(main)"));
     bare(env.dir.path()).arg("demo").assert().success();
 
-    // Something that is not a store is never replaced.
+    // Something that is not a store is never replaced. (`demo_on` runs a demo that must
+    // refuse, and returns its error.)
+    let demo_on = |db: &std::path::Path| {
+        let out = bare(env.dir.path())
+            .args(["demo", "--db"])
+            .arg(db)
+            .output()
+            .expect("run");
+        assert_error(&out)
+    };
     let other = env.dir.path().join("notes.txt");
     std::fs::write(&other, b"my notes").expect("write");
-    let out = bare(env.dir.path())
-        .args(["demo", "--db"])
-        .arg(&other)
-        .output()
-        .expect("run");
-    assert!(assert_error(&out).contains("not a stategraph store"));
+    assert!(demo_on(&other).contains("not a stategraph store"));
     assert_eq!(std::fs::read(&other).expect("read"), b"my notes");
 
     // Nor is a stategraph store the demo did not make.
     let mine = env.dir.path().join("mine.db");
     let node = {
         let store = SqliteStateStore::open(&mine).expect("open");
-        let data = store
-            .put_state(StateData::new(b"precious".to_vec()))
-            .expect("put");
-        let node = store
-            .commit_node(vec![], data, StateMetadata::now(None))
-            .expect("commit");
+        let (_, node) =
+            crate::util::commit_bytes(&store, vec![], b"precious", None, StateMetadata::now(None));
         store.set_ref("main", None, &node).expect("ref");
         node
     };
-    let out = bare(env.dir.path())
-        .args(["demo", "--db"])
-        .arg(&mine)
-        .output()
-        .expect("run");
-    let err = assert_error(&out);
+    let err = demo_on(&mine);
     assert!(err.contains("the demo did not make"), "{err}");
     let store = SqliteStateStore::open_read_only(&mine).expect("still a store");
     assert_eq!(store.get_ref("main").expect("ref"), Some(node));
@@ -157,12 +152,7 @@ fn demo_runs_and_draws_a_merge() {
     perms.set_readonly(true);
     std::fs::set_permissions(&frozen, perms).expect("chmod");
     let before = std::fs::read(&frozen).expect("read");
-    let out = bare(env.dir.path())
-        .args(["demo", "--db"])
-        .arg(&frozen)
-        .output()
-        .expect("run");
-    assert!(assert_error(&out).contains("the file is read-only"));
+    assert!(demo_on(&frozen).contains("the file is read-only"));
     assert_eq!(std::fs::read(&frozen).expect("read"), before);
 
     // Nor a store holding only state (put, never committed).
@@ -173,12 +163,7 @@ fn demo_runs_and_draws_a_merge() {
             .put_state(StateData::new(b"precious".to_vec()))
             .expect("put")
     };
-    let out = bare(env.dir.path())
-        .args(["demo", "--db"])
-        .arg(&states)
-        .output()
-        .expect("run");
-    let err = assert_error(&out);
+    let err = demo_on(&states);
     assert!(err.contains("the demo did not make"), "{err}");
     let store = SqliteStateStore::open_read_only(&states).expect("still a store");
     assert_eq!(store.get_state(&data).expect("state").bytes, b"precious");

@@ -503,13 +503,15 @@ fn commit_with_unknown_data_ref_fails_cleanly(h: &Harness) {
 fn commit_state_is_put_and_commit_atomically(h: &Harness) {
     let s = h.store();
     let (_, root) = commit_bytes(s, vec![], b"root", None, meta(T0, None));
-    let (data_ref, node) = s
-        .commit_state(
+    let tick = || {
+        s.commit_state(
             vec![root],
             data(b"tick", Some("t/x")),
             meta(t(1), Some("one")),
         )
-        .expect("commit_state");
+        .expect("commit_state")
+    };
+    let (data_ref, node) = tick();
     let two_calls = InMemoryStateStore::new();
     let (_, root2) = commit_bytes(&two_calls, vec![], b"root", None, meta(T0, None));
     let r = two_calls
@@ -523,13 +525,7 @@ fn commit_state_is_put_and_commit_atomically(h: &Harness) {
     assert_eq!(s.get_node(&node).expect("node").data_ref, data_ref);
 
     // Again: the same node, which keeps its first data ref; the new ref reads the same bytes.
-    let (again_ref, again) = s
-        .commit_state(
-            vec![root],
-            data(b"tick", Some("t/x")),
-            meta(t(1), Some("one")),
-        )
-        .expect("commit_state again");
+    let (again_ref, again) = tick();
     assert_eq!(again, node);
     assert_ne!(again_ref, data_ref);
     assert_eq!(s.get_node(&node).expect("node").data_ref, data_ref);

@@ -483,13 +483,10 @@ fn verify_lists_an_undecodable_node_and_goes_on() {
         let s = d.open();
         assert!(s.get_node(&d.root).unwrap_err().is_corrupt());
     }
-    let conn = raw(&d.path);
-    conn.execute(
+    d.damage(
         "INSERT INTO refs (name, node_id) VALUES ('main', ?1)",
         [d.root.as_bytes()],
-    )
-    .expect("ref");
-    drop(conn);
+    );
     let report = d.open().verify(|_| {}).expect("verify lists, not fails");
     let text = report.problems.join("\n");
     for want in [

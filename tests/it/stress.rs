@@ -453,16 +453,16 @@ fn wal_stays_bounded_under_overlapping_readers() {
         })
         .collect();
     let wal_size = || std::fs::metadata(&wal).map_or(0, |m| m.len());
+    let commit_on = |head: StateNodeId, bytes: Vec<u8>| {
+        store
+            .commit_state(vec![head], StateData::new(bytes), StateMetadata::now(None))
+            .expect("commit")
+            .1
+    };
     let mut max_wal = 0u64;
     let mut head = root;
     for tick in 0..COMMITS {
-        let (_, id) = store
-            .commit_state(
-                vec![head],
-                StateData::new(vec![(tick % 251) as u8; 256]),
-                StateMetadata::now(None),
-            )
-            .expect("commit");
+        let id = commit_on(head, vec![(tick % 251) as u8; 256]);
         store.set_ref("main", Some(&head), &id).expect("move main");
         head = id;
         if tick % 50 == 0 {
@@ -480,14 +480,7 @@ fn wal_stays_bounded_under_overlapping_readers() {
     assert!(max_wal < BOUND, "the WAL grew to {max_wal} bytes");
     // Without readers, the next restart cuts the file back to journal_size_limit (8 MiB).
     for tick in 0..2_000u32 {
-        let (_, id) = store
-            .commit_state(
-                vec![head],
-                StateData::new(tick.to_le_bytes().to_vec()),
-                StateMetadata::now(None),
-            )
-            .expect("commit");
-        head = id;
+        head = commit_on(head, tick.to_le_bytes().to_vec());
     }
     assert!(
         wal_size() <= 8 << 20,
@@ -507,10 +500,7 @@ fn opening_an_up_to_date_store_does_not_wait_for_the_write_lock() {
     let path = dir.path().join("held.db");
     let node = {
         let store = SqliteStateStore::open(&path).expect("create");
-        let data = store.put_state(StateData::new(b"x".to_vec())).expect("put");
-        store
-            .commit_node(vec![], data, StateMetadata::now(None))
-            .expect("commit")
+        crate::util::commit_bytes(&store, vec![], b"x", None, StateMetadata::now(None)).1
     };
     let holder = rusqlite::Connection::open(&path).expect("second connection");
     holder
