@@ -119,9 +119,12 @@ impl<'a, S: StateStore + ?Sized> Batch<'a, S> {
             self.node_known(p)?;
         }
         let id = codec::node_id(&parent_ids, &hash, content_type.as_deref(), &metadata);
-        self.writes
-            .ops
-            .push(Op::commit_node(parent_ids, data_ref, metadata)?);
+        // The parents were checked above; `Op::commit_node` would check them again.
+        self.writes.ops.push(Op::CommitNode {
+            parent_ids,
+            data_ref,
+            metadata,
+        });
         self.nodes.insert(id);
         Ok(id)
     }
