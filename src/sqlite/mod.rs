@@ -261,11 +261,10 @@ pub(crate) fn retry_busy<T>(timeout: Duration, mut f: impl FnMut() -> Result<T>)
 /// small cap. SQLite offers no queue for its write lock, and a process that commits back to
 /// back frees it only for microseconds between transactions, so a waiter must look often.
 /// SQLite's own busy timeout sleeps up to 100 ms at a time, which let a busy process keep
-/// the lock for seconds (2.3–4.1 s worst waits measured with two processes committing flat
-/// out; 0.1–0.2 s with this). The price: the lock changes hands more often, and each process
-/// then rereads what the other wrote, so two such processes together commit about 60% of
-/// what they did with SQLite's long sleeps. Writers that share one handle group-commit
-/// instead and pay neither.
+/// the lock for seconds. The price of looking often: the lock changes hands more often, and
+/// each process then rereads what the other wrote, so two processes committing flat out
+/// commit less together than with SQLite's long sleeps. Writers that share one handle
+/// group-commit instead and pay neither.
 pub(crate) struct Backoff(Duration);
 
 impl Backoff {

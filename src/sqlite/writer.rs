@@ -105,7 +105,7 @@ const WAL_CHECK_EVERY: u32 = 64;
 /// than [`WAL_RESTART_WAIT`], like `verify`'s sweep), doubling while they keep doing so up to
 /// [`WAL_RETRY_MAX`]; measured in time, so the next attempt after such a reader ends comes
 /// soon, however many groups commit meanwhile.
-const WAL_RETRY_FIRST: Duration = Duration::from_secs(1);
+const WAL_RETRY_FIRST: Duration = Duration::from_millis(100);
 const WAL_RETRY_MAX: Duration = Duration::from_secs(8);
 /// A WAL this large has outgrown SQLite's passive checkpoints (which run at about 4 MiB but
 /// cannot start the file over while overlapping readers always hold an older snapshot).
