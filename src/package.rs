@@ -136,7 +136,8 @@ impl SnapshotPackage {
     ///
     /// # Errors
     /// [`StateStoreError::InvalidInput`] for anything that is not a well-formed, matching
-    /// version-1 package (truncated, tampered, or of another version).
+    /// version-1 package (truncated, tampered, of another version, or not in the deterministic
+    /// encoding [`to_bytes`](Self::to_bytes) writes).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
         let mut rest = bytes;
         let value: Value = ciborium::from_reader(&mut rest).map_err(|e| {
@@ -213,6 +214,15 @@ impl SnapshotPackage {
             bytes: state,
         };
         package.verify()?;
+        // The format is deterministic CBOR: one package, one byte string. A decoder accepts
+        // longer integer or length forms and indefinite lengths too; refuse them, so that
+        // whatever re-encodes, compares or hashes package files sees the bytes we would write.
+        if package.to_bytes() != bytes {
+            return Err(malformed(
+                "it is not in deterministic CBOR form (an integer or length is written longer \
+                 than needed, or a string or array has an indefinite length)",
+            ));
+        }
         Ok(package)
     }
 }
@@ -295,6 +305,24 @@ mod tests {
             );
         }
         assert!(SnapshotPackage::from_bytes(b"random bytes that are not cbor").is_err());
+        // The version (1) written as a one-byte-follows integer, and the state bytes as an
+        // indefinite-length byte string: the same values, not the deterministic encoding.
+        let magic_end = 1 + 2 + MAGIC.len();
+        assert_eq!(wire[magic_end], 0x01);
+        let long_int = [&wire[..magic_end], &[0x18, 0x01], &wire[magic_end + 1..]].concat();
+        let state_at = wire.len() - 1 - p.bytes.len();
+        assert_eq!(wire[state_at], 0x40 | p.bytes.len() as u8);
+        let chunked = [
+            &wire[..state_at],
+            &[0x5f, 0x40 | p.bytes.len() as u8],
+            &wire[state_at + 1..],
+            &[0xff],
+        ]
+        .concat();
+        for non_canonical in [long_int, chunked] {
+            let err = SnapshotPackage::from_bytes(&non_canonical).unwrap_err();
+            assert!(err.to_string().contains("deterministic CBOR"), "{err}");
+        }
         for tail in [&b"\0"[..], b"GARBAGE", &wire] {
             let err = SnapshotPackage::from_bytes(&[&wire[..], tail].concat()).unwrap_err();
             assert!(err.to_string().contains("follow the package"), "{err}");
