@@ -888,6 +888,13 @@ fn export_and_import_between_stores() {
             "{args:?} on the whole history"
         );
     }
+    // The graph ends the node's line there, as at a root, instead of leading on to nothing.
+    let graph = other.ok(&["log", "--graph", id]);
+    assert!(graph.starts_with("* node "), "{graph}");
+    assert!(
+        graph.lines().skip(1).all(|l| !l.starts_with('|')),
+        "{graph}"
+    );
     assert_eq!(
         other.ok(&["import", pkg]),
         imported,

@@ -4,7 +4,7 @@ use std::collections::{HashMap, HashSet};
 use std::io::Write;
 
 use serde::Serialize;
-use stategraph::{History as _, SnapshotInfo, StateNode, StateNodeId, StateStore};
+use stategraph::{History as _, Log, SnapshotInfo, StateNode, StateNodeId, StateStore};
 
 use crate::Ctx;
 use crate::args::{GraphArgs, LogArgs, ShowArgs};
@@ -150,7 +150,7 @@ pub fn boundary_note(theme: Theme, boundary: &[StateNodeId]) {
 fn print_nodes(
     store: &dyn StateStore,
     decorations: &Decorations,
-    nodes: &mut dyn Iterator<Item = stategraph::Result<StateNode>>,
+    log: &mut Log<'_>,
     walk: &Walk,
     style: LogStyle,
     theme: Theme,
@@ -158,19 +158,22 @@ fn print_nodes(
 ) -> CliResult {
     // With exclusions, a parent is drawn only if it is shown, which is known only once the
     // walk is over: collect first. Otherwise stream.
-    let (nodes, shown): (Box<dyn Iterator<Item = _>>, Option<HashSet<StateNodeId>>) =
-        if style.graph && walk.excludes {
-            let all: Vec<_> = nodes.collect::<Result<_, _>>()?;
-            let shown = all.iter().map(|n: &StateNode| n.id).collect();
-            (Box::new(all.into_iter().map(Ok)), Some(shown))
-        } else {
-            (Box::new(nodes), None)
-        };
+    let mut collected = None;
+    let mut shown = None;
+    if style.graph && walk.excludes {
+        let all: Vec<StateNode> = log.by_ref().collect::<Result<_, _>>()?;
+        shown = Some(all.iter().map(|n| n.id).collect::<HashSet<_>>());
+        collected = Some(all.into_iter());
+    }
     let first_parent = walk.first_parent;
     let mut graph = GraphRenderer::new(theme);
     let mut first = true;
-    for node in nodes {
-        let node = node?;
+    loop {
+        let node = match &mut collected {
+            Some(all) => all.next(),
+            None => log.next().transpose()?,
+        };
+        let Some(node) = node else { break };
         let snapshot = !store.snapshots_of(&node.id)?.is_empty();
         let lines = node_lines(&node, decorations.refs(&node.id), snapshot, style, theme);
         if !style.graph {
@@ -201,7 +204,10 @@ fn print_nodes(
             .parent_ids
             .iter()
             .take(if first_parent { 1 } else { usize::MAX })
+            // A parent that is not stored (a shallow boundary) ends its line here, as a root
+            // does; the walk has already met it, and `boundary_note` names it.
             .filter(|p| shown.as_ref().is_none_or(|s| s.contains(p)))
+            .filter(|p| !log.boundary().contains(p))
             .copied()
             .collect();
         graph.push(node.id, &parents);
