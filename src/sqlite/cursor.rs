@@ -15,7 +15,7 @@ use super::ops::{self, ABSENT_SEQ, NodeRow};
 use crate::error::{BackendError, Result, StateStoreError};
 use crate::id::{IdMap, StateNodeId};
 use crate::model::StateNode;
-use crate::store::GraphCursor;
+use crate::store::{self, GraphCursor};
 
 /// The first read-ahead window, in rows.
 const FIRST_WINDOW: i64 = 8;
@@ -83,6 +83,9 @@ impl GraphCursor for SqliteCursor<'_> {
             None => ops::find_node(self.conn()?, id)?,
         };
         let Some(row) = row else { return Ok(None) };
+        // Walks hand out what they read as surely as `get_node` does: a row edited behind
+        // the store's back (a label, a parent list) is a `Corrupt` error, not history.
+        store::verify_node(&row.node)?;
         if self.parent_seqs.len() > MEMO_LIMIT {
             self.parent_seqs.clear();
         }

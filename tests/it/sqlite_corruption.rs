@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 
 use stategraph::codec;
 use stategraph::{
-    History, SnapshotId, SqliteStateStore, StateData, StateDataRef, StateNodeId, StateStore,
+    History, LogOptions, SnapshotId, SqliteStateStore, StateData, StateDataRef, StateNodeId,
+    StateStore,
 };
 use tempfile::TempDir;
 
@@ -189,13 +190,18 @@ fn changed_state_content_type_is_not_served_by_load_snapshot() {
 // ---------------------------------------------------------------------------------------------
 // Node rows
 
-/// Applies `sql` (with `?1` = the node id) and expects `get_node` to report corruption.
+/// Applies `sql` (with `?1` = the node id) and expects `get_node`, and a history walk through
+/// the node, to report corruption.
 fn node_damage_is_detected(sql: &str, which: impl Fn(&Damaged) -> StateNodeId) {
     let d = Damaged::new();
     let id = which(&d);
     d.damage(sql, [id.as_bytes()]);
     let s = d.open();
     assert_corrupt(s.get_node(&id), sql);
+    let walked = s
+        .log(&LogOptions::new().from(d.merge))
+        .and_then(|log| log.collect::<stategraph::Result<Vec<_>>>());
+    assert_corrupt(walked, &format!("log after {sql}"));
     // Other nodes are unaffected.
     for other in [d.root, d.other, d.merge].into_iter().filter(|o| *o != id) {
         assert_eq!(s.get_node(&other).expect("undamaged node").id, other);
