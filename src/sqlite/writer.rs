@@ -110,9 +110,12 @@ const WAL_RETRY_MAX: Duration = Duration::from_secs(8);
 /// A WAL this large has outgrown SQLite's passive checkpoints (which run at about 4 MiB but
 /// cannot start the file over while overlapping readers always hold an older snapshot).
 const WAL_RESTART_BYTES: u64 = 16 << 20;
-/// How long a restarting checkpoint may wait for those readers to move on. Writers wait
-/// meanwhile; readers do not.
+/// How long a restarting checkpoint may wait for those readers to move on (and for other
+/// connections' checkpoints and writes to make way). Writers of this handle wait meanwhile;
+/// readers do not.
 const WAL_RESTART_WAIT: Duration = Duration::from_millis(100);
+/// How often a waiting restart looks again.
+const WAL_RESTART_POLL: Duration = Duration::from_micros(100);
 
 /// A group stops taking in requests that arrive after its transaction began once it holds
 /// this many, so a steady stream of writers cannot hold a commit back indefinitely. (It takes
@@ -187,32 +190,47 @@ impl Writer {
         }
     }
 
-    /// One `RESTART` checkpoint with a short wait; whether it got through. Its errors are
-    /// not the callers' (their writes are committed): a real I/O problem shows at the next
-    /// commit.
+    /// A `RESTART` checkpoint, tried for at most [`WAL_RESTART_WAIT`]; whether it got
+    /// through. Its errors are not the callers' (their writes are committed): a real I/O
+    /// problem shows at the next commit.
+    ///
+    /// SQLite waits (through the busy handler) for the write lock and for readers, but not for
+    /// the checkpoint lock: while another connection runs a checkpoint, the attempt fails at
+    /// once. Another handle or process committing back to back runs a passive checkpoint
+    /// after nearly every commit once its WAL is large, so the attempt is repeated here until
+    /// the same deadline.
     fn restart_wal(&self, conn: &mut Connection) -> bool {
         thread_local! {
             static GIVE_UP: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
         }
         /// Polls often (SQLite's own busy timeout sleeps up to 100 ms at a time), so the
         /// checkpoint gets through soon after the last old reader finishes.
-        fn poll(attempt: i32) -> bool {
-            let now = Instant::now();
-            if attempt == 0 {
-                GIVE_UP.set(Some(now + WAL_RESTART_WAIT));
-            }
-            if GIVE_UP.get().is_none_or(|at| now >= at) {
+        fn poll(_attempt: i32) -> bool {
+            if GIVE_UP.get().is_none_or(|at| Instant::now() >= at) {
                 return false;
             }
-            std::thread::sleep(Duration::from_micros(100));
+            std::thread::sleep(WAL_RESTART_POLL);
             true
         }
+        let give_up = Instant::now() + WAL_RESTART_WAIT;
+        GIVE_UP.set(Some(give_up));
         if conn.busy_handler(Some(poll)).is_err() {
             return false;
         }
-        let busy = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| r.get::<_, i64>(0));
+        let restarted = loop {
+            match conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| r.get::<_, i64>(0)) {
+                Ok(0) => break true,
+                // 1: the checkpoint lock was taken, or the wait ran out.
+                Ok(_) if Instant::now() < give_up => std::thread::sleep(WAL_RESTART_POLL),
+                Err(e) if is_busy_sqlite(&e) && Instant::now() < give_up => {
+                    std::thread::sleep(WAL_RESTART_POLL);
+                }
+                Ok(_) | Err(_) => break false,
+            }
+        };
         let _ = conn.busy_timeout(Duration::ZERO);
-        matches!(busy, Ok(0))
+        GIVE_UP.set(None);
+        restarted
     }
 
     /// Applies `ops` all-or-nothing and returns once they are durable (or have failed).
