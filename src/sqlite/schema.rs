@@ -87,6 +87,20 @@ pub(crate) fn inspect_file(path: &Path) -> Result<FileState> {
         .map_err(|e| io_error("cannot read the store file", path, e))?;
     let len = meta.len();
     if len == 0 {
+        // SQLite deletes the WAL of an empty database file as stale. Beside an empty file
+        // it can only be a store's log whose file was cut to nothing: keep it.
+        let wal = wal_path(path);
+        if let Some(wal_len) = wal.metadata().ok().map(|m| m.len()).filter(|&n| n > 0) {
+            return Err(StateStoreError::corrupt(
+                format!("store file {}", path.display()),
+                format!(
+                    "it is empty, but its write-ahead log {} holds {wal_len} bytes (commits not yet copied into the file); \
+                     opening it would discard them (restore the file from a copy, or move the \
+                     log away to start a new store here)",
+                    wal.display()
+                ),
+            ));
+        }
         return Ok(FileState::Fresh);
     }
     let mut header = [0u8; HEADER_LEN];

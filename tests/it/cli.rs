@@ -303,6 +303,42 @@ fn not_a_store_is_refused_and_left_unchanged() {
     assert_eq!(names.len(), 1, "no -wal or -shm next to it: {names:?}");
 }
 
+/// An empty store file is "no store" (run `init`), unless a log with commits lies beside it:
+/// then it is a damaged store, and neither reads, writes nor `init` may discard that log.
+#[test]
+fn an_empty_store_file_beside_a_log_is_not_initialised_over() {
+    let env = Env::new();
+    std::fs::write(&env.db, b"").expect("empty file");
+    let out = env
+        .sg(&["commit", "-"])
+        .write_stdin("data")
+        .output()
+        .expect("run");
+    assert!(
+        assert_error(&out).contains(" init`"),
+        "an empty file alone: init"
+    );
+    let mut log = env.db.clone().into_os_string();
+    log.push("-wal");
+    let pending = b"frames of commits not yet copied into the file".to_vec();
+    std::fs::write(&log, &pending).expect("log");
+    for args in [
+        &["init"][..],
+        &["log"],
+        &["commit", "-"],
+        &["branch", "x", "main"],
+    ] {
+        let out = env.sg(args).write_stdin("data").output().expect("run");
+        let err = assert_error(&out);
+        assert!(
+            err.contains("write-ahead log") && !err.contains(" init`"),
+            "{args:?}: {err}"
+        );
+        assert_eq!(std::fs::read(&log).expect("log"), pending, "{args:?}");
+        assert_eq!(std::fs::read(&env.db).expect("file"), b"", "{args:?}");
+    }
+}
+
 #[test]
 fn missing_store_is_reported_and_not_created() {
     let env = Env::new();

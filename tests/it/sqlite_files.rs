@@ -260,6 +260,26 @@ fn refuses_a_store_truncated_to_50_bytes() {
     assert_refused(&path, |e| is_not_a_store(e) || e.is_corrupt());
 }
 
+/// A store file cut to nothing beside a log that still holds commits (what `: > store.db`
+/// does while a writer's log is pending). SQLite deletes the log of an empty database as
+/// stale, so any open would have discarded the commits in it.
+#[test]
+fn refuses_an_empty_file_beside_a_log_with_commits() {
+    let (_dir, path) = scratch("store.db");
+    let store = open_normal(&path);
+    commit_bytes(&store, vec![], b"only in the log", None, meta(t(0), None));
+    let log = sidecar(&path, "-wal");
+    let pending = std::fs::read(&log).expect("read the log while the store is open");
+    assert!(!pending.is_empty(), "setup: the commit is in the log");
+    drop(store);
+    std::fs::write(&path, b"").expect("truncate the store file");
+    std::fs::write(&log, &pending).expect("put the log back");
+    assert_refused(&path, |e| {
+        e.is_corrupt() && e.to_string().contains("write-ahead log")
+    });
+    // (`assert_refused` checked that the log is exactly as it was.)
+}
+
 /// A closed, checkpointed store whose `user_version` was then set to `version` behind its back.
 fn store_with_schema_version(version: i64) -> (TempDir, PathBuf) {
     let (dir, path) = scratch("store.db");

@@ -65,13 +65,17 @@ impl Ctx {
     /// mistyped path fails instead of starting an empty store.
     pub fn open_write(&self) -> CliResult<SqliteStateStore> {
         let meta = self.check_exists()?;
-        if meta.is_file() && meta.len() == 0 {
-            return Err(self.no_store_because("the file is empty"));
-        }
-        // `create_if_missing(false)` closes the race with the check above.
-        Ok(SqliteStateStore::builder()
+        // `create_if_missing(false)` closes the race with the check above. An empty file is
+        // no store, unless the library finds it is a damaged one (a log beside it).
+        match SqliteStateStore::builder()
             .create_if_missing(false)
-            .open(&self.db)?)
+            .open(&self.db)
+        {
+            Err(e) if meta.is_file() && meta.len() == 0 && !e.is_corrupt() => {
+                Err(self.no_store_because("the file is empty"))
+            }
+            opened => Ok(opened?),
+        }
     }
 
     fn no_store(&self) -> CliError {
