@@ -114,17 +114,21 @@ pub trait AsyncStateStore: Send + Sync {
     fn merge_bases(&self, ids: &[StateNodeId]) -> BoxFuture<'static, Result<Vec<StateNodeId>>>;
     /// See [`History::resolve`].
     fn resolve(&self, text: &str) -> BoxFuture<'static, Result<StateNodeId>>;
-    /// [`History::log`] as a stream. The walk runs on a blocking thread a bounded distance
-    /// ahead of the consumer, and stops when the stream is dropped.
+    /// [`History::log`] as a stream. The walk runs on another thread a bounded distance
+    /// ahead of the consumer (see [`LogStream`]), and stops when the stream is dropped.
     fn log(&self, options: LogOptions) -> LogStream;
 }
 
 /// The stream of nodes [`AsyncStateStore::log`] returns; implements
 /// [`futures_core::Stream`]. An error ends the stream after it is yielded.
 ///
-/// Like the other methods' futures, it does nothing until first polled. From then until it
-/// ends or is dropped, its walk holds a thread of tokio's blocking pool (and, on SQLite, a
-/// read connection), so a stream kept but no longer read should be dropped.
+/// Like the other methods' futures, it does nothing until first polled. A walk with a
+/// [`limit`](LogOptions::limit) of at most 256 runs on tokio's blocking pool like any call;
+/// a longer one runs on a thread of its own, reading ahead of the consumer, so it never
+/// holds a pool thread while it waits to be read, and a stream that outlives its runtime
+/// does not hold up the runtime's shutdown. From first poll until it ends or is dropped, a
+/// walk holds that thread (and, on SQLite, a read connection), so a stream kept but no
+/// longer read should be dropped.
 pub struct LogStream {
     start: Option<Box<dyn FnOnce() -> LogReceiver + Send + Sync>>,
     entries: Option<LogReceiver>,
@@ -312,9 +316,10 @@ impl<S: Blocking> AsyncStateStore for S {
 
     fn log(&self, options: LogOptions) -> LogStream {
         let store = self.clone();
+        let fits = options.limit.is_some_and(|n| n <= LOG_READ_AHEAD);
         let start = move || {
             let (tx, entries) = mpsc::channel(LOG_READ_AHEAD);
-            tokio::task::spawn_blocking(move || {
+            let walk = move || {
                 let walk = match History::log(&store, &options) {
                     Ok(walk) => walk,
                     Err(e) => {
@@ -328,7 +333,29 @@ impl<S: Blocking> AsyncStateStore for S {
                         return;
                     }
                 }
-            });
+            };
+            if fits {
+                // The whole walk fits the channel, so it never waits for the consumer: run it
+                // on the blocking pool like any other call.
+                tokio::task::spawn_blocking(walk);
+            } else {
+                // A longer walk waits whenever the consumer falls behind, and may wait for
+                // good if the stream is kept unread. On the blocking pool that would hold a
+                // pool thread (with a one-thread pool, the consumer's own calls could never
+                // run) and make dropping the runtime wait for the stream; on a thread of its
+                // own it holds only itself, until the stream is dropped.
+                let spawned = std::thread::Builder::new()
+                    .name("stategraph-log".into())
+                    .spawn(walk);
+                if let Err(e) = spawned {
+                    let (tx, failed) = mpsc::channel(1);
+                    let _ = tx.try_send(Err(StateStoreError::Backend(BackendError::new(
+                        "starting a log walk",
+                        format!("cannot start its thread: {e}"),
+                    ))));
+                    return failed;
+                }
+            }
             entries
         };
         LogStream {
@@ -421,6 +448,83 @@ mod tests {
         let first = runtime.block_on(stream.next()).unwrap().unwrap();
         assert_eq!(first.id, node);
         assert!(runtime.block_on(stream.next()).is_none());
+    }
+
+    /// A chain of `n` nodes in a memory store; its head.
+    fn chain(store: &InMemoryStateStore, n: u32) -> StateNodeId {
+        let mut head = None;
+        for i in 0..n {
+            let data =
+                StateStore::put_state(store, StateData::new(i.to_be_bytes().to_vec())).unwrap();
+            let parents = head.into_iter().collect();
+            head = Some(
+                StateStore::commit_node(store, parents, data, StateMetadata::now(None)).unwrap(),
+            );
+        }
+        head.unwrap()
+    }
+
+    /// Runs `f` on another thread and fails if it has not returned within a minute.
+    fn within_a_minute(what: &str, f: impl FnOnce() + Send + 'static) {
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            f();
+            let _ = done.send(());
+        });
+        finished
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("{what} hung"));
+    }
+
+    #[test]
+    fn dropping_the_runtime_does_not_wait_for_an_unread_log_stream() {
+        let store = InMemoryStateStore::new();
+        let head = chain(&store, 1000);
+        within_a_minute("dropping the runtime", move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            let mut stream = AsyncStateStore::log(&store, LogOptions::new().from(head));
+            runtime.block_on(stream.next()).unwrap().unwrap();
+            // The walk is now waiting for the stream to be read further.
+            drop(runtime);
+            drop(stream);
+        });
+    }
+
+    #[test]
+    fn a_log_stream_leaves_a_one_thread_blocking_pool_to_other_calls() {
+        let store = InMemoryStateStore::new();
+        let head = chain(&store, 600);
+        within_a_minute("reading a log with a call per entry", move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .max_blocking_threads(1)
+                .build()
+                .unwrap();
+            let read = runtime.block_on(async {
+                let mut stream = AsyncStateStore::log(&store, LogOptions::new().from(head));
+                let mut read = 0;
+                while let Some(node) = stream.next().await {
+                    let node = node.unwrap();
+                    AsyncStateStore::get_state(&store, &node.data_ref)
+                        .await
+                        .unwrap();
+                    read += 1;
+                }
+                // A short walk runs on the pool itself, and frees it as it ends.
+                let mut short = AsyncStateStore::log(&store, LogOptions::new().from(head).limit(5));
+                while let Some(node) = short.next().await {
+                    let node = node.unwrap();
+                    AsyncStateStore::get_state(&store, &node.data_ref)
+                        .await
+                        .unwrap();
+                    read += 1;
+                }
+                read
+            });
+            assert_eq!(read, 605);
+        });
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -50,7 +50,7 @@ pub struct LogOptions {
     from: Vec<Tip>,
     exclude: Vec<Tip>,
     first_parent: bool,
-    limit: Option<usize>,
+    pub(crate) limit: Option<usize>,
     order: LogOrder,
 }
 
