@@ -78,8 +78,14 @@ impl<'a> SqliteCursor<'a> {
 
 impl GraphCursor for SqliteCursor<'_> {
     fn node(&mut self, id: &StateNodeId) -> Result<Option<StateNode>> {
-        let row = match self.parent_seqs.remove(id) {
+        // A remembered seq is only a hint (no id covers `parent_seqs`): if its row holds
+        // another node, the link is damaged (`verify` reports it), and the id index decides.
+        let hinted = match self.parent_seqs.remove(id) {
             Some(seq) => self.row_by_seq(seq)?.filter(|r| r.node.id == *id),
+            None => None,
+        };
+        let row = match hinted {
+            Some(row) => Some(row),
             None => ops::find_node(self.conn()?, id)?,
         };
         let Some(row) = row else { return Ok(None) };
