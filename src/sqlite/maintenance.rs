@@ -120,10 +120,11 @@ impl SqliteStateStore {
         })
     }
 
-    /// Checks the whole store, reading everything once: SQLite's structural check, every
-    /// blob against its hash, every node against its id, its parents (stored, or recorded as
-    /// a shallow boundary) and its generation, every state ref against its node, and every
-    /// snapshot and ref against the node it names. Problems are collected, not fatal, so one
+    /// Checks the whole store, reading everything once: SQLite's full structural check
+    /// (`integrity_check`: pages, and every index against its table), every blob against its
+    /// hash, every node against its id, its parents (stored, or recorded as a shallow
+    /// boundary), its child edges and its generation, every state ref against its bytes and
+    /// its node, every snapshot and ref against the node it names, and every ref log entry. Problems are collected, not fatal, so one
     /// sweep reports all of them. Runs on its own read connection, so writers carry on.
     ///
     /// # Errors
@@ -152,7 +153,9 @@ fn sweep(conn: &Connection, progress: &mut dyn FnMut(VerifyProgress)) -> Result<
 
     tick(VerifyPhase::File, 0, 1);
     let check: Vec<String> = conn
-        .prepare("PRAGMA quick_check")
+        // Not `quick_check`: only the full check compares every index with its table, and
+        // the id and hash indexes are what lookups trust.
+        .prepare("PRAGMA integrity_check")
         .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
         .map_err(&ctx)?;
     if check != ["ok"] {
@@ -183,8 +186,10 @@ fn sweep(conn: &Connection, progress: &mut dyn FnMut(VerifyProgress)) -> Result<
     }
 
     let total = count(conn, "SELECT count(*) FROM state_nodes")?;
+    // Parent links to stored nodes, to compare with the child index.
+    let mut links = 0;
     for seq in seqs(conn)? {
-        check_node(conn, seq, &mut report)?;
+        check_node(conn, seq, &mut report, &mut links)?;
         report.nodes += 1;
         tick(VerifyPhase::Nodes, report.nodes, total);
     }
@@ -223,21 +228,111 @@ fn sweep(conn: &Connection, progress: &mut dyn FnMut(VerifyProgress)) -> Result<
         report.snapshots += 1;
         tick(VerifyPhase::Pointers, report.snapshots, total);
     }
-    for r in ops::list_refs(conn, "")? {
-        match readable_node(conn, &r.target)? {
-            Some(true) => {}
-            Some(false) => report
+    let mut stmt = conn
+        .prepare("SELECT name, node_id FROM refs ORDER BY name")
+        .map_err(&ctx)?;
+    let refs: Vec<(rusqlite::types::Value, rusqlite::types::Value)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .and_then(Iterator::collect)
+        .map_err(&ctx)?;
+    for (name, target) in refs {
+        use rusqlite::types::Value;
+        match (name, target) {
+            (Value::Text(name), Value::Blob(target)) => match StateNodeId::from_slice(&target) {
+                Some(target) => match readable_node(conn, &target)? {
+                    Some(true) => {}
+                    Some(false) => report
+                        .problems
+                        .push(format!("ref {name}: its node {target} is missing")),
+                    None => report
+                        .problems
+                        .push(format!("ref {name}: its node {target} cannot be read")),
+                },
+                None => report
+                    .problems
+                    .push(format!("ref {name}: its target is not a node id")),
+            },
+            (Value::Text(name), _) => report
                 .problems
-                .push(format!("ref {}: its node {} is missing", r.name, r.target)),
-            None => report.problems.push(format!(
-                "ref {}: its node {} cannot be read",
-                r.name, r.target
-            )),
+                .push(format!("ref {name}: its target is not a node id")),
+            _ => report
+                .problems
+                .push("a ref row has a name that is not text".to_owned()),
         }
         report.refs += 1;
         tick(VerifyPhase::Pointers, report.snapshots + report.refs, total);
     }
+    check_ref_logs(conn, &mut report)?;
+    check_state_refs(conn, &mut report)?;
+    check_child_edges(conn, links, &mut report)?;
     Ok(report)
+}
+
+/// Every ref log entry decodes (the log is how a bad ref move is undone).
+fn check_ref_logs(conn: &Connection, report: &mut VerifyReport) -> Result<()> {
+    let ctx = sql_error("verifying the store");
+    let mut stmt = conn
+        .prepare("SELECT DISTINCT name FROM ref_log")
+        .map_err(&ctx)?;
+    let names: Vec<rusqlite::types::Value> = stmt
+        .query_map([], |r| r.get(0))
+        .and_then(Iterator::collect)
+        .map_err(&ctx)?;
+    for name in names {
+        let rusqlite::types::Value::Text(name) = name else {
+            report
+                .problems
+                .push("a ref log entry has a name that is not text".to_owned());
+            continue;
+        };
+        match ops::ref_log(conn, &name) {
+            Ok(_) => {}
+            Err(e) if e.is_corrupt() || matches!(e, crate::StateStoreError::Backend(_)) => {
+                report.problems.push(format!("ref log of {name}: {e}"));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Every state ref (including those no node uses yet) still has its bytes.
+fn check_state_refs(conn: &Connection, report: &mut VerifyReport) -> Result<()> {
+    let ctx = sql_error("verifying the store");
+    let mut stmt = conn
+        .prepare(
+            "SELECT s.data_ref FROM state_data s LEFT JOIN blobs b ON b.id = s.blob_id
+             WHERE b.id IS NULL",
+        )
+        .map_err(&ctx)?;
+    let orphans: Vec<rusqlite::types::Value> = stmt
+        .query_map([], |r| r.get(0))
+        .and_then(Iterator::collect)
+        .map_err(&ctx)?;
+    for data_ref in orphans {
+        let which = match &data_ref {
+            rusqlite::types::Value::Blob(b) => uuid::Uuid::from_slice(b)
+                .map_or_else(|_| "a state ref".to_owned(), |u| format!("state {u}")),
+            _ => "a state ref".to_owned(),
+        };
+        report
+            .problems
+            .push(format!("{which}: its bytes are missing"));
+    }
+    Ok(())
+}
+
+/// The child edges (what `show` lists as children and descendant walks follow) are exactly
+/// the stored parent links: each node's links were checked to have their edge in
+/// [`check_node`], so here the counts must agree.
+fn check_child_edges(conn: &Connection, links: u64, report: &mut VerifyReport) -> Result<()> {
+    let edges = count(conn, "SELECT count(*) FROM node_children")?;
+    if edges != links {
+        report.problems.push(format!(
+            "the child index holds {edges} edges where the nodes' parent lists have {links}"
+        ));
+    }
+    Ok(())
 }
 
 /// Whether a node is stored: `None` when its row is there but cannot be decoded (its own
@@ -260,8 +355,14 @@ fn seqs(conn: &Connection) -> Result<Vec<i64>> {
         .map_err(&ctx)
 }
 
-/// Checks one node; problems go into the report.
-fn check_node(conn: &Connection, seq: i64, report: &mut VerifyReport) -> Result<()> {
+/// Checks one node; problems go into the report. Counts its links to stored parents in
+/// `links`.
+fn check_node(
+    conn: &Connection,
+    seq: i64,
+    report: &mut VerifyReport,
+    links: &mut u64,
+) -> Result<()> {
     let row = match ops::find_nodes_by_seq_range(conn, seq, seq) {
         Ok(mut rows) => match rows.pop() {
             Some((_, row)) => row,
@@ -300,6 +401,17 @@ fn check_node(conn: &Connection, seq: i64, report: &mut VerifyReport) -> Result<
                     .push(format!("node {}: parent {parent} is missing", node.id));
             }
             continue;
+        }
+        *links += 1;
+        let edge = conn
+            .prepare_cached("SELECT 1 FROM node_children WHERE parent = ?1 AND child = ?2")
+            .and_then(|mut s| s.exists([parent_seq, seq]))
+            .map_err(sql_error("verifying the store"))?;
+        if !edge {
+            report.problems.push(format!(
+                "node {}: the child index lacks its edge from parent {parent}",
+                node.id
+            ));
         }
         match ops::find_nodes_by_seq_range(conn, parent_seq, parent_seq).map(|mut r| r.pop()) {
             Ok(Some((_, p))) if p.node.id == *parent => parent_generations.push(p.node.generation),

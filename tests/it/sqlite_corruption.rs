@@ -508,6 +508,110 @@ fn verify_reports_every_problem() {
     );
 }
 
+/// `verify` on `d` after `damage`: its problems, one per line, which must include `want`.
+#[track_caller]
+fn verify_finds(d: &Damaged, damage: impl FnOnce(&Damaged), want: &str) {
+    assert!(
+        d.open().verify(|_| {}).expect("verify").is_ok(),
+        "setup: healthy before the damage"
+    );
+    damage(d);
+    let report = d.open().verify(|_| {}).expect("verify lists, not fails");
+    let text = report.problems.join("\n");
+    assert!(text.contains(want), "{want:?} not in:\n{text}");
+}
+
+/// Damage that reads as a healthy store row by row: an index entry that no longer matches
+/// its table, child edges that disagree with parent lists, a stored state whose bytes are
+/// gone, malformed ref and ref log rows.
+#[test]
+fn verify_finds_damage_outside_the_node_rows() {
+    // One byte of the merge's id in the id index (the store is small enough for the index to
+    // fit its root page): lookups by id would miss the node, or find another.
+    let d = Damaged::new();
+    verify_finds(
+        &d,
+        |d| {
+            let page: i64 = raw(d.path())
+                .query_row(
+                    "SELECT rootpage FROM sqlite_schema WHERE name = 'sqlite_autoindex_state_nodes_1'",
+                    [],
+                    |r| r.get(0),
+                )
+                .expect("index root page");
+            let mut file = std::fs::read(d.path()).expect("read");
+            let start = (page as usize - 1) * 4096;
+            let at = file[start..start + 4096]
+                .windows(32)
+                .position(|w| w == d.merge.as_bytes())
+                .expect("the id in its index page")
+                + start;
+            file[at + 5] ^= 0x40;
+            std::fs::write(d.path(), file).expect("write");
+        },
+        "SQLite: ",
+    );
+    let d = Damaged::new();
+    verify_finds(
+        &d,
+        |d| {
+            d.damage(
+                "DELETE FROM node_children WHERE child = 3 AND parent = 1",
+                [],
+            )
+        },
+        &format!(
+            "node {}: the child index lacks its edge from parent {}",
+            d.merge, d.root
+        ),
+    );
+    let d = Damaged::new();
+    verify_finds(
+        &d,
+        |d| {
+            d.damage(
+                "INSERT INTO node_children (parent, child) VALUES (2, 1)",
+                [],
+            )
+        },
+        "the child index holds 3 edges where the nodes' parent lists have 2",
+    );
+    let d = Damaged::new();
+    let unused = d
+        .open()
+        .put_state(StateData::new(b"stored, not committed yet".to_vec()))
+        .expect("put");
+    verify_finds(
+        &d,
+        |d| {
+            d.damage(
+                "DELETE FROM blobs WHERE id = (SELECT blob_id FROM state_data WHERE data_ref = ?1)",
+                [unused.as_uuid().as_bytes()],
+            );
+        },
+        &format!("state {unused}: its bytes are missing"),
+    );
+    let d = Damaged::new();
+    d.open().set_ref("main", None, &d.merge).expect("ref");
+    verify_finds(
+        &d,
+        |d| d.damage("UPDATE refs SET node_id = x'0102' WHERE name = 'main'", []),
+        "ref main: its target is not a node id",
+    );
+    let d = Damaged::new();
+    d.open().set_ref("main", None, &d.merge).expect("ref");
+    verify_finds(
+        &d,
+        |d| {
+            d.damage(
+                "UPDATE ref_log SET new_node = '32 characters of text, not an id' WHERE name = 'main'",
+                [],
+            )
+        },
+        "ref log of main: ",
+    );
+}
+
 #[test]
 fn verify_lists_an_undecodable_node_and_goes_on() {
     let d = Damaged::new();
