@@ -72,7 +72,7 @@ pub enum ColorChoice {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Check the whole store: file, indexes, hashes, ids, links, generations, snapshots, refs
+    /// Check the whole store: indexes, hashes, ids, links, snapshots, refs
     #[command(after_help = "\
 Reads everything once, on a read-only connection (safe while a program writes). Every problem
 is listed, one line each; the exit code is 0 for a healthy store, 1 when problems were found.
