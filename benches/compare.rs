@@ -226,6 +226,30 @@ fn measure_interleaved(
     Ok(samples.iter().map(|s| Stat::of(s)).collect())
 }
 
+/// A contender that may be absent (no memory-store column, no git on the PATH).
+type Contender<'a> = Option<&'a mut dyn FnMut() -> Res<f64>>;
+
+/// `f` as a [`Contender`]'s function.
+fn contender(f: &mut impl FnMut() -> Res<f64>) -> &mut dyn FnMut() -> Res<f64> {
+    f
+}
+
+/// [`measure_interleaved`] over the contenders that are present; an absent one gets `None`.
+fn measure_present(runs: usize, contenders: Vec<Contender<'_>>) -> Res<Vec<Option<Stat>>> {
+    let present = contenders.iter().filter(|c| c.is_some()).count();
+    let mut list: Vec<&mut dyn FnMut() -> Res<f64>> = Vec::with_capacity(present);
+    let mut which = Vec::with_capacity(contenders.len());
+    for c in contenders {
+        which.push(c.is_some());
+        list.extend(c);
+    }
+    let mut stats = measure_interleaved(runs, &mut list)?.into_iter();
+    Ok(which
+        .into_iter()
+        .map(|p| if p { stats.next() } else { None })
+        .collect())
+}
+
 fn group_digits(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
@@ -488,6 +512,20 @@ enum TickKind {
     Kernel,
     /// One `Batch` holding both: one transaction.
     Batch,
+    /// `commit_state`, which does both in one transaction.
+    CommitState,
+}
+
+impl TickKind {
+    const ALL: [TickKind; 3] = [TickKind::Kernel, TickKind::Batch, TickKind::CommitState];
+
+    fn how(self) -> &'static str {
+        match self {
+            TickKind::Kernel => "put_state + commit_node (2 tx)",
+            TickKind::Batch => "one Batch (1 tx)",
+            TickKind::CommitState => "commit_state (1 tx)",
+        }
+    }
 }
 
 fn sg_tick(
@@ -508,6 +546,11 @@ fn sg_tick(
             let node = batch.commit_node(vec![head], data, meta(i))?;
             batch.commit()?;
             node
+        }
+        TickKind::CommitState => {
+            store
+                .commit_state(vec![head], StateData::new(bytes), meta(i))?
+                .1
         }
     })
 }
@@ -634,11 +677,31 @@ fn raw_open(path: &Path, durability: Durability, create: bool) -> Res<Connection
     conn.pragma_update(None, "foreign_keys", true)?;
     conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
     if create {
+        assert_all_migrations_listed();
         for m in MIGRATIONS {
             conn.execute_batch(m)?;
         }
     }
     Ok(conn)
+}
+
+/// Fails when `migrations/sqlite/` holds a migration that [`MIGRATIONS`] does not list, so a
+/// new one cannot silently leave the baseline on an older schema than the store's.
+fn assert_all_migrations_listed() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite");
+    let found = std::fs::read_dir(dir)
+        .expect("read migrations/sqlite")
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "sql"))
+        })
+        .count();
+    assert_eq!(
+        found,
+        MIGRATIONS.len(),
+        "the raw baseline lists {} of the {found} migrations",
+        MIGRATIONS.len()
+    );
 }
 
 fn raw_reader(path: &Path) -> Res<Connection> {
@@ -924,7 +987,8 @@ fn fast_import_stream<'a>(
     Ok(())
 }
 
-/// Imports `spec` into a new bare repo at `repo`; with `marks`, returns every mark's sha.
+/// Imports `spec` into the empty repo at `repo` (see [`git_init`]); with `marks`, returns every
+/// mark's sha.
 fn git_import<'a>(
     gitinfo: &mut Git,
     repo: &Path,
@@ -932,7 +996,6 @@ fn git_import<'a>(
     bytes: &dyn Fn(usize) -> Cow<'a, [u8]>,
     marks: Option<&Path>,
 ) -> Res<Option<Vec<String>>> {
-    git_init(repo)?;
     let mut cmd = git(repo);
     cmd.args(["fast-import", "--quiet"]);
     if let Some(m) = marks {
@@ -1134,8 +1197,8 @@ impl Bench {
         for size in [256usize, 4096] {
             let pool = StatePool::new(size);
             let size_name = if size == 256 { "256 B" } else { "4 KiB" };
-            let mut mem = [None, None];
-            for (k, kind) in [TickKind::Kernel, TickKind::Batch].into_iter().enumerate() {
+            let mut mem = [None; TickKind::ALL.len()];
+            for (k, kind) in TickKind::ALL.into_iter().enumerate() {
                 mem[k] = Some(measure(runs, || {
                     let store = InMemoryStateStore::new();
                     sg_ticks_rate(&store, kind, &pool, budget)
@@ -1157,15 +1220,12 @@ impl Bench {
                         sg_ticks_rate(&store, kind, pool, budget)
                     }
                 };
-                let (mut kernel, mut batch) = (sg(TickKind::Kernel), sg(TickKind::Batch));
-                let stats = measure_interleaved(runs, &mut [&mut raw, &mut kernel, &mut batch])?;
-                for (k, kind) in [TickKind::Kernel, TickKind::Batch].into_iter().enumerate() {
-                    let how = match kind {
-                        TickKind::Kernel => "put_state + commit_node (2 tx)",
-                        TickKind::Batch => "one Batch (1 tx)",
-                    };
+                let [mut kernel, mut batch, mut one] = TickKind::ALL.map(sg);
+                let stats =
+                    measure_interleaved(runs, &mut [&mut raw, &mut kernel, &mut batch, &mut one])?;
+                for (k, kind) in TickKind::ALL.into_iter().enumerate() {
                     let mut row = Row::new(
-                        format!("tick commit {size_name}, {dname}, {how}"),
+                        format!("tick commit {size_name}, {dname}, {}", kind.how()),
                         "commits/s",
                     );
                     row.sg = Some(stats[k + 1]);
@@ -1180,8 +1240,9 @@ impl Bench {
         }
         self.notes.push(format!(
             "tick commit: one chain, one node per tick; raw SQLite does one transaction per \
-             tick (blobs, state_data, state_nodes, node_children inserts) in both tick rows. \
-             Each run measures raw, put+commit and Batch back to back, on fresh files, for \
+             tick (blobs, state_data, state_nodes, node_children inserts) in every tick row. \
+             Each run measures raw, put+commit, Batch and commit_state back to back, on fresh \
+             files, for \
              {:.1} s each. In-memory figures do not depend on durability (measured once per size \
              and API).",
             budget.as_secs_f64()
@@ -1222,6 +1283,8 @@ impl Bench {
         let mut git = || -> Res<f64> {
             let dir = Self::temp()?;
             let repo = dir.path().join("repo.git");
+            // Like the stores' opens, the repository's creation is not part of the ingest.
+            git_init(&repo)?;
             let start = Instant::now();
             let mut g = Git {
                 version: String::new(),
@@ -1305,7 +1368,12 @@ impl Bench {
         })
     }
 
-    fn sg_writers(threads: usize, durability: Durability, budget: Duration) -> Res<f64> {
+    fn sg_writers(
+        threads: usize,
+        durability: Durability,
+        kind: TickKind,
+        budget: Duration,
+    ) -> Res<f64> {
         let dir = Self::temp()?;
         let store = sg_open(&dir.path().join("w.db"), durability)?;
         let pool = StatePool::new(256);
@@ -1317,8 +1385,7 @@ impl Bench {
             budget,
             |t| Ok(heads[t]),
             |head, t, n| {
-                let data = store.put_state(StateData::new(pool.get(n, t as u64)))?;
-                *head = store.commit_node(vec![*head], data, meta(n))?;
+                *head = sg_tick(&store, kind, *head, n, pool.get(n, t as u64))?;
                 Ok(())
             },
         )
@@ -1350,17 +1417,22 @@ impl Bench {
         let budget = self.cfg.writer_budget;
         progress("1 and 8 concurrent writers, Immediate");
         let imm = Durability::Immediate;
+        let (two, one_tx) = (TickKind::Kernel, TickKind::CommitState);
         let stats = measure_interleaved(
             runs,
             &mut [
-                &mut || Self::sg_writers(1, imm, budget),
-                &mut || Self::sg_writers(8, imm, budget),
+                &mut || Self::sg_writers(1, imm, two, budget),
+                &mut || Self::sg_writers(8, imm, two, budget),
                 &mut || Self::raw_writers(1, budget),
                 &mut || Self::raw_writers(8, budget),
-                &mut || Self::sg_writers(8, Durability::Normal, budget),
+                &mut || Self::sg_writers(8, Durability::Normal, two, budget),
+                &mut || Self::sg_writers(1, imm, one_tx, budget),
+                &mut || Self::sg_writers(8, imm, one_tx, budget),
             ],
         )?;
-        let [sg1, sg8, raw1, raw8, ceiling] = [stats[0], stats[1], stats[2], stats[3], stats[4]];
+        let [sg1, sg8, raw1, raw8, ceiling, cs1, cs8] = [
+            stats[0], stats[1], stats[2], stats[3], stats[4], stats[5], stats[6],
+        ];
         let mut one = Row::new("1 writer, Immediate, put_state + commit_node", "commits/s");
         one.sg = Some(sg1);
         one.raw = Some(raw1);
@@ -1383,6 +1455,17 @@ impl Bench {
             100.0 * sg8.median / ceiling.median
         );
         self.rows.push(top);
+        let mut one = Row::new("1 writer, Immediate, commit_state (1 tx)", "commits/s");
+        one.sg = Some(cs1);
+        self.rows.push(one);
+        let mut eight = Row::new("8 writers, Immediate, commit_state (1 tx)", "commits/s");
+        eight.sg = Some(cs8);
+        eight.target = format!(
+            "info: {:.2}× one commit_state writer, {:.2}× one put_state + commit_node writer",
+            cs8.median / cs1.median,
+            cs8.median / sg1.median
+        );
+        self.rows.push(eight);
         self.notes.push(format!(
             "writers: each thread commits its own chain for {:.1} s per run (8 threads share \
              one store handle, so group commit applies); raw SQLite gives each thread its own \
@@ -1442,6 +1525,7 @@ impl Bench {
         let shas = match self.git.as_mut() {
             None => None,
             Some(g) => {
+                git_init(&repo)?;
                 let t = Instant::now();
                 let shas = git_import(
                     g,
@@ -1532,26 +1616,28 @@ impl Bench {
             .collect();
         let per_op = |elapsed: Duration| elapsed.as_secs_f64() * 1e6 / ops as f64;
 
-        // get_state
-        let sg = measure(runs, || {
+        // get_state and load_snapshot, each contender's runs interleaved with the others'.
+        let conn = raw_reader(path)?;
+        let mut cat = shas.map(|_| CatFile::start(repo)).transpose()?;
+        let snaps = &built.snapshots;
+        let mut sg_get = || {
             let start = Instant::now();
             for &i in &picks {
                 black_box(store.get_state(&built.data_refs[i])?);
             }
             Ok(per_op(start.elapsed()))
-        })?;
-        let mem_get = match mem {
-            None => None,
-            Some((m, b)) => Some(measure(runs, || {
+        };
+        let mut mem_get = mem.map(|(m, b)| {
+            let picks = &picks;
+            move || {
                 let start = Instant::now();
-                for &i in &picks {
+                for &i in picks {
                     black_box(m.get_state(&b.data_refs[i])?);
                 }
                 Ok(per_op(start.elapsed()))
-            })?),
-        };
-        let conn = raw_reader(path)?;
-        let raw = measure(runs, || {
+            }
+        });
+        let mut raw_get = || {
             let start = Instant::now();
             for &i in &picks {
                 let bytes: Vec<u8> = conn
@@ -1560,55 +1646,59 @@ impl Bench {
                 black_box(bytes);
             }
             Ok(per_op(start.elapsed()))
-        })?;
-        let git_get = match shas {
-            None => None,
-            Some(shas) => {
-                let mut cat = CatFile::start(repo)?;
-                let s = measure(runs, || {
-                    let start = Instant::now();
-                    for &i in &picks {
-                        black_box(cat.read(&shas[2 * i + 1])?);
-                    }
-                    Ok(per_op(start.elapsed()))
-                })?;
-                cat.finish()?;
-                Some(s)
-            }
         };
+        let mut git_get = cat.as_mut().zip(shas).map(|(cat, shas)| {
+            let picks = &picks;
+            move || {
+                let start = Instant::now();
+                for &i in picks {
+                    black_box(cat.read(&shas[2 * i + 1])?);
+                }
+                Ok(per_op(start.elapsed()))
+            }
+        });
+        let [sg, mem_get, raw, git_get]: [Option<Stat>; 4] = measure_present(
+            runs,
+            vec![
+                Some(&mut sg_get),
+                mem_get.as_mut().map(contender),
+                Some(&mut raw_get),
+                git_get.as_mut().map(contender),
+            ],
+        )?
+        .try_into()
+        .map_err(|_| "four contenders")?;
         let mut row = Row::new(
             format!("get_state 256 B, random among {}", count_name(n)),
             "µs/op",
         );
-        row.sg = Some(sg);
+        row.sg = sg;
         row.mem = mem_get;
-        row.raw = Some(raw);
+        row.raw = raw;
         row.git = git_get;
         row.target = "≤ 2× raw".into();
         let r = row.sg_raw().unwrap_or(f64::INFINITY);
         row.result = verdict(r <= 2.0, "");
         self.rows.push(row);
 
-        // load_snapshot
-        let snaps = &built.snapshots;
-        let sg = measure(runs, || {
+        let mut sg_load = || {
             let start = Instant::now();
             for &k in &snap_picks {
                 black_box(store.load_snapshot(&snaps[k].1)?);
             }
             Ok(per_op(start.elapsed()))
-        })?;
-        let mem_load = match mem {
-            None => None,
-            Some((m, b)) => Some(measure(runs, || {
+        };
+        let mut mem_load = mem.map(|(m, b)| {
+            let snap_picks = &snap_picks;
+            move || {
                 let start = Instant::now();
-                for &k in &snap_picks {
+                for &k in snap_picks {
                     black_box(m.load_snapshot(&b.snapshots[k].1)?);
                 }
                 Ok(per_op(start.elapsed()))
-            })?),
-        };
-        let raw = measure(runs, || {
+            }
+        });
+        let mut raw_load = || {
             let start = Instant::now();
             for &k in &snap_picks {
                 let row: (Vec<u8>, Vec<u8>) = conn
@@ -1617,23 +1707,32 @@ impl Bench {
                 black_box(row);
             }
             Ok(per_op(start.elapsed()))
-        })?;
-        let git_load = match shas {
-            None => None,
-            Some(shas) => {
-                let mut cat = CatFile::start(repo)?;
-                let s = measure(runs, || {
-                    let start = Instant::now();
-                    for &k in &snap_picks {
-                        let node = snaps[k].0;
-                        black_box(cat.read(&format!("{}:state", shas[2 * node + 2]))?);
-                    }
-                    Ok(per_op(start.elapsed()))
-                })?;
-                cat.finish()?;
-                Some(s)
-            }
         };
+        let mut git_load = cat.as_mut().zip(shas).map(|(cat, shas)| {
+            let snap_picks = &snap_picks;
+            move || {
+                let start = Instant::now();
+                for &k in snap_picks {
+                    let node = snaps[k].0;
+                    black_box(cat.read(&format!("{}:state", shas[2 * node + 2]))?);
+                }
+                Ok(per_op(start.elapsed()))
+            }
+        });
+        let [sg, mem_load, raw, git_load]: [Option<Stat>; 4] = measure_present(
+            runs,
+            vec![
+                Some(&mut sg_load),
+                mem_load.as_mut().map(contender),
+                Some(&mut raw_load),
+                git_load.as_mut().map(contender),
+            ],
+        )?
+        .try_into()
+        .map_err(|_| "four contenders")?;
+        if let Some(cat) = cat {
+            cat.finish()?;
+        }
         let mut row = Row::new(
             format!(
                 "load_snapshot 256 B, random among {} snapshots",
@@ -1641,9 +1740,9 @@ impl Bench {
             ),
             "µs/op",
         );
-        row.sg = Some(sg);
+        row.sg = sg;
         row.mem = mem_load;
-        row.raw = Some(raw);
+        row.raw = raw;
         row.git = git_load;
         self.rows.push(row);
         self.notes.push(format!(
@@ -1707,8 +1806,6 @@ impl Bench {
             ),
             Row::new("git start-up floor: `git --version`", "µs/op"),
         ];
-        rows[0].sg = Some(measure(runs, || is_anc(store, built))?);
-        rows[1].sg = Some(measure(runs, || mbase(store, built))?);
         // Raw SQLite: a recursive CTE from the head through the stored parent ids, pruned by
         // generation as stategraph prunes (only nodes above the target's generation can lead
         // to it), stopping at the first hit.
@@ -1716,7 +1813,7 @@ impl Bench {
         let max_parents = spec.parents.iter().map(Vec::len).max().unwrap_or(1);
         let anc_sql = raw_is_ancestor_sql(max_parents);
         let (target, from) = (built.ids[head10], built.ids[head]);
-        rows[0].raw = Some(measure(runs, || {
+        let mut raw_anc = || {
             let start = Instant::now();
             for _ in 0..ops {
                 let found: bool = conn
@@ -1727,14 +1824,10 @@ impl Bench {
                 }
             }
             Ok(per(start.elapsed(), ops))
-        })?);
-        if let Some((m, b)) = mem {
-            rows[0].mem = Some(measure(runs, || is_anc(m, b))?);
-            rows[1].mem = Some(measure(runs, || mbase(m, b))?);
-        }
-        if let Some(shas) = shas {
-            let sha = |i: usize| shas[2 * i + 2].clone();
-            rows[0].git = Some(measure(runs, || {
+        };
+        let sha = |i: usize| shas.map(|s| s[2 * i + 2].clone()).unwrap_or_default();
+        let mut git_anc = shas.map(|_| {
+            || {
                 let start = Instant::now();
                 for _ in 0..gops {
                     let (ok, _) = git_run(
@@ -1746,8 +1839,10 @@ impl Bench {
                     }
                 }
                 Ok(per(start.elapsed(), gops))
-            })?);
-            rows[1].git = Some(measure(runs, || {
+            }
+        });
+        let mut git_base = shas.map(|_| {
+            || {
                 let start = Instant::now();
                 for _ in 0..gops {
                     let (_, out) =
@@ -1757,15 +1852,38 @@ impl Bench {
                     }
                 }
                 Ok(per(start.elapsed(), gops))
-            })?);
-            rows[2].git = Some(measure(runs, || {
+            }
+        });
+        let mut git_floor = shas.map(|_| {
+            || {
                 let start = Instant::now();
                 for _ in 0..gops {
                     git_run(git(repo).arg("--version"), false)?;
                 }
                 Ok(per(start.elapsed(), gops))
-            })?);
-        }
+            }
+        });
+        let mut sg_anc = || is_anc(store, built);
+        let mut sg_base = || mbase(store, built);
+        let mut mem_anc = mem.map(|(m, b)| move || is_anc(m, b));
+        let mut mem_base = mem.map(|(m, b)| move || mbase(m, b));
+        let stats = measure_present(
+            runs,
+            vec![
+                Some(&mut sg_anc),
+                mem_anc.as_mut().map(contender),
+                Some(&mut raw_anc),
+                git_anc.as_mut().map(contender),
+                Some(&mut sg_base),
+                mem_base.as_mut().map(contender),
+                git_base.as_mut().map(contender),
+                git_floor.as_mut().map(contender),
+            ],
+        )?;
+        (rows[0].sg, rows[0].mem, rows[0].raw, rows[0].git) =
+            (stats[0], stats[1], stats[2], stats[3]);
+        (rows[1].sg, rows[1].mem, rows[1].git) = (stats[4], stats[5], stats[6]);
+        rows[2].git = stats[7];
         self.rows.extend(rows);
         self.notes.push(format!(
             "ancestry: stategraph and the raw SQLite recursive CTE (walking up from the head \
@@ -1794,7 +1912,7 @@ impl Bench {
         let head = built.ids[spec.head];
         progress(&format!("log walk of the {size} history"));
         let ms = |e: Duration| e.as_secs_f64() * 1e3;
-        let sg = measure(runs, || {
+        let mut sg_log = || {
             let start = Instant::now();
             let count = sg_log_count(store, head)?;
             let t = ms(start.elapsed());
@@ -1802,10 +1920,9 @@ impl Bench {
                 return Err(format!("stategraph log walked {count}, expected {expect}").into());
             }
             Ok(t)
-        })?;
-        let mem_log = match mem {
-            None => None,
-            Some((m, b)) => Some(measure(runs, || {
+        };
+        let mut mem_log = mem.map(|(m, b)| {
+            move || {
                 let start = Instant::now();
                 let count = sg_log_count(m, b.ids[spec.head])?;
                 let t = ms(start.elapsed());
@@ -1813,8 +1930,8 @@ impl Bench {
                     return Err(format!("in-memory log walked {count}").into());
                 }
                 Ok(t)
-            })?),
-        };
+            }
+        });
         let conn = raw_reader(path)?;
         let max_parents = spec.parents.iter().map(Vec::len).max().unwrap_or(1);
         let by_seq_sql = raw_log_by_seq_sql(max_parents);
@@ -1837,45 +1954,60 @@ impl Bench {
         let by_id = || raw_walk(&by_id_sql, head.as_bytes().to_vec().into());
         let by_seq = || raw_walk(&by_seq_sql, head_seq.into());
         let (id_trial, seq_trial) = (by_id()?, by_seq()?);
-        let (raw, raw_name, other_trial, other_name) = if id_trial <= seq_trial {
+        let by_id_faster = id_trial <= seq_trial;
+        let mut raw_log = || if by_id_faster { by_id() } else { by_seq() };
+        let (raw_name, other_trial, other_name) = if by_id_faster {
             (
-                measure(runs, by_id)?,
                 "parent ids via the id index",
                 seq_trial,
                 "parent_seqs via rowid",
             )
         } else {
             (
-                measure(runs, by_seq)?,
                 "parent_seqs via rowid",
                 id_trial,
                 "parent ids via the id index",
             )
         };
-        let (mut count_t, mut list_t) = (None, None);
-        if self.git.is_some() {
-            count_t = Some(measure(runs, || {
-                let start = Instant::now();
-                let (ok, out) = git_run(git(repo).args(["rev-list", "--count", "HEAD"]), true)?;
-                let t = ms(start.elapsed());
-                if !ok || out.parse::<usize>().ok() != Some(expect) {
-                    return Err(format!("git rev-list --count gave {out}").into());
-                }
-                Ok(t)
-            })?);
-            list_t = Some(measure(runs, || {
-                let start = Instant::now();
-                let (ok, _) = git_run(git(repo).args(["rev-list", "HEAD"]), false)?;
-                if !ok {
-                    return Err("git rev-list failed".into());
-                }
-                Ok(ms(start.elapsed()))
-            })?);
-            if has_commit_graph(repo)
-                && let Some(g) = self.git.as_mut()
-            {
-                g.commit_graph_seen = true;
+        let with_git = self.git.is_some();
+        let mut git_count = with_git.then_some(|| {
+            let start = Instant::now();
+            let (ok, out) = git_run(git(repo).args(["rev-list", "--count", "HEAD"]), true)?;
+            let t = ms(start.elapsed());
+            if !ok || out.parse::<usize>().ok() != Some(expect) {
+                return Err(format!("git rev-list --count gave {out}").into());
             }
+            Ok(t)
+        });
+        let mut git_list = with_git.then_some(|| {
+            let start = Instant::now();
+            let (ok, _) = git_run(git(repo).args(["rev-list", "HEAD"]), false)?;
+            if !ok {
+                return Err("git rev-list failed".into());
+            }
+            Ok(ms(start.elapsed()))
+        });
+        let [sg, mem_log, raw, count_t, list_t]: [Option<Stat>; 5] = measure_present(
+            runs,
+            vec![
+                Some(&mut sg_log),
+                mem_log.as_mut().map(contender),
+                Some(&mut raw_log),
+                git_count.as_mut().map(contender),
+                git_list.as_mut().map(contender),
+            ],
+        )?
+        .try_into()
+        .map_err(|_| "five contenders")?;
+        let (sg, raw) = (
+            sg.ok_or("no stategraph figure")?,
+            raw.ok_or("no raw figure")?,
+        );
+        if with_git
+            && has_commit_graph(repo)
+            && let Some(g) = self.git.as_mut()
+        {
+            g.commit_graph_seen = true;
         }
         for (git_t, how) in [
             (count_t, "git rev-list --count HEAD"),
@@ -1894,7 +2026,7 @@ impl Bench {
         }
         self.notes.push(format!(
             "log {size}: stategraph walks `log(from head)` to the end ({expect} nodes, in \
-             topological order, each node decoded); raw SQLite column = recursive CTE following \
+             topological order, each node decoded and checked against its id); raw SQLite column = recursive CTE following \
              {raw_name} (median {} ms), the faster of two in a trial walk; following \
              {other_name} took {} ms there. Both use UNION to visit merged history once and try \
              parent positions up to the history's largest parent count ({max_parents}).",

@@ -3,7 +3,7 @@
 //! The machine these run on is usually shared and noisy, so absolute numbers drift from run to
 //! run; the ratio between `stategraph` and its `raw_*` neighbour in the same group is the figure
 //! to track. Every group names its benchmarks `stategraph` (the library) and `raw_*` (rusqlite
-//! on the same schema, copied from `migrations/sqlite/0001_initial.sql`, with cached prepared
+//! on the same schema, the store's own `migrations/sqlite/*.sql`, with cached prepared
 //! statements, WAL, the same `synchronous`, `cache_size` and `foreign_keys` settings, and
 //! nothing else: no hashing, no CBOR, no UUIDs, no verification, no connection pool). The
 //! baselines also enable SQLite's query planner stability guarantee so that cached join
@@ -48,8 +48,39 @@ use tempfile::TempDir;
 
 /// Size of every state in these benchmarks.
 const STATE_LEN: usize = 256;
-/// The schema stategraph creates, applied verbatim to the raw baselines.
-const SCHEMA: &str = include_str!("../migrations/sqlite/0001_initial.sql");
+/// The schema stategraph creates (every migration, in order: the last one drops two indexes
+/// the first creates), applied verbatim to the raw baselines.
+const SCHEMA: [&str; 3] = [
+    include_str!("../migrations/sqlite/0001_initial.sql"),
+    include_str!("../migrations/sqlite/0002_history.sql"),
+    include_str!("../migrations/sqlite/0003_lean_indexes.sql"),
+];
+
+/// Fails when `migrations/sqlite/` holds a migration that [`SCHEMA`] does not list, so a new
+/// one cannot silently leave the baseline on an older schema than the store's.
+fn assert_all_migrations_listed() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite");
+    let found = std::fs::read_dir(dir)
+        .expect("read migrations/sqlite")
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "sql"))
+        })
+        .count();
+    assert_eq!(
+        found,
+        SCHEMA.len(),
+        "benches list {} of the {found} migrations",
+        SCHEMA.len()
+    );
+}
+
+fn create_schema(conn: &Connection) {
+    assert_all_migrations_listed();
+    for migration in SCHEMA {
+        conn.execute_batch(migration).expect("create the schema");
+    }
+}
 /// stategraph's default page cache per connection (16 MiB), used by the baselines too.
 const CACHE_SIZE_KIB: i64 = 16 * 1024;
 
@@ -166,7 +197,7 @@ fn configure_raw(conn: &Connection, synchronous: &str) {
 fn open_raw(path: &Path, synchronous: &str) -> Connection {
     let conn = Connection::open(path).expect("open the raw database");
     configure_raw(&conn, synchronous);
-    conn.execute_batch(SCHEMA).expect("create the schema");
+    create_schema(&conn);
     conn
 }
 
@@ -177,7 +208,7 @@ fn open_raw_memory() -> Connection {
     conn.pragma_update(None, "foreign_keys", true)
         .expect("foreign_keys");
     conn.set_prepared_statement_cache_capacity(32);
-    conn.execute_batch(SCHEMA).expect("create the schema");
+    create_schema(&conn);
     conn
 }
 
