@@ -58,7 +58,7 @@ pub use package::SnapshotPackage;
 pub use refs::{MAX_REF_NAME_LEN, validate_ref_name};
 pub use sqlite::{
     Durability, SCHEMA_VERSION, SqliteStateStore, SqliteStateStoreBuilder, StoreStats, VerifyPhase,
-    VerifyProgress, VerifyReport,
+    VerifyProgress, VerifyReport, WriteCounts,
 };
 pub use store::{Applied, GraphCursor, StateStore, Writes};
 

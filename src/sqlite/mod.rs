@@ -62,6 +62,16 @@ impl Default for SqliteStateStoreBuilder {
     }
 }
 
+/// Writes a handle has committed; see [`SqliteStateStore::write_counts`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WriteCounts {
+    /// Write calls (and batches) committed.
+    pub writes: u64,
+    /// Transactions that committed them.
+    pub transactions: u64,
+}
+
 impl SqliteStateStoreBuilder {
     /// What a successful write must survive (default [`Durability::Immediate`]).
     #[must_use]
@@ -311,6 +321,22 @@ impl SqliteStateStore {
     /// True when the store was opened with [`open_read_only`](Self::open_read_only).
     pub fn is_read_only(&self) -> bool {
         self.shared.writer.is_none()
+    }
+
+    /// What group commit has done for this handle (and its clones) since it was opened:
+    /// write calls committed, and the transactions (each one fsync under
+    /// [`Durability::Immediate`]) they took. Concurrent writers sharing the handle make the
+    /// second smaller than the first. Zero for a read-only handle.
+    pub fn write_counts(&self) -> WriteCounts {
+        let (writes, transactions) = self
+            .shared
+            .writer
+            .as_ref()
+            .map_or((0, 0), Writer::committed);
+        WriteCounts {
+            writes,
+            transactions,
+        }
     }
 
     fn open_with(config: SqliteStateStoreBuilder, path: &Path, read_only: bool) -> Result<Self> {

@@ -68,6 +68,9 @@ pub(crate) struct Writer {
     callers: AtomicUsize,
     /// How long the last `COMMIT` took, in nanoseconds (at most [`MAX_JOIN_WAIT`]).
     last_commit_ns: AtomicU64,
+    /// Requests committed (not those that failed inside a group), and the transactions that
+    /// committed them.
+    committed: [AtomicU64; 2],
     busy_timeout: Duration,
     /// The store's WAL file, whose size [`Writer::keep_wal_bounded`] watches.
     wal: PathBuf,
@@ -148,6 +151,7 @@ impl Writer {
             queue: Mutex::new(Vec::new()),
             callers: AtomicUsize::new(0),
             last_commit_ns: AtomicU64::new(0),
+            committed: [AtomicU64::new(0), AtomicU64::new(0)],
             busy_timeout,
             wal,
             wal_watch: Mutex::new(WalWatch {
@@ -344,6 +348,14 @@ impl Writer {
         }
     }
 
+    /// Write requests committed so far, and the transactions that committed them.
+    pub(crate) fn committed(&self) -> (u64, u64) {
+        (
+            self.committed[0].load(Ordering::Relaxed),
+            self.committed[1].load(Ordering::Relaxed),
+        )
+    }
+
     /// Closes the connection (checkpointing the WAL if it is the last one).
     pub(crate) fn close(self) {
         drop(
@@ -479,6 +491,9 @@ impl Writer {
         let took = started.elapsed().min(MAX_JOIN_WAIT);
         self.last_commit_ns
             .store(took.as_nanos() as u64, Ordering::Relaxed);
+        let stored = results.iter().filter(|r| r.is_ok()).count();
+        self.committed[0].fetch_add(stored as u64, Ordering::Relaxed);
+        self.committed[1].fetch_add(1, Ordering::Relaxed);
         Ok(results)
     }
 }

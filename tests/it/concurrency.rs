@@ -218,6 +218,14 @@ fn failed_writes_in_a_group_undo_only_themselves() {
     assert_eq!(stats.states, (THREADS * LEN) as u64 + 1);
     assert_eq!(store.get_ref("contended").unwrap(), Some(anchor));
     assert_eq!(store.ref_log("contended").unwrap().len(), 1);
+    // The failures happened inside shared transactions: the writes that succeeded (three
+    // setup calls and two per link) took fewer transactions than there were of them.
+    let counts = store.write_counts();
+    assert_eq!(counts.writes, 3 + 2 * (THREADS * LEN) as u64);
+    assert!(
+        counts.transactions < counts.writes * 3 / 4,
+        "hardly any grouping: {counts:?}"
+    );
 }
 
 /// `handles` threads each open their own store on `path` (all at once) and commit a chain.
@@ -382,4 +390,37 @@ fn readers_see_consistent_data_while_writers_write() {
             "reader checked only {checks} nodes"
         );
     }
+}
+
+/// A lone writer never waits for others: one transaction per write. A read-only handle
+/// writes nothing.
+#[test]
+fn write_counts_of_a_lone_writer_and_a_reader() {
+    let (_dir, path) = scratch();
+    let store = SqliteStateStore::builder()
+        .durability(Durability::Normal)
+        .open(&path)
+        .expect("open");
+    assert_eq!(store.write_counts(), stategraph::WriteCounts::default());
+    let mut head = None;
+    for i in 0..10 {
+        let data = store.put_state(StateData::new(chain_bytes(0, i))).unwrap();
+        head = Some(
+            store
+                .commit_node(head.into_iter().collect(), data, chain_meta(0, i))
+                .unwrap(),
+        );
+    }
+    // A failed write is not counted.
+    store
+        .commit_node(
+            vec![StateNodeId::from_bytes([1; 32])],
+            store.put_state(StateData::new(vec![1])).unwrap(),
+            chain_meta(0, 99),
+        )
+        .unwrap_err();
+    let counts = store.write_counts();
+    assert_eq!((counts.writes, counts.transactions), (21, 21));
+    let reader = SqliteStateStore::open_read_only(&path).expect("reader");
+    assert_eq!(reader.write_counts(), stategraph::WriteCounts::default());
 }

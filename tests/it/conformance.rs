@@ -759,8 +759,13 @@ fn build_reference_dag(s: &dyn StateStore) -> (Vec<StateNodeId>, Vec<SnapshotId>
 }
 
 fn cross_backend_ids_agree(h: &Harness) {
-    let reference = InMemoryStateStore::new();
-    let (want_ids, want_snaps) = build_reference_dag(&reference);
+    // The other backend: a SQLite store for the memory harnesses, a memory store for SQLite.
+    let other = match h.sqlite {
+        Some(_) => Harness::memory(),
+        None => Harness::sqlite(),
+    };
+    let reference = other.store();
+    let (want_ids, want_snaps) = build_reference_dag(reference);
     let (ids, snaps) = build_reference_dag(h.store());
     assert_eq!(ids, want_ids);
     assert_eq!(snaps, want_snaps);

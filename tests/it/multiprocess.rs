@@ -287,6 +287,8 @@ fn opening_while_another_process_writes() {
     let (reports, _) = child.finish();
     let commits = reports.iter().filter(|r| r.starts_with("node ")).count();
     eprintln!("{opens} opens during {commits} commits by another process");
+    // Otherwise the opens did not overlap any writing at all.
+    assert!(commits > 10, "the writer committed only {commits} times");
     assert!(
         failures.is_empty(),
         "{} of {opens} opens failed while another process wrote; first: {}",
