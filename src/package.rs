@@ -139,70 +139,54 @@ impl SnapshotPackage {
     /// version-1 package (truncated, tampered, of another version, or not in the deterministic
     /// encoding [`to_bytes`](Self::to_bytes) writes).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
-        let mut rest = bytes;
-        let value: Value = ciborium::from_reader(&mut rest).map_err(|e| {
-            malformed(match e {
-                ciborium::de::Error::Io(_) => "it is truncated (the CBOR ends early)".to_owned(),
-                ciborium::de::Error::Syntax(at) => format!("it is not valid CBOR (at byte {at})"),
-                ciborium::de::Error::Semantic(_, why) => format!("it is not valid CBOR ({why})"),
-                ciborium::de::Error::RecursionLimitExceeded => "it nests too deeply".to_owned(),
-            })
-        })?;
-        if !rest.is_empty() {
+        // A strict reader for exactly this format rather than a general CBOR decoder: it
+        // accepts only the deterministic encoding, and allocates nothing a short input could
+        // inflate (a general decoder builds a tree of values first, and a file of a million
+        // one-byte empty arrays became tens of MB of them before any check).
+        let mut r = Reader { bytes, at: 0 };
+        let items = r.array("the package")?;
+        if items != 9 {
             return Err(malformed(format!(
-                "{} byte(s) follow the package (two packages in one file, or a damaged one)",
-                rest.len()
+                "it is an array of {items} items, not the 9 of a snapshot package"
             )));
         }
-        let Value::Array(items) = value else {
-            return Err(malformed("not a CBOR array"));
-        };
-        let mut items = items.into_iter();
-        let mut next = |what: &str| {
-            items
-                .next()
-                .ok_or_else(|| malformed(format!("missing {what}")))
-        };
-        match next("magic")? {
-            Value::Text(t) if t == MAGIC => {}
-            _ => return Err(malformed("not a stategraph snapshot package")),
+        if r.text("magic")? != MAGIC {
+            return Err(malformed("not a stategraph snapshot package"));
         }
-        let version = uint(next("version")?, "version")?;
+        let version = r.uint("version")?;
         if version != VERSION {
             return Err(malformed(format!(
                 "package format version {version}; this build reads version {VERSION}"
             )));
         }
-        let node_id = StateNodeId::from_bytes(hash(next("node id")?, "node id")?);
-        let snapshot_id = SnapshotId::from_bytes(hash(next("snapshot id")?, "snapshot id")?);
-        let Value::Array(parents) = next("parents")? else {
-            return Err(malformed("parents is not an array"));
-        };
-        let parent_ids = parents
-            .into_iter()
-            .map(|p| hash(p, "parent id").map(StateNodeId::from_bytes))
+        let node_id = StateNodeId::from_bytes(r.hash("node id")?);
+        let snapshot_id = SnapshotId::from_bytes(r.hash("snapshot id")?);
+        let parents = r.array("parents")?;
+        // Each parent takes 34 bytes: refuse a count the input cannot hold before allocating.
+        if parents > (r.remaining() / 34) as u64 {
+            return Err(malformed(format!(
+                "it declares {parents} parents, more than its length can hold"
+            )));
+        }
+        let parent_ids = (0..parents)
+            .map(|_| r.hash("parent id").map(StateNodeId::from_bytes))
             .collect::<Result<Vec<_>>>()?;
-        let content_type = opt_text(next("content type")?, "content type")?;
-        let Value::Array(meta) = next("metadata")? else {
-            return Err(malformed("metadata is not an array"));
-        };
-        let [seconds, nanos, label]: [Value; 3] = meta
-            .try_into()
-            .map_err(|_| malformed("metadata is not [seconds, nanos, label]"))?;
-        let seconds = seconds
-            .as_integer()
-            .and_then(|i| i64::try_from(i).ok())
-            .ok_or_else(|| malformed("metadata seconds is not an integer"))?;
-        let nanos = i64::try_from(uint(nanos, "metadata nanos")?)
+        let content_type = r.text_or_null("content type")?;
+        if r.array("metadata")? != 3 {
+            return Err(malformed("metadata is not [seconds, nanos, label]"));
+        }
+        let seconds = r.int("metadata seconds")?;
+        let nanos = i64::try_from(r.uint("metadata nanos")?)
             .map_err(|_| malformed("metadata nanos out of range"))?;
         let created_at = codec::join_time(seconds, nanos).map_err(|e| malformed(e.to_string()))?;
-        let label = opt_text(label, "label")?;
-        let generation = uint(next("generation")?, "generation")?;
-        let Value::Bytes(state) = next("bytes")? else {
-            return Err(malformed("state bytes are not a byte string"));
-        };
-        if items.next().is_some() {
-            return Err(malformed("unexpected trailing fields"));
+        let label = r.text_or_null("label")?;
+        let generation = r.uint("generation")?;
+        let state = r.byte_string("state bytes")?.to_vec();
+        if r.remaining() > 0 {
+            return Err(malformed(format!(
+                "{} byte(s) follow the package (two packages in one file, or a damaged one)",
+                r.remaining()
+            )));
         }
         let package = Self {
             node_id,
@@ -214,39 +198,143 @@ impl SnapshotPackage {
             bytes: state,
         };
         package.verify()?;
-        // The format is deterministic CBOR: one package, one byte string. A decoder accepts
-        // longer integer or length forms and indefinite lengths too; refuse them, so that
-        // whatever re-encodes, compares or hashes package files sees the bytes we would write.
-        if package.to_bytes() != bytes {
-            return Err(malformed(
-                "it is not in deterministic CBOR form (an integer or length is written longer \
-                 than needed, or a string or array has an indefinite length)",
-            ));
-        }
         Ok(package)
     }
 }
 
-fn uint(v: Value, what: &str) -> Result<u64> {
-    v.as_integer()
-        .and_then(|i| u64::try_from(i).ok())
-        .ok_or_else(|| malformed(format!("{what} is not an unsigned integer")))
+/// Reads the deterministic CBOR of a package, item by item.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
 }
 
-fn hash(v: Value, what: &str) -> Result<[u8; 32]> {
-    match v {
-        Value::Bytes(b) => <[u8; 32]>::try_from(b.as_slice())
-            .map_err(|_| malformed(format!("{what} is not 32 bytes"))),
-        _ => Err(malformed(format!("{what} is not a byte string"))),
+/// CBOR major types used by the format.
+const UINT: u8 = 0;
+const NEGATIVE: u8 = 1;
+const BYTES: u8 = 2;
+const TEXT: u8 = 3;
+const ARRAY: u8 = 4;
+/// The one simple value used: null.
+const NULL: u8 = 0xf6;
+
+impl<'a> Reader<'a> {
+    fn remaining(&self) -> usize {
+        self.bytes.len() - self.at
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        if n > self.remaining() {
+            return Err(malformed("it is truncated (the CBOR ends early)"));
+        }
+        let taken = &self.bytes[self.at..self.at + n];
+        self.at += n;
+        Ok(taken)
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.at).copied()
+    }
+
+    /// An item's head: its major type and argument, which must use the shortest form.
+    fn head(&mut self, what: &str) -> Result<(u8, u64)> {
+        let first = self.take(1)?[0];
+        let (major, info) = (first >> 5, first & 0x1f);
+        let (arg, least) = match info {
+            0..=23 => (u64::from(info), 0),
+            24 => (u64::from(self.take(1)?[0]), 24),
+            25 => {
+                let b = self.take(2)?;
+                (u64::from(u16::from_be_bytes([b[0], b[1]])), 1 << 8)
+            }
+            26 => {
+                let b = self.take(4)?;
+                (
+                    u64::from(u32::from_be_bytes([b[0], b[1], b[2], b[3]])),
+                    1 << 16,
+                )
+            }
+            27 => {
+                let b = self.take(8)?;
+                let mut be = [0; 8];
+                be.copy_from_slice(b);
+                (u64::from_be_bytes(be), 1 << 32)
+            }
+            31 => return Err(not_deterministic()),
+            _ => {
+                return Err(malformed(format!(
+                    "it is not valid CBOR ({what} at byte {})",
+                    self.at - 1
+                )));
+            }
+        };
+        if arg < least {
+            return Err(not_deterministic());
+        }
+        Ok((major, arg))
+    }
+
+    fn expect(&mut self, what: &str, want: u8, kind: &str) -> Result<u64> {
+        match self.head(what)? {
+            (major, arg) if major == want => Ok(arg),
+            _ => Err(malformed(format!("{what} is not {kind}"))),
+        }
+    }
+
+    fn array(&mut self, what: &str) -> Result<u64> {
+        self.expect(what, ARRAY, "an array")
+    }
+
+    fn uint(&mut self, what: &str) -> Result<u64> {
+        self.expect(what, UINT, "an unsigned integer")
+    }
+
+    fn int(&mut self, what: &str) -> Result<i64> {
+        let out_of_range = || malformed(format!("{what} is out of range"));
+        match self.head(what)? {
+            (UINT, n) => i64::try_from(n).map_err(|_| out_of_range()),
+            (NEGATIVE, n) => i64::try_from(n).map(|n| -1 - n).map_err(|_| out_of_range()),
+            _ => Err(malformed(format!("{what} is not an integer"))),
+        }
+    }
+
+    fn sized(&mut self, what: &str, major: u8, kind: &str) -> Result<&'a [u8]> {
+        let len = self.expect(what, major, kind)?;
+        let len =
+            usize::try_from(len).map_err(|_| malformed("it is truncated (the CBOR ends early)"))?;
+        self.take(len)
+    }
+
+    fn byte_string(&mut self, what: &str) -> Result<&'a [u8]> {
+        self.sized(what, BYTES, "a byte string")
+    }
+
+    fn hash(&mut self, what: &str) -> Result<[u8; 32]> {
+        <[u8; 32]>::try_from(self.byte_string(what)?)
+            .map_err(|_| malformed(format!("{what} is not 32 bytes")))
+    }
+
+    fn text(&mut self, what: &str) -> Result<String> {
+        let bytes = self.sized(what, TEXT, "text")?;
+        String::from_utf8(bytes.to_vec()).map_err(|_| malformed(format!("{what} is not UTF-8")))
+    }
+
+    fn text_or_null(&mut self, what: &str) -> Result<Option<String>> {
+        if self.peek() == Some(NULL) {
+            self.at += 1;
+            return Ok(None);
+        }
+        match self.peek().map(|b| b >> 5) {
+            Some(TEXT) => self.text(what).map(Some),
+            _ => Err(malformed(format!("{what} is neither text nor null"))),
+        }
     }
 }
 
-fn opt_text(v: Value, what: &str) -> Result<Option<String>> {
-    match v {
-        Value::Null => Ok(None),
-        Value::Text(t) => Ok(Some(t)),
-        _ => Err(malformed(format!("{what} is neither text nor null"))),
-    }
+fn not_deterministic() -> StateStoreError {
+    malformed(
+        "it is not in deterministic CBOR form (an integer or length is written longer than \
+         needed, or a string or array has an indefinite length)",
+    )
 }
 
 #[cfg(test)]
@@ -255,30 +343,109 @@ mod tests {
     use time::macros::datetime;
 
     fn package() -> SnapshotPackage {
-        let parent = StateNodeId::from_bytes([7; 32]);
+        package_of(b"state".to_vec())
+    }
+
+    fn package_of(bytes: Vec<u8>) -> SnapshotPackage {
         let metadata = StateMetadata::new(datetime!(2026-03-04 05:06:07.123456789 UTC), None);
-        let bytes = b"state".to_vec();
-        let node_id = codec::node_id(
-            &[parent],
-            &ContentHash::of(&bytes),
-            Some("text/plain"),
-            &metadata,
-        );
+        let parents = vec![StateNodeId::from_bytes([7; 32])];
+        package_with(parents, Some("text/plain"), metadata, 5, bytes)
+    }
+
+    fn package_with(
+        parent_ids: Vec<StateNodeId>,
+        content_type: Option<&str>,
+        metadata: StateMetadata,
+        generation: u64,
+        bytes: Vec<u8>,
+    ) -> SnapshotPackage {
+        let hash = ContentHash::of(&bytes);
+        let node_id = codec::node_id(&parent_ids, &hash, content_type, &metadata);
         SnapshotPackage {
             node_id,
             snapshot_id: codec::snapshot_id(&node_id),
-            parent_ids: vec![parent],
-            content_type: Some("text/plain".into()),
+            parent_ids,
+            content_type: content_type.map(str::to_owned),
             metadata,
-            generation: 5,
+            generation,
             bytes,
         }
     }
 
+    /// Whatever the bytes, decoding returns an error or a package that encodes back to
+    /// exactly those bytes (so one package has one encoding), and never panics.
+    #[test]
+    fn every_flip_and_cut_is_refused_or_round_trips() {
+        let wire = package().to_bytes();
+        let check = |bytes: &[u8]| match SnapshotPackage::from_bytes(bytes) {
+            Ok(p) => assert_eq!(p.to_bytes(), bytes, "accepted a second encoding"),
+            Err(e) => assert!(matches!(e, StateStoreError::InvalidInput { .. }), "{e}"),
+        };
+        for at in 0..wire.len() {
+            check(&wire[..at]);
+            for bit in 0..8 {
+                let mut flipped = wire.clone();
+                flipped[at] ^= 1 << bit;
+                check(&flipped);
+            }
+        }
+    }
+
+    /// Lengths and counts are checked against the input before anything is allocated for
+    /// them, and indefinite lengths are refused at once.
+    #[test]
+    fn refuses_counts_the_input_cannot_hold() {
+        let mut wire = package().to_bytes();
+        let parents_at = 1 + 2 + MAGIC.len() + 1 + 2 * 34;
+        assert_eq!(wire[parents_at], 0x81, "one parent");
+        // Four billion parents in a few hundred bytes.
+        wire.splice(parents_at..=parents_at, [0x9a, 0xff, 0xff, 0xff, 0xff]);
+        let err = SnapshotPackage::from_bytes(&wire).unwrap_err();
+        assert!(
+            err.to_string().contains("more than its length can hold"),
+            "{err}"
+        );
+        // A state of 2^64 - 1 bytes.
+        let mut wire = package().to_bytes();
+        let state_at = wire.len() - 1 - package().bytes.len();
+        wire.splice(
+            state_at..,
+            [0x5b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
+        );
+        let err = SnapshotPackage::from_bytes(&wire).unwrap_err();
+        assert!(err.to_string().contains("truncated"), "{err}");
+        // An indefinite array of a million empty arrays.
+        let mut flood = vec![0x9f];
+        flood.extend(std::iter::repeat_n(0x80, 1 << 20));
+        flood.push(0xff);
+        let err = SnapshotPackage::from_bytes(&flood).unwrap_err();
+        assert!(err.to_string().contains("deterministic CBOR"), "{err}");
+    }
+
     #[test]
     fn round_trips() {
-        let p = package();
-        assert_eq!(SnapshotPackage::from_bytes(&p.to_bytes()).unwrap(), p);
+        // Lengths in each of CBOR's forms: inline, one, two and four bytes.
+        for len in [5, 100, 1_000, 70_000] {
+            let p = package_of(vec![0x5a; len]);
+            assert_eq!(SnapshotPackage::from_bytes(&p.to_bytes()).unwrap(), p);
+        }
+        // A root, no content type, a time before 1970 (negative seconds), a label, and a
+        // merge with a generation in the 8-byte form.
+        let old = StateMetadata::new(datetime!(1960-01-02 03:04:05.5 UTC), Some("é ok".into()));
+        let root = package_with(vec![], None, old.clone(), 1, vec![]);
+        let merge = package_with(
+            vec![
+                StateNodeId::from_bytes([1; 32]),
+                StateNodeId::from_bytes([2; 32]),
+            ],
+            None,
+            old,
+            1 << 40,
+            b"merged".to_vec(),
+        );
+        for p in [root, merge] {
+            assert_eq!(SnapshotPackage::from_bytes(&p.to_bytes()).unwrap(), p);
+        }
     }
 
     #[test]
