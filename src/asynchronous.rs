@@ -1,5 +1,8 @@
-//! The async facade: [`AsyncStateStore`], the same operations and semantics as
-//! [`StateStore`] and [`History`], returning futures.
+//! The async facade: [`AsyncStateStore`], the core operations of [`StateStore`] and
+//! [`History`] with the same semantics, returning futures: states, nodes, snapshots, refs and
+//! their logs, batches (`apply`), `restore`, `is_ancestor`, `merge_bases`, `resolve` and
+//! `log`. The rest (import and export, `state_info`, `snapshots_of`, prefix lookups,
+//! descendants, graphs) is sync-only: call it inside `spawn_blocking` from async code.
 //!
 //! The engine is synchronous (SQLite is), so every call runs on tokio's blocking thread pool
 //! and the executor threads never wait on a lock, a disk or a busy database. Writes still go
