@@ -132,7 +132,7 @@ impl<'a, S: StateStore + ?Sized> Batch<'a, S> {
     /// Adds a snapshot of a node (stored, or added to this batch); returns its id.
     ///
     /// # Errors
-    /// [`StateStoreError::MissingNode`] for an unknown node.
+    /// [`StateStoreError::MissingNode`](crate::StateStoreError::MissingNode) for an unknown node.
     pub fn snapshot(&mut self, node_id: &StateNodeId) -> Result<SnapshotId> {
         self.node_known(node_id)?;
         self.writes.ops.push(Op::snapshot(*node_id));
@@ -142,8 +142,8 @@ impl<'a, S: StateStore + ?Sized> Batch<'a, S> {
     /// Adds a compare-and-swap ref move; see [`StateStore::set_ref`].
     ///
     /// # Errors
-    /// [`StateStoreError::InvalidRefName`], [`StateStoreError::MissingNode`] at once; a
-    /// [`StateStoreError::RefConflict`] only when the batch is applied.
+    /// [`StateStoreError::InvalidRefName`](crate::StateStoreError::InvalidRefName), [`StateStoreError::MissingNode`](crate::StateStoreError::MissingNode) at once; a
+    /// [`StateStoreError::RefConflict`](crate::StateStoreError::RefConflict) only when the batch is applied.
     pub fn set_ref(
         &mut self,
         name: &str,
@@ -173,7 +173,7 @@ impl<'a, S: StateStore + ?Sized> Batch<'a, S> {
     /// Adds a compare-and-delete of a ref; see [`StateStore::delete_ref`].
     ///
     /// # Errors
-    /// [`StateStoreError::InvalidRefName`] at once; a conflict when the batch is applied.
+    /// [`StateStoreError::InvalidRefName`](crate::StateStoreError::InvalidRefName) at once; a conflict when the batch is applied.
     pub fn delete_ref(&mut self, name: &str, expected: &StateNodeId) -> Result<()> {
         self.writes.ops.push(Op::delete_ref(name, expected)?);
         Ok(())
