@@ -187,6 +187,10 @@ pub(crate) fn check_parents(parents: &[StateNodeId]) -> Result<()> {
 /// signed 64-bit). Far beyond any real history; reaching it means a damaged or forged package.
 pub(crate) const MAX_GENERATION: u64 = i64::MAX as u64;
 
+/// The largest generation a snapshot package may claim: far beyond any real history, and far
+/// enough below [`MAX_GENERATION`] that a node claiming it can still get descendants.
+pub(crate) const MAX_GENERATION_CLAIM: u64 = 1 << 62;
+
 /// The error for a generation above [`MAX_GENERATION`].
 pub(crate) fn generation_too_large(what: &'static str, generation: u64) -> StateStoreError {
     StateStoreError::invalid(

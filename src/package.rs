@@ -91,11 +91,12 @@ impl SnapshotPackage {
                 self.generation
             )));
         }
-        if self.generation > codec::MAX_GENERATION {
-            return Err(codec::generation_too_large(
-                "snapshot package",
-                self.generation,
-            ));
+        if self.generation > codec::MAX_GENERATION_CLAIM {
+            return Err(malformed(format!(
+                "generation {} is above 2^62: no history is that deep, and the node could \
+                 not get children",
+                self.generation
+            )));
         }
         Ok(data_hash)
     }
