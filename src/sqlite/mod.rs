@@ -228,12 +228,44 @@ pub(crate) fn is_busy(e: &StateStoreError) -> bool {
     sqlite_code(e).is_some_and(|c| matches!(c, ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked))
 }
 
+/// Whether SQLite failed to open, size or map a `-shm` file (`SQLITE_IOERR_SHMOPEN`,
+/// `_SHMSIZE`, `_SHMMAP`): on a full disk, growing a new one fails.
+fn shm_io_failure(e: &StateStoreError) -> bool {
+    use std::error::Error as _;
+    const SHMOPEN: i32 = 18;
+    const SHMSIZE: i32 = 19;
+    const SHMMAP: i32 = 21;
+    let StateStoreError::Backend(b) = e else {
+        return false;
+    };
+    matches!(
+        b.source().and_then(|s| s.downcast_ref::<rusqlite::Error>()),
+        Some(rusqlite::Error::SqliteFailure(f, _))
+            if f.code == ErrorCode::SystemIoFailure
+                && matches!(f.extended_code >> 8, SHMOPEN | SHMSIZE | SHMMAP)
+    )
+}
+
 /// Explains a first read that failed because SQLite could not create the store's `-shm` file
-/// (a directory or mount this user cannot write): a WAL-mode file cannot be read without it.
+/// (a directory or mount this user cannot write, or a full disk): a WAL-mode file cannot be
+/// read without it.
 fn unreadable(path: &Path, e: StateStoreError) -> StateStoreError {
     let mut shm = path.as_os_str().to_owned();
     shm.push("-shm");
     let shm = PathBuf::from(shm);
+    if shm_io_failure(&e) {
+        let StateStoreError::Backend(cause) = &e else {
+            return e;
+        };
+        return StateStoreError::Backend(BackendError::new(
+            "reading the store",
+            format!(
+                "{cause}: SQLite could not set up the {} file it reads the store through (is \
+                 the disk full?)",
+                shm.display()
+            ),
+        ));
+    }
     let cannot_create = matches!(
         sqlite_code(&e),
         Some(ErrorCode::ReadOnly | ErrorCode::CannotOpen)
@@ -577,14 +609,41 @@ mod tests {
     use super::*;
 
     fn sqlite_failure(code: ErrorCode, message: &str) -> StateStoreError {
+        sqlite_failure_extended(code, 0, message)
+    }
+
+    fn sqlite_failure_extended(code: ErrorCode, extended: i32, message: &str) -> StateStoreError {
         let e = rusqlite::Error::SqliteFailure(
             rusqlite::ffi::Error {
                 code,
-                extended_code: 0,
+                extended_code: extended,
             },
             Some(message.to_owned()),
         );
         StateStoreError::Backend(BackendError::new("configuring the store", e))
+    }
+
+    #[test]
+    fn a_shm_file_that_cannot_grow_is_explained() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        // SQLite has created the file and failed to size it.
+        std::fs::write(dir.path().join("s.db-shm"), b"").unwrap();
+        let io = |extended| {
+            sqlite_failure_extended(ErrorCode::SystemIoFailure, extended, "disk I/O error")
+        };
+        let text = unreadable(&path, io(rusqlite::ffi::SQLITE_IOERR_SHMSIZE)).to_string();
+        assert!(
+            text.contains("s.db-shm file") && text.contains("disk full"),
+            "{text}"
+        );
+        assert!(text.contains("disk I/O error"), "{text}");
+        // Another I/O error (a read) is left as it was.
+        let read = io(rusqlite::ffi::SQLITE_IOERR_READ);
+        assert_eq!(
+            unreadable(&path, read).to_string(),
+            io(rusqlite::ffi::SQLITE_IOERR_READ).to_string()
+        );
     }
 
     #[test]
