@@ -131,7 +131,9 @@ pub trait AsyncStateStore: Send + Sync {
 /// holds a pool thread while it waits to be read, and a stream that outlives its runtime
 /// does not hold up the runtime's shutdown. From first poll until it ends or is dropped, a
 /// walk holds that thread (and, on SQLite, a read connection), so a stream kept but no
-/// longer read should be dropped.
+/// longer read should be dropped. Long walks are not pooled: each starts a thread (tens of
+/// microseconds), and as many run at once as streams are open; a service that serves many
+/// long walks concurrently should bound them itself (a semaphore around `log`).
 pub struct LogStream {
     start: Option<Box<dyn FnOnce() -> LogReceiver + Send + Sync>>,
     entries: Option<LogReceiver>,

@@ -170,14 +170,28 @@ pub fn snapshot_id(node: &StateNodeId) -> SnapshotId {
     SnapshotId::from_bytes(*hasher.finalize().as_bytes())
 }
 
-/// Rejects parent lists the graph cannot hold: duplicates (invariant 3).
+/// Rejects parent lists the graph cannot hold: duplicates (invariant 3). Linear in the number
+/// of parents (a package from elsewhere may list any number).
 pub(crate) fn check_parents(parents: &[StateNodeId]) -> Result<()> {
-    for (i, p) in parents.iter().enumerate() {
-        if parents[..i].contains(p) {
-            return Err(StateStoreError::invalid(
-                "parents",
-                format!("{p} is listed more than once"),
-            ));
+    let twice = |p: &StateNodeId| {
+        Err(StateStoreError::invalid(
+            "parents",
+            format!("{p} is listed more than once"),
+        ))
+    };
+    // The usual one or two parents: compare directly.
+    if parents.len() <= 8 {
+        for (i, p) in parents.iter().enumerate() {
+            if parents[..i].contains(p) {
+                return twice(p);
+            }
+        }
+        return Ok(());
+    }
+    let mut seen = std::collections::HashSet::with_capacity(parents.len());
+    for p in parents {
+        if !seen.insert(p) {
+            return twice(p);
         }
     }
     Ok(())
@@ -351,6 +365,18 @@ mod tests {
                 ..
             })
         ));
+        // Long lists (the other path): distinct, and with one repeat at the far end.
+        let many: Vec<_> = (0..10_000u32)
+            .map(|i| {
+                let mut id = [0; 32];
+                id[..4].copy_from_slice(&i.to_be_bytes());
+                StateNodeId::from_bytes(id)
+            })
+            .collect();
+        assert!(check_parents(&many).is_ok());
+        let repeated = [&many[..], &many[..1]].concat();
+        let err = check_parents(&repeated).unwrap_err();
+        assert!(err.to_string().contains(&many[0].to_string()), "{err}");
     }
 
     #[test]

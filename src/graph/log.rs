@@ -140,7 +140,9 @@ pub struct Log<'a> {
     first_parent: bool,
     remaining: Option<usize>,
     hidden: HashSet<StateNodeId>,
+    /// In the order met, and as a set for lookups.
     boundary: Vec<StateNodeId>,
+    boundary_set: HashSet<StateNodeId>,
     done: bool,
 }
 
@@ -183,6 +185,7 @@ impl<'a> Log<'a> {
             remaining: options.limit,
             hidden: HashSet::new(),
             boundary: Vec::new(),
+            boundary_set: HashSet::new(),
             done: false,
         };
         for (ids, flags) in [(exclude, UNINTERESTING), (from, 0)] {
@@ -210,6 +213,13 @@ impl<'a> Log<'a> {
         &self.boundary
     }
 
+    /// Whether the walk has met `id` as a parent that is not stored here (see
+    /// [`boundary`](Self::boundary)). A node's parents are met before the node is yielded, so
+    /// right after a node comes out, this answers for each of its parents the walk follows.
+    pub fn is_boundary(&self, id: &StateNodeId) -> bool {
+        self.boundary_set.contains(id)
+    }
+
     fn enqueue(&mut self, node: StateNode, flags: u64) {
         let was = self.frontier.push(node, flags);
         self.account(was, flags);
@@ -233,7 +243,7 @@ impl<'a> Log<'a> {
         match self.cursor.node(id)? {
             Some(node) => self.enqueue(node, flags),
             None => {
-                if !self.boundary.contains(id) {
+                if self.boundary_set.insert(*id) {
                     self.boundary.push(*id);
                 }
             }

@@ -330,6 +330,7 @@ fn shallow_import(receiver: &dyn StateStore) {
     let mut log = receiver.log(&LogOptions::new().from(ids["c"])).unwrap();
     assert_eq!(labels(log.by_ref()), ["c"]);
     assert_eq!(log.boundary(), &[ids["b"]]);
+    assert!(log.is_boundary(&ids["b"]) && !log.is_boundary(&ids["c"]));
     assert!(receiver.is_ancestor(&ids["c"], &ids["c"]).unwrap());
 
     // Bring in the parent: the pieces join, and the boundary moves up.
@@ -340,6 +341,7 @@ fn shallow_import(receiver: &dyn StateStore) {
     let mut log = receiver.log(&LogOptions::new().from(ids["c"])).unwrap();
     assert_eq!(labels(log.by_ref()), ["c", "b"]);
     assert_eq!(log.boundary(), &[ids["a"]]);
+    assert!(log.is_boundary(&ids["a"]) && !log.is_boundary(&ids["b"]));
     assert_eq!(labels(receiver.descendants(&ids["b"]).unwrap()), ["c"]);
     assert!(receiver.is_ancestor(&ids["b"], &ids["c"]).unwrap());
 }

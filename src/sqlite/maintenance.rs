@@ -89,6 +89,14 @@ impl VerifyReport {
 /// How often progress is reported, in items.
 const PROGRESS_EVERY: u64 = 1024;
 
+fn count_with(conn: &Connection, sql: &str, param: i64) -> Result<u64> {
+    let n: i64 = conn
+        .prepare_cached(sql)
+        .and_then(|mut s| s.query_row([param], |r| r.get(0)))
+        .map_err(sql_error("verifying the store"))?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
 fn count(conn: &Connection, sql: &str) -> Result<u64> {
     let n: i64 = conn
         .query_row(sql, [], |r| r.get(0))
@@ -228,15 +236,28 @@ fn sweep(conn: &Connection, progress: &mut dyn FnMut(VerifyProgress)) -> Result<
         report.snapshots += 1;
         tick(VerifyPhase::Pointers, report.snapshots, total);
     }
+    // Names read as bytes: text that is not UTF-8 must be reported, not fail the sweep.
     let mut stmt = conn
-        .prepare("SELECT name, node_id FROM refs ORDER BY name")
+        .prepare("SELECT CAST(name AS BLOB), typeof(name), node_id FROM refs ORDER BY name")
         .map_err(&ctx)?;
-    let refs: Vec<(rusqlite::types::Value, rusqlite::types::Value)> = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+    let refs: Vec<(Option<Vec<u8>>, String, rusqlite::types::Value)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .and_then(Iterator::collect)
         .map_err(&ctx)?;
-    for (name, target) in refs {
+    for (name, kind, target) in refs {
         use rusqlite::types::Value;
+        let name = match (kind.as_str(), name.map(String::from_utf8)) {
+            ("text", Some(Ok(name))) => Value::Text(name),
+            ("text", Some(Err(bytes))) => {
+                report.problems.push(format!(
+                    "ref {}: its name is not UTF-8",
+                    String::from_utf8_lossy(bytes.as_bytes())
+                ));
+                report.refs += 1;
+                continue;
+            }
+            _ => Value::Null,
+        };
         match (name, target) {
             (Value::Text(name), Value::Blob(target)) => match StateNodeId::from_slice(&target) {
                 Some(target) => match readable_node(conn, &target)? {
@@ -272,18 +293,28 @@ fn sweep(conn: &Connection, progress: &mut dyn FnMut(VerifyProgress)) -> Result<
 fn check_ref_logs(conn: &Connection, report: &mut VerifyReport) -> Result<()> {
     let ctx = sql_error("verifying the store");
     let mut stmt = conn
-        .prepare("SELECT DISTINCT name FROM ref_log")
+        .prepare("SELECT DISTINCT CAST(name AS BLOB), typeof(name) FROM ref_log")
         .map_err(&ctx)?;
-    let names: Vec<rusqlite::types::Value> = stmt
-        .query_map([], |r| r.get(0))
+    let names: Vec<(Option<Vec<u8>>, String)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
         .and_then(Iterator::collect)
         .map_err(&ctx)?;
-    for name in names {
-        let rusqlite::types::Value::Text(name) = name else {
-            report
-                .problems
-                .push("a ref log entry has a name that is not text".to_owned());
-            continue;
+    for (name, kind) in names {
+        let name = match (kind.as_str(), name.map(String::from_utf8)) {
+            ("text", Some(Ok(name))) => name,
+            ("text", Some(Err(bytes))) => {
+                report.problems.push(format!(
+                    "ref log of {}: its name is not UTF-8",
+                    String::from_utf8_lossy(bytes.as_bytes())
+                ));
+                continue;
+            }
+            _ => {
+                report
+                    .problems
+                    .push("a ref log entry has a name that is not text".to_owned());
+                continue;
+            }
         };
         match ops::ref_log(conn, &name) {
             Ok(_) => {}
@@ -379,6 +410,13 @@ fn check_node(
                 None => format!("node row {seq}"),
             };
             report.problems.push(format!("{which}: {e}"));
+            // Its parent links cannot be read: leave its child-index edges out of the
+            // comparison rather than blame the index for them.
+            *links += count_with(
+                conn,
+                "SELECT count(*) FROM node_children WHERE child = ?1",
+                seq,
+            )?;
             return Ok(());
         }
     };

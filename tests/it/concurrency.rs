@@ -218,8 +218,9 @@ fn failed_writes_in_a_group_undo_only_themselves() {
     assert_eq!(stats.states, (THREADS * LEN) as u64 + 1);
     assert_eq!(store.get_ref("contended").unwrap(), Some(anchor));
     assert_eq!(store.ref_log("contended").unwrap().len(), 1);
-    // The failures happened inside shared transactions: the writes that succeeded (three
-    // setup calls and two per link) took fewer transactions than there were of them.
+    // The writes were grouped: those that succeeded (three setup calls and two per link)
+    // took far fewer transactions than there were of them, so the failures, sent between
+    // them by the same threads, met groups too.
     let counts = store.write_counts();
     assert_eq!(counts.writes, 3 + 2 * (THREADS * LEN) as u64);
     assert!(

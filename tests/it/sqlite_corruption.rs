@@ -610,6 +610,39 @@ fn verify_finds_damage_outside_the_node_rows() {
         },
         "ref log of main: ",
     );
+    // Names that are text but not UTF-8, in a ref and in a ref log.
+    let d = Damaged::new();
+    d.open().set_ref("main", None, &d.merge).expect("ref");
+    verify_finds(
+        &d,
+        |d| d.damage("UPDATE refs SET name = CAST(x'6d61ff6e' AS TEXT)", []),
+        "its name is not UTF-8",
+    );
+    let d = Damaged::new();
+    d.open().set_ref("main", None, &d.merge).expect("ref");
+    verify_finds(
+        &d,
+        |d| d.damage("UPDATE ref_log SET name = CAST(x'6d61ff6e' AS TEXT)", []),
+        "ref log of ma\u{fffd}n: its name is not UTF-8",
+    );
+}
+
+/// A node row that does not decode has child-index edges whose parent links cannot be read:
+/// the report names the row, and does not blame the index for them.
+#[test]
+fn verify_does_not_blame_the_child_index_for_an_undecodable_node() {
+    let d = Damaged::new();
+    d.damage(
+        "UPDATE state_nodes SET label = CAST(x'ff41' AS TEXT) WHERE id = ?1",
+        [d.merge.as_bytes()],
+    );
+    let report = d.open().verify(|_| {}).expect("verify");
+    let text = report.problems.join("\n");
+    assert!(
+        text.contains(&format!("node {} (row 3)", d.merge)),
+        "{text}"
+    );
+    assert!(!text.contains("child index"), "{text}");
 }
 
 #[test]
@@ -642,6 +675,7 @@ fn verify_lists_an_undecodable_node_and_goes_on() {
         "{text}"
     );
     assert!(text.contains("utf-8"), "{text}");
+
     assert_eq!(report.nodes, 3, "every node was checked");
 }
 

@@ -207,7 +207,7 @@ fn print_nodes(
             // A parent that is not stored (a shallow boundary) ends its line here, as a root
             // does; the walk has already met it, and `boundary_note` names it.
             .filter(|p| shown.as_ref().is_none_or(|s| s.contains(p)))
-            .filter(|p| !log.boundary().contains(p))
+            .filter(|p| !log.is_boundary(p))
             .copied()
             .collect();
         graph.push(node.id, &parents);
