@@ -419,6 +419,9 @@ impl SqliteStateStore {
                 }
                 let (app, version) = schema::read_ids(&conn)?;
                 schema::check_version(path, app, version)?;
+                if version >= schema::OLDEST_READABLE {
+                    schema::check_tables(&conn, path)?;
+                }
                 // Only now, with the file known to be ours, may anything be written to it.
                 Self::configure(&conn, &config, false)?;
                 if version == schema::SCHEMA_VERSION && app == schema::APPLICATION_ID {
@@ -455,6 +458,7 @@ impl SqliteStateStore {
                 ),
             });
         }
+        schema::check_tables(&reader, path)?;
         store.return_reader(reader);
         Ok(store)
     }

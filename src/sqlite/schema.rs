@@ -189,6 +189,44 @@ pub(crate) fn read_ids(conn: &Connection) -> Result<(i32, i64)> {
     Ok((app, version))
 }
 
+/// The tables every readable schema version has.
+const TABLES: [&str; 8] = [
+    "blobs",
+    "state_data",
+    "state_nodes",
+    "node_children",
+    "snapshots",
+    "refs",
+    "ref_log",
+    "shallow_edges",
+];
+
+/// Refuses a store whose header is ours but whose tables are not all there (dropped or
+/// renamed behind its back): otherwise every command fails later with "no such table".
+pub(crate) fn check_tables(conn: &Connection, path: &Path) -> Result<()> {
+    let mut stmt = conn
+        .prepare("SELECT name FROM sqlite_schema WHERE type = 'table'")
+        .map_err(sql_error("reading the store schema"))?;
+    let present: Vec<String> = stmt
+        .query_map([], |r| r.get(0))
+        .and_then(Iterator::collect)
+        .map_err(sql_error("reading the store schema"))?;
+    let missing: Vec<&str> = TABLES
+        .into_iter()
+        .filter(|t| !present.iter().any(|p| p == t))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(StateStoreError::corrupt(
+        format!("store file {}", path.display()),
+        format!(
+            "its header is a stategraph store's, but it lacks the table(s) {}",
+            missing.join(", ")
+        ),
+    ))
+}
+
 /// Refuses a file whose schema is newer than this build, before anything is written.
 pub(crate) fn check_version(path: &Path, app: i32, version: i64) -> Result<()> {
     if app != APPLICATION_ID && app != 0 {

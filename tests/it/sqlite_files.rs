@@ -280,6 +280,27 @@ fn refuses_an_empty_file_beside_a_log_with_commits() {
     // (`assert_refused` checked that the log is exactly as it was.)
 }
 
+/// A store whose header is ours but one of whose tables was dropped: refused at open as
+/// damaged, naming the table, instead of every command failing with "no such table".
+#[test]
+fn refuses_a_store_missing_a_table() {
+    let (_dir, path) = scratch("store.db");
+    make_store(&path, 3);
+    raw(&path)
+        .execute_batch("DROP TABLE ref_log")
+        .expect("drop a table");
+    let damaged = |e: &StateStoreError| {
+        e.is_corrupt() && e.to_string().contains("lacks the table(s) ref_log")
+    };
+    assert_refused_by(&path, Mode::Writable, damaged);
+    // A read-only open finds it through SQLite too, which leaves the (empty) sidecars any
+    // read-only reader of a WAL store leaves; the file itself is untouched.
+    let before = Fingerprint::of(&path).main;
+    let err = SqliteStateStore::open_read_only(&path).expect_err("read-only open");
+    assert!(damaged(&err), "{err:?}");
+    assert_eq!(Fingerprint::of(&path).main, before);
+}
+
 /// A closed, checkpointed store whose `user_version` was then set to `version` behind its back.
 fn store_with_schema_version(version: i64) -> (TempDir, PathBuf) {
     let (dir, path) = scratch("store.db");
