@@ -83,9 +83,8 @@ pub fn encode_node(
     content_type: Option<&str>,
     metadata: &StateMetadata,
 ) -> Vec<u8> {
-    let (seconds, nanos) = split_time(metadata.created_at);
-    let label = metadata.label.as_deref();
-    let text_len = content_type.map_or(0, str::len) + label.map_or(0, str::len);
+    let text_len =
+        content_type.map_or(0, str::len) + metadata.label.as_ref().map_or(0, String::len);
     let mut out = Vec::with_capacity(64 + 34 * parents.len() + text_len);
     head(&mut out, MAJOR_ARRAY, 4);
     head(&mut out, MAJOR_ARRAY, parents.len() as u64);
@@ -94,27 +93,33 @@ pub fn encode_node(
     }
     bytes(&mut out, data_hash.as_bytes());
     opt_text(&mut out, content_type);
-    head(&mut out, MAJOR_ARRAY, 3);
-    if seconds >= 0 {
-        head(&mut out, MAJOR_UINT, seconds.unsigned_abs());
-    } else {
-        // CBOR stores a negative integer n as -1 - n.
-        head(&mut out, MAJOR_NINT, (-1 - seconds).unsigned_abs());
-    }
-    head(&mut out, MAJOR_UINT, u64::from(nanos));
-    opt_text(&mut out, label);
+    encode_metadata(&mut out, metadata);
     out
 }
 
-const MAJOR_UINT: u8 = 0;
-const MAJOR_NINT: u8 = 1;
-const MAJOR_BYTES: u8 = 2;
-const MAJOR_TEXT: u8 = 3;
-const MAJOR_ARRAY: u8 = 4;
-const NULL: u8 = 0xf6;
+/// `[seconds, nanos, label]`, as nodes and snapshot packages both write metadata.
+pub(crate) fn encode_metadata(out: &mut Vec<u8>, metadata: &StateMetadata) {
+    let (seconds, nanos) = split_time(metadata.created_at);
+    head(out, MAJOR_ARRAY, 3);
+    if seconds >= 0 {
+        head(out, MAJOR_UINT, seconds.unsigned_abs());
+    } else {
+        // CBOR stores a negative integer n as -1 - n.
+        head(out, MAJOR_NINT, (-1 - seconds).unsigned_abs());
+    }
+    head(out, MAJOR_UINT, u64::from(nanos));
+    opt_text(out, metadata.label.as_deref());
+}
+
+pub(crate) const MAJOR_UINT: u8 = 0;
+pub(crate) const MAJOR_NINT: u8 = 1;
+pub(crate) const MAJOR_BYTES: u8 = 2;
+pub(crate) const MAJOR_TEXT: u8 = 3;
+pub(crate) const MAJOR_ARRAY: u8 = 4;
+pub(crate) const NULL: u8 = 0xf6;
 
 /// A CBOR head (major type and argument) in its shortest form (RFC 8949 §4.2.1).
-fn head(out: &mut Vec<u8>, major: u8, arg: u64) {
+pub(crate) fn head(out: &mut Vec<u8>, major: u8, arg: u64) {
     let major = major << 5;
     match arg {
         0..=23 => out.push(major | arg as u8),
@@ -134,12 +139,12 @@ fn head(out: &mut Vec<u8>, major: u8, arg: u64) {
     }
 }
 
-fn bytes(out: &mut Vec<u8>, b: &[u8]) {
+pub(crate) fn bytes(out: &mut Vec<u8>, b: &[u8]) {
     head(out, MAJOR_BYTES, b.len() as u64);
     out.extend_from_slice(b);
 }
 
-fn opt_text(out: &mut Vec<u8>, t: Option<&str>) {
+pub(crate) fn opt_text(out: &mut Vec<u8>, t: Option<&str>) {
     match t {
         Some(t) => {
             head(out, MAJOR_TEXT, t.len() as u64);

@@ -17,8 +17,6 @@
 //!   generation: uint, bytes: bstr ]
 //! ```
 
-use ciborium::Value;
-
 use crate::codec;
 use crate::error::{Result, StateStoreError};
 use crate::id::{ContentHash, SnapshotId, StateNodeId};
@@ -103,33 +101,24 @@ impl SnapshotPackage {
 
     /// Encodes the package in its wire format.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let text = |s: &Option<String>| s.clone().map_or(Value::Null, Value::Text);
-        let (seconds, nanos) = codec::split_time(self.metadata.created_at);
-        let value = Value::Array(vec![
-            Value::Text(MAGIC.to_owned()),
-            Value::Integer(VERSION.into()),
-            Value::Bytes(self.node_id.as_bytes().to_vec()),
-            Value::Bytes(self.snapshot_id.as_bytes().to_vec()),
-            Value::Array(
-                self.parent_ids
-                    .iter()
-                    .map(|p| Value::Bytes(p.as_bytes().to_vec()))
-                    .collect(),
-            ),
-            text(&self.content_type),
-            Value::Array(vec![
-                Value::Integer(seconds.into()),
-                Value::Integer(nanos.into()),
-                text(&self.metadata.label),
-            ]),
-            Value::Integer(self.generation.into()),
-            Value::Bytes(self.bytes.clone()),
-        ]);
-        let mut out = Vec::with_capacity(self.bytes.len() + 256);
-        // Serialising a `Value` into a Vec performs no I/O and has no failure case.
-        if let Err(e) = ciborium::into_writer(&value, &mut out) {
-            unreachable!("CBOR encoding into memory failed: {e}");
+        use codec::{MAJOR_ARRAY, MAJOR_UINT, bytes, head, opt_text};
+        let texts = self.content_type.as_ref().map_or(0, String::len)
+            + self.metadata.label.as_ref().map_or(0, String::len);
+        let mut out =
+            Vec::with_capacity(self.bytes.len() + 160 + 34 * self.parent_ids.len() + texts);
+        head(&mut out, MAJOR_ARRAY, 9);
+        opt_text(&mut out, Some(MAGIC));
+        head(&mut out, MAJOR_UINT, VERSION);
+        bytes(&mut out, self.node_id.as_bytes());
+        bytes(&mut out, self.snapshot_id.as_bytes());
+        head(&mut out, MAJOR_ARRAY, self.parent_ids.len() as u64);
+        for p in &self.parent_ids {
+            bytes(&mut out, p.as_bytes());
         }
+        opt_text(&mut out, self.content_type.as_deref());
+        codec::encode_metadata(&mut out, &self.metadata);
+        head(&mut out, MAJOR_UINT, self.generation);
+        bytes(&mut out, &self.bytes);
         out
     }
 
@@ -209,14 +198,11 @@ struct Reader<'a> {
     at: usize,
 }
 
-/// CBOR major types used by the format.
-const UINT: u8 = 0;
-const NEGATIVE: u8 = 1;
-const BYTES: u8 = 2;
-const TEXT: u8 = 3;
-const ARRAY: u8 = 4;
-/// The one simple value used: null.
-const NULL: u8 = 0xf6;
+// CBOR major types used by the format, and its one simple value, null.
+use codec::{
+    MAJOR_ARRAY as ARRAY, MAJOR_BYTES as BYTES, MAJOR_NINT as NEGATIVE, MAJOR_TEXT as TEXT,
+    MAJOR_UINT as UINT, NULL,
+};
 
 impl<'a> Reader<'a> {
     fn remaining(&self) -> usize {
@@ -421,6 +407,48 @@ mod tests {
         flood.push(0xff);
         let err = SnapshotPackage::from_bytes(&flood).unwrap_err();
         assert!(err.to_string().contains("deterministic CBOR"), "{err}");
+    }
+
+    /// The hand-written encoder against ciborium's encoding of the same value tree.
+    #[test]
+    fn encodes_as_ciborium_does() {
+        use ciborium::Value;
+        let old = StateMetadata::new(datetime!(1960-01-02 03:04:05.5 UTC), Some("é".into()));
+        let parents = vec![
+            StateNodeId::from_bytes([1; 32]),
+            StateNodeId::from_bytes([2; 32]),
+        ];
+        for p in [
+            package_of(vec![0x5a; 70_000]),
+            package_with(vec![], None, old.clone(), 1, vec![]),
+            package_with(parents, Some("text/plain"), old, 1 << 40, b"x".to_vec()),
+        ] {
+            let text = |s: &Option<String>| s.clone().map_or(Value::Null, Value::Text);
+            let (seconds, nanos) = codec::split_time(p.metadata.created_at);
+            let value = Value::Array(vec![
+                Value::Text(MAGIC.to_owned()),
+                Value::Integer(VERSION.into()),
+                Value::Bytes(p.node_id.as_bytes().to_vec()),
+                Value::Bytes(p.snapshot_id.as_bytes().to_vec()),
+                Value::Array(
+                    p.parent_ids
+                        .iter()
+                        .map(|id| Value::Bytes(id.as_bytes().to_vec()))
+                        .collect(),
+                ),
+                text(&p.content_type),
+                Value::Array(vec![
+                    Value::Integer(seconds.into()),
+                    Value::Integer(nanos.into()),
+                    text(&p.metadata.label),
+                ]),
+                Value::Integer(p.generation.into()),
+                Value::Bytes(p.bytes.clone()),
+            ]);
+            let mut want = Vec::new();
+            ciborium::into_writer(&value, &mut want).unwrap();
+            assert_eq!(p.to_bytes(), want);
+        }
     }
 
     #[test]
