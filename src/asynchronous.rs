@@ -1,7 +1,7 @@
 //! The async facade: [`AsyncStateStore`], the core operations of [`StateStore`] and
 //! [`History`] with the same semantics, returning futures: states, nodes, snapshots, refs and
-//! their logs, batches (`apply`), `restore`, `is_ancestor`, `merge_bases`, `resolve` and
-//! `log`. The rest (import and export, `state_info`, `snapshots_of`, prefix lookups,
+//! their logs, batches (`apply`), `restore`, `latest_snapshot`, `is_ancestor`,
+//! `merge_bases`, `resolve` and `log`. The rest (import and export, `state_info`, `snapshots_of`, prefix lookups,
 //! descendants, graphs) is sync-only: call it inside `spawn_blocking` from async code.
 //!
 //! The engine is synchronous (SQLite is), so every call runs on tokio's blocking thread pool
@@ -106,6 +106,9 @@ pub trait AsyncStateStore: Send + Sync {
     ) -> BoxFuture<'static, Result<StateSnapshot>>;
     /// Applies a batch atomically; build it with [`Batch`](crate::Batch) on the sync store
     /// and pass [`Batch::into_writes`](crate::Batch::into_writes). See [`StateStore::apply`].
+    /// Building reads the store for parents and states not added to the batch itself (to
+    /// check them and compute ids): in async code, build a batch that names stored nodes
+    /// inside `spawn_blocking`, or the reads run on the executor thread.
     fn apply(&self, writes: Writes) -> BoxFuture<'static, Result<Applied>>;
     /// See [`History::is_ancestor`].
     fn is_ancestor(
@@ -117,6 +120,11 @@ pub trait AsyncStateStore: Send + Sync {
     fn merge_bases(&self, ids: &[StateNodeId]) -> BoxFuture<'static, Result<Vec<StateNodeId>>>;
     /// See [`History::resolve`].
     fn resolve(&self, text: &str) -> BoxFuture<'static, Result<StateNodeId>>;
+    /// See [`History::latest_snapshot`].
+    fn latest_snapshot(
+        &self,
+        from: &StateNodeId,
+    ) -> BoxFuture<'static, Result<Option<SnapshotInfo>>>;
     /// [`History::log`] as a stream. The walk runs on another thread a bounded distance
     /// ahead of the consumer (see [`LogStream`]), and stops when the stream is dropped.
     fn log(&self, options: LogOptions) -> LogStream;
@@ -319,6 +327,14 @@ impl<S: Blocking> AsyncStateStore for S {
         self.call(move |s| History::resolve(s, &text))
     }
 
+    fn latest_snapshot(
+        &self,
+        from: &StateNodeId,
+    ) -> BoxFuture<'static, Result<Option<SnapshotInfo>>> {
+        let from = *from;
+        self.call(move |s| History::latest_snapshot(s, &from))
+    }
+
     fn log(&self, options: LogOptions) -> LogStream {
         let store = self.clone();
         let fits = options.limit.is_some_and(|n| n <= LOG_READ_AHEAD);
@@ -420,6 +436,13 @@ mod tests {
             );
         }
         assert_eq!(store.list_refs("agents/").await.unwrap().len(), 8);
+        // A restart's lookup: the newest snapshot in an agent's history.
+        let head = store.get_ref("agents/0").await.unwrap().unwrap();
+        assert_eq!(store.latest_snapshot(&head).await.unwrap(), None);
+        let parent = store.get_node(&head).await.unwrap().parent_ids[0];
+        let snapshot = store.snapshot(&parent).await.unwrap();
+        let latest = store.latest_snapshot(&head).await.unwrap().unwrap();
+        assert_eq!((latest.id, latest.node_id), (snapshot, parent));
         let missing = StateNodeId::from_bytes([1; 32]);
         assert!(matches!(
             store.get_node(&missing).await,

@@ -15,7 +15,7 @@ pub use log::{Descendants, Log, LogOptions, LogOrder};
 use crate::batch::Batch;
 use crate::error::{Result, StateStoreError};
 use crate::id::{IdPrefix, SnapshotId, StateNodeId};
-use crate::model::{StateNode, StateSnapshot};
+use crate::model::{SnapshotInfo, StateNode, StateSnapshot};
 use crate::refs::validate_ref_name;
 use crate::store::StateStore;
 
@@ -101,6 +101,25 @@ pub trait History: StateStore {
     /// [`StateStoreError::InvalidInput`] for a suffix that walks past a root.
     fn resolve(&self, text: &str) -> Result<StateNodeId> {
         resolve(self, text)
+    }
+
+    /// The snapshot of the newest node (largest generation) in the history of `from`, `from`
+    /// included; `None` when no node in it has one. What a restarting program resumes from
+    /// when its branch may have moved past its last snapshot:
+    /// `restore(&latest_snapshot(&head)?.unwrap().id, ...)`.
+    ///
+    /// Walks the history newest first and stops at the first snapshot, looking each node up
+    /// in the snapshot index: a history without snapshots is walked to its roots.
+    ///
+    /// # Errors
+    /// [`StateStoreError::MissingNode`] for an unknown id.
+    fn latest_snapshot(&self, from: &StateNodeId) -> Result<Option<SnapshotInfo>> {
+        for node in self.log(&LogOptions::new().from(*from))? {
+            if let Some(snapshot) = self.snapshots_of(&node?.id)?.into_iter().next() {
+                return Ok(Some(snapshot));
+            }
+        }
+        Ok(None)
     }
 
     /// Moves the ref `name` (by compare-and-swap from `expected`) to the snapshot's node and

@@ -30,6 +30,69 @@ fn merge_history() -> Env {
     env
 }
 
+/// `restore --branch B` without a snapshot takes the newest one in B's history; a snapshot
+/// from outside that history is restored with a note naming where the old head is kept.
+#[test]
+fn restore_finds_the_latest_snapshot_and_notes_unrelated_ones() {
+    let env = merge_history();
+    let err = assert_error(
+        &env.sg(&["restore", "--branch", "main"])
+            .output()
+            .expect("run"),
+    );
+    assert!(err.contains("no snapshot in the history of main"), "{err}");
+    let err = assert_error(
+        &env.sg(&["restore", "--branch", "nope"])
+            .output()
+            .expect("run"),
+    );
+    assert!(err.contains("there is no branch nope"), "{err}");
+    // Snapshots of d (on main's first-parent line, generation 3) and of side's head e
+    // (generation 4, merged into main): from main, e is the newest.
+    let node = |rev: &str| {
+        let shown: Value = serde_json::from_str(&env.ok(&["show", "--json", rev])).expect("json");
+        shown["id"].as_str().expect("id").to_owned()
+    };
+    let e = node("side");
+    env.ok(&["snapshot", "main~1^1"]);
+    env.ok(&["snapshot", "side"]);
+    let head = node("main");
+    let moved = env
+        .sg(&["restore", "--branch", "main"])
+        .output()
+        .expect("run");
+    assert!(
+        moved.status.success(),
+        "{}",
+        crate::cli_util::stderr(&moved)
+    );
+    assert_eq!(node("main"), e);
+    assert_eq!(
+        crate::cli_util::stderr(&moved),
+        "",
+        "e is in main's history"
+    );
+    // An unrelated snapshot (of a new root): moved, with a note.
+    env.ok(&["branch", "-f", "main", &head]);
+    env.commit("{\"n\":0}", "elsewhere", &["--branch", "other"]);
+    let snapshot = env.ok(&["snapshot", "other"]);
+    let moved = env
+        .sg(&["restore", &snapshot.trim()[7..19], "--branch", "main"])
+        .output()
+        .expect("run");
+    assert!(
+        moved.status.success(),
+        "{}",
+        crate::cli_util::stderr(&moved)
+    );
+    assert_eq!(node("main"), node("other"));
+    let note = crate::cli_util::stderr(&moved);
+    assert!(
+        note.contains("is not in the history of main") && note.contains(&head[7..19]),
+        "{note}"
+    );
+}
+
 #[test]
 fn log_graph_draws_a_merge_like_git() {
     let env = merge_history();

@@ -778,6 +778,44 @@ fn cross_backend_ids_agree(h: &Harness) {
     }
 }
 
+/// The newest snapshot in a node's history, whichever branch of it holds it.
+fn latest_snapshot_finds_the_newest_in_history(h: &Harness) {
+    let s = h.store();
+    let node = |parents: &[StateNodeId], label: &str, i: i64| {
+        commit_bytes(
+            s,
+            parents.to_vec(),
+            label.as_bytes(),
+            None,
+            meta(t(i), Some(label)),
+        )
+        .1
+    };
+    let root = node(&[], "root", 0);
+    let a = node(&[root], "a", 1);
+    let b = node(&[a], "b", 2);
+    let c = node(&[b], "c", 3);
+    let side = node(&[a], "side", 4);
+    let side2 = node(&[side], "side 2", 5);
+    let merge = node(&[c, side2], "merge", 6);
+    let other = node(&[], "other root", 7);
+    for id in [root, b, side2] {
+        s.snapshot(&id).expect("snapshot");
+    }
+    let latest = |id: &StateNodeId| s.latest_snapshot(id).expect("latest").map(|i| i.node_id);
+    assert_eq!(latest(&c), Some(b), "past a node without one");
+    assert_eq!(latest(&b), Some(b), "the node itself");
+    assert_eq!(latest(&a), Some(root));
+    // From the merge: side 2 (generation 4) is newer than b (generation 3), though it is on
+    // the second parent's side.
+    assert_eq!(latest(&merge), Some(side2));
+    assert_eq!(latest(&other), None, "a history without snapshots");
+    let err = s
+        .latest_snapshot(&StateNodeId::from_bytes([9; 32]))
+        .unwrap_err();
+    assert!(matches!(err, StateStoreError::MissingNode { .. }), "{err}");
+}
+
 macro_rules! conformance_cases {
     ($($case:ident),* $(,)?) => {
         /// The contract against [`InMemoryStateStore`].
@@ -843,4 +881,5 @@ conformance_cases!(
     cross_backend_ids_agree,
     implausible_generations_are_refused,
     wrong_generation_claims_settle_when_the_ancestors_arrive,
+    latest_snapshot_finds_the_newest_in_history,
 );

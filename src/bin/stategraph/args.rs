@@ -232,11 +232,14 @@ Example:
 
     /// Move a branch to a snapshot's node
     #[command(after_help = "\
-SNAPSHOT is a full snapshot id or a unique prefix of one (see `stategraph snapshots`). The
+SNAPSHOT is a full snapshot id or a unique prefix of one (see `stategraph snapshots`); without
+it, the newest snapshot in the branch's history (what a restarting program resumes from). The
 branch is moved by compare-and-swap from where it pointed when the command started. It must
-be a branch (not under tags/); a new one follows `branch`'s naming rules.
+be a branch (not under tags/); a new one follows `branch`'s naming rules. A snapshot from
+outside the branch's history is allowed, with a note; the old head stays in `reflog`.
 
-Example:
+Examples:
+  stategraph restore --branch main
   stategraph restore 7d0e12 --branch main")]
     Restore(RestoreArgs),
 
@@ -432,8 +435,8 @@ pub struct JsonArgs {
 /// `restore`.
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
-    /// A snapshot id or unique prefix
-    pub snapshot: String,
+    /// A snapshot id or unique prefix [default: the newest in the branch's history]
+    pub snapshot: Option<String>,
     /// The branch to move
     #[arg(short, long, value_name = "BRANCH")]
     pub branch: String,

@@ -11,7 +11,9 @@ use crate::Ctx;
 use crate::args::{ExportArgs, ImportArgs, JsonArgs, RestoreArgs, SnapshotArgs};
 use crate::commands::refs::{Kind, check_ref_name};
 use crate::error::{CliError, CliResult, describe_node};
-use crate::output::{Paint, Theme, printable, progress, rfc3339, rfc3339_seconds, write_json};
+use crate::output::{
+    Paint, Theme, note, printable, progress, rfc3339, rfc3339_seconds, write_json,
+};
 use crate::revs::resolve;
 
 /// `snapshot REV`: prints the new snapshot's id.
@@ -129,9 +131,30 @@ fn find_snapshot(store: &dyn StateStore, text: &str) -> CliResult<SnapshotId> {
 /// `restore SNAPSHOT --branch B`: moves B to the snapshot's node by compare-and-swap.
 pub fn restore(ctx: &Ctx, args: &RestoreArgs) -> CliResult {
     let store = ctx.open_write()?;
-    let snapshot_id = find_snapshot(&store, &args.snapshot)?;
     let before = store.get_ref(&args.branch)?;
     check_ref_name(&args.branch, Kind::Branch, before.is_none())?;
+    let snapshot_id = match (&args.snapshot, &before) {
+        (Some(text), _) => find_snapshot(&store, text)?,
+        (None, None) => {
+            return Err(CliError::new(format!(
+                "there is no branch {} to find a snapshot in",
+                args.branch
+            ))
+            .hint("name the snapshot to restore (see `stategraph snapshots`)"));
+        }
+        (None, Some(head)) => match store.latest_snapshot(head)? {
+            Some(latest) => latest.id,
+            None => {
+                return Err(CliError::new(format!(
+                    "no snapshot in the history of {}",
+                    args.branch
+                ))
+                .hint(
+                    "take one with `stategraph snapshot REV`, or name one from another history",
+                ));
+            }
+        },
+    };
     let snapshot = store
         .restore(&snapshot_id, &args.branch, before.as_ref())
         .map_err(|e| match e {
@@ -148,6 +171,21 @@ pub fn restore(ctx: &Ctx, args: &RestoreArgs) -> CliResult {
             e => e.into(),
         })?;
     let t = ctx.theme;
+    if let Some(head) = before
+        && !store.is_ancestor(&snapshot.node_id, &head)?
+    {
+        note(
+            ctx.err_theme,
+            &format!(
+                "snapshot {} is not in the history of {} (its old head {} is in `stategraph \
+                 reflog {}`)",
+                snapshot_id.to_short_hex(12),
+                args.branch,
+                head.to_short_hex(12),
+                args.branch
+            ),
+        );
+    }
     let from = before.map_or_else(
         || t.paint(Paint::Dim, "(new)"),
         |b| t.paint(Paint::Id, &b.to_short_hex(12)),
