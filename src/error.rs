@@ -46,11 +46,7 @@ pub enum StateStoreError {
     },
 
     /// A ref's current value was not what the caller expected; nothing was changed.
-    #[error(
-        "ref {name} moved: expected {}, found {}",
-        show(expected),
-        show(actual)
-    )]
+    #[error("{}", ref_conflict(name, expected, actual))]
     RefConflict {
         /// The ref that was being updated.
         name: String,
@@ -145,8 +141,17 @@ pub enum StateStoreError {
     Backend(#[from] BackendError),
 }
 
-fn show(id: &Option<StateNodeId>) -> String {
-    id.map_or_else(|| "no ref".to_owned(), |id| id.to_string())
+fn ref_conflict(
+    name: &str,
+    expected: &Option<StateNodeId>,
+    actual: &Option<StateNodeId>,
+) -> String {
+    match (expected, actual) {
+        (Some(e), Some(a)) => format!("ref {name} moved: expected {e}, found {a}"),
+        (None, Some(a)) => format!("ref {name} already exists (at {a}); expected no ref"),
+        (Some(e), None) => format!("ref {name} does not exist (expected it at {e})"),
+        (None, None) => format!("ref {name}: expected no ref, and there is none"),
+    }
 }
 
 fn list(ids: &[StateNodeId]) -> String {

@@ -45,6 +45,10 @@ fn set_ref_creates_conflicts_and_moves(store: &dyn StateStore) {
             if name == "main" && *x == a),
         "{err:?}"
     );
+    assert_eq!(
+        err.to_string(),
+        format!("ref main already exists (at {a}); expected no ref")
+    );
     assert_ref(store, "main", Some(a), 1);
 
     // Wrong expected value.
@@ -53,6 +57,10 @@ fn set_ref_creates_conflicts_and_moves(store: &dyn StateStore) {
         matches!(&err, StateStoreError::RefConflict { name, expected: Some(e), actual: Some(x) }
             if name == "main" && *e == c && *x == a),
         "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        format!("ref main moved: expected {c}, found {a}")
     );
     assert_ref(store, "main", Some(a), 1);
 
@@ -187,6 +195,10 @@ fn get_and_delete_refs(store: &dyn StateStore) {
             matches!(&err, StateStoreError::RefConflict { name: n, expected: Some(e), actual: None }
                 if n == name && *e == b),
             "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            format!("ref {name} does not exist (expected it at {b})")
         );
     }
     assert_ref(store, "main", None, 2);
