@@ -419,9 +419,7 @@ impl SqliteStateStore {
                 }
                 let (app, version) = schema::read_ids(&conn)?;
                 schema::check_version(path, app, version)?;
-                if version >= schema::OLDEST_READABLE {
-                    schema::check_tables(&conn, path)?;
-                }
+                schema::check_tables(&conn, path, version)?;
                 // Only now, with the file known to be ours, may anything be written to it.
                 Self::configure(&conn, &config, false)?;
                 if version == schema::SCHEMA_VERSION && app == schema::APPLICATION_ID {
@@ -458,7 +456,7 @@ impl SqliteStateStore {
                 ),
             });
         }
-        schema::check_tables(&reader, path)?;
+        schema::check_tables(&reader, path, version)?;
         store.return_reader(reader);
         Ok(store)
     }

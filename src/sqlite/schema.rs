@@ -189,7 +189,7 @@ pub(crate) fn read_ids(conn: &Connection) -> Result<(i32, i64)> {
     Ok((app, version))
 }
 
-/// The tables every readable schema version has.
+/// The store's tables, in the order the migrations create them.
 const TABLES: [&str; 8] = [
     "blobs",
     "state_data",
@@ -201,9 +201,16 @@ const TABLES: [&str; 8] = [
     "shallow_edges",
 ];
 
-/// Refuses a store whose header is ours but whose tables are not all there (dropped or
-/// renamed behind its back): otherwise every command fails later with "no such table".
-pub(crate) fn check_tables(conn: &Connection, path: &Path) -> Result<()> {
+/// Refuses a store whose header is ours but whose tables are not all there for its schema
+/// `version` (dropped or renamed behind its back): otherwise every command fails later with
+/// "no such table", or a migration runs on a damaged file.
+pub(crate) fn check_tables(conn: &Connection, path: &Path, version: i64) -> Result<()> {
+    // Version 1 (migration 0001) has the first five; version 2 on, all of them.
+    let expected = match version {
+        i64::MIN..=0 => 0,
+        1 => 5,
+        _ => TABLES.len(),
+    };
     let mut stmt = conn
         .prepare("SELECT name FROM sqlite_schema WHERE type = 'table'")
         .map_err(sql_error("reading the store schema"))?;
@@ -211,8 +218,9 @@ pub(crate) fn check_tables(conn: &Connection, path: &Path) -> Result<()> {
         .query_map([], |r| r.get(0))
         .and_then(Iterator::collect)
         .map_err(sql_error("reading the store schema"))?;
-    let missing: Vec<&str> = TABLES
-        .into_iter()
+    let missing: Vec<&str> = TABLES[..expected]
+        .iter()
+        .copied()
         .filter(|t| !present.iter().any(|p| p == t))
         .collect();
     if missing.is_empty() {

@@ -72,8 +72,30 @@ fn restore_finds_the_latest_snapshot_and_notes_unrelated_ones() {
         "",
         "e is in main's history"
     );
+    // Forward along the branch's line (back to where it was): no note.
+    let forward = env
+        .sg(&["branch", "-f", "main", "main~2"])
+        .output()
+        .expect("run");
+    assert!(forward.status.success());
+    let snapshot_of_head = env.ok(&["snapshot", &head]);
+    let moved = env
+        .sg(&[
+            "restore",
+            &snapshot_of_head.trim()[7..19],
+            "--branch",
+            "main",
+        ])
+        .output()
+        .expect("run");
+    assert!(
+        moved.status.success(),
+        "{}",
+        crate::cli_util::stderr(&moved)
+    );
+    assert_eq!(node("main"), head);
+    assert_eq!(crate::cli_util::stderr(&moved), "", "a forward restore");
     // An unrelated snapshot (of a new root): moved, with a note.
-    env.ok(&["branch", "-f", "main", &head]);
     env.commit("{\"n\":0}", "elsewhere", &["--branch", "other"]);
     let snapshot = env.ok(&["snapshot", "other"]);
     let moved = env

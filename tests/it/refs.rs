@@ -695,6 +695,32 @@ mod migration {
         assert_eq!(user_version(&path), 3);
     }
 
+    /// A damaged v1 store (a table of its version dropped) is refused before the upgrade
+    /// touches it: still version 1, and no tables of later versions created.
+    #[test]
+    fn damaged_v1_store_is_refused_not_upgraded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v1.db");
+        create_v1(&path)
+            .execute_batch("DROP TABLE snapshots")
+            .unwrap();
+        let err = SqliteStateStore::open(&path).unwrap_err();
+        assert!(
+            err.is_corrupt() && err.to_string().contains("lacks the table(s) snapshots"),
+            "{err}"
+        );
+        assert_eq!(user_version(&path), 1);
+        let tables: i64 = rusqlite::Connection::open(&path)
+            .unwrap()
+            .query_row(
+                "SELECT count(*) FROM sqlite_schema WHERE name IN ('refs', 'ref_log')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(tables, 0, "no migration ran");
+    }
+
     #[test]
     fn v1_store_with_a_node_is_upgraded_and_keeps_it() {
         let dir = tempfile::tempdir().unwrap();

@@ -67,9 +67,15 @@ impl From<StateStoreError> for CliError {
             StateStoreError::NotAStore { .. } => {
                 Some("choose the store with --db PATH or the STATEGRAPH_DB environment variable")
             }
-            StateStoreError::RefConflict { .. } => {
-                Some("another writer moved the ref meanwhile; look again and retry")
-            }
+            StateStoreError::RefConflict {
+                expected, actual, ..
+            } => Some(match (expected, actual) {
+                (Some(_), Some(_)) => {
+                    "another writer moved the ref meanwhile; look again and retry"
+                }
+                (None, _) => "another writer created the ref meanwhile; look again and retry",
+                (_, None) => "another writer deleted the ref meanwhile; look again and retry",
+            }),
             _ => None,
         };
         let err = Self::new(e.to_string());

@@ -171,8 +171,13 @@ pub fn restore(ctx: &Ctx, args: &RestoreArgs) -> CliResult {
             e => e.into(),
         })?;
     let t = ctx.theme;
+    // Moving back or forward along the branch's line needs no note; anything else leaves its
+    // old head reachable only through the ref log. (The move is done: a failed check only
+    // skips the note.)
+    let related = |a: &_, b: &_| store.is_ancestor(a, b).unwrap_or(true);
     if let Some(head) = before
-        && !store.is_ancestor(&snapshot.node_id, &head)?
+        && !related(&snapshot.node_id, &head)
+        && !related(&head, &snapshot.node_id)
     {
         note(
             ctx.err_theme,
