@@ -33,6 +33,9 @@
 //! tiny smoke run is done. `--only ticks,bulk,writers,history` runs some sections only.
 //! Temp dirs go under the system temp dir and are removed at the end.
 
+#[path = "shared/schema.rs"]
+mod schema;
+
 use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::hint::black_box;
@@ -52,13 +55,6 @@ use tempfile::TempDir;
 use time::OffsetDateTime;
 
 type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
-
-/// The store's own schema, so the raw tables have exactly the same shape.
-const MIGRATIONS: [&str; 3] = [
-    include_str!("../migrations/sqlite/0001_initial.sql"),
-    include_str!("../migrations/sqlite/0002_history.sql"),
-    include_str!("../migrations/sqlite/0003_lean_indexes.sql"),
-];
 
 /// The store's default page cache (`SqliteStateStoreBuilder::cache_size_kib`), used for the
 /// raw connections too.
@@ -677,31 +673,9 @@ fn raw_open(path: &Path, durability: Durability, create: bool) -> Res<Connection
     conn.pragma_update(None, "foreign_keys", true)?;
     conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
     if create {
-        assert_all_migrations_listed();
-        for m in MIGRATIONS {
-            conn.execute_batch(m)?;
-        }
+        schema::create(&conn)?;
     }
     Ok(conn)
-}
-
-/// Fails when `migrations/sqlite/` holds a migration that [`MIGRATIONS`] does not list, so a
-/// new one cannot silently leave the baseline on an older schema than the store's.
-fn assert_all_migrations_listed() {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite");
-    let found = std::fs::read_dir(dir)
-        .expect("read migrations/sqlite")
-        .filter(|e| {
-            e.as_ref()
-                .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "sql"))
-        })
-        .count();
-    assert_eq!(
-        found,
-        MIGRATIONS.len(),
-        "the raw baseline lists {} of the {found} migrations",
-        MIGRATIONS.len()
-    );
 }
 
 fn raw_reader(path: &Path) -> Res<Connection> {

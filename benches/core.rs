@@ -33,6 +33,9 @@
 //! want to measure (a tmpfs makes `Durability::Immediate` meaningless). `cargo test --benches`
 //! runs every benchmark once on small fixtures, as a smoke test.
 
+#[path = "shared/schema.rs"]
+mod schema;
+
 use std::hint::black_box;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -48,39 +51,6 @@ use tempfile::TempDir;
 
 /// Size of every state in these benchmarks.
 const STATE_LEN: usize = 256;
-/// The schema stategraph creates (every migration, in order: the last one drops two indexes
-/// the first creates), applied verbatim to the raw baselines.
-const SCHEMA: [&str; 3] = [
-    include_str!("../migrations/sqlite/0001_initial.sql"),
-    include_str!("../migrations/sqlite/0002_history.sql"),
-    include_str!("../migrations/sqlite/0003_lean_indexes.sql"),
-];
-
-/// Fails when `migrations/sqlite/` holds a migration that [`SCHEMA`] does not list, so a new
-/// one cannot silently leave the baseline on an older schema than the store's.
-fn assert_all_migrations_listed() {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite");
-    let found = std::fs::read_dir(dir)
-        .expect("read migrations/sqlite")
-        .filter(|e| {
-            e.as_ref()
-                .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "sql"))
-        })
-        .count();
-    assert_eq!(
-        found,
-        SCHEMA.len(),
-        "benches list {} of the {found} migrations",
-        SCHEMA.len()
-    );
-}
-
-fn create_schema(conn: &Connection) {
-    assert_all_migrations_listed();
-    for migration in SCHEMA {
-        conn.execute_batch(migration).expect("create the schema");
-    }
-}
 /// stategraph's default page cache per connection (16 MiB), used by the baselines too.
 const CACHE_SIZE_KIB: i64 = 16 * 1024;
 
@@ -191,6 +161,10 @@ fn configure_raw(conn: &Connection, synchronous: &str) {
     conn.pragma_update(None, "foreign_keys", true)
         .expect("foreign_keys");
     conn.set_prepared_statement_cache_capacity(32);
+}
+
+fn create_schema(conn: &Connection) {
+    schema::create(conn).expect("create the schema");
 }
 
 /// A raw-SQLite database with stategraph's schema.

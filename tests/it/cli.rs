@@ -35,17 +35,17 @@ fn merge_history() -> Env {
 #[test]
 fn restore_finds_the_latest_snapshot_and_notes_unrelated_ones() {
     let env = merge_history();
-    let err = assert_error(
-        &env.sg(&["restore", "--branch", "main"])
-            .output()
-            .expect("run"),
-    );
+    let failed = |args: &[&str]| assert_error(&env.sg(args).output().expect("run"));
+    // Runs a restore that must succeed; its stderr.
+    let restore = |args: &[&str]| {
+        let out = env.sg(args).output().expect("run");
+        let stderr = crate::cli_util::stderr(&out);
+        assert!(out.status.success(), "{args:?}: {stderr}");
+        stderr
+    };
+    let err = failed(&["restore", "--branch", "main"]);
     assert!(err.contains("no snapshot in the history of main"), "{err}");
-    let err = assert_error(
-        &env.sg(&["restore", "--branch", "nope"])
-            .output()
-            .expect("run"),
-    );
+    let err = failed(&["restore", "--branch", "nope"]);
     assert!(err.contains("there is no branch nope"), "{err}");
     // Snapshots of d (on main's first-parent line, generation 3) and of side's head e
     // (generation 4, merged into main): from main, e is the newest.
@@ -57,58 +57,25 @@ fn restore_finds_the_latest_snapshot_and_notes_unrelated_ones() {
     env.ok(&["snapshot", "main~1^1"]);
     env.ok(&["snapshot", "side"]);
     let head = node("main");
-    let moved = env
-        .sg(&["restore", "--branch", "main"])
-        .output()
-        .expect("run");
-    assert!(
-        moved.status.success(),
-        "{}",
-        crate::cli_util::stderr(&moved)
-    );
+    let note = restore(&["restore", "--branch", "main"]);
     assert_eq!(node("main"), e);
-    assert_eq!(
-        crate::cli_util::stderr(&moved),
-        "",
-        "e is in main's history"
-    );
+    assert_eq!(note, "", "e is in main's history");
     // Forward along the branch's line (back to where it was): no note.
-    let forward = env
-        .sg(&["branch", "-f", "main", "main~2"])
-        .output()
-        .expect("run");
-    assert!(forward.status.success());
+    env.ok(&["branch", "-f", "main", "main~2"]);
     let snapshot_of_head = env.ok(&["snapshot", &head]);
-    let moved = env
-        .sg(&[
-            "restore",
-            &snapshot_of_head.trim()[7..19],
-            "--branch",
-            "main",
-        ])
-        .output()
-        .expect("run");
-    assert!(
-        moved.status.success(),
-        "{}",
-        crate::cli_util::stderr(&moved)
-    );
+    let note = restore(&[
+        "restore",
+        &snapshot_of_head.trim()[7..19],
+        "--branch",
+        "main",
+    ]);
     assert_eq!(node("main"), head);
-    assert_eq!(crate::cli_util::stderr(&moved), "", "a forward restore");
+    assert_eq!(note, "", "a forward restore");
     // An unrelated snapshot (of a new root): moved, with a note.
     env.commit("{\"n\":0}", "elsewhere", &["--branch", "other"]);
     let snapshot = env.ok(&["snapshot", "other"]);
-    let moved = env
-        .sg(&["restore", &snapshot.trim()[7..19], "--branch", "main"])
-        .output()
-        .expect("run");
-    assert!(
-        moved.status.success(),
-        "{}",
-        crate::cli_util::stderr(&moved)
-    );
+    let note = restore(&["restore", &snapshot.trim()[7..19], "--branch", "main"]);
     assert_eq!(node("main"), node("other"));
-    let note = crate::cli_util::stderr(&moved);
     assert!(
         note.contains("is not in the history of main") && note.contains(&head[7..19]),
         "{note}"
