@@ -231,19 +231,23 @@ fn contender(f: &mut impl FnMut() -> Res<f64>) -> &mut dyn FnMut() -> Res<f64> {
 }
 
 /// [`measure_interleaved`] over the contenders that are present; an absent one gets `None`.
-fn measure_present(runs: usize, contenders: Vec<Contender<'_>>) -> Res<Vec<Option<Stat>>> {
-    let present = contenders.iter().filter(|c| c.is_some()).count();
-    let mut list: Vec<&mut dyn FnMut() -> Res<f64>> = Vec::with_capacity(present);
-    let mut which = Vec::with_capacity(contenders.len());
-    for c in contenders {
-        which.push(c.is_some());
-        list.extend(c);
-    }
+fn measure_present<const N: usize>(
+    runs: usize,
+    contenders: [Contender<'_>; N],
+) -> Res<[Option<Stat>; N]> {
+    let which = contenders.each_ref().map(Option::is_some);
+    let mut list: Vec<&mut dyn FnMut() -> Res<f64>> = contenders.into_iter().flatten().collect();
     let mut stats = measure_interleaved(runs, &mut list)?.into_iter();
-    Ok(which
-        .into_iter()
-        .map(|p| if p { stats.next() } else { None })
-        .collect())
+    Ok(which.map(|present| if present { stats.next() } else { None }))
+}
+
+/// Reads `picks` one by one with `read`; the time per read in µs.
+fn per_lookup(picks: &[usize], mut read: impl FnMut(usize) -> Res<()>) -> Res<f64> {
+    let start = Instant::now();
+    for &i in picks {
+        read(i)?;
+    }
+    Ok(start.elapsed().as_secs_f64() * 1e6 / picks.len() as f64)
 }
 
 fn group_digits(n: u64) -> String {
@@ -1588,60 +1592,53 @@ impl Bench {
         let snap_picks: Vec<usize> = (0..ops)
             .map(|_| (splitmix(&mut seed) % built.snapshots.len() as u64) as usize)
             .collect();
-        let per_op = |elapsed: Duration| elapsed.as_secs_f64() * 1e6 / ops as f64;
 
         // get_state and load_snapshot, each contender's runs interleaved with the others'.
         let conn = raw_reader(path)?;
         let mut cat = shas.map(|_| CatFile::start(repo)).transpose()?;
         let snaps = &built.snapshots;
         let mut sg_get = || {
-            let start = Instant::now();
-            for &i in &picks {
+            per_lookup(&picks, |i| {
                 black_box(store.get_state(&built.data_refs[i])?);
-            }
-            Ok(per_op(start.elapsed()))
+                Ok(())
+            })
         };
         let mut mem_get = mem.map(|(m, b)| {
             let picks = &picks;
             move || {
-                let start = Instant::now();
-                for &i in picks {
+                per_lookup(picks, |i| {
                     black_box(m.get_state(&b.data_refs[i])?);
-                }
-                Ok(per_op(start.elapsed()))
+                    Ok(())
+                })
             }
         });
         let mut raw_get = || {
-            let start = Instant::now();
-            for &i in &picks {
+            per_lookup(&picks, |i| {
                 let bytes: Vec<u8> = conn
                     .prepare_cached(RAW_GET_STATE)?
                     .query_row([&built.data_refs[i].as_bytes()[..]], |r| r.get(0))?;
                 black_box(bytes);
-            }
-            Ok(per_op(start.elapsed()))
+                Ok(())
+            })
         };
         let mut git_get = cat.as_mut().zip(shas).map(|(cat, shas)| {
             let picks = &picks;
             move || {
-                let start = Instant::now();
-                for &i in picks {
+                per_lookup(picks, |i| {
                     black_box(cat.read(&shas[2 * i + 1])?);
-                }
-                Ok(per_op(start.elapsed()))
+                    Ok(())
+                })
             }
         });
         let [sg, mem_get, raw, git_get]: [Option<Stat>; 4] = measure_present(
             runs,
-            vec![
+            [
                 Some(&mut sg_get),
                 mem_get.as_mut().map(contender),
                 Some(&mut raw_get),
                 git_get.as_mut().map(contender),
             ],
-        )?
-        .try_into()
-        .map_err(|_| "four contenders")?;
+        )?;
         let mut row = Row::new(
             format!("get_state 256 B, random among {}", count_name(n)),
             "µs/op",
@@ -1656,54 +1653,48 @@ impl Bench {
         self.rows.push(row);
 
         let mut sg_load = || {
-            let start = Instant::now();
-            for &k in &snap_picks {
+            per_lookup(&snap_picks, |k| {
                 black_box(store.load_snapshot(&snaps[k].1)?);
-            }
-            Ok(per_op(start.elapsed()))
+                Ok(())
+            })
         };
         let mut mem_load = mem.map(|(m, b)| {
             let snap_picks = &snap_picks;
             move || {
-                let start = Instant::now();
-                for &k in snap_picks {
+                per_lookup(snap_picks, |k| {
                     black_box(m.load_snapshot(&b.snapshots[k].1)?);
-                }
-                Ok(per_op(start.elapsed()))
+                    Ok(())
+                })
             }
         });
         let mut raw_load = || {
-            let start = Instant::now();
-            for &k in &snap_picks {
+            per_lookup(&snap_picks, |k| {
                 let row: (Vec<u8>, Vec<u8>) = conn
                     .prepare_cached(RAW_LOAD_SNAPSHOT)?
                     .query_row([&snaps[k].1.as_bytes()[..]], |r| Ok((r.get(0)?, r.get(1)?)))?;
                 black_box(row);
-            }
-            Ok(per_op(start.elapsed()))
+                Ok(())
+            })
         };
         let mut git_load = cat.as_mut().zip(shas).map(|(cat, shas)| {
             let snap_picks = &snap_picks;
             move || {
-                let start = Instant::now();
-                for &k in snap_picks {
+                per_lookup(snap_picks, |k| {
                     let node = snaps[k].0;
                     black_box(cat.read(&format!("{}:state", shas[2 * node + 2]))?);
-                }
-                Ok(per_op(start.elapsed()))
+                    Ok(())
+                })
             }
         });
         let [sg, mem_load, raw, git_load]: [Option<Stat>; 4] = measure_present(
             runs,
-            vec![
+            [
                 Some(&mut sg_load),
                 mem_load.as_mut().map(contender),
                 Some(&mut raw_load),
                 git_load.as_mut().map(contender),
             ],
-        )?
-        .try_into()
-        .map_err(|_| "four contenders")?;
+        )?;
         if let Some(cat) = cat {
             cat.finish()?;
         }
@@ -1843,7 +1834,7 @@ impl Bench {
         let mut mem_base = mem.map(|(m, b)| move || mbase(m, b));
         let stats = measure_present(
             runs,
-            vec![
+            [
                 Some(&mut sg_anc),
                 mem_anc.as_mut().map(contender),
                 Some(&mut raw_anc),
@@ -1963,16 +1954,14 @@ impl Bench {
         });
         let [sg, mem_log, raw, count_t, list_t]: [Option<Stat>; 5] = measure_present(
             runs,
-            vec![
+            [
                 Some(&mut sg_log),
                 mem_log.as_mut().map(contender),
                 Some(&mut raw_log),
                 git_count.as_mut().map(contender),
                 git_list.as_mut().map(contender),
             ],
-        )?
-        .try_into()
-        .map_err(|_| "five contenders")?;
+        )?;
         let (sg, raw) = (
             sg.ok_or("no stategraph figure")?,
             raw.ok_or("no raw figure")?,
