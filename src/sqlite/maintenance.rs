@@ -224,15 +224,7 @@ fn sweep(conn: &Connection, progress: &mut dyn FnMut(VerifyProgress)) -> Result<
                 .problems
                 .push(format!("snapshot {id}: not the snapshot id of node {node}"));
         }
-        match readable_node(conn, &node)? {
-            Some(true) => {}
-            Some(false) => report
-                .problems
-                .push(format!("snapshot {id}: its node {node} is missing")),
-            None => report
-                .problems
-                .push(format!("snapshot {id}: its node {node} cannot be read")),
-        }
+        check_target(conn, &format!("snapshot {id}"), &node, &mut report)?;
         report.snapshots += 1;
         tick(VerifyPhase::Pointers, report.snapshots, total);
     }
@@ -245,38 +237,21 @@ fn sweep(conn: &Connection, progress: &mut dyn FnMut(VerifyProgress)) -> Result<
         .and_then(Iterator::collect)
         .map_err(&ctx)?;
     for (name, kind, target) in refs {
-        use rusqlite::types::Value;
-        let name = match (kind.as_str(), name.map(String::from_utf8)) {
-            ("text", Some(Ok(name))) => Value::Text(name),
-            ("text", Some(Err(bytes))) => {
-                report.problems.push(format!(
-                    "ref {}: its name is not UTF-8",
-                    String::from_utf8_lossy(bytes.as_bytes())
-                ));
-                report.refs += 1;
-                continue;
-            }
-            _ => Value::Null,
+        let target = match target {
+            rusqlite::types::Value::Blob(b) => StateNodeId::from_slice(&b),
+            _ => None,
         };
-        match (name, target) {
-            (Value::Text(name), Value::Blob(target)) => match StateNodeId::from_slice(&target) {
-                Some(target) => match readable_node(conn, &target)? {
-                    Some(true) => {}
-                    Some(false) => report
-                        .problems
-                        .push(format!("ref {name}: its node {target} is missing")),
-                    None => report
-                        .problems
-                        .push(format!("ref {name}: its node {target} cannot be read")),
-                },
-                None => report
-                    .problems
-                    .push(format!("ref {name}: its target is not a node id")),
-            },
-            (Value::Text(name), _) => report
+        match (ref_name(name, &kind), target) {
+            (Ok(name), Some(target)) => {
+                check_target(conn, &format!("ref {name}"), &target, &mut report)?;
+            }
+            (Ok(name), None) => report
                 .problems
                 .push(format!("ref {name}: its target is not a node id")),
-            _ => report
+            (Err(Some(lossy)), _) => report
+                .problems
+                .push(format!("ref {lossy}: its name is not UTF-8")),
+            (Err(None), _) => report
                 .problems
                 .push("a ref row has a name that is not text".to_owned()),
         }
@@ -287,6 +262,36 @@ fn sweep(conn: &Connection, progress: &mut dyn FnMut(VerifyProgress)) -> Result<
     check_state_refs(conn, &mut report)?;
     check_child_edges(conn, links, &mut report)?;
     Ok(report)
+}
+
+/// A ref name read as `CAST(name AS BLOB), typeof(name)` (so that text which is not UTF-8
+/// is reported rather than failing the sweep): the name, or `Err(Some(lossy))` for text that
+/// is not UTF-8, `Err(None)` for a value that is not text.
+fn ref_name(bytes: Option<Vec<u8>>, kind: &str) -> std::result::Result<String, Option<String>> {
+    match (kind, bytes.map(String::from_utf8)) {
+        ("text", Some(Ok(name))) => Ok(name),
+        ("text", Some(Err(e))) => Err(Some(String::from_utf8_lossy(e.as_bytes()).into_owned())),
+        _ => Err(None),
+    }
+}
+
+/// Reports `who`'s node if it is missing or does not decode.
+fn check_target(
+    conn: &Connection,
+    who: &str,
+    node: &StateNodeId,
+    report: &mut VerifyReport,
+) -> Result<()> {
+    match readable_node(conn, node)? {
+        Some(true) => {}
+        Some(false) => report
+            .problems
+            .push(format!("{who}: its node {node} is missing")),
+        None => report
+            .problems
+            .push(format!("{who}: its node {node} cannot be read")),
+    }
+    Ok(())
 }
 
 /// Every ref log entry decodes (the log is how a bad ref move is undone).
@@ -300,16 +305,15 @@ fn check_ref_logs(conn: &Connection, report: &mut VerifyReport) -> Result<()> {
         .and_then(Iterator::collect)
         .map_err(&ctx)?;
     for (name, kind) in names {
-        let name = match (kind.as_str(), name.map(String::from_utf8)) {
-            ("text", Some(Ok(name))) => name,
-            ("text", Some(Err(bytes))) => {
-                report.problems.push(format!(
-                    "ref log of {}: its name is not UTF-8",
-                    String::from_utf8_lossy(bytes.as_bytes())
-                ));
+        let name = match ref_name(name, &kind) {
+            Ok(name) => name,
+            Err(Some(lossy)) => {
+                report
+                    .problems
+                    .push(format!("ref log of {lossy}: its name is not UTF-8"));
                 continue;
             }
-            _ => {
+            Err(None) => {
                 report
                     .problems
                     .push("a ref log entry has a name that is not text".to_owned());
