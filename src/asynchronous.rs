@@ -530,26 +530,26 @@ mod tests {
                 .max_blocking_threads(1)
                 .build()
                 .unwrap();
+            // Reads each node's state while walking; how many nodes it read.
+            let read_all = |options: LogOptions| {
+                let store = store.clone();
+                async move {
+                    let mut stream = AsyncStateStore::log(&store, options);
+                    let mut read = 0;
+                    while let Some(node) = stream.next().await {
+                        let node = node.unwrap();
+                        AsyncStateStore::get_state(&store, &node.data_ref)
+                            .await
+                            .unwrap();
+                        read += 1;
+                    }
+                    read
+                }
+            };
             let read = runtime.block_on(async {
-                let mut stream = AsyncStateStore::log(&store, LogOptions::new().from(head));
-                let mut read = 0;
-                while let Some(node) = stream.next().await {
-                    let node = node.unwrap();
-                    AsyncStateStore::get_state(&store, &node.data_ref)
-                        .await
-                        .unwrap();
-                    read += 1;
-                }
+                let long = read_all(LogOptions::new().from(head)).await;
                 // A short walk runs on the pool itself, and frees it as it ends.
-                let mut short = AsyncStateStore::log(&store, LogOptions::new().from(head).limit(5));
-                while let Some(node) = short.next().await {
-                    let node = node.unwrap();
-                    AsyncStateStore::get_state(&store, &node.data_ref)
-                        .await
-                        .unwrap();
-                    read += 1;
-                }
-                read
+                long + read_all(LogOptions::new().from(head).limit(5)).await
             });
             assert_eq!(read, 605);
         });
@@ -573,21 +573,8 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn works_on_a_current_thread_runtime_and_stops_walks_early() {
         let store = InMemoryStateStore::new();
-        let mut head = None;
-        for i in 0..2000u32 {
-            let data =
-                StateStore::put_state(&store, StateData::new(i.to_be_bytes().to_vec())).unwrap();
-            head = Some(
-                StateStore::commit_node(
-                    &store,
-                    head.into_iter().collect(),
-                    data,
-                    StateMetadata::now(None),
-                )
-                .unwrap(),
-            );
-        }
-        let mut stream = AsyncStateStore::log(&store, LogOptions::new().from(head.unwrap()));
+        let head = chain(&store, 2000);
+        let mut stream = AsyncStateStore::log(&store, LogOptions::new().from(head));
         assert!(stream.next().await.unwrap().is_ok());
         drop(stream); // the blocking walker notices and stops
         let data = AsyncStateStore::put_state(&store, StateData::new(vec![1]))
