@@ -552,31 +552,6 @@ fn verify_finds_damage_outside_the_node_rows() {
         "SQLite: ",
     );
     let d = Damaged::new();
-    verify_finds(
-        &d,
-        |d| {
-            d.damage(
-                "DELETE FROM node_children WHERE child = 3 AND parent = 1",
-                [],
-            )
-        },
-        &format!(
-            "node {}: the child index lacks its edge from parent {}",
-            d.merge, d.root
-        ),
-    );
-    let d = Damaged::new();
-    verify_finds(
-        &d,
-        |d| {
-            d.damage(
-                "INSERT INTO node_children (parent, child) VALUES (2, 1)",
-                [],
-            )
-        },
-        "the child index holds 3 edges where the nodes' parent lists have 2",
-    );
-    let d = Damaged::new();
     let unused = d
         .open()
         .put_state(StateData::new(b"stored, not committed yet".to_vec()))
@@ -591,40 +566,45 @@ fn verify_finds_damage_outside_the_node_rows() {
         },
         &format!("state {unused}: its bytes are missing"),
     );
-    let d = Damaged::new();
-    d.open().set_ref("main", None, &d.merge).expect("ref");
-    verify_finds(
-        &d,
-        |d| d.damage("UPDATE refs SET node_id = x'0102' WHERE name = 'main'", []),
-        "ref main: its target is not a node id",
-    );
-    let d = Damaged::new();
-    d.open().set_ref("main", None, &d.merge).expect("ref");
-    verify_finds(
-        &d,
-        |d| {
-            d.damage(
-                "UPDATE ref_log SET new_node = '32 characters of text, not an id' WHERE name = 'main'",
-                [],
-            )
-        },
-        "ref log of main: ",
-    );
-    // Names that are text but not UTF-8, in a ref and in a ref log.
-    let d = Damaged::new();
-    d.open().set_ref("main", None, &d.merge).expect("ref");
-    verify_finds(
-        &d,
-        |d| d.damage("UPDATE refs SET name = CAST(x'6d61ff6e' AS TEXT)", []),
-        "its name is not UTF-8",
-    );
-    let d = Damaged::new();
-    d.open().set_ref("main", None, &d.merge).expect("ref");
-    verify_finds(
-        &d,
-        |d| d.damage("UPDATE ref_log SET name = CAST(x'6d61ff6e' AS TEXT)", []),
-        "ref log of ma\u{fffd}n: its name is not UTF-8",
-    );
+    // Row edits, each on a fresh store with `main` at the merge (seqs: root 1, other 2,
+    // merge 3); names that are text but not UTF-8 included, in a ref and in a ref log.
+    let merge_lacks_its_edge = {
+        let d = Damaged::new();
+        format!(
+            "node {}: the child index lacks its edge from parent {}",
+            d.merge, d.root
+        )
+    };
+    for (sql, want) in [
+        (
+            "DELETE FROM node_children WHERE child = 3 AND parent = 1",
+            merge_lacks_its_edge.as_str(),
+        ),
+        (
+            "INSERT INTO node_children (parent, child) VALUES (2, 1)",
+            "the child index holds 3 edges where the nodes' parent lists have 2",
+        ),
+        (
+            "UPDATE refs SET node_id = x'0102' WHERE name = 'main'",
+            "ref main: its target is not a node id",
+        ),
+        (
+            "UPDATE ref_log SET new_node = '32 characters of text, not an id' WHERE name = 'main'",
+            "ref log of main: ",
+        ),
+        (
+            "UPDATE refs SET name = CAST(x'6d61ff6e' AS TEXT)",
+            "ref ma\u{fffd}n: its name is not UTF-8",
+        ),
+        (
+            "UPDATE ref_log SET name = CAST(x'6d61ff6e' AS TEXT)",
+            "ref log of ma\u{fffd}n: its name is not UTF-8",
+        ),
+    ] {
+        let d = Damaged::new();
+        d.open().set_ref("main", None, &d.merge).expect("ref");
+        verify_finds(&d, |d| d.damage(sql, []), want);
+    }
 }
 
 /// A node row that does not decode has child-index edges whose parent links cannot be read:
