@@ -328,12 +328,29 @@ fn async_writes_wait_for_a_lock_without_blocking_the_executor() {
     assert_node_readable(&store, &node);
 }
 
+/// The bound every WAL test holds the file to.
+const WAL_BOUND: u64 = 64 << 20;
+
+/// Prints the largest WAL size a test saw (`cargo test wal_stays_bounded -- --nocapture`
+/// shows it) and checks it: under [`WAL_BOUND`], and large enough that the test was watching
+/// the real file (a wrong path reads as size 0).
+fn assert_wal_peak(what: &str, max_wal: u64, wal: &std::path::Path) {
+    eprintln!(
+        "{what}: largest WAL {:.1} MiB",
+        max_wal as f64 / f64::from(1 << 20)
+    );
+    assert!(max_wal < WAL_BOUND, "the WAL grew to {max_wal} bytes");
+    assert!(
+        max_wal >= 1 << 20,
+        "the test never saw the WAL file ({wal:?})"
+    );
+}
+
 /// Under steady load (20,000 small commits with `Durability::Normal`) and a reader making
 /// short reads all along, the `-wal` file stays bounded: checkpoints keep up.
 #[test]
 fn wal_stays_bounded_under_steady_load() {
     const COMMITS: u32 = 20_000;
-    const BOUND: u64 = 64 << 20;
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("wal.db");
     let wal = dir.path().join("wal.db-wal");
@@ -386,7 +403,7 @@ fn wal_stays_bounded_under_steady_load() {
         if tick % 100 == 0 {
             max_wal = max_wal.max(wal_size());
             assert!(
-                max_wal < BOUND,
+                max_wal < WAL_BOUND,
                 "the WAL grew to {max_wal} bytes after {tick} commits"
             );
         }
@@ -394,15 +411,11 @@ fn wal_stays_bounded_under_steady_load() {
     max_wal = max_wal.max(wal_size());
     done.store(true, Ordering::Release);
     reader.join().expect("reader");
-    eprintln!(
-        "{COMMITS} commits, {} concurrent reads: largest WAL seen {max_wal} bytes ({:.1} MiB)",
-        reads.load(Ordering::Relaxed),
-        max_wal as f64 / f64::from(1 << 20)
-    );
-    assert!(max_wal < BOUND, "the WAL grew to {max_wal} bytes");
-    assert!(
-        max_wal >= 1 << 20,
-        "the test never saw the WAL file ({wal:?})"
+    let reads = reads.load(Ordering::Relaxed);
+    assert_wal_peak(
+        &format!("{COMMITS} commits, {reads} concurrent reads"),
+        max_wal,
+        &wal,
     );
     assert_chain_complete(&store, &head.expect("head"));
     drop(store);
@@ -419,7 +432,6 @@ fn wal_stays_bounded_under_steady_load() {
 fn wal_stays_bounded_under_overlapping_readers() {
     const COMMITS: u32 = 5_000;
     const READERS: u64 = 8;
-    const BOUND: u64 = 64 << 20;
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::create_dir(dir.path().join("real")).expect("mkdir");
     let path = dir.path().join("link.db");
@@ -477,14 +489,10 @@ fn wal_stays_bounded_under_overlapping_readers() {
     for reader in readers {
         reader.join().expect("reader");
     }
-    eprintln!(
-        "{COMMITS} commits, {READERS} readers: largest WAL {:.1} MiB",
-        max_wal as f64 / f64::from(1 << 20)
-    );
-    assert!(max_wal < BOUND, "the WAL grew to {max_wal} bytes");
-    assert!(
-        max_wal >= 1 << 20,
-        "the test never saw the WAL file ({wal:?})"
+    assert_wal_peak(
+        &format!("{COMMITS} commits, {READERS} readers"),
+        max_wal,
+        &wal,
     );
     // Without readers, the next restart cuts the file back to journal_size_limit (8 MiB).
     for tick in 0..2_000u32 {
@@ -508,7 +516,6 @@ fn wal_stays_bounded_under_overlapping_readers() {
 #[test]
 fn wal_stays_bounded_with_two_handles_writing() {
     const COMMITS: u32 = 2_500;
-    const BOUND: u64 = 64 << 20;
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("two.db");
     let wal = dir.path().join("two.db-wal");
@@ -561,14 +568,10 @@ fn wal_stays_bounded_with_two_handles_writing() {
         }
         watcher.join().expect("watcher")
     });
-    eprintln!(
-        "2 handles x {COMMITS} commits of 8 KiB: largest WAL {:.1} MiB",
-        max_wal as f64 / f64::from(1 << 20)
-    );
-    assert!(max_wal < BOUND, "the WAL grew to {max_wal} bytes");
-    assert!(
-        max_wal >= 1 << 20,
-        "the test never saw the WAL file ({wal:?})"
+    assert_wal_peak(
+        &format!("2 handles x {COMMITS} commits of 8 KiB"),
+        max_wal,
+        &wal,
     );
     drop(handles);
     assert_integrity(&path);
