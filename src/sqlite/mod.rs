@@ -456,7 +456,11 @@ impl SqliteStateStore {
                 ),
             });
         }
-        schema::check_tables(&reader, path, version)?;
+        // A writable open checked the tables before migrating (which creates any missing
+        // from later versions); a read-only open checks them here.
+        if read_only {
+            schema::check_tables(&reader, path, version)?;
+        }
         store.return_reader(reader);
         Ok(store)
     }
