@@ -241,13 +241,17 @@ fn measure_present<const N: usize>(
     Ok(which.map(|present| if present { stats.next() } else { None }))
 }
 
-/// Reads `picks` one by one with `read`; the time per read in µs.
-fn per_lookup(picks: &[usize], mut read: impl FnMut(usize) -> Res<()>) -> Res<f64> {
+/// Calls `f` on each item in turn; the time per call in µs.
+fn per_item(
+    items: impl ExactSizeIterator<Item = usize>,
+    mut f: impl FnMut(usize) -> Res<()>,
+) -> Res<f64> {
+    let n = items.len();
     let start = Instant::now();
-    for &i in picks {
-        read(i)?;
+    for i in items {
+        f(i)?;
     }
-    Ok(start.elapsed().as_secs_f64() * 1e6 / picks.len() as f64)
+    Ok(start.elapsed().as_secs_f64() * 1e6 / n as f64)
 }
 
 fn group_digits(n: u64) -> String {
@@ -1598,7 +1602,7 @@ impl Bench {
         let mut cat = shas.map(|_| CatFile::start(repo)).transpose()?;
         let snaps = &built.snapshots;
         let mut sg_get = || {
-            per_lookup(&picks, |i| {
+            per_item(picks.iter().copied(), |i| {
                 black_box(store.get_state(&built.data_refs[i])?);
                 Ok(())
             })
@@ -1606,14 +1610,14 @@ impl Bench {
         let mut mem_get = mem.map(|(m, b)| {
             let picks = &picks;
             move || {
-                per_lookup(picks, |i| {
+                per_item(picks.iter().copied(), |i| {
                     black_box(m.get_state(&b.data_refs[i])?);
                     Ok(())
                 })
             }
         });
         let mut raw_get = || {
-            per_lookup(&picks, |i| {
+            per_item(picks.iter().copied(), |i| {
                 let bytes: Vec<u8> = conn
                     .prepare_cached(RAW_GET_STATE)?
                     .query_row([&built.data_refs[i].as_bytes()[..]], |r| r.get(0))?;
@@ -1624,7 +1628,7 @@ impl Bench {
         let mut git_get = cat.as_mut().zip(shas).map(|(cat, shas)| {
             let picks = &picks;
             move || {
-                per_lookup(picks, |i| {
+                per_item(picks.iter().copied(), |i| {
                     black_box(cat.read(&shas[2 * i + 1])?);
                     Ok(())
                 })
@@ -1653,7 +1657,7 @@ impl Bench {
         self.rows.push(row);
 
         let mut sg_load = || {
-            per_lookup(&snap_picks, |k| {
+            per_item(snap_picks.iter().copied(), |k| {
                 black_box(store.load_snapshot(&snaps[k].1)?);
                 Ok(())
             })
@@ -1661,14 +1665,14 @@ impl Bench {
         let mut mem_load = mem.map(|(m, b)| {
             let snap_picks = &snap_picks;
             move || {
-                per_lookup(snap_picks, |k| {
+                per_item(snap_picks.iter().copied(), |k| {
                     black_box(m.load_snapshot(&b.snapshots[k].1)?);
                     Ok(())
                 })
             }
         });
         let mut raw_load = || {
-            per_lookup(&snap_picks, |k| {
+            per_item(snap_picks.iter().copied(), |k| {
                 let row: (Vec<u8>, Vec<u8>) = conn
                     .prepare_cached(RAW_LOAD_SNAPSHOT)?
                     .query_row([&snaps[k].1.as_bytes()[..]], |r| Ok((r.get(0)?, r.get(1)?)))?;
@@ -1679,7 +1683,7 @@ impl Bench {
         let mut git_load = cat.as_mut().zip(shas).map(|(cat, shas)| {
             let snap_picks = &snap_picks;
             move || {
-                per_lookup(snap_picks, |k| {
+                per_item(snap_picks.iter().copied(), |k| {
                     let node = snaps[k].0;
                     black_box(cat.read(&format!("{}:state", shas[2 * node + 2]))?);
                     Ok(())
@@ -1737,25 +1741,22 @@ impl Bench {
         let gops = self.cfg.git_ops;
         let n = spec.len();
         progress("is_ancestor / merge_base near the head");
-        let per = |elapsed: Duration, k: usize| elapsed.as_secs_f64() * 1e6 / k as f64;
         let (head, head10, side) = (spec.head, spec.head10, spec.side_tip);
         let is_anc = |s: &dyn StateStore, b: &Built| -> Res<f64> {
-            let start = Instant::now();
-            for _ in 0..ops {
+            per_item(0..ops, |_| {
                 if !s.is_ancestor(&b.ids[head10], &b.ids[head])? {
                     return Err("is_ancestor gave false".into());
                 }
-            }
-            Ok(per(start.elapsed(), ops))
+                Ok(())
+            })
         };
         let mbase = |s: &dyn StateStore, b: &Built| -> Res<f64> {
-            let start = Instant::now();
-            for _ in 0..ops {
+            per_item(0..ops, |_| {
                 if s.merge_base(&b.ids[side], &b.ids[head])? != Some(b.ids[head10]) {
                     return Err("merge_base gave the wrong node".into());
                 }
-            }
-            Ok(per(start.elapsed(), ops))
+                Ok(())
+            })
         };
         let mut rows = [
             Row::new(
@@ -1779,22 +1780,20 @@ impl Bench {
         let anc_sql = raw_is_ancestor_sql(max_parents);
         let (target, from) = (built.ids[head10], built.ids[head]);
         let mut raw_anc = || {
-            let start = Instant::now();
-            for _ in 0..ops {
+            per_item(0..ops, |_| {
                 let found: bool = conn
                     .prepare_cached(&anc_sql)?
                     .query_row([&from.as_bytes()[..], &target.as_bytes()[..]], |r| r.get(0))?;
                 if !found {
                     return Err("raw is_ancestor CTE gave false".into());
                 }
-            }
-            Ok(per(start.elapsed(), ops))
+                Ok(())
+            })
         };
         let sha = |i: usize| shas.map(|s| s[2 * i + 2].clone()).unwrap_or_default();
         let mut git_anc = shas.map(|_| {
             || {
-                let start = Instant::now();
-                for _ in 0..gops {
+                per_item(0..gops, |_| {
                     let (ok, _) = git_run(
                         git(repo).args(["merge-base", "--is-ancestor", &sha(head10), &sha(head)]),
                         false,
@@ -1802,30 +1801,28 @@ impl Bench {
                     if !ok {
                         return Err("git merge-base --is-ancestor said no".into());
                     }
-                }
-                Ok(per(start.elapsed(), gops))
+                    Ok(())
+                })
             }
         });
         let mut git_base = shas.map(|_| {
             || {
-                let start = Instant::now();
-                for _ in 0..gops {
+                per_item(0..gops, |_| {
                     let (_, out) =
                         git_run(git(repo).args(["merge-base", &sha(side), &sha(head)]), true)?;
                     if out != sha(head10) {
                         return Err(format!("git merge-base gave {out}").into());
                     }
-                }
-                Ok(per(start.elapsed(), gops))
+                    Ok(())
+                })
             }
         });
         let mut git_floor = shas.map(|_| {
             || {
-                let start = Instant::now();
-                for _ in 0..gops {
+                per_item(0..gops, |_| {
                     git_run(git(repo).arg("--version"), false)?;
-                }
-                Ok(per(start.elapsed(), gops))
+                    Ok(())
+                })
             }
         });
         let mut sg_anc = || is_anc(store, built);
