@@ -68,9 +68,10 @@ pub(crate) struct Writer {
     callers: AtomicUsize,
     /// How long the last `COMMIT` took, in nanoseconds (at most [`MAX_JOIN_WAIT`]).
     last_commit_ns: AtomicU64,
-    /// Requests committed (not those that failed inside a group), and the transactions that
-    /// committed them.
-    committed: [AtomicU64; 2],
+    /// Requests committed (not those that failed inside a group)...
+    committed_writes: AtomicU64,
+    /// ...and the transactions that committed them.
+    committed_transactions: AtomicU64,
     busy_timeout: Duration,
     /// The store's WAL file, whose size [`Writer::keep_wal_bounded`] watches.
     wal: PathBuf,
@@ -151,7 +152,8 @@ impl Writer {
             queue: Mutex::new(Vec::new()),
             callers: AtomicUsize::new(0),
             last_commit_ns: AtomicU64::new(0),
-            committed: [AtomicU64::new(0), AtomicU64::new(0)],
+            committed_writes: AtomicU64::new(0),
+            committed_transactions: AtomicU64::new(0),
             busy_timeout,
             wal,
             wal_watch: Mutex::new(WalWatch {
@@ -351,8 +353,8 @@ impl Writer {
     /// Write requests committed so far, and the transactions that committed them.
     pub(crate) fn committed(&self) -> (u64, u64) {
         (
-            self.committed[0].load(Ordering::Relaxed),
-            self.committed[1].load(Ordering::Relaxed),
+            self.committed_writes.load(Ordering::Relaxed),
+            self.committed_transactions.load(Ordering::Relaxed),
         )
     }
 
@@ -492,8 +494,9 @@ impl Writer {
         self.last_commit_ns
             .store(took.as_nanos() as u64, Ordering::Relaxed);
         let stored = results.iter().filter(|r| r.is_ok()).count();
-        self.committed[0].fetch_add(stored as u64, Ordering::Relaxed);
-        self.committed[1].fetch_add(1, Ordering::Relaxed);
+        self.committed_writes
+            .fetch_add(stored as u64, Ordering::Relaxed);
+        self.committed_transactions.fetch_add(1, Ordering::Relaxed);
         Ok(results)
     }
 }
