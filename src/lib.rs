@@ -62,7 +62,7 @@ pub use sqlite::{
 };
 pub use store::{Applied, GraphCursor, StateStore, Writes};
 
-/// The README's code blocks, compiled as doc tests so they cannot rot.
+/// The README's code blocks, run as doc tests so they cannot rot.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
