@@ -56,7 +56,8 @@ pub struct LogOptions {
 
 impl LogOptions {
     /// No starting points yet; add some with [`from`](Self::from) or
-    /// [`from_ref`](Self::from_ref).
+    /// [`from_ref`](Self::from_ref) (a walk without one is an
+    /// [`InvalidInput`](crate::StateStoreError::InvalidInput) error, not an empty history).
     pub fn new() -> Self {
         Self::default()
     }
@@ -167,6 +168,13 @@ fn resolve_tip(store: &(impl StateStore + ?Sized), tip: &Tip) -> Result<StateNod
 
 impl<'a> Log<'a> {
     pub(crate) fn new(store: &'a (impl StateStore + ?Sized), options: &LogOptions) -> Result<Self> {
+        if options.from.is_empty() {
+            // An empty walk would look like an empty history; say what is missing instead.
+            return Err(StateStoreError::InvalidInput {
+                what: "log options",
+                detail: "no starting point: add one with from(id) or from_ref(name)".into(),
+            });
+        }
         let from = options
             .from
             .iter()
