@@ -82,13 +82,22 @@ pub trait AsyncStateStore: Send + Sync {
     /// See [`StateStore::delete_snapshot`].
     fn delete_snapshot(&self, id: &SnapshotId) -> BoxFuture<'static, Result<()>>;
     /// See [`StateStore::set_ref_with_message`].
-    fn set_ref(
+    fn set_ref_with_message(
         &self,
         name: &str,
         expected: Option<&StateNodeId>,
         new: &StateNodeId,
         message: Option<&str>,
     ) -> BoxFuture<'static, Result<()>>;
+    /// See [`StateStore::set_ref`].
+    fn set_ref(
+        &self,
+        name: &str,
+        expected: Option<&StateNodeId>,
+        new: &StateNodeId,
+    ) -> BoxFuture<'static, Result<()>> {
+        self.set_ref_with_message(name, expected, new, None)
+    }
     /// See [`StateStore::get_ref`].
     fn get_ref(&self, name: &str) -> BoxFuture<'static, Result<Option<StateNodeId>>>;
     /// See [`StateStore::delete_ref`].
@@ -97,6 +106,12 @@ pub trait AsyncStateStore: Send + Sync {
     fn list_refs(&self, prefix: &str) -> BoxFuture<'static, Result<Vec<Ref>>>;
     /// See [`StateStore::ref_log`].
     fn ref_log(&self, name: &str) -> BoxFuture<'static, Result<Vec<RefLogEntry>>>;
+    /// See [`StateStore::ref_log_tail`].
+    fn ref_log_tail(
+        &self,
+        name: &str,
+        limit: usize,
+    ) -> BoxFuture<'static, Result<Vec<RefLogEntry>>>;
     /// See [`History::restore`].
     fn restore(
         &self,
@@ -260,7 +275,7 @@ impl<S: Blocking> AsyncStateStore for S {
         self.call(move |s| StateStore::delete_snapshot(s, &id))
     }
 
-    fn set_ref(
+    fn set_ref_with_message(
         &self,
         name: &str,
         expected: Option<&StateNodeId>,
@@ -292,6 +307,15 @@ impl<S: Blocking> AsyncStateStore for S {
     fn ref_log(&self, name: &str) -> BoxFuture<'static, Result<Vec<RefLogEntry>>> {
         let name = name.to_owned();
         self.call(move |s| StateStore::ref_log(s, &name))
+    }
+
+    fn ref_log_tail(
+        &self,
+        name: &str,
+        limit: usize,
+    ) -> BoxFuture<'static, Result<Vec<RefLogEntry>>> {
+        let name = name.to_owned();
+        self.call(move |s| StateStore::ref_log_tail(s, &name, limit))
     }
 
     fn restore(
@@ -411,7 +435,7 @@ mod tests {
                 }
                 let head = head.expect("25 ticks");
                 store
-                    .set_ref(&format!("agents/{task}"), None, &head, None)
+                    .set_ref(&format!("agents/{task}"), None, &head)
                     .await?;
                 Ok::<_, StateStoreError>(head)
             }));

@@ -456,6 +456,13 @@ impl StateStore for InMemoryStateStore {
         Ok(self.read().ref_log.get(name).cloned().unwrap_or_default())
     }
 
+    fn ref_log_tail(&self, name: &str, limit: usize) -> Result<Vec<RefLogEntry>> {
+        validate_ref_name(name)?;
+        let inner = self.read();
+        let log = inner.ref_log.get(name).map_or(&[][..], Vec::as_slice);
+        Ok(log[log.len().saturating_sub(limit)..].to_vec())
+    }
+
     fn nodes_with_prefix(&self, prefix: &IdPrefix, limit: usize) -> Result<Vec<StateNodeId>> {
         let inner = self.read();
         let (low, _) = prefix.range();

@@ -208,6 +208,20 @@ pub trait StateStore: Send + Sync {
     /// [`StateStoreError::InvalidRefName`]; backend errors.
     fn ref_log(&self, name: &str) -> Result<Vec<RefLogEntry>>;
 
+    /// The newest `limit` moves of the ref `name`, oldest first: the end of
+    /// [`ref_log`](Self::ref_log), read without the rest of it. A ref moved every tick has
+    /// a log as long as its history; undoing the last move needs one entry.
+    ///
+    /// # Errors
+    /// As [`ref_log`](Self::ref_log).
+    fn ref_log_tail(&self, name: &str, limit: usize) -> Result<Vec<RefLogEntry>> {
+        // For other implementations: correct, but reads the whole log. Both backends here
+        // read only the tail.
+        let mut log = self.ref_log(name)?;
+        log.drain(..log.len().saturating_sub(limit));
+        Ok(log)
+    }
+
     /// Up to `limit` node ids that start with `prefix`, in id order.
     ///
     /// # Errors

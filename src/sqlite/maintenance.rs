@@ -320,7 +320,7 @@ fn check_ref_logs(conn: &Connection, report: &mut VerifyReport) -> Result<()> {
                 continue;
             }
         };
-        match ops::ref_log(conn, &name) {
+        match ops::ref_log(conn, &name, None) {
             Ok(_) => {}
             Err(e) if e.is_corrupt() || matches!(e, crate::StateStoreError::Backend(_)) => {
                 report.problems.push(format!("ref log of {name}: {e}"));

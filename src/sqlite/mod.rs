@@ -589,7 +589,12 @@ impl StateStore for SqliteStateStore {
 
     fn ref_log(&self, name: &str) -> Result<Vec<RefLogEntry>> {
         validate_ref_name(name)?;
-        self.read(|conn| ops::ref_log(conn, name))
+        self.read(|conn| ops::ref_log(conn, name, None))
+    }
+
+    fn ref_log_tail(&self, name: &str, limit: usize) -> Result<Vec<RefLogEntry>> {
+        validate_ref_name(name)?;
+        self.read(|conn| ops::ref_log(conn, name, Some(limit)))
     }
 
     fn nodes_with_prefix(&self, prefix: &IdPrefix, limit: usize) -> Result<Vec<StateNodeId>> {

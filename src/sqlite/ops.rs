@@ -846,17 +846,24 @@ pub(crate) fn list_refs(conn: &Connection, prefix: &str) -> Result<Vec<Ref>> {
     Ok(out)
 }
 
-/// A ref's moves, oldest first.
-pub(crate) fn ref_log(conn: &Connection, name: &str) -> Result<Vec<RefLogEntry>> {
+/// A ref's moves, oldest first: all of them, or the newest `limit`.
+pub(crate) fn ref_log(
+    conn: &Connection,
+    name: &str,
+    limit: Option<usize>,
+) -> Result<Vec<RefLogEntry>> {
     let ctx = sql_error("reading a ref log");
+    // Newest first, so that a limit reads only the entries it keeps (`ref_log_by_name` serves
+    // both directions); reversed below. SQLite reads a negative limit as none.
+    let limit = limit.map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX));
     let mut stmt = conn
         .prepare_cached(
             "SELECT old_node, new_node, created_s, created_ns, message FROM ref_log
-             WHERE name = ?1 ORDER BY seq",
+             WHERE name = ?1 ORDER BY seq DESC LIMIT ?2",
         )
         .map_err(&ctx)?;
     let rows = stmt
-        .query_map([name], |r| {
+        .query_map(rusqlite::params![name, limit], |r| {
             Ok((
                 r.get::<_, Option<Vec<u8>>>(0)?,
                 r.get::<_, Option<Vec<u8>>>(1)?,
@@ -870,16 +877,19 @@ pub(crate) fn ref_log(conn: &Connection, name: &str) -> Result<Vec<RefLogEntry>>
         b.map(|b| Ok(StateNodeId::from_bytes(blob32("ref log entry", &b)?)))
             .transpose()
     };
-    rows.map(|r| {
-        let (old, new, s, ns, message) = r.map_err(&ctx)?;
-        Ok(RefLogEntry {
-            old: id(old)?,
-            new: id(new)?,
-            at: codec::join_time(s, ns)?,
-            message,
+    let mut log = rows
+        .map(|r| {
+            let (old, new, s, ns, message) = r.map_err(&ctx)?;
+            Ok(RefLogEntry {
+                old: id(old)?,
+                new: id(new)?,
+                at: codec::join_time(s, ns)?,
+                message,
+            })
         })
-    })
-    .collect()
+        .collect::<Result<Vec<_>>>()?;
+    log.reverse();
+    Ok(log)
 }
 
 /// Up to `limit` node ids starting with `prefix`, in id order.

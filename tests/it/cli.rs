@@ -508,6 +508,24 @@ fn ref_changes_are_compare_and_swap() {
         lines[4].starts_with("<id> side@{4}: branch: created from main"),
         "{reflog}"
     );
+    // -n: the newest moves only, numbered as in the whole log; 0 shows nothing, even for a
+    // deleted ref (whose log still exists).
+    let newest = redact(&env.ok(&["reflog", "-n", "2", "side"]));
+    assert_eq!(newest.lines().collect::<Vec<_>>(), lines[..2], "{newest}");
+    assert_eq!(env.ok(&["reflog", "-n", "0", "side"]), "");
+    let json: serde_json::Value =
+        serde_json::from_str(&env.ok(&["reflog", "--max-count", "1", "side", "--json"])).unwrap();
+    assert_eq!(json.as_array().map(Vec::len), Some(1), "{json}");
+    assert_eq!(
+        json[0]["new"],
+        serde_json::Value::Null,
+        "the deletion: {json}"
+    );
+    let out = env
+        .sg(&["reflog", "-n", "0", "never"])
+        .output()
+        .expect("run");
+    assert!(assert_error(&out).contains("never"));
 }
 
 #[test]

@@ -601,7 +601,10 @@ fn empty_store(store: &dyn StateStore) {
     is_invalid_input(store.merge_bases(&[]), "no merge base inputs");
     // No starting point is a mistake to report, not an empty history.
     is_invalid_input(store.log(&LogOptions::new()), "log without a start");
-    is_invalid_input(store.log(&LogOptions::new().exclude(g)), "log of exclusions only");
+    is_invalid_input(
+        store.log(&LogOptions::new().exclude(g)),
+        "log of exclusions only",
+    );
     is_invalid_input(store.to_graph(&LogOptions::new()), "graph without a start");
     for text in [
         "main",

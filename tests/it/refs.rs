@@ -314,6 +314,24 @@ fn ref_log_records_every_move_and_survives_deletion(store: &dyn StateStore) {
     assert_eq!(store.ref_log("side").unwrap().len(), 1);
     assert!(store.ref_log("never").unwrap().is_empty());
 
+    // The tail: the newest entries of the same log, oldest first; a limit past the length
+    // gives it all.
+    for limit in 0..=log.len() + 2 {
+        let tail = store.ref_log_tail("main", limit).unwrap();
+        assert_eq!(
+            tail,
+            log[log.len().saturating_sub(limit)..],
+            "limit {limit}"
+        );
+    }
+    assert_eq!(store.ref_log_tail("main", usize::MAX).unwrap(), log);
+    assert_eq!(store.ref_log_tail("side", 3).unwrap().len(), 1);
+    assert!(store.ref_log_tail("never", 3).unwrap().is_empty());
+    assert!(matches!(
+        store.ref_log_tail("bad..name", 1),
+        Err(StateStoreError::InvalidRefName { .. })
+    ));
+
     // Bring the deleted ref back to where it was when deleted, from its log.
     let last = log.last().unwrap();
     assert_eq!(store.get_ref("main").unwrap(), None);

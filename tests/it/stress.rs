@@ -97,7 +97,7 @@ async fn async_chain(
             .await
             .expect("async commit_node");
         store
-            .set_ref(&name, chain.last(), &id, None)
+            .set_ref(&name, chain.last(), &id)
             .await
             .expect("async set_ref on a ref nobody else moves");
         if tick == 0 {

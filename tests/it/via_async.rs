@@ -100,13 +100,18 @@ impl<S: AsyncStateStore + StateStore> StateStore for ViaAsync<S> {
         new: &StateNodeId,
         message: Option<&str>,
     ) -> Result<()> {
-        self.runtime.block_on(AsyncStateStore::set_ref(
+        self.runtime.block_on(AsyncStateStore::set_ref_with_message(
             &self.inner,
             name,
             expected,
             new,
             message,
         ))
+    }
+
+    fn set_ref(&self, name: &str, expected: Option<&StateNodeId>, new: &StateNodeId) -> Result<()> {
+        self.runtime
+            .block_on(AsyncStateStore::set_ref(&self.inner, name, expected, new))
     }
 
     fn get_ref(&self, name: &str) -> Result<Option<StateNodeId>> {
@@ -127,6 +132,11 @@ impl<S: AsyncStateStore + StateStore> StateStore for ViaAsync<S> {
     fn ref_log(&self, name: &str) -> Result<Vec<RefLogEntry>> {
         self.runtime
             .block_on(AsyncStateStore::ref_log(&self.inner, name))
+    }
+
+    fn ref_log_tail(&self, name: &str, limit: usize) -> Result<Vec<RefLogEntry>> {
+        self.runtime
+            .block_on(AsyncStateStore::ref_log_tail(&self.inner, name, limit))
     }
 
     fn nodes_with_prefix(&self, prefix: &IdPrefix, limit: usize) -> Result<Vec<StateNodeId>> {

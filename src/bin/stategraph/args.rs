@@ -215,6 +215,7 @@ was created/deleted).
 
 Examples:
   stategraph reflog main
+  stategraph reflog -n 5 main
   stategraph reflog tags/v1 --json")]
     Reflog(ReflogArgs),
 
@@ -389,6 +390,9 @@ pub struct RefArgs {
 pub struct ReflogArgs {
     /// The full ref name, e.g. main or tags/v1
     pub name: String,
+    /// Show only the newest N moves
+    #[arg(short = 'n', long = "max-count", value_name = "N")]
+    pub limit: Option<usize>,
     /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,

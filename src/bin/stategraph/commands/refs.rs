@@ -275,8 +275,15 @@ struct RefLogJson {
 pub fn reflog(ctx: &Ctx, args: &ReflogArgs) -> CliResult {
     let store = ctx.open_read()?;
     let name = &args.name;
-    let entries = store.ref_log(name)?;
-    if entries.is_empty() && store.get_ref(name)?.is_none() {
+    let entries = match args.limit {
+        Some(n) => store.ref_log_tail(name, n)?,
+        None => store.ref_log(name)?,
+    };
+    // No entries to show is an error only for a ref that never existed (not for `-n 0`).
+    if entries.is_empty()
+        && store.get_ref(name)?.is_none()
+        && store.ref_log_tail(name, 1)?.is_empty()
+    {
         return Err(explain(
             &store,
             StateStoreError::MissingRef { name: name.clone() },
