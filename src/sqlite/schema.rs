@@ -140,6 +140,21 @@ pub(crate) fn inspect_file(path: &Path) -> Result<FileState> {
         };
         return Err(not_a_store(path, detail));
     }
+    // SQLite's file format versions (1 rollback journal, 2 WAL). SQLite opens a file with a
+    // larger write version read-only, so every write would fail as "attempt to write a
+    // readonly database", which reads like a permission problem; a larger read version it
+    // calls "not a database".
+    let (write_version, read_version) = (header[18], header[19]);
+    if write_version > 2 || read_version > 2 {
+        return Err(StateStoreError::corrupt(
+            format!("store file {}", path.display()),
+            format!(
+                "its SQLite header records file format versions {write_version} (write) and \
+                 {read_version} (read), and SQLite knows 1 and 2: the header is damaged, or a \
+                 newer SQLite wrote the file"
+            ),
+        ));
+    }
     // The "in-header database size" is valid when the version-valid-for number matches the
     // change counter; a file shorter than that has lost pages.
     let page_size = match u16::from_be_bytes([header[16], header[17]]) {

@@ -260,6 +260,27 @@ fn refuses_a_store_truncated_to_50_bytes() {
     assert_refused(&path, |e| is_not_a_store(e) || e.is_corrupt());
 }
 
+/// SQLite's file format version bytes past 2: SQLite itself opens such a file read-only
+/// (byte 18) or not at all (byte 19); either way the store says its header is damaged.
+#[test]
+fn refuses_a_store_with_an_unknown_sqlite_file_format_version() {
+    for offset in [18, 19] {
+        let (_dir, path) = scratch("store.db");
+        make_store(&path, 3);
+        let mut bytes = std::fs::read(&path).expect("read");
+        assert!(
+            (1..=2).contains(&bytes[offset]),
+            "setup: byte {offset} is {}",
+            bytes[offset]
+        );
+        bytes[offset] = 3;
+        std::fs::write(&path, bytes).expect("write");
+        assert_refused(&path, |e| {
+            e.is_corrupt() && e.to_string().contains("file format versions")
+        });
+    }
+}
+
 /// A store file cut to nothing beside a log that still holds commits (what `: > store.db`
 /// does while a writer's log is pending). SQLite deletes the log of an empty database as
 /// stale, so any open would have discarded the commits in it.
