@@ -91,14 +91,17 @@ pub trait History: StateStore {
     }
 
     /// Turns what a person types into a node id: a ref name, a full id (`blake3:…` or bare
-    /// hex), or a unique prefix of at least 4 hex digits, optionally followed by git's
-    /// `~N` (N-th first-parent ancestor) and `^N` (N-th parent) suffixes, e.g. `main~2^2`.
+    /// hex), a unique prefix of at least 4 hex digits, or git's `NAME@{N}` (where the ref
+    /// `NAME` pointed N moves ago, from its ref log: `main@{0}` is where it points now,
+    /// `main@{1}` where it was before its last move), optionally followed by git's `~N`
+    /// (N-th first-parent ancestor) and `^N` (N-th parent) suffixes, e.g. `main~2^2`.
     ///
     /// # Errors
     /// [`StateStoreError::UnknownRevision`] when nothing matches,
     /// [`StateStoreError::MissingNode`] for a well-formed full id that is not stored,
     /// [`StateStoreError::AmbiguousId`] listing candidates for an ambiguous prefix,
-    /// [`StateStoreError::InvalidInput`] for a suffix that walks past a root.
+    /// [`StateStoreError::InvalidInput`] for a suffix that walks past a root, or a
+    /// `NAME@{N}` past the start of the ref log or at a move that deleted the ref.
     fn resolve(&self, text: &str) -> Result<StateNodeId> {
         resolve(self, text)
     }
@@ -278,12 +281,58 @@ fn resolve(store: &(impl StateStore + ?Sized), text: &str) -> Result<StateNodeId
     Ok(id)
 }
 
+/// `NAME@{N}`: where the ref `name` pointed `moves` moves ago, read from the end of its log.
+fn ref_log_position(
+    store: &(impl StateStore + ?Sized),
+    name: &str,
+    moves: &str,
+    text: &str,
+) -> Result<StateNodeId> {
+    let invalid =
+        |detail: String| StateStoreError::invalid("revision", format!("{text:?}: {detail}"));
+    if moves.is_empty() || !moves.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(invalid(format!(
+            "expected a number of moves in NAME@{{N}}, found {moves:?}"
+        )));
+    }
+    let n: usize = moves
+        .parse()
+        .map_err(|_| invalid(format!("{moves} is too large")))?;
+    if validate_ref_name(name).is_err() {
+        return Err(StateStoreError::UnknownRevision {
+            text: text.to_owned(),
+        });
+    }
+    let log = store.ref_log_tail(name, n.saturating_add(1))?;
+    if log.is_empty() {
+        return Err(StateStoreError::UnknownRevision {
+            text: text.to_owned(),
+        });
+    }
+    if log.len() <= n {
+        return Err(invalid(format!(
+            "the ref log of {name} has {} move(s); {name}@{{{}}} is the oldest",
+            log.len(),
+            log.len() - 1
+        )));
+    }
+    log[log.len() - 1 - n].new.ok_or_else(|| {
+        invalid(format!(
+            "that move deleted {name}; {name}@{{{}}} is where it pointed before",
+            n + 1
+        ))
+    })
+}
+
 fn resolve_base(store: &(impl StateStore + ?Sized), base: &str, text: &str) -> Result<StateNodeId> {
     let unknown = || StateStoreError::UnknownRevision {
         text: text.to_owned(),
     };
     if base.is_empty() {
         return Err(unknown());
+    }
+    if let Some((name, moves)) = base.strip_suffix('}').and_then(|b| b.rsplit_once("@{")) {
+        return ref_log_position(store, name, moves, text);
     }
     if let Ok(id) = base.parse::<StateNodeId>() {
         store.get_node(&id)?;

@@ -30,6 +30,28 @@ fn merge_history() -> Env {
     env
 }
 
+/// `NAME@{N}` is a revision, numbered as `reflog` prints it: `branch -f main main@{1}` undoes
+/// the last move of main.
+#[test]
+fn reflog_positions_are_revisions_and_undo_a_move() {
+    let env = merge_history();
+    let node = |rev: &str| {
+        let shown: Value = serde_json::from_str(&env.ok(&["show", "--json", rev])).expect("json");
+        shown["id"].as_str().expect("id").to_owned()
+    };
+    let (f, m) = (node("main"), node("main~1"));
+    assert_eq!(node("main@{0}"), f);
+    assert_eq!(node("main@{1}"), m, "main moved from m to f last");
+    assert_eq!(node("main@{1}~1"), node("main~2"));
+    let reflog = env.ok(&["reflog", "-n", "2", "main"]);
+    assert!(reflog.contains("main@{1}: commit: m"), "{reflog}");
+    env.ok(&["branch", "-f", "main", "main@{1}"]);
+    assert_eq!(node("main"), m, "the move is undone");
+    assert_eq!(node("main@{1}"), f, "and can itself be undone");
+    let out = env.sg(&["show", "main@{99}"]).output().expect("run");
+    assert!(assert_error(&out).contains("is the oldest"));
+}
+
 /// `restore --branch B` without a snapshot takes the newest one in B's history; a snapshot
 /// from outside that history is restored with a note naming where the old head is kept.
 #[test]

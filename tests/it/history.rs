@@ -555,6 +555,7 @@ both_backends!(
     walks_stop_early,
     walk_while_committing,
     resolve_revisions,
+    resolve_ref_log_positions,
     resolve_prefixes_and_ambiguity,
     graph_and_dot_export,
 );
@@ -1005,6 +1006,41 @@ fn walk_while_committing(store: &dyn StateStore) {
             .count(),
         330
     );
+}
+
+fn resolve_ref_log_positions(store: &dyn StateStore) {
+    let a = commit(store, &[], "a");
+    let b = commit(store, &[a], "b");
+    let c = commit(store, &[b], "c");
+    store.set_ref("main", None, &a).unwrap();
+    store.set_ref("main", Some(&a), &c).unwrap();
+    store.set_ref("main", Some(&c), &b).unwrap();
+    // Newest first: now b, before that c, then a (the creation).
+    for (text, want) in [
+        ("main@{0}", b),
+        ("main@{1}", c),
+        ("main@{2}", a),
+        ("main@{00}", b),
+        ("main@{1}~1", b),
+        ("main@{1}^", b),
+        ("main@{2}~0", a),
+    ] {
+        assert_eq!(store.resolve(text).unwrap(), want, "{text}");
+    }
+    // Past the start of the log, at a deletion, malformed, or no such log.
+    is_invalid_input(store.resolve("main@{3}"), "past the oldest move");
+    is_invalid_input(store.resolve("main@{99999999999999999999999}"), "huge");
+    for text in ["main@{}", "main@{-1}", "main@{x}", "main@{1 }"] {
+        is_invalid_input(store.resolve(text), text);
+    }
+    for text in ["other@{0}", "@{0}", "bad..name@{0}", "main@{0"] {
+        is_unknown_revision(store.resolve(text), text);
+    }
+    store.delete_ref("main", &b).unwrap();
+    is_invalid_input(store.resolve("main@{0}"), "a deletion");
+    assert_eq!(store.resolve("main@{1}").unwrap(), b, "before the deletion");
+    let err = store.resolve("main@{0}").unwrap_err().to_string();
+    assert!(err.contains("main@{1}"), "names the move before: {err}");
 }
 
 fn resolve_revisions(store: &dyn StateStore) {

@@ -17,8 +17,9 @@ program is writing to it.
 The store is --db PATH, else $STATEGRAPH_DB, else ./stategraph.db.
 
 A REV is a ref name (main, agents/7/main, tags/v1), a node id (blake3:<hex> or bare hex), a
-unique id prefix of at least 4 hex digits, optionally followed by git's ~N (N-th first parent)
-and ^N (N-th parent), e.g. main~2 or 3fa9c0^2.
+unique id prefix of at least 4 hex digits, or NAME@{N} (where the ref was N moves ago, as
+`reflog` numbers them), optionally followed by git's ~N (N-th first parent) and ^N (N-th
+parent), e.g. main~2, 3fa9c0^2 or main@{1}.
 
 Exit status: 0 on success, 1 for a false answer (is-ancestor, merge-base without a base),
 2 for any error.";
@@ -209,6 +210,8 @@ Examples:
     /// Show the moves of a ref, newest first
     #[command(after_help = "\
 Entries survive the ref's deletion, so a deleted or wrongly moved ref can be found again.
+Each entry's NAME@{N} is a revision: `stategraph branch -f main main@{1}` undoes the last
+move of main.
 
 --json prints an array of {old, new, at, message}, newest first (old/new null when the ref
 was created/deleted).
