@@ -68,7 +68,7 @@ fn restore_finds_the_latest_snapshot_and_notes_unrelated_ones() {
     let err = failed(&["restore", "--branch", "main"]);
     assert!(err.contains("no snapshot in the history of main"), "{err}");
     let err = failed(&["restore", "--branch", "nope"]);
-    assert!(err.contains("there is no branch nope"), "{err}");
+    assert!(err.contains("no ref named \"nope\""), "{err}");
     // Snapshots of d (on main's first-parent line, generation 3) and of side's head e
     // (generation 4, merged into main): from main, e is the newest.
     let node = |rev: &str| {
@@ -102,6 +102,21 @@ fn restore_finds_the_latest_snapshot_and_notes_unrelated_ones() {
         note.contains("is not in the history of main") && note.contains(&head[7..19]),
         "{note}"
     );
+
+    // A branch that does not exist is not created by a typo: --create says it is meant, and
+    // refuses a branch that exists.
+    let snap = &snapshot.trim()[7..19];
+    let err = failed(&["restore", snap, "--branch", "mian"]);
+    assert!(
+        err.contains("no ref named \"mian\"") && err.contains("did you mean main?"),
+        "{err}"
+    );
+    assert!(err.contains("add --create"), "{err}");
+    assert!(env.ok(&["branch"]).lines().all(|l| !l.contains("mian")));
+    let err = failed(&["restore", snap, "--branch", "main", "--create"]);
+    assert!(err.contains("branch main already exists"), "{err}");
+    restore(&["restore", snap, "--branch", "copy", "--create"]);
+    assert_eq!(node("copy"), node("other"));
 }
 
 #[test]
@@ -598,7 +613,7 @@ fn stored_text_is_printed_without_control_characters() {
         env.ok(&["branch"]),
         env.ok(&["reflog", "evil"]),
         env.ok(&["snapshots"]),
-        env.ok(&["restore", &snapshot[7..19], "--branch", "evil2"]),
+        env.ok(&["restore", &snapshot[7..19], "--branch", "evil2", "--create"]),
     ];
     for out in &outputs {
         assert!(
@@ -987,8 +1002,16 @@ fn export_and_import_between_stores() {
     let pkg_path = other.dir.path().join("main.sgpkg");
     std::fs::write(&pkg_path, &package).expect("write package");
     let pkg = pkg_path.to_str().expect("utf-8 path");
-    let imported = other.ok(&["import", pkg]);
+    let out = other.sg(&["import", pkg]).output().expect("run");
+    assert!(out.status.success(), "{}", crate::cli_util::stderr(&out));
+    let imported = String::from_utf8(out.stdout.clone()).expect("utf-8");
+    assert!(imported.starts_with("imported snapshot"), "{imported}");
     assert!(imported.contains("shallow boundary"), "{imported}");
+    let note = crate::cli_util::stderr(&out);
+    assert!(
+        note.contains("no branch points at anything") && note.contains("--create"),
+        "an empty store says how to name what arrived: {note}"
+    );
     // `log` shows the node and says where its history stops, in text and JSON alike.
     let node: Value = serde_json::from_str(&env.ok(&["show", "--json", "main"])).expect("json");
     let id = node["id"].as_str().expect("id");
@@ -1020,8 +1043,21 @@ fn export_and_import_between_stores() {
     );
     assert_eq!(
         other.ok(&["import", pkg]),
-        imported,
-        "importing twice changes nothing"
+        imported.replace("imported", "already had"),
+        "importing twice changes nothing, and says so"
+    );
+    other.ok(&["restore", &snapshot[7..19], "--branch", "main", "--create"]);
+    let main: Value = serde_json::from_str(&other.ok(&["show", "--json", "main"])).expect("json");
+    assert_eq!(
+        main["id"].as_str(),
+        Some(id),
+        "main is at the imported node"
+    );
+    let out = other.sg(&["import", pkg]).output().expect("run");
+    assert_eq!(
+        crate::cli_util::stderr(&out),
+        "",
+        "no note once a branch exists"
     );
     assert_eq!(other.ok(&["cat", id]), env.ok(&["cat", "main"]));
     let listed: Value = serde_json::from_str(&other.ok(&["snapshots", "--json"])).expect("json");
@@ -1069,6 +1105,7 @@ fn export_and_import_between_stores() {
         .expect("run");
     let err = assert_error(&out);
     assert!(err.contains("junk.sgpkg"), "{err}");
+    assert!(err.contains("files `stategraph export` writes"), "{err}");
     let out = partial.sg(&["import", "-", "-"]).output().expect("run");
     assert!(assert_error(&out).contains("can be given only once"));
     assert!(

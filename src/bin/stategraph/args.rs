@@ -239,12 +239,14 @@ Example:
 SNAPSHOT is a full snapshot id or a unique prefix of one (see `stategraph snapshots`); without
 it, the newest snapshot in the branch's history (what a restarting program resumes from). The
 branch is moved by compare-and-swap from where it pointed when the command started. It must
-be a branch (not under tags/); a new one follows `branch`'s naming rules. A snapshot from
-outside the branch's history is allowed, with a note; the old head stays in `reflog`.
+be a branch (not under tags/) and must exist: --create makes a new one (it follows `branch`'s
+naming rules), so a mistyped name is an error, not a new branch. A snapshot from outside the
+branch's history is allowed, with a note; the old head stays in `reflog`.
 
 Examples:
   stategraph restore --branch main
-  stategraph restore 7d0e12 --branch main")]
+  stategraph restore 7d0e12 --branch main
+  stategraph restore 7d0e12 --branch main --create     # e.g. after importing a package")]
     Restore(RestoreArgs),
 
     /// Print the best common ancestor of two revisions
@@ -447,6 +449,9 @@ pub struct RestoreArgs {
     /// The branch to move
     #[arg(short, long, value_name = "BRANCH")]
     pub branch: String,
+    /// Create BRANCH at the snapshot instead (it must not exist yet)
+    #[arg(long, requires = "snapshot")]
+    pub create: bool,
 }
 
 /// `merge-base`.

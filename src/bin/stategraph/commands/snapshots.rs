@@ -10,7 +10,7 @@ use stategraph::{
 use crate::Ctx;
 use crate::args::{ExportArgs, ImportArgs, JsonArgs, RestoreArgs, SnapshotArgs};
 use crate::commands::refs::{Kind, check_ref_name};
-use crate::error::{CliError, CliResult, describe_node};
+use crate::error::{CliError, CliResult, describe_node, explain};
 use crate::output::{
     Paint, Theme, note, printable, progress, rfc3339, rfc3339_seconds, write_json,
 };
@@ -133,14 +133,37 @@ pub fn restore(ctx: &Ctx, args: &RestoreArgs) -> CliResult {
     let store = ctx.open_write()?;
     let before = store.get_ref(&args.branch)?;
     check_ref_name(&args.branch, Kind::Branch, before.is_none())?;
+    match (&before, args.create) {
+        (None, false) => {
+            let missing = StateStoreError::MissingRef {
+                name: args.branch.clone(),
+            };
+            let hint = if args.snapshot.is_some() {
+                format!(
+                    "to make a new branch {} at the snapshot, add --create",
+                    args.branch
+                )
+            } else {
+                "to make a new branch, name the snapshot and add --create".to_owned()
+            };
+            return Err(explain(&store, missing).hint(hint));
+        }
+        (Some(head), true) => {
+            return Err(CliError::new(format!(
+                "branch {} already exists (at {})",
+                args.branch,
+                head.to_short_hex(12)
+            ))
+            .hint("drop --create to move it"));
+        }
+        _ => {}
+    }
     let snapshot_id = match (&args.snapshot, &before) {
         (Some(text), _) => find_snapshot(&store, text)?,
+        // Refused above (a missing branch needs --create, which needs a snapshot); kept as
+        // an error rather than a panic.
         (None, None) => {
-            return Err(CliError::new(format!(
-                "there is no branch {} to find a snapshot in",
-                args.branch
-            ))
-            .hint("name the snapshot to restore (see `stategraph snapshots`)"));
+            return Err(CliError::new(format!("there is no branch {}", args.branch)));
         }
         (None, Some(head)) => match store.latest_snapshot(head)? {
             Some(latest) => latest.id,
@@ -284,6 +307,13 @@ pub fn import(ctx: &Ctx, args: &ImportArgs) -> CliResult {
         bar.inc(1);
     }
     bar.finish_and_clear();
+    if store.list_refs("")?.is_empty() {
+        note(
+            ctx.err_theme,
+            "no branch points at anything in this store yet; make one at an imported snapshot \
+             with `stategraph restore SNAPSHOT --branch main --create`",
+        );
+    }
     Ok(())
 }
 
@@ -297,8 +327,11 @@ fn import_one(store: &SqliteStateStore, file: &str) -> CliResult<String> {
     } else {
         std::fs::read(file).map_err(|e| CliError::new(format!("cannot read {file}: {e}")))?
     };
-    let package = stategraph::SnapshotPackage::from_bytes(&bytes)
-        .map_err(|e| CliError::new(format!("{file}: {e}")))?;
+    let package = stategraph::SnapshotPackage::from_bytes(&bytes).map_err(|e| {
+        CliError::new(format!("{file}: {e}"))
+            .hint("packages are the files `stategraph export` writes")
+    })?;
+    let present = store.load_snapshot(&package.snapshot_id).is_ok();
     let id = store
         .import_snapshot(&package)
         .map_err(|e| CliError::from(e).hint(format!("while importing {file}")))?;
@@ -313,7 +346,8 @@ fn import_one(store: &SqliteStateStore, file: &str) -> CliResult<String> {
         String::new()
     };
     Ok(format!(
-        "imported snapshot {} -> node {}{boundary}",
+        "{} snapshot {} -> node {}{boundary}",
+        if present { "already had" } else { "imported" },
         id.to_short_hex(12),
         package.node_id.to_short_hex(12)
     ))
