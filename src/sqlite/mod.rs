@@ -287,6 +287,77 @@ fn unreadable(path: &Path, e: StateStoreError) -> StateStoreError {
     ))
 }
 
+/// Explains a write that SQLite refused as read-only, or a store file it could not open:
+/// names the files of the store this user cannot write. The usual cause is a `-wal` and
+/// `-shm` pair that another user's read-only open created (SQLite gives them the store
+/// file's mode, but the reader's owner), which the store's owner then cannot write.
+fn unwritable(path: &Path, e: StateStoreError) -> StateStoreError {
+    use std::os::unix::fs::MetadataExt as _;
+    if !matches!(
+        sqlite_code(&e),
+        Some(ErrorCode::ReadOnly | ErrorCode::CannotOpen)
+    ) {
+        return e;
+    }
+    let StateStoreError::Backend(cause) = &e else {
+        return e;
+    };
+    let sidecar = |suffix: &str| {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        PathBuf::from(name)
+    };
+    let (wal, shm) = (sidecar("-wal"), sidecar("-shm"));
+    let denied: Vec<(&Path, std::fs::Metadata)> = [path, &wal, &shm]
+        .into_iter()
+        .filter_map(|file| {
+            let meta = std::fs::metadata(file).ok()?;
+            // Opening for writing (no create, no truncation) changes nothing.
+            let open = std::fs::OpenOptions::new().write(true).open(file);
+            matches!(open, Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied)
+                .then_some((file, meta))
+        })
+        .collect();
+    let detail = if denied.is_empty() {
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let creates = if path.exists() {
+            format!("{} and {}", wal.display(), shm.display())
+        } else {
+            path.display().to_string()
+        };
+        format!(
+            "{cause}: the directory {} may not be writable by this user (SQLite creates \
+             {creates} there)",
+            dir.display(),
+        )
+    } else {
+        let files: Vec<String> = denied
+            .iter()
+            .map(|(file, meta)| {
+                format!(
+                    "{} (owner uid {}, mode {:o})",
+                    file.display(),
+                    meta.uid(),
+                    meta.mode() & 0o7777
+                )
+            })
+            .collect();
+        let mut detail = format!("{cause}: this user cannot write {}", files.join(", "));
+        if denied.iter().any(|(file, _)| *file != path) {
+            detail.push_str(
+                "; a read by another user leaves these; if no process has the store open and \
+                 the -wal file is empty, deleting the -wal and -shm files is safe, otherwise \
+                 their owner can make them writable",
+            );
+        }
+        detail
+    };
+    StateStoreError::Backend(BackendError::new("writing", detail))
+}
+
 /// Runs `f` again, with backoff, while it fails with a busy error, up to `timeout`.
 pub(crate) fn retry_busy<T>(timeout: Duration, mut f: impl FnMut() -> Result<T>) -> Result<T> {
     let deadline = std::time::Instant::now() + timeout;
@@ -404,7 +475,8 @@ impl SqliteStateStore {
                 | OpenFlags::SQLITE_OPEN_CREATE
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX;
             let mut conn = Connection::open_with_flags(path, flags)
-                .map_err(sql_error("opening the store file"))?;
+                .map_err(sql_error("opening the store file"))
+                .map_err(|e| unwritable(path, e))?;
             // No SQLite busy handler on the write connection (it sleeps up to 100 ms between
             // looks): `retry_busy` here, and the writer's group loop later, wait with
             // `Backoff` up to the busy timeout.
@@ -428,7 +500,8 @@ impl SqliteStateStore {
                     return Ok(());
                 }
                 schema::migrate(&mut conn, path)
-            })?;
+            })
+            .map_err(|e| unwritable(path, e))?;
             Some(Writer::new(
                 conn,
                 config.busy_timeout,
@@ -553,7 +626,9 @@ impl SqliteStateStore {
             let operation = ops.first().map_or("write", Op::describe);
             return Err(StateStoreError::ReadOnly { operation });
         };
-        writer.apply(ops)
+        writer
+            .apply(ops)
+            .map_err(|e| unwritable(&self.shared.path, e))
     }
 }
 

@@ -1162,3 +1162,94 @@ fn fsck_and_stats() {
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert!(problems[0].as_str().expect("text").contains("corrupt node"));
 }
+
+/// Whether the tests run as root, for whom file permissions do not bind.
+fn running_as_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.trim_ascii() == b"0")
+}
+
+/// A write that SQLite refuses because this user cannot write the store's files names them
+/// (SQLite only says "attempt to write a readonly database"). As root, where permissions do
+/// not bind, two unprivileged users play out the usual cause with `setpriv`: another user's
+/// read leaves a `-wal`/`-shm` pair that the store's owner cannot write.
+#[test]
+fn a_write_refused_by_file_permissions_names_the_files() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let env = Env::new();
+    let dir = env.dir.path();
+    let mode = |path: &std::path::Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    };
+    if !running_as_root() {
+        env.ok(&["init"]);
+        env.commit("{}", "one", &["--branch", "main"]);
+        mode(&env.db, 0o444);
+        let out = env.sg(&["commit", "-m", "two"]).write_stdin("{}").output();
+        let err = assert_error(&out.expect("run"));
+        let want = format!("this user cannot write {} (", env.db.display());
+        assert!(err.contains(&want) && err.contains("mode 444)"), "{err}");
+        return;
+    }
+    // The binary is copied where both users can run it (the build directory may not be).
+    mode(dir, 0o777);
+    let bin = dir.join("stategraph");
+    std::fs::copy(env!("CARGO_BIN_EXE_stategraph"), &bin).expect("copy the binary");
+    mode(&bin, 0o755);
+    let run = |uid: u32, args: &[&str], stdin: &str| {
+        let mut cmd = std::process::Command::new("setpriv");
+        cmd.arg(format!("--reuid={uid}"))
+            .arg(format!("--regid={uid}"))
+            .arg("--clear-groups")
+            .arg(&bin)
+            .arg("--db")
+            .arg(&env.db)
+            .args(args)
+            .current_dir(dir)
+            .env_remove("STATEGRAPH_DB")
+            .env("PAGER", "false")
+            .env("NO_COLOR", "1");
+        assert_cmd::Command::from_std(cmd)
+            .write_stdin(stdin)
+            .output()
+            .expect("run setpriv (util-linux), needed by this test when it runs as root")
+    };
+    let (owner, other) = (65534, 65533);
+    let ok = |out: std::process::Output| {
+        let stderr = crate::cli_util::stderr(&out);
+        assert!(out.status.success(), "{stderr}");
+    };
+    ok(run(owner, &["init"], ""));
+    ok(run(
+        owner,
+        &["commit", "-m", "one", "--branch", "main"],
+        "{}",
+    ));
+    ok(run(other, &["log", "--oneline"], ""));
+    let sidecar = |suffix: &str| dir.join(format!("state.db{suffix}"));
+    assert!(
+        sidecar("-wal").exists() && sidecar("-shm").exists(),
+        "setup: the other user's read left the WAL files"
+    );
+    let err = assert_error(&run(owner, &["commit", "-m", "two"], "{}"));
+    for want in [
+        format!(
+            "cannot write {} (owner uid {other}",
+            sidecar("-wal").display()
+        ),
+        format!("{} (owner uid {other}", sidecar("-shm").display()),
+        "deleting the -wal and -shm files is safe".to_owned(),
+    ] {
+        assert!(err.contains(&want), "{want:?} in {err}");
+    }
+    // The advice works.
+    std::fs::remove_file(sidecar("-wal")).expect("remove -wal");
+    std::fs::remove_file(sidecar("-shm")).expect("remove -shm");
+    ok(run(
+        owner,
+        &["commit", "-m", "two", "--branch", "main"],
+        "{}",
+    ));
+}
