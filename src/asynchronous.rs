@@ -71,6 +71,14 @@ pub trait AsyncStateStore: Send + Sync {
         data: StateData,
         metadata: StateMetadata,
     ) -> BoxFuture<'static, Result<(StateDataRef, StateNodeId)>>;
+    /// See [`StateStore::commit_on`].
+    fn commit_on(
+        &self,
+        name: &str,
+        head: Option<&StateNodeId>,
+        data: StateData,
+        metadata: StateMetadata,
+    ) -> BoxFuture<'static, Result<(StateDataRef, StateNodeId)>>;
     /// See [`StateStore::get_node`].
     fn get_node(&self, id: &StateNodeId) -> BoxFuture<'static, Result<StateNode>>;
     /// See [`StateStore::snapshot`].
@@ -249,6 +257,17 @@ impl<S: Blocking> AsyncStateStore for S {
         metadata: StateMetadata,
     ) -> BoxFuture<'static, Result<(StateDataRef, StateNodeId)>> {
         self.call(move |s| StateStore::commit_state(s, parent_ids, data, metadata))
+    }
+
+    fn commit_on(
+        &self,
+        name: &str,
+        head: Option<&StateNodeId>,
+        data: StateData,
+        metadata: StateMetadata,
+    ) -> BoxFuture<'static, Result<(StateDataRef, StateNodeId)>> {
+        let (name, head) = (name.to_owned(), head.copied());
+        self.call(move |s| StateStore::commit_on(s, &name, head.as_ref(), data, metadata))
     }
 
     fn get_node(&self, id: &StateNodeId) -> BoxFuture<'static, Result<StateNode>> {

@@ -103,6 +103,48 @@ pub trait StateStore: Send + Sync {
         Ok((data_ref, node))
     }
 
+    /// One step of a branch, in one transaction: stores `data`, commits a node holding it
+    /// whose only parent is `head` (a root when `head` is `None`), and moves the ref `name`
+    /// from `head` to that node by compare-and-swap (creating the ref when `head` is `None`).
+    /// What a program that keeps its state on a branch does every tick, with one fsync
+    /// under `Durability::Immediate`; merges and other shapes take a
+    /// [`Batch`](crate::Batch). The ref log records the move as `commit: LABEL`.
+    ///
+    /// # Errors
+    /// [`StateStoreError::RefConflict`] when `name` is not at `head` (another writer moved
+    /// it); [`StateStoreError::MissingNode`] for a `head` that is not stored;
+    /// [`StateStoreError::InvalidRefName`]. Nothing is written on error.
+    fn commit_on(
+        &self,
+        name: &str,
+        head: Option<&StateNodeId>,
+        data: StateData,
+        metadata: StateMetadata,
+    ) -> Result<(StateDataRef, StateNodeId)> {
+        let parents: Vec<StateNodeId> = head.into_iter().copied().collect();
+        let hash = data.hash();
+        // The id covers only what is at hand here, so the ref move can name the node before
+        // the backend commits it; the backend's own check of the move (the node exists)
+        // would fail the whole transaction if the two ever disagreed.
+        let id = codec::node_id(&parents, &hash, data.content_type.as_deref(), &metadata);
+        let message = match &metadata.label {
+            Some(label) => format!("commit: {label}"),
+            None => "commit".to_owned(),
+        };
+        let data_ref = StateDataRef::new_v7();
+        let ops = vec![
+            Op::PutState {
+                data_ref,
+                hash,
+                data,
+            },
+            Op::commit_node(parents, data_ref, metadata)?,
+            Op::set_ref(name, head, &id, Some(&message))?,
+        ];
+        self.apply(Writes { ops })?;
+        Ok((data_ref, id))
+    }
+
     /// Returns the node with this id.
     ///
     /// # Errors

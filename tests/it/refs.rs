@@ -22,7 +22,74 @@ all_facades!(
     ref_log_records_every_move_and_survives_deletion,
     restore_moves_by_cas,
     snapshot_management,
+    commit_on_moves_a_branch_in_one_step,
 );
+
+/// `commit_on`: state, node and ref move in one transaction; on a conflict, an unknown
+/// head or a bad name, none of the three happens.
+fn commit_on_moves_a_branch_in_one_step(store: &dyn StateStore) {
+    let data = |n: u8| StateData::new(vec![n]).with_content_type("application/x-tick");
+    let meta = |label: &str| StateMetadata::new(at(1_700_000_000), Some(label.to_owned()));
+    let (r1, one) = store
+        .commit_on("agents/1", None, data(1), meta("tick 1"))
+        .unwrap();
+    let (r2, two) = store
+        .commit_on("agents/1", Some(&one), data(2), meta("tick 2"))
+        .unwrap();
+    assert_ref(store, "agents/1", Some(two), 2);
+    let node = store.get_node(&two).unwrap();
+    assert_eq!((node.parent_ids, node.data_ref), (vec![one], r2));
+    assert_eq!(store.get_node(&one).unwrap().parent_ids, vec![]);
+    assert_eq!(store.get_state(&r1).unwrap(), data(1));
+    // The same node as the other ways of committing it.
+    assert_eq!(
+        store.commit_node(vec![one], r2, meta("tick 2")).unwrap(),
+        two
+    );
+    let log = store.ref_log("agents/1").unwrap();
+    assert_eq!(log[0].message.as_deref(), Some("commit: tick 1"));
+    assert_eq!((log[1].old, log[1].new), (Some(one), Some(two)));
+
+    // Failures write nothing: the node the call would have made is not there, and the ref
+    // and its log are as they were.
+    let would_be = |head: StateNodeId, label: &str| {
+        let d = data(3);
+        stategraph::codec::node_id(&[head], &d.hash(), d.content_type.as_deref(), &meta(label))
+    };
+    let err = store
+        .commit_on("agents/1", Some(&one), data(3), meta("stale"))
+        .unwrap_err();
+    assert!(
+        matches!(&err, StateStoreError::RefConflict { actual: Some(x), .. } if *x == two),
+        "{err:?}"
+    );
+    assert!(store.get_node(&would_be(one, "stale")).is_err());
+    let err = store
+        .commit_on("agents/1", None, data(3), meta("exists"))
+        .unwrap_err();
+    assert!(
+        matches!(err, StateStoreError::RefConflict { .. }),
+        "{err:?}"
+    );
+    let g = ghost();
+    let err = store
+        .commit_on("agents/1", Some(&g), data(3), meta("ghost"))
+        .unwrap_err();
+    assert!(
+        matches!(err, StateStoreError::MissingNode { id } if id == g),
+        "{err:?}"
+    );
+    assert!(store.get_node(&would_be(g, "ghost")).is_err());
+    let err = store
+        .commit_on("bad..name", Some(&two), data(3), meta("bad"))
+        .unwrap_err();
+    assert!(
+        matches!(err, StateStoreError::InvalidRefName { .. }),
+        "{err:?}"
+    );
+    assert!(store.get_node(&would_be(two, "bad")).is_err());
+    assert_ref(store, "agents/1", Some(two), 2);
+}
 
 /// Asserts a ref's value and its ref log length.
 fn assert_ref(store: &dyn StateStore, name: &str, value: Option<StateNodeId>, log_len: usize) {

@@ -64,6 +64,22 @@ impl<S: AsyncStateStore + StateStore> StateStore for ViaAsync<S> {
         ))
     }
 
+    fn commit_on(
+        &self,
+        name: &str,
+        head: Option<&StateNodeId>,
+        data: StateData,
+        metadata: StateMetadata,
+    ) -> Result<(StateDataRef, StateNodeId)> {
+        self.runtime.block_on(AsyncStateStore::commit_on(
+            &self.inner,
+            name,
+            head,
+            data,
+            metadata,
+        ))
+    }
+
     fn get_node(&self, id: &StateNodeId) -> Result<StateNode> {
         self.runtime
             .block_on(AsyncStateStore::get_node(&self.inner, id))
