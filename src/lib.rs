@@ -9,7 +9,35 @@
 //! [`SqliteStateStore`] (one embedded SQLite file, the default) and [`InMemoryStateStore`]
 //! (for tests and short runs). The hash encoding is specified in [`codec`].
 //!
-//! # Example
+//! # Which call for what
+//!
+//! - **Record state**: [`StateStore::commit_on`] (store the state, commit a child of the
+//!   branch head, move the branch by compare-and-swap: one transaction, what a program that
+//!   commits every tick wants); [`StateStore::commit_state`] (state and node, no ref);
+//!   [`StateStore::put_state`] + [`StateStore::commit_node`] (the two steps on their own);
+//!   [`History::batch`] for any other set of writes made atomic (merges, several branches).
+//! - **Branches and tags**: [`StateStore::set_ref`] (compare-and-swap), `get_ref`,
+//!   `delete_ref`, `list_refs`; every move is in [`StateStore::ref_log`]
+//!   ([`StateStore::ref_log_tail`] for the newest moves), and [`History::resolve`] reads
+//!   `main@{1}` (where `main` was before its last move) as git does.
+//! - **Restore points**: [`StateStore::snapshot`], [`StateStore::load_snapshot`],
+//!   `list_snapshots`. After a restart, [`History::latest_snapshot`] of the branch head and
+//!   [`History::restore`] move the branch back to it and return the state to resume from.
+//! - **History**: [`History`] (implemented for every store): [`History::log`] with
+//!   [`LogOptions`] (ranges, first parent, limits; streamed), `ancestors`, `descendants`,
+//!   `is_ancestor`, `merge_base`, `to_dot`.
+//! - **Async**: [`AsyncStateStore`] (feature `async`, on by default) offers the same calls as
+//!   futures, run on tokio's blocking pool, and `log` as a stream. Import one of
+//!   `StateStore` / `AsyncStateStore` / `History` where their method names overlap, or call
+//!   with the trait path (`StateStore::put_state(&store, data)`).
+//! - **Files**: [`SqliteStateStore::open`] / [`SqliteStateStore::open_read_only`] /
+//!   [`SqliteStateStore::builder`] (durability, cache, busy timeout);
+//!   [`SqliteStateStore::verify`] checks a whole store, [`SqliteStateStore::stats`] counts it,
+//!   and [`StateStore::export_snapshot`] / [`StateStore::import_snapshot`] move snapshots
+//!   between stores as self-verifying [`SnapshotPackage`]s.
+//! - **Errors**: one enum, [`StateStoreError`]; nothing is written by a call that fails.
+//!
+//! # Example (the reference API)
 //!
 //! ```
 //! use stategraph::{SqliteStateStore, StateData, StateMetadata, StateStore};

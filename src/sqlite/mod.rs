@@ -139,6 +139,12 @@ impl SqliteStateStoreBuilder {
 /// transaction, retried with backoff while another connection or process holds the write
 /// lock. Reads use a pool of separate connections, so under WAL they never wait for writers.
 ///
+/// Clones are cheap handles to the same open store (one write connection, one reader pool):
+/// share one per process. Writes made concurrently through clones share transactions (group
+/// commit, see [`write_counts`](Self::write_counts)). Opening the same file again, here or in
+/// another process, works too, but each open has its own write connection, and they take
+/// turns at SQLite's write lock.
+///
 /// # Example
 ///
 /// ```
