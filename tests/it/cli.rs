@@ -117,6 +117,8 @@ fn restore_finds_the_latest_snapshot_and_notes_unrelated_ones() {
     assert!(err.contains("branch main already exists"), "{err}");
     restore(&["restore", snap, "--branch", "copy", "--create"]);
     assert_eq!(node("copy"), node("other"));
+    let again = env.ok(&["restore", snap, "--branch", "copy"]);
+    assert!(again.starts_with("copy: (already there) -> "), "{again}");
 }
 
 #[test]
@@ -522,7 +524,9 @@ fn ref_changes_are_compare_and_swap() {
             .starts_with("deleted branch side")
     );
     let out = env.sg(&["branch", "tags/v2"]).output().expect("run");
-    assert!(assert_error(&out).contains("use `stategraph tag v2`"));
+    assert!(
+        assert_error(&out).contains("tags are made and moved with `stategraph tag [-f] v2 REV`")
+    );
     let out = env
         .sg(&["branch", "bad..name", "main"])
         .output()
@@ -1134,6 +1138,15 @@ fn export_and_import_between_stores() {
         .output()
         .expect("run");
     assert!(assert_error(&out).contains("truncated"));
+
+    // A store without snapshots: --all --out exports none, and says so.
+    let none = fresh.dir.path().join("none");
+    let out = fresh
+        .sg(&["export", "--all", "--out", none.to_str().expect("utf-8")])
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+    assert!(crate::cli_util::stderr(&out).contains("exported 0 snapshots"));
 }
 
 #[test]

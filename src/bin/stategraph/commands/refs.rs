@@ -83,8 +83,10 @@ pub fn check_ref_name(full: &str, kind: Kind, new: bool) -> CliResult {
     validate_ref_name(full)?;
     let refuse = |why: &str| CliError::new(format!("will not create a ref named {full:?}: {why}"));
     if kind == Kind::Branch && full.starts_with(TAGS) {
-        return Err(refuse("it is a tag name, not a branch name")
-            .hint(format!("use `stategraph tag {}`", &full[TAGS.len()..])));
+        return Err(refuse("it is a tag name, not a branch name").hint(format!(
+            "tags are made and moved with `stategraph tag [-f] {} REV`",
+            &full[TAGS.len()..]
+        )));
     }
     if !new {
         return Ok(());

@@ -214,10 +214,11 @@ pub fn restore(ctx: &Ctx, args: &RestoreArgs) -> CliResult {
             ),
         );
     }
-    let from = before.map_or_else(
-        || t.paint(Paint::Dim, "(new)"),
-        |b| t.paint(Paint::Id, &b.to_short_hex(12)),
-    );
+    let from = match before {
+        None => t.paint(Paint::Dim, "(new)"),
+        Some(b) if b == snapshot.node_id => t.paint(Paint::Dim, "(already there)"),
+        Some(b) => t.paint(Paint::Id, &b.to_short_hex(12)),
+    };
     writeln!(
         std::io::stdout().lock(),
         "{}: {from} -> {} (snapshot {})",
@@ -240,8 +241,13 @@ pub fn export(ctx: &Ctx, args: &ExportArgs) -> CliResult {
             .collect::<CliResult<_>>()?
     };
     if ids.is_empty() {
-        return Err(CliError::new("nothing to export")
-            .hint("name snapshots (see `stategraph snapshots`) or pass --all --out DIR"));
+        // Only --all (which needs --out) finds none: named snapshots match or are an error.
+        let dir = args.out.as_deref().unwrap_or(std::path::Path::new("."));
+        eprintln!(
+            "exported 0 snapshots to {}: the store has none",
+            dir.display()
+        );
+        return Ok(());
     }
     let Some(dir) = &args.out else {
         let [id] = ids.as_slice() else {
