@@ -150,7 +150,7 @@ impl Drop for SqliteCursor<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{StateData, StateMetadata, StateStore};
+    use crate::{StateData, StateMetadata};
 
     /// Walks the first-parent line from `head` to its root with a fresh cursor; the nodes
     /// walked, range reads made and rows they returned.
