@@ -85,8 +85,8 @@ pub use model::{
 pub use package::SnapshotPackage;
 pub use refs::{MAX_REF_NAME_LEN, validate_ref_name};
 pub use sqlite::{
-    Durability, SCHEMA_VERSION, SqliteStateStore, SqliteStateStoreBuilder, StoreStats, VerifyPhase,
-    VerifyProgress, VerifyReport, WriteCounts,
+    Durability, MAX_STATE_LEN, SCHEMA_VERSION, SqliteStateStore, SqliteStateStoreBuilder,
+    StoreStats, VerifyPhase, VerifyProgress, VerifyReport, WriteCounts,
 };
 pub use store::{Applied, GraphCursor, StateStore, Writes};
 

@@ -36,7 +36,10 @@ pub trait StateStore: Send + Sync {
     /// Identical bytes are stored once; each call still returns a new reference.
     ///
     /// # Errors
-    /// [`StateStoreError::ReadOnly`] on a read-only store; backend and storage-full errors.
+    /// [`StateStoreError::ReadOnly`] on a read-only store;
+    /// [`StateStoreError::InvalidInput`] for a state larger than the backend holds
+    /// ([`SqliteStateStore`](crate::SqliteStateStore): [`MAX_STATE_LEN`](crate::MAX_STATE_LEN)
+    /// bytes); backend and storage-full errors.
     fn put_state(&self, data: StateData) -> Result<StateDataRef> {
         self.apply(Writes::one(Op::put_state(data)))?
             .single()?

@@ -232,7 +232,12 @@ pub(crate) fn find_nodes_by_seq_range(
     .collect()
 }
 
+/// The largest state a SQLite store holds: SQLite's default `SQLITE_MAX_LENGTH`, the largest
+/// blob it stores (the bundled build keeps the default).
+pub const MAX_STATE_LEN: usize = 1_000_000_000;
+
 /// Stores state bytes (once per distinct content) under a new ref.
+
 pub(crate) fn put_state(
     tx: &Connection,
     cache: &mut TxCache,
@@ -241,6 +246,16 @@ pub(crate) fn put_state(
     bytes: &[u8],
     content_type: Option<&str>,
 ) -> Result<()> {
+    if bytes.len() > MAX_STATE_LEN {
+        return Err(StateStoreError::invalid(
+            "state",
+            format!(
+                "it is {} bytes; a SQLite store holds states of up to {MAX_STATE_LEN} bytes \
+                 (SQLite's largest value)",
+                bytes.len()
+            ),
+        ));
+    }
     let ctx = sql_error("storing state data");
     // New bytes are the common case: try the insert first, look up only on a duplicate.
     let inserted: Option<i64> = tx
@@ -1017,5 +1032,34 @@ mod tests {
             .verify(|_| {})
             .unwrap();
         assert!(report.problems.is_empty(), "{:?}", report.problems);
+    }
+
+    /// A state past SQLite's largest value is an InvalidInput naming the limit, checked
+    /// before SQLite sees it (which said only "string or blob too big"). (The zeroed buffer
+    /// is never touched, so it costs no memory.)
+    #[test]
+    fn a_state_past_sqlites_limit_is_refused_with_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        drop(SqliteStateStore::open(&path).unwrap());
+        let mut conn = Connection::open(&path).unwrap();
+        let tx = conn.transaction().unwrap();
+        let mut cache = TxCache::default();
+        let too_big = vec![0u8; MAX_STATE_LEN + 1];
+        let hash = ContentHash::of(b"not checked before the length");
+        let err = put_state(
+            &tx,
+            &mut cache,
+            &StateDataRef::new_v7(),
+            &hash,
+            &too_big,
+            None,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&err, StateStoreError::InvalidInput { what: "state", .. })
+                && err.to_string().contains("1000000000 bytes"),
+            "{err}"
+        );
     }
 }
