@@ -237,7 +237,6 @@ pub(crate) fn find_nodes_by_seq_range(
 pub const MAX_STATE_LEN: usize = 1_000_000_000;
 
 /// Stores state bytes (once per distinct content) under a new ref.
-
 pub(crate) fn put_state(
     tx: &Connection,
     cache: &mut TxCache,
