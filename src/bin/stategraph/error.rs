@@ -213,14 +213,20 @@ fn quote_list(names: &[&str]) -> String {
 /// segment, or one a prefix of the other. Closest first, at most five.
 pub fn similar_names<'a>(wanted: &str, names: &[&'a str]) -> Vec<&'a str> {
     let wanted_lower = wanted.to_lowercase();
+    let wanted_len = wanted_lower.chars().count();
+    let allowed = (wanted_len / 3).max(2);
     let last = |s: &str| s.rsplit('/').next().unwrap_or(s).to_owned();
     let mut scored: Vec<(usize, &str)> = names
         .iter()
         .filter_map(|&name| {
             let lower = name.to_lowercase();
-            let distance = levenshtein(&wanted_lower, &lower);
-            let allowed = (wanted.chars().count() / 3).max(2);
-            if distance <= allowed {
+            // Edit distances only for what could be a typo: a short name, of about the same
+            // length (the distance is at least the difference). With many refs, anything
+            // more made an error take seconds to print.
+            if wanted_len <= TYPO_LEN
+                && lower.chars().count().abs_diff(wanted_len) <= allowed
+                && let Some(distance) = levenshtein_within(&wanted_lower, &lower, allowed)
+            {
                 return Some((distance, name));
             }
             let related = (lower.starts_with(&wanted_lower) || wanted_lower.starts_with(&lower))
@@ -233,22 +239,31 @@ pub fn similar_names<'a>(wanted: &str, names: &[&'a str]) -> Vec<&'a str> {
     scored.into_iter().take(5).map(|(_, n)| n).collect()
 }
 
-/// Edit distance between two strings, counted in characters.
-pub fn levenshtein(a: &str, b: &str) -> usize {
+/// The longest name compared by edit distance in [`similar_names`].
+const TYPO_LEN: usize = 64;
+
+/// The edit distance between `a` and `b` if it is at most `limit`; stops as soon as every
+/// path exceeds it.
+fn levenshtein_within(a: &str, b: &str, limit: usize) -> Option<usize> {
     let b: Vec<char> = b.chars().collect();
     let mut row: Vec<usize> = (0..=b.len()).collect();
     for (i, ca) in a.chars().enumerate() {
         let mut diagonal = row[0];
         row[0] = i + 1;
+        let mut best = row[0];
         for (j, &cb) in b.iter().enumerate() {
             let above = row[j + 1];
             row[j + 1] = (above + 1)
                 .min(row[j] + 1)
                 .min(diagonal + usize::from(ca != cb));
             diagonal = above;
+            best = best.min(row[j + 1]);
+        }
+        if best > limit {
+            return None;
         }
     }
-    row[b.len()]
+    Some(row[b.len()]).filter(|&d| d <= limit)
 }
 
 #[cfg(test)]
@@ -257,10 +272,16 @@ mod tests {
 
     #[test]
     fn edit_distance() {
-        assert_eq!(levenshtein("main", "main"), 0);
-        assert_eq!(levenshtein("mian", "main"), 2);
-        assert_eq!(levenshtein("man", "main"), 1);
-        assert_eq!(levenshtein("", "abc"), 3);
+        let d = |a, b| levenshtein_within(a, b, usize::MAX);
+        assert_eq!(d("main", "main"), Some(0));
+        assert_eq!(d("mian", "main"), Some(2));
+        assert_eq!(d("man", "main"), Some(1));
+        assert_eq!(d("", "abc"), Some(3));
+        // Bounded: the same distances within a limit, None past it.
+        assert_eq!(levenshtein_within("mian", "main", 2), Some(2));
+        assert_eq!(levenshtein_within("mian", "main", 1), None);
+        assert_eq!(levenshtein_within("kitten", "sitting", 3), Some(3));
+        assert_eq!(levenshtein_within("kitten", "sitting", 2), None);
     }
 
     #[test]
@@ -270,5 +291,13 @@ mod tests {
         assert_eq!(similar_names("explorer", &names), vec!["agents/explorer"]);
         assert_eq!(similar_names("v1", &names), vec!["tags/v1"]);
         assert!(similar_names("zzzzzz", &names).is_empty());
+        // A long name is matched by prefix or last segment, not by edit distance.
+        let long = format!("agents/{}", "x".repeat(300));
+        let names = [long.as_str(), "main"];
+        assert_eq!(
+            similar_names(&format!("{long}y"), &names),
+            vec![long.as_str()]
+        );
+        assert!(similar_names(&"y".repeat(5000), &names).is_empty());
     }
 }
