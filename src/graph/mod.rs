@@ -335,8 +335,18 @@ fn resolve_base(store: &(impl StateStore + ?Sized), base: &str, text: &str) -> R
         return ref_log_position(store, name, moves, text);
     }
     if let Ok(id) = base.parse::<StateNodeId>() {
-        store.get_node(&id)?;
-        return Ok(id);
+        return match store.get_node(&id) {
+            Ok(_) => Ok(id),
+            // The library accepts ref names that read as ids (the CLI refuses to make
+            // them): a ref of that name is what the text names when no such node exists.
+            Err(StateStoreError::MissingNode { .. })
+                if validate_ref_name(base).is_ok()
+                    && let Some(target) = store.get_ref(base)? =>
+            {
+                Ok(target)
+            }
+            Err(e) => Err(e),
+        };
     }
     if validate_ref_name(base).is_ok()
         && let Some(id) = store.get_ref(base)?

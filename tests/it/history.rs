@@ -1041,6 +1041,15 @@ fn resolve_ref_log_positions(store: &dyn StateStore) {
     assert_eq!(store.resolve("main@{1}").unwrap(), b, "before the deletion");
     let err = store.resolve("main@{0}").unwrap_err().to_string();
     assert!(err.contains("main@{1}"), "names the move before: {err}");
+
+    // A ref named like a node id that is not stored (the library allows such names) is
+    // found by its name; a stored node's id still means the node.
+    let hex = ghost().to_hex();
+    store.set_ref(&hex, None, &c).unwrap();
+    assert_eq!(store.resolve(&hex).unwrap(), c);
+    assert_eq!(store.resolve(&format!("{hex}~1")).unwrap(), b);
+    store.set_ref(&a.to_hex(), None, &c).unwrap();
+    assert_eq!(store.resolve(&a.to_hex()).unwrap(), a);
 }
 
 fn resolve_revisions(store: &dyn StateStore) {
