@@ -962,6 +962,15 @@ mod tests {
     use super::*;
     use crate::{InMemoryStateStore, SqliteStateStore, StateStore};
 
+    /// A plain connection to a new, empty store (in the returned directory).
+    fn new_store_connection() -> (tempfile::TempDir, Connection) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        drop(SqliteStateStore::open(&path).unwrap());
+        let conn = Connection::open(&path).unwrap();
+        (dir, conn)
+    }
+
     /// A group commit runs many requests in one transaction with one [`TxCache`]. A generation
     /// settled by an import must not be read back stale from the cache by a later request.
     #[test]
@@ -984,10 +993,7 @@ mod tests {
             p.generation = claim;
             p
         };
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s.db");
-        drop(SqliteStateStore::open(&path).unwrap());
-        let mut conn = Connection::open(&path).unwrap();
+        let (dir, mut conn) = new_store_connection();
         let tx = conn.transaction().unwrap();
         let mut cache = TxCache::default();
         let now = OffsetDateTime::now_utc();
@@ -1026,7 +1032,7 @@ mod tests {
         assert_eq!(generation(&late), 12, "committed after the settling");
         tx.commit().unwrap();
         drop(conn);
-        let report = SqliteStateStore::open(&path)
+        let report = SqliteStateStore::open(dir.path().join("s.db"))
             .unwrap()
             .verify(|_| {})
             .unwrap();
@@ -1038,10 +1044,7 @@ mod tests {
     /// is never touched, so it costs no memory.)
     #[test]
     fn a_state_past_sqlites_limit_is_refused_with_the_limit() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s.db");
-        drop(SqliteStateStore::open(&path).unwrap());
-        let mut conn = Connection::open(&path).unwrap();
+        let (_dir, mut conn) = new_store_connection();
         let tx = conn.transaction().unwrap();
         let mut cache = TxCache::default();
         let too_big = vec![0u8; MAX_STATE_LEN + 1];
