@@ -236,6 +236,9 @@ fn resolve(store: &(impl StateStore + ?Sized), text: &str) -> Result<StateNodeId
     let split = text.find(['~', '^']).unwrap_or(text.len());
     let (base, mut suffix) = text.split_at(split);
     let mut id = resolve_base(store, base, text)?;
+    // Steps read through a cursor, as walks do (a SQLite cursor reads a chain ahead instead
+    // of one id lookup per step); opened only when there are steps.
+    let mut cursor = None;
     while let Some(op) = suffix.chars().next() {
         if op != '~' && op != '^' {
             return Err(StateStoreError::invalid(
@@ -256,8 +259,14 @@ fn resolve(store: &(impl StateStore + ?Sized), text: &str) -> Result<StateNodeId
             })?
         };
         suffix = &suffix[digits_end..];
-        let step = |id: &StateNodeId, pos: usize| -> Result<StateNodeId> {
-            let node = store.get_node(id)?;
+        let cursor = match &mut cursor {
+            Some(c) => c,
+            None => cursor.insert(store.cursor()?),
+        };
+        let mut step = |id: &StateNodeId, pos: usize| -> Result<StateNodeId> {
+            let node = cursor
+                .node(id)?
+                .ok_or(StateStoreError::MissingNode { id: *id })?;
             node.parent_ids.get(pos).copied().ok_or_else(|| {
                 StateStoreError::invalid(
                     "revision",
