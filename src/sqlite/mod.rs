@@ -253,13 +253,19 @@ fn shm_io_failure(e: &StateStoreError) -> bool {
     )
 }
 
+/// The file SQLite keeps beside the store as written (`-wal`, `-shm`), as its messages name
+/// it (not resolved through symlinks, unlike [`schema::wal_path`]).
+fn sidecar(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
 /// Explains a first read that failed because SQLite could not create the store's `-shm` file
 /// (a directory or mount this user cannot write, or a full disk): a WAL-mode file cannot be
 /// read without it.
 fn unreadable(path: &Path, e: StateStoreError) -> StateStoreError {
-    let mut shm = path.as_os_str().to_owned();
-    shm.push("-shm");
-    let shm = PathBuf::from(shm);
+    let shm = sidecar(path, "-shm");
     if shm_io_failure(&e) {
         let StateStoreError::Backend(cause) = &e else {
             return e;
@@ -309,12 +315,7 @@ fn unwritable(path: &Path, e: StateStoreError) -> StateStoreError {
     let StateStoreError::Backend(cause) = &e else {
         return e;
     };
-    let sidecar = |suffix: &str| {
-        let mut name = path.as_os_str().to_owned();
-        name.push(suffix);
-        PathBuf::from(name)
-    };
-    let (wal, shm) = (sidecar("-wal"), sidecar("-shm"));
+    let (wal, shm) = (sidecar(path, "-wal"), sidecar(path, "-shm"));
     let denied: Vec<(&Path, std::fs::Metadata)> = [path, &wal, &shm]
         .into_iter()
         .filter_map(|file| {
