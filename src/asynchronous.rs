@@ -21,6 +21,7 @@ use std::task::{Context, Poll};
 use tokio::sync::mpsc;
 
 use crate::error::{BackendError, Result, StateStoreError};
+use crate::gc::{GcOptions, GcReport};
 use crate::graph::{History, LogOptions};
 use crate::id::{SnapshotId, StateDataRef, StateNodeId};
 use crate::memory::InMemoryStateStore;
@@ -89,6 +90,8 @@ pub trait AsyncStateStore: Send + Sync {
     fn list_snapshots(&self) -> BoxFuture<'static, Result<Vec<SnapshotInfo>>>;
     /// See [`StateStore::delete_snapshot`].
     fn delete_snapshot(&self, id: &SnapshotId) -> BoxFuture<'static, Result<()>>;
+    /// See [`StateStore::gc`].
+    fn gc(&self, options: &GcOptions) -> BoxFuture<'static, Result<GcReport>>;
     /// See [`StateStore::set_ref_with_message`].
     fn set_ref_with_message(
         &self,
@@ -292,6 +295,11 @@ impl<S: Blocking> AsyncStateStore for S {
     fn delete_snapshot(&self, id: &SnapshotId) -> BoxFuture<'static, Result<()>> {
         let id = *id;
         self.call(move |s| StateStore::delete_snapshot(s, &id))
+    }
+
+    fn gc(&self, options: &GcOptions) -> BoxFuture<'static, Result<GcReport>> {
+        let options = options.clone();
+        self.call(move |s| StateStore::gc(s, &options))
     }
 
     fn set_ref_with_message(

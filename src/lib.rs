@@ -35,6 +35,10 @@
 //!   [`SqliteStateStore::verify`] checks a whole store, [`SqliteStateStore::stats`] counts it,
 //!   and [`StateStore::export_snapshot`] / [`StateStore::import_snapshot`] move snapshots
 //!   between stores as self-verifying [`SnapshotPackage`]s.
+//! - **Cleaning up**: [`StateStore::gc`] with [`GcOptions`] removes nodes no ref, snapshot
+//!   or ref log entry reaches, and states and bytes nothing holds, past a grace period;
+//!   `delete_snapshot`, `delete_ref` and [`GcOptions::expire_ref_log`] decide what stops
+//!   being reachable.
 //! - **Errors**: one enum, [`StateStoreError`]; nothing is written by a call that fails.
 //!
 //! # Example (the reference API)
@@ -61,6 +65,7 @@ mod asynchronous;
 mod batch;
 pub mod codec;
 mod error;
+mod gc;
 mod graph;
 mod id;
 mod memory;
@@ -74,6 +79,7 @@ mod store;
 pub use asynchronous::{AsyncStateStore, BoxFuture, LogStream};
 pub use batch::Batch;
 pub use error::{BackendError, Result, StateStoreError};
+pub use gc::{GcOptions, GcReport};
 pub use graph::{Descendants, History, HistoryGraph, Log, LogOptions, LogOrder, dot};
 pub use id::{
     ContentHash, HASH_LEN, IdPrefix, ParseIdError, SnapshotId, StateDataRef, StateNodeId,

@@ -1,12 +1,13 @@
 //! The in-memory backend: maps behind one lock, for tests and short runs.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use time::OffsetDateTime;
 
 use crate::codec;
 use crate::error::{Result, StateStoreError};
+use crate::gc::{self, Cutoffs, GcReport};
 use crate::id::{ContentHash, IdPrefix, SnapshotId, StateDataRef, StateNodeId};
 use crate::model::{
     Ref, RefLogEntry, SnapshotInfo, StateData, StateInfo, StateNode, StateSnapshot,
@@ -238,7 +239,110 @@ impl Inner {
                     self.snapshot(package.node_id, at, journal)
                 }
             }
+            // Alone in its writes (only `StateStore::gc` makes it), so nothing after it can
+            // fail and need it undone; it removes nothing when it fails.
+            Op::Collect(cutoffs) => Ok(Outcome::Collected(self.collect(cutoffs))),
         }
+    }
+
+    /// Garbage collection (see [`crate::gc`]): works out everything to remove first, then
+    /// removes it, so it cannot stop half way.
+    fn collect(&mut self, cut: Cutoffs) -> GcReport {
+        let mut report = GcReport {
+            dry_run: cut.dry_run,
+            ..GcReport::default()
+        };
+        let mut roots: Vec<StateNodeId> = self.refs.values().copied().collect();
+        roots.extend(self.snapshots.values().map(|s| s.node_id));
+        for entry in self.ref_log.values().flatten() {
+            if cut.ref_log_expired(entry.at) {
+                report.ref_log_entries_removed += 1;
+            } else {
+                roots.extend(entry.old.iter().chain(&entry.new));
+            }
+        }
+        let ids: Vec<StateNodeId> = self.nodes.keys().copied().collect();
+        let index: HashMap<StateNodeId, usize> =
+            ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+        roots.extend(
+            self.nodes
+                .values()
+                .filter(|n| !cut.is_old(&n.data_ref))
+                .map(|n| n.id),
+        );
+        let kept = gc::mark(
+            ids.len(),
+            roots.iter().filter_map(|id| index.get(id).copied()),
+            |i| {
+                self.nodes[&ids[i]]
+                    .parent_ids
+                    .iter()
+                    .filter_map(|p| index.get(p).copied())
+                    .collect()
+            },
+        );
+        let dead_nodes: Vec<StateNodeId> = ids
+            .iter()
+            .zip(&kept)
+            .filter(|(_, kept)| !**kept)
+            .map(|(id, _)| *id)
+            .collect();
+        let held: HashSet<StateDataRef> = ids
+            .iter()
+            .zip(&kept)
+            .filter(|(_, kept)| **kept)
+            .map(|(id, _)| self.nodes[id].data_ref)
+            .collect();
+        let dead_states: Vec<StateDataRef> = self
+            .states
+            .keys()
+            .filter(|r| !held.contains(*r) && cut.is_old(r))
+            .copied()
+            .collect();
+        let dead: HashSet<&StateDataRef> = dead_states.iter().collect();
+        let live_bytes: HashSet<ContentHash> = self
+            .states
+            .iter()
+            .filter(|(r, _)| !dead.contains(r))
+            .map(|(_, s)| s.hash)
+            .collect();
+        let dead_blobs: Vec<ContentHash> = self
+            .blobs
+            .keys()
+            .filter(|h| !live_bytes.contains(*h))
+            .copied()
+            .collect();
+        report.nodes_removed = dead_nodes.len() as u64;
+        report.nodes_kept = (ids.len() - dead_nodes.len()) as u64;
+        report.states_removed = dead_states.len() as u64;
+        report.blobs_removed = dead_blobs.len() as u64;
+        report.bytes_removed = dead_blobs.iter().map(|h| self.blobs[h].len() as u64).sum();
+        if cut.dry_run {
+            return report;
+        }
+        for entries in self.ref_log.values_mut() {
+            entries.retain(|e| !cut.ref_log_expired(e.at));
+        }
+        self.ref_log.retain(|_, entries| !entries.is_empty());
+        for id in &dead_nodes {
+            if let Some(node) = self.nodes.remove(id) {
+                for parent in &node.parent_ids {
+                    if let Some(children) = self.children.get_mut(parent) {
+                        children.retain(|c| c != id);
+                        if children.is_empty() {
+                            self.children.remove(parent);
+                        }
+                    }
+                }
+            }
+        }
+        for r in &dead_states {
+            self.states.remove(r);
+        }
+        for h in &dead_blobs {
+            self.blobs.remove(h);
+        }
+        report
     }
 
     fn put(

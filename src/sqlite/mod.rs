@@ -1,6 +1,7 @@
 //! The SQLite backend: one file, WAL, one writer connection and a pool of readers.
 
 mod cursor;
+mod gc;
 mod maintenance;
 mod ops;
 mod schema;

@@ -610,6 +610,12 @@ fn apply_op(tx: &Connection, cache: &mut TxCache, op: &Op) -> Result<Outcome> {
             ops::delete_snapshot(tx, id)?;
             Outcome::Done
         }
+        Op::Collect(cutoffs) => {
+            let report = super::gc::collect(tx, *cutoffs)?;
+            // Nodes it knew of may be gone.
+            cache.clear();
+            Outcome::Collected(report)
+        }
         Op::SetRef {
             name,
             expected,

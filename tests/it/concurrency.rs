@@ -425,3 +425,85 @@ fn write_counts_of_a_lone_writer_and_a_reader() {
     let reader = SqliteStateStore::open_read_only(&path).expect("reader");
     assert_eq!(reader.write_counts(), stategraph::WriteCounts::default());
 }
+
+/// Garbage collection racing writers: four threads move their own branch every tick while
+/// another thread collects with no grace period, and a second handle (as another process
+/// would) collects too. No writer may fail, nothing a branch reaches may go, and every
+/// abandoned tick (each writer also commits one node per tick that nothing refers to) is
+/// eventually removed.
+#[test]
+fn gc_races_writers_without_losing_what_they_reach() {
+    use stategraph::{GcOptions, History};
+
+    const WRITERS: usize = 4;
+    const TICKS: usize = 60;
+    let (_dir, path) = scratch();
+    let store = open_normal(&path);
+    let other = open_normal(&path);
+    let options = GcOptions::new().grace(std::time::Duration::ZERO);
+    let done = AtomicBool::new(false);
+    let barrier = Barrier::new(WRITERS + 2);
+    let (heads, removed) = thread::scope(|s| {
+        let writers: Vec<_> = (0..WRITERS)
+            .map(|w| {
+                let (store, barrier) = (&store, &barrier);
+                s.spawn(move || {
+                    barrier.wait();
+                    let branch = format!("w{w}");
+                    let mut head: Option<StateNodeId> = None;
+                    for i in 0..TICKS {
+                        let data = StateData::new(chain_bytes(w, i));
+                        let (_, id) = store
+                            .commit_on(&branch, head.as_ref(), data, chain_meta(w, i))
+                            .unwrap_or_else(|e| panic!("writer {w} tick {i}: {e}"));
+                        // Abandoned at once: a node on the head that nothing refers to.
+                        let parents = vec![id];
+                        let abandoned = StateData::new(format!("abandoned {w} {i}").into_bytes());
+                        store
+                            .commit_state(parents, abandoned, chain_meta(w, i))
+                            .unwrap_or_else(|e| panic!("writer {w} abandon {i}: {e}"));
+                        head = Some(id);
+                    }
+                    head.expect("ticked")
+                })
+            })
+            .collect();
+        let collectors: Vec<_> = [&store, &other]
+            .into_iter()
+            .map(|handle| {
+                let (done, barrier, options) = (&done, &barrier, &options);
+                s.spawn(move || {
+                    barrier.wait();
+                    let mut removed = 0;
+                    while !done.load(Ordering::SeqCst) {
+                        removed += handle.gc(options).expect("gc").nodes_removed;
+                    }
+                    removed
+                })
+            })
+            .collect();
+        let heads: Vec<StateNodeId> = writers
+            .into_iter()
+            .map(|w| w.join().expect("writer"))
+            .collect();
+        done.store(true, Ordering::SeqCst);
+        let removed: u64 = collectors.into_iter().map(|c| c.join().expect("gc")).sum();
+        (heads, removed)
+    });
+    let last = store.gc(&options).expect("gc");
+    // The ref log keeps every tick the branches passed; only the abandoned nodes go.
+    assert_eq!(removed + last.nodes_removed, (WRITERS * TICKS) as u64);
+    assert_eq!(last.nodes_kept, (WRITERS * TICKS) as u64);
+    for (w, head) in heads.iter().enumerate() {
+        let chain: Vec<StateNodeId> = store
+            .ancestors(head)
+            .expect("walk")
+            .map(|e| e.map(|e| e.id))
+            .collect::<Result<_, _>>()
+            .expect("walk");
+        assert_eq!(chain.len(), TICKS - 1, "writer {w}'s chain above its head");
+    }
+    drop(other);
+    let report = store.verify(|_| {}).expect("verify");
+    assert!(report.is_ok(), "{report:?}");
+}

@@ -9,9 +9,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use stategraph::codec;
+use std::time::Duration;
+
 use stategraph::{
-    ContentHash, History, InMemoryStateStore, LogOptions, SnapshotId, SnapshotPackage, StateData,
-    StateDataRef, StateMetadata, StateNodeId, StateStore, StateStoreError,
+    ContentHash, GcOptions, GcReport, History, InMemoryStateStore, LogOptions, SnapshotId,
+    SnapshotPackage, SqliteStateStore, StateData, StateDataRef, StateMetadata, StateNodeId,
+    StateStore, StateStoreError,
 };
 use tempfile::TempDir;
 use time::macros::{datetime, offset};
@@ -816,6 +819,214 @@ fn latest_snapshot_finds_the_newest_in_history(h: &Harness) {
     assert!(matches!(err, StateStoreError::MissingNode { .. }), "{err}");
 }
 
+// ---------------------------------------------------------------------------------------------
+// Garbage collection
+
+/// A store with something of every kind gc must keep, and two things it may remove.
+struct GcScene {
+    /// On `main`: root <- b <- head.
+    chain: [StateNodeId; 3],
+    /// A child of root that only a snapshot holds.
+    snapshotted: StateNodeId,
+    /// A child of b that a branch pointed at before it was deleted: only the ref log has it.
+    logged: StateNodeId,
+    /// A child of b nothing refers to, and its state.
+    dangling: (StateNodeId, StateDataRef),
+    /// A state no node holds.
+    orphan: StateDataRef,
+}
+
+fn gc_scene(s: &dyn StateStore) -> GcScene {
+    let tick = |parent: Option<StateNodeId>, label: &str| {
+        let head = s.get_ref("main").expect("get_ref");
+        s.commit_on(
+            "main",
+            head.as_ref(),
+            data(label.as_bytes(), None),
+            meta(t(0), Some(label)),
+        )
+        .map(|(_, id)| {
+            assert_eq!(parent, head);
+            id
+        })
+        .expect("commit_on")
+    };
+    let root = tick(None, "root");
+    let b = tick(Some(root), "b");
+    let head = tick(Some(b), "head");
+    let (_, snapshotted) = commit_bytes(s, vec![root], b"snap", None, meta(t(1), None));
+    s.snapshot(&snapshotted).expect("snapshot");
+    let (_, logged) = commit_bytes(s, vec![b], b"logged", None, meta(t(2), None));
+    s.set_ref("gone", None, &logged).expect("set_ref");
+    s.delete_ref("gone", &logged).expect("delete_ref");
+    // Shares its bytes with `b`: the bytes must stay.
+    let (dangling_state, dangling) = commit_bytes(s, vec![b], b"b", None, meta(t(3), None));
+    let orphan = s.put_state(data(b"orphan bytes", None)).expect("put");
+    GcScene {
+        chain: [root, b, head],
+        snapshotted,
+        logged,
+        dangling: (dangling, dangling_state),
+        orphan,
+    }
+}
+
+fn assert_kept(s: &dyn StateStore, scene: &GcScene) {
+    for id in scene
+        .chain
+        .iter()
+        .chain([&scene.snapshotted, &scene.logged])
+    {
+        let node = s.get_node(id).expect("a kept node");
+        s.get_state(&node.data_ref).expect("a kept node's state");
+    }
+    let log: Vec<StateNodeId> = s
+        .log(&LogOptions::new().from_ref("main"))
+        .expect("log")
+        .map(|e| e.expect("entry").id)
+        .collect();
+    let [root, b, head] = scene.chain;
+    assert_eq!(log, [head, b, root]);
+}
+
+fn gc_within_the_grace_period_removes_nothing(h: &Harness) {
+    let s = h.store();
+    let scene = gc_scene(s);
+    let before = h.rows();
+    let report = s.gc(&GcOptions::new()).expect("gc");
+    assert_eq!(
+        (
+            report.nodes_removed,
+            report.states_removed,
+            report.blobs_removed
+        ),
+        (0, 0, 0)
+    );
+    assert_eq!(report.nodes_kept, 6);
+    assert_eq!(h.rows(), before);
+    s.get_node(&scene.dangling.0).expect("still there");
+    s.get_state(&scene.orphan).expect("still there");
+}
+
+fn gc_removes_exactly_what_nothing_reaches(h: &Harness) {
+    let s = h.store();
+    let scene = gc_scene(s);
+    let report = s.gc(&GcOptions::new().grace(Duration::ZERO)).expect("gc");
+    assert_eq!(report.nodes_removed, 1, "{report:?}");
+    assert_eq!(report.nodes_kept, 5);
+    assert_eq!(
+        report.states_removed, 2,
+        "the dangling node's state and the orphan"
+    );
+    // The dangling node's bytes are `b`'s too; only the orphan's go.
+    assert_eq!((report.blobs_removed, report.bytes_removed), (1, 12));
+    assert!(!report.dry_run);
+    assert_kept(s, &scene);
+    let (dangling, dangling_state) = scene.dangling;
+    assert!(matches!(
+        s.get_node(&dangling),
+        Err(StateStoreError::MissingNode { .. })
+    ));
+    for r in [dangling_state, scene.orphan] {
+        assert!(matches!(
+            s.get_state(&r),
+            Err(StateStoreError::MissingState { .. })
+        ));
+    }
+    let children = s
+        .cursor()
+        .expect("cursor")
+        .children(&scene.chain[1])
+        .expect("children");
+    assert!(
+        !children.contains(&dangling) && children.contains(&scene.chain[2]),
+        "{children:?}"
+    );
+    // Removed is removed: a second run finds nothing, and the node can be committed again.
+    let again = s.gc(&GcOptions::new().grace(Duration::ZERO)).expect("gc");
+    assert_eq!((again.nodes_removed, again.states_removed), (0, 0));
+    let (_, back) = commit_bytes(s, vec![scene.chain[1]], b"b", None, meta(t(3), None));
+    assert_eq!(back, dangling, "the same content gives the same id");
+    if let Some((path, _)) = &h.sqlite {
+        let report = SqliteStateStore::open_read_only(path)
+            .expect("open")
+            .verify(|_| {})
+            .expect("verify");
+        assert!(report.is_ok(), "{report:?}");
+    }
+}
+
+fn gc_dry_run_counts_and_changes_nothing(h: &Harness) {
+    let s = h.store();
+    let scene = gc_scene(s);
+    let options = GcOptions::new().grace(Duration::ZERO);
+    let before = h.rows();
+    let dry = s.gc(&options.clone().dry_run(true)).expect("dry run");
+    assert!(dry.dry_run);
+    assert_eq!(h.rows(), before);
+    s.get_node(&scene.dangling.0).expect("still there");
+    s.get_state(&scene.orphan).expect("still there");
+    let real = s.gc(&options).expect("gc");
+    let mut expected: GcReport = real;
+    expected.dry_run = true;
+    assert_eq!(expected, dry);
+    assert_eq!(real.nodes_removed, 1);
+}
+
+fn gc_expires_the_ref_log_only_when_asked(h: &Harness) {
+    let s = h.store();
+    let scene = gc_scene(s);
+    let grace = GcOptions::new().grace(Duration::ZERO);
+    s.gc(&grace).expect("gc");
+    s.get_node(&scene.logged).expect("the ref log keeps it");
+    let moves =
+        s.ref_log("main").expect("ref log").len() + s.ref_log("gone").expect("ref log").len();
+    let report = s.gc(&grace.expire_ref_log(Duration::ZERO)).expect("gc");
+    assert_eq!(report.ref_log_entries_removed, moves as u64);
+    assert_eq!(report.nodes_removed, 1, "{report:?}");
+    assert!(matches!(
+        s.get_node(&scene.logged),
+        Err(StateStoreError::MissingNode { .. })
+    ));
+    assert!(s.ref_log("main").expect("ref log").is_empty());
+    // The refs themselves, and what they and the snapshot reach, stay.
+    assert_kept_but_logged(s, &scene);
+}
+
+fn assert_kept_but_logged(s: &dyn StateStore, scene: &GcScene) {
+    for id in scene.chain.iter().chain([&scene.snapshotted]) {
+        s.get_node(id).expect("a kept node");
+    }
+    assert_eq!(s.get_ref("main").expect("get_ref"), Some(scene.chain[2]));
+}
+
+fn gc_keeps_new_nodes_and_their_ancestors(h: &Harness) {
+    let s = h.store();
+    // Wait on the clock (UUID v7 times have millisecond precision) so that `old` is made
+    // strictly before `mid` and `young` strictly after.
+    let next_ms = |after: time::OffsetDateTime| {
+        let ms = after.unix_timestamp_nanos() / 1_000_000;
+        loop {
+            let now = time::OffsetDateTime::now_utc();
+            if now.unix_timestamp_nanos() / 1_000_000 > ms {
+                return now;
+            }
+            std::hint::spin_loop();
+        }
+    };
+    let start = time::OffsetDateTime::now_utc();
+    let (_, old_parent) = commit_bytes(s, vec![], b"old parent", None, meta(t(0), None));
+    let (_, old_alone) = commit_bytes(s, vec![], b"old alone", None, meta(t(1), None));
+    let mid = next_ms(next_ms(start));
+    next_ms(mid);
+    let (_, young) = commit_bytes(s, vec![old_parent], b"young", None, meta(t(2), None));
+    let report = s.gc(&GcOptions::new().keep_newer_than(mid)).expect("gc");
+    assert_eq!(report.nodes_removed, 1, "{report:?}");
+    assert!(s.get_node(&old_alone).is_err());
+    s.get_node(&young).expect("new");
+    s.get_node(&old_parent).expect("the parent of a new node");
+}
+
 macro_rules! conformance_cases {
     ($($case:ident),* $(,)?) => {
         /// The contract against [`InMemoryStateStore`].
@@ -882,4 +1093,9 @@ conformance_cases!(
     implausible_generations_are_refused,
     wrong_generation_claims_settle_when_the_ancestors_arrive,
     latest_snapshot_finds_the_newest_in_history,
+    gc_within_the_grace_period_removes_nothing,
+    gc_removes_exactly_what_nothing_reaches,
+    gc_dry_run_counts_and_changes_nothing,
+    gc_expires_the_ref_log_only_when_asked,
+    gc_keeps_new_nodes_and_their_ancestors,
 );

@@ -2,9 +2,9 @@
 //! against `StateStore` also drive the async facade of each backend.
 
 use stategraph::{
-    Applied, AsyncStateStore, GraphCursor, IdPrefix, Ref, RefLogEntry, Result, SnapshotId,
-    SnapshotInfo, SnapshotPackage, StateData, StateDataRef, StateInfo, StateMetadata, StateNode,
-    StateNodeId, StateSnapshot, StateStore, Writes,
+    Applied, AsyncStateStore, GcOptions, GcReport, GraphCursor, IdPrefix, Ref, RefLogEntry, Result,
+    SnapshotId, SnapshotInfo, SnapshotPackage, StateData, StateDataRef, StateInfo, StateMetadata,
+    StateNode, StateNodeId, StateSnapshot, StateStore, Writes,
 };
 
 /// Runs every operation the async facade offers through it, on a multi-threaded runtime;
@@ -107,6 +107,11 @@ impl<S: AsyncStateStore + StateStore> StateStore for ViaAsync<S> {
     fn delete_snapshot(&self, snapshot_id: &SnapshotId) -> Result<()> {
         self.runtime
             .block_on(AsyncStateStore::delete_snapshot(&self.inner, snapshot_id))
+    }
+
+    fn gc(&self, options: &GcOptions) -> Result<GcReport> {
+        self.runtime
+            .block_on(AsyncStateStore::gc(&self.inner, options))
     }
 
     fn set_ref_with_message(

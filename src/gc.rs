@@ -1,0 +1,266 @@
+//! Garbage collection: removing nodes, states and bytes that nothing leads to any more.
+//!
+//! What is kept (the roots, and every ancestor of a root):
+//! - every node a ref points at, every snapshot's node, and every node a ref log entry
+//!   mentions (entries older than [`GcOptions::expire_ref_log`] are removed first, if asked);
+//! - every node whose state was put within the grace period ([`GcOptions::grace`]), so a
+//!   writer between `commit_node` and `set_ref` does not lose its node;
+//! - every state put within the grace period, so a writer between `put_state` and
+//!   `commit_node` does not lose its state.
+//!
+//! Everything else goes: unreachable nodes, states no kept node holds, and bytes no state
+//! holds. Ages come from the store's own clock: a [`StateDataRef`] is a UUID v7, which carries
+//! the time `put_state` made it (a node's age is its state's). A ref that is not a v7 UUID has
+//! no age and counts as new, so it is kept.
+
+use std::time::Duration;
+
+use time::OffsetDateTime;
+
+use crate::id::StateDataRef;
+
+/// How [`StateStore::gc`](crate::StateStore::gc) decides what to remove.
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use stategraph::GcOptions;
+///
+/// // Keep unreachable things for a day, and forget ref moves older than 30 days.
+/// let options = GcOptions::new()
+///     .grace(Duration::from_secs(24 * 3600))
+///     .expire_ref_log(Duration::from_secs(30 * 24 * 3600));
+/// assert!(!options.is_dry_run());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GcOptions {
+    grace: Duration,
+    /// Set by [`GcOptions::keep_newer_than`]: used instead of `grace`.
+    keep_since: Option<OffsetDateTime>,
+    ref_log_expiry: Option<Duration>,
+    dry_run: bool,
+}
+
+/// Two weeks, as git's `gc.pruneExpire`.
+const DEFAULT_GRACE: Duration = Duration::from_secs(14 * 24 * 3600);
+
+impl Default for GcOptions {
+    fn default() -> Self {
+        Self {
+            grace: DEFAULT_GRACE,
+            keep_since: None,
+            ref_log_expiry: None,
+            dry_run: false,
+        }
+    }
+}
+
+impl GcOptions {
+    /// Two weeks of grace, every ref log entry kept, not a dry run.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How old an unreachable node or an unused state must be before it is removed (two weeks
+    /// by default). Shorter than the longest gap between a writer's `put_state` and its
+    /// `commit_node`, or between `commit_node` and the `set_ref` that makes the node
+    /// reachable, and that writer's next call fails with `MissingState` or `MissingNode`.
+    /// [`commit_on`](crate::StateStore::commit_on) and batches have no such gap.
+    pub fn grace(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self.keep_since = None;
+        self
+    }
+
+    /// Instead of a grace period: removes unreachable nodes and unused states made before
+    /// `at`, and keeps those made since (for instance, everything left over from before a
+    /// restart). The same caution as for [`grace`](Self::grace) applies to writers still
+    /// running.
+    pub fn keep_newer_than(mut self, at: OffsetDateTime) -> Self {
+        self.keep_since = Some(at);
+        self
+    }
+
+    /// Removes ref log entries older than `older_than` first, so the nodes only they
+    /// mention can go too (by default every entry is kept: a branch moved every tick then
+    /// keeps its whole history of moves, and every node it passed). `NAME@{N}` then reaches
+    /// back only as far as the entries kept.
+    pub fn expire_ref_log(mut self, older_than: Duration) -> Self {
+        self.ref_log_expiry = Some(older_than);
+        self
+    }
+
+    /// Counts what would be removed, and removes nothing.
+    pub fn dry_run(mut self, dry_run: bool) -> Self {
+        self.dry_run = dry_run;
+        self
+    }
+
+    /// The grace period.
+    pub fn grace_period(&self) -> Duration {
+        self.grace
+    }
+
+    /// The ref log expiry, if any.
+    pub fn ref_log_expiry(&self) -> Option<Duration> {
+        self.ref_log_expiry
+    }
+
+    /// Whether this is a dry run.
+    pub fn is_dry_run(&self) -> bool {
+        self.dry_run
+    }
+
+    /// The cut-off times for a collection starting at `now`.
+    pub(crate) fn cutoffs(&self, now: OffsetDateTime) -> Cutoffs {
+        Cutoffs {
+            unused_before: self
+                .keep_since
+                .or_else(|| now.checked_sub(self.grace.try_into().unwrap_or(time::Duration::MAX))),
+            ref_log_before: self
+                .ref_log_expiry
+                .map(|d| now.checked_sub(d.try_into().unwrap_or(time::Duration::MAX))),
+            dry_run: self.dry_run,
+        }
+    }
+}
+
+/// A collection's cut-offs as points in time (a `None` time: before every possible time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Cutoffs {
+    /// Unreachable nodes and unused states made before this are removed.
+    pub unused_before: Option<OffsetDateTime>,
+    /// `Some`: ref log entries made before this are removed first.
+    pub ref_log_before: Option<Option<OffsetDateTime>>,
+    pub dry_run: bool,
+}
+
+impl Cutoffs {
+    /// Whether the state behind `data_ref` was put before the grace period began; false when
+    /// the ref carries no time.
+    pub(crate) fn is_old(&self, data_ref: &StateDataRef) -> bool {
+        let Some(before) = self.unused_before else {
+            return false;
+        };
+        let Some(ts) = data_ref.as_uuid().get_timestamp() else {
+            return false;
+        };
+        if data_ref.as_uuid().get_version_num() != 7 {
+            return false;
+        }
+        let (secs, nanos) = ts.to_unix();
+        let made = i128::from(secs) * 1_000_000_000 + i128::from(nanos);
+        made < before.unix_timestamp_nanos()
+    }
+
+    /// Whether a ref log entry made at `at` is expired.
+    pub(crate) fn ref_log_expired(&self, at: OffsetDateTime) -> bool {
+        match self.ref_log_before {
+            None => false,
+            Some(None) => false,
+            Some(Some(before)) => at < before,
+        }
+    }
+}
+
+/// What a collection removed (or, for a dry run, would remove).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct GcReport {
+    /// Nodes removed.
+    pub nodes_removed: u64,
+    /// Nodes kept.
+    pub nodes_kept: u64,
+    /// State data refs removed.
+    pub states_removed: u64,
+    /// Distinct byte strings removed (identical states share one).
+    pub blobs_removed: u64,
+    /// Their total size. A SQLite file does not shrink: SQLite reuses the freed pages for
+    /// new writes.
+    pub bytes_removed: u64,
+    /// Ref log entries removed by [`GcOptions::expire_ref_log`].
+    pub ref_log_entries_removed: u64,
+    /// True when nothing was removed because it was a dry run.
+    pub dry_run: bool,
+}
+
+/// Marks every node reachable from `roots` through `parents` (indices into the same
+/// numbering); returns one flag per node.
+pub(crate) fn mark(
+    len: usize,
+    roots: impl IntoIterator<Item = usize>,
+    parents: impl Fn(usize) -> Vec<usize>,
+) -> Vec<bool> {
+    let mut kept = vec![false; len];
+    let mut stack: Vec<usize> = Vec::new();
+    for root in roots {
+        if !kept[root] {
+            kept[root] = true;
+            stack.push(root);
+        }
+    }
+    while let Some(node) = stack.pop() {
+        for parent in parents(node) {
+            if !kept[parent] {
+                kept[parent] = true;
+                stack.push(parent);
+            }
+        }
+    }
+    kept
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mark_keeps_exactly_the_ancestors_of_the_roots() {
+        // 0 <- 1 <- 2, 1 <- 3 (3 has parents 1 and 4), 4, 5 <- 6
+        let parents = |n: usize| match n {
+            1 => vec![0],
+            2 => vec![1],
+            3 => vec![1, 4],
+            6 => vec![5],
+            _ => vec![],
+        };
+        let kept = mark(7, [3], parents);
+        assert_eq!(kept, [true, true, false, true, true, false, false]);
+        let kept = mark(7, [2, 6], parents);
+        assert_eq!(kept, [true, true, true, false, false, true, true]);
+        assert_eq!(mark(7, [], parents), [false; 7]);
+    }
+
+    #[test]
+    fn only_v7_refs_older_than_the_grace_period_are_old() {
+        let now = OffsetDateTime::now_utc();
+        let fresh = StateDataRef::new_v7();
+        let cut = GcOptions::new()
+            .grace(Duration::ZERO)
+            .cutoffs(now + time::Duration::SECOND);
+        assert!(cut.is_old(&fresh));
+        let cut = GcOptions::new().cutoffs(now);
+        assert!(!cut.is_old(&fresh), "within two weeks");
+        // A v4 UUID has no time: never old.
+        let v4 =
+            StateDataRef::from_bytes([0x11, 0, 0, 0, 0, 0, 0x40, 0, 0x80, 0, 0, 0, 0, 0, 0, 0]);
+        let cut = GcOptions::new().grace(Duration::ZERO).cutoffs(now);
+        assert!(!cut.is_old(&v4));
+        // A grace longer than the calendar: nothing is old.
+        let cut = GcOptions::new().grace(Duration::MAX).cutoffs(now);
+        assert!(!cut.is_old(&fresh));
+    }
+
+    #[test]
+    fn ref_log_entries_expire_only_when_asked() {
+        let now = OffsetDateTime::now_utc();
+        let old = now - time::Duration::hours(2);
+        assert!(!GcOptions::new().cutoffs(now).ref_log_expired(old));
+        let cut = GcOptions::new()
+            .expire_ref_log(Duration::from_secs(3600))
+            .cutoffs(now);
+        assert!(cut.ref_log_expired(old));
+        assert!(!cut.ref_log_expired(now));
+    }
+}

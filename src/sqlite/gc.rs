@@ -1,0 +1,257 @@
+//! Garbage collection in a SQLite store (what is kept: see [`crate::gc`]).
+
+use rusqlite::{Connection, params};
+
+use super::ops::{ABSENT_SEQ, decode_seqs};
+use super::schema::sql_error;
+use crate::error::{Result, StateStoreError};
+use crate::gc::{self, Cutoffs, GcReport};
+use crate::id::StateDataRef;
+
+/// Runs a collection inside the caller's transaction, in a savepoint of its own that a dry
+/// run (or an error) rolls back.
+pub(crate) fn collect(tx: &Connection, cut: Cutoffs) -> Result<GcReport> {
+    let run = |sql: &str| {
+        tx.execute_batch(sql)
+            .map_err(sql_error("collecting garbage"))
+    };
+    run("SAVEPOINT gc")?;
+    let result = collect_in(tx, cut);
+    if cut.dry_run || result.is_err() {
+        run("ROLLBACK TO gc")?;
+    }
+    run("RELEASE gc")?;
+    result
+}
+
+/// Every node's seq, in order, with its parents (as indices into that order) and whether its
+/// state is old enough to go.
+struct Nodes {
+    seqs: Vec<i64>,
+    /// `parents[starts[i]..starts[i + 1]]` are node `i`'s stored parents.
+    starts: Vec<usize>,
+    parents: Vec<u32>,
+    old: Vec<bool>,
+}
+
+impl Nodes {
+    fn read(tx: &Connection, cut: &Cutoffs) -> Result<Self> {
+        let ctx = sql_error("reading the nodes to collect garbage");
+        let mut stmt = tx
+            .prepare("SELECT seq, parent_seqs, data_ref FROM state_nodes ORDER BY seq")
+            .map_err(&ctx)?;
+        let mut rows = stmt.query([]).map_err(&ctx)?;
+        let (mut seqs, mut old) = (Vec::new(), Vec::new());
+        // Each node's parent seqs, concatenated: `raw[raw_starts[i]..raw_starts[i + 1]]`.
+        let (mut raw, mut raw_starts) = (Vec::new(), vec![0]);
+        while let Some(row) = rows.next().map_err(&ctx)? {
+            let seq: i64 = row.get(0).map_err(&ctx)?;
+            let parent_seqs: Vec<u8> = row.get(1).map_err(&ctx)?;
+            let data_ref: Vec<u8> = row.get(2).map_err(&ctx)?;
+            let data_ref = <[u8; 16]>::try_from(data_ref.as_slice())
+                .map(StateDataRef::from_bytes)
+                .map_err(|_| corrupt(seq, "its data ref is not 16 bytes"))?;
+            raw.extend(decode_seqs(&parent_seqs)?);
+            raw_starts.push(raw.len());
+            seqs.push(seq);
+            old.push(cut.is_old(&data_ref));
+        }
+        let mut nodes = Nodes {
+            seqs,
+            starts: Vec::with_capacity(raw_starts.len()),
+            parents: Vec::with_capacity(raw.len()),
+            old,
+        };
+        nodes.starts.push(0);
+        for (i, window) in raw_starts.windows(2).enumerate() {
+            for &parent in &raw[window[0]..window[1]] {
+                if parent == ABSENT_SEQ {
+                    continue;
+                }
+                let index = nodes.index(parent).ok_or_else(|| {
+                    corrupt(
+                        nodes.seqs[i],
+                        &format!("its parent (row {parent}) is not stored"),
+                    )
+                })?;
+                nodes.parents.push(index as u32);
+            }
+            nodes.starts.push(nodes.parents.len());
+        }
+        Ok(nodes)
+    }
+
+    fn index(&self, seq: i64) -> Option<usize> {
+        self.seqs.binary_search(&seq).ok()
+    }
+
+    fn parents_of(&self, i: usize) -> &[u32] {
+        &self.parents[self.starts[i]..self.starts[i + 1]]
+    }
+}
+
+fn corrupt(seq: i64, detail: &str) -> StateStoreError {
+    StateStoreError::corrupt(
+        format!("node row {seq}"),
+        format!("{detail}; garbage collection stopped and removed nothing"),
+    )
+}
+
+/// The seqs of the nodes that `sql` (one column: a node id) names, where stored.
+fn root_seqs(tx: &Connection, sql: &str, nodes: &Nodes, roots: &mut Vec<usize>) -> Result<()> {
+    let ctx = sql_error("reading the roots to collect garbage");
+    let mut stmt = tx.prepare(sql).map_err(&ctx)?;
+    let seqs = stmt.query_map([], |r| r.get::<_, i64>(0)).map_err(&ctx)?;
+    for seq in seqs {
+        if let Some(i) = nodes.index(seq.map_err(&ctx)?) {
+            roots.push(i);
+        }
+    }
+    Ok(())
+}
+
+fn collect_in(tx: &Connection, cut: Cutoffs) -> Result<GcReport> {
+    let ctx = sql_error("collecting garbage");
+    let mut report = GcReport {
+        dry_run: cut.dry_run,
+        ..GcReport::default()
+    };
+    if let Some(Some(before)) = cut.ref_log_before {
+        let nanos = before.unix_timestamp_nanos();
+        let (s, ns) = (
+            nanos.div_euclid(1_000_000_000) as i64,
+            nanos.rem_euclid(1_000_000_000) as i64,
+        );
+        report.ref_log_entries_removed = tx
+            .execute(
+                "DELETE FROM ref_log WHERE created_s < ?1 OR (created_s = ?1 AND created_ns < ?2)",
+                params![s, ns],
+            )
+            .map_err(&ctx)? as u64;
+    }
+    let nodes = Nodes::read(tx, &cut)?;
+    let mut roots: Vec<usize> = (0..nodes.seqs.len()).filter(|&i| !nodes.old[i]).collect();
+    for sql in [
+        "SELECT s.seq FROM refs r JOIN state_nodes s ON s.id = r.node_id",
+        "SELECT s.seq FROM snapshots p JOIN state_nodes s ON s.id = p.node_id",
+        "SELECT s.seq FROM ref_log l JOIN state_nodes s ON s.id = l.new_node",
+        "SELECT s.seq FROM ref_log l JOIN state_nodes s ON s.id = l.old_node",
+    ] {
+        root_seqs(tx, sql, &nodes, &mut roots)?;
+    }
+    let kept = gc::mark(nodes.seqs.len(), roots, |i| {
+        nodes.parents_of(i).iter().map(|&p| p as usize).collect()
+    });
+    let dead: Vec<usize> = (0..nodes.seqs.len()).filter(|&i| !kept[i]).collect();
+    report.nodes_removed = dead.len() as u64;
+    report.nodes_kept = (nodes.seqs.len() - dead.len()) as u64;
+    if !dead.is_empty() {
+        remove_nodes(tx, &nodes, &dead)?;
+    }
+    remove_states(tx, &cut, &mut report)?;
+    Ok(report)
+}
+
+/// Deletes `dead` nodes and their edges. Every child of a dead node is dead too (kept nodes'
+/// ancestors are kept), so removing a node's edges to its parents removes all its edges.
+fn remove_nodes(tx: &Connection, nodes: &Nodes, dead: &[usize]) -> Result<()> {
+    let ctx = sql_error("removing unreachable nodes");
+    // SQLite checks every foreign key into a deleted row by looking for rows that point at
+    // it; `node_children` has no index by child, so without this each deleted node would
+    // scan the whole edge table. It lives for this transaction only.
+    tx.execute_batch("CREATE INDEX gc_node_children_by_child ON node_children(child)")
+        .map_err(&ctx)?;
+    {
+        let mut edge = tx
+            .prepare("DELETE FROM node_children WHERE parent = ?1 AND child = ?2")
+            .map_err(&ctx)?;
+        let mut shallow = tx
+            .prepare("DELETE FROM shallow_edges WHERE child = ?1")
+            .map_err(&ctx)?;
+        let mut node = tx
+            .prepare("DELETE FROM state_nodes WHERE seq = ?1")
+            .map_err(&ctx)?;
+        let mut parent_count = tx
+            .prepare("SELECT length(parent_seqs) / 8 FROM state_nodes WHERE seq = ?1")
+            .map_err(&ctx)?;
+        for &i in dead {
+            let seq = nodes.seqs[i];
+            let stored = nodes.parents_of(i);
+            for &p in stored {
+                edge.execute(params![nodes.seqs[p as usize], seq])
+                    .map_err(&ctx)?;
+            }
+            let all: i64 = parent_count.query_row([seq], |r| r.get(0)).map_err(&ctx)?;
+            if all as usize > stored.len() {
+                shallow.execute([seq]).map_err(&ctx)?;
+            }
+        }
+        for &i in dead {
+            node.execute([nodes.seqs[i]]).map_err(&ctx)?;
+        }
+    }
+    tx.execute_batch("DROP INDEX gc_node_children_by_child")
+        .map_err(&ctx)
+}
+
+/// Deletes the states no node holds that are older than the grace period, then the bytes no
+/// state holds.
+fn remove_states(tx: &Connection, cut: &Cutoffs, report: &mut GcReport) -> Result<()> {
+    let ctx = sql_error("removing unused states");
+    let unused: Vec<Vec<u8>> = {
+        let mut stmt = tx
+            .prepare(
+                "SELECT data_ref FROM state_data \
+                 WHERE data_ref NOT IN (SELECT data_ref FROM state_nodes)",
+            )
+            .map_err(&ctx)?;
+        stmt.query_map([], |r| r.get(0))
+            .map_err(&ctx)?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(&ctx)?
+    };
+    let old: Vec<Vec<u8>> = unused
+        .into_iter()
+        .filter(|raw| {
+            <[u8; 16]>::try_from(raw.as_slice())
+                .is_ok_and(|b| cut.is_old(&StateDataRef::from_bytes(b)))
+        })
+        .collect();
+    if !old.is_empty() {
+        // As for node edges: `state_nodes` has no index by data ref (commits do not need one),
+        // and each deleted state would otherwise scan every node.
+        tx.execute_batch("CREATE INDEX gc_state_nodes_by_data ON state_nodes(data_ref)")
+            .map_err(&ctx)?;
+        {
+            let mut delete = tx
+                .prepare("DELETE FROM state_data WHERE data_ref = ?1")
+                .map_err(&ctx)?;
+            for data_ref in &old {
+                delete.execute([data_ref]).map_err(&ctx)?;
+            }
+        }
+        tx.execute_batch("DROP INDEX gc_state_nodes_by_data")
+            .map_err(&ctx)?;
+    }
+    report.states_removed = old.len() as u64;
+    let (blobs, bytes): (i64, Option<i64>) = tx
+        .query_row(
+            "SELECT count(*), sum(length(bytes)) FROM blobs \
+             WHERE id NOT IN (SELECT blob_id FROM state_data)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .map_err(&ctx)?;
+    if blobs > 0 {
+        // `state_data` has no index by blob either.
+        tx.execute_batch(
+            "CREATE INDEX gc_state_data_by_blob ON state_data(blob_id);
+             DELETE FROM blobs WHERE id NOT IN (SELECT blob_id FROM state_data);
+             DROP INDEX gc_state_data_by_blob;",
+        )
+        .map_err(&ctx)?;
+    }
+    report.blobs_removed = blobs as u64;
+    report.bytes_removed = bytes.unwrap_or(0) as u64;
+    Ok(())
+}
