@@ -1266,3 +1266,45 @@ fn a_write_refused_by_file_permissions_names_the_files() {
         "{}",
     ));
 }
+
+/// `gc`: a dry run and a real run report the same counts, the grace period protects new
+/// things, only what no ref or ref log entry reaches goes, and a bad AGE is refused.
+#[test]
+fn gc_removes_what_nothing_reaches_and_says_so() {
+    let env = Env::init();
+    let kept = env.commit("kept", "kept", &["--branch", "main"]);
+    // A node no ref points at (no --branch), and state bytes no node holds.
+    let dangling = env.commit("dangling", "dangling", &["-p", "main"]);
+    env.sg(&["put"]).write_stdin("orphan").assert().success();
+    let json = |args: &[&str]| -> Value { serde_json::from_str(&env.ok(args)).expect("json") };
+    let fresh = json(&["gc", "--json"]);
+    assert_eq!(
+        fresh["nodes_removed"], 0,
+        "within the default grace: {fresh}"
+    );
+    let dry = json(&["gc", "--grace", "0", "--dry-run", "--json"]);
+    assert_eq!(dry["dry_run"], true);
+    assert_eq!(dry["nodes_removed"], 1, "{dry}");
+    assert_eq!(dry["states_removed"], 2, "{dry}");
+    env.ok(&["show", &dangling]);
+    let text = env.ok(&["gc", "--grace", "0"]);
+    assert!(
+        text.starts_with("removed 1 node(s), 2 state(s), 2 distinct content(s)"),
+        "{text}"
+    );
+    let out = env.sg(&["show", &dangling]).output().expect("run");
+    assert_error(&out);
+    env.ok(&["show", &kept]);
+    // The reflog keeps every node main passed until told to forget it.
+    env.commit("next", "next", &["--branch", "main"]);
+    env.ok(&["branch", "-f", "main", &kept]);
+    assert_eq!(json(&["gc", "--grace", "0", "--json"])["nodes_removed"], 0);
+    let expired = json(&["gc", "--grace", "0", "--expire-reflog", "0", "--json"]);
+    assert_eq!(expired["nodes_removed"], 1, "{expired}");
+    assert_eq!(expired["ref_log_entries_removed"], 3, "{expired}");
+    let out = env.sg(&["gc", "--grace", "2weeks"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(2), "a usage error");
+    let err = crate::cli_util::stderr(&out);
+    assert!(err.contains("\"2weeks\" is not an age"), "{err}");
+    env.ok(&["fsck"]);
+}

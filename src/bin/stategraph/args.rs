@@ -95,6 +95,25 @@ Example:
   stategraph stats")]
     Stats(JsonArgs),
 
+    /// Remove nodes, states and bytes that nothing refers to any more
+    #[command(after_help = "\
+Kept: every node a branch, tag, snapshot or ref log entry reaches (with all its ancestors), and
+whatever was made within the grace period (--grace, two weeks by default), so a program between
+two writes does not lose the first. Removed: other nodes, states no kept node holds, and bytes no
+state holds. Ref log entries are kept unless --expire-reflog says how old they may get; while
+they are kept, every node a branch ever pointed at stays. One transaction: all or nothing, and
+writers wait while it runs. The file does not shrink; SQLite reuses the freed space.
+
+AGE is a number with a unit: s, m, h, d or w (e.g. 90m, 36h, 2w); 0 means no grace.
+
+--json prints one object: nodes_removed, nodes_kept, states_removed, blobs_removed,
+bytes_removed, ref_log_entries_removed and dry_run.
+
+Examples:
+  stategraph gc --dry-run
+  stategraph gc --grace 1d --expire-reflog 30d")]
+    Gc(GcArgs),
+
     /// Write snapshots as self-verifying package files, for another store
     #[command(after_help = "\
 A package holds the snapshot's node (parent ids, metadata), its state bytes and both ids; `import`
@@ -431,6 +450,53 @@ pub struct SnapshotArgs {
     /// The node to snapshot
     #[arg(value_name = "REV")]
     pub rev: String,
+}
+
+/// `gc`.
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// Keep unreachable nodes and unused states younger than AGE
+    #[arg(long, value_name = "AGE", default_value = "2w", value_parser = parse_age)]
+    pub grace: std::time::Duration,
+    /// Remove ref log entries older than AGE first (default: keep them all)
+    #[arg(long, value_name = "AGE", value_parser = parse_age)]
+    pub expire_reflog: Option<std::time::Duration>,
+    /// Count what would be removed; remove nothing
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Reads an AGE: a whole number and one of s, m, h, d, w.
+fn parse_age(text: &str) -> Result<std::time::Duration, String> {
+    if text == "0" {
+        return Ok(std::time::Duration::ZERO);
+    }
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let unit_secs: u64 = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        _ => {
+            return Err(format!(
+                "{text:?} is not an age: give a number and a unit (s, m, h, d or w), e.g. 36h or 2w"
+            ));
+        }
+    };
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not an age: it needs a whole number before the unit"))?;
+    number
+        .checked_mul(unit_secs)
+        .map(std::time::Duration::from_secs)
+        .ok_or_else(|| format!("{text:?} is too long an age"))
 }
 
 /// Commands whose only option is `--json`.

@@ -1,12 +1,12 @@
-//! `fsck` and `stats`: checking and sizing a store.
+//! `fsck`, `stats` and `gc`: checking, sizing and cleaning a store.
 
 use std::io::Write;
 
 use serde::Serialize;
-use stategraph::{VerifyPhase, VerifyProgress};
+use stategraph::{GcOptions, StateStore, VerifyPhase, VerifyProgress};
 
 use crate::Ctx;
-use crate::args::JsonArgs;
+use crate::args::{GcArgs, JsonArgs};
 use crate::error::{CliError, CliResult, EXIT_FALSE};
 use crate::output::{human_size, progress, write_json};
 
@@ -134,6 +134,57 @@ pub fn stats(ctx: &Ctx, args: &JsonArgs) -> CliResult {
             human_size(s.wal_bytes)
         )?;
         writeln!(out, "schema version {}", s.schema_version)?;
+    }
+    out.finish()?;
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct GcJson {
+    nodes_removed: u64,
+    nodes_kept: u64,
+    states_removed: u64,
+    blobs_removed: u64,
+    bytes_removed: u64,
+    ref_log_entries_removed: u64,
+    dry_run: bool,
+}
+
+/// `gc`.
+pub fn gc(ctx: &Ctx, args: &GcArgs) -> CliResult {
+    let store = ctx.open_write()?;
+    let mut options = GcOptions::new().grace(args.grace).dry_run(args.dry_run);
+    if let Some(age) = args.expire_reflog {
+        options = options.expire_ref_log(age);
+    }
+    let r = store.gc(&options)?;
+    let mut out = ctx.out(false);
+    if args.json {
+        let json = GcJson {
+            nodes_removed: r.nodes_removed,
+            nodes_kept: r.nodes_kept,
+            states_removed: r.states_removed,
+            blobs_removed: r.blobs_removed,
+            bytes_removed: r.bytes_removed,
+            ref_log_entries_removed: r.ref_log_entries_removed,
+            dry_run: r.dry_run,
+        };
+        write_json(&mut out, &json)?;
+    } else {
+        let verb = if r.dry_run { "would remove" } else { "removed" };
+        writeln!(
+            out,
+            "{verb} {} node(s), {} state(s), {} distinct content(s) ({}){}; kept {} node(s)",
+            r.nodes_removed,
+            r.states_removed,
+            r.blobs_removed,
+            human_size(r.bytes_removed),
+            match r.ref_log_entries_removed {
+                0 => String::new(),
+                n => format!(" and {n} ref log entries"),
+            },
+            r.nodes_kept
+        )?;
     }
     out.finish()?;
     Ok(())
