@@ -1027,6 +1027,43 @@ fn gc_keeps_new_nodes_and_their_ancestors(h: &Harness) {
     s.get_node(&old_parent).expect("the parent of a new node");
 }
 
+/// A node imported without its parents (a shallow boundary) goes like any other once nothing
+/// reaches it, its boundary edge with it; imported again later, it joins its parent normally.
+fn gc_removes_a_shallow_import_and_its_boundary(h: &Harness) {
+    let sender = InMemoryStateStore::new();
+    let mut chain = Vec::new();
+    for (i, label) in ["a", "b", "c"].into_iter().enumerate() {
+        let r = sender.put_state(data(label.as_bytes(), None)).expect("put");
+        let parents = chain.last().copied().into_iter().collect();
+        chain.push(
+            sender
+                .commit_node(parents, r, meta(t(i as i64), Some(label)))
+                .expect("commit"),
+        );
+    }
+    let package = |i: usize| {
+        sender
+            .export_snapshot(&sender.snapshot(&chain[i]).expect("snapshot"))
+            .expect("export")
+    };
+    let s = h.store();
+    let gc = || s.gc(&GcOptions::new().grace(Duration::ZERO)).expect("gc");
+    let c = s.import_snapshot(&package(2)).expect("import c");
+    assert_eq!(gc().nodes_removed, 0, "its snapshot keeps it");
+    s.delete_snapshot(&c).expect("delete snapshot");
+    let report = gc();
+    assert_eq!((report.nodes_removed, report.nodes_kept), (1, 0));
+    assert!(s.get_node(&chain[2]).is_err());
+    s.import_snapshot(&package(1)).expect("import b");
+    s.import_snapshot(&package(2)).expect("import c again");
+    assert_eq!(s.get_node(&chain[2]).expect("c").generation, 3);
+    if let Some((path, _)) = &h.sqlite {
+        let report = open_normal(path).verify(|_| {}).expect("verify");
+        assert!(report.is_ok(), "{:?}", report.problems);
+        assert_eq!(report.shallow_edges, 1, "only b's edge to a");
+    }
+}
+
 macro_rules! conformance_cases {
     ($($case:ident),* $(,)?) => {
         /// The contract against [`InMemoryStateStore`].
@@ -1098,4 +1135,5 @@ conformance_cases!(
     gc_dry_run_counts_and_changes_nothing,
     gc_expires_the_ref_log_only_when_asked,
     gc_keeps_new_nodes_and_their_ancestors,
+    gc_removes_a_shallow_import_and_its_boundary,
 );
