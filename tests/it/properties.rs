@@ -197,3 +197,88 @@ fn backends_agree_on_random_histories() {
         })
         .expect("property failed");
 }
+
+/// One node of a random history for the gc property: parent picks among earlier nodes, and
+/// what refers to it (0: nothing, 1: a branch, 2: a snapshot, 3: a branch since deleted, so
+/// only the ref log has it).
+fn any_gc_history() -> impl Strategy<Value = Vec<(Vec<usize>, u8)>> {
+    vec((vec(any::<usize>(), 0..3), 0u8..4), 1..40)
+}
+
+#[test]
+fn gc_keeps_exactly_the_ancestors_of_what_is_referred_to() {
+    use stategraph::GcOptions;
+
+    let mut runner = TestRunner::new(Config::with_cases(48));
+    runner
+        .run(&any_gc_history(), |history| {
+            let sqlite = TempSqlite::new();
+            let memory = InMemoryStateStore::new();
+            for store in [&memory as &dyn StateStore, &sqlite.store] {
+                let mut ids: Vec<StateNodeId> = Vec::new();
+                let mut parents_of: Vec<Vec<usize>> = Vec::new();
+                let mut roots = Vec::new();
+                for (i, (picks, role)) in history.iter().enumerate() {
+                    let mut parents: Vec<usize> = Vec::new();
+                    if i > 0 {
+                        for pick in picks {
+                            if !parents.contains(&(pick % i)) {
+                                parents.push(pick % i);
+                            }
+                        }
+                    }
+                    let data = StateData::new(format!("node {i}").into_bytes());
+                    let (_, id) = store
+                        .commit_state(
+                            parents.iter().map(|&p| ids[p]).collect(),
+                            data,
+                            StateMetadata::new(OffsetDateTime::UNIX_EPOCH, None),
+                        )
+                        .expect("commit");
+                    match role {
+                        1 => store.set_ref(&format!("b{i}"), None, &id).expect("ref"),
+                        2 => drop(store.snapshot(&id).expect("snapshot")),
+                        3 => {
+                            store.set_ref(&format!("d{i}"), None, &id).expect("ref");
+                            store.delete_ref(&format!("d{i}"), &id).expect("delete");
+                        }
+                        _ => {}
+                    }
+                    if *role != 0 {
+                        roots.push(i);
+                    }
+                    ids.push(id);
+                    parents_of.push(parents);
+                }
+                // The oracle: a plain closure over parents, from the nodes referred to.
+                let mut kept = vec![false; ids.len()];
+                let mut stack = roots;
+                while let Some(i) = stack.pop() {
+                    if !std::mem::replace(&mut kept[i], true) {
+                        stack.extend(&parents_of[i]);
+                    }
+                }
+                let report = store
+                    .gc(&GcOptions::new().grace(std::time::Duration::ZERO))
+                    .expect("gc");
+                let want_kept = kept.iter().filter(|k| **k).count() as u64;
+                prop_assert_eq!(report.nodes_kept, want_kept);
+                prop_assert_eq!(report.nodes_removed, ids.len() as u64 - want_kept);
+                for (i, id) in ids.iter().enumerate() {
+                    match store.get_node(id) {
+                        Ok(node) => {
+                            prop_assert!(kept[i], "node {} should be gone", i);
+                            store
+                                .get_state(&node.data_ref)
+                                .expect("a kept node's state");
+                        }
+                        Err(_) => prop_assert!(!kept[i], "node {} was removed", i),
+                    }
+                }
+            }
+            let report = sqlite.store.verify(|_| {}).expect("verify");
+            prop_assert!(report.is_ok(), "{:?}", report.problems);
+            Ok(())
+        })
+        .expect("property failed");
+}
