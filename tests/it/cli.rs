@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use predicates::prelude::*;
 use serde_json::Value;
-use stategraph::{Durability, SqliteStateStore, StateData, StateMetadata, StateNodeId, StateStore};
+use stategraph::{
+    Durability, History as _, SqliteStateStore, StateData, StateMetadata, StateNodeId, StateStore,
+};
 
 use crate::cli_util::{Env, assert_error, bare, noise, redact};
 
@@ -163,6 +165,58 @@ fn log_graph_draws_a_merge_like_git() {
     // Without --graph: one line per node, same order.
     let plain = redact(&env.ok(&["log", "--oneline", "-n", "4"]));
     assert_eq!(plain, "<id> (main) f\n<id> m\n<id> (side) e\n<id> d\n");
+}
+
+/// A store with one merge of `width` roots on main, roots created oldest first (the walk
+/// meets the newest, last parent first). Returns the roots in parent order.
+fn octopus_store(env: &Env, width: i64) -> Vec<StateNodeId> {
+    let store = SqliteStateStore::builder()
+        .durability(Durability::Normal)
+        .open(&env.db)
+        .expect("open");
+    let base = time::macros::datetime!(2026-01-01 00:00:00 UTC);
+    let mut batch = store.batch();
+    let data = batch.put_state(StateData::new(b"{}".to_vec()));
+    let roots: Vec<StateNodeId> = (0..width)
+        .map(|i| {
+            let meta = StateMetadata::new(base + time::Duration::seconds(i), Some(format!("r{i}")));
+            batch.commit_node(vec![], data, meta).expect("root")
+        })
+        .collect();
+    let meta = StateMetadata::new(base + time::Duration::seconds(width), Some("merge".into()));
+    let merge = batch.commit_node(roots.clone(), data, meta).expect("merge");
+    batch.set_ref("main", None, &merge).expect("ref");
+    batch.commit().expect("commit");
+    roots
+}
+
+#[test]
+fn log_graph_draws_a_wide_octopus_with_every_parent_once() {
+    let env = Env::init();
+    let width = 120;
+    let roots = octopus_store(&env, width);
+    let out = env.ok(&["log", "--graph", "--oneline"]);
+    let mut lines = out.lines();
+    // `*`, then a dash pair for each parent past the second, the last pair ending in `.`.
+    let dashes = "-".repeat(2 * (width as usize - 2) - 1);
+    let node = lines.next().expect("the merge");
+    assert!(node.starts_with(&format!("*{dashes}.   ")), "{node}");
+    assert!(node.ends_with(" (main) merge"), "{node}");
+    let fan = format!("|{}", "\\ ".repeat(width as usize - 1));
+    assert_eq!(lines.next(), Some(fan.trim_end()));
+    // Then each root in its own lane, newest (rightmost) first: nothing else moves.
+    let mut drawn = 0;
+    for (i, line) in lines.enumerate() {
+        let root = width as usize - 1 - i;
+        let want = format!(
+            "{}* {} r{root}",
+            "| ".repeat(root),
+            roots[root].to_short_hex(12)
+        );
+        assert_eq!(line, want);
+        drawn += 1;
+    }
+    assert_eq!(drawn, width as usize);
 }
 
 #[test]
