@@ -228,6 +228,15 @@ impl<'a> Log<'a> {
         self.boundary_set.contains(id)
     }
 
+    /// The generation of `id`, taken from the queue when it is queued, else read; `None`
+    /// when it is not stored.
+    pub(crate) fn generation_of(&mut self, id: &StateNodeId) -> Result<Option<u64>> {
+        if let Some(generation) = self.frontier.generation(id) {
+            return Ok(Some(generation));
+        }
+        Ok(self.cursor.node(id)?.map(|n| n.generation))
+    }
+
     fn enqueue(&mut self, node: StateNode, flags: u64) {
         let was = self.frontier.push(node, flags);
         self.account(was, flags);

@@ -356,3 +356,40 @@ fn shallow_import_in_sqlite() {
     let dir = tempfile::tempdir().unwrap();
     shallow_import(&crate::SqliteStateStore::open(dir.path().join("s.db")).unwrap());
 }
+
+#[test]
+fn dot_lines_wait_only_for_parents_still_ahead() {
+    // A mainline that merges a one-node side branch at every step. Walked first-parent, the
+    // side nodes are never reached: their arrows must be dropped as the walk passes them,
+    // not kept to the end.
+    let store = InMemoryStateStore::new();
+    let data = store.put_state(StateData::new(vec![1])).unwrap();
+    let at = |i: i64| {
+        StateMetadata::new(
+            OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(i),
+            None,
+        )
+    };
+    let mut head = store.commit_node(vec![], data, at(0)).unwrap();
+    for i in 1..=300 {
+        let side = store.commit_node(vec![head], data, at(2 * i - 1)).unwrap();
+        head = store
+            .commit_node(vec![head, side], data, at(2 * i))
+            .unwrap();
+    }
+    for first_parent in [false, true] {
+        let options = LogOptions::new().from(head).first_parent(first_parent);
+        let mut dot = store.dot_lines(&options).unwrap();
+        let (mut most, mut arrows) = (0, 0);
+        while let Some(line) = dot.next() {
+            arrows += usize::from(line.unwrap().contains(" -> "));
+            most = most.max(dot.waiting_for());
+        }
+        let want = if first_parent { 300 } else { 900 };
+        assert_eq!(arrows, want, "first parent: {first_parent}");
+        assert!(
+            most <= 2,
+            "waited for {most} parents at once (first parent: {first_parent})"
+        );
+    }
+}

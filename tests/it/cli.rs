@@ -941,6 +941,61 @@ fn graph_exports_dot() {
     assert_eq!(dot.matches("style=dashed").count(), 1, "{dot}");
 }
 
+/// A store with a chain of `len` nodes on main, labelled `n0` (the root) to `n{len-1}`, and
+/// `tags/base` at `n9`.
+fn chain_store(env: &Env, len: i64) {
+    let store = SqliteStateStore::builder()
+        .durability(Durability::Normal)
+        .open(&env.db)
+        .expect("open");
+    let base = time::macros::datetime!(2026-01-01 00:00:00 UTC);
+    let mut batch = store.batch();
+    let data = batch.put_state(StateData::new(b"{}".to_vec()));
+    let mut head = None;
+    for i in 0..len {
+        let meta = StateMetadata::new(base + time::Duration::seconds(i), Some(format!("n{i}")));
+        let id = batch
+            .commit_node(head.into_iter().collect(), data, meta)
+            .expect("node");
+        if i == 9 {
+            batch.set_ref("tags/base", None, &id).expect("tag");
+        }
+        head = Some(id);
+    }
+    batch
+        .set_ref("main", None, &head.expect("a node"))
+        .expect("ref");
+    batch.commit().expect("commit");
+}
+
+/// `stategraph graph | head` and `stategraph log --graph A..B | head`: the reader goes away
+/// long before the output ends; the command stops quietly.
+#[test]
+fn output_to_a_reader_that_goes_away_stops_quietly() {
+    use std::io::{BufRead, BufReader};
+    let env = Env::init();
+    chain_store(&env, 3000);
+    for args in [
+        &["graph"][..],
+        &["log", "--graph", "--oneline", "tags/base..main"],
+    ] {
+        let mut child = env
+            .sg_std(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut first)
+            .expect("read");
+        assert!(!first.is_empty(), "{args:?} printed nothing");
+        let out = child.wait_with_output().expect("wait");
+        assert!(out.status.success(), "{args:?}: {:?}", out.status);
+        assert_eq!(crate::cli_util::stderr(&out), "", "{args:?}");
+    }
+}
+
 #[test]
 fn colour_only_when_asked_or_on_a_terminal() {
     let env = merge_history();

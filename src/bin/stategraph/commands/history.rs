@@ -434,15 +434,18 @@ pub fn graph(ctx: &Ctx, args: &GraphArgs) -> CliResult {
         limit: args.limit,
     };
     let walk = walk(&store, &args.revs, flags)?;
-    let dot = if walk.empty {
-        stategraph::dot(&stategraph::HistoryGraph::new())
-    } else {
-        store
-            .to_dot(&walk.options)
-            .map_err(|e| explain(&store, e))?
-    };
     let mut out = ctx.out(false);
-    out.write_all(dot.as_bytes())?;
+    if walk.empty {
+        out.write_all(stategraph::dot(&stategraph::HistoryGraph::new()).as_bytes())?;
+    } else {
+        // Written as the walk goes: a long history is never held whole.
+        let lines = store
+            .dot_lines(&walk.options)
+            .map_err(|e| explain(&store, e))?;
+        for line in lines {
+            out.write_all(line?.as_bytes())?;
+        }
+    }
     out.finish()?;
     Ok(())
 }
