@@ -74,7 +74,9 @@ mod store;
 pub use asynchronous::{AsyncStateStore, BoxFuture, LogStream};
 pub use batch::Batch;
 pub use error::{BackendError, Result, StateStoreError};
-pub use graph::{Descendants, DotLines, History, HistoryGraph, Log, LogOptions, LogOrder, dot};
+pub use graph::{
+    Descendants, DotLines, History, HistoryGraph, Log, LogOptions, LogOrder, ShownParents, dot,
+};
 pub use id::{
     ContentHash, HASH_LEN, IdPrefix, ParseIdError, SnapshotId, StateDataRef, StateNodeId,
 };

@@ -11,7 +11,7 @@ mod tests;
 use std::collections::HashMap;
 
 pub use graphviz::{DotLines, dot};
-pub use log::{Descendants, Log, LogOptions, LogOrder};
+pub use log::{Descendants, Log, LogOptions, LogOrder, ShownParents};
 
 use crate::batch::Batch;
 use crate::error::{Result, StateStoreError};

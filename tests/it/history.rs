@@ -575,6 +575,41 @@ fn dot_export(store: &dyn StateStore, case: &Case) -> Result<(), TestCaseError> 
     Ok(())
 }
 
+/// (11) `with_shown_parents` yields the walk's nodes in the same order, each with exactly
+/// those parents it follows (only the first in a first-parent walk) that the walk yields
+/// too; with exclusions, first-parent walks and limits.
+fn shown_parents(store: &dyn StateStore, case: &Case) -> Result<(), TestCaseError> {
+    let b = build(store, case);
+    let mut picks = Picks::of(case);
+    let (options, _, _) = random_options(store, &b, &mut picks, 3);
+    let first_parent = picks.number(3) == 0;
+    let mut options = options.first_parent(first_parent);
+    if picks.number(3) == 0 {
+        options = options.limit(picks.number(b.oracle.n() + 1));
+    }
+    let follow = if first_parent { 1 } else { usize::MAX };
+    let walked = ids(store.log(&options).map_err(fail)?);
+    let walked_set = b.mask_of(&walked);
+    let got: Vec<(StateNode, Vec<StateNodeId>)> = store
+        .log(&options)
+        .map_err(fail)?
+        .with_shown_parents()
+        .collect::<Result<_, _>>()
+        .map_err(fail)?;
+    let got_ids: Vec<StateNodeId> = got.iter().map(|(n, _)| n.id).collect();
+    prop_assert_eq!(&got_ids, &walked);
+    for (node, shown) in &got {
+        let want: Vec<StateNodeId> = b.oracle.parents[b.index[&node.id]]
+            .iter()
+            .take(follow)
+            .filter(|&&p| walked_set & bit(p) != 0)
+            .map(|&p| b.ids[p])
+            .collect();
+        prop_assert_eq!(shown, &want, "parents shown of n{}", b.index[&node.id]);
+    }
+    Ok(())
+}
+
 /// Generates proptest tests running each property on fresh stores of both backends.
 macro_rules! dag_properties {
     ($($name:ident),* $(,)?) => {
@@ -617,6 +652,7 @@ dag_properties!(
     descendants,
     ancestors,
     dot_export,
+    shown_parents,
 );
 
 // ---------------------------------------------------------------------------------------
@@ -1043,6 +1079,16 @@ fn walks_stop_early(inner: &dyn StateStore) {
     );
     let reads = store.take_reads();
     assert!(reads <= 10, "head~5..head read {reads} nodes");
+
+    // Drawing a range: whether each parent is shown is settled without walking to the end.
+    let range = LogOptions::range(chain[10], head);
+    let shown = store.log(&range).unwrap().with_shown_parents().take(20);
+    assert_eq!(shown.map(|n| n.unwrap().1.len()).sum::<usize>(), 20);
+    let reads = store.take_reads();
+    assert!(
+        reads <= 25,
+        "20 nodes of a range with parents read {reads} nodes"
+    );
 
     let dot = store.dot_lines(&LogOptions::new().from(head)).unwrap();
     let first: Vec<String> = dot.take(20).collect::<Result<_, _>>().unwrap();

@@ -1,10 +1,12 @@
 //! `log`, `show` and `graph`: reading the history.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::io::Write;
 
 use serde::Serialize;
-use stategraph::{History as _, Log, SnapshotInfo, StateNode, StateNodeId, StateStore};
+use stategraph::{
+    History as _, Log, ShownParents, SnapshotInfo, StateNode, StateNodeId, StateStore,
+};
 
 use crate::Ctx;
 use crate::args::{GraphArgs, LogArgs, ShowArgs};
@@ -116,9 +118,55 @@ pub fn print_log(
     out: &mut dyn Write,
 ) -> CliResult<Vec<StateNodeId>> {
     let decorations = Decorations::load(store)?;
-    let mut log = store.log(&walk.options).map_err(|e| explain(store, e))?;
-    print_nodes(store, &decorations, &mut log, walk, style, theme, out)?;
-    Ok(log.boundary().to_vec())
+    let log = store.log(&walk.options).map_err(|e| explain(store, e))?;
+    let mut nodes = if style.graph && walk.excludes {
+        Nodes::Shown(log.with_shown_parents())
+    } else {
+        Nodes::Followed {
+            log,
+            first_parent: walk.first_parent,
+        }
+    };
+    print_nodes(store, &decorations, &mut nodes, style, theme, out)?;
+    Ok(nodes.boundary().to_vec())
+}
+
+/// The nodes of a walk, each with the parents its graph lines go to.
+enum Nodes<'a> {
+    /// Every parent the walk follows. A parent that is not stored (a shallow boundary) ends
+    /// its line, as a root does; the walk has already met it, and `boundary_note` names it.
+    Followed { log: Log<'a>, first_parent: bool },
+    /// With exclusions, only the parents the walk shows too: the walk reads ahead as far as
+    /// it takes to know.
+    Shown(ShownParents<'a>),
+}
+
+impl Nodes<'_> {
+    fn next(&mut self) -> stategraph::Result<Option<(StateNode, Vec<StateNodeId>)>> {
+        match self {
+            Self::Followed { log, first_parent } => {
+                let Some(node) = log.next().transpose()? else {
+                    return Ok(None);
+                };
+                let parents = node
+                    .parent_ids
+                    .iter()
+                    .take(if *first_parent { 1 } else { usize::MAX })
+                    .filter(|p| !log.is_boundary(p))
+                    .copied()
+                    .collect();
+                Ok(Some((node, parents)))
+            }
+            Self::Shown(walk) => walk.next().transpose(),
+        }
+    }
+
+    fn boundary(&self) -> &[StateNodeId] {
+        match self {
+            Self::Followed { log, .. } => log.boundary(),
+            Self::Shown(walk) => walk.boundary(),
+        }
+    }
 }
 
 /// Says, on stderr, where the history shown stops short because parents are not stored.
@@ -150,30 +198,14 @@ pub fn boundary_note(theme: Theme, boundary: &[StateNodeId]) {
 fn print_nodes(
     store: &dyn StateStore,
     decorations: &Decorations,
-    log: &mut Log<'_>,
-    walk: &Walk,
+    nodes: &mut Nodes<'_>,
     style: LogStyle,
     theme: Theme,
     out: &mut dyn Write,
 ) -> CliResult {
-    // With exclusions, a parent is drawn only if it is shown, which is known only once the
-    // walk is over: collect first. Otherwise stream.
-    let mut collected = None;
-    let mut shown = None;
-    if style.graph && walk.excludes {
-        let all: Vec<StateNode> = log.by_ref().collect::<Result<_, _>>()?;
-        shown = Some(all.iter().map(|n| n.id).collect::<HashSet<_>>());
-        collected = Some(all.into_iter());
-    }
-    let first_parent = walk.first_parent;
     let mut graph = GraphRenderer::new(theme);
     let mut first = true;
-    loop {
-        let node = match &mut collected {
-            Some(all) => all.next(),
-            None => log.next().transpose()?,
-        };
-        let Some(node) = node else { break };
+    while let Some((node, parents)) = nodes.next()? {
         let snapshot = !store.snapshots_of(&node.id)?.is_empty();
         let lines = node_lines(&node, decorations.refs(&node.id), snapshot, style, theme);
         if !style.graph {
@@ -200,16 +232,6 @@ fn print_nodes(
             }
         }
         first = false;
-        let parents: Vec<StateNodeId> = node
-            .parent_ids
-            .iter()
-            .take(if first_parent { 1 } else { usize::MAX })
-            // A parent that is not stored (a shallow boundary) ends its line here, as a root
-            // does; the walk has already met it, and `boundary_note` names it.
-            .filter(|p| shown.as_ref().is_none_or(|s| s.contains(p)))
-            .filter(|p| !log.is_boundary(p))
-            .copied()
-            .collect();
         graph.push(node.id, &parents);
         loop {
             let (row, is_node) = graph.next_row();
