@@ -932,6 +932,49 @@ fn show_prints_every_field() {
     }
 }
 
+/// `show` previews a state from its first bytes: a text state with binary far into it is
+/// previewed, the rest is counted from the stored size, and a character cut where the read
+/// stops is not taken for binary.
+#[test]
+fn show_previews_the_start_of_a_large_state() {
+    let env = Env::init();
+    let mut text: String = (0..2000).map(|i| format!("line {i:04}\n")).collect();
+    text.push_str("\0 binary tail");
+    env.commit(&text, "tail", &["--branch", "tail"]);
+    let shown = env.ok(&["show", "tail"]);
+    let preview: Vec<&str> = shown
+        .lines()
+        .skip_while(|l| !l.is_empty())
+        .skip(1)
+        .collect();
+    let mut want: Vec<String> = (0..12).map(|i| format!("    line {i:04}")).collect();
+    let rest = text.len() - 12 * 10;
+    want.push(format!("    ... ({rest} more bytes; see `stategraph cat`)"));
+    assert_eq!(preview, want, "{shown}");
+    assert!(
+        shown.contains(&format!("size       {} bytes", text.len())),
+        "{shown}"
+    );
+
+    // 61-byte lines of two-byte characters: the first 4096 bytes end inside one.
+    let line = format!("{}\n", "é".repeat(30));
+    let wide = line.repeat(100);
+    env.commit(&wide, "wide", &["--branch", "wide"]);
+    let shown = env.ok(&["show", "wide"]);
+    let preview: Vec<&str> = shown
+        .lines()
+        .skip_while(|l| !l.is_empty())
+        .skip(1)
+        .collect();
+    assert_eq!(preview.len(), 13, "{shown}");
+    assert_eq!(preview[0], format!("    {}", line.trim_end()));
+    let rest = wide.len() - 12 * line.len();
+    assert_eq!(
+        preview[12],
+        format!("    ... ({rest} more bytes; see `stategraph cat`)")
+    );
+}
+
 #[test]
 fn graph_exports_dot() {
     let env = merge_history();

@@ -307,7 +307,7 @@ struct ShowJson {
     #[serde(flatten)]
     node: NodeJson,
     children: Vec<String>,
-    size: usize,
+    size: u64,
 }
 
 /// `show`.
@@ -317,7 +317,9 @@ pub fn show(ctx: &Ctx, args: &ShowArgs) -> CliResult {
     let node = store.get_node(&id)?;
     let mut children = store.cursor()?.children(&id)?;
     children.sort();
-    let state = store.get_state(&node.data_ref)?;
+    // The size and a preview: never the whole state, which may be any size.
+    let size = store.state_info(&node.data_ref)?.len;
+    let head = store.state_prefix(&node.data_ref, PREVIEW_READ)?;
     let snapshots = store.snapshots_of(&id)?;
     let decorations = Decorations::load(&store)?;
     let refs = decorations.refs(&id);
@@ -326,7 +328,7 @@ pub fn show(ctx: &Ctx, args: &ShowArgs) -> CliResult {
         let json = ShowJson {
             node: NodeJson::new(&node, refs, &snapshots),
             children: ids(&children),
-            size: state.bytes.len(),
+            size,
         };
         write_json(&mut out, &json)?;
         out.finish()?;
@@ -378,7 +380,7 @@ pub fn show(ctx: &Ctx, args: &ShowArgs) -> CliResult {
         .map_or_else(|| none("(none)"), |l| printable(l, false));
     writeln!(out, "{}{}", field("label"), label)?;
     writeln!(out, "{}{}", field("data ref"), node.data_ref)?;
-    writeln!(out, "{}{} bytes", field("size"), state.bytes.len())?;
+    writeln!(out, "{}{size} bytes", field("size"))?;
     writeln!(out, "{}{}", field("hash"), node.data_hash)?;
     let content_type = node
         .content_type
@@ -398,7 +400,7 @@ pub fn show(ctx: &Ctx, args: &ShowArgs) -> CliResult {
         refs.join(", ")
     };
     writeln!(out, "{}{}", field("refs"), refs_text)?;
-    if let Some(preview) = preview(&state.bytes) {
+    if let Some(preview) = preview(&head, size) {
         writeln!(out)?;
         for line in preview {
             writeln!(out, "    {line}")?;
@@ -419,11 +421,25 @@ fn snapshot_line(t: Theme, s: &SnapshotInfo) -> String {
     )
 }
 
-/// The first lines of a textual state, for `show`; `None` for binary or empty state.
-fn preview(bytes: &[u8]) -> Option<Vec<String>> {
-    const MAX_LINES: usize = 12;
-    const MAX_BYTES: usize = 2048;
-    let text = std::str::from_utf8(bytes).ok()?;
+/// The most lines and bytes of a state that `show` previews.
+const PREVIEW_LINES: usize = 12;
+const PREVIEW_BYTES: usize = 2048;
+/// How much of a state `show` reads: enough to see every line the preview prints whole and
+/// to tell that the next one does not fit, with room for a character cut at the end.
+const PREVIEW_READ: usize = 2 * PREVIEW_BYTES;
+
+/// The first lines of a textual state, for `show`, from the first bytes of a state of `size`
+/// bytes; `None` for empty state, or one whose first bytes are not text (as git does, the
+/// start decides: a text file with binary far into it is previewed).
+fn preview(head: &[u8], size: u64) -> Option<Vec<String>> {
+    let text = match std::str::from_utf8(head) {
+        Ok(text) => text,
+        // A character cut where the read stopped.
+        Err(e) if e.error_len().is_none() && (head.len() as u64) < size => {
+            std::str::from_utf8(&head[..e.valid_up_to()]).ok()?
+        }
+        Err(_) => return None,
+    };
     if text.is_empty()
         || text
             .chars()
@@ -434,10 +450,10 @@ fn preview(bytes: &[u8]) -> Option<Vec<String>> {
     let mut lines = Vec::new();
     let mut used = 0;
     for line in text.lines() {
-        if lines.len() == MAX_LINES || used + line.len() > MAX_BYTES {
+        if lines.len() == PREVIEW_LINES || used + line.len() > PREVIEW_BYTES {
             lines.push(format!(
                 "... ({} more bytes; see `stategraph cat`)",
-                bytes.len() - used
+                size.saturating_sub(used as u64)
             ));
             break;
         }
