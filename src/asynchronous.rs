@@ -1,8 +1,9 @@
 //! The async facade: [`AsyncStateStore`], the core operations of [`StateStore`] and
-//! [`History`] with the same semantics, returning futures: states, nodes, snapshots, refs and
-//! their logs, batches (`apply`), `restore`, `latest_snapshot`, `is_ancestor`,
-//! `merge_bases`, `resolve` and `log`. The rest (import and export, `state_info`, `snapshots_of`, prefix lookups,
-//! descendants, graphs) is sync-only: call it inside `spawn_blocking` from async code.
+//! [`History`] with the same semantics, returning futures: states (whole, or their first bytes
+//! with `state_prefix`), nodes, snapshots, refs and their logs, batches (`apply`), `restore`,
+//! `latest_snapshot`, `is_ancestor`, `merge_bases`, `resolve` and `log`. The rest (import and
+//! export, `state_info`, `snapshots_of`, id prefix lookups, descendants, graphs) is sync-only:
+//! call it inside `spawn_blocking` from async code.
 //!
 //! The engine is synchronous (SQLite is), so every call runs on tokio's blocking thread pool
 //! and the executor threads never wait on a lock, a disk or a busy database. Writes still go
@@ -58,6 +59,12 @@ pub trait AsyncStateStore: Send + Sync {
     fn put_state(&self, data: StateData) -> BoxFuture<'static, Result<StateDataRef>>;
     /// See [`StateStore::get_state`].
     fn get_state(&self, data_ref: &StateDataRef) -> BoxFuture<'static, Result<StateData>>;
+    /// See [`StateStore::state_prefix`].
+    fn state_prefix(
+        &self,
+        data_ref: &StateDataRef,
+        max_len: usize,
+    ) -> BoxFuture<'static, Result<Vec<u8>>>;
     /// See [`StateStore::commit_node`].
     fn commit_node(
         &self,
@@ -242,6 +249,15 @@ impl<S: Blocking> AsyncStateStore for S {
     fn get_state(&self, data_ref: &StateDataRef) -> BoxFuture<'static, Result<StateData>> {
         let data_ref = *data_ref;
         self.call(move |s| StateStore::get_state(s, &data_ref))
+    }
+
+    fn state_prefix(
+        &self,
+        data_ref: &StateDataRef,
+        max_len: usize,
+    ) -> BoxFuture<'static, Result<Vec<u8>>> {
+        let data_ref = *data_ref;
+        self.call(move |s| StateStore::state_prefix(s, &data_ref, max_len))
     }
 
     fn commit_node(

@@ -25,7 +25,7 @@
 //!   [`History::restore`] move the branch back to it and return the state to resume from.
 //! - **History**: [`History`] (implemented for every store): [`History::log`] with
 //!   [`LogOptions`] (ranges, first parent, limits; streamed), `ancestors`, `descendants`,
-//!   `is_ancestor`, `merge_base`, `to_dot`.
+//!   `is_ancestor`, `merge_base`, `to_dot` (streamed: `dot_lines`).
 //! - **Async**: [`AsyncStateStore`] (feature `async`, on by default) offers the same calls as
 //!   futures, run on tokio's blocking pool, and `log` as a stream. Import one of
 //!   `StateStore` / `AsyncStateStore` / `History` where their method names overlap, or call
@@ -80,7 +80,9 @@ pub use asynchronous::{AsyncStateStore, BoxFuture, LogStream};
 pub use batch::Batch;
 pub use error::{BackendError, Result, StateStoreError};
 pub use gc::{GcOptions, GcReport};
-pub use graph::{Descendants, History, HistoryGraph, Log, LogOptions, LogOrder, dot};
+pub use graph::{
+    Descendants, DotLines, History, HistoryGraph, Log, LogOptions, LogOrder, ShownParents, dot,
+};
 pub use id::{
     ContentHash, HASH_LEN, IdPrefix, ParseIdError, SnapshotId, StateDataRef, StateNodeId,
 };

@@ -591,6 +591,13 @@ impl StateStore for InMemoryStateStore {
         })
     }
 
+    fn state_prefix(&self, data_ref: &StateDataRef, max_len: usize) -> Result<Vec<u8>> {
+        let inner = self.read();
+        let stored = inner.stored(data_ref)?;
+        let bytes = inner.bytes(data_ref, &stored.hash)?;
+        Ok(bytes[..bytes.len().min(max_len)].to_vec())
+    }
+
     fn apply(&self, writes: Writes) -> Result<Applied> {
         self.apply_ops(writes.ops)
             .map(|outcomes| Applied { outcomes })

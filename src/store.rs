@@ -314,6 +314,38 @@ pub trait StateStore: Send + Sync {
     /// [`StateStoreError::MissingState`] for an unknown ref.
     fn state_info(&self, data_ref: &StateDataRef) -> Result<StateInfo>;
 
+    /// Up to `max_len` bytes from the start of stored state (all of it when it is shorter),
+    /// without reading the rest: a preview of a state of any size. With
+    /// [`state_info`](Self::state_info) for the length, what `stategraph show` prints.
+    ///
+    /// The bytes are not checked against the state's hash, which would need every byte: they
+    /// are for showing, not for restoring. [`get_state`](Self::get_state) returns verified
+    /// bytes, and [`SqliteStateStore::verify`](crate::SqliteStateStore::verify) checks a
+    /// whole store.
+    ///
+    /// The default reads the whole state with `get_state`; both backends read only the
+    /// prefix.
+    ///
+    /// # Example
+    /// ```
+    /// use stategraph::{InMemoryStateStore, StateData, StateStore};
+    ///
+    /// let store = InMemoryStateStore::new();
+    /// let data_ref = store.put_state(StateData::new(b"{\"tick\": 1}".to_vec()))?;
+    /// assert_eq!(store.state_prefix(&data_ref, 5)?, b"{\"tic");
+    /// assert_eq!(store.state_prefix(&data_ref, 100)?, b"{\"tick\": 1}");
+    /// # Ok::<(), stategraph::StateStoreError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`StateStoreError::MissingState`] for an unknown ref; [`StateStoreError::Corrupt`] if
+    /// the state's bytes are missing or unreadable.
+    fn state_prefix(&self, data_ref: &StateDataRef, max_len: usize) -> Result<Vec<u8>> {
+        let mut bytes = self.get_state(data_ref)?.bytes;
+        bytes.truncate(max_len);
+        Ok(bytes)
+    }
+
     /// Removes what nothing leads to any more: nodes no ref, snapshot or ref log entry
     /// reaches, states no remaining node holds, and bytes no remaining state holds, once
     /// they are older than the grace period (see [`GcOptions`] for exactly what is kept).

@@ -74,6 +74,11 @@ impl Frontier {
         self.queued.get(id).map(|(_, f)| *f)
     }
 
+    /// Generation of a queued node, if it is queued.
+    pub(crate) fn generation(&self, id: &StateNodeId) -> Option<u64> {
+        self.queued.get(id).map(|(n, _)| n.generation)
+    }
+
     /// ORs `flags` into a node that is already queued; returns its previous flags, or `None`
     /// (and does nothing) if it is not queued.
     pub(crate) fn merge(&mut self, id: &StateNodeId, flags: u64) -> Option<u64> {

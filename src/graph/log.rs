@@ -1,6 +1,6 @@
 //! The streaming history walk behind `log`, `ancestors` and `descendants`.
 
-use std::collections::HashSet;
+use std::collections::{BinaryHeap, HashSet, VecDeque};
 
 use super::frontier::{Direction, Frontier};
 use crate::error::{Result, StateStoreError};
@@ -141,6 +141,9 @@ pub struct Log<'a> {
     first_parent: bool,
     remaining: Option<usize>,
     hidden: HashSet<StateNodeId>,
+    /// (generation, id) of queued excluded nodes, largest first; entries of nodes since
+    /// taken off the queue are dropped when they reach the top (see `drop_passed_excluded`).
+    excluded: BinaryHeap<(u64, StateNodeId)>,
     /// In the order met, and as a set for lookups.
     boundary: Vec<StateNodeId>,
     boundary_set: HashSet<StateNodeId>,
@@ -192,6 +195,7 @@ impl<'a> Log<'a> {
             first_parent: options.first_parent,
             remaining: options.limit,
             hidden: HashSet::new(),
+            excluded: BinaryHeap::new(),
             boundary: Vec::new(),
             boundary_set: HashSet::new(),
             done: false,
@@ -228,24 +232,97 @@ impl<'a> Log<'a> {
         self.boundary_set.contains(id)
     }
 
-    fn enqueue(&mut self, node: StateNode, flags: u64) {
-        let was = self.frontier.push(node, flags);
-        self.account(was, flags);
+    /// Pairs each node with those of its parents that the walk yields too: what a drawing of
+    /// the walk connects it to (`stategraph log --graph`). Only parents the walk follows count
+    /// (the first alone in a first-parent walk); excluded ones, ones not stored here and ones
+    /// past a [`limit`](LogOptions::limit) do not.
+    ///
+    /// Nodes come in the walk's order, each once it is settled which of its parents are
+    /// shown, so the iterator reads ahead of what it returns:
+    /// - without exclusions or a limit, not at all;
+    /// - with exclusions, until no excluded node is left above the parent's generation
+    ///   (excluded lines that run beside the shown ones, as in `main~100..main`, settle
+    ///   within a node or two; a merge of an old line, with excluded history still above
+    ///   it, waits until the walk gets down there);
+    /// - with a limit, until the parent comes out or the limit is reached.
+    ///
+    /// # Example
+    /// ```
+    /// use stategraph::{History, InMemoryStateStore, LogOptions, StateData, StateMetadata, StateStore};
+    ///
+    /// // a - b - m, a - c - m
+    /// let store = InMemoryStateStore::new();
+    /// let data = store.put_state(StateData::new(b"{}".to_vec()))?;
+    /// let node = |parents, label: &str| {
+    ///     store.commit_node(parents, data, StateMetadata::now(Some(label.to_owned())))
+    /// };
+    /// let a = node(vec![], "a")?;
+    /// let b = node(vec![a], "b")?;
+    /// let c = node(vec![a], "c")?;
+    /// let m = node(vec![b, c], "m")?;
+    ///
+    /// // c..m is m and b: m's line to c is not drawn, b's to a neither.
+    /// let walk = store.log(&LogOptions::range(c, m))?.with_shown_parents();
+    /// let shown: Vec<_> = walk.collect::<Result<_, _>>()?;
+    /// assert_eq!(shown, vec![(store.get_node(&m)?, vec![b]), (store.get_node(&b)?, vec![])]);
+    /// # Ok::<(), stategraph::StateStoreError>(())
+    /// ```
+    pub fn with_shown_parents(self) -> ShownParents<'a> {
+        ShownParents {
+            log: self,
+            ahead: VecDeque::new(),
+            ahead_ids: HashSet::new(),
+            walk_over: false,
+            failed: false,
+        }
     }
 
-    /// Keeps `interesting` in step with a node's flags changing from `was` to `was | flags`.
-    fn account(&mut self, was: Option<u64>, flags: u64) {
+    /// The generation of `id`, taken from the queue when it is queued, else read; `None`
+    /// when it is not stored.
+    pub(crate) fn generation_of(&mut self, id: &StateNodeId) -> Result<Option<u64>> {
+        if let Some(generation) = self.frontier.generation(id) {
+            return Ok(Some(generation));
+        }
+        Ok(self.cursor.node(id)?.map(|n| n.generation))
+    }
+
+    fn enqueue(&mut self, node: StateNode, flags: u64) {
+        let (id, generation) = (node.id, node.generation);
+        let was = self.frontier.push(node, flags);
+        self.account(id, generation, was, flags);
+    }
+
+    /// Keeps `interesting` and `excluded` in step with a queued node's flags changing from
+    /// `was` (`None`: newly queued) to `was | flags`.
+    fn account(&mut self, id: StateNodeId, generation: u64, was: Option<u64>, flags: u64) {
         let now_uninteresting = flags & UNINTERESTING != 0;
+        let was_interesting = was.is_none_or(|old| old & UNINTERESTING == 0);
         match was {
             None if !now_uninteresting => self.interesting += 1,
             Some(old) if old & UNINTERESTING == 0 && now_uninteresting => self.interesting -= 1,
             _ => {}
         }
+        if was_interesting && now_uninteresting {
+            self.excluded.push((generation, id));
+        }
+    }
+
+    /// Drops the top entries of `excluded` whose nodes are no longer queued, so the top is
+    /// the largest generation still queued as excluded. A node leaves the queue only by
+    /// being taken, and is never queued again, so this runs after every take.
+    fn drop_passed_excluded(&mut self) {
+        while let Some((_, id)) = self.excluded.peek() {
+            if self.frontier.flags(id).is_some() {
+                break;
+            }
+            self.excluded.pop();
+        }
     }
 
     fn visit_parent(&mut self, id: &StateNodeId, flags: u64) -> Result<()> {
-        if let Some(was) = self.frontier.merge(id, flags) {
-            self.account(Some(was), flags);
+        if let Some(generation) = self.frontier.generation(id) {
+            let was = self.frontier.merge(id, flags);
+            self.account(*id, generation, was, flags);
             return Ok(());
         }
         match self.cursor.node(id)? {
@@ -264,6 +341,7 @@ impl<'a> Log<'a> {
             let Some((node, flags)) = self.frontier.pop() else {
                 break;
             };
+            self.drop_passed_excluded();
             let uninteresting = flags & UNINTERESTING != 0;
             if !uninteresting {
                 self.interesting -= 1;
@@ -298,6 +376,170 @@ impl Iterator for Log<'_> {
             *n -= 1;
         }
         finish_step(&mut self.done, step)
+    }
+}
+
+/// What is known of whether a parent is shown.
+#[derive(Debug, Clone, Copy)]
+enum Fate {
+    Shown,
+    Hidden,
+    /// Not settled yet; the parent is queued with this generation.
+    Open(u64),
+}
+
+/// A node read ahead by [`ShownParents`], with what is known of its parents.
+#[derive(Debug)]
+struct Ahead {
+    node: StateNode,
+    parents: Vec<(StateNodeId, Fate)>,
+    /// Parents before this index are settled.
+    settled: usize,
+}
+
+/// A [`Log`] whose nodes come with the parents it shows; see [`Log::with_shown_parents`].
+pub struct ShownParents<'a> {
+    log: Log<'a>,
+    /// Nodes taken from the walk and not returned yet, in walk order.
+    ahead: VecDeque<Ahead>,
+    /// The ids in `ahead`. A parent comes after its children, so a parent that the walk has
+    /// yielded and that is not yet returned is here.
+    ahead_ids: HashSet<StateNodeId>,
+    walk_over: bool,
+    failed: bool,
+}
+
+impl std::fmt::Debug for ShownParents<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShownParents")
+            .field("log", &self.log)
+            .field("ahead", &self.ahead.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ShownParents<'_> {
+    /// As [`Log::boundary`]: complete once the walk has ended.
+    pub fn boundary(&self) -> &[StateNodeId] {
+        self.log.boundary()
+    }
+
+    /// How many nodes are read ahead of the one returned last.
+    #[cfg(test)]
+    pub(crate) fn read_ahead(&self) -> usize {
+        self.ahead.len()
+    }
+
+    fn take(&mut self, node: StateNode) {
+        let follow = if self.log.first_parent { 1 } else { usize::MAX };
+        let parents = node
+            .parent_ids
+            .iter()
+            .take(follow)
+            .map(|p| {
+                // A followed parent is queued or, not being stored, on the boundary; it
+                // cannot have been taken off the queue before its child.
+                let fate = match self.log.frontier.generation(p) {
+                    Some(generation) if !self.log.is_boundary(p) => Fate::Open(generation),
+                    _ => Fate::Hidden,
+                };
+                (*p, fate)
+            })
+            .collect();
+        self.ahead_ids.insert(node.id);
+        self.ahead.push_back(Ahead {
+            node,
+            parents,
+            settled: 0,
+        });
+    }
+}
+
+/// Whether the walk yields `parent` (queued at `generation` when its child came out), if that
+/// is settled.
+fn decide(
+    log: &Log<'_>,
+    ahead_ids: &HashSet<StateNodeId>,
+    walk_over: bool,
+    parent: &StateNodeId,
+    generation: u64,
+) -> Option<bool> {
+    if ahead_ids.contains(parent) {
+        return Some(true);
+    }
+    if walk_over {
+        return Some(false);
+    }
+    let flags = match log.frontier.flags(parent) {
+        // Taken off the queue without being yielded: excluded or hidden.
+        None => return Some(false),
+        Some(flags) => flags,
+    };
+    if flags & UNINTERESTING != 0 || log.hidden.contains(parent) {
+        // Flags only ever gain bits: excluded for good.
+        return Some(false);
+    }
+    // Only an excluded node can exclude the parent, by walking down to it: none queued above
+    // its generation means none ever will be, so the walk will yield it (a limit may still
+    // stop the walk first).
+    let settled = log.excluded.peek().is_none_or(|(g, _)| *g <= generation);
+    (settled && log.remaining.is_none()).then_some(true)
+}
+
+/// Settles what it can of `entry`'s parents; true once all are.
+fn settle(
+    entry: &mut Ahead,
+    log: &Log<'_>,
+    ahead_ids: &HashSet<StateNodeId>,
+    walk_over: bool,
+) -> bool {
+    while let Some((parent, fate)) = entry.parents.get_mut(entry.settled) {
+        if let Fate::Open(generation) = *fate {
+            match decide(log, ahead_ids, walk_over, parent, generation) {
+                Some(true) => *fate = Fate::Shown,
+                Some(false) => *fate = Fate::Hidden,
+                None => return false,
+            }
+        }
+        entry.settled += 1;
+    }
+    true
+}
+
+impl Iterator for ShownParents<'_> {
+    /// A node and its shown parents, in parent order.
+    type Item = Result<(StateNode, Vec<StateNodeId>)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        loop {
+            let ready = match self.ahead.front_mut() {
+                Some(front) => settle(front, &self.log, &self.ahead_ids, self.walk_over),
+                None if self.walk_over => return None,
+                None => false,
+            };
+            if ready {
+                let entry = self.ahead.pop_front()?;
+                self.ahead_ids.remove(&entry.node.id);
+                let shown = entry
+                    .parents
+                    .into_iter()
+                    .filter(|(_, fate)| matches!(fate, Fate::Shown))
+                    .map(|(p, _)| p)
+                    .collect();
+                return Some(Ok((entry.node, shown)));
+            }
+            match self.log.next() {
+                None => self.walk_over = true,
+                Some(Ok(node)) => self.take(node),
+                Some(Err(e)) => {
+                    self.failed = true;
+                    return Some(Err(e));
+                }
+            }
+        }
     }
 }
 

@@ -3,14 +3,15 @@
 
 mod ancestry;
 mod frontier;
+mod graphviz;
 mod log;
 #[cfg(test)]
 mod tests;
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 
-pub use log::{Descendants, Log, LogOptions, LogOrder};
+pub use graphviz::{DotLines, dot};
+pub use log::{Descendants, Log, LogOptions, LogOrder, ShownParents};
 
 use crate::batch::Batch;
 use crate::error::{Result, StateStoreError};
@@ -174,63 +175,52 @@ pub trait History: StateStore {
     }
 
     /// The nodes a walk visits as a Graphviz DOT document: one box per node labelled with
-    /// its short id and label, arrows from child to parent (dashed for later parents).
+    /// its short id and label, arrows from child to parent (dashed for later parents) among
+    /// them. The whole document in one string; [`dot_lines`](Self::dot_lines) streams it.
     ///
     /// # Errors
     /// As [`log`](Self::log).
     fn to_dot(&self, options: &LogOptions) -> Result<String> {
-        Ok(dot(&self.to_graph(options)?))
+        self.dot_lines(options)?.collect()
+    }
+
+    /// The document of [`to_dot`](Self::to_dot) a line at a time (each ending in `\n`),
+    /// made as the walk goes: write them out as they come and a history of any length is
+    /// exported in memory proportional to the walk's frontier, as [`log`](Self::log) is.
+    ///
+    /// Nodes come in walk order. Since a parent comes after its children, the arrow from a
+    /// child to a parent follows the parent's own line, once the walk has shown the parent
+    /// is part of it.
+    ///
+    /// # Example
+    /// ```
+    /// use std::io::Write;
+    /// use stategraph::{History, InMemoryStateStore, LogOptions, StateData, StateMetadata, StateStore};
+    ///
+    /// let store = InMemoryStateStore::new();
+    /// let data = store.put_state(StateData::new(b"{}".to_vec()))?;
+    /// let root = store.commit_node(vec![], data, StateMetadata::now(Some("root".into())))?;
+    /// let next = store.commit_node(vec![root], data, StateMetadata::now(Some("next".into())))?;
+    ///
+    /// let mut out = Vec::new(); // or a BufWriter on a file or stdout
+    /// for line in store.dot_lines(&LogOptions::new().from(next))? {
+    ///     out.write_all(line?.as_bytes()).expect("write");
+    /// }
+    /// let dot = String::from_utf8(out).expect("utf-8");
+    /// assert!(dot.starts_with("digraph stategraph {"));
+    /// assert!(dot.contains(&format!("\"{}\" -> \"{}\";", next.to_hex(), root.to_hex())));
+    /// # Ok::<(), stategraph::StateStoreError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`log`](Self::log); errors while walking come out of the iterator, which then
+    /// ends.
+    fn dot_lines(&self, options: &LogOptions) -> Result<DotLines<'_>> {
+        Ok(DotLines::new(self.log(options)?))
     }
 }
 
 impl<S: StateStore + ?Sized> History for S {}
-
-/// Renders a history graph as DOT.
-pub fn dot(graph: &HistoryGraph) -> String {
-    let mut out = String::from(
-        "digraph stategraph {\n  rankdir=BT;\n  node [shape=box, fontname=\"monospace\"];\n",
-    );
-    for node in graph.node_weights() {
-        let mut label = node.id.to_short_hex(12);
-        if let Some(l) = &node.metadata.label {
-            label.push_str("\\n");
-            label.push_str(&escape_dot(l));
-        }
-        // Writing to a String cannot fail.
-        let _ = writeln!(out, "  \"{}\" [label=\"{label}\"];", node.id.to_hex());
-    }
-    for edge in graph.edge_indices() {
-        if let Some((child, parent)) = graph.edge_endpoints(edge) {
-            let style = if graph[edge] == 0 {
-                ""
-            } else {
-                " [style=dashed]"
-            };
-            let _ = writeln!(
-                out,
-                "  \"{}\" -> \"{}\"{style};",
-                graph[child].id.to_hex(),
-                graph[parent].id.to_hex()
-            );
-        }
-    }
-    out.push_str("}\n");
-    out
-}
-
-fn escape_dot(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            c if c.is_control() => {}
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 fn resolve(store: &(impl StateStore + ?Sized), text: &str) -> Result<StateNodeId> {
     let split = text.find(['~', '^']).unwrap_or(text.len());

@@ -356,3 +356,86 @@ fn shallow_import_in_sqlite() {
     let dir = tempfile::tempdir().unwrap();
     shallow_import(&crate::SqliteStateStore::open(dir.path().join("s.db")).unwrap());
 }
+
+#[test]
+fn dot_lines_wait_only_for_parents_still_ahead() {
+    // A mainline that merges a one-node side branch at every step. Walked first-parent, the
+    // side nodes are never reached: their arrows must be dropped as the walk passes them,
+    // not kept to the end.
+    let store = InMemoryStateStore::new();
+    let data = store.put_state(StateData::new(vec![1])).unwrap();
+    let at = |i: i64| {
+        StateMetadata::new(
+            OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(i),
+            None,
+        )
+    };
+    let mut head = store.commit_node(vec![], data, at(0)).unwrap();
+    for i in 1..=300 {
+        let side = store.commit_node(vec![head], data, at(2 * i - 1)).unwrap();
+        head = store
+            .commit_node(vec![head, side], data, at(2 * i))
+            .unwrap();
+    }
+    for first_parent in [false, true] {
+        let options = LogOptions::new().from(head).first_parent(first_parent);
+        let mut dot = store.dot_lines(&options).unwrap();
+        let (mut most, mut arrows) = (0, 0);
+        while let Some(line) = dot.next() {
+            arrows += usize::from(line.unwrap().contains(" -> "));
+            most = most.max(dot.waiting_for());
+        }
+        let want = if first_parent { 300 } else { 900 };
+        assert_eq!(arrows, want, "first parent: {first_parent}");
+        assert!(
+            most <= 2,
+            "waited for {most} parents at once (first parent: {first_parent})"
+        );
+    }
+}
+
+#[test]
+fn shown_parents_read_ahead_only_while_exclusions_are_above() {
+    // Two chains from a common root, committed in turns: `main ^side` walks both at once,
+    // the excluded side beside the shown main, so whether main's next node is shown is
+    // settled a node or two ahead.
+    let store = InMemoryStateStore::new();
+    let data = store.put_state(StateData::new(vec![1])).unwrap();
+    let at = |i: i64| {
+        StateMetadata::new(
+            OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(i),
+            None,
+        )
+    };
+    let root = store.commit_node(vec![], data, at(0)).unwrap();
+    let (mut main, mut side) = (root, root);
+    for i in 1..=500 {
+        main = store.commit_node(vec![main], data, at(2 * i)).unwrap();
+        side = store.commit_node(vec![side], data, at(2 * i + 1)).unwrap();
+    }
+    let merged = store.commit_node(vec![main, side], data, at(2000)).unwrap();
+    // A merge of an old line: shown, and known to be at once, as nothing excluded is above it.
+    let old = store.commit_node(vec![root], data, at(1)).unwrap();
+    let late = store.commit_node(vec![main, old], data, at(2001)).unwrap();
+    for (options, shown) in [
+        (LogOptions::new().from(main).exclude(side), 500),
+        (LogOptions::range(side, merged), 501),
+        (LogOptions::range(root, merged), 1001),
+        (LogOptions::range(root, late), 502),
+    ] {
+        let mut walk = store.log(&options).unwrap().with_shown_parents();
+        let (mut most, mut nodes, mut lines) = (0, 0, 0);
+        while let Some(item) = walk.next() {
+            let (node, parents) = item.unwrap();
+            nodes += 1;
+            lines += parents.len();
+            assert!(parents.iter().all(|p| node.parent_ids.contains(p)));
+            most = most.max(walk.read_ahead());
+        }
+        assert_eq!(nodes, shown, "{options:?}");
+        // A line from each node to each parent shown: one fewer than the nodes, as the
+        // lowest shown nodes' parent, the root, is excluded and the merges have two.
+        assert_eq!(lines, shown - 1, "{options:?}");
+        assert!(most <= 1, "read {most} nodes ahead for {options:?}");
+    }
+}

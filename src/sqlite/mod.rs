@@ -689,6 +689,10 @@ impl StateStore for SqliteStateStore {
         self.read(|conn| ops::state_info(conn, data_ref))
     }
 
+    fn state_prefix(&self, data_ref: &StateDataRef, max_len: usize) -> Result<Vec<u8>> {
+        self.read(|conn| ops::state_prefix(conn, data_ref, max_len))
+    }
+
     fn apply(&self, writes: Writes) -> Result<Applied> {
         self.apply_ops(writes.ops)
             .map(|outcomes| Applied { outcomes })

@@ -346,6 +346,50 @@ pub(crate) fn get_state(conn: &Connection, data_ref: &StateDataRef) -> Result<St
     })
 }
 
+/// Up to `max_len` bytes from the start of a state, read through SQLite's incremental blob
+/// I/O so that the rest of the blob is never loaded (`substr()` would load all of it).
+pub(crate) fn state_prefix(
+    conn: &Connection,
+    data_ref: &StateDataRef,
+    max_len: usize,
+) -> Result<Vec<u8>> {
+    let ctx = sql_error("reading state data");
+    // One read transaction, so the blob opened is the row just found.
+    let tx = conn.unchecked_transaction().map_err(&ctx)?;
+    // `typeof()`, like `length()`, reads the row header only, not the value.
+    let row: Option<(Option<i64>, Option<String>)> = tx
+        .prepare_cached(
+            "SELECT b.id, typeof(b.bytes)
+             FROM state_data d LEFT JOIN blobs b ON b.id = d.blob_id WHERE d.data_ref = ?1",
+        )
+        .and_then(|mut s| {
+            s.query_row([data_ref.as_bytes()], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+        })
+        .map_err(&ctx)?;
+    let (blob_id, kind) = row.ok_or(StateStoreError::MissingState {
+        data_ref: *data_ref,
+    })?;
+    let Some(blob_id) = blob_id else {
+        return Err(missing_bytes(data_ref));
+    };
+    if kind.as_deref() != Some("blob") {
+        return Err(StateStoreError::corrupt(
+            format!("state data {data_ref}"),
+            format!(
+                "its bytes are stored as {}, not as a blob",
+                kind.as_deref().unwrap_or("nothing")
+            ),
+        ));
+    }
+    let blob = tx
+        .blob_open(rusqlite::MAIN_DB, c"blobs", c"bytes", blob_id, true)
+        .map_err(&ctx)?;
+    let mut bytes = vec![0; blob.len().min(max_len)];
+    blob.read_at_exact(&mut bytes, 0).map_err(&ctx)?;
+    Ok(bytes)
+}
+
 /// The ref exists but the bytes it names are gone: the file was damaged, not misused.
 fn missing_bytes(data_ref: &StateDataRef) -> StateStoreError {
     StateStoreError::corrupt(format!("state data {data_ref}"), "its bytes are missing")

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use predicates::prelude::*;
 use serde_json::Value;
-use stategraph::{Durability, SqliteStateStore, StateData, StateMetadata, StateNodeId, StateStore};
+use stategraph::{
+    Durability, History as _, SqliteStateStore, StateData, StateMetadata, StateNodeId, StateStore,
+};
 
 use crate::cli_util::{Env, assert_error, bare, noise, redact};
 
@@ -163,6 +165,58 @@ fn log_graph_draws_a_merge_like_git() {
     // Without --graph: one line per node, same order.
     let plain = redact(&env.ok(&["log", "--oneline", "-n", "4"]));
     assert_eq!(plain, "<id> (main) f\n<id> m\n<id> (side) e\n<id> d\n");
+}
+
+/// A store with one merge of `width` roots on main, roots created oldest first (the walk
+/// meets the newest, last parent first). Returns the roots in parent order.
+fn octopus_store(env: &Env, width: i64) -> Vec<StateNodeId> {
+    let store = SqliteStateStore::builder()
+        .durability(Durability::Normal)
+        .open(&env.db)
+        .expect("open");
+    let base = time::macros::datetime!(2026-01-01 00:00:00 UTC);
+    let mut batch = store.batch();
+    let data = batch.put_state(StateData::new(b"{}".to_vec()));
+    let roots: Vec<StateNodeId> = (0..width)
+        .map(|i| {
+            let meta = StateMetadata::new(base + time::Duration::seconds(i), Some(format!("r{i}")));
+            batch.commit_node(vec![], data, meta).expect("root")
+        })
+        .collect();
+    let meta = StateMetadata::new(base + time::Duration::seconds(width), Some("merge".into()));
+    let merge = batch.commit_node(roots.clone(), data, meta).expect("merge");
+    batch.set_ref("main", None, &merge).expect("ref");
+    batch.commit().expect("commit");
+    roots
+}
+
+#[test]
+fn log_graph_draws_a_wide_octopus_with_every_parent_once() {
+    let env = Env::init();
+    let width = 120;
+    let roots = octopus_store(&env, width);
+    let out = env.ok(&["log", "--graph", "--oneline"]);
+    let mut lines = out.lines();
+    // `*`, then a dash pair for each parent past the second, the last pair ending in `.`.
+    let dashes = "-".repeat(2 * (width as usize - 2) - 1);
+    let node = lines.next().expect("the merge");
+    assert!(node.starts_with(&format!("*{dashes}.   ")), "{node}");
+    assert!(node.ends_with(" (main) merge"), "{node}");
+    let fan = format!("|{}", "\\ ".repeat(width as usize - 1));
+    assert_eq!(lines.next(), Some(fan.trim_end()));
+    // Then each root in its own lane, newest (rightmost) first: nothing else moves.
+    let mut drawn = 0;
+    for (i, line) in lines.enumerate() {
+        let root = width as usize - 1 - i;
+        let want = format!(
+            "{}* {} r{root}",
+            "| ".repeat(root),
+            roots[root].to_short_hex(12)
+        );
+        assert_eq!(line, want);
+        drawn += 1;
+    }
+    assert_eq!(drawn, width as usize);
 }
 
 #[test]
@@ -878,6 +932,49 @@ fn show_prints_every_field() {
     }
 }
 
+/// `show` previews a state from its first bytes: a text state with binary far into it is
+/// previewed, the rest is counted from the stored size, and a character cut where the read
+/// stops is not taken for binary.
+#[test]
+fn show_previews_the_start_of_a_large_state() {
+    let env = Env::init();
+    let mut text: String = (0..2000).map(|i| format!("line {i:04}\n")).collect();
+    text.push_str("\0 binary tail");
+    env.commit(&text, "tail", &["--branch", "tail"]);
+    let shown = env.ok(&["show", "tail"]);
+    let preview: Vec<&str> = shown
+        .lines()
+        .skip_while(|l| !l.is_empty())
+        .skip(1)
+        .collect();
+    let mut want: Vec<String> = (0..12).map(|i| format!("    line {i:04}")).collect();
+    let rest = text.len() - 12 * 10;
+    want.push(format!("    ... ({rest} more bytes; see `stategraph cat`)"));
+    assert_eq!(preview, want, "{shown}");
+    assert!(
+        shown.contains(&format!("size       {} bytes", text.len())),
+        "{shown}"
+    );
+
+    // 61-byte lines of two-byte characters: the first 4096 bytes end inside one.
+    let line = format!("{}\n", "é".repeat(30));
+    let wide = line.repeat(100);
+    env.commit(&wide, "wide", &["--branch", "wide"]);
+    let shown = env.ok(&["show", "wide"]);
+    let preview: Vec<&str> = shown
+        .lines()
+        .skip_while(|l| !l.is_empty())
+        .skip(1)
+        .collect();
+    assert_eq!(preview.len(), 13, "{shown}");
+    assert_eq!(preview[0], format!("    {}", line.trim_end()));
+    let rest = wide.len() - 12 * line.len();
+    assert_eq!(
+        preview[12],
+        format!("    ... ({rest} more bytes; see `stategraph cat`)")
+    );
+}
+
 #[test]
 fn graph_exports_dot() {
     let env = merge_history();
@@ -885,6 +982,61 @@ fn graph_exports_dot() {
     assert!(dot.starts_with("digraph stategraph {"));
     assert_eq!(dot.matches(" -> ").count(), 7, "{dot}");
     assert_eq!(dot.matches("style=dashed").count(), 1, "{dot}");
+}
+
+/// A store with a chain of `len` nodes on main, labelled `n0` (the root) to `n{len-1}`, and
+/// `tags/base` at `n9`.
+fn chain_store(env: &Env, len: i64) {
+    let store = SqliteStateStore::builder()
+        .durability(Durability::Normal)
+        .open(&env.db)
+        .expect("open");
+    let base = time::macros::datetime!(2026-01-01 00:00:00 UTC);
+    let mut batch = store.batch();
+    let data = batch.put_state(StateData::new(b"{}".to_vec()));
+    let mut head = None;
+    for i in 0..len {
+        let meta = StateMetadata::new(base + time::Duration::seconds(i), Some(format!("n{i}")));
+        let id = batch
+            .commit_node(head.into_iter().collect(), data, meta)
+            .expect("node");
+        if i == 9 {
+            batch.set_ref("tags/base", None, &id).expect("tag");
+        }
+        head = Some(id);
+    }
+    batch
+        .set_ref("main", None, &head.expect("a node"))
+        .expect("ref");
+    batch.commit().expect("commit");
+}
+
+/// `stategraph graph | head` and `stategraph log --graph A..B | head`: the reader goes away
+/// long before the output ends; the command stops quietly.
+#[test]
+fn output_to_a_reader_that_goes_away_stops_quietly() {
+    use std::io::{BufRead, BufReader};
+    let env = Env::init();
+    chain_store(&env, 3000);
+    for args in [
+        &["graph"][..],
+        &["log", "--graph", "--oneline", "tags/base..main"],
+    ] {
+        let mut child = env
+            .sg_std(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut first)
+            .expect("read");
+        assert!(!first.is_empty(), "{args:?} printed nothing");
+        let out = child.wait_with_output().expect("wait");
+        assert!(out.status.success(), "{args:?}: {:?}", out.status);
+        assert_eq!(crate::cli_util::stderr(&out), "", "{args:?}");
+    }
 }
 
 #[test]

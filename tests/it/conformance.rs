@@ -635,6 +635,34 @@ fn lookups_of_unknown_ids_are_typed(h: &Harness) {
     assert_one_line_naming(&err, &data_ref);
 }
 
+fn state_prefix_is_the_start_of_the_bytes(h: &Harness) {
+    let s = h.store();
+    // Larger than a SQLite page, so the blob spans overflow pages.
+    let big = random_bytes(3, 100_003);
+    let big_ref = s
+        .put_state(data(&big, Some("application/x-big")))
+        .expect("put");
+    for n in [0, 1, 4095, 4096, 100_002, 100_003, 100_004, usize::MAX] {
+        let prefix = s.state_prefix(&big_ref, n).expect("prefix");
+        assert!(
+            prefix == big[..n.min(big.len())],
+            "prefix of {n} bytes differs"
+        );
+    }
+    // The same bytes under a second ref are the same blob; an empty state has an empty prefix.
+    let again = s.put_state(data(&big, None)).expect("put");
+    assert!(s.state_prefix(&again, 10).expect("prefix") == big[..10]);
+    let empty = s.put_state(data(b"", None)).expect("put");
+    assert_eq!(s.state_prefix(&empty, 10).expect("empty"), b"");
+
+    let data_ref = StateDataRef::new_v7();
+    let err = s.state_prefix(&data_ref, 10).expect_err("unknown state");
+    assert!(
+        matches!(err, StateStoreError::MissingState { data_ref: r } if r == data_ref),
+        "{err:?}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Snapshots
 
@@ -1136,4 +1164,5 @@ conformance_cases!(
     gc_expires_the_ref_log_only_when_asked,
     gc_keeps_new_nodes_and_their_ancestors,
     gc_removes_a_shallow_import_and_its_boundary,
+    state_prefix_is_the_start_of_the_bytes,
 );

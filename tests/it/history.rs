@@ -2,7 +2,7 @@
 //! property tests on random DAGs against a brute-force oracle, and hand-built edge cases,
 //! on both backends.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
@@ -498,6 +498,118 @@ fn ancestors(store: &dyn StateStore, case: &Case) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// (10) `dot_lines` gives the walk's nodes in walk order and exactly the arrows among them,
+/// dashed for all but first parents, each after both of its nodes, one line per item; with
+/// exclusions, first-parent walks and limits. `to_dot` is the same text.
+fn dot_export(store: &dyn StateStore, case: &Case) -> Result<(), TestCaseError> {
+    let b = build(store, case);
+    let mut picks = Picks::of(case);
+    let (options, _, _) = random_options(store, &b, &mut picks, 2);
+    let mut options = options.first_parent(picks.number(3) == 0);
+    if picks.number(3) == 0 {
+        options = options.limit(picks.number(b.oracle.n() + 1));
+    }
+    let walked: Vec<usize> = ids(store.log(&options).map_err(fail)?)
+        .iter()
+        .map(|id| b.index[id])
+        .collect();
+    let walked_set = walked.iter().fold(0u64, |m, &i| m | bit(i));
+    let mut want_edges = BTreeSet::new();
+    for &child in &walked {
+        for (position, &parent) in b.oracle.parents[child].iter().enumerate() {
+            if walked_set & bit(parent) != 0 {
+                want_edges.insert((child, parent, position > 0));
+            }
+        }
+    }
+
+    let lines: Vec<String> = store
+        .dot_lines(&options)
+        .map_err(fail)?
+        .collect::<Result<_, _>>()
+        .map_err(fail)?;
+    prop_assert_eq!(lines.concat(), store.to_dot(&options).map_err(fail)?);
+    prop_assert!(lines.len() >= 4, "{:?}", lines);
+    prop_assert_eq!(&lines[0], "digraph stategraph {\n");
+    prop_assert_eq!(&lines[lines.len() - 1], "}\n");
+    let by_hex: HashMap<String, usize> = b
+        .ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (id.to_hex(), i))
+        .collect();
+    let mut nodes = Vec::new();
+    let mut seen = 0u64;
+    let mut edges = BTreeSet::new();
+    for line in &lines[3..lines.len() - 1] {
+        prop_assert!(
+            line.ends_with(";\n") && line.matches('\n').count() == 1,
+            "{:?}",
+            line
+        );
+        // `  "ID" [label=...];` or `  "CHILD" -> "PARENT"[ [style=dashed]];`
+        let quoted: Vec<&str> = line.split('"').collect();
+        let index = |k: usize| by_hex.get(quoted[k]).copied();
+        if line.contains(" -> ") {
+            let (Some(child), Some(parent)) = (index(1), index(3)) else {
+                return Err(TestCaseError::fail(format!("unknown node in {line:?}")));
+            };
+            prop_assert!(
+                seen & bit(child) != 0 && seen & bit(parent) != 0,
+                "arrow before its nodes: {:?}",
+                line
+            );
+            let dashed = line.ends_with(" [style=dashed];\n");
+            prop_assert!(edges.insert((child, parent, dashed)), "repeated {:?}", line);
+        } else {
+            let Some(node) = index(1) else {
+                return Err(TestCaseError::fail(format!("unknown node in {line:?}")));
+            };
+            prop_assert!(line.contains(&format!("\\nn{node}\"];")), "{:?}", line);
+            seen |= bit(node);
+            nodes.push(node);
+        }
+    }
+    prop_assert_eq!(nodes, walked);
+    prop_assert_eq!(edges, want_edges);
+    Ok(())
+}
+
+/// (11) `with_shown_parents` yields the walk's nodes in the same order, each with exactly
+/// those parents it follows (only the first in a first-parent walk) that the walk yields
+/// too; with exclusions, first-parent walks and limits.
+fn shown_parents(store: &dyn StateStore, case: &Case) -> Result<(), TestCaseError> {
+    let b = build(store, case);
+    let mut picks = Picks::of(case);
+    let (options, _, _) = random_options(store, &b, &mut picks, 3);
+    let first_parent = picks.number(3) == 0;
+    let mut options = options.first_parent(first_parent);
+    if picks.number(3) == 0 {
+        options = options.limit(picks.number(b.oracle.n() + 1));
+    }
+    let follow = if first_parent { 1 } else { usize::MAX };
+    let walked = ids(store.log(&options).map_err(fail)?);
+    let walked_set = b.mask_of(&walked);
+    let got: Vec<(StateNode, Vec<StateNodeId>)> = store
+        .log(&options)
+        .map_err(fail)?
+        .with_shown_parents()
+        .collect::<Result<_, _>>()
+        .map_err(fail)?;
+    let got_ids: Vec<StateNodeId> = got.iter().map(|(n, _)| n.id).collect();
+    prop_assert_eq!(&got_ids, &walked);
+    for (node, shown) in &got {
+        let want: Vec<StateNodeId> = b.oracle.parents[b.index[&node.id]]
+            .iter()
+            .take(follow)
+            .filter(|&&p| walked_set & bit(p) != 0)
+            .map(|&p| b.ids[p])
+            .collect();
+        prop_assert_eq!(shown, &want, "parents shown of n{}", b.index[&node.id]);
+    }
+    Ok(())
+}
+
 /// Generates proptest tests running each property on fresh stores of both backends.
 macro_rules! dag_properties {
     ($($name:ident),* $(,)?) => {
@@ -539,6 +651,8 @@ dag_properties!(
     merge_base,
     descendants,
     ancestors,
+    dot_export,
+    shown_parents,
 );
 
 // ---------------------------------------------------------------------------------------
@@ -965,6 +1079,22 @@ fn walks_stop_early(inner: &dyn StateStore) {
     );
     let reads = store.take_reads();
     assert!(reads <= 10, "head~5..head read {reads} nodes");
+
+    // Drawing a range: whether each parent is shown is settled without walking to the end.
+    let range = LogOptions::range(chain[10], head);
+    let shown = store.log(&range).unwrap().with_shown_parents().take(20);
+    assert_eq!(shown.map(|n| n.unwrap().1.len()).sum::<usize>(), 20);
+    let reads = store.take_reads();
+    assert!(
+        reads <= 25,
+        "20 nodes of a range with parents read {reads} nodes"
+    );
+
+    let dot = store.dot_lines(&LogOptions::new().from(head)).unwrap();
+    let first: Vec<String> = dot.take(20).collect::<Result<_, _>>().unwrap();
+    assert!(first[3..].iter().any(|l| l.contains(" -> ")), "{first:?}");
+    let reads = store.take_reads();
+    assert!(reads <= 20, "20 lines of DOT read {reads} nodes");
 
     assert_eq!(store.descendants(&chain[100]).unwrap().take(5).count(), 5);
     let reads = store.take_reads();

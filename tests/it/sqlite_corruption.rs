@@ -120,6 +120,38 @@ fn flipped_blob_bytes_are_detected() {
 }
 
 #[test]
+fn a_state_prefix_is_read_without_the_rest() {
+    // Damage past the prefix does not reach it: only the prefix was read (it is documented
+    // as unverified for this reason). Whole reads still refuse the state.
+    let d = Damaged::new();
+    let mut tail = ROOT_BYTES.to_vec();
+    *tail.last_mut().expect("not empty") ^= 0x01;
+    d.damage(
+        "UPDATE blobs SET bytes = ?1 WHERE bytes = ?2",
+        rusqlite::params![tail, ROOT_BYTES],
+    );
+    let s = d.open();
+    assert_eq!(
+        s.state_prefix(&d.root_ref, 8).expect("prefix"),
+        &ROOT_BYTES[..8]
+    );
+    assert_corrupt(s.get_state(&d.root_ref), "get_state");
+}
+
+#[test]
+fn a_state_prefix_of_missing_or_text_bytes_is_corrupt() {
+    let d = Damaged::new();
+    d.damage(
+        "UPDATE blobs SET bytes = CAST(bytes AS TEXT) WHERE bytes = ?1",
+        [ROOT_BYTES],
+    );
+    d.damage("DELETE FROM blobs WHERE bytes = ?1", [OTHER_BYTES]);
+    let s = d.open();
+    assert_corrupt(s.state_prefix(&d.root_ref, 8), "text bytes");
+    assert_corrupt(s.state_prefix(&d.other_ref, 8), "missing bytes");
+}
+
+#[test]
 fn shortened_blob_bytes_are_detected() {
     let d = Damaged::new();
     d.damage(

@@ -168,6 +168,14 @@ impl<S: AsyncStateStore + StateStore> StateStore for ViaAsync<S> {
         StateStore::import_snapshot(&self.inner, package)
     }
 
+    fn state_prefix(&self, data_ref: &StateDataRef, max_len: usize) -> Result<Vec<u8>> {
+        self.runtime.block_on(AsyncStateStore::state_prefix(
+            &self.inner,
+            data_ref,
+            max_len,
+        ))
+    }
+
     fn state_info(&self, data_ref: &StateDataRef) -> Result<StateInfo> {
         StateStore::state_info(&self.inner, data_ref)
     }

@@ -7,6 +7,9 @@
 //! and rows moving lanes left until every line sits in its column. The caller interleaves
 //! the rows with the node's text; rows left over when the text is done are printed bare.
 
+use std::collections::HashMap;
+use std::hash::Hash;
+
 use crate::output::Theme;
 
 /// What the next row of the current node is.
@@ -23,6 +26,9 @@ enum Phase {
     /// Rows that move lanes left into their final columns.
     Collapse,
 }
+
+/// Up to this many parents, finding a lane's id among them is a scan, cheaper than hashing.
+const SCAN_PARENTS: usize = 8;
 
 #[derive(Debug, Clone, Copy)]
 struct Lane<Id> {
@@ -47,9 +53,14 @@ impl Row {
     }
 
     fn put(&mut self, c: char, color: usize) {
-        let mut buf = [0u8; 4];
-        self.text
-            .push_str(&self.theme.lane(color, c.encode_utf8(&mut buf)));
+        // Rows of a wide graph hold thousands of characters: no String per plain one.
+        if self.theme.enabled() {
+            let mut buf = [0u8; 4];
+            self.text
+                .push_str(&self.theme.lane(color, c.encode_utf8(&mut buf)));
+        } else {
+            self.text.push(c);
+        }
         self.width += 1;
     }
 
@@ -72,6 +83,13 @@ pub struct GraphRenderer<Id> {
     lanes: Vec<Lane<Id>>,
     /// Lanes after the current node.
     next: Vec<Lane<Id>>,
+    /// The lane in `next` of each of `parents`, once placed. Lanes are unique, so only a
+    /// parent can meet a lane already placed; looking up just the parents keeps a row's work
+    /// linear in its width (an octopus merge with thousands of parents would otherwise search
+    /// `next` once per lane per row).
+    parent_lanes: Vec<Option<usize>>,
+    /// Position in `parents` by id, for merges too wide to scan.
+    parent_index: HashMap<Id, usize>,
     /// Screen position (2 per lane, lines between lanes at odd positions) -> lane in `next`.
     map: Vec<Option<usize>>,
     /// The mapping as the previous collapse row left it.
@@ -96,13 +114,15 @@ pub struct GraphRenderer<Id> {
     colors_used: usize,
 }
 
-impl<Id: Copy + Eq> GraphRenderer<Id> {
+impl<Id: Copy + Eq + Hash> GraphRenderer<Id> {
     /// An empty graph.
     pub fn new(theme: Theme) -> Self {
         Self {
             theme,
             lanes: Vec::new(),
             next: Vec::new(),
+            parent_lanes: Vec::new(),
+            parent_index: HashMap::new(),
             map: Vec::new(),
             old_map: Vec::new(),
             width: 0,
@@ -131,6 +151,13 @@ impl<Id: Copy + Eq> GraphRenderer<Id> {
     pub fn push(&mut self, id: Id, parents: &[Id]) {
         self.node = Some(id);
         self.parents = parents.to_vec();
+        self.parent_lanes.clear();
+        self.parent_lanes.resize(parents.len(), None);
+        self.parent_index.clear();
+        if parents.len() > SCAN_PARENTS {
+            self.parent_index
+                .extend(parents.iter().enumerate().map(|(k, &p)| (p, k)));
+        }
         self.prev_col = self.col;
         std::mem::swap(&mut self.lanes, &mut self.next);
         self.next.clear();
@@ -188,11 +215,16 @@ impl<Id: Copy + Eq> GraphRenderer<Id> {
     /// Puts `id` into the lanes after the node (once) and records where its line is drawn.
     /// `from` is the node's column when `id` is one of its parents.
     fn place(&mut self, id: Id, from: Option<usize>, color: usize) {
-        let target = match self.next.iter().position(|l| l.id == id) {
+        let parent = self.parent_position(id);
+        let target = match parent.and_then(|k| self.parent_lanes[k]) {
             Some(t) => t,
             None => {
                 self.next.push(Lane { id, color });
-                self.next.len() - 1
+                let t = self.next.len() - 1;
+                if let Some(k) = parent {
+                    self.parent_lanes[k] = Some(t);
+                }
+                t
             }
         };
         let pos = match from {
@@ -225,6 +257,15 @@ impl<Id: Copy + Eq> GraphRenderer<Id> {
             self.map.resize(pos + 1, None);
         }
         self.map[pos] = Some(target);
+    }
+
+    /// Which of the current node's parents `id` is, if any.
+    fn parent_position(&self, id: Id) -> Option<usize> {
+        if self.parents.len() > SCAN_PARENTS {
+            self.parent_index.get(&id).copied()
+        } else {
+            self.parents.iter().position(|&p| p == id)
+        }
     }
 
     fn expansion_rows(&self) -> usize {
@@ -433,12 +474,8 @@ impl<Id: Copy + Eq> GraphRenderer<Id> {
                     let mut fan = self.layout.unwrap_or(1);
                     let n = self.parents.len();
                     for j in 0..n {
-                        let parent = self.parents[j];
-                        let color = self
-                            .next
-                            .iter()
-                            .find(|l| l.id == parent)
-                            .map_or(self.node_color, |l| l.color);
+                        let color =
+                            self.parent_lanes[j].map_or(self.node_color, |t| self.lane_color(t));
                         row.put(FAN[fan], color);
                         if fan == 2 {
                             if self.added > 0 || j + 1 < n {
@@ -537,7 +574,7 @@ impl<Id: Copy + Eq> GraphRenderer<Id> {
 /// Draws a whole history (nodes in topological order, each with its shown parents) with one
 /// line of text per node, as `git log --graph --oneline` does. Used by tests.
 #[cfg(test)]
-pub fn draw<Id: Copy + Eq>(nodes: &[(Id, Vec<Id>, &str)]) -> String {
+pub fn draw<Id: Copy + Eq + Hash>(nodes: &[(Id, Vec<Id>, &str)]) -> String {
     use crate::args::ColorChoice;
     let mut graph = GraphRenderer::new(Theme::new(ColorChoice::Never, false));
     let mut out = String::new();
@@ -564,10 +601,204 @@ pub fn draw<Id: Copy + Eq>(nodes: &[(Id, Vec<Id>, &str)]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::cell::Cell;
+
     use super::draw;
 
     fn n(id: u32, parents: &[u32], text: &'static str) -> (u32, Vec<u32>, &'static str) {
         (id, parents.to_vec(), text)
+    }
+
+    thread_local! {
+        static COMPARISONS: Cell<usize> = const { Cell::new(0) };
+    }
+
+    /// An id that counts how often it is compared: the renderer's work on lane lookups.
+    #[derive(Debug, Clone, Copy, Eq)]
+    struct Counted(u32);
+
+    impl std::hash::Hash for Counted {
+        fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+            self.0.hash(state);
+        }
+    }
+
+    impl PartialEq for Counted {
+        fn eq(&self, other: &Self) -> bool {
+            COMPARISONS.with(|c| c.set(c.get() + 1));
+            self.0 == other.0
+        }
+    }
+
+    /// A merge of `width` roots and the roots in the order given, as `draw` input.
+    fn octopus(width: u32, roots: impl Iterator<Item = u32>) -> Vec<(u32, Vec<u32>, String)> {
+        let mut nodes = vec![(0, (1..=width).collect(), "merge".to_owned())];
+        nodes.extend(roots.map(|r| (r, Vec::new(), format!("r{r}"))));
+        nodes
+    }
+
+    fn draw_owned(nodes: &[(u32, Vec<u32>, String)]) -> String {
+        let borrowed: Vec<_> = nodes
+            .iter()
+            .map(|(id, parents, text)| (*id, parents.clone(), text.as_str()))
+            .collect();
+        draw(&borrowed)
+    }
+
+    /// Checks what holds for any drawing of `octopus(width, ..)`: each node's text on exactly
+    /// one line, that line holding one `*`, every graph character one git uses, the merge
+    /// fanned out into every parent. Returns the column of each root's `*` by root.
+    fn check_octopus(drawing: &str, width: u32) -> Vec<usize> {
+        let mut columns = vec![usize::MAX; width as usize + 1];
+        let mut lines = drawing.lines();
+        let dashes = "-".repeat(2 * (width as usize - 2) - 1);
+        assert_eq!(lines.next(), Some(format!("*{dashes}.   merge").as_str()));
+        let fan = format!("|{}", "\\ ".repeat(width as usize - 1));
+        assert_eq!(lines.next(), Some(fan.trim_end()));
+        for line in lines {
+            let graph = line.trim_end_matches(|c: char| c.is_ascii_alphanumeric());
+            assert!(
+                graph.chars().all(|c| " |/\\_*".contains(c)),
+                "stray character in {line:?}"
+            );
+            let text = &line[graph.len()..];
+            let stars = graph.matches('*').count();
+            if text.is_empty() {
+                assert_eq!(stars, 0, "a node without text: {line:?}");
+                continue;
+            }
+            assert_eq!(stars, 1, "{line:?}");
+            let root: usize = text.strip_prefix('r').and_then(|r| r.parse().ok()).unwrap();
+            assert_eq!(columns[root], usize::MAX, "r{root} drawn twice");
+            let star = graph.find('*').unwrap();
+            assert_eq!(star % 2, 0, "a node between columns: {line:?}");
+            columns[root] = star / 2;
+        }
+        let missing: Vec<_> = (1..=width as usize)
+            .filter(|&r| columns[r] == usize::MAX)
+            .collect();
+        assert!(missing.is_empty(), "roots not drawn: {missing:?}");
+        columns
+    }
+
+    #[test]
+    fn wide_octopus_newest_parent_first_keeps_every_lane_in_place() {
+        // The last parent comes first: it is the rightmost lane, so each root ends its own
+        // line and nothing moves, as git draws it.
+        let width = 300;
+        let drawing = draw_owned(&octopus(width, (1..=width).rev()));
+        let columns = check_octopus(&drawing, width);
+        for (r, &column) in columns.iter().enumerate().skip(1) {
+            assert_eq!(column, r - 1, "r{r}");
+        }
+        assert_eq!(drawing.lines().count(), width as usize + 2);
+        let r2 = drawing.lines().nth(width as usize).unwrap();
+        assert_eq!(r2, "| * r2");
+    }
+
+    #[test]
+    fn wide_octopus_first_parent_first_moves_lanes_left() {
+        // The first parent comes first, in the leftmost lane: every later root is drawn there
+        // once the lanes right of it have moved left, one collapse row after each root.
+        let width = 300;
+        let drawing = draw_owned(&octopus(width, 1..=width));
+        let columns = check_octopus(&drawing, width);
+        assert!(columns[1..].iter().all(|&c| c == 0), "{drawing}");
+        assert_eq!(drawing.lines().count(), 2 * width as usize + 1);
+        let after_r1 = drawing.lines().nth(3).unwrap();
+        assert_eq!(
+            after_r1,
+            format!(" {}", "/ ".repeat(width as usize - 1)).trim_end()
+        );
+    }
+
+    #[test]
+    fn wide_octopus_joining_lanes_on_both_sides_matches_git() {
+        // A merge of ten parents (past the scan limit) where three parents already have
+        // lanes, and what `git log --all --graph --date-order` draws for it.
+        let mut nodes = vec![
+            n(12, &[11], "c"),
+            n(15, &[2], "w"),
+            n(14, &[5], "v"),
+            n(13, &[9], "u"),
+            n(11, &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10], "m"),
+        ];
+        let labels = ["b1", "b2", "b3", "b4", "b5", "b6", "b7", "b8", "b9", "b10"];
+        nodes.extend((1..=10).rev().map(|b| (b, vec![0], labels[b as usize - 1])));
+        nodes.push(n(0, &[], "c0"));
+        let want = r"
+* c
+| * w
+| | * v
+| | | * u
+| | | |
+|  \ \ \
+|   \ \ \
+|    \ \ \
+|     \ \ \
+|      \ \ \
+|       \ \ \
+|        \ \ \
+|         \ \ \
+|          \ \ \
+|           \ \ \
+|            \ \ \
+|             \ \ \
+|              \ \ \
+|               \ \ \
+|                \ \ \
+*---------------. \ \ \   m
+|\ \ \ \ \ \ \ \ \ \ \ \
+| | |_|_|_|_|_|_|_|/ / /
+| |/| | | | | | | | / /
+| | | | | |_|_|_|_|/ /
+| | | | |/| | | | | /
+| | | | | | | | | |/
+| | | | | | | | |/|
+| | | | | | | | | * b10
+| | | | | | | | * | b9
+| | | | | | | | |/
+| | | | | | | * / b8
+| | | | | | | |/
+| | | | | | * / b7
+| | | | | | |/
+| | | | | * / b6
+| | | | | |/
+| | | | * / b5
+| | | | |/
+| | | * / b4
+| | | |/
+| | * / b3
+| | |/
+| * / b2
+| |/
+* / b1
+|/
+* c0
+";
+        assert_eq!(draw(&nodes), want.trim_start_matches('\n'));
+    }
+
+    #[test]
+    fn lane_lookups_stay_linear_in_the_width_of_a_row() {
+        // Every row of an octopus of width w is about w lanes wide, so drawing it is ~w^2
+        // work; looking lanes up by scanning them made it ~w^3.
+        let width = 400u32;
+        let mut nodes = vec![(
+            Counted(0),
+            (1..=width).map(Counted).collect::<Vec<_>>(),
+            "merge",
+        )];
+        nodes.extend((1..=width).rev().map(|r| (Counted(r), Vec::new(), "root")));
+        COMPARISONS.with(|c| c.set(0));
+        let drawing = draw(&nodes);
+        let comparisons = COMPARISONS.with(Cell::get);
+        assert_eq!(drawing.lines().count(), width as usize + 2);
+        let w = width as usize;
+        assert!(
+            comparisons < 4 * w * w,
+            "{comparisons} id comparisons for an octopus of {w}"
+        );
     }
 
     #[test]

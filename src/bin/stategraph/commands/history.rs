@@ -1,10 +1,12 @@
 //! `log`, `show` and `graph`: reading the history.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::io::Write;
 
 use serde::Serialize;
-use stategraph::{History as _, Log, SnapshotInfo, StateNode, StateNodeId, StateStore};
+use stategraph::{
+    History as _, Log, ShownParents, SnapshotInfo, StateNode, StateNodeId, StateStore,
+};
 
 use crate::Ctx;
 use crate::args::{GraphArgs, LogArgs, ShowArgs};
@@ -116,9 +118,55 @@ pub fn print_log(
     out: &mut dyn Write,
 ) -> CliResult<Vec<StateNodeId>> {
     let decorations = Decorations::load(store)?;
-    let mut log = store.log(&walk.options).map_err(|e| explain(store, e))?;
-    print_nodes(store, &decorations, &mut log, walk, style, theme, out)?;
-    Ok(log.boundary().to_vec())
+    let log = store.log(&walk.options).map_err(|e| explain(store, e))?;
+    let mut nodes = if style.graph && walk.excludes {
+        Nodes::Shown(log.with_shown_parents())
+    } else {
+        Nodes::Followed {
+            log,
+            first_parent: walk.first_parent,
+        }
+    };
+    print_nodes(store, &decorations, &mut nodes, style, theme, out)?;
+    Ok(nodes.boundary().to_vec())
+}
+
+/// The nodes of a walk, each with the parents its graph lines go to.
+enum Nodes<'a> {
+    /// Every parent the walk follows. A parent that is not stored (a shallow boundary) ends
+    /// its line, as a root does; the walk has already met it, and `boundary_note` names it.
+    Followed { log: Log<'a>, first_parent: bool },
+    /// With exclusions, only the parents the walk shows too: the walk reads ahead as far as
+    /// it takes to know.
+    Shown(ShownParents<'a>),
+}
+
+impl Nodes<'_> {
+    fn next(&mut self) -> stategraph::Result<Option<(StateNode, Vec<StateNodeId>)>> {
+        match self {
+            Self::Followed { log, first_parent } => {
+                let Some(node) = log.next().transpose()? else {
+                    return Ok(None);
+                };
+                let parents = node
+                    .parent_ids
+                    .iter()
+                    .take(if *first_parent { 1 } else { usize::MAX })
+                    .filter(|p| !log.is_boundary(p))
+                    .copied()
+                    .collect();
+                Ok(Some((node, parents)))
+            }
+            Self::Shown(walk) => walk.next().transpose(),
+        }
+    }
+
+    fn boundary(&self) -> &[StateNodeId] {
+        match self {
+            Self::Followed { log, .. } => log.boundary(),
+            Self::Shown(walk) => walk.boundary(),
+        }
+    }
 }
 
 /// Says, on stderr, where the history shown stops short because parents are not stored.
@@ -150,30 +198,14 @@ pub fn boundary_note(theme: Theme, boundary: &[StateNodeId]) {
 fn print_nodes(
     store: &dyn StateStore,
     decorations: &Decorations,
-    log: &mut Log<'_>,
-    walk: &Walk,
+    nodes: &mut Nodes<'_>,
     style: LogStyle,
     theme: Theme,
     out: &mut dyn Write,
 ) -> CliResult {
-    // With exclusions, a parent is drawn only if it is shown, which is known only once the
-    // walk is over: collect first. Otherwise stream.
-    let mut collected = None;
-    let mut shown = None;
-    if style.graph && walk.excludes {
-        let all: Vec<StateNode> = log.by_ref().collect::<Result<_, _>>()?;
-        shown = Some(all.iter().map(|n| n.id).collect::<HashSet<_>>());
-        collected = Some(all.into_iter());
-    }
-    let first_parent = walk.first_parent;
     let mut graph = GraphRenderer::new(theme);
     let mut first = true;
-    loop {
-        let node = match &mut collected {
-            Some(all) => all.next(),
-            None => log.next().transpose()?,
-        };
-        let Some(node) = node else { break };
+    while let Some((node, parents)) = nodes.next()? {
         let snapshot = !store.snapshots_of(&node.id)?.is_empty();
         let lines = node_lines(&node, decorations.refs(&node.id), snapshot, style, theme);
         if !style.graph {
@@ -200,16 +232,6 @@ fn print_nodes(
             }
         }
         first = false;
-        let parents: Vec<StateNodeId> = node
-            .parent_ids
-            .iter()
-            .take(if first_parent { 1 } else { usize::MAX })
-            // A parent that is not stored (a shallow boundary) ends its line here, as a root
-            // does; the walk has already met it, and `boundary_note` names it.
-            .filter(|p| shown.as_ref().is_none_or(|s| s.contains(p)))
-            .filter(|p| !log.is_boundary(p))
-            .copied()
-            .collect();
         graph.push(node.id, &parents);
         loop {
             let (row, is_node) = graph.next_row();
@@ -285,7 +307,7 @@ struct ShowJson {
     #[serde(flatten)]
     node: NodeJson,
     children: Vec<String>,
-    size: usize,
+    size: u64,
 }
 
 /// `show`.
@@ -295,7 +317,9 @@ pub fn show(ctx: &Ctx, args: &ShowArgs) -> CliResult {
     let node = store.get_node(&id)?;
     let mut children = store.cursor()?.children(&id)?;
     children.sort();
-    let state = store.get_state(&node.data_ref)?;
+    // The size and a preview: never the whole state, which may be any size.
+    let size = store.state_info(&node.data_ref)?.len;
+    let head = store.state_prefix(&node.data_ref, PREVIEW_READ)?;
     let snapshots = store.snapshots_of(&id)?;
     let decorations = Decorations::load(&store)?;
     let refs = decorations.refs(&id);
@@ -304,7 +328,7 @@ pub fn show(ctx: &Ctx, args: &ShowArgs) -> CliResult {
         let json = ShowJson {
             node: NodeJson::new(&node, refs, &snapshots),
             children: ids(&children),
-            size: state.bytes.len(),
+            size,
         };
         write_json(&mut out, &json)?;
         out.finish()?;
@@ -356,7 +380,7 @@ pub fn show(ctx: &Ctx, args: &ShowArgs) -> CliResult {
         .map_or_else(|| none("(none)"), |l| printable(l, false));
     writeln!(out, "{}{}", field("label"), label)?;
     writeln!(out, "{}{}", field("data ref"), node.data_ref)?;
-    writeln!(out, "{}{} bytes", field("size"), state.bytes.len())?;
+    writeln!(out, "{}{size} bytes", field("size"))?;
     writeln!(out, "{}{}", field("hash"), node.data_hash)?;
     let content_type = node
         .content_type
@@ -376,7 +400,7 @@ pub fn show(ctx: &Ctx, args: &ShowArgs) -> CliResult {
         refs.join(", ")
     };
     writeln!(out, "{}{}", field("refs"), refs_text)?;
-    if let Some(preview) = preview(&state.bytes) {
+    if let Some(preview) = preview(&head, size) {
         writeln!(out)?;
         for line in preview {
             writeln!(out, "    {line}")?;
@@ -397,11 +421,25 @@ fn snapshot_line(t: Theme, s: &SnapshotInfo) -> String {
     )
 }
 
-/// The first lines of a textual state, for `show`; `None` for binary or empty state.
-fn preview(bytes: &[u8]) -> Option<Vec<String>> {
-    const MAX_LINES: usize = 12;
-    const MAX_BYTES: usize = 2048;
-    let text = std::str::from_utf8(bytes).ok()?;
+/// The most lines and bytes of a state that `show` previews.
+const PREVIEW_LINES: usize = 12;
+const PREVIEW_BYTES: usize = 2048;
+/// How much of a state `show` reads: enough to see every line the preview prints whole and
+/// to tell that the next one does not fit, with room for a character cut at the end.
+const PREVIEW_READ: usize = 2 * PREVIEW_BYTES;
+
+/// The first lines of a textual state, for `show`, from the first bytes of a state of `size`
+/// bytes; `None` for empty state, or one whose first bytes are not text (as git does, the
+/// start decides: a text file with binary far into it is previewed).
+fn preview(head: &[u8], size: u64) -> Option<Vec<String>> {
+    let text = match std::str::from_utf8(head) {
+        Ok(text) => text,
+        // A character cut where the read stopped.
+        Err(e) if e.error_len().is_none() && (head.len() as u64) < size => {
+            std::str::from_utf8(&head[..e.valid_up_to()]).ok()?
+        }
+        Err(_) => return None,
+    };
     if text.is_empty()
         || text
             .chars()
@@ -412,10 +450,10 @@ fn preview(bytes: &[u8]) -> Option<Vec<String>> {
     let mut lines = Vec::new();
     let mut used = 0;
     for line in text.lines() {
-        if lines.len() == MAX_LINES || used + line.len() > MAX_BYTES {
+        if lines.len() == PREVIEW_LINES || used + line.len() > PREVIEW_BYTES {
             lines.push(format!(
                 "... ({} more bytes; see `stategraph cat`)",
-                bytes.len() - used
+                size.saturating_sub(used as u64)
             ));
             break;
         }
@@ -434,15 +472,18 @@ pub fn graph(ctx: &Ctx, args: &GraphArgs) -> CliResult {
         limit: args.limit,
     };
     let walk = walk(&store, &args.revs, flags)?;
-    let dot = if walk.empty {
-        stategraph::dot(&stategraph::HistoryGraph::new())
-    } else {
-        store
-            .to_dot(&walk.options)
-            .map_err(|e| explain(&store, e))?
-    };
     let mut out = ctx.out(false);
-    out.write_all(dot.as_bytes())?;
+    if walk.empty {
+        out.write_all(stategraph::dot(&stategraph::HistoryGraph::new()).as_bytes())?;
+    } else {
+        // Written as the walk goes: a long history is never held whole.
+        let lines = store
+            .dot_lines(&walk.options)
+            .map_err(|e| explain(&store, e))?;
+        for line in lines {
+            out.write_all(line?.as_bytes())?;
+        }
+    }
     out.finish()?;
     Ok(())
 }
