@@ -39,7 +39,15 @@ pub struct GcOptions {
     /// Set by [`GcOptions::keep_newer_than`]: used instead of `grace`.
     keep_since: Option<OffsetDateTime>,
     ref_log_expiry: Option<Duration>,
+    prune: Option<Prune>,
     dry_run: bool,
+}
+
+/// Where [`GcOptions::prune_history`] cuts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Prune {
+    OlderThan(Duration),
+    Before(OffsetDateTime),
 }
 
 /// Two weeks, as git's `gc.pruneExpire`.
@@ -51,6 +59,7 @@ impl Default for GcOptions {
             grace: DEFAULT_GRACE,
             keep_since: None,
             ref_log_expiry: None,
+            prune: None,
             dry_run: false,
         }
     }
@@ -91,6 +100,26 @@ impl GcOptions {
         self
     }
 
+    /// Also removes history that is still reachable, once it is older than `older_than`:
+    /// every node made before then goes, except the nodes a ref or a snapshot points at
+    /// itself, and the nodes kept above a removed one record it as a shallow boundary (as a
+    /// snapshot imported without its ancestors does), so their ids still verify and walks
+    /// stop there and say so. Ref log entries that name a removed node go with it. Off by
+    /// default; it makes a store whose branches move every tick stop growing.
+    ///
+    /// This wins over the grace period for nodes older than `older_than`: a writer still
+    /// working on a node that old loses it.
+    pub fn prune_history(mut self, older_than: Duration) -> Self {
+        self.prune = Some(Prune::OlderThan(older_than));
+        self
+    }
+
+    /// [`prune_history`](Self::prune_history) at a point in time rather than an age.
+    pub fn prune_history_before(mut self, at: OffsetDateTime) -> Self {
+        self.prune = Some(Prune::Before(at));
+        self
+    }
+
     /// Counts what would be removed, and removes nothing.
     pub fn dry_run(mut self, dry_run: bool) -> Self {
         self.dry_run = dry_run;
@@ -121,6 +150,10 @@ impl GcOptions {
             ref_log_before: self
                 .ref_log_expiry
                 .map(|d| now.checked_sub(d.try_into().unwrap_or(time::Duration::MAX))),
+            prune_before: self.prune.and_then(|p| match p {
+                Prune::Before(at) => Some(at),
+                Prune::OlderThan(d) => now.checked_sub(d.try_into().unwrap_or(time::Duration::MAX)),
+            }),
             dry_run: self.dry_run,
         }
     }
@@ -133,6 +166,8 @@ pub(crate) struct Cutoffs {
     pub unused_before: Option<OffsetDateTime>,
     /// `Some`: ref log entries made before this are removed first.
     pub ref_log_before: Option<Option<OffsetDateTime>>,
+    /// Reachable nodes made before this are removed too (but for ref and snapshot targets).
+    pub prune_before: Option<OffsetDateTime>,
     pub dry_run: bool,
 }
 
@@ -140,18 +175,13 @@ impl Cutoffs {
     /// Whether the state behind `data_ref` was put before the grace period began; false when
     /// the ref carries no time.
     pub(crate) fn is_old(&self, data_ref: &StateDataRef) -> bool {
-        let Some(before) = self.unused_before else {
-            return false;
-        };
-        let Some(ts) = data_ref.as_uuid().get_timestamp() else {
-            return false;
-        };
-        if data_ref.as_uuid().get_version_num() != 7 {
-            return false;
-        }
-        let (secs, nanos) = ts.to_unix();
-        let made = i128::from(secs) * 1_000_000_000 + i128::from(nanos);
-        made < before.unix_timestamp_nanos()
+        made_before(data_ref, self.unused_before)
+    }
+
+    /// Whether history pruning removes the node whose state is `data_ref` (when no ref or
+    /// snapshot points at it).
+    pub(crate) fn is_pruned(&self, data_ref: &StateDataRef) -> bool {
+        made_before(data_ref, self.prune_before)
     }
 
     /// Whether a ref log entry made at `at` is expired.
@@ -162,6 +192,22 @@ impl Cutoffs {
             Some(Some(before)) => at < before,
         }
     }
+}
+
+/// Whether `data_ref` carries a time before `before`; false without one of either.
+fn made_before(data_ref: &StateDataRef, before: Option<OffsetDateTime>) -> bool {
+    let Some(before) = before else {
+        return false;
+    };
+    if data_ref.as_uuid().get_version_num() != 7 {
+        return false;
+    }
+    let Some(ts) = data_ref.as_uuid().get_timestamp() else {
+        return false;
+    };
+    let (secs, nanos) = ts.to_unix();
+    let made = i128::from(secs) * 1_000_000_000 + i128::from(nanos);
+    made < before.unix_timestamp_nanos()
 }
 
 /// What a collection removed (or, for a dry run, would remove).
@@ -179,8 +225,11 @@ pub struct GcReport {
     /// Their total size. A SQLite file does not shrink: SQLite reuses the freed pages for
     /// new writes.
     pub bytes_removed: u64,
-    /// Ref log entries removed by [`GcOptions::expire_ref_log`].
+    /// Ref log entries removed: expired ([`GcOptions::expire_ref_log`]), or naming a node
+    /// that history pruning removed.
     pub ref_log_entries_removed: u64,
+    /// Kept nodes that lost a parent to history pruning and now mark a shallow boundary.
+    pub boundary_nodes: u64,
     /// True when nothing was removed because it was a dry run.
     pub dry_run: bool,
 }

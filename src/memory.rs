@@ -252,41 +252,60 @@ impl Inner {
             dry_run: cut.dry_run,
             ..GcReport::default()
         };
-        let mut roots: Vec<StateNodeId> = self.refs.values().copied().collect();
-        roots.extend(self.snapshots.values().map(|s| s.node_id));
-        for entry in self.ref_log.values().flatten() {
-            if cut.ref_log_expired(entry.at) {
-                report.ref_log_entries_removed += 1;
-            } else {
-                roots.extend(entry.old.iter().chain(&entry.new));
-            }
-        }
         let ids: Vec<StateNodeId> = self.nodes.keys().copied().collect();
         let index: HashMap<StateNodeId, usize> =
             ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+        let pruned: Vec<bool> = ids
+            .iter()
+            .map(|id| cut.is_pruned(&self.nodes[id].data_ref))
+            .collect();
+        // What refs and snapshots point at is kept whatever its age; the rest only while
+        // history pruning leaves it.
+        let mut roots: Vec<StateNodeId> = self.refs.values().copied().collect();
+        roots.extend(self.snapshots.values().map(|s| s.node_id));
+        let mut roots: Vec<usize> = roots
+            .iter()
+            .filter_map(|id| index.get(id).copied())
+            .collect();
+        let unpruned = |id: &StateNodeId| index.get(id).copied().filter(|&i| !pruned[i]);
+        for entry in self.ref_log.values().flatten() {
+            if !cut.ref_log_expired(entry.at) {
+                roots.extend(entry.old.iter().chain(&entry.new).filter_map(unpruned));
+            }
+        }
         roots.extend(
             self.nodes
                 .values()
                 .filter(|n| !cut.is_old(&n.data_ref))
-                .map(|n| n.id),
+                .filter_map(|n| unpruned(&n.id)),
         );
-        let kept = gc::mark(
-            ids.len(),
-            roots.iter().filter_map(|id| index.get(id).copied()),
-            |i| {
-                self.nodes[&ids[i]]
-                    .parent_ids
-                    .iter()
-                    .filter_map(|p| index.get(p).copied())
-                    .collect()
-            },
-        );
+        let kept = gc::mark(ids.len(), roots, |i| {
+            self.nodes[&ids[i]]
+                .parent_ids
+                .iter()
+                .filter_map(unpruned)
+                .collect()
+        });
         let dead_nodes: Vec<StateNodeId> = ids
             .iter()
             .zip(&kept)
             .filter(|(_, kept)| !**kept)
             .map(|(id, _)| *id)
             .collect();
+        let gone = |id: &StateNodeId| index.get(id).is_some_and(|&i| !kept[i]);
+        let entry_goes =
+            |e: &RefLogEntry| cut.ref_log_expired(e.at) || e.old.iter().chain(&e.new).any(gone);
+        report.ref_log_entries_removed = self
+            .ref_log
+            .values()
+            .flatten()
+            .filter(|e| entry_goes(e))
+            .count() as u64;
+        report.boundary_nodes = ids
+            .iter()
+            .zip(&kept)
+            .filter(|(id, kept)| **kept && self.nodes[*id].parent_ids.iter().any(gone))
+            .count() as u64;
         let held: HashSet<StateDataRef> = ids
             .iter()
             .zip(&kept)
@@ -321,7 +340,7 @@ impl Inner {
             return report;
         }
         for entries in self.ref_log.values_mut() {
-            entries.retain(|e| !cut.ref_log_expired(e.at));
+            entries.retain(|e| !entry_goes(e));
         }
         self.ref_log.retain(|_, entries| !entries.is_empty());
         for id in &dead_nodes {

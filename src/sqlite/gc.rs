@@ -2,7 +2,7 @@
 
 use rusqlite::{Connection, params};
 
-use super::ops::{ABSENT_SEQ, decode_seqs};
+use super::ops::{ABSENT_SEQ, decode_seqs, encode_seqs};
 use super::schema::sql_error;
 use crate::error::{Result, StateStoreError};
 use crate::gc::{self, Cutoffs, GcReport};
@@ -24,15 +24,22 @@ pub(crate) fn collect(tx: &Connection, cut: Cutoffs) -> Result<GcReport> {
     result
 }
 
-/// Every node's seq, in order, with its parents (as indices into that order) and whether its
-/// state is old enough to go.
+/// Every node's seq, in order, with its parents (as indices into that order) and what its
+/// state's age allows.
 struct Nodes {
     seqs: Vec<i64>,
-    /// `parents[starts[i]..starts[i + 1]]` are node `i`'s stored parents.
+    /// `parents[starts[i]..starts[i + 1]]` are node `i`'s parents in order, [`ABSENT`] for
+    /// one not stored here.
     starts: Vec<usize>,
     parents: Vec<u32>,
+    /// Older than the grace period.
     old: Vec<bool>,
+    /// Older than the history pruning cut.
+    pruned: Vec<bool>,
 }
+
+/// A parent that is not stored here, in [`Nodes::parents`].
+const ABSENT: u32 = u32::MAX;
 
 impl Nodes {
     fn read(tx: &Connection, cut: &Cutoffs) -> Result<Self> {
@@ -41,7 +48,7 @@ impl Nodes {
             .prepare("SELECT seq, parent_seqs, data_ref FROM state_nodes ORDER BY seq")
             .map_err(&ctx)?;
         let mut rows = stmt.query([]).map_err(&ctx)?;
-        let (mut seqs, mut old) = (Vec::new(), Vec::new());
+        let (mut seqs, mut old, mut pruned) = (Vec::new(), Vec::new(), Vec::new());
         // Each node's parent seqs, concatenated: `raw[raw_starts[i]..raw_starts[i + 1]]`.
         let (mut raw, mut raw_starts) = (Vec::new(), vec![0]);
         while let Some(row) = rows.next().map_err(&ctx)? {
@@ -55,17 +62,20 @@ impl Nodes {
             raw_starts.push(raw.len());
             seqs.push(seq);
             old.push(cut.is_old(&data_ref));
+            pruned.push(cut.is_pruned(&data_ref));
         }
         let mut nodes = Nodes {
             seqs,
             starts: Vec::with_capacity(raw_starts.len()),
             parents: Vec::with_capacity(raw.len()),
             old,
+            pruned,
         };
         nodes.starts.push(0);
         for (i, window) in raw_starts.windows(2).enumerate() {
             for &parent in &raw[window[0]..window[1]] {
                 if parent == ABSENT_SEQ {
+                    nodes.parents.push(ABSENT);
                     continue;
                 }
                 let index = nodes.index(parent).ok_or_else(|| {
@@ -85,8 +95,17 @@ impl Nodes {
         self.seqs.binary_search(&seq).ok()
     }
 
+    /// Node `i`'s parents in order, [`ABSENT`] for one not stored here.
     fn parents_of(&self, i: usize) -> &[u32] {
         &self.parents[self.starts[i]..self.starts[i + 1]]
+    }
+
+    /// Node `i`'s stored parents.
+    fn stored_parents_of(&self, i: usize) -> impl Iterator<Item = usize> + '_ {
+        self.parents_of(i)
+            .iter()
+            .filter(|&&p| p != ABSENT)
+            .map(|&p| p as usize)
     }
 }
 
@@ -130,30 +149,119 @@ fn collect_in(tx: &Connection, cut: Cutoffs) -> Result<GcReport> {
             .map_err(&ctx)? as u64;
     }
     let nodes = Nodes::read(tx, &cut)?;
-    let mut roots: Vec<usize> = (0..nodes.seqs.len()).filter(|&i| !nodes.old[i]).collect();
+    // What refs and snapshots point at is kept whatever its age; the rest only while history
+    // pruning leaves it.
+    let mut roots: Vec<usize> = Vec::new();
     for sql in [
         "SELECT s.seq FROM refs r JOIN state_nodes s ON s.id = r.node_id",
         "SELECT s.seq FROM snapshots p JOIN state_nodes s ON s.id = p.node_id",
-        "SELECT s.seq FROM ref_log l JOIN state_nodes s ON s.id = l.new_node",
-        "SELECT s.seq FROM ref_log l JOIN state_nodes s ON s.id = l.old_node",
     ] {
         root_seqs(tx, sql, &nodes, &mut roots)?;
     }
+    let mut others: Vec<usize> = (0..nodes.seqs.len()).filter(|&i| !nodes.old[i]).collect();
+    for sql in [
+        "SELECT s.seq FROM ref_log l JOIN state_nodes s ON s.id = l.new_node",
+        "SELECT s.seq FROM ref_log l JOIN state_nodes s ON s.id = l.old_node",
+    ] {
+        root_seqs(tx, sql, &nodes, &mut others)?;
+    }
+    roots.extend(others.into_iter().filter(|&i| !nodes.pruned[i]));
     let kept = gc::mark(nodes.seqs.len(), roots, |i| {
-        nodes.parents_of(i).iter().map(|&p| p as usize).collect()
+        nodes
+            .stored_parents_of(i)
+            .filter(|&p| !nodes.pruned[p])
+            .collect()
     });
     let dead: Vec<usize> = (0..nodes.seqs.len()).filter(|&i| !kept[i]).collect();
     report.nodes_removed = dead.len() as u64;
     report.nodes_kept = (nodes.seqs.len() - dead.len()) as u64;
     if !dead.is_empty() {
+        if cut.prune_before.is_some() {
+            report.boundary_nodes = mark_boundary(tx, &nodes, &kept)?;
+            report.ref_log_entries_removed += forget_moves(tx, &nodes, &dead)?;
+        }
         remove_nodes(tx, &nodes, &dead)?;
     }
     remove_states(tx, &cut, &mut report)?;
     Ok(report)
 }
 
-/// Deletes `dead` nodes and their edges. Every child of a dead node is dead too (kept nodes'
-/// ancestors are kept), so removing a node's edges to its parents removes all its edges.
+/// History pruning: every kept node with a parent about to go records it as not stored here
+/// (a shallow boundary, as an import without ancestors leaves), and loses the edge to it.
+/// Returns how many nodes that made boundary nodes.
+fn mark_boundary(tx: &Connection, nodes: &Nodes, kept: &[bool]) -> Result<u64> {
+    let ctx = sql_error("recording the shallow boundary of pruned history");
+    let mut update = tx
+        .prepare("UPDATE state_nodes SET parent_seqs = ?1 WHERE seq = ?2")
+        .map_err(&ctx)?;
+    let mut shallow = tx
+        .prepare(
+            "INSERT INTO shallow_edges (parent_id, child) \
+             SELECT id, ?2 FROM state_nodes WHERE seq = ?1",
+        )
+        .map_err(&ctx)?;
+    let mut edge = tx
+        .prepare("DELETE FROM node_children WHERE parent = ?1 AND child = ?2")
+        .map_err(&ctx)?;
+    let mut count = 0;
+    for child in (0..nodes.seqs.len()).filter(|&i| kept[i]) {
+        let parents = nodes.parents_of(child);
+        let cut = |p: u32| p != ABSENT && !kept[p as usize];
+        if !parents.iter().any(|&p| cut(p)) {
+            continue;
+        }
+        let seq = nodes.seqs[child];
+        let seqs: Vec<i64> = parents
+            .iter()
+            .map(|&p| {
+                if p == ABSENT || cut(p) {
+                    ABSENT_SEQ
+                } else {
+                    nodes.seqs[p as usize]
+                }
+            })
+            .collect();
+        for &p in parents.iter().filter(|&&p| cut(p)) {
+            let parent = nodes.seqs[p as usize];
+            shallow.execute(params![parent, seq]).map_err(&ctx)?;
+            edge.execute(params![parent, seq]).map_err(&ctx)?;
+        }
+        update
+            .execute(params![encode_seqs(&seqs), seq])
+            .map_err(&ctx)?;
+        count += 1;
+    }
+    Ok(count)
+}
+
+/// History pruning: deletes the ref log entries that name a node about to go (`NAME@{N}`
+/// could not resolve them any more). Returns how many.
+fn forget_moves(tx: &Connection, nodes: &Nodes, dead: &[usize]) -> Result<u64> {
+    let ctx = sql_error("removing ref log entries of pruned history");
+    tx.execute_batch("CREATE TEMP TABLE gc_gone (id BLOB PRIMARY KEY) WITHOUT ROWID")
+        .map_err(&ctx)?;
+    {
+        let mut gone = tx
+            .prepare("INSERT INTO gc_gone (id) SELECT id FROM state_nodes WHERE seq = ?1")
+            .map_err(&ctx)?;
+        for &i in dead {
+            gone.execute([nodes.seqs[i]]).map_err(&ctx)?;
+        }
+    }
+    let removed = tx
+        .execute(
+            "DELETE FROM ref_log WHERE old_node IN (SELECT id FROM gc_gone) \
+             OR new_node IN (SELECT id FROM gc_gone)",
+            [],
+        )
+        .map_err(&ctx)?;
+    tx.execute_batch("DROP TABLE gc_gone").map_err(&ctx)?;
+    Ok(removed as u64)
+}
+
+/// Deletes `dead` nodes and their edges. Every child of a dead node is dead too, or (history
+/// pruning) has already lost its edge to it, so removing a node's edges to its parents
+/// removes all its edges.
 fn remove_nodes(tx: &Connection, nodes: &Nodes, dead: &[usize]) -> Result<()> {
     let ctx = sql_error("removing unreachable nodes");
     // SQLite checks every foreign key into a deleted row by looking for rows that point at
@@ -176,10 +284,9 @@ fn remove_nodes(tx: &Connection, nodes: &Nodes, dead: &[usize]) -> Result<()> {
             .map_err(&ctx)?;
         for &i in dead {
             let seq = nodes.seqs[i];
-            let stored = nodes.parents_of(i);
-            for &p in stored {
-                edge.execute(params![nodes.seqs[p as usize], seq])
-                    .map_err(&ctx)?;
+            let stored: Vec<usize> = nodes.stored_parents_of(i).collect();
+            for &p in &stored {
+                edge.execute(params![nodes.seqs[p], seq]).map_err(&ctx)?;
             }
             let all: i64 = parent_count.query_row([seq], |r| r.get(0)).map_err(&ctx)?;
             if all as usize > stored.len() {

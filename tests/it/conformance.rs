@@ -1092,6 +1092,68 @@ fn gc_removes_a_shallow_import_and_its_boundary(h: &Harness) {
     }
 }
 
+/// History pruning removes reachable nodes older than the cut, but not what refs and
+/// snapshots point at; the nodes kept above them mark a shallow boundary.
+fn gc_prunes_old_history_to_a_boundary(h: &Harness) {
+    let s = h.store();
+    let next_ms = |after: time::OffsetDateTime| {
+        let ms = after.unix_timestamp_nanos() / 1_000_000;
+        loop {
+            let now = time::OffsetDateTime::now_utc();
+            if now.unix_timestamp_nanos() / 1_000_000 > ms {
+                return now;
+            }
+            std::hint::spin_loop();
+        }
+    };
+    let mut head = None;
+    let mut chain = Vec::new();
+    for i in 0..6 {
+        let (_, id) = s
+            .commit_on(
+                "main",
+                head.as_ref(),
+                data(format!("{i}").as_bytes(), None),
+                meta(t(i), None),
+            )
+            .expect("commit_on");
+        chain.push(id);
+        head = Some(id);
+        if i == 2 {
+            // chain[0..=2] before the cut, chain[3..] after it.
+            let cut = next_ms(next_ms(time::OffsetDateTime::now_utc()));
+            next_ms(cut);
+            s.snapshot(&chain[1]).expect("snapshot");
+            PRUNE_CUT.with(|c| c.set(Some(cut)));
+        }
+    }
+    let cut = PRUNE_CUT.with(|c| c.get()).expect("cut");
+    let report = s
+        .gc(&GcOptions::new().prune_history_before(cut))
+        .expect("gc");
+    // chain[0] and chain[2] go; chain[1] stays (a snapshot), chain[3] keeps a boundary.
+    assert_eq!(report.nodes_removed, 2, "{report:?}");
+    assert_eq!(report.boundary_nodes, 2, "{report:?}");
+    // Every move from or to chain[0] or chain[2]: created at 0, 0->1, 1->2, 2->3.
+    assert_eq!(report.ref_log_entries_removed, 4, "{report:?}");
+    assert!(s.get_node(&chain[0]).is_err() && s.get_node(&chain[2]).is_err());
+    s.get_node(&chain[1]).expect("snapshotted");
+    let log = s.log(&LogOptions::new().from_ref("main")).expect("log");
+    let walked: Vec<StateNodeId> = log.map(|e| e.expect("entry").id).collect();
+    assert_eq!(walked, [chain[5], chain[4], chain[3]]);
+    assert_eq!(s.get_node(&chain[3]).expect("kept").parent_ids, [chain[2]]);
+    assert_eq!(s.ref_log("main").expect("ref log").len(), 2);
+    if let Some((path, _)) = &h.sqlite {
+        let report = open_normal(path).verify(|_| {}).expect("verify");
+        assert!(report.is_ok(), "{:?}", report.problems);
+        assert_eq!(report.shallow_edges, 2);
+    }
+}
+
+thread_local! {
+    static PRUNE_CUT: std::cell::Cell<Option<time::OffsetDateTime>> = const { std::cell::Cell::new(None) };
+}
+
 macro_rules! conformance_cases {
     ($($case:ident),* $(,)?) => {
         /// The contract against [`InMemoryStateStore`].
@@ -1164,5 +1226,6 @@ conformance_cases!(
     gc_expires_the_ref_log_only_when_asked,
     gc_keeps_new_nodes_and_their_ancestors,
     gc_removes_a_shallow_import_and_its_boundary,
+    gc_prunes_old_history_to_a_boundary,
     state_prefix_is_the_start_of_the_bytes,
 );

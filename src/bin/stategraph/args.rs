@@ -106,12 +106,17 @@ writers wait while it runs. The file does not shrink; SQLite reuses the freed sp
 
 AGE is a number with a unit: s, m, h, d or w (e.g. 90m, 36h, 2w); 0 means no grace.
 
+--prune-history AGE also removes reachable nodes older than AGE (but not those a ref or
+snapshot points at), with the ref log entries naming them; `log` then stops at the nodes kept
+above them and says so, as after importing a snapshot without its ancestors.
+
 --json prints one object: nodes_removed, nodes_kept, states_removed, blobs_removed,
-bytes_removed, ref_log_entries_removed and dry_run.
+bytes_removed, ref_log_entries_removed, boundary_nodes and dry_run.
 
 Examples:
   stategraph gc --dry-run
-  stategraph gc --grace 1d --expire-reflog 30d")]
+  stategraph gc --grace 1d --expire-reflog 30d
+  stategraph gc --prune-history 90d      # also forget history older than 90 days")]
     Gc(GcArgs),
 
     /// Write snapshots as self-verifying package files, for another store
@@ -461,6 +466,10 @@ pub struct GcArgs {
     /// Remove ref log entries older than AGE first (default: keep them all)
     #[arg(long, value_name = "AGE", value_parser = parse_age)]
     pub expire_reflog: Option<std::time::Duration>,
+    /// Also remove reachable history older than AGE, except what refs and snapshots point
+    /// at; the nodes kept above it mark a shallow boundary
+    #[arg(long, value_name = "AGE", value_parser = parse_age)]
+    pub prune_history: Option<std::time::Duration>,
     /// Count what would be removed; remove nothing
     #[arg(long, short = 'n')]
     pub dry_run: bool,

@@ -147,6 +147,7 @@ struct GcJson {
     blobs_removed: u64,
     bytes_removed: u64,
     ref_log_entries_removed: u64,
+    boundary_nodes: u64,
     dry_run: bool,
 }
 
@@ -156,6 +157,9 @@ pub fn gc(ctx: &Ctx, args: &GcArgs) -> CliResult {
     let mut options = GcOptions::new().grace(args.grace).dry_run(args.dry_run);
     if let Some(age) = args.expire_reflog {
         options = options.expire_ref_log(age);
+    }
+    if let Some(age) = args.prune_history {
+        options = options.prune_history(age);
     }
     let r = store.gc(&options)?;
     let mut out = ctx.out(false);
@@ -167,6 +171,7 @@ pub fn gc(ctx: &Ctx, args: &GcArgs) -> CliResult {
             blobs_removed: r.blobs_removed,
             bytes_removed: r.bytes_removed,
             ref_log_entries_removed: r.ref_log_entries_removed,
+            boundary_nodes: r.boundary_nodes,
             dry_run: r.dry_run,
         };
         write_json(&mut out, &json)?;
@@ -185,6 +190,13 @@ pub fn gc(ctx: &Ctx, args: &GcArgs) -> CliResult {
             },
             r.nodes_kept
         )?;
+        if r.boundary_nodes > 0 {
+            writeln!(
+                out,
+                "{} kept node(s) now mark a shallow boundary (their older parents are gone)",
+                r.boundary_nodes
+            )?;
+        }
     }
     out.finish()?;
     Ok(())
