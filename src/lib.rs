@@ -61,6 +61,7 @@ mod asynchronous;
 mod batch;
 pub mod codec;
 mod error;
+mod generation;
 mod graph;
 mod id;
 mod memory;
