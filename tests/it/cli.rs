@@ -1094,7 +1094,8 @@ fn export_and_import_between_stores() {
     assert!(out.status.success(), "{}", crate::cli_util::stderr(&out));
     assert_eq!(piped.ok(&["snapshots"]).lines().count(), 2);
 
-    // A file that is not a package stops the rest, and says which were imported.
+    // A file that is not a package is reported; the packages around it are still imported,
+    // and the exit code says something failed.
     let junk = env.dir.path().join("junk.sgpkg");
     std::fs::write(&junk, b"not a package").expect("write");
     let partial = Env::init();
@@ -1107,16 +1108,30 @@ fn export_and_import_between_stores() {
         ])
         .output()
         .expect("run");
-    let err = assert_error(&out);
-    assert!(err.contains("junk.sgpkg"), "{err}");
-    assert!(err.contains("files `stategraph export` writes"), "{err}");
-    let out = partial.sg(&["import", "-", "-"]).output().expect("run");
-    assert!(assert_error(&out).contains("can be given only once"));
+    assert_eq!(out.status.code(), Some(2));
+    let err = crate::cli_util::stderr(&out);
     assert!(
-        err.contains("1 file(s) before it were imported; the 1 after it were not"),
+        err.contains("junk.sgpkg: invalid snapshot package"),
         "{err}"
     );
-    assert_eq!(partial.ok(&["snapshots"]).lines().count(), 1);
+    assert!(err.contains("files `stategraph export` writes"), "{err}");
+    assert!(
+        err.contains("3 input(s): 2 imported, 0 already here, 1 failed; 1 transaction(s)"),
+        "{err}"
+    );
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("error: 1 of 3 input(s) failed: ") && l.ends_with("junk.sgpkg")),
+        "{err}"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).lines().count(),
+        2,
+        "a line for each package imported"
+    );
+    assert_eq!(partial.ok(&["snapshots"]).lines().count(), 2);
+    let out = partial.sg(&["import", "-", "-"]).output().expect("run");
+    assert!(assert_error(&out).contains("can be given only once"));
 
     // A damaged package is refused, and nothing of it is stored.
     let mut bad = package.clone();
@@ -1147,6 +1162,116 @@ fn export_and_import_between_stores() {
         .expect("run");
     assert!(out.status.success());
     assert!(crate::cli_util::stderr(&out).contains("exported 0 snapshots"));
+}
+
+/// `import DIR` reads the directory's *.sgpkg files in name order, many per transaction,
+/// says what it skipped, reports a bad package without losing the others, and counts what
+/// it did in a summary on stderr.
+#[test]
+fn import_reads_directories_in_batches() {
+    let n = 2500;
+    let sender = stategraph::InMemoryStateStore::new();
+    let other = Env::init();
+    let dir = other.dir.path().join("packages");
+    std::fs::create_dir_all(dir.join("old")).expect("mkdir");
+    let mut head: Option<StateNodeId> = None;
+    let mut names = Vec::new();
+    for i in 0..n {
+        let data = sender
+            .put_state(StateData::new(format!("tick {i}").into_bytes()))
+            .expect("put");
+        let node = sender
+            .commit_node(head.into_iter().collect(), data, StateMetadata::now(None))
+            .expect("commit");
+        let snapshot = sender.snapshot(&node).expect("snapshot");
+        let package = sender.export_snapshot(&snapshot).expect("export");
+        let name = format!("{}.sgpkg", snapshot.to_hex());
+        // One package in a subdirectory, which is not searched.
+        let at = if i == 7 { dir.join("old") } else { dir.clone() };
+        std::fs::write(at.join(&name), package.to_bytes()).expect("write");
+        if i != 7 {
+            names.push(name);
+        }
+        head = Some(node);
+    }
+    names.sort();
+    std::fs::write(dir.join("README.txt"), "what these are").expect("write");
+    std::fs::write(dir.join("zz-damaged.sgpkg"), b"\x89 not cbor").expect("write");
+    let dir_arg = dir.to_str().expect("utf-8");
+
+    let out = other.sg(&["import", dir_arg]).output().expect("run");
+    assert_eq!(out.status.code(), Some(2), "a package failed");
+    let err = crate::cli_util::stderr(&out);
+    for expected in [
+        "skipped 1 file(s) not named *.sgpkg: README.txt",
+        "skipped 1 subdirectory (subdirectories are not searched): old",
+        "zz-damaged.sgpkg: invalid snapshot package",
+        "2500 input(s): 2499 imported, 0 already here, 1 failed; 3 transaction(s)",
+        "error: 1 of 2500 input(s) failed: ",
+    ] {
+        assert!(err.contains(expected), "{expected:?} in {err}");
+    }
+    // A line per package, in the order of the file names.
+    let stdout = String::from_utf8(out.stdout).expect("utf-8");
+    let shown: Vec<&str> = stdout
+        .lines()
+        .map(|l| l.split(' ').nth(2).expect("snapshot id"))
+        .collect();
+    let expected: Vec<&str> = names.iter().map(|n| &n[..12]).collect();
+    assert_eq!(shown, expected);
+    let stats: Value = serde_json::from_str(&other.ok(&["stats", "--json"])).expect("json");
+    assert_eq!(stats["nodes"], 2499);
+    assert_eq!(stats["shallow_edges"], 1, "the node in old/ is missing");
+    assert!(other.ok(&["fsck"]).ends_with(": ok\n"));
+
+    // Again without the damaged file: everything is already here, and that is no error.
+    std::fs::remove_file(dir.join("zz-damaged.sgpkg")).expect("rm");
+    let out = other.sg(&["import", dir_arg]).output().expect("run");
+    assert!(out.status.success(), "{}", crate::cli_util::stderr(&out));
+    let err = crate::cli_util::stderr(&out);
+    assert!(
+        err.contains("2499 input(s): 0 imported, 2499 already here, 0 failed; 3 transaction(s)"),
+        "{err}"
+    );
+    let stdout = String::from_utf8(out.stdout).expect("utf-8");
+    assert!(
+        stdout
+            .lines()
+            .all(|l| l.starts_with("already had snapshot"))
+    );
+
+    // A file and a directory together, a path that does not exist, an empty directory.
+    let empty = other.dir.path().join("empty");
+    std::fs::create_dir(&empty).expect("mkdir");
+    let old_pkg = dir.join("old").join(
+        std::fs::read_dir(dir.join("old"))
+            .expect("ls")
+            .next()
+            .expect("one")
+            .expect("entry")
+            .file_name(),
+    );
+    let out = other
+        .sg(&[
+            "import",
+            "no-such-file.sgpkg",
+            empty.to_str().expect("utf-8"),
+            old_pkg.to_str().expect("utf-8"),
+        ])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let err = crate::cli_util::stderr(&out);
+    for expected in [
+        "error: cannot read no-such-file.sgpkg: ",
+        "empty holds no .sgpkg files",
+        "2 input(s): 1 imported, 0 already here, 1 failed; 1 transaction(s)",
+    ] {
+        assert!(err.contains(expected), "{expected:?} in {err}");
+    }
+    let stats: Value = serde_json::from_str(&other.ok(&["stats", "--json"])).expect("json");
+    assert_eq!(stats["shallow_edges"], 0, "the boundary closed");
+    assert!(other.ok(&["fsck"]).ends_with(": ok\n"));
 }
 
 #[test]

@@ -113,9 +113,16 @@ Every package is verified (bytes, node id and snapshot id recomputed) before any
 a bad package is reported and nothing of it is stored. Parents this store lacks become its
 shallow boundary: `log` stops there and says so. Importing a package twice changes nothing.
 
+A directory stands for the *.sgpkg files in it (what `export --out` writes), in name order;
+other files and subdirectories are skipped, with a note. Packages are written up to 1000 per
+transaction. With several packages, one that fails (unreadable, not a package, damaged) is
+reported and the others are still imported; a summary goes to stderr (with a progress bar on a
+terminal), and the exit code is 2 if any failed. A failure of the store itself (read-only,
+disk full) stops the import; what was reported as imported before it stays.
+
 Examples:
   stategraph --db replica.db import restore-point.sgpkg
-  stategraph --db replica.db import packages/*.sgpkg")]
+  stategraph --db replica.db import packages/")]
     Import(ImportArgs),
 
     /// Create an empty store
@@ -420,9 +427,9 @@ pub struct ExportArgs {
 /// `import`.
 #[derive(Debug, Args)]
 pub struct ImportArgs {
-    /// Package files written by `export` (`-` for stdin)
-    #[arg(value_name = "FILE", required = true)]
-    pub files: Vec<String>,
+    /// Package files written by `export`, directories of them, or - for stdin
+    #[arg(value_name = "PATH", required = true)]
+    pub paths: Vec<PathBuf>,
 }
 
 /// `snapshot`.

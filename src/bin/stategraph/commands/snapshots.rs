@@ -3,12 +3,10 @@
 use std::io::Write;
 
 use serde::Serialize;
-use stategraph::{
-    History as _, IdPrefix, SnapshotId, SqliteStateStore, StateStore, StateStoreError,
-};
+use stategraph::{History as _, IdPrefix, SnapshotId, StateStore, StateStoreError};
 
 use crate::Ctx;
-use crate::args::{ExportArgs, ImportArgs, JsonArgs, RestoreArgs, SnapshotArgs};
+use crate::args::{ExportArgs, JsonArgs, RestoreArgs, SnapshotArgs};
 use crate::commands::refs::{Kind, check_ref_name};
 use crate::error::{CliError, CliResult, describe_node, explain};
 use crate::output::{
@@ -280,81 +278,4 @@ pub fn export(ctx: &Ctx, args: &ExportArgs) -> CliResult {
     bar.finish_and_clear();
     eprintln!("exported {} snapshot(s) to {}", ids.len(), dir.display());
     Ok(())
-}
-
-/// `import`: verifies and stores snapshot packages, in order; a bad one stops the rest.
-pub fn import(ctx: &Ctx, args: &ImportArgs) -> CliResult {
-    if args.files.iter().filter(|f| *f == "-").count() > 1 {
-        return Err(CliError::new("`-` (standard input) can be given only once"));
-    }
-    let store = ctx.open_write()?;
-    let bar = progress(args.files.len() as u64, "importing");
-    let mut stdout = std::io::stdout().lock();
-    // Once stdout is gone (`| head -1`), the imports still run, just without their lines.
-    let mut printing = true;
-    for (done, file) in args.files.iter().enumerate() {
-        let line = import_one(&store, file).map_err(|e| {
-            let rest = args.files.len() - done - 1;
-            if rest == 0 {
-                e
-            } else {
-                e.hint(format!(
-                    "{done} file(s) before it were imported; the {rest} after it were not"
-                ))
-            }
-        })?;
-        if printing {
-            match bar.suspend(|| writeln!(stdout, "{line}")) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => printing = false,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        bar.inc(1);
-    }
-    bar.finish_and_clear();
-    if store.list_refs("")?.is_empty() {
-        note(
-            ctx.err_theme,
-            "no branch points at anything in this store yet; make one at an imported snapshot \
-             with `stategraph restore SNAPSHOT --branch main --create`",
-        );
-    }
-    Ok(())
-}
-
-/// Imports one package file (`-` for stdin) and says what it added.
-fn import_one(store: &SqliteStateStore, file: &str) -> CliResult<String> {
-    let bytes = if file == "-" {
-        let mut buf = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut buf)
-            .map_err(|e| CliError::new(format!("cannot read stdin: {e}")))?;
-        buf
-    } else {
-        std::fs::read(file).map_err(|e| CliError::new(format!("cannot read {file}: {e}")))?
-    };
-    let package = stategraph::SnapshotPackage::from_bytes(&bytes).map_err(|e| {
-        CliError::new(format!("{file}: {e}"))
-            .hint("packages are the files `stategraph export` writes")
-    })?;
-    let present = store.load_snapshot(&package.snapshot_id).is_ok();
-    let id = store
-        .import_snapshot(&package)
-        .map_err(|e| CliError::from(e).hint(format!("while importing {file}")))?;
-    let missing = package
-        .parent_ids
-        .iter()
-        .filter(|p| matches!(store.get_node(p), Err(StateStoreError::MissingNode { .. })))
-        .count();
-    let boundary = if missing > 0 {
-        format!(" ({missing} parent(s) not in this store: shallow boundary)")
-    } else {
-        String::new()
-    };
-    Ok(format!(
-        "{} snapshot {} -> node {}{boundary}",
-        if present { "already had" } else { "imported" },
-        id.to_short_hex(12),
-        package.node_id.to_short_hex(12)
-    ))
 }
