@@ -798,6 +798,49 @@ fn json_outputs_parse_with_documented_fields() {
     assert_eq!(bases, serde_json::json!([log[5]["id"].clone()]));
 }
 
+/// `snapshots -n N` keeps the newest N, in the listing's own order (oldest first), in text
+/// and JSON alike.
+#[test]
+fn snapshots_max_count_keeps_the_newest() {
+    let env = merge_history();
+    for rev in ["main~2", "main~1", "main"] {
+        env.ok(&["snapshot", rev]);
+    }
+    let all = env.ok(&["snapshots"]);
+    let lines: Vec<&str> = all.lines().collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(
+        env.ok(&["snapshots", "-n", "2"]),
+        format!("{}\n{}\n", lines[1], lines[2])
+    );
+    assert_eq!(
+        env.ok(&["snapshots", "--max-count", "1"]),
+        format!("{}\n", lines[2])
+    );
+    assert_eq!(env.ok(&["snapshots", "-n", "0"]), "");
+    assert_eq!(env.ok(&["snapshots", "-n", "10"]), all);
+    let json = |args: &[&str]| -> Vec<Value> {
+        let text = env.ok(args);
+        serde_json::from_str::<Value>(&text)
+            .expect("json")
+            .as_array()
+            .expect("array")
+            .clone()
+    };
+    let every = json(&["snapshots", "--json"]);
+    assert_eq!(
+        json(&["snapshots", "--json", "-n", "2"]),
+        every[1..].to_vec()
+    );
+    let newest: Value = serde_json::from_str(&env.ok(&["show", "--json", "main"])).expect("json");
+    assert_eq!(
+        json(&["snapshots", "-n", "1", "--json"])[0]["node_id"],
+        newest["id"]
+    );
+    let out = env.sg(&["snapshots", "-n", "some"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(2));
+}
+
 #[test]
 fn snapshot_and_restore_by_prefix() {
     let env = merge_history();

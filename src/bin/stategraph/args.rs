@@ -235,11 +235,15 @@ Examples:
 
     /// List snapshots, oldest first
     #[command(after_help = "\
+-n N keeps the newest N snapshots (still listed oldest first, so the list ends at the newest,
+as `tail` would show it).
+
 --json prints an array of {id, node_id, created_at, label}.
 
-Example:
-  stategraph snapshots")]
-    Snapshots(JsonArgs),
+Examples:
+  stategraph snapshots
+  stategraph snapshots -n 5 --json")]
+    Snapshots(SnapshotsArgs),
 
     /// Move a branch to a snapshot's node
     #[command(after_help = "\
@@ -438,6 +442,17 @@ pub struct SnapshotArgs {
     /// The node to snapshot
     #[arg(value_name = "REV")]
     pub rev: String,
+}
+
+/// `snapshots`.
+#[derive(Debug, Args)]
+pub struct SnapshotsArgs {
+    /// Show only the newest N snapshots
+    #[arg(short = 'n', long = "max-count", value_name = "N")]
+    pub limit: Option<usize>,
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Commands whose only option is `--json`.

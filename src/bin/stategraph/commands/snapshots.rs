@@ -6,7 +6,7 @@ use serde::Serialize;
 use stategraph::{History as _, IdPrefix, SnapshotId, StateStore, StateStoreError};
 
 use crate::Ctx;
-use crate::args::{ExportArgs, JsonArgs, RestoreArgs, SnapshotArgs};
+use crate::args::{ExportArgs, RestoreArgs, SnapshotArgs, SnapshotsArgs};
 use crate::commands::refs::{Kind, check_ref_name};
 use crate::error::{CliError, CliResult, describe_node, explain};
 use crate::output::{
@@ -31,10 +31,13 @@ struct SnapshotJson {
     label: Option<String>,
 }
 
-/// `snapshots`: every snapshot, oldest first.
-pub fn list(ctx: &Ctx, args: &JsonArgs) -> CliResult {
+/// `snapshots`: every snapshot (or the newest N), oldest first.
+pub fn list(ctx: &Ctx, args: &SnapshotsArgs) -> CliResult {
     let store = ctx.open_read()?;
-    let snapshots = store.list_snapshots()?;
+    let mut snapshots = store.list_snapshots()?;
+    if let Some(limit) = args.limit {
+        snapshots.drain(..snapshots.len().saturating_sub(limit));
+    }
     let label = |s: &stategraph::SnapshotInfo| {
         store
             .get_node(&s.node_id)
