@@ -841,6 +841,81 @@ fn snapshots_max_count_keeps_the_newest() {
     assert_eq!(out.status.code(), Some(2));
 }
 
+/// `snapshot -d SNAPSHOT` deletes the restore point by id or unique prefix, and nothing
+/// else: the node, its state, its refs and the rest of the store stay.
+#[test]
+fn snapshot_delete_removes_only_the_restore_point() {
+    let env = merge_history();
+    let older = env.ok(&["snapshot", "main~1"]).trim().to_owned();
+    let newer = env.ok(&["snapshot", "main"]).trim().to_owned();
+    let before: Value = serde_json::from_str(&env.ok(&["stats", "--json"])).expect("json");
+    let state = env.ok(&["cat", "main~1"]);
+    let head_state = env.ok(&["cat", "main"]);
+
+    let deleted = env.ok(&["snapshot", "-d", &older[7..15]]);
+    assert_eq!(redact(&deleted), "deleted snapshot <id> (node <id> m)\n");
+    assert!(deleted.contains(&older[7..19]), "{deleted}");
+    let listed = env.ok(&["snapshots"]);
+    assert_eq!(listed.lines().count(), 1);
+    assert!(listed.starts_with(&newer[7..19]), "{listed}");
+    let after: Value = serde_json::from_str(&env.ok(&["stats", "--json"])).expect("json");
+    for kept in ["nodes", "states", "blobs", "refs"] {
+        assert!(before[kept].as_u64().is_some_and(|n| n > 0), "{kept}");
+        assert_eq!(after[kept], before[kept], "{kept}");
+    }
+    assert_eq!(after["snapshots"], 1);
+    assert_eq!(env.ok(&["cat", "main~1"]), state);
+    assert!(env.ok(&["fsck"]).ends_with(": ok\n"));
+
+    // Gone now: the same words as for any unknown snapshot, and nothing changes.
+    for text in [&older[7..15], older.as_str(), "not-an-id"] {
+        let out = env.sg(&["snapshot", "-d", text]).output().expect("run");
+        let err = assert_error(&out);
+        assert!(err.contains("no snapshot matches"), "{err}");
+    }
+    // The full id and --delete work too.
+    let out = env.ok(&["snapshot", "--delete", &newer]);
+    assert!(out.starts_with("deleted snapshot"), "{out}");
+    assert_eq!(env.ok(&["snapshots"]), "");
+    assert_eq!(env.ok(&["cat", "main"]), head_state);
+}
+
+/// A prefix that matches several snapshots is refused with the candidates, and nothing is
+/// deleted.
+#[test]
+fn snapshot_delete_refuses_an_ambiguous_prefix() {
+    let env = Env::init();
+    let store = SqliteStateStore::open(&env.db).expect("open");
+    let mut ids = Vec::new();
+    let mut head: Option<StateNodeId> = None;
+    for i in 0..600u32 {
+        let at = time::OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(i64::from(i));
+        let (_, node) = store
+            .commit_state(
+                head.into_iter().collect(),
+                StateData::new(i.to_be_bytes().to_vec()),
+                StateMetadata::new(at, None),
+            )
+            .expect("commit");
+        ids.push(store.snapshot(&node).expect("snapshot").to_hex());
+        head = Some(node);
+    }
+    drop(store);
+    ids.sort();
+    // 600 ids in 65,536 four-digit prefixes: some share one (the ids are fixed by the
+    // fixed times, so this is the same pair on every run).
+    let shared = ids
+        .windows(2)
+        .find(|w| w[0][..4] == w[1][..4])
+        .map(|w| w[0][..4].to_owned())
+        .expect("two snapshots share a 4-digit prefix");
+    let out = env.sg(&["snapshot", "-d", &shared]).output().expect("run");
+    let err = assert_error(&out);
+    assert!(err.contains("ambiguous snapshot prefix"), "{err}");
+    assert!(err.contains("use more digits"), "{err}");
+    assert_eq!(env.ok(&["snapshots"]).lines().count(), 600);
+}
+
 #[test]
 fn snapshot_and_restore_by_prefix() {
     let env = merge_history();

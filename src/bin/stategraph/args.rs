@@ -229,8 +229,15 @@ Examples:
   stategraph reflog tags/v1 --json")]
     Reflog(ReflogArgs),
 
-    /// Take a snapshot (restore point) of a node and print its id
-    #[command(after_help = "Example:\n  stategraph snapshot main")]
+    /// Take a snapshot (restore point) of a node and print its id, or delete one (-d)
+    #[command(after_help = "\
+With -d, the argument is a snapshot id or a unique prefix of one (see `stategraph snapshots`),
+and that snapshot is deleted. Only the restore point goes: its node, the node's state and every
+ref stay, and `snapshot REV` makes it again.
+
+Examples:
+  stategraph snapshot main
+  stategraph snapshot -d 7d0e12")]
     Snapshot(SnapshotArgs),
 
     /// List snapshots, oldest first
@@ -439,9 +446,12 @@ pub struct ImportArgs {
 /// `snapshot`.
 #[derive(Debug, Args)]
 pub struct SnapshotArgs {
-    /// The node to snapshot
-    #[arg(value_name = "REV")]
+    /// The node to snapshot (with -d: the snapshot to delete, by id or unique prefix)
+    #[arg(value_name = "REV|SNAPSHOT")]
     pub rev: String,
+    /// Delete the snapshot SNAPSHOT (its node and state stay)
+    #[arg(short, long)]
+    pub delete: bool,
 }
 
 /// `snapshots`.

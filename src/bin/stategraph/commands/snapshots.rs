@@ -3,7 +3,9 @@
 use std::io::Write;
 
 use serde::Serialize;
-use stategraph::{History as _, IdPrefix, SnapshotId, StateStore, StateStoreError};
+use stategraph::{
+    History as _, IdPrefix, SnapshotId, SnapshotInfo, SqliteStateStore, StateStore, StateStoreError,
+};
 
 use crate::Ctx;
 use crate::args::{ExportArgs, RestoreArgs, SnapshotArgs, SnapshotsArgs};
@@ -14,12 +16,35 @@ use crate::output::{
 };
 use crate::revs::resolve;
 
-/// `snapshot REV`: prints the new snapshot's id.
+/// `snapshot REV`: prints the new snapshot's id. `snapshot -d SNAPSHOT` deletes one.
 pub fn snapshot(ctx: &Ctx, args: &SnapshotArgs) -> CliResult {
     let store = ctx.open_write()?;
+    if args.delete {
+        return delete(ctx, &store, &args.rev);
+    }
     let id = resolve(&store, &args.rev)?;
     let snapshot = store.snapshot(&id)?;
     writeln!(std::io::stdout().lock(), "{snapshot}")?;
+    Ok(())
+}
+
+/// `snapshot -d SNAPSHOT`: deletes the restore point, not its node or state.
+fn delete(ctx: &Ctx, store: &SqliteStateStore, text: &str) -> CliResult {
+    let SnapshotInfo { id, node_id, .. } = find_snapshot_info(store, text)?;
+    store.delete_snapshot(&id).map_err(|e| match e {
+        StateStoreError::MissingSnapshot { .. } => CliError::new(format!(
+            "snapshot {} was deleted by another writer meanwhile",
+            id.to_short_hex(12)
+        )),
+        e => e.into(),
+    })?;
+    let t = ctx.theme;
+    writeln!(
+        std::io::stdout().lock(),
+        "deleted snapshot {} (node {})",
+        t.paint(Paint::Snapshot, &id.to_short_hex(12)),
+        describe_node(store, t, &node_id)
+    )?;
     Ok(())
 }
 
@@ -38,7 +63,7 @@ pub fn list(ctx: &Ctx, args: &SnapshotsArgs) -> CliResult {
     if let Some(limit) = args.limit {
         snapshots.drain(..snapshots.len().saturating_sub(limit));
     }
-    let label = |s: &stategraph::SnapshotInfo| {
+    let label = |s: &SnapshotInfo| {
         store
             .get_node(&s.node_id)
             .ok()
@@ -76,10 +101,7 @@ pub fn list(ctx: &Ctx, args: &SnapshotsArgs) -> CliResult {
 
 /// The snapshots whose id starts with `text` (a full id, or a prefix of 4+ hex digits); none
 /// when `text` is neither.
-pub fn snapshots_matching(
-    store: &dyn StateStore,
-    text: &str,
-) -> CliResult<Vec<stategraph::SnapshotInfo>> {
+pub fn snapshots_matching(store: &dyn StateStore, text: &str) -> CliResult<Vec<SnapshotInfo>> {
     let Ok(prefix) = IdPrefix::parse(text) else {
         return Ok(Vec::new());
     };
@@ -92,6 +114,11 @@ pub fn snapshots_matching(
 
 /// Finds a snapshot by full id or by a unique prefix of the listed ids.
 fn find_snapshot(store: &dyn StateStore, text: &str) -> CliResult<SnapshotId> {
+    find_snapshot_info(store, text).map(|s| s.id)
+}
+
+/// [`find_snapshot`], with the node the snapshot is of.
+fn find_snapshot_info(store: &dyn StateStore, text: &str) -> CliResult<SnapshotInfo> {
     let not_found = || {
         let err = CliError::new(format!("no snapshot matches {text:?}"));
         // A node id where a snapshot id was meant is an easy mistake: point at its snapshot.
@@ -110,7 +137,7 @@ fn find_snapshot(store: &dyn StateStore, text: &str) -> CliResult<SnapshotId> {
     };
     match snapshots_matching(store, text)?.as_slice() {
         [] => Err(not_found()),
-        [one] => Ok(one.id),
+        [one] => Ok(one.clone()),
         many => {
             let mut err = CliError::new(format!(
                 "ambiguous snapshot prefix {text:?}: it matches {} snapshots",
