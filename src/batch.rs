@@ -6,6 +6,7 @@ use crate::codec;
 use crate::error::Result;
 use crate::id::{ContentHash, SnapshotId, StateDataRef, StateNodeId};
 use crate::model::{StateData, StateMetadata};
+use crate::package::SnapshotPackage;
 use crate::store::{Op, StateStore, Writes};
 
 /// Writes collected to be applied atomically by [`commit`](Self::commit): put states, commit
@@ -179,6 +180,21 @@ impl<'a, S: StateStore + ?Sized> Batch<'a, S> {
         Ok(())
     }
 
+    /// Adds the import of a snapshot package; returns its snapshot id. The package is
+    /// verified now; see [`StateStore::import_snapshot`]. Its node counts as known to later
+    /// writes of the batch, as a committed one does. Many imports in one batch are one
+    /// transaction: what a bulk import wants.
+    ///
+    /// # Errors
+    /// [`StateStoreError::InvalidInput`](crate::StateStoreError::InvalidInput) at once for a
+    /// package whose hashes or ids do not match or whose generation claim is impossible; a
+    /// generation that would pass the largest a store holds only when the batch is applied.
+    pub fn import_snapshot(&mut self, package: &SnapshotPackage) -> Result<SnapshotId> {
+        self.writes.ops.push(Op::import(package)?);
+        self.nodes.insert(package.node_id);
+        Ok(package.snapshot_id)
+    }
+
     /// The collected writes, to apply later with [`StateStore::apply`].
     pub fn into_writes(self) -> Writes {
         self.writes
@@ -307,6 +323,49 @@ mod tests {
     fn in_sqlite() {
         let dir = tempfile::tempdir().unwrap();
         applies_all_or_nothing(&SqliteStateStore::open(dir.path().join("b.db")).unwrap());
+    }
+
+    /// Imports in one batch are one transaction; later writes of the batch may name their
+    /// nodes, and a package that fails its checks is refused before it joins the batch.
+    #[test]
+    fn imports_join_a_batch() {
+        let sender = InMemoryStateStore::new();
+        let mut packages = Vec::new();
+        let mut head = None;
+        for i in 0..3u32 {
+            let data = sender
+                .put_state(StateData::new(i.to_be_bytes().to_vec()))
+                .unwrap();
+            let node = sender
+                .commit_node(head.into_iter().collect(), data, meta(i))
+                .unwrap();
+            packages.push(
+                sender
+                    .export_snapshot(&sender.snapshot(&node).unwrap())
+                    .unwrap(),
+            );
+            head = Some(node);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStateStore::open(dir.path().join("b.db")).unwrap();
+        let mut batch = store.batch();
+        for p in packages.iter().rev() {
+            assert_eq!(batch.import_snapshot(p).unwrap(), p.snapshot_id);
+        }
+        let mut forged = packages[0].clone();
+        forged.bytes.push(0);
+        assert!(matches!(
+            batch.import_snapshot(&forged),
+            Err(StateStoreError::InvalidInput { .. })
+        ));
+        assert_eq!(batch.len(), 3);
+        let top = packages[2].node_id;
+        batch.set_ref("main", None, &top).unwrap();
+        batch.commit().unwrap();
+        assert_eq!(store.write_counts().transactions, 1);
+        assert_eq!(store.list_snapshots().unwrap().len(), 3);
+        assert_eq!(store.get_node(&top).unwrap().generation, 3);
+        assert_eq!(store.get_ref("main").unwrap(), Some(top));
     }
 
     #[test]

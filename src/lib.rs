@@ -66,6 +66,7 @@ mod batch;
 pub mod codec;
 mod error;
 mod gc;
+mod generation;
 mod graph;
 mod id;
 mod memory;

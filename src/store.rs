@@ -297,11 +297,17 @@ pub trait StateStore: Send + Sync {
     /// (see [`Log::boundary`](crate::Log::boundary)). Importing the same package twice
     /// changes nothing the second time.
     ///
+    /// The package's generation is a claim no id covers. A node whose parents are all stored
+    /// gets 1 + its largest parent's generation whatever it claims; one below the boundary
+    /// starts at its claim (raised above the parents stored here) and may be moved when its
+    /// ancestors arrive, so that claims that disagree are repaired without recomputing the
+    /// whole history on every import. Once the history is complete, every generation is
+    /// exact.
+    ///
     /// # Errors
     /// [`StateStoreError::InvalidInput`] if the package's bytes, node id or snapshot id do not
     /// match its content, or its claimed generation is impossible (a root not at 1, another
-    /// node below 2, anything above `i64::MAX`) or would be, once settled against the parents
-    /// stored here.
+    /// node above 2^62 or below 2) or would take a stored one past `i64::MAX`.
     fn import_snapshot(&self, package: &SnapshotPackage) -> Result<SnapshotId> {
         self.apply(Writes::one(Op::import(package)?))?
             .single()?
@@ -509,29 +515,6 @@ pub(crate) fn check_ref_cas(
         });
     }
     Ok(())
-}
-
-/// The generation of an imported node: exact when every parent is stored, otherwise the
-/// sender's value, raised if needed to stay above the parents that are stored. Both backends
-/// use it, on import and when a late parent settles its children.
-///
-/// # Errors
-/// [`StateStoreError::InvalidInput`] above [`codec::MAX_GENERATION`].
-pub(crate) fn import_generation(claimed: u64, parent_generations: &[Option<u64>]) -> Result<u64> {
-    let above_stored = parent_generations
-        .iter()
-        .flatten()
-        .max()
-        .map_or(1, |g| g.saturating_add(1));
-    let generation = if parent_generations.iter().all(Option::is_some) {
-        above_stored
-    } else {
-        above_stored.max(claimed)
-    };
-    if generation > codec::MAX_GENERATION {
-        return Err(codec::generation_too_large("node", generation));
-    }
-    Ok(generation)
 }
 
 /// Writes to apply atomically with [`StateStore::apply`]; build them with

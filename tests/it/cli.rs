@@ -852,6 +852,124 @@ fn json_outputs_parse_with_documented_fields() {
     assert_eq!(bases, serde_json::json!([log[5]["id"].clone()]));
 }
 
+/// `snapshots -n N` keeps the newest N, in the listing's own order (oldest first), in text
+/// and JSON alike.
+#[test]
+fn snapshots_max_count_keeps_the_newest() {
+    let env = merge_history();
+    for rev in ["main~2", "main~1", "main"] {
+        env.ok(&["snapshot", rev]);
+    }
+    let all = env.ok(&["snapshots"]);
+    let lines: Vec<&str> = all.lines().collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(
+        env.ok(&["snapshots", "-n", "2"]),
+        format!("{}\n{}\n", lines[1], lines[2])
+    );
+    assert_eq!(
+        env.ok(&["snapshots", "--max-count", "1"]),
+        format!("{}\n", lines[2])
+    );
+    assert_eq!(env.ok(&["snapshots", "-n", "0"]), "");
+    assert_eq!(env.ok(&["snapshots", "-n", "10"]), all);
+    let json = |args: &[&str]| -> Vec<Value> {
+        let text = env.ok(args);
+        serde_json::from_str::<Value>(&text)
+            .expect("json")
+            .as_array()
+            .expect("array")
+            .clone()
+    };
+    let every = json(&["snapshots", "--json"]);
+    assert_eq!(
+        json(&["snapshots", "--json", "-n", "2"]),
+        every[1..].to_vec()
+    );
+    let newest: Value = serde_json::from_str(&env.ok(&["show", "--json", "main"])).expect("json");
+    assert_eq!(
+        json(&["snapshots", "-n", "1", "--json"])[0]["node_id"],
+        newest["id"]
+    );
+    let out = env.sg(&["snapshots", "-n", "some"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(2));
+}
+
+/// `snapshot -d SNAPSHOT` deletes the restore point by id or unique prefix, and nothing
+/// else: the node, its state, its refs and the rest of the store stay.
+#[test]
+fn snapshot_delete_removes_only_the_restore_point() {
+    let env = merge_history();
+    let older = env.ok(&["snapshot", "main~1"]).trim().to_owned();
+    let newer = env.ok(&["snapshot", "main"]).trim().to_owned();
+    let before: Value = serde_json::from_str(&env.ok(&["stats", "--json"])).expect("json");
+    let state = env.ok(&["cat", "main~1"]);
+    let head_state = env.ok(&["cat", "main"]);
+
+    let deleted = env.ok(&["snapshot", "-d", &older[7..15]]);
+    assert_eq!(redact(&deleted), "deleted snapshot <id> (node <id> m)\n");
+    assert!(deleted.contains(&older[7..19]), "{deleted}");
+    let listed = env.ok(&["snapshots"]);
+    assert_eq!(listed.lines().count(), 1);
+    assert!(listed.starts_with(&newer[7..19]), "{listed}");
+    let after: Value = serde_json::from_str(&env.ok(&["stats", "--json"])).expect("json");
+    for kept in ["nodes", "states", "blobs", "refs"] {
+        assert!(before[kept].as_u64().is_some_and(|n| n > 0), "{kept}");
+        assert_eq!(after[kept], before[kept], "{kept}");
+    }
+    assert_eq!(after["snapshots"], 1);
+    assert_eq!(env.ok(&["cat", "main~1"]), state);
+    assert!(env.ok(&["fsck"]).ends_with(": ok\n"));
+
+    // Gone now: the same words as for any unknown snapshot, and nothing changes.
+    for text in [&older[7..15], older.as_str(), "not-an-id"] {
+        let out = env.sg(&["snapshot", "-d", text]).output().expect("run");
+        let err = assert_error(&out);
+        assert!(err.contains("no snapshot matches"), "{err}");
+    }
+    // The full id and --delete work too.
+    let out = env.ok(&["snapshot", "--delete", &newer]);
+    assert!(out.starts_with("deleted snapshot"), "{out}");
+    assert_eq!(env.ok(&["snapshots"]), "");
+    assert_eq!(env.ok(&["cat", "main"]), head_state);
+}
+
+/// A prefix that matches several snapshots is refused with the candidates, and nothing is
+/// deleted.
+#[test]
+fn snapshot_delete_refuses_an_ambiguous_prefix() {
+    let env = Env::init();
+    let store = SqliteStateStore::open(&env.db).expect("open");
+    let mut ids = Vec::new();
+    let mut head: Option<StateNodeId> = None;
+    for i in 0..600u32 {
+        let at = time::OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(i64::from(i));
+        let (_, node) = store
+            .commit_state(
+                head.into_iter().collect(),
+                StateData::new(i.to_be_bytes().to_vec()),
+                StateMetadata::new(at, None),
+            )
+            .expect("commit");
+        ids.push(store.snapshot(&node).expect("snapshot").to_hex());
+        head = Some(node);
+    }
+    drop(store);
+    ids.sort();
+    // 600 ids in 65,536 four-digit prefixes: some share one (the ids are fixed by the
+    // fixed times, so this is the same pair on every run).
+    let shared = ids
+        .windows(2)
+        .find(|w| w[0][..4] == w[1][..4])
+        .map(|w| w[0][..4].to_owned())
+        .expect("two snapshots share a 4-digit prefix");
+    let out = env.sg(&["snapshot", "-d", &shared]).output().expect("run");
+    let err = assert_error(&out);
+    assert!(err.contains("ambiguous snapshot prefix"), "{err}");
+    assert!(err.contains("use more digits"), "{err}");
+    assert_eq!(env.ok(&["snapshots"]).lines().count(), 600);
+}
+
 #[test]
 fn snapshot_and_restore_by_prefix() {
     let env = merge_history();
@@ -1246,7 +1364,8 @@ fn export_and_import_between_stores() {
     assert!(out.status.success(), "{}", crate::cli_util::stderr(&out));
     assert_eq!(piped.ok(&["snapshots"]).lines().count(), 2);
 
-    // A file that is not a package stops the rest, and says which were imported.
+    // A file that is not a package is reported; the packages around it are still imported,
+    // and the exit code says something failed.
     let junk = env.dir.path().join("junk.sgpkg");
     std::fs::write(&junk, b"not a package").expect("write");
     let partial = Env::init();
@@ -1259,16 +1378,30 @@ fn export_and_import_between_stores() {
         ])
         .output()
         .expect("run");
-    let err = assert_error(&out);
-    assert!(err.contains("junk.sgpkg"), "{err}");
-    assert!(err.contains("files `stategraph export` writes"), "{err}");
-    let out = partial.sg(&["import", "-", "-"]).output().expect("run");
-    assert!(assert_error(&out).contains("can be given only once"));
+    assert_eq!(out.status.code(), Some(2));
+    let err = crate::cli_util::stderr(&out);
     assert!(
-        err.contains("1 file(s) before it were imported; the 1 after it were not"),
+        err.contains("junk.sgpkg: invalid snapshot package"),
         "{err}"
     );
-    assert_eq!(partial.ok(&["snapshots"]).lines().count(), 1);
+    assert!(err.contains("files `stategraph export` writes"), "{err}");
+    assert!(
+        err.contains("3 input(s): 2 imported, 0 already here, 1 failed; 1 transaction(s)"),
+        "{err}"
+    );
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("error: 1 of 3 input(s) failed: ") && l.ends_with("junk.sgpkg")),
+        "{err}"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).lines().count(),
+        2,
+        "a line for each package imported"
+    );
+    assert_eq!(partial.ok(&["snapshots"]).lines().count(), 2);
+    let out = partial.sg(&["import", "-", "-"]).output().expect("run");
+    assert!(assert_error(&out).contains("can be given only once"));
 
     // A damaged package is refused, and nothing of it is stored.
     let mut bad = package.clone();
@@ -1299,6 +1432,116 @@ fn export_and_import_between_stores() {
         .expect("run");
     assert!(out.status.success());
     assert!(crate::cli_util::stderr(&out).contains("exported 0 snapshots"));
+}
+
+/// `import DIR` reads the directory's *.sgpkg files in name order, many per transaction,
+/// says what it skipped, reports a bad package without losing the others, and counts what
+/// it did in a summary on stderr.
+#[test]
+fn import_reads_directories_in_batches() {
+    let n = 2500;
+    let sender = stategraph::InMemoryStateStore::new();
+    let other = Env::init();
+    let dir = other.dir.path().join("packages");
+    std::fs::create_dir_all(dir.join("old")).expect("mkdir");
+    let mut head: Option<StateNodeId> = None;
+    let mut names = Vec::new();
+    for i in 0..n {
+        let data = sender
+            .put_state(StateData::new(format!("tick {i}").into_bytes()))
+            .expect("put");
+        let node = sender
+            .commit_node(head.into_iter().collect(), data, StateMetadata::now(None))
+            .expect("commit");
+        let snapshot = sender.snapshot(&node).expect("snapshot");
+        let package = sender.export_snapshot(&snapshot).expect("export");
+        let name = format!("{}.sgpkg", snapshot.to_hex());
+        // One package in a subdirectory, which is not searched.
+        let at = if i == 7 { dir.join("old") } else { dir.clone() };
+        std::fs::write(at.join(&name), package.to_bytes()).expect("write");
+        if i != 7 {
+            names.push(name);
+        }
+        head = Some(node);
+    }
+    names.sort();
+    std::fs::write(dir.join("README.txt"), "what these are").expect("write");
+    std::fs::write(dir.join("zz-damaged.sgpkg"), b"\x89 not cbor").expect("write");
+    let dir_arg = dir.to_str().expect("utf-8");
+
+    let out = other.sg(&["import", dir_arg]).output().expect("run");
+    assert_eq!(out.status.code(), Some(2), "a package failed");
+    let err = crate::cli_util::stderr(&out);
+    for expected in [
+        "skipped 1 file(s) not named *.sgpkg: README.txt",
+        "skipped 1 subdirectory (subdirectories are not searched): old",
+        "zz-damaged.sgpkg: invalid snapshot package",
+        "2500 input(s): 2499 imported, 0 already here, 1 failed; 3 transaction(s)",
+        "error: 1 of 2500 input(s) failed: ",
+    ] {
+        assert!(err.contains(expected), "{expected:?} in {err}");
+    }
+    // A line per package, in the order of the file names.
+    let stdout = String::from_utf8(out.stdout).expect("utf-8");
+    let shown: Vec<&str> = stdout
+        .lines()
+        .map(|l| l.split(' ').nth(2).expect("snapshot id"))
+        .collect();
+    let expected: Vec<&str> = names.iter().map(|n| &n[..12]).collect();
+    assert_eq!(shown, expected);
+    let stats: Value = serde_json::from_str(&other.ok(&["stats", "--json"])).expect("json");
+    assert_eq!(stats["nodes"], 2499);
+    assert_eq!(stats["shallow_edges"], 1, "the node in old/ is missing");
+    assert!(other.ok(&["fsck"]).ends_with(": ok\n"));
+
+    // Again without the damaged file: everything is already here, and that is no error.
+    std::fs::remove_file(dir.join("zz-damaged.sgpkg")).expect("rm");
+    let out = other.sg(&["import", dir_arg]).output().expect("run");
+    assert!(out.status.success(), "{}", crate::cli_util::stderr(&out));
+    let err = crate::cli_util::stderr(&out);
+    assert!(
+        err.contains("2499 input(s): 0 imported, 2499 already here, 0 failed; 3 transaction(s)"),
+        "{err}"
+    );
+    let stdout = String::from_utf8(out.stdout).expect("utf-8");
+    assert!(
+        stdout
+            .lines()
+            .all(|l| l.starts_with("already had snapshot"))
+    );
+
+    // A file and a directory together, a path that does not exist, an empty directory.
+    let empty = other.dir.path().join("empty");
+    std::fs::create_dir(&empty).expect("mkdir");
+    let old_pkg = dir.join("old").join(
+        std::fs::read_dir(dir.join("old"))
+            .expect("ls")
+            .next()
+            .expect("one")
+            .expect("entry")
+            .file_name(),
+    );
+    let out = other
+        .sg(&[
+            "import",
+            "no-such-file.sgpkg",
+            empty.to_str().expect("utf-8"),
+            old_pkg.to_str().expect("utf-8"),
+        ])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let err = crate::cli_util::stderr(&out);
+    for expected in [
+        "error: cannot read no-such-file.sgpkg: ",
+        "empty holds no .sgpkg files",
+        "2 input(s): 1 imported, 0 already here, 1 failed; 1 transaction(s)",
+    ] {
+        assert!(err.contains(expected), "{expected:?} in {err}");
+    }
+    let stats: Value = serde_json::from_str(&other.ok(&["stats", "--json"])).expect("json");
+    assert_eq!(stats["shallow_edges"], 0, "the boundary closed");
+    assert!(other.ok(&["fsck"]).ends_with(": ok\n"));
 }
 
 #[test]

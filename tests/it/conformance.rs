@@ -359,8 +359,9 @@ fn implausible_generations_are_refused(h: &Harness) {
 }
 
 /// Packages claim generations their ids do not cover. A claim that is wrong (damaged, or
-/// forged) must neither block the ancestors that arrive later nor outlive them: once a
-/// node's parents are all stored, its generation is recomputed, and its descendants' with it.
+/// forged) must neither block the ancestors that arrive later nor outlive them: a node whose
+/// parents are all stored always has 1 + its largest parent's generation, and once the
+/// whole history is stored every generation is exact.
 fn wrong_generation_claims_settle_when_the_ancestors_arrive(h: &Harness) {
     let sender = InMemoryStateStore::new();
     let mut chain = Vec::new();
@@ -383,7 +384,8 @@ fn wrong_generation_claims_settle_when_the_ancestors_arrive(h: &Harness) {
     };
     let s = h.store();
     // d claims too much (40), and a node is committed on top of it here; then c claims too
-    // little (2, where b will be 2) and settles d and the local node on arrival.
+    // little (2). The claims disagree and neither can be checked yet: c, below a boundary
+    // itself, takes the generation under which d keeps its own, so nothing else moves.
     s.import_snapshot(&package(3, 40)).expect("import d");
     let r = s.put_state(data(b"local", None)).expect("put");
     let local = s
@@ -394,14 +396,16 @@ fn wrong_generation_claims_settle_when_the_ancestors_arrive(h: &Harness) {
     s.import_snapshot(&package(2, 2)).expect("import c");
     assert_eq!(
         [chain[2], chain[3], local].map(|id| generation(&id)),
-        [2, 3, 4]
+        [39, 40, 41]
     );
-    // b arrives (its parent a still missing): c, d and the local node settle.
+    // b arrives (its parent a still missing), and fits below c the same way.
     s.import_snapshot(&package(1, 2)).expect("import b");
     assert_eq!(
         [chain[1], chain[2], chain[3], local].map(|id| generation(&id)),
-        [2, 3, 4, 5]
+        [38, 39, 40, 41]
     );
+    // The root a (generation 1, the one claim that is checked) closes the boundary: every
+    // generation is recomputed from it.
     s.import_snapshot(&package(0, 1)).expect("import a");
     assert_eq!(
         [chain[0], chain[1], chain[2], chain[3], local].map(|id| generation(&id)),
@@ -418,6 +422,101 @@ fn wrong_generation_claims_settle_when_the_ancestors_arrive(h: &Harness) {
         let report = open_normal(path).verify(|_| {}).expect("verify");
         assert!(report.is_ok(), "{:?}", report.problems);
         assert_eq!(report.shallow_edges, 0);
+    }
+}
+
+/// Forged generation claims, imported in orders that make them contradict each other (newest
+/// first, newest first in pairs, shuffled) into a history with forks and merges: after every
+/// import each node whose parents are all stored has 1 + its largest parent's generation and
+/// every other node is above its stored parents; once everything is stored, every
+/// generation is exact, and walks see the history as the sender does.
+fn forged_generation_claims_in_any_order_keep_generations_checkable(h: &Harness) {
+    let n = 90;
+    let newest_first: Vec<usize> = (0..n).rev().collect();
+    let mut pairs = vec![n - 1];
+    pairs.extend(
+        (0..n - 1)
+            .rev()
+            .collect::<Vec<_>>()
+            .chunks(2)
+            .flat_map(|c| c.iter().rev()),
+    );
+    let shuffled: Vec<usize> = (0..n).map(|i| (i * 37 + 11) % n).collect();
+    let store = h.store();
+    for (run, (order, claim)) in [
+        (&newest_first, 2),
+        (&pairs, 2),
+        (&shuffled, 2),
+        (&newest_first, 1 << 40),
+        (&shuffled, 1 << 40),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        // A history of its own for each run: forks every few nodes, a merge every fifth.
+        let sender = InMemoryStateStore::new();
+        let mut nodes: Vec<StateNodeId> = Vec::new();
+        for i in 0..n {
+            let mut parents = Vec::new();
+            if i > 0 {
+                parents.push(nodes[i - 1 - (i * 7) % i.min(4)]);
+            }
+            if i > 5 && i % 5 == 0 {
+                let other = nodes[i - 3 - i % 3];
+                if !parents.contains(&other) {
+                    parents.push(other);
+                }
+            }
+            let r = sender
+                .put_state(data(format!("{run}/{i}").as_bytes(), None))
+                .expect("put");
+            nodes.push(
+                sender
+                    .commit_node(parents, r, meta(t(i as i64), None))
+                    .expect("commit"),
+            );
+        }
+        for &i in order {
+            let snapshot = sender.snapshot(&nodes[i]).expect("snapshot");
+            let mut package = sender.export_snapshot(&snapshot).expect("export");
+            if !package.parent_ids.is_empty() {
+                package.generation = claim + (i as u64 % 3);
+            }
+            store.import_snapshot(&package).expect("import");
+            for id in &nodes {
+                let Ok(node) = store.get_node(id) else {
+                    continue;
+                };
+                let stored: Vec<u64> = node
+                    .parent_ids
+                    .iter()
+                    .filter_map(|p| store.get_node(p).ok().map(|p| p.generation))
+                    .collect();
+                let above = stored.iter().max().map_or(1, |g| g + 1);
+                if stored.len() == node.parent_ids.len() {
+                    assert_eq!(node.generation, above, "{id}: all its parents are stored");
+                } else {
+                    assert!(node.generation >= above.max(2), "{id}: below its parents");
+                }
+            }
+        }
+        for id in &nodes {
+            assert_eq!(
+                store.get_node(id).expect("node").generation,
+                sender.get_node(id).expect("node").generation
+            );
+        }
+        let log = |s: &dyn StateStore| -> Vec<StateNodeId> {
+            s.log(&LogOptions::new().from(nodes[n - 1]))
+                .expect("log")
+                .map(|n| n.expect("node").id)
+                .collect()
+        };
+        assert_eq!(log(store), log(&sender));
+    }
+    if let Some((path, _)) = &h.sqlite {
+        let report = open_normal(path).verify(|_| {}).expect("verify");
+        assert!(report.is_ok(), "{:?}", report.problems);
     }
 }
 
@@ -1219,6 +1318,7 @@ conformance_cases!(
     cross_backend_ids_agree,
     implausible_generations_are_refused,
     wrong_generation_claims_settle_when_the_ancestors_arrive,
+    forged_generation_claims_in_any_order_keep_generations_checkable,
     latest_snapshot_finds_the_newest_in_history,
     gc_within_the_grace_period_removes_nothing,
     gc_removes_exactly_what_nothing_reaches,

@@ -137,9 +137,16 @@ Every package is verified (bytes, node id and snapshot id recomputed) before any
 a bad package is reported and nothing of it is stored. Parents this store lacks become its
 shallow boundary: `log` stops there and says so. Importing a package twice changes nothing.
 
+A directory stands for the *.sgpkg files in it (what `export --out` writes), in name order;
+other files and subdirectories are skipped, with a note. Packages are written up to 1000 per
+transaction. With several packages, one that fails (unreadable, not a package, damaged) is
+reported and the others are still imported; a summary goes to stderr (with a progress bar on a
+terminal), and the exit code is 2 if any failed. A failure of the store itself (read-only,
+disk full) stops the import; what was reported as imported before it stays.
+
 Examples:
   stategraph --db replica.db import restore-point.sgpkg
-  stategraph --db replica.db import packages/*.sgpkg")]
+  stategraph --db replica.db import packages/")]
     Import(ImportArgs),
 
     /// Create an empty store
@@ -246,17 +253,28 @@ Examples:
   stategraph reflog tags/v1 --json")]
     Reflog(ReflogArgs),
 
-    /// Take a snapshot (restore point) of a node and print its id
-    #[command(after_help = "Example:\n  stategraph snapshot main")]
+    /// Take a snapshot (restore point) of a node and print its id, or delete one (-d)
+    #[command(after_help = "\
+With -d, the argument is a snapshot id or a unique prefix of one (see `stategraph snapshots`),
+and that snapshot is deleted. Only the restore point goes: its node, the node's state and every
+ref stay, and `snapshot REV` makes it again.
+
+Examples:
+  stategraph snapshot main
+  stategraph snapshot -d 7d0e12")]
     Snapshot(SnapshotArgs),
 
     /// List snapshots, oldest first
     #[command(after_help = "\
+-n N keeps the newest N snapshots (still listed oldest first, so the list ends at the newest,
+as `tail` would show it).
+
 --json prints an array of {id, node_id, created_at, label}.
 
-Example:
-  stategraph snapshots")]
-    Snapshots(JsonArgs),
+Examples:
+  stategraph snapshots
+  stategraph snapshots -n 5 --json")]
+    Snapshots(SnapshotsArgs),
 
     /// Move a branch to a snapshot's node
     #[command(after_help = "\
@@ -444,17 +462,31 @@ pub struct ExportArgs {
 /// `import`.
 #[derive(Debug, Args)]
 pub struct ImportArgs {
-    /// Package files written by `export` (`-` for stdin)
-    #[arg(value_name = "FILE", required = true)]
-    pub files: Vec<String>,
+    /// Package files written by `export`, directories of them, or - for stdin
+    #[arg(value_name = "PATH", required = true)]
+    pub paths: Vec<PathBuf>,
 }
 
 /// `snapshot`.
 #[derive(Debug, Args)]
 pub struct SnapshotArgs {
-    /// The node to snapshot
-    #[arg(value_name = "REV")]
+    /// The node to snapshot (with -d: the snapshot to delete, by id or unique prefix)
+    #[arg(value_name = "REV|SNAPSHOT")]
     pub rev: String,
+    /// Delete the snapshot SNAPSHOT (its node and state stay)
+    #[arg(short, long)]
+    pub delete: bool,
+}
+
+/// `snapshots`.
+#[derive(Debug, Args)]
+pub struct SnapshotsArgs {
+    /// Show only the newest N snapshots
+    #[arg(short = 'n', long = "max-count", value_name = "N")]
+    pub limit: Option<usize>,
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `gc`.

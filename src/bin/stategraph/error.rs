@@ -1,7 +1,7 @@
 //! Errors as the user sees them: one `error:` line, optional `hint:` lines, an exit code.
 
 use std::fmt::Write as _;
-use std::io;
+use std::io::{self, Write as _};
 
 use stategraph::{StateNodeId, StateStore, StateStoreError};
 
@@ -54,6 +54,20 @@ impl CliError {
     pub fn hint(mut self, hint: impl Into<String>) -> Self {
         self.hints.push(one_line(&hint.into()));
         self
+    }
+}
+
+/// Prints an error as `main` does: its `error:` line and its hints, on stderr.
+pub fn report(err: &CliError, theme: Theme) {
+    let mut stderr = io::stderr().lock();
+    let _ = writeln!(
+        stderr,
+        "{} {}",
+        theme.paint(Paint::Error, "error:"),
+        err.message
+    );
+    for hint in &err.hints {
+        let _ = writeln!(stderr, "{} {hint}", theme.paint(Paint::Hint, "hint:"));
     }
 }
 

@@ -14,7 +14,7 @@ mod output;
 mod render;
 mod revs;
 
-use std::io::{IsTerminal, Write as _};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -23,7 +23,7 @@ use stategraph::SqliteStateStore;
 
 use crate::args::{Cli, Command};
 pub use crate::error::{CliError, CliResult};
-use crate::output::{Out, Paint, Theme};
+use crate::output::{Out, Theme};
 
 /// The store file used when neither `--db` nor `STATEGRAPH_DB` names one.
 const DEFAULT_DB: &str = "stategraph.db";
@@ -121,20 +121,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             if !e.silent {
-                let mut stderr = std::io::stderr().lock();
-                let _ = writeln!(
-                    stderr,
-                    "{} {}",
-                    ctx.err_theme.paint(Paint::Error, "error:"),
-                    e.message
-                );
-                for hint in &e.hints {
-                    let _ = writeln!(
-                        stderr,
-                        "{} {hint}",
-                        ctx.err_theme.paint(Paint::Hint, "hint:")
-                    );
-                }
+                error::report(&e, ctx.err_theme);
             }
             ExitCode::from(e.code)
         }
@@ -142,7 +129,7 @@ fn main() -> ExitCode {
 }
 
 fn run(ctx: &Ctx, command: Command) -> CliResult {
-    use crate::commands::{ancestry, data, history, maintenance, refs, snapshots};
+    use crate::commands::{ancestry, data, history, import, maintenance, refs, snapshots};
     match command {
         Command::Init => data::init(ctx),
         Command::Put(a) => data::put(ctx, &a),
@@ -161,7 +148,7 @@ fn run(ctx: &Ctx, command: Command) -> CliResult {
         Command::Fsck(a) => maintenance::fsck(ctx, &a),
         Command::Stats(a) => maintenance::stats(ctx, &a),
         Command::Gc(a) => maintenance::gc(ctx, &a),
-        Command::Import(a) => snapshots::import(ctx, &a),
+        Command::Import(a) => import::import(ctx, &a),
         Command::MergeBase(a) => ancestry::merge_base(ctx, &a),
         Command::IsAncestor(a) => ancestry::is_ancestor(ctx, &a),
         Command::Demo(a) => demo::run(ctx, &a),

@@ -3,6 +3,7 @@
 pub mod ancestry;
 pub mod data;
 pub mod history;
+pub mod import;
 pub mod maintenance;
 pub mod refs;
 pub mod snapshots;

@@ -4,11 +4,11 @@ use std::io::Write;
 
 use serde::Serialize;
 use stategraph::{
-    History as _, IdPrefix, SnapshotId, SqliteStateStore, StateStore, StateStoreError,
+    History as _, IdPrefix, SnapshotId, SnapshotInfo, SqliteStateStore, StateStore, StateStoreError,
 };
 
 use crate::Ctx;
-use crate::args::{ExportArgs, ImportArgs, JsonArgs, RestoreArgs, SnapshotArgs};
+use crate::args::{ExportArgs, RestoreArgs, SnapshotArgs, SnapshotsArgs};
 use crate::commands::refs::{Kind, check_ref_name};
 use crate::error::{CliError, CliResult, describe_node, explain};
 use crate::output::{
@@ -16,12 +16,35 @@ use crate::output::{
 };
 use crate::revs::resolve;
 
-/// `snapshot REV`: prints the new snapshot's id.
+/// `snapshot REV`: prints the new snapshot's id. `snapshot -d SNAPSHOT` deletes one.
 pub fn snapshot(ctx: &Ctx, args: &SnapshotArgs) -> CliResult {
     let store = ctx.open_write()?;
+    if args.delete {
+        return delete(ctx, &store, &args.rev);
+    }
     let id = resolve(&store, &args.rev)?;
     let snapshot = store.snapshot(&id)?;
     writeln!(std::io::stdout().lock(), "{snapshot}")?;
+    Ok(())
+}
+
+/// `snapshot -d SNAPSHOT`: deletes the restore point, not its node or state.
+fn delete(ctx: &Ctx, store: &SqliteStateStore, text: &str) -> CliResult {
+    let SnapshotInfo { id, node_id, .. } = find_snapshot_info(store, text)?;
+    store.delete_snapshot(&id).map_err(|e| match e {
+        StateStoreError::MissingSnapshot { .. } => CliError::new(format!(
+            "snapshot {} was deleted by another writer meanwhile",
+            id.to_short_hex(12)
+        )),
+        e => e.into(),
+    })?;
+    let t = ctx.theme;
+    writeln!(
+        std::io::stdout().lock(),
+        "deleted snapshot {} (node {})",
+        t.paint(Paint::Snapshot, &id.to_short_hex(12)),
+        describe_node(store, t, &node_id)
+    )?;
     Ok(())
 }
 
@@ -33,11 +56,14 @@ struct SnapshotJson {
     label: Option<String>,
 }
 
-/// `snapshots`: every snapshot, oldest first.
-pub fn list(ctx: &Ctx, args: &JsonArgs) -> CliResult {
+/// `snapshots`: every snapshot (or the newest N), oldest first.
+pub fn list(ctx: &Ctx, args: &SnapshotsArgs) -> CliResult {
     let store = ctx.open_read()?;
-    let snapshots = store.list_snapshots()?;
-    let label = |s: &stategraph::SnapshotInfo| {
+    let mut snapshots = store.list_snapshots()?;
+    if let Some(limit) = args.limit {
+        snapshots.drain(..snapshots.len().saturating_sub(limit));
+    }
+    let label = |s: &SnapshotInfo| {
         store
             .get_node(&s.node_id)
             .ok()
@@ -75,10 +101,7 @@ pub fn list(ctx: &Ctx, args: &JsonArgs) -> CliResult {
 
 /// The snapshots whose id starts with `text` (a full id, or a prefix of 4+ hex digits); none
 /// when `text` is neither.
-pub fn snapshots_matching(
-    store: &dyn StateStore,
-    text: &str,
-) -> CliResult<Vec<stategraph::SnapshotInfo>> {
+pub fn snapshots_matching(store: &dyn StateStore, text: &str) -> CliResult<Vec<SnapshotInfo>> {
     let Ok(prefix) = IdPrefix::parse(text) else {
         return Ok(Vec::new());
     };
@@ -91,6 +114,11 @@ pub fn snapshots_matching(
 
 /// Finds a snapshot by full id or by a unique prefix of the listed ids.
 fn find_snapshot(store: &dyn StateStore, text: &str) -> CliResult<SnapshotId> {
+    find_snapshot_info(store, text).map(|s| s.id)
+}
+
+/// [`find_snapshot`], with the node the snapshot is of.
+fn find_snapshot_info(store: &dyn StateStore, text: &str) -> CliResult<SnapshotInfo> {
     let not_found = || {
         let err = CliError::new(format!("no snapshot matches {text:?}"));
         // A node id where a snapshot id was meant is an easy mistake: point at its snapshot.
@@ -109,7 +137,7 @@ fn find_snapshot(store: &dyn StateStore, text: &str) -> CliResult<SnapshotId> {
     };
     match snapshots_matching(store, text)?.as_slice() {
         [] => Err(not_found()),
-        [one] => Ok(one.id),
+        [one] => Ok(one.clone()),
         many => {
             let mut err = CliError::new(format!(
                 "ambiguous snapshot prefix {text:?}: it matches {} snapshots",
@@ -280,81 +308,4 @@ pub fn export(ctx: &Ctx, args: &ExportArgs) -> CliResult {
     bar.finish_and_clear();
     eprintln!("exported {} snapshot(s) to {}", ids.len(), dir.display());
     Ok(())
-}
-
-/// `import`: verifies and stores snapshot packages, in order; a bad one stops the rest.
-pub fn import(ctx: &Ctx, args: &ImportArgs) -> CliResult {
-    if args.files.iter().filter(|f| *f == "-").count() > 1 {
-        return Err(CliError::new("`-` (standard input) can be given only once"));
-    }
-    let store = ctx.open_write()?;
-    let bar = progress(args.files.len() as u64, "importing");
-    let mut stdout = std::io::stdout().lock();
-    // Once stdout is gone (`| head -1`), the imports still run, just without their lines.
-    let mut printing = true;
-    for (done, file) in args.files.iter().enumerate() {
-        let line = import_one(&store, file).map_err(|e| {
-            let rest = args.files.len() - done - 1;
-            if rest == 0 {
-                e
-            } else {
-                e.hint(format!(
-                    "{done} file(s) before it were imported; the {rest} after it were not"
-                ))
-            }
-        })?;
-        if printing {
-            match bar.suspend(|| writeln!(stdout, "{line}")) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => printing = false,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        bar.inc(1);
-    }
-    bar.finish_and_clear();
-    if store.list_refs("")?.is_empty() {
-        note(
-            ctx.err_theme,
-            "no branch points at anything in this store yet; make one at an imported snapshot \
-             with `stategraph restore SNAPSHOT --branch main --create`",
-        );
-    }
-    Ok(())
-}
-
-/// Imports one package file (`-` for stdin) and says what it added.
-fn import_one(store: &SqliteStateStore, file: &str) -> CliResult<String> {
-    let bytes = if file == "-" {
-        let mut buf = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut buf)
-            .map_err(|e| CliError::new(format!("cannot read stdin: {e}")))?;
-        buf
-    } else {
-        std::fs::read(file).map_err(|e| CliError::new(format!("cannot read {file}: {e}")))?
-    };
-    let package = stategraph::SnapshotPackage::from_bytes(&bytes).map_err(|e| {
-        CliError::new(format!("{file}: {e}"))
-            .hint("packages are the files `stategraph export` writes")
-    })?;
-    let present = store.load_snapshot(&package.snapshot_id).is_ok();
-    let id = store
-        .import_snapshot(&package)
-        .map_err(|e| CliError::from(e).hint(format!("while importing {file}")))?;
-    let missing = package
-        .parent_ids
-        .iter()
-        .filter(|p| matches!(store.get_node(p), Err(StateStoreError::MissingNode { .. })))
-        .count();
-    let boundary = if missing > 0 {
-        format!(" ({missing} parent(s) not in this store: shallow boundary)")
-    } else {
-        String::new()
-    };
-    Ok(format!(
-        "{} snapshot {} -> node {}{boundary}",
-        if present { "already had" } else { "imported" },
-        id.to_short_hex(12),
-        package.node_id.to_short_hex(12)
-    ))
 }
