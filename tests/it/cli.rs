@@ -1703,3 +1703,28 @@ fn gc_removes_what_nothing_reaches_and_says_so() {
     assert!(err.contains("\"2weeks\" is not an age"), "{err}");
     env.ok(&["fsck"]);
 }
+
+/// `gc --prune-history`: reachable history older than the cut goes, what a ref points at
+/// stays, and `log` stops at the boundary with a note; `fsck` is still clean.
+#[test]
+fn gc_prune_history_cuts_the_log_to_a_boundary() {
+    let env = Env::init();
+    let first = env.commit("1", "one", &["--branch", "main"]);
+    env.commit("2", "two", &["--branch", "main"]);
+    // Everything is older than "0 seconds ago"; only main's head is kept, as a boundary.
+    let out: Value =
+        serde_json::from_str(&env.ok(&["gc", "--prune-history", "0", "--json"])).expect("json");
+    assert_eq!(out["nodes_removed"], 1, "{out}");
+    assert_eq!(out["boundary_nodes"], 1, "{out}");
+    let run = env.sg(&["log", "--oneline", "main"]).output().expect("run");
+    assert!(run.status.success());
+    let log = String::from_utf8(run.stdout.clone()).expect("utf-8");
+    assert_eq!(log.lines().count(), 1, "{log}");
+    assert!(log.contains("two"), "{log}");
+    let note = crate::cli_util::stderr(&run);
+    assert!(
+        note.contains(&first[7..19]),
+        "the boundary is named: {note}"
+    );
+    env.ok(&["fsck"]);
+}
