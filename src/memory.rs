@@ -80,6 +80,23 @@ enum Undo {
 }
 
 impl InMemoryStateStore {
+    /// A store holding one chain of `n` nodes (states: each index's big-endian bytes), and
+    /// its ids oldest first: a sender of packages for import tests.
+    #[cfg(test)]
+    pub(crate) fn chain_for_tests(n: u64) -> (Self, Vec<StateNodeId>) {
+        let sender = Self::new();
+        let mut chain: Vec<StateNodeId> = Vec::new();
+        for i in 0..n {
+            let data = sender
+                .put_state(StateData::new(i.to_be_bytes().to_vec()))
+                .expect("put");
+            let parents = chain.last().copied().into_iter().collect();
+            let metadata = crate::model::StateMetadata::now(None);
+            chain.push(sender.commit_node(parents, data, metadata).expect("commit"));
+        }
+        (sender, chain)
+    }
+
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
@@ -674,7 +691,6 @@ impl GraphCursor for MemoryCursor<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::StateMetadata;
 
     /// A chain imported newest first, every package claiming generation 2: each arrival
     /// contradicts the claims stored before it. Settling used to recompute every descendant
@@ -682,19 +698,7 @@ mod tests {
     #[test]
     fn forged_generation_claims_imported_newest_first_change_linearly_many_generations() {
         let n: u64 = 2000;
-        let sender = InMemoryStateStore::new();
-        let mut chain: Vec<StateNodeId> = Vec::new();
-        for i in 0..n {
-            let data = sender
-                .put_state(StateData::new(i.to_be_bytes().to_vec()))
-                .unwrap();
-            let parents = chain.last().copied().into_iter().collect();
-            chain.push(
-                sender
-                    .commit_node(parents, data, StateMetadata::now(None))
-                    .unwrap(),
-            );
-        }
+        let (sender, chain) = InMemoryStateStore::chain_for_tests(n);
         let store = InMemoryStateStore::new();
         let mut changed = 0;
         for (i, id) in chain.iter().enumerate().rev() {

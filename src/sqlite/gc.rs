@@ -279,17 +279,13 @@ fn remove_nodes(tx: &Connection, nodes: &Nodes, dead: &[usize]) -> Result<()> {
         let mut node = tx
             .prepare("DELETE FROM state_nodes WHERE seq = ?1")
             .map_err(&ctx)?;
-        let mut parent_count = tx
-            .prepare("SELECT length(parent_seqs) / 8 FROM state_nodes WHERE seq = ?1")
-            .map_err(&ctx)?;
         for &i in dead {
             let seq = nodes.seqs[i];
-            let stored: Vec<usize> = nodes.stored_parents_of(i).collect();
-            for &p in &stored {
+            for p in nodes.stored_parents_of(i) {
                 edge.execute(params![nodes.seqs[p], seq]).map_err(&ctx)?;
             }
-            let all: i64 = parent_count.query_row([seq], |r| r.get(0)).map_err(&ctx)?;
-            if all as usize > stored.len() {
+            // A parent not stored here is a boundary edge of this node's own.
+            if nodes.parents_of(i).contains(&ABSENT) {
                 shallow.execute([seq]).map_err(&ctx)?;
             }
         }

@@ -1005,6 +1005,16 @@ mod tests {
     use crate::{InMemoryStateStore, SqliteStateStore, StateStore};
 
     /// A plain connection to a new, empty store (in the returned directory).
+    /// Closes `conn` and checks the store in `dir` with `verify`.
+    fn assert_verifies(dir: tempfile::TempDir, conn: Connection) {
+        drop(conn);
+        let report = SqliteStateStore::open(dir.path().join("s.db"))
+            .unwrap()
+            .verify(|_| {})
+            .unwrap();
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+    }
+
     fn new_store_connection() -> (tempfile::TempDir, Connection) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.db");
@@ -1076,12 +1086,7 @@ mod tests {
         assert_eq!(generation(&early), 14, "settled with its parent");
         assert_eq!(generation(&late), 14, "committed after the settling");
         tx.commit().unwrap();
-        drop(conn);
-        let report = SqliteStateStore::open(dir.path().join("s.db"))
-            .unwrap()
-            .verify(|_| {})
-            .unwrap();
-        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        assert_verifies(dir, conn);
     }
 
     /// A chain imported newest first, one package per transaction, every package claiming
@@ -1091,19 +1096,7 @@ mod tests {
     #[test]
     fn forged_generation_claims_imported_newest_first_write_linearly_many_rows() {
         let n: u64 = 1500;
-        let sender = InMemoryStateStore::new();
-        let mut chain: Vec<StateNodeId> = Vec::new();
-        for i in 0..n {
-            let data = sender
-                .put_state(StateData::new(i.to_be_bytes().to_vec()))
-                .unwrap();
-            let parents = chain.last().copied().into_iter().collect();
-            chain.push(
-                sender
-                    .commit_node(parents, data, StateMetadata::now(None))
-                    .unwrap(),
-            );
-        }
+        let (sender, chain) = InMemoryStateStore::chain_for_tests(n);
         let (dir, mut conn) = new_store_connection();
         let mut rows = 0;
         for (i, id) in chain.iter().enumerate().rev() {
@@ -1133,12 +1126,7 @@ mod tests {
         for (i, id) in chain.iter().enumerate() {
             assert_eq!(get_node(&conn, id).unwrap().generation, i as u64 + 1);
         }
-        drop(conn);
-        let report = SqliteStateStore::open(dir.path().join("s.db"))
-            .unwrap()
-            .verify(|_| {})
-            .unwrap();
-        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        assert_verifies(dir, conn);
     }
 
     /// A state past SQLite's largest value is an InvalidInput naming the limit, checked

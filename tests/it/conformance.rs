@@ -358,14 +358,11 @@ fn implausible_generations_are_refused(h: &Harness) {
     assert_eq!(s.list_snapshots().expect("list").len(), 2);
 }
 
-/// Packages claim generations their ids do not cover. A claim that is wrong (damaged, or
-/// forged) must neither block the ancestors that arrive later nor outlive them: a node whose
-/// parents are all stored always has 1 + its largest parent's generation, and once the
-/// whole history is stored every generation is exact.
-fn wrong_generation_claims_settle_when_the_ancestors_arrive(h: &Harness) {
+/// Another store holding a chain with these labels (oldest first), to export packages from.
+fn sender_chain(labels: &[&str]) -> (InMemoryStateStore, Vec<StateNodeId>) {
     let sender = InMemoryStateStore::new();
-    let mut chain = Vec::new();
-    for (i, label) in ["a", "b", "c", "d"].into_iter().enumerate() {
+    let mut chain: Vec<StateNodeId> = Vec::new();
+    for (i, label) in labels.iter().enumerate() {
         let r = sender.put_state(data(label.as_bytes(), None)).expect("put");
         let parents = chain.last().copied().into_iter().collect();
         chain.push(
@@ -374,6 +371,15 @@ fn wrong_generation_claims_settle_when_the_ancestors_arrive(h: &Harness) {
                 .expect("commit"),
         );
     }
+    (sender, chain)
+}
+
+/// Packages claim generations their ids do not cover. A claim that is wrong (damaged, or
+/// forged) must neither block the ancestors that arrive later nor outlive them: a node whose
+/// parents are all stored always has 1 + its largest parent's generation, and once the
+/// whole history is stored every generation is exact.
+fn wrong_generation_claims_settle_when_the_ancestors_arrive(h: &Harness) {
+    let (sender, chain) = sender_chain(&["a", "b", "c", "d"]);
     let package = |i: usize, claim: u64| {
         let mut p = sender
             .export_snapshot(&sender.snapshot(&chain[i]).expect("snapshot"))
@@ -1127,20 +1133,23 @@ fn assert_kept_but_logged(s: &dyn StateStore, scene: &GcScene) {
     assert_eq!(s.get_ref("main").expect("get_ref"), Some(scene.chain[2]));
 }
 
+/// The first time after `after` in a later millisecond: a UUID v7 (a data ref, whose time
+/// gc goes by) has millisecond precision, so things made on either side of such a wait are
+/// strictly ordered against it. Waits on the clock itself, for at most a millisecond.
+fn next_ms(after: time::OffsetDateTime) -> time::OffsetDateTime {
+    let ms = after.unix_timestamp_nanos() / 1_000_000;
+    loop {
+        let now = time::OffsetDateTime::now_utc();
+        if now.unix_timestamp_nanos() / 1_000_000 > ms {
+            return now;
+        }
+        std::hint::spin_loop();
+    }
+}
+
 fn gc_keeps_new_nodes_and_their_ancestors(h: &Harness) {
     let s = h.store();
-    // Wait on the clock (UUID v7 times have millisecond precision) so that `old` is made
-    // strictly before `mid` and `young` strictly after.
-    let next_ms = |after: time::OffsetDateTime| {
-        let ms = after.unix_timestamp_nanos() / 1_000_000;
-        loop {
-            let now = time::OffsetDateTime::now_utc();
-            if now.unix_timestamp_nanos() / 1_000_000 > ms {
-                return now;
-            }
-            std::hint::spin_loop();
-        }
-    };
+    // `old` is made strictly before `mid` and `young` strictly after (see `next_ms`).
     let start = time::OffsetDateTime::now_utc();
     let (_, old_parent) = commit_bytes(s, vec![], b"old parent", None, meta(t(0), None));
     let (_, old_alone) = commit_bytes(s, vec![], b"old alone", None, meta(t(1), None));
@@ -1157,17 +1166,7 @@ fn gc_keeps_new_nodes_and_their_ancestors(h: &Harness) {
 /// A node imported without its parents (a shallow boundary) goes like any other once nothing
 /// reaches it, its boundary edge with it; imported again later, it joins its parent normally.
 fn gc_removes_a_shallow_import_and_its_boundary(h: &Harness) {
-    let sender = InMemoryStateStore::new();
-    let mut chain = Vec::new();
-    for (i, label) in ["a", "b", "c"].into_iter().enumerate() {
-        let r = sender.put_state(data(label.as_bytes(), None)).expect("put");
-        let parents = chain.last().copied().into_iter().collect();
-        chain.push(
-            sender
-                .commit_node(parents, r, meta(t(i as i64), Some(label)))
-                .expect("commit"),
-        );
-    }
+    let (sender, chain) = sender_chain(&["a", "b", "c"]);
     let package = |i: usize| {
         sender
             .export_snapshot(&sender.snapshot(&chain[i]).expect("snapshot"))
@@ -1195,18 +1194,9 @@ fn gc_removes_a_shallow_import_and_its_boundary(h: &Harness) {
 /// snapshots point at; the nodes kept above them mark a shallow boundary.
 fn gc_prunes_old_history_to_a_boundary(h: &Harness) {
     let s = h.store();
-    let next_ms = |after: time::OffsetDateTime| {
-        let ms = after.unix_timestamp_nanos() / 1_000_000;
-        loop {
-            let now = time::OffsetDateTime::now_utc();
-            if now.unix_timestamp_nanos() / 1_000_000 > ms {
-                return now;
-            }
-            std::hint::spin_loop();
-        }
-    };
     let mut head = None;
     let mut chain = Vec::new();
+    let mut prune_cut = None;
     for i in 0..6 {
         let (_, id) = s
             .commit_on(
@@ -1223,10 +1213,10 @@ fn gc_prunes_old_history_to_a_boundary(h: &Harness) {
             let cut = next_ms(next_ms(time::OffsetDateTime::now_utc()));
             next_ms(cut);
             s.snapshot(&chain[1]).expect("snapshot");
-            PRUNE_CUT.with(|c| c.set(Some(cut)));
+            prune_cut = Some(cut);
         }
     }
-    let cut = PRUNE_CUT.with(|c| c.get()).expect("cut");
+    let cut = prune_cut.expect("cut");
     let report = s
         .gc(&GcOptions::new().prune_history_before(cut))
         .expect("gc");
@@ -1247,10 +1237,6 @@ fn gc_prunes_old_history_to_a_boundary(h: &Harness) {
         assert!(report.is_ok(), "{:?}", report.problems);
         assert_eq!(report.shallow_edges, 2);
     }
-}
-
-thread_local! {
-    static PRUNE_CUT: std::cell::Cell<Option<time::OffsetDateTime>> = const { std::cell::Cell::new(None) };
 }
 
 macro_rules! conformance_cases {
