@@ -356,8 +356,8 @@ pub trait StateStore: Send + Sync {
     /// reaches, states no remaining node holds, and bytes no remaining state holds, once
     /// they are older than the grace period (see [`GcOptions`] for exactly what is kept).
     /// One transaction: it removes all of that or nothing, and concurrent writers wait for
-    /// it. A SQLite store reads every node's parents once and holds them in memory: for a
-    /// million nodes, a few seconds and about 70 MB. The graph stays closed: a kept node's
+    /// it. A SQLite store reads every node's parents once and holds them in memory (memory
+    /// and time grow with the number of nodes). The graph stays closed: a kept node's
     /// ancestors are all kept. Freed space is reused by SQLite; the file does not shrink.
     ///
     /// # Example
