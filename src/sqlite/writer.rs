@@ -85,8 +85,41 @@ struct WalWatch {
     countdown: u32,
     /// After a restart that readers outlasted: no new attempt before this time...
     not_before: Option<Instant>,
-    /// ...and the pause after the next failure (doubling up to [`WAL_RETRY_MAX`]).
+    /// ...and the pause after the next failure (doubling up to [`WAL_RETRY_MAX`]),...
     pause: Duration,
+    /// ...unless the WAL grows past this size first: a pause measured in time alone lets a
+    /// busy writer grow the file without bound while slow readers keep outlasting attempts.
+    retry_at_bytes: u64,
+}
+
+impl WalWatch {
+    fn new() -> Self {
+        Self {
+            countdown: WAL_CHECK_EVERY,
+            not_before: None,
+            pause: WAL_RETRY_FIRST,
+            retry_at_bytes: 0,
+        }
+    }
+
+    /// Whether a WAL of `size` bytes should be restarted now.
+    fn due(&self, size: u64, now: Instant) -> bool {
+        let paused = self.not_before.is_some_and(|at| now < at);
+        size > WAL_RESTART_BYTES && (!paused || size >= self.retry_at_bytes)
+    }
+
+    /// Notes how an attempt on a WAL of `size` bytes ended.
+    fn record(&mut self, restarted: bool, size: u64, now: Instant) {
+        if restarted {
+            self.not_before = None;
+            self.pause = WAL_RETRY_FIRST;
+            self.retry_at_bytes = 0;
+        } else {
+            self.not_before = Some(now + self.pause);
+            self.pause = (self.pause * 2).min(WAL_RETRY_MAX);
+            self.retry_at_bytes = size + WAL_RESTART_BYTES;
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -118,6 +151,23 @@ const WAL_RESTART_BYTES: u64 = 16 << 20;
 /// connections' checkpoints and writes to make way). Writers of this handle wait meanwhile;
 /// readers do not.
 const WAL_RESTART_WAIT: Duration = Duration::from_millis(100);
+/// The longest a restarting checkpoint waits, however large the WAL has grown.
+const WAL_RESTART_WAIT_MAX: Duration = Duration::from_millis(400);
+
+/// How long a restart of a WAL of `size` bytes may wait for readers: [`WAL_RESTART_WAIT`]
+/// for each [`WAL_RESTART_BYTES`] it holds, up to [`WAL_RESTART_WAIT_MAX`]. Holding this
+/// handle's writers back longer is worth it when the file keeps growing: every attempt that
+/// readers outlast leaves more to copy back later, and a file that never starts over grows
+/// with every commit.
+fn restart_wait(size: u64) -> Duration {
+    let steps = u32::try_from(size / WAL_RESTART_BYTES)
+        .unwrap_or(u32::MAX)
+        .max(1);
+    WAL_RESTART_WAIT
+        .saturating_mul(steps)
+        .min(WAL_RESTART_WAIT_MAX)
+}
+
 /// How often a waiting restart looks again.
 const WAL_RESTART_POLL: Duration = Duration::from_micros(100);
 
@@ -156,11 +206,7 @@ impl Writer {
             committed_transactions: AtomicU64::new(0),
             busy_timeout,
             wal,
-            wal_watch: Mutex::new(WalWatch {
-                countdown: WAL_CHECK_EVERY,
-                not_before: None,
-                pause: WAL_RETRY_FIRST,
-            }),
+            wal_watch: Mutex::new(WalWatch::new()),
         }
     }
 
@@ -169,10 +215,12 @@ impl Writer {
     /// over only when no reader uses it; with several readers always mid-read, neither
     /// happens and the WAL grows with every commit. Every [`WAL_CHECK_EVERY`] groups the
     /// leader looks at the file's size; past [`WAL_RESTART_BYTES`] it runs a `RESTART`
-    /// checkpoint, which holds new writes back (at most [`WAL_RESTART_WAIT`]) until the
+    /// checkpoint, which holds new writes back (at most [`restart_wait`]) until the
     /// readers in flight finish, copies everything back and lets the next commit start the
     /// file over (`journal_size_limit` then cuts it to at most 8 MiB). If readers outlast
-    /// the wait, the next attempt waits [`WAL_RETRY_FIRST`], doubling.
+    /// the wait, the next attempt waits [`WAL_RETRY_FIRST`], doubling, or until the file has
+    /// grown by another [`WAL_RESTART_BYTES`], whichever comes first; the larger the file, the
+    /// longer an attempt may wait for readers (see [`restart_wait`]).
     fn keep_wal_bounded(&self, conn: &mut Connection) {
         let mut watch = lock(&self.wal_watch);
         watch.countdown -= 1;
@@ -180,23 +228,15 @@ impl Writer {
             return;
         }
         watch.countdown = WAL_CHECK_EVERY;
-        let now = Instant::now();
-        if watch.not_before.is_some_and(|at| now < at) {
+        let size = std::fs::metadata(&self.wal).map_or(0, |m| m.len());
+        if !watch.due(size, Instant::now()) {
             return;
         }
-        if std::fs::metadata(&self.wal).map_or(0, |m| m.len()) <= WAL_RESTART_BYTES {
-            return;
-        }
-        if self.restart_wal(conn) {
-            watch.not_before = None;
-            watch.pause = WAL_RETRY_FIRST;
-        } else {
-            watch.not_before = Some(Instant::now() + watch.pause);
-            watch.pause = (watch.pause * 2).min(WAL_RETRY_MAX);
-        }
+        let restarted = self.restart_wal(conn, restart_wait(size));
+        watch.record(restarted, size, Instant::now());
     }
 
-    /// A `RESTART` checkpoint, tried for at most [`WAL_RESTART_WAIT`]; whether it got
+    /// A `RESTART` checkpoint, tried for at most `wait`; whether it got
     /// through. Its errors are not the callers' (their writes are committed): a real I/O
     /// problem shows at the next commit.
     ///
@@ -205,7 +245,7 @@ impl Writer {
     /// once. Another handle or process committing back to back runs a passive checkpoint
     /// after nearly every commit once its WAL is large, so the attempt is repeated here until
     /// the same deadline.
-    fn restart_wal(&self, conn: &mut Connection) -> bool {
+    fn restart_wal(&self, conn: &mut Connection, wait: Duration) -> bool {
         thread_local! {
             static GIVE_UP: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
         }
@@ -218,7 +258,7 @@ impl Writer {
             std::thread::sleep(WAL_RESTART_POLL);
             true
         }
-        let give_up = Instant::now() + WAL_RESTART_WAIT;
+        let give_up = Instant::now() + wait;
         GIVE_UP.set(Some(give_up));
         if conn.busy_handler(Some(poll)).is_err() {
             return false;
@@ -704,6 +744,37 @@ mod tests {
             .collect();
         all.sort();
         all
+    }
+
+    #[test]
+    fn a_wal_that_keeps_growing_is_retried_before_the_pause_ends() {
+        const MIB: u64 = 1 << 20;
+        let start = Instant::now();
+        let mut watch = WalWatch::new();
+        assert!(!watch.due(WAL_RESTART_BYTES, start), "small enough");
+        assert!(watch.due(20 * MIB, start));
+        // Readers outlasted the attempt at 20 MiB: no new one during the pause...
+        watch.record(false, 20 * MIB, start);
+        let soon = start + Duration::from_millis(10);
+        assert!(!watch.due(30 * MIB, soon));
+        // ...unless the file grows by another WAL_RESTART_BYTES meanwhile...
+        assert!(watch.due(20 * MIB + WAL_RESTART_BYTES, soon));
+        // ...or the pause is over.
+        assert!(watch.due(21 * MIB, start + WAL_RETRY_FIRST));
+        // A second failure doubles the pause and moves the size mark.
+        watch.record(false, 40 * MIB, soon);
+        let later = soon + WAL_RETRY_FIRST;
+        assert!(!watch.due(50 * MIB, later));
+        assert!(watch.due(40 * MIB + WAL_RESTART_BYTES, later));
+        assert!(watch.due(50 * MIB, soon + 2 * WAL_RETRY_FIRST));
+        // Success clears both.
+        watch.record(true, 40 * MIB, later);
+        assert!(watch.due(20 * MIB, later));
+
+        // The wait for readers grows with the file, within bounds.
+        assert_eq!(restart_wait(WAL_RESTART_BYTES + 1), WAL_RESTART_WAIT);
+        assert_eq!(restart_wait(3 * WAL_RESTART_BYTES), 3 * WAL_RESTART_WAIT);
+        assert_eq!(restart_wait(u64::MAX), WAL_RESTART_WAIT_MAX);
     }
 
     #[test]
