@@ -189,6 +189,16 @@ pub trait StateStore: Send + Sync {
     /// Backend errors only; an unknown node simply has no snapshots.
     fn snapshots_of(&self, node_id: &StateNodeId) -> Result<Vec<SnapshotInfo>>;
 
+    /// [`StateStore::snapshots_of`] for each of `node_ids`, in order, read in one go: what a
+    /// log that marks its snapshotted nodes asks, a page of nodes at a time (on SQLite, one
+    /// read transaction instead of one per node).
+    ///
+    /// # Errors
+    /// Backend errors only; unknown nodes simply have no snapshots.
+    fn snapshots_of_each(&self, node_ids: &[StateNodeId]) -> Result<Vec<Vec<SnapshotInfo>>> {
+        node_ids.iter().map(|id| self.snapshots_of(id)).collect()
+    }
+
     /// Deletes a snapshot. The node and its state stay.
     ///
     /// # Errors

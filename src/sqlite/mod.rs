@@ -662,6 +662,10 @@ impl StateStore for SqliteStateStore {
         self.read(|conn| ops::snapshots_of(conn, node_id))
     }
 
+    fn snapshots_of_each(&self, node_ids: &[StateNodeId]) -> Result<Vec<Vec<SnapshotInfo>>> {
+        self.read(|conn| ops::snapshots_of_each(conn, node_ids))
+    }
+
     fn get_ref(&self, name: &str) -> Result<Option<StateNodeId>> {
         validate_ref_name(name)?;
         self.read(|conn| ops::get_ref(conn, name))

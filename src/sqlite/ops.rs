@@ -791,6 +791,34 @@ pub(crate) fn snapshots_of(conn: &Connection, node_id: &StateNodeId) -> Result<V
         .collect()
 }
 
+/// The snapshots of each node, in one read transaction (each statement outside one takes
+/// and drops the file's read locks, which costs more than the lookup itself).
+pub(crate) fn snapshots_of_each(
+    conn: &Connection,
+    node_ids: &[StateNodeId],
+) -> Result<Vec<Vec<SnapshotInfo>>> {
+    if node_ids.len() <= 1 {
+        return node_ids.iter().map(|id| snapshots_of(conn, id)).collect();
+    }
+    let ctx = sql_error("listing snapshots");
+    conn.prepare_cached("BEGIN")
+        .and_then(|mut s| s.execute([]))
+        .map_err(&ctx)?;
+    let found: Result<Vec<_>> = node_ids.iter().map(|id| snapshots_of(conn, id)).collect();
+    // A read transaction has nothing to lose: end it whatever happened, and never hand the
+    // connection back to the pool inside one (its reads would stay on this snapshot).
+    let ended = conn
+        .prepare_cached("COMMIT")
+        .and_then(|mut s| s.execute([]))
+        .map_err(&ctx);
+    if !conn.is_autocommit() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    let found = found?;
+    ended?;
+    Ok(found)
+}
+
 /// Deletes a snapshot row.
 pub(crate) fn delete_snapshot(tx: &Connection, id: &SnapshotId) -> Result<()> {
     let deleted = tx

@@ -219,6 +219,60 @@ fn log_graph_draws_a_wide_octopus_with_every_parent_once() {
     assert_eq!(drawn, width as usize);
 }
 
+/// `log` looks snapshots up a page of nodes at a time (256): marks on either side of a page
+/// boundary, and on the last node of a partial page, land on exactly the snapshotted nodes,
+/// in text and in JSON.
+#[test]
+fn log_marks_exactly_the_snapshotted_nodes_across_pages() {
+    let env = Env::init();
+    let store = SqliteStateStore::builder()
+        .durability(Durability::Normal)
+        .open(&env.db)
+        .expect("open");
+    let snapshotted = [0_usize, 254, 255, 256, 511, 512, 599];
+    let mut batch = store.batch();
+    let mut chain = Vec::new();
+    for i in 0..600 {
+        let data = batch.put_state(StateData::new(format!("{i}").into_bytes()));
+        let parents = chain.last().copied().into_iter().collect();
+        let meta = StateMetadata::new(
+            time::macros::datetime!(2026-01-01 00:00:00 UTC) + time::Duration::seconds(i),
+            Some(format!("t{i}")),
+        );
+        chain.push(batch.commit_node(parents, data, meta).expect("node"));
+    }
+    batch
+        .set_ref("main", None, chain.last().unwrap())
+        .expect("ref");
+    batch.commit().expect("commit");
+    // Log order is newest first: the n-th line is node 599 - n.
+    for i in snapshotted {
+        store.snapshot(&chain[599 - i]).expect("snapshot");
+    }
+    drop(store);
+
+    let text = env.ok(&["log", "--oneline"]);
+    let marked: Vec<usize> = text
+        .lines()
+        .enumerate()
+        .filter(|(_, line)| line.contains("snapshot"))
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(text.lines().count(), 600);
+    assert_eq!(marked, snapshotted);
+
+    let json: Value = serde_json::from_str(&env.ok(&["log", "--json"])).expect("json");
+    let nodes = json.as_array().expect("array");
+    assert_eq!(nodes.len(), 600);
+    let marked: Vec<usize> = nodes
+        .iter()
+        .enumerate()
+        .filter(|(_, node)| !node["snapshots"].as_array().expect("snapshots").is_empty())
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(marked, snapshotted);
+}
+
 #[test]
 fn demo_runs_and_draws_a_merge() {
     let dir = tempfile::tempdir().expect("tempdir");

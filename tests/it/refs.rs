@@ -616,6 +616,17 @@ fn snapshot_management(store: &dyn StateStore) {
     assert_eq!(store.list_snapshots().unwrap(), listed);
     assert_eq!(store.snapshots_of(&a).unwrap(), vec![listed[1].clone()]);
     assert!(store.snapshots_of(&ghost()).unwrap().is_empty());
+    // Asked for several nodes at once: the same answers, in the order asked.
+    let asked = [b, ghost(), a, c, a];
+    let each = store.snapshots_of_each(&asked).unwrap();
+    assert_eq!(each[2], vec![listed[1].clone()]);
+    assert!(each[1].is_empty());
+    let one_by_one: Vec<_> = asked
+        .iter()
+        .map(|id| store.snapshots_of(id).unwrap())
+        .collect();
+    assert_eq!(each, one_by_one);
+    assert!(store.snapshots_of_each(&[]).unwrap().is_empty());
     let err = store.snapshot(&ghost()).unwrap_err();
     assert!(
         matches!(err, StateStoreError::MissingNode { .. }),
@@ -648,6 +659,14 @@ fn snapshot_management(store: &dyn StateStore) {
         .collect();
     assert_eq!(pairs, [(sc, c), (sa, a)]);
     assert!(store.snapshots_of(&b).unwrap().is_empty());
+    // The batched read saw the deletion: it left no read transaction open behind it.
+    let after: Vec<usize> = store
+        .snapshots_of_each(&[a, b, c])
+        .unwrap()
+        .iter()
+        .map(Vec::len)
+        .collect();
+    assert_eq!(after, [1, 0, 1]);
 
     // The node and its state survive.
     let node = store.get_node(&b).unwrap();

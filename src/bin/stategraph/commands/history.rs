@@ -1,6 +1,6 @@
 //! `log`, `show` and `graph`: reading the history.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::Write;
 
 use serde::Serialize;
@@ -131,6 +131,57 @@ pub fn print_log(
     Ok(nodes.boundary().to_vec())
 }
 
+/// How many nodes a log reads ahead to look up their snapshots together.
+const SNAPSHOT_PAGE: usize = 256;
+
+/// Items of a walk, each with the snapshots of its node, read [`SNAPSHOT_PAGE`] items ahead
+/// so that the snapshots are looked up a page at a time: one read instead of one per node,
+/// which was most of the time of a long `log`.
+struct WithSnapshots<'s, T> {
+    store: &'s dyn StateStore,
+    page: VecDeque<(T, Vec<SnapshotInfo>)>,
+    /// An error the walk returned while a page was read: reported after the items before it.
+    failed: Option<stategraph::StateStoreError>,
+}
+
+impl<'s, T> WithSnapshots<'s, T> {
+    fn new(store: &'s dyn StateStore) -> Self {
+        Self {
+            store,
+            page: VecDeque::new(),
+            failed: None,
+        }
+    }
+
+    /// The next item `pull` gives, with the snapshots of the node `id` names in it.
+    fn next(
+        &mut self,
+        mut pull: impl FnMut() -> stategraph::Result<Option<T>>,
+        id: impl Fn(&T) -> StateNodeId,
+    ) -> stategraph::Result<Option<(T, Vec<SnapshotInfo>)>> {
+        if self.page.is_empty() && self.failed.is_none() {
+            let mut items = Vec::with_capacity(SNAPSHOT_PAGE);
+            while items.len() < SNAPSHOT_PAGE {
+                match pull() {
+                    Ok(Some(item)) => items.push(item),
+                    Ok(None) => break,
+                    Err(e) => {
+                        self.failed = Some(e);
+                        break;
+                    }
+                }
+            }
+            let ids: Vec<StateNodeId> = items.iter().map(&id).collect();
+            let snapshots = self.store.snapshots_of_each(&ids)?;
+            self.page.extend(items.into_iter().zip(snapshots));
+        }
+        match self.page.pop_front() {
+            Some(item) => Ok(Some(item)),
+            None => self.failed.take().map_or(Ok(None), Err),
+        }
+    }
+}
+
 /// The nodes of a walk, each with the parents its graph lines go to.
 enum Nodes<'a> {
     /// Every parent the walk follows. A parent that is not stored (a shallow boundary) ends
@@ -205,8 +256,11 @@ fn print_nodes(
 ) -> CliResult {
     let mut graph = GraphRenderer::new(theme);
     let mut first = true;
-    while let Some((node, parents)) = nodes.next()? {
-        let snapshot = !store.snapshots_of(&node.id)?.is_empty();
+    let mut paged = WithSnapshots::new(store);
+    while let Some(((node, parents), snapshots)) =
+        paged.next(|| nodes.next(), |(node, _)| node.id)?
+    {
+        let snapshot = !snapshots.is_empty();
         let lines = node_lines(&node, decorations.refs(&node.id), snapshot, style, theme);
         if !style.graph {
             if !first && !style.oneline {
@@ -279,9 +333,10 @@ pub fn log(ctx: &Ctx, args: &LogArgs) -> CliResult {
         if !walk.empty {
             let decorations = Decorations::load(&store)?;
             let mut log = store.log(&walk.options).map_err(|e| explain(&store, e))?;
-            for node in log.by_ref() {
-                let node = node?;
-                let snapshots = store.snapshots_of(&node.id)?;
+            let mut paged = WithSnapshots::new(&store);
+            while let Some((node, snapshots)) =
+                paged.next(|| log.next().transpose(), |node| node.id)?
+            {
                 let json = NodeJson::new(&node, decorations.refs(&node.id), &snapshots);
                 write!(out, "{}\n  ", if first { "" } else { "," })?;
                 serde_json::to_writer(&mut out, &json)?;
@@ -486,4 +541,43 @@ pub fn graph(ctx: &Ctx, args: &GraphArgs) -> CliResult {
     }
     out.finish()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use stategraph::{InMemoryStateStore, StateData, StateMetadata, StateStoreError};
+
+    use super::*;
+
+    /// A walk that fails after some nodes still shows every node before the failure, then
+    /// the failure, though the page being read ahead had already met it.
+    #[test]
+    fn a_failing_walk_yields_the_nodes_before_its_error() {
+        let store = InMemoryStateStore::new();
+        let data = store.put_state(StateData::new(b"x".to_vec())).unwrap();
+        let ids: Vec<StateNodeId> = (0..3)
+            .map(|i| {
+                let meta =
+                    StateMetadata::new(time::OffsetDateTime::UNIX_EPOCH, Some(format!("n{i}")));
+                store.commit_node(vec![], data, meta).unwrap()
+            })
+            .collect();
+        store.snapshot(&ids[1]).unwrap();
+        let mut walk = ids.clone().into_iter();
+        let mut pull = || match walk.next() {
+            Some(id) => Ok(Some(id)),
+            None => Err(StateStoreError::MissingNode { id: ids[0] }),
+        };
+        let mut paged = WithSnapshots::new(&store);
+        let mut seen = Vec::new();
+        let err = loop {
+            match paged.next(&mut pull, |id| *id) {
+                Ok(Some((id, snapshots))) => seen.push((id, snapshots.len())),
+                Ok(None) => panic!("the walk's error was dropped"),
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(seen, [(ids[0], 0), (ids[1], 1), (ids[2], 0)]);
+        assert!(matches!(err, StateStoreError::MissingNode { .. }), "{err}");
+    }
 }
