@@ -276,7 +276,6 @@ fn log_marks_exactly_the_snapshotted_nodes_across_pages() {
 #[test]
 fn demo_runs_and_draws_a_merge() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let start = Instant::now();
     let out = bare(dir.path()).arg("demo").output().expect("run");
     assert!(
         out.status.success(),
@@ -294,11 +293,6 @@ fn demo_runs_and_draws_a_merge() {
     assert!(text.contains("snapshot"), "{text}");
     assert!(text.contains("restore "), "{text}");
     assert!(text.contains("nodes,"), "summary line: {text}");
-    assert!(
-        start.elapsed() < Duration::from_secs(10),
-        "demo took {:?}",
-        start.elapsed()
-    );
     let db = dir.path().join("stategraph-demo.db");
     assert!(db.exists());
 
