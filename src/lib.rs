@@ -95,7 +95,7 @@ pub use package::SnapshotPackage;
 pub use refs::{MAX_REF_NAME_LEN, validate_ref_name};
 pub use sqlite::{
     Durability, MAX_STATE_LEN, SCHEMA_VERSION, SqliteStateStore, SqliteStateStoreBuilder,
-    StoreStats, VerifyPhase, VerifyProgress, VerifyReport, WriteCounts,
+    StoreStats, VacuumReport, VerifyPhase, VerifyProgress, VerifyReport, WriteCounts,
 };
 pub use store::{Applied, GraphCursor, StateStore, Writes};
 

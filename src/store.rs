@@ -368,7 +368,8 @@ pub trait StateStore: Send + Sync {
     /// One transaction: it removes all of that or nothing, and concurrent writers wait for
     /// it. A SQLite store reads every node's parents once and holds them in memory (memory
     /// and time grow with the number of nodes). The graph stays closed: a kept node's
-    /// ancestors are all kept. Freed space is reused by SQLite; the file does not shrink.
+    /// ancestors are all kept. Freed space is reused by SQLite; the file shrinks only when
+    /// [`SqliteStateStore::vacuum`](crate::SqliteStateStore::vacuum) rewrites it.
     ///
     /// # Example
     ///

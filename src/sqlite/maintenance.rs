@@ -1,4 +1,4 @@
-//! Maintenance of a SQLite store: statistics and a full integrity sweep (`fsck`).
+//! Maintenance of a SQLite store: statistics, a full integrity sweep (`fsck`) and `VACUUM`.
 
 use rusqlite::Connection;
 
@@ -34,6 +34,20 @@ pub struct StoreStats {
     pub file_bytes: u64,
     /// Size of its write-ahead log in bytes (0 when there is none).
     pub wal_bytes: u64,
+}
+
+/// What [`SqliteStateStore::vacuum`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct VacuumReport {
+    /// The store file and its write-ahead log before, in bytes...
+    pub bytes_before: u64,
+    /// ...and after.
+    pub bytes_after: u64,
+    /// Whether the write-ahead log, which `VACUUM` fills with the whole rewritten file, was
+    /// copied back and cut to nothing. When readers held it, the file shrinks later, once a
+    /// checkpoint gets through; `bytes_after` then still counts the log.
+    pub wal_truncated: bool,
 }
 
 /// Which part of the store [`SqliteStateStore::verify`] is checking.
@@ -97,6 +111,10 @@ fn count_with(conn: &Connection, sql: &str, param: i64) -> Result<u64> {
     Ok(u64::try_from(n).unwrap_or(0))
 }
 
+fn file_len(path: &std::path::Path) -> u64 {
+    std::fs::metadata(path).map_or(0, |m| m.len())
+}
+
 fn count(conn: &Connection, sql: &str) -> Result<u64> {
     let n: i64 = conn
         .query_row(sql, [], |r| r.get(0))
@@ -105,12 +123,73 @@ fn count(conn: &Connection, sql: &str) -> Result<u64> {
 }
 
 impl SqliteStateStore {
+    /// Rewrites the store file without its free pages, so that space [`StateStore::gc`]
+    /// freed goes back to the filesystem (SQLite otherwise keeps freed pages for reuse, and
+    /// the file never shrinks). Every id, ref, snapshot and ref log entry stays as it is.
+    ///
+    /// It rewrites the whole file: it needs free space of about twice the store's live size
+    /// (SQLite builds the new copy in its temporary directory, then writes it back through
+    /// the write-ahead log), reads and writes every page, and holds the write lock
+    /// throughout. This handle's writers wait; readers carry on. If it fails (a full disk,
+    /// another process holding the write lock past the busy timeout), nothing changed.
+    ///
+    /// [`StateStore::gc`]: crate::StateStore::gc
+    ///
+    /// # Errors
+    /// [`StateStoreError::ReadOnly`](crate::StateStoreError::ReadOnly) on a read-only
+    /// handle; [`StateStoreError::StorageFull`](crate::StateStoreError::StorageFull) when
+    /// the disk fills up; backend errors.
+    pub fn vacuum(&self) -> Result<VacuumReport> {
+        let Some(writer) = &self.shared.writer else {
+            return Err(crate::StateStoreError::ReadOnly {
+                operation: "vacuum",
+            });
+        };
+        let wal = schema::wal_path(self.path());
+        let size = || file_len(self.path()) + file_len(&wal);
+        let bytes_before = size();
+        let timeout = self.shared.config.busy_timeout;
+        let wal_truncated = writer.exclusive(|conn| {
+            super::retry_busy(timeout, || {
+                conn.execute_batch("VACUUM")
+                    .map_err(|e| super::map_sqlite_error("vacuuming the store", e))
+            })?;
+            // VACUUM wrote the whole file into the WAL; copy it back and cut the WAL, which
+            // is also when the main file shrinks. Readers in the WAL make this wait (up to the
+            // busy timeout); it is not an error if they outlast it.
+            let deadline = std::time::Instant::now() + timeout;
+            let mut backoff = super::Backoff::new();
+            loop {
+                let done = conn
+                    .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                        r.get::<_, i64>(0)
+                    })
+                    .map(|busy| busy == 0)
+                    .map_err(|e| super::map_sqlite_error("checkpointing after VACUUM", e));
+                match done {
+                    Ok(true) => break Ok(true),
+                    Ok(false) => {}
+                    Err(e) if super::is_busy(&e) => {}
+                    Err(e) => break Err(e),
+                }
+                if std::time::Instant::now() >= deadline {
+                    break Ok(false);
+                }
+                backoff.pause();
+            }
+        })?;
+        Ok(VacuumReport {
+            bytes_before,
+            bytes_after: size(),
+            wal_truncated,
+        })
+    }
+
     /// Counts and sizes of the store.
     ///
     /// # Errors
     /// Backend errors only.
     pub fn stats(&self) -> Result<StoreStats> {
-        let file_len = |p: &std::path::Path| std::fs::metadata(p).map_or(0, |m| m.len());
         let wal = schema::wal_path(self.path());
         self.read(|conn| {
             Ok(StoreStats {

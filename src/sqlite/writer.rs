@@ -390,6 +390,12 @@ impl Writer {
         }
     }
 
+    /// Runs `f` on the write connection between groups, for statements that cannot run
+    /// inside a group's transaction (`VACUUM`); this handle's writers wait meanwhile.
+    pub(crate) fn exclusive<T>(&self, f: impl FnOnce(&mut Connection) -> T) -> T {
+        f(&mut lock(&self.conn))
+    }
+
     /// Write requests committed so far, and the transactions that committed them.
     pub(crate) fn committed(&self) -> (u64, u64) {
         (

@@ -1776,3 +1776,64 @@ fn gc_prune_history_cuts_the_log_to_a_boundary() {
     );
     env.ok(&["fsck"]);
 }
+
+/// `gc --vacuum` shrinks the file after removing garbage, reports the sizes (text and JSON),
+/// and leaves a store that passes `fsck`; it makes no sense with `--dry-run`, which clap
+/// refuses.
+#[test]
+fn gc_vacuum_shrinks_the_file() {
+    let env = Env::init();
+    let main = {
+        let store = SqliteStateStore::builder()
+            .durability(Durability::Normal)
+            .open(&env.db)
+            .expect("open");
+        crate::vacuum::store_with_garbage(&store, 10, 1_000)
+    };
+    let refused = env
+        .sg(&["gc", "--dry-run", "--vacuum"])
+        .output()
+        .expect("run");
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        crate::cli_util::stderr(&refused).contains("cannot be used with"),
+        "{}",
+        crate::cli_util::stderr(&refused)
+    );
+
+    let before = crate::vacuum::file_bytes(&env.db);
+    let out: Value = serde_json::from_str(&env.ok(&[
+        "gc",
+        "--grace",
+        "0",
+        "--expire-reflog",
+        "0",
+        "--vacuum",
+        "--json",
+    ]))
+    .expect("json");
+    assert_eq!(out["nodes_removed"], 1_000, "{out}");
+    let vacuum = &out["vacuum"];
+    let after = vacuum["bytes_after"].as_u64().expect("bytes_after");
+    assert!(
+        vacuum["bytes_before"].as_u64().expect("bytes_before") >= before,
+        "{out}"
+    );
+    assert_eq!(vacuum["wal_truncated"], true, "{out}");
+    assert_eq!(after, crate::vacuum::file_bytes(&env.db));
+    assert!(after < before / 10, "{before} -> {after}");
+
+    // Text, on a store with nothing more to remove.
+    let text = env.ok(&["gc", "--vacuum"]);
+    assert!(text.contains("removed 0 node(s)"), "{text}");
+    assert!(
+        text.contains("vacuumed: file and write-ahead log"),
+        "{text}"
+    );
+    // Without --vacuum the JSON has no vacuum field.
+    let plain: Value = serde_json::from_str(&env.ok(&["gc", "--json"])).expect("json");
+    assert!(plain.get("vacuum").is_none(), "{plain}");
+    env.ok(&["fsck"]);
+    let log = env.ok(&["log", "--oneline", "main"]);
+    assert_eq!(log.lines().count(), main.len());
+}

@@ -18,6 +18,8 @@
 //! - `sqlite_corruption`: rows damaged behind the store's back surface as `Corrupt`.
 //! - `sqlite_files`: which files opening refuses and leaves untouched; read-only stores.
 //! - `stress`: threads and tokio tasks on one store with readers; WAL growth stays bounded.
+//! - `vacuum`: the file shrinks after gc and keeps everything else, also with concurrent
+//!   writers, readers in the WAL and a full disk.
 
 #[cfg(feature = "cli")]
 mod cli;
@@ -38,4 +40,5 @@ mod sqlite_corruption;
 mod sqlite_files;
 mod stress;
 mod util;
+mod vacuum;
 mod via_async;

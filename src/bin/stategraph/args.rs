@@ -102,7 +102,9 @@ whatever was made within the grace period (--grace, two weeks by default), so a 
 two writes does not lose the first. Removed: other nodes, states no kept node holds, and bytes no
 state holds. Ref log entries are kept unless --expire-reflog says how old they may get; while
 they are kept, every node a branch ever pointed at stays. One transaction: all or nothing, and
-writers wait while it runs. The file does not shrink; SQLite reuses the freed space.
+writers wait while it runs. The file does not shrink (SQLite reuses the freed space) unless
+--vacuum then rewrites it without its free pages: that reads and writes the whole file, needs
+free space of about twice what it keeps, and makes writers wait until it is done.
 
 AGE is a number with a unit: s, m, h, d or w (e.g. 90m, 36h, 2w); 0 means no grace.
 
@@ -111,12 +113,14 @@ snapshot points at), with the ref log entries naming them; `log` then stops at t
 above them and says so, as after importing a snapshot without its ancestors.
 
 --json prints one object: nodes_removed, nodes_kept, states_removed, blobs_removed,
-bytes_removed, ref_log_entries_removed, boundary_nodes and dry_run.
+bytes_removed, ref_log_entries_removed, boundary_nodes and dry_run; with --vacuum also
+vacuum: {bytes_before, bytes_after, wal_truncated} (file plus write-ahead log, in bytes).
 
 Examples:
   stategraph gc --dry-run
   stategraph gc --grace 1d --expire-reflog 30d
-  stategraph gc --prune-history 90d      # also forget history older than 90 days")]
+  stategraph gc --prune-history 90d      # also forget history older than 90 days
+  stategraph gc --vacuum                 # and give the freed space back to the disk")]
     Gc(GcArgs),
 
     /// Write snapshots as self-verifying package files, for another store
@@ -505,6 +509,9 @@ pub struct GcArgs {
     /// Count what would be removed; remove nothing
     #[arg(long, short = 'n')]
     pub dry_run: bool,
+    /// Then rewrite the file without its free pages, so that it shrinks
+    #[arg(long, conflicts_with = "dry_run")]
+    pub vacuum: bool,
     /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,

@@ -299,6 +299,19 @@ pub fn progress(len: u64, what: &str) -> indicatif::ProgressBar {
     bar
 }
 
+/// A spinner on stderr for work of unknown length described by `what`; hidden when stderr
+/// is not a terminal.
+pub fn spinner(what: &str) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_message(what.to_owned());
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    bar
+}
+
 /// Text from the store (labels, content types, ref log messages: written by any program,
 /// or imported from another store) made safe to print: control characters are shown as
 /// escapes (`\u{1b}`, `\r`), so they cannot move the cursor, recolour the terminal or

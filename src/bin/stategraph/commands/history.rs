@@ -238,8 +238,8 @@ pub fn boundary_note(theme: Theme, boundary: &[StateNodeId]) {
         theme,
         &format!(
             "history stops at {} parent(s) not in this store: {} (a shallow boundary left by \
-             `import`; import their snapshots to go further, or run `stategraph fsck` if this \
-             store never imported anything)",
+             `import` or `gc --prune-history`; import their snapshots to go further, or run \
+             `stategraph fsck` if this store did neither)",
             boundary.len(),
             ids.join(", ")
         ),

@@ -8,7 +8,7 @@ use stategraph::{GcOptions, StateStore, VerifyPhase, VerifyProgress};
 use crate::Ctx;
 use crate::args::{GcArgs, JsonArgs};
 use crate::error::{CliError, CliResult, EXIT_FALSE};
-use crate::output::{human_size, progress, write_json};
+use crate::output::{human_size, note, progress, spinner, write_json};
 
 #[derive(Serialize)]
 struct FsckJson {
@@ -149,6 +149,15 @@ struct GcJson {
     ref_log_entries_removed: u64,
     boundary_nodes: u64,
     dry_run: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vacuum: Option<VacuumJson>,
+}
+
+#[derive(Serialize)]
+struct VacuumJson {
+    bytes_before: u64,
+    bytes_after: u64,
+    wal_truncated: bool,
 }
 
 /// `gc`.
@@ -162,6 +171,14 @@ pub fn gc(ctx: &Ctx, args: &GcArgs) -> CliResult {
         options = options.prune_history(age);
     }
     let r = store.gc(&options)?;
+    let vacuumed = if args.vacuum {
+        let spinner = spinner("vacuuming (rewriting the whole file)");
+        let vacuumed = store.vacuum();
+        spinner.finish_and_clear();
+        Some(vacuumed?)
+    } else {
+        None
+    };
     let mut out = ctx.out(false);
     if args.json {
         let json = GcJson {
@@ -173,6 +190,11 @@ pub fn gc(ctx: &Ctx, args: &GcArgs) -> CliResult {
             ref_log_entries_removed: r.ref_log_entries_removed,
             boundary_nodes: r.boundary_nodes,
             dry_run: r.dry_run,
+            vacuum: vacuumed.as_ref().map(|v| VacuumJson {
+                bytes_before: v.bytes_before,
+                bytes_after: v.bytes_after,
+                wal_truncated: v.wal_truncated,
+            }),
         };
         write_json(&mut out, &json)?;
     } else {
@@ -197,6 +219,21 @@ pub fn gc(ctx: &Ctx, args: &GcArgs) -> CliResult {
                 r.boundary_nodes
             )?;
         }
+        if let Some(v) = &vacuumed {
+            writeln!(
+                out,
+                "vacuumed: file and write-ahead log {} -> {}",
+                human_size(v.bytes_before),
+                human_size(v.bytes_after)
+            )?;
+        }
+    }
+    if vacuumed.as_ref().is_some_and(|v| !v.wal_truncated) {
+        note(
+            ctx.err_theme,
+            "readers were still using the write-ahead log, which holds the rewritten file; \
+             it is copied back and cut at a later checkpoint (when the last reader is done)",
+        );
     }
     out.finish()?;
     Ok(())

@@ -1,0 +1,330 @@
+//! `SqliteStateStore::vacuum`: the file shrinks after `gc`, and nothing that was kept
+//! changes; concurrent writers, readers in the WAL, read-only handles and a full disk.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use stategraph::{
+    GcOptions, History as _, LogOptions, SqliteStateStore, StateData, StateNodeId, StateStore,
+    StateStoreError,
+};
+
+use crate::durability_util::{
+    ChildProc, assert_chain_complete, assert_integrity, child_args, child_role, child_var, report,
+};
+use crate::util::{commit_bytes, meta, open_normal, random_bytes, t};
+
+const VACUUM_FULL_CHILD_TEST: &str = "vacuum::child_vacuum_on_a_full_disk";
+
+pub fn file_bytes(path: &Path) -> u64 {
+    let len = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    len(path) + len(Path::new(&wal))
+}
+
+/// A `main` chain of `kept` small nodes with a snapshot of its head, and a `scratch` branch
+/// of `dropped` nodes with 4 KiB states (incompressible) that is deleted again: `gc` with
+/// no grace then frees most of the file. Returns the main chain, oldest first.
+pub fn store_with_garbage(store: &SqliteStateStore, kept: u64, dropped: u64) -> Vec<StateNodeId> {
+    let mut main = Vec::new();
+    for i in 0..kept {
+        let parents = main.last().copied().into_iter().collect();
+        let label = format!("main {i}");
+        let (_, id) = commit_bytes(
+            store,
+            parents,
+            label.as_bytes(),
+            None,
+            meta(t(i as i64), Some(&label)),
+        );
+        main.push(id);
+    }
+    store
+        .set_ref("main", None, main.last().unwrap())
+        .expect("main");
+    store.snapshot(main.last().unwrap()).expect("snapshot");
+    let mut batch = store.batch();
+    let mut head = main[0];
+    for i in 0..dropped {
+        let data = batch.put_state(StateData::new(random_bytes(i + 1, 4096)));
+        head = batch
+            .commit_node(vec![head], data, meta(t(i as i64), Some("scratch")))
+            .expect("scratch node");
+    }
+    batch.set_ref("scratch", None, &head).expect("scratch");
+    batch.commit().expect("scratch batch");
+    store.delete_ref("scratch", &head).expect("delete scratch");
+    main
+}
+
+fn gc_everything(store: &SqliteStateStore) {
+    let options = GcOptions::new()
+        .grace(Duration::ZERO)
+        .expire_ref_log(Duration::ZERO);
+    let report = store.gc(&options).expect("gc");
+    assert!(report.nodes_removed > 0, "{report:?}");
+}
+
+fn assert_main_intact(store: &SqliteStateStore, main: &[StateNodeId]) {
+    let head = store.get_ref("main").expect("get_ref").expect("main");
+    assert_eq!(&head, main.last().unwrap());
+    let mut walked = assert_chain_complete(store, &head);
+    walked.reverse();
+    assert_eq!(walked, main);
+    for (i, id) in main.iter().enumerate() {
+        let node = store.get_node(id).expect("node");
+        let state = store.get_state(&node.data_ref).expect("state");
+        assert_eq!(state.bytes, format!("main {i}").into_bytes());
+    }
+    let snapshots = store.list_snapshots().expect("snapshots");
+    assert_eq!(snapshots.len(), 1);
+    assert_eq!(&snapshots[0].node_id, main.last().unwrap());
+    let report = store.verify(|_| {}).expect("verify");
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+}
+
+#[test]
+fn vacuum_gives_the_space_gc_freed_back_and_changes_nothing_kept() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("v.db");
+    let store = open_normal(&path);
+    let main = store_with_garbage(&store, 50, 2_000);
+    gc_everything(&store);
+    let before = file_bytes(&path);
+    assert!(before > 8 << 20, "gc left the file at {before} bytes");
+
+    let ref_log = store.ref_log("main").expect("ref log");
+    let report = store.vacuum().expect("vacuum");
+    assert!(report.wal_truncated, "{report:?}");
+    assert_eq!(report.bytes_before, before);
+    assert_eq!(report.bytes_after, file_bytes(&path));
+    assert!(
+        report.bytes_after < before / 10,
+        "the file only went from {before} to {} bytes",
+        report.bytes_after
+    );
+    assert_main_intact(&store, &main);
+    // Ids and the ref log are what they were; writing goes on.
+    assert_eq!(store.ref_log("main").expect("ref log"), ref_log);
+    let (_, next) = commit_bytes(
+        &store,
+        vec![*main.last().unwrap()],
+        b"after",
+        None,
+        meta(t(99), None),
+    );
+    store
+        .set_ref("main", main.last(), &next)
+        .expect("move main after vacuum");
+    drop(store);
+    assert_integrity(&path);
+
+    // Nothing to give back: a second vacuum changes nothing either.
+    let store = open_normal(&path);
+    let again = store.vacuum().expect("vacuum again");
+    assert!(again.bytes_after <= again.bytes_before + 4096, "{again:?}");
+    assert_eq!(store.get_ref("main").unwrap(), Some(next));
+}
+
+#[test]
+fn writers_on_the_same_handle_wait_for_vacuum_and_lose_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("v.db");
+    let store = Arc::new(open_normal(&path));
+    let main = store_with_garbage(&store, 20, 1_000);
+    gc_everything(&store);
+    let done = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (store, done) = (Arc::clone(&store), Arc::clone(&done));
+        std::thread::spawn(move || {
+            let (_, root) = commit_bytes(&*store, vec![], b"w", None, meta(t(0), Some("w")));
+            let mut chain = vec![root];
+            // At least a few commits after vacuum started, whenever the thread runs.
+            while !done.load(Ordering::Acquire) || chain.len() < 5 {
+                let i = chain.len();
+                let (_, id) = commit_bytes(
+                    &*store,
+                    vec![*chain.last().unwrap()],
+                    format!("w{i}").as_bytes(),
+                    None,
+                    meta(t(i as i64), None),
+                );
+                chain.push(id);
+            }
+            chain
+        })
+    };
+    let report = store.vacuum().expect("vacuum");
+    done.store(true, Ordering::Release);
+    let chain = writer.join().expect("writer");
+    assert!(report.bytes_after < report.bytes_before, "{report:?}");
+    let head = chain.last().unwrap();
+    let mut walked = assert_chain_complete(&*store, head);
+    walked.reverse();
+    assert_eq!(walked, chain);
+    assert_main_intact(&store, &main);
+    drop(store);
+    assert_integrity(&path);
+}
+
+#[test]
+fn a_reader_in_the_wal_delays_only_the_truncation() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("v.db");
+    let store = SqliteStateStore::builder()
+        .durability(stategraph::Durability::Normal)
+        .busy_timeout(Duration::from_millis(200))
+        .open(&path)
+        .expect("open");
+    let main = store_with_garbage(&store, 20, 500);
+    gc_everything(&store);
+    // Another connection mid-read holds a snapshot in the WAL throughout.
+    let reader = rusqlite::Connection::open(&path).expect("reader");
+    reader.execute_batch("BEGIN").expect("begin");
+    let seen: i64 = reader
+        .query_row("SELECT count(*) FROM state_nodes", [], |r| r.get(0))
+        .expect("read");
+
+    let report = store.vacuum().expect("vacuum with a reader");
+    assert!(!report.wal_truncated, "{report:?}");
+    // The reader still sees the store as it was.
+    let still: i64 = reader
+        .query_row("SELECT count(*) FROM state_nodes", [], |r| r.get(0))
+        .expect("read again");
+    assert_eq!(still, seen);
+    reader.execute_batch("COMMIT").expect("end read");
+    drop(reader);
+    assert_main_intact(&store, &main);
+    // Once the reader is gone, the next vacuum gets the truncation through.
+    let report = store.vacuum().expect("vacuum");
+    assert!(report.wal_truncated, "{report:?}");
+    drop(store);
+    assert_integrity(&path);
+}
+
+#[test]
+fn a_read_only_handle_cannot_vacuum() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("v.db");
+    let main = store_with_garbage(&open_normal(&path), 5, 10);
+    let bytes = std::fs::read(&path).expect("read file");
+    let store = SqliteStateStore::open_read_only(&path).expect("open read-only");
+    let err = store.vacuum().unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StateStoreError::ReadOnly {
+                operation: "vacuum"
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        store
+            .log(&LogOptions::new().from(*main.last().unwrap()))
+            .unwrap()
+            .count(),
+        5
+    );
+    drop(store);
+    assert_eq!(std::fs::read(&path).expect("read file"), bytes);
+}
+
+/// Vacuum needs room for a second copy of what it keeps; when a write fails for lack of
+/// room (a file-size limit, `ulimit -f`, as in `crash::a_full_disk_fails_writes_cleanly`)
+/// it must fail with an error, and the store must be exactly as usable as before.
+#[test]
+fn vacuum_on_a_full_disk_fails_and_keeps_the_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("full.db");
+    let main = {
+        let store = open_normal(&path);
+        // Little garbage and much kept: the rewritten copy does not fit beside the file.
+        let main = store_with_garbage(&store, 20, 1);
+        let mut batch = store.batch();
+        let mut head = *main.last().unwrap();
+        for i in 0..600 {
+            let data = batch.put_state(StateData::new(random_bytes(1_000 + i, 4096)));
+            head = batch
+                .commit_node(vec![head], data, meta(t(i as i64), Some("kept")))
+                .expect("kept node");
+        }
+        batch.set_ref("kept", None, &head).expect("kept");
+        batch.commit().expect("batch");
+        gc_everything(&store);
+        drop(store);
+        main
+    };
+    let size = std::fs::metadata(&path).expect("size").len();
+    // Blocks of 512 bytes. The limit is per file: VACUUM writes the rewritten store into
+    // the WAL, which at half the store's size cannot hold it.
+    let blocks = size / 2 / 512;
+    let exe = std::env::current_exe().expect("current_exe");
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(format!(
+            "trap '' XFSZ; ulimit -f {blocks} && exec \"$0\" \"$@\""
+        ))
+        .arg(exe)
+        .args(child_args(VACUUM_FULL_CHILD_TEST))
+        .env(crate::durability_util::CHILD_ENV, "vacuum-full")
+        .env("STATEGRAPH_TEST_DB", &path)
+        // SQLite builds the new copy in its temporary directory: keep it on the same limit.
+        .env("SQLITE_TMPDIR", dir.path());
+    let mut child = ChildProc::spawn(cmd);
+    let status = child.wait(Duration::from_secs(60));
+    let (reports, stderr) = child.finish();
+    assert!(
+        status.success(),
+        "child failed ({status}); {reports:?}\n{stderr}"
+    );
+    let outcome = reports
+        .iter()
+        .find(|r| r.starts_with("vacuum "))
+        .expect("the child reported no vacuum outcome");
+    eprintln!("vacuum under a file-size limit: {outcome}");
+    assert!(
+        outcome.starts_with("vacuum error storage-full")
+            || outcome.starts_with("vacuum error backend"),
+        "vacuum under the limit: {outcome}"
+    );
+    assert!(reports.iter().any(|r| r == "reads-ok"), "{reports:?}");
+
+    let store = open_normal(&path);
+    assert_main_intact(&store, &main);
+    assert!(store.get_ref("kept").unwrap().is_some());
+    // With room again, vacuum works.
+    store.vacuum().expect("vacuum with room");
+    drop(store);
+    assert_integrity(&path);
+}
+
+/// The child half of [`vacuum_on_a_full_disk_fails_and_keeps_the_store`]. Does nothing when
+/// run on its own.
+#[test]
+#[ignore = "child process of the vacuum tests; run by them"]
+fn child_vacuum_on_a_full_disk() {
+    if child_role().as_deref() != Some("vacuum-full") {
+        return;
+    }
+    let path = child_var("STATEGRAPH_TEST_DB");
+    let store = open_normal(Path::new(&path));
+    match store.vacuum() {
+        Ok(r) => report(&format!("vacuum ok {r:?}")),
+        Err(e) => {
+            let kind = match &e {
+                StateStoreError::StorageFull(_) => "storage-full",
+                StateStoreError::Backend(_) => "backend",
+                _ => "other",
+            };
+            report(&format!("vacuum error {kind} {e}"));
+        }
+    }
+    let head = store.get_ref("kept").expect("get_ref").expect("kept");
+    assert_eq!(assert_chain_complete(&store, &head).len(), 620);
+    report("reads-ok");
+}
