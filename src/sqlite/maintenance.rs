@@ -151,8 +151,12 @@ impl SqliteStateStore {
         let timeout = self.shared.config.busy_timeout;
         let wal_truncated = writer.exclusive(|conn| {
             super::retry_busy(timeout, || {
-                conn.execute_batch("VACUUM")
-                    .map_err(|e| super::map_sqlite_error("vacuuming the store", e))
+                conn.execute_batch("VACUUM").map_err(|e| {
+                    super::map_sqlite_error(
+                        "vacuuming the store (which needs free space of about twice what it keeps)",
+                        e,
+                    )
+                })
             })?;
             // VACUUM wrote the whole file into the WAL; copy it back and cut the WAL, which
             // is also when the main file shrinks. Readers in the WAL make this wait (up to the
