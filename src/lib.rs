@@ -89,7 +89,8 @@ pub use id::{
 };
 pub use memory::InMemoryStateStore;
 pub use model::{
-    Ref, RefLogEntry, SnapshotInfo, StateData, StateInfo, StateMetadata, StateNode, StateSnapshot,
+    IntoLabel, Ref, RefLogEntry, SnapshotInfo, StateData, StateInfo, StateMetadata, StateNode,
+    StateSnapshot,
 };
 pub use package::SnapshotPackage;
 pub use refs::{MAX_REF_NAME_LEN, validate_ref_name};

@@ -56,12 +56,53 @@ impl StateMetadata {
         Self { created_at, label }
     }
 
-    /// Metadata stamped with the current UTC time.
-    pub fn now(label: impl Into<Option<String>>) -> Self {
+    /// Metadata stamped with the current UTC time: `StateMetadata::now("tick 7")`,
+    /// `now(format!("tick {n}"))`, `now(Some(label))`, or `now(None)` for no label.
+    ///
+    /// ```
+    /// use stategraph::StateMetadata;
+    ///
+    /// assert_eq!(StateMetadata::now("tick 7").label.as_deref(), Some("tick 7"));
+    /// assert_eq!(StateMetadata::now(format!("tick {}", 8)).label.as_deref(), Some("tick 8"));
+    /// assert_eq!(StateMetadata::now(Some("x".to_owned())).label.as_deref(), Some("x"));
+    /// assert_eq!(StateMetadata::now(None).label, None);
+    /// ```
+    pub fn now(label: impl IntoLabel) -> Self {
         Self {
             created_at: OffsetDateTime::now_utc(),
-            label: label.into(),
+            label: label.into_label(),
         }
+    }
+}
+
+/// What [`StateMetadata::now`] takes as a label: text (`&str`, `String`) or an
+/// `Option<String>` (`None`: no label).
+pub trait IntoLabel {
+    /// The label, if any.
+    fn into_label(self) -> Option<String>;
+}
+
+impl IntoLabel for &str {
+    fn into_label(self) -> Option<String> {
+        Some(self.to_owned())
+    }
+}
+
+impl IntoLabel for String {
+    fn into_label(self) -> Option<String> {
+        Some(self)
+    }
+}
+
+impl IntoLabel for &String {
+    fn into_label(self) -> Option<String> {
+        Some(self.clone())
+    }
+}
+
+impl IntoLabel for Option<String> {
+    fn into_label(self) -> Option<String> {
+        self
     }
 }
 
