@@ -24,13 +24,15 @@
 //! against 1 (group commit), `get_state` / `load_snapshot` latency, full log walks of 100k-
 //! and 1M-node histories with merges, `is_ancestor` / `merge_base` near the head, and the
 //! peak memory (`VmHWM`) of the 1M log walk, measured in a child process (this binary
-//! re-invoked with a hidden `--child-log-walk` argument).
+//! re-invoked with a hidden `--child-log-walk` argument), and `gc` + `vacuum` of a 100k-node
+//! store.
 //!
 //! Each cell is the median of several runs (5 full, 3 quick) with the min–max spread, in the
 //! units people think in (commits/s, nodes/s, µs/op, ms, MB); the ratio columns divide
 //! stategraph's median by the other column's in the row's unit, and PASS/MISS compares
 //! against the design targets. Without `--bench` (as `cargo test --benches` runs it) only a
-//! tiny smoke run is done. `--only ticks,bulk,writers,history` runs some sections only.
+//! tiny smoke run is done. `--only ticks,bulk,writers,history,maintenance` runs some sections
+//! only.
 //! Temp dirs go under the system temp dir and are removed at the end.
 
 #[path = "shared/schema.rs"]
@@ -39,6 +41,7 @@ mod schema;
 use std::borrow::Cow;
 use std::cell::Cell;
 use std::fmt::Write as _;
+use std::fs::File;
 use std::hint::black_box;
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -93,7 +96,7 @@ enum Mode {
 
 struct Config {
     mode: Mode,
-    /// Sections to run (`--only ticks,bulk,writers,history`); all when empty.
+    /// Sections to run (`--only ticks,bulk,writers,history,maintenance`); all when empty.
     only: Vec<String>,
     runs: usize,
     tick_budget: Duration,
@@ -1504,6 +1507,120 @@ impl Bench {
                 self.history(n, k == 0, k + 1 == sizes.len())?;
             }
         }
+        if self.cfg.runs_section("maintenance") {
+            self.maintenance()?;
+        }
+        Ok(())
+    }
+
+    /// `gc` and `vacuum` on a store of `bulk_nodes` kept nodes plus a deleted branch of a
+    /// tenth as many (4 KiB states) for gc to remove. Every run works on a fresh copy of the
+    /// same file. Baselines from the same runs: a full log walk of the kept history (gc
+    /// reads every node's parents once) and copying the file (vacuum rewrites it).
+    fn maintenance(&mut self) -> Res<()> {
+        let n = self.cfg.bulk_nodes;
+        let garbage = n / 10;
+        progress(&format!(
+            "gc and vacuum: {} kept nodes, {} to remove",
+            count_name(n),
+            count_name(garbage)
+        ));
+        let dir = Self::temp()?;
+        let master = dir.path().join("master.db");
+        let head = {
+            let store = sg_open(&master, Durability::Normal)?;
+            let mut batch = Batch::new(&store);
+            let mut head = None;
+            for i in 0..n as u64 {
+                let data = batch.put_state(StateData::new(state_bytes(i, 256)));
+                head = Some(batch.commit_node(head.into_iter().collect(), data, meta(i))?);
+            }
+            let head = head.ok_or("no nodes")?;
+            batch.set_ref("main", None, &head)?;
+            batch.commit()?;
+            let mut batch = Batch::new(&store);
+            let mut tip = head;
+            for i in 0..garbage as u64 {
+                let data = batch.put_state(StateData::new(state_bytes(n as u64 + i, 4096)));
+                tip = batch.commit_node(vec![tip], data, meta(n as u64 + i))?;
+            }
+            batch.set_ref("scratch", None, &tip)?;
+            batch.commit()?;
+            store.delete_ref("scratch", &tip)?;
+            head
+        };
+        let master_bytes = std::fs::metadata(&master)?.len();
+        let options = stategraph::GcOptions::new()
+            .grace(Duration::ZERO)
+            .expire_ref_log(Duration::ZERO);
+        let (mut gc_ms, mut vacuum_ms, mut walk_ms, mut copy_ms) = (vec![], vec![], vec![], vec![]);
+        let mut after_bytes = 0;
+        for run in 0..self.cfg.runs {
+            let path = dir.path().join(format!("run{run}.db"));
+            let t = Instant::now();
+            std::fs::copy(&master, &path)?;
+            File::open(&path)?.sync_all()?;
+            copy_ms.push(t.elapsed().as_secs_f64() * 1e3);
+            let store = sg_open(&path, Durability::Immediate)?;
+            let t = Instant::now();
+            let walked = store.log(&LogOptions::new().from(head))?.count();
+            walk_ms.push(t.elapsed().as_secs_f64() * 1e3);
+            if walked != n {
+                return Err(format!("walked {walked} of {n} nodes").into());
+            }
+            let t = Instant::now();
+            let report = store.gc(&options)?;
+            gc_ms.push(t.elapsed().as_secs_f64() * 1e3);
+            if report.nodes_removed != garbage as u64 {
+                return Err(
+                    format!("gc removed {} nodes, not {garbage}", report.nodes_removed).into(),
+                );
+            }
+            let t = Instant::now();
+            let vacuumed = store.vacuum()?;
+            vacuum_ms.push(t.elapsed().as_secs_f64() * 1e3);
+            after_bytes = vacuumed.bytes_after;
+            drop(store);
+            std::fs::remove_file(&path)?;
+        }
+        let (gc, vacuum, walk, copy) = (
+            Stat::of(&gc_ms),
+            Stat::of(&vacuum_ms),
+            Stat::of(&walk_ms),
+            Stat::of(&copy_ms),
+        );
+        let mut row = Row::new(
+            format!(
+                "gc: {}-node store, removing {} unreachable nodes",
+                count_name(n),
+                count_name(garbage)
+            ),
+            "ms",
+        );
+        row.sg = Some(gc);
+        row.target = format!(
+            "info: {:.2}× a full log walk of the kept history ({} ms)",
+            gc.median / walk.median,
+            num(walk.median)
+        );
+        self.rows.push(row);
+        let mut row = Row::new("vacuum after that gc", "ms");
+        row.sg = Some(vacuum);
+        row.target = format!(
+            "info: {:.2}× copying the file and fsyncing the copy ({} ms); {:.1} → {:.1} MB",
+            vacuum.median / copy.median,
+            num(copy.median),
+            master_bytes as f64 / 1e6,
+            after_bytes as f64 / 1e6
+        );
+        self.rows.push(row);
+        self.notes.push(
+            "maintenance: every run copies one prepared store (a chain of kept nodes with 256 B \
+             states, plus a deleted branch of 4 KiB states), walks its log, runs gc (no grace, \
+             ref log expired) and then vacuum on the copy; the walk and the copy are the \
+             baselines. gc and vacuum hold the write lock while they run."
+                .to_owned(),
+        );
         Ok(())
     }
 
@@ -2138,7 +2255,7 @@ fn main() -> Res<()> {
     if let Some(i) = args.iter().position(|a| a == "--only") {
         let list = args
             .get(i + 1)
-            .ok_or("--only needs ticks,bulk,writers,history")?;
+            .ok_or("--only needs ticks,bulk,writers,history,maintenance")?;
         cfg.only = list.split(',').map(str::to_owned).collect();
     }
     let mut bench = Bench {
