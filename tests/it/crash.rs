@@ -49,7 +49,8 @@ fn payload(label: &str, rng: &mut Rng) -> StateData {
 }
 
 /// The child half of [`sigkill_at_random_moments_loses_no_acknowledged_write`]: commits a
-/// chain forever (nodes, snapshots, CAS moves of `main`, 50-node batches) and reports each
+/// chain forever (nodes, snapshots, CAS moves of `main`, 50-node batches, now and then gc and
+/// vacuum) and reports each
 /// acknowledged write on stdout, until the parent kills it. Does nothing when run on its own.
 #[test]
 #[ignore = "child process of the crash tests; run by them"]
@@ -98,6 +99,14 @@ fn child_writer() {
             report(&format!("ref {}", node.to_hex()));
             main = Some(node);
         }
+        if tick % 48 == 47 {
+            // Maintenance under the same random kills: gc with the default grace (so it
+            // removes nothing this test acknowledged) and a VACUUM rewriting the whole file.
+            report("maintenance-start");
+            store.gc(&stategraph::GcOptions::new()).expect("child: gc");
+            store.vacuum().expect("child: vacuum");
+            report("maintenance-done");
+        }
         if tick % 16 == 15 {
             let mut batch = store.batch();
             let mut ids = Vec::with_capacity(BATCH_NODES);
@@ -142,6 +151,9 @@ struct Acked {
     /// How many moves of `main` happened (acknowledged, or found applied).
     main_moves: usize,
     batches: usize,
+    /// gc + vacuum runs the child started, and finished.
+    maintenance_started: usize,
+    maintenance_done: usize,
     /// How much of `nodes` / `snapshots` earlier rounds have verified already.
     verified_nodes: usize,
     verified_snapshots: usize,
@@ -168,6 +180,8 @@ fn apply_reports(acked: &mut Acked, reports: &[String]) -> Pending {
         let mut next_id = || node_id(words.next().expect("an id"));
         match kind {
             "open" => {}
+            "maintenance-start" => acked.maintenance_started += 1,
+            "maintenance-done" => acked.maintenance_done += 1,
             "node" => acked.nodes.push(next_id()),
             "snap" => {
                 let snap = next_id();
@@ -382,11 +396,14 @@ fn sigkill_at_random_moments_loses_no_acknowledged_write() {
     }
     eprintln!(
         "{rounds} rounds ({startup_kills} killed at startup): {} acknowledged nodes, {} \
-         snapshots, {} batches, {} moves of main, in {:?}",
+         snapshots, {} batches, {} moves of main, {} gc + vacuum runs ({} killed mid-way), in \
+         {:?}",
         acked.nodes.len(),
         acked.snapshots.len(),
         acked.batches,
         acked.main_moves,
+        acked.maintenance_started,
+        acked.maintenance_started - acked.maintenance_done,
         started.elapsed()
     );
     assert!(
