@@ -34,6 +34,10 @@ pub struct StoreStats {
     pub file_bytes: u64,
     /// Size of its write-ahead log in bytes (0 when there is none).
     pub wal_bytes: u64,
+    /// Bytes of the file on SQLite's free list: space `gc` (or deleted snapshots and refs)
+    /// freed, reused by later writes, given back to the filesystem by
+    /// [`SqliteStateStore::vacuum`].
+    pub free_bytes: u64,
 }
 
 /// What [`SqliteStateStore::vacuum`] did.
@@ -207,6 +211,8 @@ impl SqliteStateStore {
                 schema_version: schema::read_ids(conn)?.1,
                 file_bytes: file_len(self.path()),
                 wal_bytes: file_len(&wal),
+                free_bytes: count(conn, "PRAGMA freelist_count")?
+                    * count(conn, "PRAGMA page_size")?,
             })
         })
     }

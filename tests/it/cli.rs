@@ -1801,18 +1801,23 @@ fn gc_vacuum_shrinks_the_file() {
         crate::cli_util::stderr(&refused)
     );
 
+    let stats: Value = serde_json::from_str(&env.ok(&["stats", "--json"])).expect("json");
+    assert_eq!(stats["free_bytes"], 0, "nothing freed yet: {stats}");
     let before = crate::vacuum::file_bytes(&env.db);
-    let out: Value = serde_json::from_str(&env.ok(&[
-        "gc",
-        "--grace",
-        "0",
-        "--expire-reflog",
-        "0",
-        "--vacuum",
-        "--json",
-    ]))
-    .expect("json");
+    // gc alone frees pages inside the file; stats shows them.
+    let out: Value =
+        serde_json::from_str(&env.ok(&["gc", "--grace", "0", "--expire-reflog", "0", "--json"]))
+            .expect("json");
     assert_eq!(out["nodes_removed"], 1_000, "{out}");
+    assert!(out.get("vacuum").is_none(), "{out}");
+    let stats: Value = serde_json::from_str(&env.ok(&["stats", "--json"])).expect("json");
+    let free = stats["free_bytes"].as_u64().expect("free_bytes");
+    assert!(free > before / 2, "{free} of {before} bytes free: {stats}");
+    let text = env.ok(&["stats"]);
+    assert!(text.contains("gc --vacuum"), "{text}");
+
+    let out: Value = serde_json::from_str(&env.ok(&["gc", "--vacuum", "--json"])).expect("json");
+    assert_eq!(out["nodes_removed"], 0, "{out}");
     let vacuum = &out["vacuum"];
     let after = vacuum["bytes_after"].as_u64().expect("bytes_after");
     assert!(
@@ -1822,6 +1827,9 @@ fn gc_vacuum_shrinks_the_file() {
     assert_eq!(vacuum["wal_truncated"], true, "{out}");
     assert_eq!(after, crate::vacuum::file_bytes(&env.db));
     assert!(after < before / 10, "{before} -> {after}");
+    let stats: Value = serde_json::from_str(&env.ok(&["stats", "--json"])).expect("json");
+    assert_eq!(stats["free_bytes"], 0, "vacuum left free pages: {stats}");
+    assert!(!env.ok(&["stats"]).contains("gc --vacuum"));
 
     // Text, on a store with nothing more to remove.
     let text = env.ok(&["gc", "--vacuum"]);
@@ -1830,9 +1838,6 @@ fn gc_vacuum_shrinks_the_file() {
         text.contains("vacuumed: file and write-ahead log"),
         "{text}"
     );
-    // Without --vacuum the JSON has no vacuum field.
-    let plain: Value = serde_json::from_str(&env.ok(&["gc", "--json"])).expect("json");
-    assert!(plain.get("vacuum").is_none(), "{plain}");
     env.ok(&["fsck"]);
     let log = env.ok(&["log", "--oneline", "main"]);
     assert_eq!(log.lines().count(), main.len());

@@ -96,6 +96,8 @@ fn vacuum_gives_the_space_gc_freed_back_and_changes_nothing_kept() {
     gc_everything(&store);
     let before = file_bytes(&path);
     assert!(before > 8 << 20, "gc left the file at {before} bytes");
+    let free = store.stats().expect("stats").free_bytes;
+    assert!(free > before / 2, "gc freed only {free} of {before} bytes");
 
     let ref_log = store.ref_log("main").expect("ref log");
     let report = store.vacuum().expect("vacuum");
@@ -107,6 +109,7 @@ fn vacuum_gives_the_space_gc_freed_back_and_changes_nothing_kept() {
         "the file only went from {before} to {} bytes",
         report.bytes_after
     );
+    assert_eq!(store.stats().expect("stats").free_bytes, 0);
     assert_main_intact(&store, &main);
     // Ids and the ref log are what they were; writing goes on.
     assert_eq!(store.ref_log("main").expect("ref log"), ref_log);

@@ -89,7 +89,8 @@ Example:
     /// Counts and sizes of the store
     #[command(after_help = "\
 --json prints one object: nodes, states, blobs, blob_bytes, snapshots, refs, shallow_edges,
-schema_version, file_bytes, wal_bytes.
+schema_version, file_bytes, wal_bytes, free_bytes (the part of the file SQLite keeps free
+for reuse; `gc --vacuum` gives it back).
 
 Example:
   stategraph stats")]

@@ -88,6 +88,7 @@ struct StatsJson {
     schema_version: i64,
     file_bytes: u64,
     wal_bytes: u64,
+    free_bytes: u64,
 }
 
 /// `stats`.
@@ -107,6 +108,7 @@ pub fn stats(ctx: &Ctx, args: &JsonArgs) -> CliResult {
             schema_version: s.schema_version,
             file_bytes: s.file_bytes,
             wal_bytes: s.wal_bytes,
+            free_bytes: s.free_bytes,
         };
         write_json(&mut out, &json)?;
     } else {
@@ -133,6 +135,13 @@ pub fn stats(ctx: &Ctx, args: &JsonArgs) -> CliResult {
             human_size(s.file_bytes),
             human_size(s.wal_bytes)
         )?;
+        if s.free_bytes > 0 {
+            writeln!(
+                out,
+                "free           {} of the file (reused by later writes; `gc --vacuum` gives it back)",
+                human_size(s.free_bytes)
+            )?;
+        }
         writeln!(out, "schema version {}", s.schema_version)?;
     }
     out.finish()?;
