@@ -179,11 +179,14 @@ pub fn gc(ctx: &Ctx, args: &GcArgs) -> CliResult {
     if let Some(age) = args.prune_history {
         options = options.prune_history(age);
     }
-    let r = store.gc(&options)?;
+    let busy = spinner("collecting (reads every node's parents once)");
+    let r = store.gc(&options);
+    busy.finish_and_clear();
+    let r = r?;
     let vacuumed = if args.vacuum {
-        let spinner = spinner("vacuuming (rewriting the whole file)");
+        let busy = spinner("vacuuming (rewriting the whole file)");
         let vacuumed = store.vacuum();
-        spinner.finish_and_clear();
+        busy.finish_and_clear();
         Some(vacuumed?)
     } else {
         None
