@@ -296,10 +296,16 @@ fn vacuum_on_a_full_disk_fails_and_keeps_the_store() {
         "vacuum under the limit: {outcome}"
     );
     assert!(reports.iter().any(|r| r == "reads-ok"), "{reports:?}");
+    let after = reports
+        .iter()
+        .find_map(|r| r.strip_prefix("write-ok "))
+        .unwrap_or_else(|| panic!("no write after the failed vacuum: {reports:?}"));
 
     let store = open_normal(&path);
     assert_main_intact(&store, &main);
-    assert!(store.get_ref("kept").unwrap().is_some());
+    let kept = store.get_ref("kept").unwrap().expect("kept");
+    assert_eq!(kept.to_hex(), after);
+    assert_eq!(assert_chain_complete(&store, &kept).len(), 621);
     // With room again, vacuum works.
     store.vacuum().expect("vacuum with room");
     drop(store);
@@ -330,4 +336,14 @@ fn child_vacuum_on_a_full_disk() {
     let head = store.get_ref("kept").expect("get_ref").expect("kept");
     assert_eq!(assert_chain_complete(&store, &head).len(), 620);
     report("reads-ok");
+    // The same handle goes on writing (a small commit fits under the limit): the failed
+    // vacuum left its write connection usable.
+    let written = store
+        .put_state(StateData::new(b"after the failed vacuum".to_vec()))
+        .and_then(|data| store.commit_node(vec![head], data, meta(t(1), Some("after"))))
+        .and_then(|id| store.set_ref("kept", Some(&head), &id).map(|()| id));
+    match written {
+        Ok(id) => report(&format!("write-ok {}", id.to_hex())),
+        Err(e) => report(&format!("write-error {e}")),
+    }
 }
