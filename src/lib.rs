@@ -38,7 +38,8 @@
 //! - **Cleaning up**: [`StateStore::gc`] with [`GcOptions`] removes nodes no ref, snapshot
 //!   or ref log entry reaches, and states and bytes nothing holds, past a grace period;
 //!   `delete_snapshot`, `delete_ref` and [`GcOptions::expire_ref_log`] decide what stops
-//!   being reachable.
+//!   being reachable. [`SqliteStateStore::vacuum`] then gives the freed space back to the
+//!   filesystem ([`StoreStats::free_bytes`] says how much there is).
 //! - **Errors**: one enum, [`StateStoreError`]; nothing is written by a call that fails.
 //!
 //! # Example (the reference API)
