@@ -161,6 +161,19 @@ impl SqliteStateStore {
                         e,
                     )
                 })
+            })
+            .map_err(|e| {
+                if super::is_busy(&e) {
+                    crate::StateStoreError::Backend(crate::error::BackendError::new(
+                        "vacuuming the store",
+                        format!(
+                            "another connection held the store's write lock for longer than \
+                             the busy timeout ({timeout:?}); nothing was changed"
+                        ),
+                    ))
+                } else {
+                    e
+                }
             })?;
             // VACUUM wrote the whole file into the WAL; copy it back and cut the WAL, which
             // is also when the main file shrinks. Readers in the WAL make this wait (up to the

@@ -347,3 +347,36 @@ fn child_vacuum_on_a_full_disk() {
         Err(e) => report(&format!("write-error {e}")),
     }
 }
+
+/// Another connection holding the write lock past the busy timeout makes vacuum fail with
+/// an error that says so, and changes nothing.
+#[test]
+fn vacuum_waits_for_the_write_lock_then_says_who_held_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("v.db");
+    let store = SqliteStateStore::builder()
+        .durability(stategraph::Durability::Normal)
+        .busy_timeout(Duration::from_millis(200))
+        .open(&path)
+        .expect("open");
+    let main = store_with_garbage(&store, 5, 10);
+    let other = rusqlite::Connection::open(&path).expect("other connection");
+    other
+        .execute_batch("BEGIN IMMEDIATE")
+        .expect("take the write lock");
+    let started = std::time::Instant::now();
+    let err = store.vacuum().unwrap_err();
+    assert!(
+        started.elapsed() >= Duration::from_millis(200),
+        "it did not wait"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("write lock") && text.contains("busy timeout"),
+        "{text}"
+    );
+    other.execute_batch("ROLLBACK").expect("release");
+    drop(other);
+    assert_main_intact(&store, &main);
+    store.vacuum().expect("vacuum once the lock is free");
+}
