@@ -112,18 +112,41 @@ pub trait History: StateStore {
     /// when its branch may have moved past its last snapshot:
     /// `restore(&latest_snapshot(&head)?.unwrap().id, ...)`.
     ///
-    /// Walks the history newest first and stops at the first snapshot, looking each node up
-    /// in the snapshot index: a history without snapshots is walked to its roots.
+    /// Walks the history newest first and stops at the first snapshot, looking nodes up in
+    /// the snapshot index a page at a time (16 nodes first, doubling up to 1024): a history
+    /// without snapshots is walked to its roots.
     ///
     /// # Errors
-    /// [`StateStoreError::MissingNode`] for an unknown id.
+    /// [`StateStoreError::MissingNode`] for an unknown id; an error of the walk only if no
+    /// node before it has a snapshot.
     fn latest_snapshot(&self, from: &StateNodeId) -> Result<Option<SnapshotInfo>> {
-        for node in self.log(&LogOptions::new().from(*from))? {
-            if let Some(snapshot) = self.snapshots_of(&node?.id)?.into_iter().next() {
-                return Ok(Some(snapshot));
+        let mut log = self.log(&LogOptions::new().from(*from))?;
+        let mut page = Vec::new();
+        let mut size = 16;
+        loop {
+            page.clear();
+            let mut failed = None;
+            for node in log.by_ref().take(size) {
+                match node {
+                    Ok(node) => page.push(node.id),
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
             }
+            let found = self.snapshots_of_each(&page)?.into_iter().flatten().next();
+            if found.is_some() {
+                return Ok(found);
+            }
+            if let Some(e) = failed {
+                return Err(e);
+            }
+            if page.len() < size {
+                return Ok(None);
+            }
+            size = (size * 2).min(1024);
         }
-        Ok(None)
     }
 
     /// Moves the ref `name` (by compare-and-swap from `expected`) to the snapshot's node and

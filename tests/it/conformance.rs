@@ -946,6 +946,22 @@ fn latest_snapshot_finds_the_newest_in_history(h: &Harness) {
     // the second parent's side.
     assert_eq!(latest(&merge), Some(side2));
     assert_eq!(latest(&other), None, "a history without snapshots");
+    // Deep histories are looked up a page at a time (16, 32, 64, ... nodes): a snapshot at
+    // the edge of each page, and none at all over several pages.
+    let mut chain = vec![other];
+    for i in 0..200 {
+        let parent = *chain.last().unwrap();
+        chain.push(node(&[parent], &format!("deep {i}"), 8 + i));
+    }
+    let head = *chain.last().unwrap();
+    assert_eq!(latest(&head), None, "200 nodes, no snapshot");
+    // Depth from the head: 15 (last of the first page), 16 (first of the second), 47, 48,
+    // 200 (the root of the chain, in the fifth page).
+    for depth in [200, 48, 47, 16, 15] {
+        let target = chain[chain.len() - 1 - depth];
+        s.snapshot(&target).expect("snapshot");
+        assert_eq!(latest(&head), Some(target), "snapshot {depth} nodes deep");
+    }
     let err = s
         .latest_snapshot(&StateNodeId::from_bytes([9; 32]))
         .unwrap_err();
