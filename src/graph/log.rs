@@ -234,8 +234,10 @@ impl<'a> Log<'a> {
 
     /// Pairs each node with those of its parents that the walk yields too: what a drawing of
     /// the walk connects it to (`stategraph log --graph`). Only parents the walk follows count
-    /// (the first alone in a first-parent walk); excluded ones, ones not stored here and ones
-    /// past a [`limit`](LogOptions::limit) do not.
+    /// (the first alone in a first-parent walk); excluded ones and ones not stored here do
+    /// not. A parent past a [`limit`](LogOptions::limit) counts unless the walk had excluded
+    /// it by the time the limit stopped it (a drawing runs its line off the end, as it does
+    /// for any parent past the limit of a walk without exclusions).
     ///
     /// Nodes come in the walk's order, each once it is settled which of its parents are
     /// shown, so the iterator reads ahead of what it returns:
@@ -467,9 +469,6 @@ fn decide(
     if ahead_ids.contains(parent) {
         return Some(true);
     }
-    if walk_over {
-        return Some(false);
-    }
     let flags = match log.frontier.flags(parent) {
         // Taken off the queue without being yielded: excluded or hidden.
         None => return Some(false),
@@ -478,6 +477,13 @@ fn decide(
     if flags & UNINTERESTING != 0 || log.hidden.contains(parent) {
         // Flags only ever gain bits: excluded for good.
         return Some(false);
+    }
+    if walk_over {
+        // Still queued and not excluded: only a limit can have stopped the walk before it.
+        // It counts as shown, so its line runs off the end of a drawing as it does without
+        // exclusions (the walk stopped before it could learn whether an excluded line
+        // reaches it further down).
+        return Some(log.remaining == Some(0));
     }
     // Only an excluded node can exclude the parent, by walking down to it: none queued above
     // its generation means none ever will be, so the walk will yield it (a limit may still

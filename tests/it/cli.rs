@@ -1842,3 +1842,55 @@ fn gc_vacuum_shrinks_the_file() {
     let log = env.ok(&["log", "--oneline", "main"]);
     assert_eq!(log.lines().count(), main.len());
 }
+
+/// `log --graph -n N` draws a merge whose first parent is past the limit with both its
+/// lines, with or without an exclusion further down: the exclusion must not turn the merge
+/// into a straight line (it did: the parent past the limit counted as not shown).
+#[test]
+fn log_graph_with_a_limit_draws_the_same_with_an_exclusion_below_it() {
+    let env = Env::init();
+    let store = SqliteStateStore::builder()
+        .durability(Durability::Normal)
+        .open(&env.db)
+        .expect("open");
+    let base = time::macros::datetime!(2026-01-01 00:00:00 UTC);
+    let mut batch = store.batch();
+    let data = batch.put_state(StateData::new(b"{}".to_vec()));
+    let mut i = 0;
+    let mut node = |batch: &mut stategraph::Batch<'_, SqliteStateStore>,
+                    parents: Vec<StateNodeId>,
+                    label: &str| {
+        i += 1;
+        let meta = StateMetadata::new(base + time::Duration::seconds(i), Some(label.into()));
+        batch.commit_node(parents, data, meta).expect("node")
+    };
+    let root = node(&mut batch, vec![], "root");
+    let main1 = node(&mut batch, vec![root], "main 1");
+    let mut side = root;
+    for k in 1..=4 {
+        side = node(&mut batch, vec![side], &format!("side {k}"));
+    }
+    let merge = node(&mut batch, vec![main1, side], "merge");
+    batch.set_ref("main", None, &merge).expect("ref");
+    batch.commit().expect("commit");
+    drop(store);
+
+    let root_hex = root.to_hex();
+    for n in ["2", "3", "4"] {
+        let plain = env.ok(&["log", "--graph", "--oneline", "-n", n, "main"]);
+        let excluding = env.ok(&[
+            "log",
+            "--graph",
+            "--oneline",
+            "-n",
+            n,
+            "main",
+            &format!("^{root_hex}"),
+        ]);
+        assert!(
+            plain.contains("|\\"),
+            "-n {n}: the merge fans out:\n{plain}"
+        );
+        assert_eq!(excluding, plain, "-n {n}");
+    }
+}

@@ -577,15 +577,20 @@ fn dot_export(store: &dyn StateStore, case: &Case) -> Result<(), TestCaseError> 
 
 /// (11) `with_shown_parents` yields the walk's nodes in the same order, each with exactly
 /// those parents it follows (only the first in a first-parent walk) that the walk yields
-/// too; with exclusions, first-parent walks and limits.
+/// too; with exclusions, first-parent walks and limits. When a limit stops the walk,
+/// followed parents past it may be shown too (in parent order, never an exclusion root),
+/// and without exclusions all of them are, as a walk without exclusions draws them.
 fn shown_parents(store: &dyn StateStore, case: &Case) -> Result<(), TestCaseError> {
     let b = build(store, case);
     let mut picks = Picks::of(case);
-    let (options, _, _) = random_options(store, &b, &mut picks, 3);
+    let (options, _, excludes) = random_options(store, &b, &mut picks, 3);
     let first_parent = picks.number(3) == 0;
     let mut options = options.first_parent(first_parent);
+    let mut limit = None;
     if picks.number(3) == 0 {
-        options = options.limit(picks.number(b.oracle.n() + 1));
+        let n = picks.number(b.oracle.n() + 1);
+        limit = Some(n);
+        options = options.limit(n);
     }
     let follow = if first_parent { 1 } else { usize::MAX };
     let walked = ids(store.log(&options).map_err(fail)?);
@@ -598,14 +603,50 @@ fn shown_parents(store: &dyn StateStore, case: &Case) -> Result<(), TestCaseErro
         .map_err(fail)?;
     let got_ids: Vec<StateNodeId> = got.iter().map(|(n, _)| n.id).collect();
     prop_assert_eq!(&got_ids, &walked);
+    let cut = limit.is_some_and(|n| walked.len() == n);
     for (node, shown) in &got {
-        let want: Vec<StateNodeId> = b.oracle.parents[b.index[&node.id]]
+        let followed: Vec<usize> = b.oracle.parents[b.index[&node.id]]
             .iter()
             .take(follow)
+            .copied()
+            .collect();
+        let want: Vec<StateNodeId> = followed
+            .iter()
             .filter(|&&p| walked_set & bit(p) != 0)
             .map(|&p| b.ids[p])
             .collect();
-        prop_assert_eq!(shown, &want, "parents shown of n{}", b.index[&node.id]);
+        if !cut {
+            prop_assert_eq!(shown, &want, "parents shown of n{}", b.index[&node.id]);
+            continue;
+        }
+        // Shown: every walked parent, plus perhaps some past the limit; in parent order.
+        let may: Vec<StateNodeId> = followed
+            .iter()
+            .filter(|&&p| walked_set & bit(p) != 0 || !excludes.contains(&p))
+            .map(|&p| b.ids[p])
+            .collect();
+        let mut rest = may.iter();
+        for p in shown {
+            prop_assert!(
+                rest.any(|m| m == p),
+                "n{} shows {:?}, not among {:?} in order",
+                b.index[&node.id],
+                p,
+                may
+            );
+        }
+        for p in &want {
+            prop_assert!(shown.contains(p), "walked parent {:?} not shown", p);
+        }
+        if excludes.is_empty() {
+            let all: Vec<StateNodeId> = followed.iter().map(|&p| b.ids[p]).collect();
+            prop_assert_eq!(
+                shown,
+                &all,
+                "no exclusions: every parent of n{}",
+                b.index[&node.id]
+            );
+        }
     }
     Ok(())
 }
