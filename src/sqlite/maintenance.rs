@@ -52,6 +52,8 @@ pub struct VacuumReport {
     /// copied back and cut to nothing. When readers held it, the file shrinks later, once a
     /// checkpoint gets through; `bytes_after` then still counts the log.
     pub wal_truncated: bool,
+    /// Whether the file was rewritten: not when it had no free pages to give back.
+    pub rewritten: bool,
 }
 
 /// Which part of the store [`SqliteStateStore::verify`] is checking.
@@ -135,7 +137,9 @@ impl SqliteStateStore {
     /// (SQLite builds the new copy in its temporary directory, then writes it back through
     /// the write-ahead log), reads and writes every page, and holds the write lock
     /// throughout. This handle's writers wait; readers carry on. If it fails (a full disk,
-    /// another process holding the write lock past the busy timeout), nothing changed.
+    /// another process holding the write lock past the busy timeout), nothing changed. A
+    /// file without free pages is left as it is (`rewritten` is then false), so running it
+    /// after every `gc` costs nothing when `gc` removed nothing.
     ///
     /// [`StateStore::gc`]: crate::StateStore::gc
     ///
@@ -153,31 +157,19 @@ impl SqliteStateStore {
         let size = || file_len(self.path()) + file_len(&wal);
         let bytes_before = size();
         let timeout = self.shared.config.busy_timeout;
-        let wal_truncated = writer.exclusive(|conn| {
-            super::retry_busy(timeout, || {
-                conn.execute_batch("VACUUM").map_err(|e| {
-                    super::map_sqlite_error(
-                        "vacuuming the store (which needs free space of about twice what it keeps)",
-                        e,
-                    )
-                })
-            })
-            .map_err(|e| {
-                if super::is_busy(&e) {
-                    crate::StateStoreError::Backend(crate::error::BackendError::new(
-                        "vacuuming the store",
-                        format!(
-                            "another connection held the store's write lock for longer than \
-                             the busy timeout ({timeout:?}); nothing was changed"
-                        ),
-                    ))
-                } else {
-                    e
-                }
-            })?;
+        let outcome = writer.exclusive(|conn| {
+            let free: i64 = conn
+                .query_row("PRAGMA freelist_count", [], |r| r.get(0))
+                .map_err(|e| super::map_sqlite_error("vacuuming the store", e))?;
+            let rewrite = free > 0;
+            if rewrite {
+                Self::rewrite(conn, timeout)?;
+            }
             // VACUUM wrote the whole file into the WAL; copy it back and cut the WAL, which
-            // is also when the main file shrinks. Readers in the WAL make this wait (up to the
-            // busy timeout); it is not an error if they outlast it.
+            // is also when the main file shrinks (also when an earlier vacuum could not:
+            // then there is nothing to rewrite, but the WAL may still hold the rewrite).
+            // Readers in the WAL make this wait (up to the busy timeout); it is not an error
+            // if they outlast it.
             let deadline = std::time::Instant::now() + timeout;
             let mut backoff = super::Backoff::new();
             loop {
@@ -188,13 +180,13 @@ impl SqliteStateStore {
                     .map(|busy| busy == 0)
                     .map_err(|e| super::map_sqlite_error("checkpointing after VACUUM", e));
                 match done {
-                    Ok(true) => break Ok(true),
+                    Ok(true) => break Ok((rewrite, true)),
                     Ok(false) => {}
                     Err(e) if super::is_busy(&e) => {}
                     Err(e) => break Err(e),
                 }
                 if std::time::Instant::now() >= deadline {
-                    break Ok(false);
+                    break Ok((rewrite, false));
                 }
                 backoff.pause();
             }
@@ -202,7 +194,33 @@ impl SqliteStateStore {
         Ok(VacuumReport {
             bytes_before,
             bytes_after: size(),
-            wal_truncated,
+            wal_truncated: outcome.1,
+            rewritten: outcome.0,
+        })
+    }
+
+    /// `VACUUM`, retried while another connection holds the write lock.
+    fn rewrite(conn: &rusqlite::Connection, timeout: std::time::Duration) -> Result<()> {
+        super::retry_busy(timeout, || {
+            conn.execute_batch("VACUUM").map_err(|e| {
+                super::map_sqlite_error(
+                    "vacuuming the store (which needs free space of about twice what it keeps)",
+                    e,
+                )
+            })
+        })
+        .map_err(|e| {
+            if super::is_busy(&e) {
+                crate::StateStoreError::Backend(crate::error::BackendError::new(
+                    "vacuuming the store",
+                    format!(
+                        "another connection held the store's write lock for longer than \
+                             the busy timeout ({timeout:?}); nothing was changed"
+                    ),
+                ))
+            } else {
+                e
+            }
         })
     }
 

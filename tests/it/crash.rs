@@ -75,6 +75,7 @@ fn child_writer() {
         .expect("child: open");
     report("open");
     let mut main = store.get_ref("main").expect("child: get_ref");
+    let mut child_head = store.get_ref("child-head").expect("child: get_ref");
     for tick in 0u64..10_000_000 {
         let label = format!("r{round}/t{tick}");
         let data = store
@@ -100,11 +101,30 @@ fn child_writer() {
             main = Some(node);
         }
         if tick % 48 == 47 {
-            // Maintenance under the same random kills: gc with the default grace (so it
-            // removes nothing this test acknowledged) and a VACUUM rewriting the whole file.
+            // Maintenance under the same random kills: garbage (nodes off the head that
+            // nothing refers to) for a gc with no grace to remove, while a ref of its own
+            // keeps the whole acknowledged chain; then a VACUUM rewriting the file.
             report("maintenance-start");
-            store.gc(&stategraph::GcOptions::new()).expect("child: gc");
-            store.vacuum().expect("child: vacuum");
+            let chain = head.expect("a head");
+            store
+                .set_ref("child-head", child_head.as_ref(), &chain)
+                .expect("child: set_ref child-head");
+            child_head = Some(chain);
+            for k in 0..8 {
+                let data = store
+                    .put_state(StateData::new(vec![k; 4096]))
+                    .expect("child: put garbage");
+                let meta = StateMetadata::now(Some(format!("garbage {k}")));
+                store
+                    .commit_node(vec![chain], data, meta)
+                    .expect("child: commit garbage");
+            }
+            let collected = store
+                .gc(&stategraph::GcOptions::new().grace(Duration::ZERO))
+                .expect("child: gc");
+            assert!(collected.nodes_removed >= 8, "{collected:?}");
+            let vacuumed = store.vacuum().expect("child: vacuum");
+            assert!(vacuumed.rewritten, "{vacuumed:?}");
             report("maintenance-done");
         }
         if tick % 16 == 15 {

@@ -115,7 +115,8 @@ above them and says so, as after importing a snapshot without its ancestors.
 
 --json prints one object: nodes_removed, nodes_kept, states_removed, blobs_removed,
 bytes_removed, ref_log_entries_removed, boundary_nodes and dry_run; with --vacuum also
-vacuum: {bytes_before, bytes_after, wal_truncated} (file plus write-ahead log, in bytes).
+vacuum: {bytes_before, bytes_after, wal_truncated, rewritten} (file plus write-ahead log, in
+bytes; rewritten is false when the file had no free pages, and then nothing is rewritten).
 
 Examples:
   stategraph gc --dry-run

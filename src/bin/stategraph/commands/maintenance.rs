@@ -167,6 +167,7 @@ struct VacuumJson {
     bytes_before: u64,
     bytes_after: u64,
     wal_truncated: bool,
+    rewritten: bool,
 }
 
 /// `gc`.
@@ -206,6 +207,7 @@ pub fn gc(ctx: &Ctx, args: &GcArgs) -> CliResult {
                 bytes_before: v.bytes_before,
                 bytes_after: v.bytes_after,
                 wal_truncated: v.wal_truncated,
+                rewritten: v.rewritten,
             }),
         };
         write_json(&mut out, &json)?;
@@ -231,13 +233,20 @@ pub fn gc(ctx: &Ctx, args: &GcArgs) -> CliResult {
                 r.boundary_nodes
             )?;
         }
-        if let Some(v) = &vacuumed {
-            writeln!(
+        match &vacuumed {
+            Some(v) if v.rewritten => writeln!(
                 out,
                 "vacuumed: file and write-ahead log {} -> {}",
                 human_size(v.bytes_before),
                 human_size(v.bytes_after)
-            )?;
+            )?,
+            Some(v) => writeln!(
+                out,
+                "vacuum: no free pages to give back; file and write-ahead log {} -> {}",
+                human_size(v.bytes_before),
+                human_size(v.bytes_after)
+            )?,
+            None => {}
         }
     }
     if vacuumed.as_ref().is_some_and(|v| !v.wal_truncated) {
