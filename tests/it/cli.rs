@@ -8,10 +8,11 @@ use std::time::{Duration, Instant};
 use predicates::prelude::*;
 use serde_json::Value;
 use stategraph::{
-    Durability, History as _, SqliteStateStore, StateData, StateMetadata, StateNodeId, StateStore,
+    History as _, SqliteStateStore, StateData, StateMetadata, StateNodeId, StateStore,
 };
 
 use crate::cli_util::{Env, assert_error, bare, noise, redact};
+use crate::util::open_normal;
 
 /// The merge history of the graph tests, built through the CLI:
 /// a - b - d - m - f on main, b - c - e on side, m = merge(d, e).
@@ -170,10 +171,7 @@ fn log_graph_draws_a_merge_like_git() {
 /// A store with one merge of `width` roots on main, roots created oldest first (the walk
 /// meets the newest, last parent first). Returns the roots in parent order.
 fn octopus_store(env: &Env, width: i64) -> Vec<StateNodeId> {
-    let store = SqliteStateStore::builder()
-        .durability(Durability::Normal)
-        .open(&env.db)
-        .expect("open");
+    let store = open_normal(&env.db);
     let base = time::macros::datetime!(2026-01-01 00:00:00 UTC);
     let mut batch = store.batch();
     let data = batch.put_state(StateData::new(b"{}".to_vec()));
@@ -225,10 +223,7 @@ fn log_graph_draws_a_wide_octopus_with_every_parent_once() {
 #[test]
 fn log_marks_exactly_the_snapshotted_nodes_across_pages() {
     let env = Env::init();
-    let store = SqliteStateStore::builder()
-        .durability(Durability::Normal)
-        .open(&env.db)
-        .expect("open");
+    let store = open_normal(&env.db);
     let snapshotted = [0_usize, 254, 255, 256, 511, 512, 599];
     let mut batch = store.batch();
     let mut chain = Vec::new();
@@ -440,10 +435,7 @@ fn unknown_ref_suggests_near_names() {
 fn ambiguous_prefix_lists_candidates() {
     let env = Env::init();
     // Commit nodes (fixed times: the ids are the same every run) until two share 4 digits.
-    let store = SqliteStateStore::builder()
-        .durability(Durability::Normal)
-        .open(&env.db)
-        .expect("open");
+    let store = open_normal(&env.db);
     let data = store.put_state(StateData::new(b"x".to_vec())).expect("put");
     let mut seen: HashMap<String, StateNodeId> = HashMap::new();
     let base = time::macros::datetime!(2026-01-01 00:00:00 UTC);
@@ -1153,10 +1145,7 @@ fn graph_exports_dot() {
 /// A store with a chain of `len` nodes on main, labelled `n0` (the root) to `n{len-1}`, and
 /// `tags/base` at `n9`.
 fn chain_store(env: &Env, len: i64) {
-    let store = SqliteStateStore::builder()
-        .durability(Durability::Normal)
-        .open(&env.db)
-        .expect("open");
+    let store = open_normal(&env.db);
     let base = time::macros::datetime!(2026-01-01 00:00:00 UTC);
     let mut batch = store.batch();
     let data = batch.put_state(StateData::new(b"{}".to_vec()));
@@ -1784,10 +1773,7 @@ fn gc_prune_history_cuts_the_log_to_a_boundary() {
 fn gc_vacuum_shrinks_the_file() {
     let env = Env::init();
     let main = {
-        let store = SqliteStateStore::builder()
-            .durability(Durability::Normal)
-            .open(&env.db)
-            .expect("open");
+        let store = open_normal(&env.db);
         crate::vacuum::store_with_garbage(&store, 10, 1_000)
     };
     let refused = env
@@ -1850,10 +1836,7 @@ fn gc_vacuum_shrinks_the_file() {
 #[test]
 fn log_graph_with_a_limit_draws_the_same_with_an_exclusion_below_it() {
     let env = Env::init();
-    let store = SqliteStateStore::builder()
-        .durability(Durability::Normal)
-        .open(&env.db)
-        .expect("open");
+    let store = open_normal(&env.db);
     let base = time::macros::datetime!(2026-01-01 00:00:00 UTC);
     let mut batch = store.batch();
     let data = batch.put_state(StateData::new(b"{}".to_vec()));

@@ -19,6 +19,15 @@ use crate::util::{commit_bytes, meta, open_normal, random_bytes, t};
 
 const VACUUM_FULL_CHILD_TEST: &str = "vacuum::child_vacuum_on_a_full_disk";
 
+/// A store whose busy timeout is short, for tests that hold a lock against it.
+fn open_impatient(path: &Path) -> SqliteStateStore {
+    SqliteStateStore::builder()
+        .durability(stategraph::Durability::Normal)
+        .busy_timeout(Duration::from_millis(200))
+        .open(path)
+        .expect("open")
+}
+
 pub fn file_bytes(path: &Path) -> u64 {
     let len = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
     let mut wal = path.as_os_str().to_owned();
@@ -180,11 +189,7 @@ fn writers_on_the_same_handle_wait_for_vacuum_and_lose_nothing() {
 fn a_reader_in_the_wal_delays_only_the_truncation() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("v.db");
-    let store = SqliteStateStore::builder()
-        .durability(stategraph::Durability::Normal)
-        .busy_timeout(Duration::from_millis(200))
-        .open(&path)
-        .expect("open");
+    let store = open_impatient(&path);
     let main = store_with_garbage(&store, 20, 500);
     gc_everything(&store);
     // Another connection mid-read holds a snapshot in the WAL throughout.
@@ -358,11 +363,7 @@ fn child_vacuum_on_a_full_disk() {
 fn vacuum_waits_for_the_write_lock_then_says_who_held_it() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("v.db");
-    let store = SqliteStateStore::builder()
-        .durability(stategraph::Durability::Normal)
-        .busy_timeout(Duration::from_millis(200))
-        .open(&path)
-        .expect("open");
+    let store = open_impatient(&path);
     let main = store_with_garbage(&store, 5, 10);
     gc_everything(&store);
     let other = rusqlite::Connection::open(&path).expect("other connection");
