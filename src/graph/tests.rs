@@ -23,6 +23,14 @@ fn build(store: &InMemoryStateStore, spec: &[(&str, &[&str])]) -> HashMap<String
     ids
 }
 
+/// Unlabelled metadata `i` seconds after the epoch.
+fn at(i: i64) -> StateMetadata {
+    StateMetadata::new(
+        OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(i),
+        None,
+    )
+}
+
 fn labels(iter: impl Iterator<Item = Result<StateNode>>) -> Vec<String> {
     iter.map(|n| n.unwrap().metadata.label.unwrap()).collect()
 }
@@ -364,12 +372,6 @@ fn dot_lines_wait_only_for_parents_still_ahead() {
     // not kept to the end.
     let store = InMemoryStateStore::new();
     let data = store.put_state(StateData::new(vec![1])).unwrap();
-    let at = |i: i64| {
-        StateMetadata::new(
-            OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(i),
-            None,
-        )
-    };
     let mut head = store.commit_node(vec![], data, at(0)).unwrap();
     for i in 1..=300 {
         let side = store.commit_node(vec![head], data, at(2 * i - 1)).unwrap();
@@ -401,12 +403,6 @@ fn shown_parents_read_ahead_only_while_exclusions_are_above() {
     // settled a node or two ahead.
     let store = InMemoryStateStore::new();
     let data = store.put_state(StateData::new(vec![1])).unwrap();
-    let at = |i: i64| {
-        StateMetadata::new(
-            OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(i),
-            None,
-        )
-    };
     let root = store.commit_node(vec![], data, at(0)).unwrap();
     let (mut main, mut side) = (root, root);
     for i in 1..=500 {
