@@ -1469,6 +1469,16 @@ fn export_and_import_between_stores() {
         .expect("run");
     assert!(out.status.success());
     assert!(crate::cli_util::stderr(&out).contains("exported 0 snapshots"));
+    // Naming nothing is a usage error, not an empty export that looks like a backup.
+    for args in [
+        &["export"][..],
+        &["export", "--out", none.to_str().expect("utf-8")],
+    ] {
+        let out = fresh.sg(args).output().expect("run");
+        let err = assert_error(&out);
+        assert!(err.contains("--all"), "{args:?}: {err}");
+    }
+    assert!(!none.join("x").exists());
 }
 
 /// `import DIR` reads the directory's *.sgpkg files in name order, many per transaction,

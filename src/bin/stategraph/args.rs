@@ -454,11 +454,11 @@ pub struct ReflogArgs {
 /// `export`.
 #[derive(Debug, Args)]
 pub struct ExportArgs {
-    /// Snapshots to export (full ids or unique prefixes)
+    /// Snapshots to export (full ids or unique prefixes); name at least one, or pass --all
     #[arg(value_name = "SNAPSHOT")]
     pub snapshots: Vec<String>,
     /// Export every snapshot in the store (needs --out)
-    #[arg(long, requires = "out")]
+    #[arg(long, requires = "out", conflicts_with = "snapshots")]
     pub all: bool,
     /// Write one file per snapshot into this directory (created if missing)
     #[arg(long, short, value_name = "DIR")]

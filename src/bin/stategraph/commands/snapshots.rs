@@ -259,6 +259,11 @@ pub fn restore(ctx: &Ctx, args: &RestoreArgs) -> CliResult {
 
 /// `export`: snapshot packages to stdout or into a directory.
 pub fn export(ctx: &Ctx, args: &ExportArgs) -> CliResult {
+    if !args.all && args.snapshots.is_empty() {
+        // Not an empty export: a backup script that forgot --all must not "succeed".
+        return Err(CliError::new("no snapshots named")
+            .hint("name the SNAPSHOTs to export, or pass --all --out DIR for every one"));
+    }
     let store = ctx.open_read()?;
     let ids: Vec<SnapshotId> = if args.all {
         store.list_snapshots()?.into_iter().map(|s| s.id).collect()
@@ -269,7 +274,8 @@ pub fn export(ctx: &Ctx, args: &ExportArgs) -> CliResult {
             .collect::<CliResult<_>>()?
     };
     if ids.is_empty() {
-        // Only --all (which needs --out) finds none: named snapshots match or are an error.
+        // Only --all (which needs --out) finds none: named snapshots match or are an error,
+        // and naming none was refused above.
         let dir = args.out.as_deref().unwrap_or(std::path::Path::new("."));
         eprintln!(
             "exported 0 snapshots to {}: the store has none",
