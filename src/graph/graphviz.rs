@@ -134,7 +134,10 @@ impl<'a> DotLines<'a> {
             }
             entry.remove();
         }
-        for (position, parent) in node.parent_ids.iter().enumerate() {
+        // A first-parent walk draws only the lines it follows, as `log --graph` does: a
+        // later parent that the walk shows anyway (another tip reaches it) gets no edge.
+        let drawn = if self.log.first_parent { 1 } else { usize::MAX };
+        for (position, parent) in node.parent_ids.iter().enumerate().take(drawn) {
             if self.log.is_boundary(parent) {
                 continue;
             }

@@ -49,7 +49,7 @@ enum Tip {
 pub struct LogOptions {
     from: Vec<Tip>,
     exclude: Vec<Tip>,
-    first_parent: bool,
+    pub(super) first_parent: bool,
     pub(crate) limit: Option<usize>,
     order: LogOrder,
 }
@@ -138,7 +138,7 @@ pub struct Log<'a> {
     frontier: Frontier,
     /// Queued nodes that will be yielded (not excluded); the walk ends when none are left.
     interesting: usize,
-    first_parent: bool,
+    pub(super) first_parent: bool,
     remaining: Option<usize>,
     hidden: HashSet<StateNodeId>,
     /// (generation, id) of queued excluded nodes, largest first; entries of nodes since

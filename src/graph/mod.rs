@@ -168,7 +168,8 @@ pub trait History: StateStore {
         Ok(snapshot)
     }
 
-    /// The nodes a walk visits, as a petgraph graph with child → parent edges among them.
+    /// The nodes a walk visits, as a petgraph graph with child → parent edges among them
+    /// (in a [`first_parent`](LogOptions::first_parent) walk, first-parent edges only).
     ///
     /// # Errors
     /// As [`log`](Self::log).
@@ -184,8 +185,10 @@ pub trait History: StateStore {
             .node_indices()
             .flat_map(|child| {
                 let parents = &graph[child].parent_ids;
+                let drawn = if options.first_parent { 1 } else { usize::MAX };
                 parents
                     .iter()
+                    .take(drawn)
                     .enumerate()
                     .filter_map(|(pos, p)| index.get(p).map(|&parent| (child, parent, pos)))
                     .collect::<Vec<_>>()
@@ -199,7 +202,7 @@ pub trait History: StateStore {
 
     /// The nodes a walk visits as a Graphviz DOT document: one box per node labelled with
     /// its short id and label, arrows from child to parent (dashed for later parents) among
-    /// them. The whole document in one string; [`dot_lines`](Self::dot_lines) streams it.
+    /// them; a [`first_parent`](LogOptions::first_parent) walk draws first-parent arrows only. The whole document in one string; [`dot_lines`](Self::dot_lines) streams it.
     ///
     /// # Errors
     /// As [`log`](Self::log).

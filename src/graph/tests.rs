@@ -275,6 +275,36 @@ fn graph_and_dot_export() {
     assert!(!dot.contains(&ids["a"].to_hex()));
 }
 
+/// A first-parent walk that shows a merge's second parent anyway (it is a tip too) draws
+/// only the first-parent lines it followed, in the petgraph view and in DOT alike.
+#[test]
+fn first_parent_graphs_draw_first_parent_edges_only() {
+    let store = InMemoryStateStore::new();
+    let ids = build(&store, MERGE);
+    let both = LogOptions::new().from(ids["g"]).from(ids["e"]);
+    let all_edges = store.to_graph(&both).unwrap();
+    assert_eq!(all_edges.edge_count(), 7);
+    assert!(store.to_dot(&both).unwrap().contains("style=dashed"));
+    let first = both.first_parent(true);
+    let graph = store.to_graph(&first).unwrap();
+    assert_eq!(
+        graph.node_count(),
+        7,
+        "g's line a..g, and e, d from the second tip"
+    );
+    assert!(graph.edge_weights().all(|&position| position == 0));
+    assert_eq!(
+        graph.edge_count(),
+        6,
+        "every node's first parent; g -> e is not drawn"
+    );
+    let dot = store.to_dot(&first).unwrap();
+    assert!(!dot.contains("style=dashed"), "{dot}");
+    let g_to_e = format!("\"{}\" -> \"{}\"", ids["g"].to_hex(), ids["e"].to_hex());
+    assert!(!dot.contains(&g_to_e), "{dot}");
+    assert_eq!(dot.matches(" -> ").count(), 6, "{dot}");
+}
+
 #[test]
 fn restore_moves_ref_by_cas() {
     let store = InMemoryStateStore::new();
