@@ -271,7 +271,6 @@ impl SqliteStateStore {
 }
 
 fn sweep(conn: &Connection, progress: &mut dyn FnMut(VerifyProgress)) -> Result<VerifyReport> {
-    let ctx = sql_error("verifying the store");
     let mut report = VerifyReport::default();
     let mut tick = |phase, done, total| {
         if done % PROGRESS_EVERY == 0 || done == total {
@@ -280,19 +279,79 @@ fn sweep(conn: &Connection, progress: &mut dyn FnMut(VerifyProgress)) -> Result<
     };
 
     tick(VerifyPhase::File, 0, 1);
-    let check: Vec<String> = conn
-        // Not `quick_check`: only the full check compares every index with its table, and
-        // the id and hash indexes are what lookups trust.
-        .prepare("PRAGMA integrity_check")
-        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
-        .map_err(&ctx)?;
-    if check != ["ok"] {
-        report
-            .problems
-            .extend(check.into_iter().map(|c| format!("SQLite: {c}")));
-    }
+    part(&mut report, "SQLite's structural check", |report| {
+        check_file(conn, report)
+    })?;
     tick(VerifyPhase::File, 1, 1);
+    part(&mut report, "the state bytes check", |report| {
+        check_blobs(conn, report, &mut tick)
+    })?;
+    // Parent links to stored nodes, to compare with the child index.
+    let mut links = 0;
+    let nodes_done = part(&mut report, "the node check", |report| {
+        check_nodes(conn, report, &mut links, &mut tick)
+    })?;
+    part(&mut report, "the snapshot and ref check", |report| {
+        check_pointers(conn, report, &mut tick)
+    })?;
+    part(&mut report, "the ref log check", |report| {
+        check_ref_logs(conn, report)
+    })?;
+    part(&mut report, "the state ref check", |report| {
+        check_state_refs(conn, report)
+    })?;
+    // Against a partial count of links the comparison would only add a false problem.
+    if nodes_done {
+        part(&mut report, "the child index check", |report| {
+            check_child_edges(conn, links, report)
+        })?;
+    }
+    Ok(report)
+}
 
+/// Runs one part of the sweep. Damage that stops it (SQLite finds the file malformed while
+/// reading) becomes one more problem and the sweep goes on with the next part, so one bad
+/// page neither hides what the other parts find nor loses what this one found before it.
+/// Whether the part ran to its end.
+fn part(
+    report: &mut VerifyReport,
+    what: &str,
+    run: impl FnOnce(&mut VerifyReport) -> Result<()>,
+) -> Result<bool> {
+    match run(report) {
+        Ok(()) => Ok(true),
+        Err(e) if e.is_corrupt() => {
+            report
+                .problems
+                .push(format!("{what} stopped at data it could not read: {e}"));
+            Ok(false)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+type Tick<'t> = dyn FnMut(VerifyPhase, u64, u64) + 't;
+
+/// SQLite's `integrity_check`: each line it reports (up to the point it stops, when it
+/// cannot go on) is a problem.
+fn check_file(conn: &Connection, report: &mut VerifyReport) -> Result<()> {
+    let ctx = sql_error("verifying the store");
+    // Not `quick_check`: only the full check compares every index with its table, and the id
+    // and hash indexes are what lookups trust.
+    let mut stmt = conn.prepare("PRAGMA integrity_check").map_err(&ctx)?;
+    let mut rows = stmt.query([]).map_err(&ctx)?;
+    while let Some(row) = rows.next().map_err(&ctx)? {
+        let line: String = row.get(0).map_err(&ctx)?;
+        if line != "ok" {
+            report.problems.push(format!("SQLite: {line}"));
+        }
+    }
+    Ok(())
+}
+
+/// Every blob's bytes against its hash.
+fn check_blobs(conn: &Connection, report: &mut VerifyReport, tick: &mut Tick<'_>) -> Result<()> {
+    let ctx = sql_error("verifying the store");
     let total = count(conn, "SELECT count(*) FROM blobs")?;
     let mut stmt = conn
         .prepare("SELECT id, hash, bytes FROM blobs")
@@ -312,16 +371,28 @@ fn sweep(conn: &Connection, progress: &mut dyn FnMut(VerifyProgress)) -> Result<
         report.blobs += 1;
         tick(VerifyPhase::Blobs, report.blobs, total);
     }
+    Ok(())
+}
 
+/// Every node against its id, parents and generation.
+fn check_nodes(
+    conn: &Connection,
+    report: &mut VerifyReport,
+    links: &mut u64,
+    tick: &mut Tick<'_>,
+) -> Result<()> {
     let total = count(conn, "SELECT count(*) FROM state_nodes")?;
-    // Parent links to stored nodes, to compare with the child index.
-    let mut links = 0;
     for seq in seqs(conn)? {
-        check_node(conn, seq, &mut report, &mut links)?;
+        check_node(conn, seq, report, links)?;
         report.nodes += 1;
         tick(VerifyPhase::Nodes, report.nodes, total);
     }
+    Ok(())
+}
 
+/// Every snapshot and ref against the node it names.
+fn check_pointers(conn: &Connection, report: &mut VerifyReport, tick: &mut Tick<'_>) -> Result<()> {
+    let ctx = sql_error("verifying the store");
     let total =
         count(conn, "SELECT count(*) FROM snapshots")? + count(conn, "SELECT count(*) FROM refs")?;
     let mut stmt = conn
@@ -344,7 +415,7 @@ fn sweep(conn: &Connection, progress: &mut dyn FnMut(VerifyProgress)) -> Result<
                 .problems
                 .push(format!("snapshot {id}: not the snapshot id of node {node}"));
         }
-        check_target(conn, &format!("snapshot {id}"), &node, &mut report)?;
+        check_target(conn, &format!("snapshot {id}"), &node, report)?;
         report.snapshots += 1;
         tick(VerifyPhase::Pointers, report.snapshots, total);
     }
@@ -363,7 +434,7 @@ fn sweep(conn: &Connection, progress: &mut dyn FnMut(VerifyProgress)) -> Result<
         };
         match (ref_name(name, &kind), target) {
             (Ok(name), Some(target)) => {
-                check_target(conn, &format!("ref {name}"), &target, &mut report)?;
+                check_target(conn, &format!("ref {name}"), &target, report)?;
             }
             (Ok(name), None) => report
                 .problems
@@ -378,10 +449,7 @@ fn sweep(conn: &Connection, progress: &mut dyn FnMut(VerifyProgress)) -> Result<
         report.refs += 1;
         tick(VerifyPhase::Pointers, report.snapshots + report.refs, total);
     }
-    check_ref_logs(conn, &mut report)?;
-    check_state_refs(conn, &mut report)?;
-    check_child_edges(conn, links, &mut report)?;
-    Ok(report)
+    Ok(())
 }
 
 /// A ref name read as `CAST(name AS BLOB), typeof(name)` (so that text which is not UTF-8
@@ -414,7 +482,8 @@ fn check_target(
     Ok(())
 }
 
-/// Every ref log entry decodes (the log is how a bad ref move is undone).
+/// Every ref log entry decodes and names stored nodes (the log is how a bad ref move is
+/// undone, and gc keeps every node it names, or drops the entry with pruned history).
 fn check_ref_logs(conn: &Connection, report: &mut VerifyReport) -> Result<()> {
     let ctx = sql_error("verifying the store");
     let mut stmt = conn
@@ -446,6 +515,30 @@ fn check_ref_logs(conn: &Connection, report: &mut VerifyReport) -> Result<()> {
                 report.problems.push(format!("ref log of {name}: {e}"));
             }
             Err(e) => return Err(e),
+        }
+    }
+    // Ids that do not decode were reported above; here, well-formed ids of no stored node.
+    let mut stmt = conn
+        .prepare(
+            "SELECT CAST(l.name AS BLOB), l.node FROM (
+                 SELECT seq, name, old_node AS node FROM ref_log
+                 UNION ALL SELECT seq, name, new_node FROM ref_log
+             ) l
+             WHERE length(l.node) = 32
+               AND NOT EXISTS (SELECT 1 FROM state_nodes s WHERE s.id = l.node)
+             ORDER BY l.seq",
+        )
+        .map_err(&ctx)?;
+    let dangling: Vec<(Option<Vec<u8>>, Vec<u8>)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .and_then(Iterator::collect)
+        .map_err(&ctx)?;
+    for (name, node) in dangling {
+        let name = String::from_utf8_lossy(name.as_deref().unwrap_or_default()).into_owned();
+        if let Some(node) = StateNodeId::from_slice(&node) {
+            report.problems.push(format!(
+                "ref log of {name}: an entry names node {node}, which is missing"
+            ));
         }
     }
     Ok(())

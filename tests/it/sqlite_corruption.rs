@@ -625,6 +625,10 @@ fn verify_finds_damage_outside_the_node_rows() {
             "ref log of main: ",
         ),
         (
+            "UPDATE ref_log SET new_node = zeroblob(32) WHERE name = 'main'",
+            "ref log of main: an entry names node blake3:0000000000000000000000000000000000000000000000000000000000000000, which is missing",
+        ),
+        (
             "UPDATE refs SET name = CAST(x'6d61ff6e' AS TEXT)",
             "ref ma\u{fffd}n: its name is not UTF-8",
         ),
@@ -689,6 +693,36 @@ fn verify_lists_an_undecodable_node_and_goes_on() {
     assert!(text.contains("utf-8"), "{text}");
 
     assert_eq!(report.nodes, 3, "every node was checked");
+}
+
+/// A page SQLite cannot parse stops the parts of the sweep that read it, not the sweep:
+/// what `integrity_check` said before it gave up is kept, the stop is one more problem,
+/// and the parts that do not read the page still run.
+#[test]
+fn verify_lists_what_it_found_around_a_page_sqlite_cannot_read() {
+    let d = Damaged::new();
+    let page: i64 = raw(d.path())
+        .query_row(
+            "SELECT rootpage FROM sqlite_schema WHERE name = 'blobs'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("blobs root page");
+    assert!(page > 1, "setup: page 1 holds the schema");
+    let mut file = std::fs::read(d.path()).expect("read");
+    let start = (page as usize - 1) * 4096;
+    file[start..start + 4096].copy_from_slice(&crate::cli_util::noise(4096, 6));
+    std::fs::write(d.path(), file).expect("write");
+
+    let report = d.open().verify(|_| {}).expect("verify lists, not fails");
+    let text = report.problems.join("\n");
+    assert!(text.contains("SQLite: "), "{text}");
+    assert!(
+        text.contains("the state bytes check stopped at data it could not read"),
+        "{text}"
+    );
+    assert_eq!(report.snapshots, 3, "snapshots were still checked:\n{text}");
+    assert!(!report.is_ok());
 }
 
 #[test]
