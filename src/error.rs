@@ -102,6 +102,19 @@ pub enum StateStoreError {
         detail: String,
     },
 
+    /// An ancestry question whose answer depends on history this store does not hold: the
+    /// walk met a parent beyond a shallow boundary (ancestors never imported, or cut by
+    /// history pruning) where the answer could lie. Importing that history answers it.
+    #[error(
+        "cannot answer {question}: the answer depends on history past parent {parent}, which is not stored here (a shallow boundary: never imported, or pruned)"
+    )]
+    ShallowHistory {
+        /// The question asked, e.g. `is_ancestor`.
+        question: &'static str,
+        /// The first parent met that is not stored.
+        parent: StateNodeId,
+    },
+
     /// The file is not a stategraph store; it was left untouched.
     #[error("{path} is not a stategraph store: {detail}")]
     NotAStore {

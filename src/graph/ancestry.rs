@@ -32,6 +32,9 @@ pub(crate) fn is_ancestor(
     }
     let mut frontier = Frontier::new(Direction::Up);
     frontier.push(start, 0);
+    // The first parent met that is not stored (a shallow boundary) and could lead to
+    // `target`: without it, "no" is only "not in the history stored here".
+    let mut beyond = None;
     while let Some((node, _)) = frontier.pop() {
         for parent in &node.parent_ids {
             if parent == ancestor {
@@ -40,15 +43,27 @@ pub(crate) fn is_ancestor(
             if frontier.flags(parent).is_some() {
                 continue;
             }
-            // A parent that is not stored is a shallow boundary: nothing above it to follow.
-            if let Some(p) = cursor.node(parent)?
-                && p.generation > floor
-            {
-                frontier.push(p, 0);
+            match cursor.node(parent)? {
+                Some(p) if p.generation > floor => {
+                    frontier.push(p, 0);
+                }
+                Some(_) => {}
+                // Its generation is below this node's; at or below the floor it cannot
+                // lead to `target` (and is not `target`, which is stored).
+                None if node.generation.saturating_sub(1) > floor => {
+                    beyond.get_or_insert(*parent);
+                }
+                None => {}
             }
         }
     }
-    Ok(false)
+    match beyond {
+        Some(parent) => Err(StateStoreError::ShallowHistory {
+            question: "is_ancestor",
+            parent,
+        }),
+        None => Ok(false),
+    }
 }
 
 const STALE: u64 = 1 << 63;
@@ -87,6 +102,10 @@ pub(crate) fn merge_bases(
         account(was, 1 << i, &mut live);
     }
     let mut bases = Vec::new();
+    // The first parent met that is not stored while it could still lead to a best common
+    // ancestor (reached from an entry not below a base found): the answer then depends on
+    // history this store does not hold.
+    let mut beyond = None;
     while live > 0 {
         let Some((node, mut flags)) = frontier.pop() else {
             break;
@@ -106,8 +125,16 @@ pub(crate) fn merge_bases(
             } else if let Some(p) = cursor.node(parent)? {
                 let was = frontier.push(p, flags);
                 account(was, flags, &mut live);
+            } else if flags & STALE == 0 {
+                beyond.get_or_insert(*parent);
             }
         }
     }
-    Ok(bases)
+    match beyond {
+        Some(parent) => Err(StateStoreError::ShallowHistory {
+            question: "merge_base",
+            parent,
+        }),
+        None => Ok(bases),
+    }
 }

@@ -67,7 +67,10 @@ pub trait History: StateStore {
     /// own ancestor; disjoint histories give `Ok(false)`.
     ///
     /// # Errors
-    /// [`StateStoreError::MissingNode`] if either id is unknown.
+    /// [`StateStoreError::MissingNode`] if either id is unknown;
+    /// [`StateStoreError::ShallowHistory`] when the walk from `descendant` meets a parent
+    /// that is not stored (a shallow boundary) through which `ancestor` could be reached:
+    /// the answer is then unknown here, not "no".
     fn is_ancestor(&self, ancestor: &StateNodeId, descendant: &StateNodeId) -> Result<bool> {
         ancestry::is_ancestor(self, ancestor, descendant)
     }
@@ -76,7 +79,8 @@ pub trait History: StateStore {
     /// merges, the one with the largest generation); `None` for disjoint histories.
     ///
     /// # Errors
-    /// [`StateStoreError::MissingNode`] if either id is unknown.
+    /// [`StateStoreError::MissingNode`] if either id is unknown;
+    /// [`StateStoreError::ShallowHistory`] as for [`merge_bases`](Self::merge_bases).
     fn merge_base(&self, a: &StateNodeId, b: &StateNodeId) -> Result<Option<StateNodeId>> {
         Ok(ancestry::merge_bases(self, &[*a, *b])?.into_iter().next())
     }
@@ -86,7 +90,9 @@ pub trait History: StateStore {
     ///
     /// # Errors
     /// [`StateStoreError::MissingNode`] for an unknown id; [`StateStoreError::InvalidInput`]
-    /// for no ids or more than 63.
+    /// for no ids or more than 63; [`StateStoreError::ShallowHistory`] when a walk meets a
+    /// parent that is not stored (a shallow boundary) where a better common ancestor could
+    /// lie: bases near the heads, found before any boundary matters, are still answered.
     fn merge_bases(&self, ids: &[StateNodeId]) -> Result<Vec<StateNodeId>> {
         ancestry::merge_bases(self, ids)
     }

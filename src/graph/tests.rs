@@ -384,6 +384,62 @@ fn shallow_import(receiver: &dyn StateStore) {
     assert!(receiver.is_ancestor(&ids["b"], &ids["c"]).unwrap());
 }
 
+/// With the history between two stored nodes missing, "is it an ancestor?" and "what is the
+/// merge base?" have no answer here: an error that says so, not a confident "no". Questions
+/// the stored history does settle still get their answer.
+fn ancestry_across_a_boundary(receiver: &dyn StateStore) {
+    let sender = InMemoryStateStore::new();
+    let ids = build(
+        &sender,
+        &[("a", &[]), ("b", &["a"]), ("c", &["b"]), ("d", &["c"])],
+    );
+    for name in ["a", "d"] {
+        let snap = sender.snapshot(&ids[name]).unwrap();
+        receiver
+            .import_snapshot(&sender.export_snapshot(&snap).unwrap())
+            .unwrap();
+    }
+    let (a, d) = (ids["a"], ids["d"]);
+    let shallow = |e: StateStoreError| match e {
+        StateStoreError::ShallowHistory { parent, .. } => parent,
+        other => panic!("expected ShallowHistory, got {other:?}"),
+    };
+    assert_eq!(shallow(receiver.is_ancestor(&a, &d).unwrap_err()), ids["c"]);
+    assert_eq!(shallow(receiver.merge_base(&a, &d).unwrap_err()), ids["c"]);
+    assert_eq!(
+        shallow(receiver.merge_bases(&[d, a]).unwrap_err()),
+        ids["c"]
+    );
+    // Settled without the missing part: generations say d cannot be below a, and a node is
+    // its own ancestor and merge base.
+    assert!(!receiver.is_ancestor(&d, &a).unwrap());
+    assert!(receiver.is_ancestor(&d, &d).unwrap());
+    assert_eq!(receiver.merge_base(&d, &d).unwrap(), Some(d));
+    let message = receiver.is_ancestor(&a, &d).unwrap_err().to_string();
+    assert!(message.contains("not stored here"), "{message}");
+
+    // Filling the gap answers both.
+    for name in ["b", "c"] {
+        let snap = sender.snapshot(&ids[name]).unwrap();
+        receiver
+            .import_snapshot(&sender.export_snapshot(&snap).unwrap())
+            .unwrap();
+    }
+    assert!(receiver.is_ancestor(&a, &d).unwrap());
+    assert_eq!(receiver.merge_base(&a, &d).unwrap(), Some(a));
+}
+
+#[test]
+fn ancestry_across_a_boundary_in_memory() {
+    ancestry_across_a_boundary(&InMemoryStateStore::new());
+}
+
+#[test]
+fn ancestry_across_a_boundary_in_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    ancestry_across_a_boundary(&crate::SqliteStateStore::open(dir.path().join("s.db")).unwrap());
+}
+
 #[test]
 fn shallow_import_in_memory() {
     shallow_import(&InMemoryStateStore::new());

@@ -1776,6 +1776,42 @@ fn gc_prune_history_cuts_the_log_to_a_boundary() {
     env.ok(&["fsck"]);
 }
 
+/// After pruning cut the line between a snapshot's node and the branch head, whether one
+/// is an ancestor of the other is unknown here: `is-ancestor` and `merge-base` fail (exit
+/// 2, saying why) instead of answering "no" (exit 1).
+#[test]
+fn ancestry_past_a_pruned_boundary_is_an_error() {
+    let env = Env::init();
+    let first = env.commit("1", "one", &["--branch", "main"]);
+    env.ok(&["snapshot", &first]);
+    env.commit("2", "two", &["--branch", "main"]);
+    env.commit("3", "three", &["--branch", "main"]);
+    assert_eq!(
+        env.sg(&["is-ancestor", &first, "main"])
+            .output()
+            .expect("run")
+            .status
+            .code(),
+        Some(0)
+    );
+    env.ok(&["gc", "--prune-history", "0"]);
+    for args in [
+        ["is-ancestor", &first, "main"],
+        ["merge-base", &first, "main"],
+    ] {
+        let out = env.sg(&args).output().expect("run");
+        let err = assert_error(&out);
+        assert!(err.contains("not stored here"), "{args:?}: {err}");
+    }
+    // The other way round needs no missing history: a newer node is never an ancestor.
+    let out = env
+        .sg(&["is-ancestor", "main", &first])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    env.ok(&["fsck"]);
+}
+
 /// `gc --vacuum` shrinks the file after removing garbage, reports the sizes (text and JSON),
 /// and leaves a store that passes `fsck`; it makes no sense with `--dry-run`, which clap
 /// refuses.

@@ -142,6 +142,10 @@ pub fn explain(store: &dyn StateStore, e: StateStoreError) -> CliError {
                 None => err,
             }
         }
+        StateStoreError::ShallowHistory { .. } => CliError::new(e.to_string()).hint(
+            "`stategraph log` shows where the stored history stops; importing the snapshots \
+             in between (`stategraph import`) answers it",
+        ),
         StateStoreError::MissingRef { name } => {
             with_ref_hints(store, CliError::new(e.to_string()), name)
         }
