@@ -170,7 +170,7 @@ impl Inner {
                 hash,
                 data,
             } => {
-                self.put(data_ref, hash, data.bytes, data.content_type, journal);
+                self.put(data_ref, hash, data.bytes, data.content_type, journal)?;
                 Ok(Outcome::State(data_ref))
             }
             Op::CommitNode {
@@ -242,7 +242,7 @@ impl Inner {
                         bytes,
                         ..
                     } = *package;
-                    self.put(data_ref, data_hash, bytes, content_type.clone(), journal);
+                    self.put(data_ref, data_hash, bytes, content_type.clone(), journal)?;
                     let node = StateNode {
                         id: node_id,
                         parent_ids,
@@ -390,7 +390,16 @@ impl Inner {
         bytes: Vec<u8>,
         content_type: Option<String>,
         journal: &mut Vec<Undo>,
-    ) {
+    ) -> Result<()> {
+        if let Some(stored) = self.states.get(&data_ref) {
+            // The same write applied again (a retry of one that landed): nothing to do, and
+            // nothing for a rollback to take back. Other state under the ref is refused.
+            return if stored.hash == hash && stored.content_type == content_type {
+                Ok(())
+            } else {
+                Err(store::data_ref_taken(&data_ref))
+            };
+        }
         if let std::collections::hash_map::Entry::Vacant(e) = self.blobs.entry(hash) {
             e.insert(Arc::from(bytes));
             journal.push(Undo::Blob(hash));
@@ -398,6 +407,7 @@ impl Inner {
         self.states
             .insert(data_ref, StoredState { hash, content_type });
         journal.push(Undo::State(data_ref));
+        Ok(())
     }
 
     /// Inserts a node unless its id is stored already (the first write stays). Edges are
@@ -691,6 +701,46 @@ impl GraphCursor for MemoryCursor<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A put under a data ref that already names other state (only a hand-made `Op` can
+    /// ask for one) is a typed error in both backends, and takes nothing back.
+    #[test]
+    fn a_data_ref_names_one_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = crate::SqliteStateStore::open(dir.path().join("s.db")).unwrap();
+        let memory = InMemoryStateStore::new();
+        for store in [&memory as &dyn StateStore, &sqlite] {
+            let put = |bytes: &[u8], content_type: Option<&str>| {
+                let mut data = StateData::new(bytes.to_vec());
+                data.content_type = content_type.map(str::to_owned);
+                store.apply(Writes::one(Op::PutState {
+                    data_ref: StateDataRef::from_bytes([7; 16]),
+                    hash: data.hash(),
+                    data,
+                }))
+            };
+            put(b"first", None).unwrap();
+            put(b"first", None).unwrap();
+            for (bytes, content_type) in [(&b"other"[..], None), (b"first", Some("text/plain"))] {
+                let e = put(bytes, content_type).unwrap_err();
+                assert!(
+                    matches!(
+                        e,
+                        StateStoreError::InvalidInput {
+                            what: "data ref",
+                            ..
+                        }
+                    ),
+                    "{e:?}"
+                );
+            }
+            let kept = store.get_state(&StateDataRef::from_bytes([7; 16])).unwrap();
+            assert_eq!(
+                (kept.bytes.as_slice(), kept.content_type),
+                (&b"first"[..], None)
+            );
+        }
+    }
 
     /// A chain imported newest first, every package claiming generation 2: each arrival
     /// contradicts the claims stored before it. Settling used to recompute every descendant

@@ -760,3 +760,12 @@ impl Outcome {
         ))
     }
 }
+
+/// The error for a put of state under a data ref that already names other state (data refs
+/// are fresh UUIDs, so only a reused or hand-made ref gets here).
+pub(crate) fn data_ref_taken(data_ref: &StateDataRef) -> StateStoreError {
+    StateStoreError::invalid(
+        "data ref",
+        format!("{data_ref} already names other state; a data ref is stored once"),
+    )
+}

@@ -275,11 +275,24 @@ pub(crate) fn put_state(
             .and_then(|mut s| s.query_row([hash.as_bytes()], |r| r.get(0)))
             .map_err(&ctx)?,
     };
-    tx.prepare_cached(
-        "INSERT INTO state_data (data_ref, blob_id, content_type) VALUES (?1, ?2, ?3)",
-    )
-    .and_then(|mut s| s.execute(params![data_ref.as_bytes(), blob_id, content_type]))
-    .map_err(&ctx)?;
+    let inserted = tx
+        .prepare_cached(
+            "INSERT INTO state_data (data_ref, blob_id, content_type) VALUES (?1, ?2, ?3)
+             ON CONFLICT (data_ref) DO NOTHING",
+        )
+        .and_then(|mut s| s.execute(params![data_ref.as_bytes(), blob_id, content_type]))
+        .map_err(&ctx)?;
+    if inserted == 0 {
+        // The same write applied again (a retry of one that landed) is done already; other
+        // state under the ref is refused, and the request's rollback takes back the blob.
+        let (stored_blob, stored_type): (i64, Option<String>) = tx
+            .prepare_cached("SELECT blob_id, content_type FROM state_data WHERE data_ref = ?1")
+            .and_then(|mut s| s.query_row([data_ref.as_bytes()], |r| Ok((r.get(0)?, r.get(1)?))))
+            .map_err(&ctx)?;
+        if stored_blob != blob_id || stored_type.as_deref() != content_type {
+            return Err(crate::store::data_ref_taken(data_ref));
+        }
+    }
     cache
         .states
         .insert(*data_ref, (*hash, content_type.map(str::to_owned)));

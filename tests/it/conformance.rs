@@ -130,6 +130,44 @@ fn put_get_round_trip(h: &Harness) {
     assert_eq!(s.get_state(&refs[2]).expect("get_state"), inputs[2]);
 }
 
+/// The same `Writes` applied again (a retry of a write that landed, say after a timeout):
+/// state and nodes it stored are already there and stay intact; a ref move in it fails its
+/// compare-and-swap, and that failure takes back nothing the first apply stored.
+fn writes_applied_twice_change_nothing_twice(h: &Harness) {
+    let s = h.store();
+    let mut batch = stategraph::Batch::new(s);
+    let d = batch.put_state(data(b"payload", Some("text/plain")));
+    let n = batch
+        .commit_node(vec![], d, meta(t(0), Some("n")))
+        .expect("commit");
+    batch.set_ref("main", None, &n).expect("set_ref");
+    let writes = batch.into_writes();
+    s.apply(writes.clone()).expect("first apply");
+    assert!(matches!(
+        s.apply(writes),
+        Err(StateStoreError::RefConflict { .. })
+    ));
+    assert_eq!(s.get_state(&d).expect("state kept").bytes, b"payload");
+    let snapshot = s.snapshot(&n).expect("snapshot");
+    assert_eq!(
+        s.load_snapshot(&snapshot).expect("load").state.bytes,
+        b"payload"
+    );
+
+    // Without a ref move, the retry succeeds and stores nothing new.
+    let mut batch = stategraph::Batch::new(s);
+    let d2 = batch.put_state(data(b"second", None));
+    let n2 = batch
+        .commit_node(vec![n], d2, meta(t(1), Some("n2")))
+        .expect("commit");
+    let writes = batch.into_writes();
+    s.apply(writes.clone()).expect("first apply");
+    s.apply(writes).expect("the same writes again");
+    assert_eq!(s.get_state(&d2).expect("state").bytes, b"second");
+    assert_eq!(s.get_node(&n2).expect("node").data_ref, d2);
+    assert_eq!(s.ref_log("main").expect("ref log").len(), 1);
+}
+
 fn put_returns_fresh_refs(h: &Harness) {
     let s = h.store();
     let a = s.put_state(data(b"same", None)).expect("put");
@@ -1301,6 +1339,7 @@ macro_rules! conformance_cases {
 
 conformance_cases!(
     put_get_round_trip,
+    writes_applied_twice_change_nothing_twice,
     put_returns_fresh_refs,
     commit_is_idempotent,
     commit_id_is_the_codec_hash,
