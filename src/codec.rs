@@ -59,6 +59,20 @@ pub(crate) fn split_time(at: OffsetDateTime) -> (i64, u32) {
     (at.unix_timestamp(), at.nanosecond())
 }
 
+/// `at` as the same instant in UTC, which is how every store keeps and reads it back.
+///
+/// # Errors
+/// [`StateStoreError::InvalidInput`] when that instant is outside the years -9999..=9999 in
+/// UTC (a time near either end, at an offset that pushes it over).
+pub(crate) fn utc_time(at: OffsetDateTime) -> Result<OffsetDateTime> {
+    at.checked_to_offset(time::UtcOffset::UTC).ok_or_else(|| {
+        StateStoreError::invalid(
+            "created_at",
+            format!("{at} is outside the years -9999 to 9999 once converted to UTC"),
+        )
+    })
+}
+
 /// The inverse of [`split_time`]; the result is in UTC.
 pub(crate) fn join_time(seconds: i64, nanos: i64) -> Result<OffsetDateTime> {
     if !(0..1_000_000_000).contains(&nanos) {

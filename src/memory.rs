@@ -117,16 +117,28 @@ impl InMemoryStateStore {
         let mut inner = self.write();
         let mut journal = Vec::new();
         let mut outcomes = Vec::with_capacity(ops.len());
-        for op in ops {
-            match inner.apply_op(op, &mut journal) {
-                Ok(outcome) => outcomes.push(outcome),
-                Err(e) => {
-                    inner.rollback(journal);
-                    return Err(e);
-                }
+        // A panic part-way (a bug) must not leave the earlier writes of the batch in place:
+        // it is rolled back like an error, and the lock is not poisoned.
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            for op in ops {
+                outcomes.push(inner.apply_op(op, &mut journal)?);
+            }
+            Ok(())
+        }));
+        match run {
+            Ok(Ok(())) => Ok(outcomes),
+            Ok(Err(e)) => {
+                inner.rollback(journal);
+                Err(e)
+            }
+            Err(_) => {
+                inner.rollback(journal);
+                Err(StateStoreError::Backend(crate::error::BackendError::new(
+                    "writing",
+                    "internal error: this write panicked; it was rolled back",
+                )))
             }
         }
-        Ok(outcomes)
     }
 }
 
@@ -249,7 +261,7 @@ impl Inner {
                         data_ref,
                         data_hash,
                         content_type,
-                        metadata: store::utc(metadata),
+                        metadata: store::utc(metadata)?,
                         generation,
                     };
                     self.insert_node(node, journal)?;

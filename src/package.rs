@@ -56,6 +56,8 @@ impl SnapshotPackage {
     /// [`StateStoreError::InvalidInput`] naming the id that does not match.
     pub fn verify(&self) -> Result<ContentHash> {
         codec::check_parents(&self.parent_ids)?;
+        codec::utc_time(self.metadata.created_at)
+            .map_err(|_| malformed("its created_at is outside the years -9999 to 9999 in UTC"))?;
         let data_hash = ContentHash::of(&self.bytes);
         let node_id = codec::node_id(
             &self.parent_ids,

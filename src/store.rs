@@ -457,16 +457,21 @@ pub(crate) fn build_node(
         data_ref,
         data_hash,
         content_type,
-        metadata: utc(metadata),
+        metadata: utc(metadata)?,
         generation,
     })
 }
 
 /// `metadata` with its time in UTC: the offset is not part of a node, and every backend reads
 /// it back as UTC.
-pub(crate) fn utc(mut metadata: StateMetadata) -> StateMetadata {
-    metadata.created_at = metadata.created_at.to_offset(time::UtcOffset::UTC);
-    metadata
+///
+/// # Errors
+/// [`StateStoreError::InvalidInput`] for a time whose UTC instant `time` cannot represent
+/// (within a day of the end of year 9999, or of the start of year -9999, at an offset that
+/// pushes it over): such a node could be stored, but never read back.
+pub(crate) fn utc(mut metadata: StateMetadata) -> Result<StateMetadata> {
+    metadata.created_at = codec::utc_time(metadata.created_at)?;
+    Ok(metadata)
 }
 
 /// Checks that a node read back from storage still hashes to its id (and, for a root, that

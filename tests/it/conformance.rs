@@ -342,6 +342,52 @@ fn created_at_round_trips(h: &Harness) {
     );
 }
 
+/// A time `time` accepts but whose UTC instant it cannot represent (the last instant of year
+/// 9999, one hour west of UTC) is refused as input, alone, inside a batch (which then writes
+/// nothing) and in an imported package, instead of panicking or storing a node that cannot
+/// be read back.
+fn created_at_past_the_utc_range_is_refused(h: &Harness) {
+    let s = h.store();
+    let r = s.put_state(data(b"t", None)).expect("put");
+    let late = datetime!(9999-12-31 23:59:59.999999999 -01:00);
+    let refused = |e: StateStoreError| {
+        assert!(matches!(e, StateStoreError::InvalidInput { .. }), "{e:?}");
+        assert!(e.to_string().contains("UTC"), "{e}");
+    };
+    refused(s.commit_node(vec![], r, meta(late, None)).unwrap_err());
+    let mut batch = stategraph::Batch::new(s);
+    let ok = batch
+        .commit_node(vec![], r, meta(T0, None))
+        .expect("commit");
+    batch.set_ref("main", None, &ok).expect("set_ref");
+    let result = batch
+        .commit_node(vec![ok], r, meta(late, None))
+        .and_then(|_| batch.commit());
+    refused(result.unwrap_err());
+    assert_eq!(
+        s.get_ref("main").expect("get_ref"),
+        None,
+        "nothing of the batch"
+    );
+    assert!(s.ref_log("main").expect("ref log").is_empty());
+
+    let bytes = b"from far away".to_vec();
+    let metadata = meta(late, None);
+    let node_id = codec::node_id(&[], &ContentHash::of(&bytes), None, &metadata);
+    let package = SnapshotPackage {
+        snapshot_id: codec::snapshot_id(&node_id),
+        node_id,
+        parent_ids: vec![],
+        generation: 1,
+        content_type: None,
+        metadata,
+        bytes,
+    };
+    refused(package.verify().unwrap_err());
+    refused(s.import_snapshot(&package).unwrap_err());
+    assert!(s.get_node(&node_id).unwrap_err().is_missing());
+}
+
 /// A package whose node has the given parents (none of them stored) and claimed generation.
 fn package_with_generation(parents: Vec<StateNodeId>, generation: u64) -> SnapshotPackage {
     let bytes = b"far away".to_vec();
@@ -1345,6 +1391,7 @@ conformance_cases!(
     commit_id_is_the_codec_hash,
     every_input_changes_the_id,
     created_at_round_trips,
+    created_at_past_the_utc_range_is_refused,
     strings_round_trip_exactly,
     generation_counts_the_longest_path,
     commit_with_unknown_data_ref_fails_cleanly,
