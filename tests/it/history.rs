@@ -498,14 +498,16 @@ fn ancestors(store: &dyn StateStore, case: &Case) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-/// (10) `dot_lines` gives the walk's nodes in walk order and exactly the arrows among them,
-/// dashed for all but first parents, each after both of its nodes, one line per item; with
+/// (10) `dot_lines` gives the walk's nodes in walk order and exactly the arrows among them
+/// (first-parent arrows only in a first-parent walk), dashed for all but first parents, each
+/// after both of its nodes, one line per item; with
 /// exclusions, first-parent walks and limits. `to_dot` is the same text.
 fn dot_export(store: &dyn StateStore, case: &Case) -> Result<(), TestCaseError> {
     let b = build(store, case);
     let mut picks = Picks::of(case);
     let (options, _, _) = random_options(store, &b, &mut picks, 2);
-    let mut options = options.first_parent(picks.number(3) == 0);
+    let first_parent = picks.number(3) == 0;
+    let mut options = options.first_parent(first_parent);
     if picks.number(3) == 0 {
         options = options.limit(picks.number(b.oracle.n() + 1));
     }
@@ -514,9 +516,11 @@ fn dot_export(store: &dyn StateStore, case: &Case) -> Result<(), TestCaseError> 
         .map(|id| b.index[id])
         .collect();
     let walked_set = walked.iter().fold(0u64, |m, &i| m | bit(i));
+    // Every edge between walked nodes; a first-parent walk draws only first parents.
+    let drawn = if first_parent { 1 } else { usize::MAX };
     let mut want_edges = BTreeSet::new();
     for &child in &walked {
-        for (position, &parent) in b.oracle.parents[child].iter().enumerate() {
+        for (position, &parent) in b.oracle.parents[child].iter().enumerate().take(drawn) {
             if walked_set & bit(parent) != 0 {
                 want_edges.insert((child, parent, position > 0));
             }
