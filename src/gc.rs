@@ -3,15 +3,18 @@
 //! What is kept (the roots, and every ancestor of a root):
 //! - every node a ref points at, every snapshot's node, and every node a ref log entry
 //!   mentions (entries older than [`GcOptions::expire_ref_log`] are removed first, if asked);
-//! - every node whose state was put within the grace period ([`GcOptions::grace`]), so a
-//!   writer between `commit_node` and `set_ref` does not lose its node;
+//! - every node made within the grace period ([`GcOptions::grace`]), so a writer between
+//!   `commit_node` and `set_ref` does not lose its node;
 //! - every state put within the grace period, so a writer between `put_state` and
 //!   `commit_node` does not lose its state.
 //!
 //! Everything else goes: unreachable nodes, states no kept node holds, and bytes no state
 //! holds. Ages come from the store's own clock: a [`StateDataRef`] is a UUID v7, which carries
-//! the time `put_state` made it (a node's age is its state's). A ref that is not a v7 UUID has
-//! no age and counts as new, so it is kept.
+//! the time `put_state` made it. A ref that is not a v7 UUID has no age and counts as new, so
+//! it is kept. A node is as new as its state or as its own `created_at`, whichever is newer,
+//! so a node committed just now on an old state (a revert to a known-good state) is new; a
+//! `created_at` later than the collection's start (a clock ahead, a made-up time) is not
+//! counted, or such a node would never age.
 
 use std::time::Duration;
 
@@ -155,6 +158,7 @@ impl GcOptions {
                 Prune::OlderThan(d) => now.checked_sub(d.try_into().unwrap_or(time::Duration::MAX)),
             }),
             dry_run: self.dry_run,
+            now,
         }
     }
 }
@@ -169,6 +173,8 @@ pub(crate) struct Cutoffs {
     /// Reachable nodes made before this are removed too (but for ref and snapshot targets).
     pub prune_before: Option<OffsetDateTime>,
     pub dry_run: bool,
+    /// When the collection started: a node's `created_at` after it is not counted.
+    pub now: OffsetDateTime,
 }
 
 impl Cutoffs {
@@ -178,10 +184,20 @@ impl Cutoffs {
         made_before(data_ref, self.unused_before)
     }
 
-    /// Whether history pruning removes the node whose state is `data_ref` (when no ref or
-    /// snapshot points at it).
-    pub(crate) fn is_pruned(&self, data_ref: &StateDataRef) -> bool {
-        made_before(data_ref, self.prune_before)
+    /// Whether a node holding the state `data_ref` and made (by its metadata) at
+    /// `created_at` is older than the grace period: its state is, and so is its own time.
+    pub(crate) fn is_old_node(&self, data_ref: &StateDataRef, created_at: OffsetDateTime) -> bool {
+        self.is_old(data_ref) && !self.made_since(created_at, self.unused_before)
+    }
+
+    /// Whether history pruning removes such a node (when no ref or snapshot points at it).
+    pub(crate) fn is_pruned(&self, data_ref: &StateDataRef, created_at: OffsetDateTime) -> bool {
+        made_before(data_ref, self.prune_before) && !self.made_since(created_at, self.prune_before)
+    }
+
+    /// Whether `created_at` is at or after `since` and not after the collection's start.
+    fn made_since(&self, created_at: OffsetDateTime, since: Option<OffsetDateTime>) -> bool {
+        since.is_some_and(|since| since <= created_at && created_at <= self.now)
     }
 
     /// Whether a ref log entry made at `at` is expired.

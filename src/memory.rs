@@ -288,7 +288,10 @@ impl Inner {
             ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
         let pruned: Vec<bool> = ids
             .iter()
-            .map(|id| cut.is_pruned(&self.nodes[id].data_ref))
+            .map(|id| {
+                let node = &self.nodes[id];
+                cut.is_pruned(&node.data_ref, node.metadata.created_at)
+            })
             .collect();
         // What refs and snapshots point at is kept whatever its age; the rest only while
         // history pruning leaves it.
@@ -307,7 +310,7 @@ impl Inner {
         roots.extend(
             self.nodes
                 .values()
-                .filter(|n| !cut.is_old(&n.data_ref))
+                .filter(|n| !cut.is_old_node(&n.data_ref, n.metadata.created_at))
                 .filter_map(|n| unpruned(&n.id)),
         );
         let kept = gc::mark(ids.len(), roots, |i| {

@@ -1,9 +1,11 @@
 //! Garbage collection in a SQLite store (what is kept: see [`crate::gc`]).
 
 use rusqlite::{Connection, params};
+use time::OffsetDateTime;
 
 use super::ops::{ABSENT_SEQ, decode_seqs, encode_seqs};
 use super::schema::sql_error;
+use crate::codec;
 use crate::error::{Result, StateStoreError};
 use crate::gc::{self, Cutoffs, GcReport};
 use crate::id::StateDataRef;
@@ -45,7 +47,10 @@ impl Nodes {
     fn read(tx: &Connection, cut: &Cutoffs) -> Result<Self> {
         let ctx = sql_error("reading the nodes to collect garbage");
         let mut stmt = tx
-            .prepare("SELECT seq, parent_seqs, data_ref FROM state_nodes ORDER BY seq")
+            .prepare(
+                "SELECT seq, parent_seqs, data_ref, created_s, created_ns FROM state_nodes
+                 ORDER BY seq",
+            )
             .map_err(&ctx)?;
         let mut rows = stmt.query([]).map_err(&ctx)?;
         let (mut seqs, mut old, mut pruned) = (Vec::new(), Vec::new(), Vec::new());
@@ -58,11 +63,14 @@ impl Nodes {
             let data_ref = <[u8; 16]>::try_from(data_ref.as_slice())
                 .map(StateDataRef::from_bytes)
                 .map_err(|_| corrupt(seq, "its data ref is not 16 bytes"))?;
+            // A time that does not decode (fsck reports it) cannot make a node new.
+            let created_at = codec::join_time(row.get(3).map_err(&ctx)?, row.get(4).map_err(&ctx)?)
+                .unwrap_or(OffsetDateTime::UNIX_EPOCH);
             raw.extend(decode_seqs(&parent_seqs)?);
             raw_starts.push(raw.len());
             seqs.push(seq);
-            old.push(cut.is_old(&data_ref));
-            pruned.push(cut.is_pruned(&data_ref));
+            old.push(cut.is_old_node(&data_ref, created_at));
+            pruned.push(cut.is_pruned(&data_ref, created_at));
         }
         let mut nodes = Nodes {
             seqs,

@@ -1263,6 +1263,39 @@ fn gc_keeps_new_nodes_and_their_ancestors(h: &Harness) {
     s.get_node(&old_parent).expect("the parent of a new node");
 }
 
+/// A node committed now on a state put long ago (a revert to a known-good state) is new: gc
+/// keeps it (and its state) for its grace period, as it keeps any node between its commit
+/// and the `set_ref` that makes it reachable. A `created_at` in the past, or in the future,
+/// does not make such a node new.
+fn gc_keeps_a_new_node_on_an_old_state(h: &Harness) {
+    let s = h.store();
+    let start = time::OffsetDateTime::now_utc();
+    let good = s.put_state(data(b"known good", None)).expect("put");
+    let mid = next_ms(next_ms(start));
+    next_ms(mid);
+    let revert = s
+        .commit_node(vec![], good, StateMetadata::now("revert"))
+        .expect("commit");
+    let backdated = s
+        .commit_node(vec![], good, meta(t(5), Some("backdated")))
+        .expect("commit");
+    let future = s
+        .commit_node(
+            vec![],
+            good,
+            meta(datetime!(2999-01-01 00:00 UTC), Some("future")),
+        )
+        .expect("commit");
+    let report = s.gc(&GcOptions::new().keep_newer_than(mid)).expect("gc");
+    assert_eq!(report.nodes_removed, 2, "{report:?}");
+    s.get_node(&revert).expect("the node committed now");
+    assert!(s.get_node(&backdated).unwrap_err().is_missing());
+    assert!(s.get_node(&future).unwrap_err().is_missing());
+    assert_eq!(s.get_state(&good).expect("its state").bytes, b"known good");
+    s.set_ref("main", None, &revert)
+        .expect("the writer's set_ref still works");
+}
+
 /// A node imported without its parents (a shallow boundary) goes like any other once nothing
 /// reaches it, its boundary edge with it; imported again later, it joins its parent normally.
 fn gc_removes_a_shallow_import_and_its_boundary(h: &Harness) {
@@ -1413,6 +1446,7 @@ conformance_cases!(
     gc_dry_run_counts_and_changes_nothing,
     gc_expires_the_ref_log_only_when_asked,
     gc_keeps_new_nodes_and_their_ancestors,
+    gc_keeps_a_new_node_on_an_old_state,
     gc_removes_a_shallow_import_and_its_boundary,
     gc_prunes_old_history_to_a_boundary,
     state_prefix_is_the_start_of_the_bytes,
