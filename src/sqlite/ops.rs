@@ -233,9 +233,10 @@ pub(crate) fn find_nodes_by_seq_range(
     .collect()
 }
 
-/// The largest state a SQLite store holds: SQLite's default `SQLITE_MAX_LENGTH`, the largest
-/// blob it stores (the bundled build keeps the default).
-pub const MAX_STATE_LEN: usize = 1_000_000_000;
+/// The largest state a SQLite store holds: SQLite's default `SQLITE_MAX_LENGTH` (10^9 bytes,
+/// the bundled build keeps it) bounds a whole row, so the state's row keeps 100 bytes of it
+/// for the content hash and the row header.
+pub const MAX_STATE_LEN: usize = 1_000_000_000 - 100;
 
 /// Stores state bytes (once per distinct content) under a new ref.
 pub(crate) fn put_state(
@@ -251,7 +252,7 @@ pub(crate) fn put_state(
             "state",
             format!(
                 "it is {} bytes; a SQLite store holds states of up to {MAX_STATE_LEN} bytes \
-                 (SQLite's largest value)",
+                 (SQLite's largest row, less room for the row's hash)",
                 bytes.len()
             ),
         ));
@@ -1191,7 +1192,9 @@ mod tests {
         .unwrap_err();
         assert!(
             matches!(&err, StateStoreError::InvalidInput { what: "state", .. })
-                && err.to_string().contains("1000000000 bytes"),
+                && err
+                    .to_string()
+                    .contains(&format!("{} bytes", MAX_STATE_LEN + 1)),
             "{err}"
         );
     }
