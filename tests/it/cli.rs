@@ -747,12 +747,25 @@ fn ref_names_the_command_line_could_not_use_are_refused() {
             &["commit", "-b", "beef", "-m", "x", "-"],
             "reads as a node id",
         ),
+        // Listed as tags/x, `tag -d tags/x` would delete the tag x instead.
+        (&["tag", "tags/tags/x", "main"], "another tag's full name"),
     ] {
         let out = env.sg(args).write_stdin("x").output().expect("run");
         let err = assert_error(&out);
         assert!(err.contains(why), "{args:?}: {err}");
     }
     assert_eq!(env.ok(&["branch"]), before, "nothing was created");
+    assert_eq!(env.ok(&["tag"]), "", "no tag was created");
+    // Deleting or moving a "branch" under tags/ is refused in the same words, not as a
+    // creation.
+    for args in [
+        &["branch", "-d", "tags/v9"][..],
+        &["branch", "-f", "tags/v9", "main"],
+    ] {
+        let err = assert_error(&env.sg(args).output().expect("run"));
+        assert!(err.contains("\"tags/v9\" is a tag name"), "{args:?}: {err}");
+        assert!(!err.contains("create"), "{args:?}: {err}");
+    }
     // Hex inside a longer name, or under a prefix, is fine.
     env.ok(&["branch", "agents/cafe", "main"]);
     env.ok(&["branch", "fix-905f", "main"]);
@@ -1744,10 +1757,20 @@ fn gc_removes_what_nothing_reaches_and_says_so() {
     let expired = json(&["gc", "--grace", "0", "--expire-reflog", "0", "--json"]);
     assert_eq!(expired["nodes_removed"], 1, "{expired}");
     assert_eq!(expired["ref_log_entries_removed"], 3, "{expired}");
+    // With its moves expired, main@{1} is not "an unknown revision" but an empty ref log.
+    let err = assert_error(&env.sg(&["show", "main@{1}"]).output().expect("run"));
+    assert!(err.contains("the ref log of main is empty"), "{err}");
     let out = env.sg(&["gc", "--grace", "2weeks"]).output().expect("run");
     assert_eq!(out.status.code(), Some(2), "a usage error");
     let err = crate::cli_util::stderr(&out);
     assert!(err.contains("\"2weeks\" is not an age"), "{err}");
+    let out = env
+        .sg(&["gc", "--grace", "99999999999999999999w"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2), "a usage error");
+    let err = crate::cli_util::stderr(&out);
+    assert!(err.contains("too long an age"), "{err}");
     env.ok(&["fsck"]);
 }
 

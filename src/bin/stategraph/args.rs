@@ -540,9 +540,15 @@ fn parse_age(text: &str) -> Result<std::time::Duration, String> {
             ));
         }
     };
+    if number.is_empty() {
+        return Err(format!(
+            "{text:?} is not an age: it needs a whole number before the unit"
+        ));
+    }
+    // Only digits are left, so a number that does not parse is too large.
     let number: u64 = number
         .parse()
-        .map_err(|_| format!("{text:?} is not an age: it needs a whole number before the unit"))?;
+        .map_err(|_| format!("{text:?} is too long an age"))?;
     number
         .checked_mul(unit_secs)
         .map(std::time::Duration::from_secs)

@@ -83,16 +83,27 @@ pub fn check_ref_name(full: &str, kind: Kind, new: bool) -> CliResult {
     validate_ref_name(full)?;
     let refuse = |why: &str| CliError::new(format!("will not create a ref named {full:?}: {why}"));
     if kind == Kind::Branch && full.starts_with(TAGS) {
-        return Err(refuse("it is a tag name, not a branch name").hint(format!(
-            "tags are made and moved with `stategraph tag [-f] {} REV`",
-            &full[TAGS.len()..]
-        )));
+        // Said whether the branch was to be made, moved or deleted.
+        return Err(
+            CliError::new(format!("{full:?} is a tag name, not a branch name")).hint(format!(
+                "tags are made and moved with `stategraph tag [-f] {tag} REV`, and deleted \
+                 with `stategraph tag -d {tag}`",
+                tag = &full[TAGS.len()..]
+            )),
+        );
     }
     if !new {
         return Ok(());
     }
     // What people type for this ref: a tag by its short name.
     let typed = kind.short(full);
+    if kind == Kind::Tag && typed.starts_with(TAGS) {
+        // Listed as `tags/x`, it would be the tag `x` to `tag -d tags/x`.
+        return Err(
+            refuse("a tag listed as tags/… would be read as another tag's full name")
+                .hint(format!("name it {:?}", &typed[TAGS.len()..])),
+        );
+    }
     if typed.len() >= 4 && typed.chars().all(|c| c.is_ascii_hexdigit()) {
         return Err(refuse("it reads as a node id or id prefix"));
     }
