@@ -749,6 +749,11 @@ fn ref_names_the_command_line_could_not_use_are_refused() {
         ),
         // Listed as tags/x, `tag -d tags/x` would delete the tag x instead.
         (&["tag", "tags/tags/x", "main"], "another tag's full name"),
+        (
+            &["branch", "evil\u{202e}niam", "main"],
+            "direction-changing",
+        ),
+        (&["branch", "ma\u{200b}in", "main"], "invisible"),
     ] {
         let out = env.sg(args).write_stdin("x").output().expect("run");
         let err = assert_error(&out);
@@ -1126,6 +1131,15 @@ fn show_previews_the_start_of_a_large_state() {
         shown.contains(&format!("size       {} bytes", text.len())),
         "{shown}"
     );
+
+    // A lone carriage return is shown, not obeyed (it would print "hidden" over "shown").
+    env.commit("shown\rhidden\r\nnext\n", "cr", &["--branch", "cr"]);
+    let shown = env.ok(&["show", "cr"]);
+    assert!(
+        shown.contains("    shown\\rhidden\n    next\n"),
+        "{shown:?}"
+    );
+    assert!(!shown.contains('\r'), "{shown:?}");
 
     // 61-byte lines of two-byte characters: the first 4096 bytes end inside one.
     let line = format!("{}\n", "é".repeat(30));

@@ -319,13 +319,27 @@ pub fn spinner(what: &str) -> indicatif::ProgressBar {
 pub fn printable(text: &str, lines: bool) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
-        if c.is_control() && !(lines && c == '\n') {
+        if (c.is_control() && !(lines && c == '\n')) || is_invisible(c) {
             out.extend(c.escape_default());
         } else {
             out.push(c);
         }
     }
     out
+}
+
+/// Characters a terminal shows as nothing, or that reorder the text around them (zero-width
+/// spaces and joiners, direction marks, embeddings, overrides and isolates, the byte-order
+/// mark): printed raw they make one name look like another.
+pub fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{FEFF}'
+    )
 }
 
 #[cfg(test)]
@@ -344,5 +358,9 @@ mod tests {
             "a\nb\\u{1b}[31mRED\\u{1b}[0m\\rOVER\\ttab é"
         );
         assert_eq!(printable("plain", false), "plain");
+        assert_eq!(
+            printable("evil\u{202e}niam\u{200b}", false),
+            "evil\\u{202e}niam\\u{200b}"
+        );
     }
 }

@@ -513,7 +513,8 @@ fn preview(head: &[u8], size: u64) -> Option<Vec<String>> {
             break;
         }
         used += line.len() + 1;
-        lines.push(line.trim_end().to_owned());
+        // A lone carriage return would send the terminal back over the line.
+        lines.push(line.trim_end().replace('\r', "\\r"));
     }
     Some(lines)
 }

@@ -110,6 +110,12 @@ pub fn check_ref_name(full: &str, kind: Kind, new: bool) -> CliResult {
     if typed.starts_with('-') {
         return Err(refuse("it would read as an option"));
     }
+    if full.chars().any(crate::output::is_invisible) {
+        return Err(refuse(
+            "it holds invisible or direction-changing characters, which make one name look \
+             like another",
+        ));
+    }
     Ok(())
 }
 
