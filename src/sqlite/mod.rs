@@ -452,6 +452,24 @@ impl SqliteStateStore {
     }
 
     fn open_with(config: SqliteStateStoreBuilder, path: &Path, read_only: bool) -> Result<Self> {
+        // Names SQLite reads as something other than a file: a temporary or an in-memory
+        // database (gone at close, and without the WAL a store needs), or a URI.
+        let text = path.to_string_lossy();
+        let special = if text.is_empty() {
+            Some("an empty path names a temporary database, not a file")
+        } else if text == ":memory:" {
+            Some("SQLite reads \":memory:\" as an in-memory database; use InMemoryStateStore")
+        } else if text.starts_with("file:") {
+            Some("SQLite reads a path starting with \"file:\" as a URI; write it as ./file:...")
+        } else {
+            None
+        };
+        if let Some(why) = special {
+            return Err(StateStoreError::invalid(
+                "path",
+                format!("{text:?} is not a store file: {why}"),
+            ));
+        }
         let state = schema::inspect_file(path)?;
         if let FileState::Store { header_version } = state {
             // Refuse a newer or broken schema before SQLite opens the file (and creates its

@@ -442,6 +442,32 @@ fn open_in_a_missing_directory_fails_and_creates_nothing() {
     assert!(dir_entries(dir.path()).is_empty());
 }
 
+/// Paths SQLite would not read as a file (a temporary or in-memory database, a URI) are
+/// refused with a message saying so, not a WAL error.
+#[test]
+fn paths_sqlite_reads_as_no_file_are_refused() {
+    for (path, why) in [
+        ("", "temporary database"),
+        (":memory:", "in-memory database"),
+        ("file:store.db?mode=memory", "as a URI"),
+    ] {
+        for result in [
+            SqliteStateStore::open(path),
+            SqliteStateStore::open_read_only(path),
+        ] {
+            let e = result.err().expect("refused");
+            assert!(
+                matches!(
+                    e,
+                    stategraph::StateStoreError::InvalidInput { what: "path", .. }
+                ),
+                "{path:?}: {e:?}"
+            );
+            assert!(e.to_string().contains(why), "{path:?}: {e}");
+        }
+    }
+}
+
 #[test]
 fn dropping_the_store_checkpoints_and_removes_the_wal() {
     // After a clean close the main file alone must hold every commit (so copying just the
