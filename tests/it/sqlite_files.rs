@@ -455,7 +455,7 @@ fn paths_sqlite_reads_as_no_file_are_refused() {
             SqliteStateStore::open(path),
             SqliteStateStore::open_read_only(path),
         ] {
-            let e = result.err().expect("refused");
+            let e = result.expect_err("refused");
             assert!(
                 matches!(
                     e,
