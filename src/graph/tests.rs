@@ -393,12 +393,15 @@ fn ancestry_across_a_boundary(receiver: &dyn StateStore) {
         &sender,
         &[("a", &[]), ("b", &["a"]), ("c", &["b"]), ("d", &["c"])],
     );
-    for name in ["a", "d"] {
-        let snap = sender.snapshot(&ids[name]).unwrap();
-        receiver
-            .import_snapshot(&sender.export_snapshot(&snap).unwrap())
-            .unwrap();
-    }
+    let import = |names: [&str; 2]| {
+        for name in names {
+            let snap = sender.snapshot(&ids[name]).unwrap();
+            receiver
+                .import_snapshot(&sender.export_snapshot(&snap).unwrap())
+                .unwrap();
+        }
+    };
+    import(["a", "d"]);
     let (a, d) = (ids["a"], ids["d"]);
     let shallow = |e: StateStoreError| match e {
         StateStoreError::ShallowHistory { parent, .. } => parent,
@@ -419,36 +422,26 @@ fn ancestry_across_a_boundary(receiver: &dyn StateStore) {
     assert!(message.contains("not stored here"), "{message}");
 
     // Filling the gap answers both.
-    for name in ["b", "c"] {
-        let snap = sender.snapshot(&ids[name]).unwrap();
-        receiver
-            .import_snapshot(&sender.export_snapshot(&snap).unwrap())
-            .unwrap();
-    }
+    import(["b", "c"]);
     assert!(receiver.is_ancestor(&a, &d).unwrap());
     assert_eq!(receiver.merge_base(&a, &d).unwrap(), Some(a));
 }
 
-#[test]
-fn ancestry_across_a_boundary_in_memory() {
-    ancestry_across_a_boundary(&InMemoryStateStore::new());
-}
-
-#[test]
-fn ancestry_across_a_boundary_in_sqlite() {
+/// Runs `check` on an empty in-memory store and on an empty SQLite store.
+fn in_both_backends(check: fn(&dyn StateStore)) {
+    check(&InMemoryStateStore::new());
     let dir = tempfile::tempdir().unwrap();
-    ancestry_across_a_boundary(&crate::SqliteStateStore::open(dir.path().join("s.db")).unwrap());
+    check(&crate::SqliteStateStore::open(dir.path().join("s.db")).unwrap());
 }
 
 #[test]
-fn shallow_import_in_memory() {
-    shallow_import(&InMemoryStateStore::new());
+fn ancestry_across_a_boundary_in_both_backends() {
+    in_both_backends(ancestry_across_a_boundary);
 }
 
 #[test]
-fn shallow_import_in_sqlite() {
-    let dir = tempfile::tempdir().unwrap();
-    shallow_import(&crate::SqliteStateStore::open(dir.path().join("s.db")).unwrap());
+fn shallow_import_in_both_backends() {
+    in_both_backends(shallow_import);
 }
 
 #[test]
