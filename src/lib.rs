@@ -26,8 +26,10 @@
 //! - **History**: [`History`] (implemented for every store): [`History::log`] with
 //!   [`LogOptions`] (ranges, first parent, limits; streamed), `ancestors`, `descendants`,
 //!   `is_ancestor`, `merge_base`, `to_dot` (streamed: `dot_lines`).
-//! - **Async**: [`AsyncStateStore`] (feature `async`, on by default) offers the same calls as
-//!   futures, run on tokio's blocking pool, and `log` as a stream. Import one of
+//! - **Async**: [`AsyncStateStore`] (feature `async`, on by default) offers the calls a
+//!   program makes as it runs (states, nodes, snapshots, refs, `apply`, `restore`, `log` as a
+//!   stream, `is_ancestor`, `merge_bases`) as futures, run on tokio's blocking pool; the
+//!   README's Current limits lists the sync-only ones. Import one of
 //!   `StateStore` / `AsyncStateStore` / `History` where their method names overlap, or call
 //!   with the trait path (`StateStore::put_state(&store, data)`).
 //! - **Files**: [`SqliteStateStore::open`] / [`SqliteStateStore::open_read_only`] /

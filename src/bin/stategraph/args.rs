@@ -21,8 +21,8 @@ unique id prefix of at least 4 hex digits, or NAME@{N} (where the ref was N move
 `reflog` numbers them), optionally followed by git's ~N (N-th first parent) and ^N (N-th
 parent), e.g. main~2, 3fa9c0^2 or main@{1}.
 
-Exit status: 0 on success, 1 for a false answer (is-ancestor, merge-base without a base),
-2 for any error.";
+Exit status: 0 on success, 1 for a false answer (is-ancestor, merge-base without a base)
+or for problems fsck found, 2 for any error.";
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -191,7 +191,7 @@ Examples:
   stategraph commit merged.json -m merge --parent main --parent agents/explorer --branch main")]
     Commit(CommitArgs),
 
-    /// Show the history, newest first
+    /// Show the history, children before parents (by generation, not by time)
     #[command(after_help = "\
 Revisions: REV includes REV and its ancestors; A..B shows what B has and A has not; ^A leaves
 out A and its ancestors. With no REV (or only ^A exclusions) the log starts at `main` if it
@@ -301,7 +301,8 @@ Examples:
     #[command(
         name = "merge-base",
         after_help = "\
-Exits 1 without output when the histories are disjoint. --json prints an array of ids.
+Exits 1 when the histories are disjoint (no output; [] with --json). --json prints an array
+of ids.
 
 Examples:
   stategraph merge-base main agents/explorer
