@@ -728,6 +728,25 @@ fn stored_text_is_printed_without_control_characters() {
     assert_eq!(node["label"].as_str(), Some(label));
 }
 
+/// A ref the library accepted with a direction override in its name is listed escaped, in
+/// `branch` and in `log` decorations, so it cannot pass for another name.
+#[test]
+fn ref_names_with_invisible_characters_are_shown_escaped() {
+    let env = merge_history();
+    let head = open_normal(&env.db)
+        .get_ref("main")
+        .expect("get_ref")
+        .expect("main");
+    open_normal(&env.db)
+        .set_ref("evil\u{202e}niam", None, &head)
+        .expect("the library takes it");
+    for args in [&["branch"][..], &["log", "--oneline", "-n", "1", "main"]] {
+        let out = env.ok(args);
+        assert!(out.contains("evil\\u{202e}niam"), "{args:?}: {out}");
+        assert!(!out.contains('\u{202e}'), "{args:?}: {out}");
+    }
+}
+
 #[test]
 fn ref_names_the_command_line_could_not_use_are_refused() {
     let env = merge_history();

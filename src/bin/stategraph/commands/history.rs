@@ -43,8 +43,8 @@ pub fn decoration(theme: Theme, refs: &[String], snapshot: bool) -> String {
     let mut parts: Vec<String> = refs
         .iter()
         .map(|name| match name.strip_prefix("tags/") {
-            Some(tag) => theme.paint(Paint::Tag, &format!("tag: {tag}")),
-            None => theme.paint(Paint::Branch, name),
+            Some(tag) => theme.paint(Paint::Tag, &format!("tag: {}", printable(tag, false))),
+            None => theme.paint(Paint::Branch, &printable(name, false)),
         })
         .collect();
     if snapshot {

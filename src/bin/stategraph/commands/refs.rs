@@ -252,9 +252,10 @@ fn list(ctx: &Ctx, json: bool, kind: Kind) -> CliResult {
         out.finish()?;
         return Ok(());
     }
+    // Escaped: a name the library took with invisible characters must not pass for another.
     let shown = |name: &str| match kind {
-        Kind::Branch => name.to_owned(),
-        Kind::Tag => name[TAGS.len()..].to_owned(),
+        Kind::Branch => printable(name, false),
+        Kind::Tag => printable(&name[TAGS.len()..], false),
     };
     // Padded by characters, not bytes, so non-ASCII names line up too.
     let width = refs
