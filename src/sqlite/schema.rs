@@ -63,10 +63,31 @@ fn io_error(context: &'static str, path: &Path, e: std::io::Error) -> StateStore
 }
 
 /// Reads the file's SQLite header and decides whether it is ours, without writing anything.
+/// A missing or empty store file is a fresh store, unless a write-ahead log with commits lies
+/// beside it: SQLite would take that log for a stale one and discard it (a store file cut to
+/// nothing, or moved away from its log after a crash). `how` is "missing" or "empty".
+fn fresh_unless_logged(path: &Path, how: &str) -> Result<FileState> {
+    let wal = wal_path(path);
+    if let Some(wal_len) = wal.metadata().ok().map(|m| m.len()).filter(|&n| n > 0) {
+        return Err(StateStoreError::corrupt(
+            format!("store file {}", path.display()),
+            format!(
+                "it is {how}, but its write-ahead log {} holds {wal_len} bytes (commits not yet \
+                 copied into the file); opening it would discard them (put the store file back \
+                 beside its log, or move the log away to start a new store here)",
+                wal.display()
+            ),
+        ));
+    }
+    Ok(FileState::Fresh)
+}
+
 pub(crate) fn inspect_file(path: &Path) -> Result<FileState> {
     // Look before opening: opening a FIFO would wait for a writer forever.
     match std::fs::metadata(path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(FileState::Fresh),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return fresh_unless_logged(path, "missing");
+        }
         Err(e) => return Err(io_error("cannot read the store file", path, e)),
         Ok(meta) if meta.is_dir() => return Err(not_a_store(path, "it is a directory")),
         Ok(meta) if !meta.is_file() => {
@@ -79,7 +100,9 @@ pub(crate) fn inspect_file(path: &Path) -> Result<FileState> {
     }
     let mut file = match File::open(path) {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(FileState::Fresh),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return fresh_unless_logged(path, "missing");
+        }
         Err(e) => return Err(io_error("cannot open the store file", path, e)),
     };
     let meta = file
@@ -87,21 +110,7 @@ pub(crate) fn inspect_file(path: &Path) -> Result<FileState> {
         .map_err(|e| io_error("cannot read the store file", path, e))?;
     let len = meta.len();
     if len == 0 {
-        // SQLite deletes the WAL of an empty database file as stale. Beside an empty file
-        // it can only be a store's log whose file was cut to nothing: keep it.
-        let wal = wal_path(path);
-        if let Some(wal_len) = wal.metadata().ok().map(|m| m.len()).filter(|&n| n > 0) {
-            return Err(StateStoreError::corrupt(
-                format!("store file {}", path.display()),
-                format!(
-                    "it is empty, but its write-ahead log {} holds {wal_len} bytes (commits not yet copied into the file); \
-                     opening it would discard them (restore the file from a copy, or move the \
-                     log away to start a new store here)",
-                    wal.display()
-                ),
-            ));
-        }
-        return Ok(FileState::Fresh);
+        return fresh_unless_logged(path, "empty");
     }
     let mut header = [0u8; HEADER_LEN];
     let mut read = 0;

@@ -301,6 +301,36 @@ fn refuses_an_empty_file_beside_a_log_with_commits() {
     // (`assert_refused` checked that the log is exactly as it was.)
 }
 
+/// The same for a store file that is missing (moved away after a crash left its log): a new
+/// store is not made over the log, which SQLite would discard as stale.
+#[test]
+fn refuses_a_missing_file_beside_a_log_with_commits() {
+    let (_dir, path) = scratch("store.db");
+    let store = open_normal(&path);
+    commit_bytes(&store, vec![], b"only in the log", None, meta(t(0), None));
+    let log = sidecar(&path, "-wal");
+    let pending = std::fs::read(&log).expect("read the log while the store is open");
+    assert!(!pending.is_empty(), "setup: the commit is in the log");
+    drop(store);
+    std::fs::remove_file(&path).expect("move the store file away");
+    std::fs::write(&log, &pending).expect("put the log back");
+    for open in [SqliteStateStore::open, SqliteStateStore::open_read_only] {
+        let e = open(&path).expect_err("refused");
+        assert!(
+            e.is_corrupt()
+                && e.to_string()
+                    .contains("it is missing, but its write-ahead log"),
+            "{e}"
+        );
+        assert!(!path.exists(), "no store was made over the log");
+        assert_eq!(
+            std::fs::read(&log).expect("log"),
+            pending,
+            "the log is kept"
+        );
+    }
+}
+
 /// A store whose header is ours but one of whose tables was dropped: refused at open as
 /// damaged, naming the table, instead of every command failing with "no such table".
 #[test]
