@@ -471,6 +471,9 @@ impl SqliteStateStore {
             ));
         }
         let state = schema::inspect_file(path)?;
+        if !read_only {
+            schema::check_single_name(path)?;
+        }
         if let FileState::Store { header_version } = state {
             // Refuse a newer or broken schema before SQLite opens the file (and creates its
             // WAL sidecars). The authoritative check, which also sees the WAL, follows below.

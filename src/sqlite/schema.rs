@@ -82,6 +82,37 @@ fn fresh_unless_logged(path: &Path, how: &str) -> Result<FileState> {
     Ok(FileState::Fresh)
 }
 
+/// Refuses to write to a store file that has more than one name (hard links): SQLite keeps a
+/// write-ahead log and its index per *name* (`NAME-wal`, `NAME-shm`), so writers that opened
+/// two names of one file keep two logs that never see each other, and their checkpoints
+/// overwrite each other's pages. Nothing about a file tells which of its names is in use
+/// without locks this crate does not take, so a store must have one name to be written.
+/// Symbolic links are fine: SQLite names the log after the resolved path, as [`wal_path`]
+/// does.
+pub(crate) fn check_single_name(path: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if let Ok(meta) = std::fs::metadata(path)
+            && meta.nlink() > 1
+        {
+            return Err(StateStoreError::invalid(
+                "path",
+                format!(
+                    "{} has {} names (hard links); SQLite keeps one write-ahead log per name, so \
+                     writes through two of them would lose commits: remove the other links (or \
+                     copy the file) before opening it writable; read-only opens still work",
+                    path.display(),
+                    meta.nlink()
+                ),
+            ));
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
 pub(crate) fn inspect_file(path: &Path) -> Result<FileState> {
     // Look before opening: opening a FIFO would wait for a writer forever.
     match std::fs::metadata(path) {

@@ -472,6 +472,30 @@ fn open_in_a_missing_directory_fails_and_creates_nothing() {
     assert!(dir_entries(dir.path()).is_empty());
 }
 
+/// Writers through two names of one file (a hard link) would keep two write-ahead logs that
+/// never see each other: a writable open of a file with more than one name is refused,
+/// through either name, saying why; read-only opens still work; with one name left it opens.
+#[test]
+fn a_store_with_hard_links_is_not_opened_writable() {
+    let (dir, path) = scratch("a.db");
+    make_store(&path, 3);
+    let other = dir.path().join("b.db");
+    std::fs::hard_link(&path, &other).expect("hard link");
+    for name in [&path, &other] {
+        let e = SqliteStateStore::open(name).expect_err("refused");
+        let text = e.to_string();
+        assert!(
+            matches!(e, StateStoreError::InvalidInput { what: "path", .. })
+                && text.contains("2 names (hard links)"),
+            "{text}"
+        );
+        let reader = SqliteStateStore::open_read_only(name).expect("read-only");
+        assert_eq!(reader.list_snapshots().expect("list").len(), 1);
+    }
+    std::fs::remove_file(&other).expect("remove the other name");
+    open_normal(&path);
+}
+
 /// Paths SQLite would not read as a file (a temporary or in-memory database, a URI) are
 /// refused with a message saying so, not a WAL error.
 #[test]
