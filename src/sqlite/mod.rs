@@ -536,6 +536,7 @@ impl SqliteStateStore {
                 conn,
                 config.busy_timeout,
                 schema::wal_path(path),
+                path,
             ))
         };
         let store = Self {

@@ -75,6 +75,8 @@ pub(crate) struct Writer {
     busy_timeout: Duration,
     /// The store's WAL file, whose size [`Writer::keep_wal_bounded`] watches.
     wal: PathBuf,
+    /// The store file as opened, to notice its path naming another file later.
+    file: OpenedFile,
     /// When to look at the WAL again; only the leader touches it.
     wal_watch: Mutex<WalWatch>,
 }
@@ -176,6 +178,41 @@ const WAL_RESTART_POLL: Duration = Duration::from_micros(100);
 /// the whole queue at each look, so it can end somewhat larger.)
 const MAX_GROUP: usize = 64;
 
+/// The store file a writer opened: SQLite's connection keeps writing to that file (inode)
+/// whatever its path names later, so a store file moved away, replaced (a backup restored
+/// over it) or deleted under an open handle would take every later commit with it, each one
+/// acknowledged. Before each group the path is looked at again (one `stat`).
+struct OpenedFile {
+    path: PathBuf,
+    /// (device, inode) at open; `None` where that cannot be known (then nothing is checked).
+    id: Option<(u64, u64)>,
+}
+
+impl OpenedFile {
+    fn new(path: &std::path::Path) -> Self {
+        Self {
+            path: path.to_owned(),
+            id: file_id(path),
+        }
+    }
+
+    /// Whether the path no longer names the file opened.
+    fn moved(&self) -> bool {
+        self.id.is_some_and(|id| file_id(&self.path) != Some(id))
+    }
+}
+
+#[cfg(unix)]
+fn file_id(path: &std::path::Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+#[cfg(not(unix))]
+fn file_id(_: &std::path::Path) -> Option<(u64, u64)> {
+    None
+}
+
 /// Counts a caller in [`Writer::callers`] for as long as it lives.
 struct Caller<'w>(&'w AtomicUsize);
 
@@ -196,7 +233,12 @@ impl Writer {
     /// The writer over `conn` (which has no SQLite busy handler: a busy write lock is
     /// waited for by `commit_group`, with `Backoff`), the connection to the store whose WAL
     /// file is `wal`.
-    pub(crate) fn new(conn: Connection, busy_timeout: Duration, wal: PathBuf) -> Self {
+    pub(crate) fn new(
+        conn: Connection,
+        busy_timeout: Duration,
+        wal: PathBuf,
+        file: &std::path::Path,
+    ) -> Self {
         Self {
             conn: Mutex::new(conn),
             queue: Mutex::new(Vec::new()),
@@ -206,6 +248,7 @@ impl Writer {
             committed_transactions: AtomicU64::new(0),
             busy_timeout,
             wal,
+            file: OpenedFile::new(file),
             wal_watch: Mutex::new(WalWatch::new()),
         }
     }
@@ -429,6 +472,17 @@ impl Writer {
             match self.try_group(conn, group, leader_outside) {
                 Ok(results) => return results,
                 Err(GroupFailure::Busy) if Instant::now() < deadline => backoff.pause(),
+                Err(GroupFailure::Moved) => {
+                    let message = format!(
+                        "the store file {} was moved, replaced or deleted after this handle \
+                         opened it, so this write would go to a file no longer there; nothing \
+                         was written (open the store again)",
+                        self.file.path.display()
+                    );
+                    return fail_all(group, || {
+                        StateStoreError::Backend(BackendError::new("writing", message.clone()))
+                    });
+                }
                 Err(GroupFailure::Busy) => {
                     let message = format!(
                         "another connection held the store's write lock for longer than the \
@@ -486,6 +540,9 @@ impl Writer {
                 GroupFailure::Fatal(e)
             }
         };
+        if self.file.moved() {
+            return Err(GroupFailure::Moved);
+        }
         let tx = Scope::begin(conn).map_err(classify)?;
         let mut results = Vec::with_capacity(group.len());
         let mut cache = TxCache::default();
@@ -567,6 +624,8 @@ enum GroupFailure {
     Fatal(rusqlite::Error),
     /// A request's failure made SQLite roll back the whole transaction: every request fails.
     Lost(StateStoreError),
+    /// The store's path names another file than the one opened (see [`OpenedFile`]).
+    Moved,
 }
 
 /// A transaction or savepoint driven by cached statements (rusqlite's `Transaction` parses
@@ -735,6 +794,7 @@ mod tests {
             conn,
             Duration::from_secs(1),
             super::super::schema::wal_path(&path),
+            &path,
         )
     }
 

@@ -496,6 +496,44 @@ fn a_store_with_hard_links_is_not_opened_writable() {
     open_normal(&path);
 }
 
+/// A store file replaced (a backup restored over it) or deleted under an open handle: the
+/// handle's writes fail, saying so, instead of going on into the file that is gone; put back,
+/// the same file takes writes again.
+#[test]
+fn writes_fail_once_the_store_file_is_replaced_or_deleted() {
+    let (dir, path) = scratch("store.db");
+    let backup = dir.path().join("backup.db");
+    make_store(&backup, 1);
+    let store = open_normal(&path);
+    let (data, first) = commit_bytes(&store, vec![], b"first", None, meta(t(0), None));
+    let moved = |e: StateStoreError| {
+        let text = e.to_string();
+        assert!(text.contains("was moved, replaced or deleted"), "{text}");
+    };
+    let aside = dir.path().join("aside.db");
+    std::fs::rename(&path, &aside).expect("move the store away");
+    std::fs::copy(&backup, &path).expect("restore a backup over the path");
+    moved(
+        store
+            .put_state(StateData::new(b"lost?".to_vec()))
+            .unwrap_err(),
+    );
+    std::fs::remove_file(&path).expect("delete");
+    moved(
+        store
+            .commit_node(vec![first], data, meta(t(1), None))
+            .unwrap_err(),
+    );
+    std::fs::rename(&aside, &path).expect("put the file back");
+    let (_, second) = commit_bytes(&store, vec![first], b"second", None, meta(t(2), None));
+    drop(store);
+    let again = open_normal(&path);
+    assert_eq!(
+        again.get_node(&second).expect("kept").parent_ids,
+        vec![first]
+    );
+}
+
 /// Paths SQLite would not read as a file (a temporary or in-memory database, a URI) are
 /// refused with a message saying so, not a WAL error.
 #[test]
