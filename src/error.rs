@@ -202,6 +202,12 @@ impl StateStoreError {
     pub fn is_corrupt(&self) -> bool {
         matches!(self, Self::Corrupt { .. })
     }
+
+    /// True when another connection or process held the store's lock for longer than the
+    /// busy timeout: nothing was written, and the same call may succeed when retried later.
+    pub fn is_busy(&self) -> bool {
+        matches!(self, Self::Backend(b) if b.busy)
+    }
 }
 
 /// An error from a storage backend, kept opaque so backends can change without breaking
@@ -209,6 +215,9 @@ impl StateStoreError {
 pub struct BackendError {
     context: &'static str,
     source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    /// A lock another connection held past the busy timeout (see
+    /// [`StateStoreError::is_busy`]).
+    busy: bool,
 }
 
 impl BackendError {
@@ -219,7 +228,14 @@ impl BackendError {
         Self {
             context,
             source: source.into(),
+            busy: false,
         }
+    }
+
+    /// Marks the error as a lock held past the busy timeout.
+    pub(crate) fn busy(mut self) -> Self {
+        self.busy = true;
+        self
     }
 }
 

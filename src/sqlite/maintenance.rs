@@ -211,13 +211,16 @@ impl SqliteStateStore {
         })
         .map_err(|e| {
             if super::is_busy(&e) {
-                crate::StateStoreError::Backend(crate::error::BackendError::new(
-                    "vacuuming the store",
-                    format!(
-                        "another connection held the store's write lock for longer than \
+                crate::StateStoreError::Backend(
+                    crate::error::BackendError::new(
+                        "vacuuming the store",
+                        format!(
+                            "another connection held the store's write lock for longer than \
                              the busy timeout ({timeout:?}); nothing was changed"
-                    ),
-                ))
+                        ),
+                    )
+                    .busy(),
+                )
             } else {
                 e
             }

@@ -216,6 +216,9 @@ pub(crate) fn map_sqlite_error(context: &'static str, e: rusqlite::Error) -> Sta
         Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => {
             StateStoreError::corrupt("store file", format!("{context}: {e}"))
         }
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+            StateStoreError::Backend(BackendError::new(context, e).busy())
+        }
         _ => StateStoreError::Backend(BackendError::new(context, e)),
     }
 }

@@ -489,7 +489,9 @@ impl Writer {
                          busy timeout ({busy_timeout:?})"
                     );
                     return fail_all(group, || {
-                        StateStoreError::Backend(BackendError::new("writing", message.clone()))
+                        StateStoreError::Backend(
+                            BackendError::new("writing", message.clone()).busy(),
+                        )
                     });
                 }
                 Err(GroupFailure::Lost(e)) => {

@@ -604,6 +604,11 @@ fn opening_an_up_to_date_store_does_not_wait_for_the_write_lock() {
         .expect_err("the write lock is held");
     let text = err.to_string();
     assert!(text.contains("write lock"), "{text}");
+    assert!(
+        err.is_busy(),
+        "a caller can tell it is worth retrying: {err:?}"
+    );
+    assert!(!stategraph::StateStoreError::MissingRef { name: "x".into() }.is_busy());
 
     holder.execute_batch("COMMIT").expect("release");
     store

@@ -381,6 +381,7 @@ fn vacuum_waits_for_the_write_lock_then_says_who_held_it() {
         text.contains("write lock") && text.contains("busy timeout"),
         "{text}"
     );
+    assert!(err.is_busy(), "{err:?}");
     other.execute_batch("ROLLBACK").expect("release");
     drop(other);
     assert_main_intact(&store, &main);
