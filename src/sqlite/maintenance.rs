@@ -136,7 +136,8 @@ impl SqliteStateStore {
     /// It rewrites the whole file: it needs free space of about twice the store's live size
     /// (SQLite builds the new copy in its temporary directory, then writes it back through
     /// the write-ahead log), reads and writes every page, and holds the write lock
-    /// throughout. This handle's writers wait; readers carry on. If it fails (a full disk,
+    /// throughout. This handle's writers wait for the rewrite (not for readers that delay
+    /// the final truncation of the log); readers carry on. If it fails (a full disk,
     /// another process holding the write lock past the busy timeout), nothing changed. A
     /// file without free pages is left as it is (`rewritten` is then false), so running it
     /// after every `gc` costs nothing when `gc` removed nothing.
@@ -157,7 +158,21 @@ impl SqliteStateStore {
         let size = || file_len(self.path()) + file_len(&wal);
         let bytes_before = size();
         let timeout = self.shared.config.busy_timeout;
-        let outcome = writer.exclusive(|conn| {
+        // One TRUNCATE checkpoint attempt, which does not wait: readers in the WAL make it
+        // report busy.
+        let truncate = |conn: &mut rusqlite::Connection| -> Result<bool> {
+            match conn
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                    r.get::<_, i64>(0)
+                })
+                .map_err(|e| super::map_sqlite_error("checkpointing after VACUUM", e))
+            {
+                Ok(busy) => Ok(busy == 0),
+                Err(e) if super::is_busy(&e) => Ok(false),
+                Err(e) => Err(e),
+            }
+        };
+        let (rewritten, mut truncated) = writer.exclusive(|conn| {
             let free: i64 = conn
                 .query_row("PRAGMA freelist_count", [], |r| r.get(0))
                 .map_err(|e| super::map_sqlite_error("vacuuming the store", e))?;
@@ -168,34 +183,22 @@ impl SqliteStateStore {
             // VACUUM wrote the whole file into the WAL; copy it back and cut the WAL, which
             // is also when the main file shrinks (also when an earlier vacuum could not:
             // then there is nothing to rewrite, but the WAL may still hold the rewrite).
-            // Readers in the WAL make this wait (up to the busy timeout); it is not an error
-            // if they outlast it.
-            let deadline = std::time::Instant::now() + timeout;
-            let mut backoff = super::Backoff::new();
-            loop {
-                let done = conn
-                    .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
-                        r.get::<_, i64>(0)
-                    })
-                    .map(|busy| busy == 0)
-                    .map_err(|e| super::map_sqlite_error("checkpointing after VACUUM", e));
-                match done {
-                    Ok(true) => break Ok((rewrite, true)),
-                    Ok(false) => {}
-                    Err(e) if super::is_busy(&e) => {}
-                    Err(e) => break Err(e),
-                }
-                if std::time::Instant::now() >= deadline {
-                    break Ok((rewrite, false));
-                }
-                backoff.pause();
-            }
+            Ok::<_, crate::StateStoreError>((rewrite, truncate(conn)?))
         })?;
+        // Readers in the WAL make the truncation wait (up to the busy timeout; it is not an
+        // error if they outlast it). The write connection is free between attempts, so this
+        // handle's writers go on meanwhile.
+        let deadline = std::time::Instant::now() + timeout;
+        let mut backoff = super::Backoff::new();
+        while !truncated && std::time::Instant::now() < deadline {
+            backoff.pause();
+            truncated = writer.exclusive(|conn| truncate(conn))?;
+        }
         Ok(VacuumReport {
             bytes_before,
             bytes_after: size(),
-            wal_truncated: outcome.1,
-            rewritten: outcome.0,
+            wal_truncated: truncated,
+            rewritten,
         })
     }
 
