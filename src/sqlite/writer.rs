@@ -190,9 +190,12 @@ struct OpenedFile {
 
 impl OpenedFile {
     fn new(path: &std::path::Path) -> Self {
+        // Absolute and resolved, as SQLite holds it: a relative path would name another file
+        // once the process changes directory.
+        let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
         Self {
-            path: path.to_owned(),
-            id: file_id(path),
+            id: file_id(&path),
+            path,
         }
     }
 
@@ -843,6 +846,21 @@ mod tests {
         assert_eq!(restart_wait(WAL_RESTART_BYTES + 1), WAL_RESTART_WAIT);
         assert_eq!(restart_wait(3 * WAL_RESTART_BYTES), 3 * WAL_RESTART_WAIT);
         assert_eq!(restart_wait(u64::MAX), WAL_RESTART_WAIT_MAX);
+    }
+
+    /// The file is remembered by its absolute, resolved path, as SQLite holds it: a
+    /// relative path would name another file once the process changes directory.
+    #[test]
+    fn the_opened_file_is_remembered_by_its_absolute_path() {
+        let opened = OpenedFile::new(std::path::Path::new("Cargo.toml"));
+        assert!(opened.path.is_absolute(), "{}", opened.path.display());
+        assert!(opened.id.is_some());
+        assert!(!opened.moved());
+        let gone = OpenedFile {
+            path: opened.path.with_file_name("no-such-file"),
+            id: opened.id,
+        };
+        assert!(gone.moved());
     }
 
     #[test]
