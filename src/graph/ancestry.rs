@@ -115,6 +115,12 @@ pub(crate) fn merge_bases(
             if flags & all == all {
                 // Reached from every input and from no common ancestor above it: a best
                 // common ancestor. Everything below it is now only a worse one.
+                if ids.contains(&node.id) {
+                    // An input that is an ancestor of every other input is the one answer
+                    // (every common ancestor is one of its ancestors), whatever history is
+                    // missing elsewhere. The walk goes by generation, so no base came first.
+                    return Ok(vec![node.id]);
+                }
                 bases.push(node.id);
                 flags |= STALE;
             }

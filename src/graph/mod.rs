@@ -92,7 +92,11 @@ pub trait History: StateStore {
     /// [`StateStoreError::MissingNode`] for an unknown id; [`StateStoreError::InvalidInput`]
     /// for no ids or more than 63; [`StateStoreError::ShallowHistory`] when a walk meets a
     /// parent that is not stored (a shallow boundary) where a better common ancestor could
-    /// lie: bases near the heads, found before any boundary matters, are still answered.
+    /// lie. An input that is an ancestor of the others is answered whatever is missing;
+    /// otherwise any missing parent met on the way makes the answer unknown, even one that
+    /// could not have changed it (the check is conservative). Generations of shallow nodes
+    /// are the sender's claims, so a package claiming too low a generation can still make
+    /// a walk stop early and answer "no".
     fn merge_bases(&self, ids: &[StateNodeId]) -> Result<Vec<StateNodeId>> {
         ancestry::merge_bases(self, ids)
     }

@@ -421,6 +421,23 @@ fn ancestry_across_a_boundary(receiver: &dyn StateStore) {
     let message = receiver.is_ancestor(&a, &d).unwrap_err().to_string();
     assert!(message.contains("not stored here"), "{message}");
 
+    // A missing parent elsewhere does not hide an answer the stored history settles: m
+    // merges d with a shallow import x (whose parent is missing); d is an ancestor of m, so
+    // it is their merge base.
+    let far = InMemoryStateStore::new();
+    let far_ids = build(&far, &[("p", &[]), ("x", &["p"])]);
+    let x_snap = far.snapshot(&far_ids["x"]).unwrap();
+    receiver
+        .import_snapshot(&far.export_snapshot(&x_snap).unwrap())
+        .unwrap();
+    let data = receiver.put_state(StateData::new(b"m".to_vec())).unwrap();
+    let m = receiver
+        .commit_node(vec![d, far_ids["x"]], data, at(100))
+        .unwrap();
+    assert!(receiver.is_ancestor(&d, &m).unwrap());
+    assert_eq!(receiver.merge_base(&d, &m).unwrap(), Some(d));
+    assert_eq!(receiver.merge_bases(&[m, d]).unwrap(), vec![d]);
+
     // Filling the gap answers both.
     import(["b", "c"]);
     assert!(receiver.is_ancestor(&a, &d).unwrap());
