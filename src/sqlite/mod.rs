@@ -169,6 +169,9 @@ pub struct SqliteStateStore {
 /// What every handle to one opened store shares.
 struct Shared {
     path: PathBuf,
+    /// `path` made absolute, for read connections opened later: a relative path would name
+    /// another file once the process changes directory.
+    absolute: PathBuf,
     config: SqliteStateStoreBuilder,
     /// `None` when opened read-only.
     writer: Option<Writer>,
@@ -545,6 +548,7 @@ impl SqliteStateStore {
         let store = Self {
             shared: Arc::new(Shared {
                 path: path.to_owned(),
+                absolute: std::path::absolute(path).unwrap_or_else(|_| path.to_owned()),
                 config,
                 writer,
                 readers: Mutex::new(Vec::new()),
@@ -614,7 +618,7 @@ impl SqliteStateStore {
 
     fn new_reader(&self) -> Result<Connection> {
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = Connection::open_with_flags(&self.shared.path, flags)
+        let conn = Connection::open_with_flags(&self.shared.absolute, flags)
             .map_err(sql_error("opening a read connection"))?;
         conn.busy_timeout(self.shared.config.busy_timeout)
             .map_err(sql_error("configuring the store"))?;

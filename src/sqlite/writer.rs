@@ -180,9 +180,13 @@ const MAX_GROUP: usize = 64;
 
 /// The store file a writer opened: SQLite's connection keeps writing to that file (inode)
 /// whatever its path names later, so a store file moved away, replaced (a backup restored
-/// over it) or deleted under an open handle would take every later commit with it, each one
-/// acknowledged. Before each group the path is looked at again (one `stat`).
+/// over it, a symlink pointed elsewhere) or deleted under an open handle would take every
+/// later commit with it, each one acknowledged, while new read connections opened the path
+/// would read another file. Before each group the path is looked at again (one `stat`).
 struct OpenedFile {
+    /// The path as given, made absolute (not resolved: a symlink pointed elsewhere later
+    /// must count as a move). A relative path would name another file once the process
+    /// changes directory.
     path: PathBuf,
     /// (device, inode) at open; `None` where that cannot be known (then nothing is checked).
     id: Option<(u64, u64)>,
@@ -190,29 +194,51 @@ struct OpenedFile {
 
 impl OpenedFile {
     fn new(path: &std::path::Path) -> Self {
-        // Absolute and resolved, as SQLite holds it: a relative path would name another file
-        // once the process changes directory.
-        let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
+        let path = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
         Self {
-            id: file_id(&path),
+            id: file_id(&path).map(|(id, _)| id),
             path,
         }
     }
 
-    /// Whether the path no longer names the file opened.
-    fn moved(&self) -> bool {
-        self.id.is_some_and(|id| file_id(&self.path) != Some(id))
+    /// What happened to the file since it was opened, if it is no longer safe to write.
+    fn changed(&self) -> Option<&'static str> {
+        let id = self.id?;
+        match file_id(&self.path) {
+            Some((now, _)) if now != id => Some("was moved, replaced or deleted"),
+            None => Some("was moved, replaced or deleted"),
+            // A second name made after the open: writers through it would keep another
+            // write-ahead log (see `schema::check_single_name`).
+            Some((_, links)) if links > 1 => Some("got a second name (a hard link)"),
+            Some(_) => None,
+        }
+    }
+
+    /// The error for a file that [`changed`](Self::changed).
+    fn error(&self, what: &str) -> StateStoreError {
+        StateStoreError::Backend(BackendError::new(
+            "writing",
+            format!(
+                "the store file {} {what} after this handle opened it, so this write would go \
+                 to a file that is not the store any more; nothing was written (drop this \
+                 handle and its clones, then open the store again)",
+                self.path.display()
+            ),
+        ))
     }
 }
 
+/// (device, inode) of the file `path` names, and its number of names.
 #[cfg(unix)]
-fn file_id(path: &std::path::Path) -> Option<(u64, u64)> {
+fn file_id(path: &std::path::Path) -> Option<((u64, u64), u64)> {
     use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+    std::fs::metadata(path)
+        .ok()
+        .map(|m| ((m.dev(), m.ino()), m.nlink()))
 }
 
 #[cfg(not(unix))]
-fn file_id(_: &std::path::Path) -> Option<(u64, u64)> {
+fn file_id(_: &std::path::Path) -> Option<((u64, u64), u64)> {
     None
 }
 
@@ -437,9 +463,14 @@ impl Writer {
     }
 
     /// Runs `f` on the write connection between groups, for statements that cannot run
-    /// inside a group's transaction (`VACUUM`); this handle's writers wait meanwhile.
-    pub(crate) fn exclusive<T>(&self, f: impl FnOnce(&mut Connection) -> T) -> T {
-        f(&mut lock(&self.conn))
+    /// inside a group's transaction (`VACUUM`); this handle's writers wait meanwhile. Fails
+    /// without running it when the store file changed as [`OpenedFile`] watches for.
+    pub(crate) fn exclusive<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
+        let mut conn = lock(&self.conn);
+        if let Some(what) = self.file.changed() {
+            return Err(self.file.error(what));
+        }
+        f(&mut conn)
     }
 
     /// Write requests committed so far, and the transactions that committed them.
@@ -475,16 +506,8 @@ impl Writer {
             match self.try_group(conn, group, leader_outside) {
                 Ok(results) => return results,
                 Err(GroupFailure::Busy) if Instant::now() < deadline => backoff.pause(),
-                Err(GroupFailure::Moved) => {
-                    let message = format!(
-                        "the store file {} was moved, replaced or deleted after this handle \
-                         opened it, so this write would go to a file no longer there; nothing \
-                         was written (open the store again)",
-                        self.file.path.display()
-                    );
-                    return fail_all(group, || {
-                        StateStoreError::Backend(BackendError::new("writing", message.clone()))
-                    });
+                Err(GroupFailure::Moved(what)) => {
+                    return fail_all(group, || self.file.error(what));
                 }
                 Err(GroupFailure::Busy) => {
                     let message = format!(
@@ -545,8 +568,8 @@ impl Writer {
                 GroupFailure::Fatal(e)
             }
         };
-        if self.file.moved() {
-            return Err(GroupFailure::Moved);
+        if let Some(what) = self.file.changed() {
+            return Err(GroupFailure::Moved(what));
         }
         let tx = Scope::begin(conn).map_err(classify)?;
         let mut results = Vec::with_capacity(group.len());
@@ -629,8 +652,9 @@ enum GroupFailure {
     Fatal(rusqlite::Error),
     /// A request's failure made SQLite roll back the whole transaction: every request fails.
     Lost(StateStoreError),
-    /// The store's path names another file than the one opened (see [`OpenedFile`]).
-    Moved,
+    /// The store's path names another file than the one opened, or the file got a second
+    /// name (see [`OpenedFile`]).
+    Moved(&'static str),
 }
 
 /// A transaction or savepoint driven by cached statements (rusqlite's `Transaction` parses
@@ -848,19 +872,19 @@ mod tests {
         assert_eq!(restart_wait(u64::MAX), WAL_RESTART_WAIT_MAX);
     }
 
-    /// The file is remembered by its absolute, resolved path, as SQLite holds it: a
-    /// relative path would name another file once the process changes directory.
+    /// The file is remembered by its absolute path: a relative path would name another file
+    /// once the process changes directory.
     #[test]
     fn the_opened_file_is_remembered_by_its_absolute_path() {
         let opened = OpenedFile::new(std::path::Path::new("Cargo.toml"));
         assert!(opened.path.is_absolute(), "{}", opened.path.display());
         assert!(opened.id.is_some());
-        assert!(!opened.moved());
+        assert_eq!(opened.changed(), None);
         let gone = OpenedFile {
             path: opened.path.with_file_name("no-such-file"),
             id: opened.id,
         };
-        assert!(gone.moved());
+        assert_eq!(gone.changed(), Some("was moved, replaced or deleted"));
     }
 
     #[test]

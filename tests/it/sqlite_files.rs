@@ -526,12 +526,45 @@ fn writes_fail_once_the_store_file_is_replaced_or_deleted() {
     );
     std::fs::rename(&aside, &path).expect("put the file back");
     let (_, second) = commit_bytes(&store, vec![first], b"second", None, meta(t(2), None));
+    // A second name made while the handle is open: writes through it would keep another
+    // log, so this handle stops writing too (vacuum included).
+    let link = dir.path().join("link.db");
+    std::fs::hard_link(&path, &link).expect("hard link");
+    let text = store.vacuum().unwrap_err().to_string();
+    assert!(text.contains("got a second name"), "{text}");
+    std::fs::remove_file(&link).expect("remove the link");
     drop(store);
     let again = open_normal(&path);
     assert_eq!(
         again.get_node(&second).expect("kept").parent_ids,
         vec![first]
     );
+}
+
+/// A store opened through a symlink that is later pointed at another store (a deploy's
+/// `current.db`): writes fail instead of going on into the old target while new readers
+/// read the new one.
+#[cfg(unix)]
+#[test]
+fn writes_fail_once_the_symlink_opened_points_elsewhere() {
+    let (dir, first) = scratch("v1.db");
+    let second = dir.path().join("v2.db");
+    make_store(&first, 1);
+    make_store(&second, 2);
+    let current = dir.path().join("current.db");
+    std::os::unix::fs::symlink(&first, &current).expect("symlink");
+    let store = open_normal(&current);
+    store
+        .put_state(StateData::new(b"through the link".to_vec()))
+        .expect("write through the symlink");
+    let next = dir.path().join("next");
+    std::os::unix::fs::symlink(&second, &next).expect("symlink");
+    std::fs::rename(&next, &current).expect("point current.db at v2");
+    let text = store
+        .put_state(StateData::new(b"lost?".to_vec()))
+        .unwrap_err()
+        .to_string();
+    assert!(text.contains("was moved, replaced or deleted"), "{text}");
 }
 
 /// Paths SQLite would not read as a file (a temporary or in-memory database, a URI) are
