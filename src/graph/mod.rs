@@ -341,9 +341,9 @@ fn ref_log_position(
     let log = store.ref_log_tail(name, n.saturating_add(1))?;
     if log.is_empty() {
         if store.get_ref(name)?.is_some() {
-            // The ref is there; its moves were expired (gc's expire_ref_log).
+            // The ref is there; gc removed its moves (expired, or naming pruned history).
             return Err(invalid(format!(
-                "the ref log of {name} is empty (its moves were expired); {name} names its \
+                "the ref log of {name} is empty (gc removed its moves); {name} names its \
                  current node"
             )));
         }

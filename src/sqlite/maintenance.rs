@@ -530,7 +530,7 @@ fn check_ref_logs(conn: &Connection, report: &mut VerifyReport) -> Result<()> {
                  SELECT seq, name, old_node AS node FROM ref_log
                  UNION ALL SELECT seq, name, new_node FROM ref_log
              ) l
-             WHERE length(l.node) = 32
+             WHERE typeof(l.node) = 'blob' AND length(l.node) = 32
                AND NOT EXISTS (SELECT 1 FROM state_nodes s WHERE s.id = l.node)
              ORDER BY l.seq",
         )

@@ -72,9 +72,10 @@ fn fresh_unless_logged(path: &Path, how: &str) -> Result<FileState> {
         return Err(StateStoreError::corrupt(
             format!("store file {}", path.display()),
             format!(
-                "it is {how}, but its write-ahead log {} holds {wal_len} bytes (commits not yet \
-                 copied into the file); opening it would discard them (put the store file back \
-                 beside its log, or move the log away to start a new store here)",
+                "it is {how}, but its write-ahead log {} holds {wal_len} bytes (which may be \
+                 commits not yet copied into the file); opening it would discard them (put the \
+                 store file back beside its log, or move the log away to start a new store \
+                 here)",
                 wal.display()
             ),
         ));
@@ -101,7 +102,8 @@ pub(crate) fn check_single_name(path: &Path) -> Result<()> {
                 format!(
                     "{} has {} names (hard links); SQLite keeps one write-ahead log per name, so \
                      writes through two of them would lose commits: remove the other links (or \
-                     copy the file) before opening it writable; read-only opens still work",
+                     copy the file) before opening it writable (read-only opens are allowed, \
+                     but see only what is in the file and this name's own log)",
                     path.display(),
                     meta.nlink()
                 ),

@@ -695,6 +695,33 @@ fn verify_lists_an_undecodable_node_and_goes_on() {
     assert_eq!(report.nodes, 3, "every node was checked");
 }
 
+/// A ref log entry whose node is 32 characters of text is reported as malformed, and the
+/// check for entries naming missing nodes still runs over the others.
+#[test]
+fn verify_reports_a_text_id_in_the_ref_log_and_checks_the_rest() {
+    let d = Damaged::new();
+    let s = d.open();
+    s.set_ref("main", None, &d.merge).expect("ref");
+    s.set_ref("other", None, &d.other).expect("ref");
+    drop(s);
+    d.damage(
+        "UPDATE ref_log SET new_node = '32 characters of text, not an id' WHERE name = 'main'",
+        [],
+    );
+    d.damage(
+        "UPDATE ref_log SET new_node = zeroblob(32) WHERE name = 'other'",
+        [],
+    );
+    let report = d.open().verify(|_| {}).expect("verify");
+    let text = report.problems.join("\n");
+    assert!(text.contains("ref log of main: "), "{text}");
+    assert!(
+        text.contains("ref log of other: an entry names node blake3:00000000"),
+        "{text}"
+    );
+    assert!(!text.contains("stopped"), "{text}");
+}
+
 /// A page SQLite cannot parse stops the parts of the sweep that read it, not the sweep:
 /// what `integrity_check` said before it gave up is kept, the stop is one more problem,
 /// and the parts that do not read the page still run.

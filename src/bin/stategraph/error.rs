@@ -148,7 +148,7 @@ pub fn explain(store: &dyn StateStore, e: StateStoreError) -> CliError {
         }
         StateStoreError::ShallowHistory { .. } => CliError::new(e.to_string()).hint(
             "`stategraph log` shows where the stored history stops; importing the snapshots \
-             in between (`stategraph import`) answers it",
+             in between (`stategraph import`, from a store that still has them) answers it",
         ),
         StateStoreError::MissingRef { name } => {
             with_ref_hints(store, CliError::new(e.to_string()), name)
