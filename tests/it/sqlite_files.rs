@@ -281,18 +281,26 @@ fn refuses_a_store_with_an_unknown_sqlite_file_format_version() {
     }
 }
 
-/// A store file cut to nothing beside a log that still holds commits (what `: > store.db`
-/// does while a writer's log is pending). SQLite deletes the log of an empty database as
-/// stale, so any open would have discarded the commits in it.
-#[test]
-fn refuses_an_empty_file_beside_a_log_with_commits() {
-    let (_dir, path) = scratch("store.db");
+/// A closed store whose last commit was only in its log: the store's path, the log's, and
+/// the log's bytes as they were while the store was open (closing checkpoints and removes
+/// the log; the tests put those bytes back).
+fn store_with_pending_log() -> (TempDir, PathBuf, PathBuf, Vec<u8>) {
+    let (dir, path) = scratch("store.db");
     let store = open_normal(&path);
     commit_bytes(&store, vec![], b"only in the log", None, meta(t(0), None));
     let log = sidecar(&path, "-wal");
     let pending = std::fs::read(&log).expect("read the log while the store is open");
     assert!(!pending.is_empty(), "setup: the commit is in the log");
     drop(store);
+    (dir, path, log, pending)
+}
+
+/// A store file cut to nothing beside a log that still holds commits (what `: > store.db`
+/// does while a writer's log is pending). SQLite deletes the log of an empty database as
+/// stale, so any open would have discarded the commits in it.
+#[test]
+fn refuses_an_empty_file_beside_a_log_with_commits() {
+    let (_dir, path, log, pending) = store_with_pending_log();
     std::fs::write(&path, b"").expect("truncate the store file");
     std::fs::write(&log, &pending).expect("put the log back");
     assert_refused(&path, |e| {
@@ -305,13 +313,7 @@ fn refuses_an_empty_file_beside_a_log_with_commits() {
 /// store is not made over the log, which SQLite would discard as stale.
 #[test]
 fn refuses_a_missing_file_beside_a_log_with_commits() {
-    let (_dir, path) = scratch("store.db");
-    let store = open_normal(&path);
-    commit_bytes(&store, vec![], b"only in the log", None, meta(t(0), None));
-    let log = sidecar(&path, "-wal");
-    let pending = std::fs::read(&log).expect("read the log while the store is open");
-    assert!(!pending.is_empty(), "setup: the commit is in the log");
-    drop(store);
+    let (_dir, path, log, pending) = store_with_pending_log();
     std::fs::remove_file(&path).expect("move the store file away");
     std::fs::write(&log, &pending).expect("put the log back");
     for open in [SqliteStateStore::open, SqliteStateStore::open_read_only] {
