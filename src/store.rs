@@ -116,8 +116,9 @@ pub trait StateStore: Send + Sync {
     ///
     /// # Errors
     /// [`StateStoreError::RefConflict`] when `name` is not at `head` (another writer moved
-    /// it); [`StateStoreError::MissingNode`] for a `head` that is not stored;
-    /// [`StateStoreError::InvalidRefName`]. Nothing is written on error.
+    /// it), also when `head` is not stored (gc may have pruned it after the ref moved on: the
+    /// caller reads the ref again and retries); [`StateStoreError::InvalidRefName`]. Nothing
+    /// is written on error.
     fn commit_on(
         &self,
         name: &str,
@@ -145,7 +146,23 @@ pub trait StateStore: Send + Sync {
             Op::commit_node(parents, data_ref, metadata)?,
             Op::set_ref(name, head, &id, Some(&message))?,
         ];
-        self.apply(Writes { ops })?;
+        if let Err(e) = self.apply(Writes { ops }) {
+            // The node is committed before the ref moves, so a `head` that is not stored fails
+            // first, as MissingNode; but the ref cannot be at a node that is not stored, so
+            // it has moved on, and that is the answer a caller can act on.
+            if let (StateStoreError::MissingNode { id: missing }, Some(expected)) = (&e, head)
+                && missing == expected
+                && let Ok(actual) = self.get_ref(name)
+                && actual.as_ref() != Some(expected)
+            {
+                return Err(StateStoreError::RefConflict {
+                    name: name.to_owned(),
+                    expected: Some(*expected),
+                    actual,
+                });
+            }
+            return Err(e);
+        }
         Ok((data_ref, id))
     }
 

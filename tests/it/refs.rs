@@ -71,12 +71,22 @@ fn commit_on_moves_a_branch_in_one_step(store: &dyn StateStore) {
         matches!(err, StateStoreError::RefConflict { .. }),
         "{err:?}"
     );
+    // A head that is not stored (never was, or gc pruned it after the ref moved on): the
+    // ref is not there, which is the conflict a caller retries on.
     let g = ghost();
     let err = store
         .commit_on("agents/1", Some(&g), data(3), meta("ghost"))
         .unwrap_err();
     assert!(
-        matches!(err, StateStoreError::MissingNode { id } if id == g),
+        matches!(&err, StateStoreError::RefConflict { expected: Some(e), actual: Some(a), .. }
+            if *e == g && *a == two),
+        "{err:?}"
+    );
+    let err = store
+        .commit_on("agents/none", Some(&g), data(3), meta("ghost"))
+        .unwrap_err();
+    assert!(
+        matches!(&err, StateStoreError::RefConflict { actual: None, .. }),
         "{err:?}"
     );
     assert!(store.get_node(&would_be(g, "ghost")).is_err());
