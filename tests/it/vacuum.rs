@@ -185,6 +185,17 @@ fn writers_on_the_same_handle_wait_for_vacuum_and_lose_nothing() {
     assert_integrity(&path);
 }
 
+/// Another connection to `path` in the middle of a read (`BEGIN` and one query, left open),
+/// so it holds its snapshot in the WAL until it commits; and the node count it saw.
+fn reader_in_the_wal(path: &Path) -> (rusqlite::Connection, i64) {
+    let reader = rusqlite::Connection::open(path).expect("reader");
+    reader.execute_batch("BEGIN").expect("begin");
+    let seen = reader
+        .query_row("SELECT count(*) FROM state_nodes", [], |r| r.get(0))
+        .expect("read");
+    (reader, seen)
+}
+
 #[test]
 fn a_reader_in_the_wal_delays_only_the_truncation() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -193,11 +204,7 @@ fn a_reader_in_the_wal_delays_only_the_truncation() {
     let main = store_with_garbage(&store, 20, 500);
     gc_everything(&store);
     // Another connection mid-read holds a snapshot in the WAL throughout.
-    let reader = rusqlite::Connection::open(&path).expect("reader");
-    reader.execute_batch("BEGIN").expect("begin");
-    let seen: i64 = reader
-        .query_row("SELECT count(*) FROM state_nodes", [], |r| r.get(0))
-        .expect("read");
+    let (reader, seen) = reader_in_the_wal(&path);
 
     let report = store.vacuum().expect("vacuum with a reader");
     assert!(!report.wal_truncated, "{report:?}");
@@ -233,13 +240,7 @@ fn writers_go_on_while_a_reader_delays_the_truncation() {
         .expect("open");
     let main = store_with_garbage(&store, 20, 500);
     gc_everything(&store);
-    let reader = rusqlite::Connection::open(&path).expect("reader");
-    reader.execute_batch("BEGIN").expect("begin");
-    reader
-        .query_row("SELECT count(*) FROM state_nodes", [], |r| {
-            r.get::<_, i64>(0)
-        })
-        .expect("read");
+    let (reader, _) = reader_in_the_wal(&path);
     let wal = crate::util::sidecar(&path, "-wal");
     let wal_len = || std::fs::metadata(&wal).map_or(0, |m| m.len());
     let wal_before = wal_len();
