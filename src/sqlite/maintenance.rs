@@ -168,7 +168,7 @@ impl SqliteStateStore {
                 .map_err(|e| super::map_sqlite_error("checkpointing after VACUUM", e))
             {
                 Ok(busy) => Ok(busy == 0),
-                Err(e) if super::is_busy(&e) => Ok(false),
+                Err(e) if e.is_busy() => Ok(false),
                 Err(e) => Err(e),
             }
         };
@@ -213,7 +213,7 @@ impl SqliteStateStore {
             })
         })
         .map_err(|e| {
-            if super::is_busy(&e) {
+            if e.is_busy() {
                 crate::StateStoreError::Backend(
                     crate::error::BackendError::new(
                         "vacuuming the store",

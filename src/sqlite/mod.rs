@@ -237,11 +237,6 @@ fn sqlite_code(e: &StateStoreError) -> Option<ErrorCode> {
         .and_then(rusqlite::Error::sqlite_error_code)
 }
 
-/// Whether an error is SQLite's "another connection holds the lock".
-pub(crate) fn is_busy(e: &StateStoreError) -> bool {
-    sqlite_code(e).is_some_and(|c| matches!(c, ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked))
-}
-
 /// Whether SQLite failed to open, size or map a `-shm` file (`SQLITE_IOERR_SHMOPEN`,
 /// `_SHMSIZE`, `_SHMMAP`): on a full disk, growing a new one fails.
 fn shm_io_failure(e: &StateStoreError) -> bool {
@@ -379,7 +374,7 @@ pub(crate) fn retry_busy<T>(timeout: Duration, mut f: impl FnMut() -> Result<T>)
     let mut backoff = Backoff::new();
     loop {
         match f() {
-            Err(e) if is_busy(&e) && std::time::Instant::now() < deadline => backoff.pause(),
+            Err(e) if e.is_busy() && std::time::Instant::now() < deadline => backoff.pause(),
             other => return other,
         }
     }

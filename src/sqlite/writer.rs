@@ -579,7 +579,7 @@ impl Writer {
             // join later get savepoints of their own.
             let result = apply_ops(conn, &mut cache, &only.ops);
             if let Err(e) = &result {
-                if super::is_busy(e) {
+                if e.is_busy() {
                     return Err(GroupFailure::Busy);
                 }
                 // Dropping the transaction rolls it back.
@@ -596,7 +596,7 @@ impl Writer {
                         sp.commit().map_err(classify)?;
                         results.push(Ok(outcomes));
                     }
-                    Err(e) if super::is_busy(&e) => return Err(GroupFailure::Busy),
+                    Err(e) if e.is_busy() => return Err(GroupFailure::Busy),
                     // Some failures (a full disk, an I/O error) make SQLite roll back the whole
                     // transaction, not just the statement: every request of the group is lost,
                     // and anything run now would commit on its own, outside the group.
