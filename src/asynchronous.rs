@@ -1,9 +1,14 @@
 //! The async facade: [`AsyncStateStore`], the core operations of [`StateStore`] and
 //! [`History`] with the same semantics, returning futures: states (whole, or their first bytes
 //! with `state_prefix`), nodes, snapshots, refs and their logs, batches (`apply`), `restore`,
-//! `latest_snapshot`, `is_ancestor`, `merge_bases`, `resolve` and `log`. The rest (import and
-//! export, `state_info`, `snapshots_of`, id prefix lookups, descendants, graphs) is sync-only:
-//! call it inside `spawn_blocking` from async code.
+//! `latest_snapshot`, `is_ancestor`, `merge_bases`, `resolve` and `log`. The rest is
+//! sync-only: import and export, `state_info`, `snapshots_of`, `snapshots_of_each`, id prefix
+//! lookups, `merge_base`, `ancestors`, descendants and graphs, and the SQLite store's own
+//! calls (`open`, `vacuum`, `verify`, `stats`). Call those inside `spawn_blocking` from async
+//! code: `vacuum` and `verify` take as long as reading the whole store, and would hold an
+//! executor thread all that time. Dropping a store's last handle closes its connections,
+//! which checkpoints the write-ahead log (milliseconds for a log of a few MB): drop it off the
+//! executor too where that matters.
 //!
 //! The engine is synchronous (SQLite is), so every call runs on tokio's blocking thread pool
 //! and the executor threads never wait on a lock, a disk or a busy database. Writes still go
@@ -31,6 +36,26 @@ use crate::model::{
 };
 use crate::sqlite::SqliteStateStore;
 use crate::store::{Applied, StateStore, Writes};
+
+/// Sends `walk`'s entries (or the error that kept it from starting) to a [`LogStream`]'s
+/// receiver, waiting while the channel is full, until the walk ends or the receiver is gone.
+/// The walk stops at its next read once the receiver is dropped, not only at its next entry:
+/// between two entries it may pass through any amount of excluded history.
+fn feed(walk: Result<crate::graph::Log<'_>>, tx: &mpsc::Sender<Result<StateNode>>) {
+    let walk = match walk {
+        Ok(walk) => walk.stop_when(|| tx.is_closed()),
+        Err(e) => {
+            let _ = tx.blocking_send(Err(e));
+            return;
+        }
+    };
+    for entry in walk {
+        // A closed channel means the consumer dropped the stream: stop walking.
+        if tx.blocking_send(entry).is_err() {
+            return;
+        }
+    }
+}
 
 /// A boxed, `Send` future, as every [`AsyncStateStore`] method returns.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -159,7 +184,9 @@ pub trait AsyncStateStore: Send + Sync {
         from: &StateNodeId,
     ) -> BoxFuture<'static, Result<Option<SnapshotInfo>>>;
     /// [`History::log`] as a stream. The walk runs on another thread a bounded distance
-    /// ahead of the consumer (see [`LogStream`]), and stops when the stream is dropped.
+    /// ahead of the consumer (see [`LogStream`]), and stops at its next read of a node once
+    /// the stream is dropped (not only at its next entry: between two entries a walk may pass
+    /// through any amount of excluded history).
     fn log(&self, options: LogOptions) -> LogStream;
 }
 
@@ -407,21 +434,7 @@ impl<S: Blocking> AsyncStateStore for S {
         let fits = options.limit.is_some_and(|n| n <= LOG_READ_AHEAD);
         let start = move || {
             let (tx, entries) = mpsc::channel(LOG_READ_AHEAD);
-            let walk = move || {
-                let walk = match History::log(&store, &options) {
-                    Ok(walk) => walk,
-                    Err(e) => {
-                        let _ = tx.blocking_send(Err(e));
-                        return;
-                    }
-                };
-                for entry in walk {
-                    // A closed channel means the consumer dropped the stream: stop walking.
-                    if tx.blocking_send(entry).is_err() {
-                        return;
-                    }
-                }
-            };
+            let walk = move || feed(History::log(&store, &options), &tx);
             if fits {
                 // The whole walk fits the channel, so it never waits for the consumer: run it
                 // on the blocking pool like any other call.
@@ -456,8 +469,64 @@ impl<S: Blocking> AsyncStateStore for S {
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
+
+    /// A stream dropped while its walk passes through excluded history (which yields nothing)
+    /// stops the walk at its next read, not after the whole stretch.
+    #[test]
+    fn a_dropped_stream_stops_its_walk_between_entries() {
+        const STRETCH: usize = 20_000;
+        let store = InMemoryStateStore::new();
+        let mut batch = store.batch();
+        let mut chain: Vec<StateNodeId> = Vec::new();
+        for i in 0..STRETCH {
+            let data = batch.put_state(StateData::new(i.to_be_bytes().to_vec()));
+            let parents = chain.last().copied().into_iter().collect();
+            chain.push(
+                batch
+                    .commit_node(parents, data, StateMetadata::now(None))
+                    .unwrap(),
+            );
+        }
+        let data = batch.put_state(StateData::new(b"side".to_vec()));
+        let side = batch
+            .commit_node(vec![chain[0]], data, StateMetadata::now(None))
+            .unwrap();
+        batch.commit().unwrap();
+        let head = chain[STRETCH - 1];
+        // Yields `head`, then walks the whole excluded chain below it before it can yield
+        // `side` (a child of the chain's root).
+        let options = LogOptions::new()
+            .from(head)
+            .from(side)
+            .exclude(chain[STRETCH - 2]);
+        let reads = AtomicUsize::new(0);
+        let (tx, mut rx) = mpsc::channel(1);
+        let at_drop = std::thread::scope(|s| {
+            s.spawn(|| {
+                let counted = History::log(&store, &options).map(|walk| {
+                    // Counts the walk's reads; never stops it.
+                    walk.stop_when(|| {
+                        reads.fetch_add(1, Ordering::SeqCst);
+                        false
+                    })
+                });
+                feed(counted, &tx);
+            });
+            let first = rx.blocking_recv().expect("an entry").expect("a node");
+            assert_eq!(first.id, head);
+            let at_drop = reads.load(Ordering::SeqCst);
+            drop(rx);
+            at_drop
+        });
+        let after = reads.load(Ordering::SeqCst) - at_drop;
+        assert!(
+            after < STRETCH / 2,
+            "the walk went on for {after} reads after its stream was dropped"
+        );
+    }
 
     async fn chains(store: Arc<dyn AsyncStateStore>) {
         let mut tasks = Vec::new();

@@ -212,6 +212,19 @@ impl<'a> Log<'a> {
         Ok(log)
     }
 
+    /// Ends the walk at its next read of a node once `stop` returns true: the read fails with
+    /// [`StateStoreError::Backend`], which ends the walk like any error. For a consumer that
+    /// goes away while the walk is between the nodes it yields (passing through excluded
+    /// history yields nothing for as long as that history is).
+    #[cfg(feature = "async")]
+    pub(crate) fn stop_when(mut self, stop: impl Fn() -> bool + 'a) -> Self {
+        self.cursor = Box::new(Stoppable {
+            inner: self.cursor,
+            stop,
+        });
+        self
+    }
+
     /// Leaves these nodes out of the output while still walking through them.
     pub(crate) fn hide(mut self, ids: impl IntoIterator<Item = StateNodeId>) -> Self {
         self.hidden.extend(ids);
@@ -363,6 +376,39 @@ impl<'a> Log<'a> {
             }
         }
         Ok(None)
+    }
+}
+
+/// A cursor whose reads fail once `stop` says so (see [`Log::stop_when`]).
+#[cfg(feature = "async")]
+struct Stoppable<'a, F> {
+    inner: Box<dyn GraphCursor + 'a>,
+    stop: F,
+}
+
+#[cfg(feature = "async")]
+impl<F: Fn() -> bool> Stoppable<'_, F> {
+    fn check(&self) -> Result<()> {
+        if (self.stop)() {
+            return Err(StateStoreError::Backend(crate::error::BackendError::new(
+                "walking the history",
+                "stopped: no one reads this walk any more",
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(feature = "async")]
+impl<F: Fn() -> bool> GraphCursor for Stoppable<'_, F> {
+    fn node(&mut self, id: &StateNodeId) -> Result<Option<StateNode>> {
+        self.check()?;
+        self.inner.node(id)
+    }
+
+    fn children(&mut self, id: &StateNodeId) -> Result<Vec<StateNodeId>> {
+        self.check()?;
+        self.inner.children(id)
     }
 }
 
