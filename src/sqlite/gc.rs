@@ -19,8 +19,22 @@ pub(crate) fn collect(tx: &Connection, cut: Cutoffs) -> Result<GcReport> {
     };
     run("SAVEPOINT gc")?;
     let result = collect_in(tx, cut);
+    if tx.is_autocommit() {
+        // Some failures (a full disk, an I/O error) make SQLite roll back the whole
+        // transaction, savepoint and all: there is nothing left to roll back or release,
+        // and the error to report is the one that did it.
+        return Err(result.err().unwrap_or_else(|| {
+            StateStoreError::Backend(crate::error::BackendError::new(
+                "collecting garbage",
+                "SQLite ended the transaction while collecting; nothing was removed",
+            ))
+        }));
+    }
     if cut.dry_run || result.is_err() {
-        run("ROLLBACK TO gc")?;
+        // A failure to roll back must not hide the error that asked for it.
+        if let Err(e) = run("ROLLBACK TO gc") {
+            return Err(result.err().unwrap_or(e));
+        }
     }
     run("RELEASE gc")?;
     result

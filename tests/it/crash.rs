@@ -9,8 +9,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use stategraph::{
-    ContentHash, Durability, History, SnapshotId, SqliteStateStore, StateData, StateMetadata,
-    StateNodeId, StateStore, StateStoreError,
+    ContentHash, Durability, GcOptions, History, SnapshotId, SqliteStateStore, StateData,
+    StateMetadata, StateNodeId, StateStore, StateStoreError,
 };
 
 use crate::durability_util::{
@@ -21,6 +21,7 @@ use crate::durability_util::{
 
 const CHILD_TEST: &str = "crash::child_writer";
 const DISK_FULL_CHILD_TEST: &str = "crash::child_disk_full";
+const GC_FULL_CHILD_TEST: &str = "crash::child_gc_disk_full";
 const BATCH_NODES: usize = 50;
 
 fn durability_name(d: Durability) -> &'static str {
@@ -570,6 +571,88 @@ fn a_full_disk_fails_writes_cleanly() {
         .expect("committing after space is back");
     drop(store);
     assert_integrity(&path);
+}
+
+/// The child half of [`gc_on_a_full_disk_reports_the_full_disk`]: runs a collection under
+/// a file-size limit with a small page cache (so it spills pages to the WAL mid-statement,
+/// where the limit stops it) and reports how it failed. Does nothing when run on its own.
+#[test]
+#[ignore = "child process of the crash tests; run by them"]
+fn child_gc_disk_full() {
+    if child_role().as_deref() != Some("gc-full") {
+        return;
+    }
+    let store = SqliteStateStore::builder()
+        .cache_size_kib(64)
+        .open(child_var("STATEGRAPH_TEST_DB"))
+        .expect("child: open");
+    match store.gc(&GcOptions::new().grace(Duration::ZERO)) {
+        Ok(collected) => report(&format!("collected {}", collected.nodes_removed)),
+        Err(e) => report(&format!("error {e}")),
+    }
+}
+
+/// A collection that a full disk stops in the middle (SQLite then rolls back the whole
+/// transaction) reports the full disk, not the failure to roll back a savepoint that
+/// SQLite had already discarded, and removes nothing.
+#[test]
+fn gc_on_a_full_disk_reports_the_full_disk() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("gc-full.db");
+    let mut rng = Rng::new(5);
+    let garbage = 300;
+    {
+        let store = SqliteStateStore::open(&path).expect("open");
+        let mut batch = store.batch();
+        let (mut kept, mut dropped): (Option<StateNodeId>, Option<StateNodeId>) = (None, None);
+        for i in 0..garbage {
+            for head in [&mut kept, &mut dropped] {
+                let bytes: Vec<u8> = (0..500)
+                    .flat_map(|_| rng.next_u64().to_le_bytes())
+                    .collect();
+                let data = batch.put_state(StateData::new(bytes));
+                let meta = StateMetadata::now(Some(format!("gc-full/{i}")));
+                *head = Some(
+                    batch
+                        .commit_node(head.iter().copied().collect(), data, meta)
+                        .expect("commit"),
+                );
+            }
+        }
+        batch.set_ref("main", None, &kept.expect("kept"));
+        batch.commit().expect("batch");
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg("trap '' XFSZ; ulimit -f 1024 && exec \"$0\" \"$@\"")
+        .arg(exe)
+        .args(child_args(GC_FULL_CHILD_TEST))
+        .env(crate::durability_util::CHILD_ENV, "gc-full")
+        .env("STATEGRAPH_TEST_DB", &path);
+    let mut child = ChildProc::spawn(cmd);
+    let status = child.wait(Duration::from_secs(60));
+    let (reports, stderr) = child.finish();
+    assert!(
+        status.success(),
+        "the child failed ({status}); stderr:\n{stderr}"
+    );
+    let error = reports
+        .iter()
+        .find_map(|r| r.strip_prefix("error "))
+        .unwrap_or_else(|| panic!("the collection fit under the limit: {reports:?}"));
+    assert!(
+        !error.contains("savepoint") && (error.contains("disk") || error.contains("full")),
+        "a full disk stopping gc surfaced as: {error}"
+    );
+    eprintln!("gc on a full disk: {error}");
+    let store = SqliteStateStore::open(&path).expect("reopen");
+    assert_eq!(store.stats().expect("stats").nodes, 2 * garbage as u64);
+    let report = store
+        .gc(&GcOptions::new().grace(Duration::ZERO))
+        .expect("gc with room");
+    assert_eq!(report.nodes_removed, garbage as u64);
+    assert!(store.verify(|_| {}).expect("verify").is_ok());
 }
 
 /// The newest committed copy of page 1 in a WAL file: what a checkpoint writes first (it
