@@ -314,7 +314,9 @@ pub trait StateStore: Send + Sync {
             parent_ids: node.parent_ids,
             content_type: node.content_type,
             metadata: node.metadata,
-            generation: node.generation,
+            // Only a claim, which receivers refuse above 2^62: a store can hold more only
+            // when it built on a claim forged that high, and its own nodes must still export.
+            generation: node.generation.min(crate::codec::MAX_GENERATION_CLAIM),
             bytes: snapshot.state.bytes,
         })
     }

@@ -440,6 +440,15 @@ fn implausible_generations_are_refused(h: &Harness) {
         (1 << 62) + 1
     );
     assert_eq!(s.list_snapshots().expect("list").len(), 2);
+    // This store's own work on top of the claim still exports, and another store takes it.
+    let snapshot = s.snapshot(&child).expect("snapshot");
+    let package = s.export_snapshot(&snapshot).expect("export");
+    assert_eq!(package.generation, 1 << 62);
+    let other = h.store();
+    other
+        .import_snapshot(&package)
+        .expect("import into another store");
+    assert!(other.get_node(&child).expect("node").generation >= 1 << 62);
 }
 
 /// Another store holding a chain with these labels (oldest first), to export packages from.
