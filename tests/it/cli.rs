@@ -1868,6 +1868,60 @@ fn ancestry_past_a_pruned_boundary_is_an_error() {
     env.ok(&["fsck"]);
 }
 
+/// When the rewrite of `gc --vacuum` fails (here a file-size limit stops the copy it
+/// builds), the error says that the collection before it was committed, and what it removed.
+#[test]
+fn gc_vacuum_says_the_collection_landed_when_the_rewrite_fails() {
+    let env = Env::init();
+    {
+        let store = open_normal(&env.db);
+        let mut batch = store.batch();
+        let mut main: Option<StateNodeId> = None;
+        for i in 0..40 {
+            let data = batch.put_state(StateData::new(crate::util::random_bytes(i, 50_000)));
+            main = Some(
+                batch
+                    .commit_node(main.into_iter().collect(), data, StateMetadata::now(None))
+                    .expect("commit"),
+            );
+        }
+        let root = main.expect("main");
+        batch.set_ref("main", None, &root).expect("main");
+        let mut scratch = root;
+        for i in 0..10 {
+            let data = batch.put_state(StateData::new(crate::util::random_bytes(100 + i, 4096)));
+            scratch = batch
+                .commit_node(vec![scratch], data, StateMetadata::now(None))
+                .expect("scratch");
+        }
+        batch.set_ref("scratch", None, &scratch).expect("scratch");
+        batch.commit().expect("batch");
+        store
+            .delete_ref("scratch", &scratch)
+            .expect("delete scratch");
+    }
+    // 512 KiB per file: room for the collection's log, not for the 2 MB copy.
+    let inner = env.sg_std(&["gc", "--grace", "0", "--expire-reflog", "0", "--vacuum"]);
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("trap '' XFSZ; ulimit -f 1024 && exec \"$0\" \"$@\"")
+        .arg(inner.get_program())
+        .args(inner.get_args())
+        .current_dir(env.dir.path())
+        .output()
+        .expect("run");
+    let stderr = crate::cli_util::stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("vacuum"), "{stderr}");
+    assert!(
+        stderr.contains("the collection itself was committed (removed 10 node(s)"),
+        "{stderr}"
+    );
+    let stats: Value = serde_json::from_str(&env.ok(&["stats", "--json"])).expect("json");
+    assert_eq!(stats["nodes"], 40, "{stats}");
+    env.ok(&["fsck"]);
+}
+
 /// `gc --vacuum` shrinks the file after removing garbage, reports the sizes (text and JSON),
 /// and leaves a store that passes `fsck`; it makes no sense with `--dry-run`, which clap
 /// refuses.

@@ -188,7 +188,16 @@ pub fn gc(ctx: &Ctx, args: &GcArgs) -> CliResult {
         let busy = spinner("vacuuming (rewriting the whole file)");
         let vacuumed = store.vacuum();
         busy.finish_and_clear();
-        Some(vacuumed?)
+        // The collection is committed by now: say so, or a failed rewrite reads as if
+        // nothing had happened.
+        Some(vacuumed.map_err(|e| {
+            CliError::from(e).hint(format!(
+                "the collection itself was committed (removed {} node(s), {}); only the \
+                 rewrite failed: run `stategraph gc --vacuum` again once the cause is fixed",
+                r.nodes_removed,
+                human_size(r.bytes_removed)
+            ))
+        })?)
     } else {
         None
     };
