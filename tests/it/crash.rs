@@ -619,7 +619,9 @@ fn gc_on_a_full_disk_reports_the_full_disk() {
                 );
             }
         }
-        batch.set_ref("main", None, &kept.expect("kept"));
+        batch
+            .set_ref("main", None, &kept.expect("kept"))
+            .expect("main");
         batch.commit().expect("batch");
     }
     let exe = std::env::current_exe().expect("current_exe");
