@@ -145,8 +145,12 @@ pub enum StateStoreError {
         operation: &'static str,
     },
 
-    /// The disk (or the database's size limit) is full; the operation was rolled back.
-    #[error("storage full: {0}; free some space and retry (nothing was written)")]
+    /// The disk (or the database's size limit) is full; the operation was rolled back
+    /// (unless [`is_in_doubt`](StateStoreError::is_in_doubt) says it may still appear).
+    #[error(
+        "storage full: {0}; free some space and retry{nothing}",
+        nothing = if .0.in_doubt { "" } else { " (nothing was written)" }
+    )]
     StorageFull(BackendError),
 
     /// The storage backend failed (I/O, locking, or an engine error).
@@ -208,6 +212,18 @@ impl StateStoreError {
     pub fn is_busy(&self) -> bool {
         matches!(self, Self::Backend(b) if b.busy)
     }
+
+    /// True when a write failed while SQLite was committing it, after it may have written
+    /// the write to its log: the write was not applied (this handle and others do not see
+    /// it), but if this handle is closed before another write on it succeeds, the store may
+    /// hold it when it is next opened. Such failures are I/O errors (a full disk, a failed
+    /// `fsync`); a write that succeeds on the same handle afterwards settles it (the write
+    /// that failed is then gone for good). After reopening, look before redoing anything
+    /// that must not happen twice; a compare-and-swap (`commit_on`, `set_ref` with the
+    /// expected target) is safe to retry as it is.
+    pub fn is_in_doubt(&self) -> bool {
+        matches!(self, Self::Backend(b) | Self::StorageFull(b) if b.in_doubt)
+    }
 }
 
 /// An error from a storage backend, kept opaque so backends can change without breaking
@@ -218,6 +234,9 @@ pub struct BackendError {
     /// A lock another connection held past the busy timeout (see
     /// [`StateStoreError::is_busy`]).
     busy: bool,
+    /// A commit that failed after it may have reached the log (see
+    /// [`StateStoreError::is_in_doubt`]).
+    in_doubt: bool,
 }
 
 impl BackendError {
@@ -229,7 +248,15 @@ impl BackendError {
             context,
             source: source.into(),
             busy: false,
+            in_doubt: false,
         }
+    }
+
+    /// Marks the error as a commit whose write may still appear (see
+    /// [`StateStoreError::is_in_doubt`]).
+    pub(crate) fn in_doubt(mut self) -> Self {
+        self.in_doubt = true;
+        self
     }
 
     /// Marks the error as a lock held past the busy timeout.
@@ -254,5 +281,30 @@ impl fmt::Debug for BackendError {
 impl std::error::Error for BackendError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         Some(self.source.as_ref())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A full disk says "nothing was written" only when that is known.
+    #[test]
+    fn storage_full_in_doubt_does_not_promise_nothing_was_written() {
+        let sure = StateStoreError::StorageFull(BackendError::new("committing", "disk full"));
+        assert!(!sure.is_in_doubt());
+        assert!(
+            sure.to_string().ends_with("(nothing was written)"),
+            "{sure}"
+        );
+        let unsure =
+            StateStoreError::StorageFull(BackendError::new("committing", "disk full").in_doubt());
+        assert!(unsure.is_in_doubt());
+        assert_eq!(
+            unsure.to_string(),
+            "storage full: committing: disk full; free some space and retry"
+        );
+        let backend = StateStoreError::Backend(BackendError::new("committing", "I/O").in_doubt());
+        assert!(backend.is_in_doubt() && !backend.is_busy());
     }
 }

@@ -214,6 +214,16 @@ pub(crate) fn map_sqlite_error(context: &'static str, e: rusqlite::Error) -> Sta
     {
         return StateStoreError::corrupt("store row", format!("{context}: {e}"));
     }
+    // SQLITE_IOERR_SHMSIZE: growing the `-shm` index failed, which on a full disk (or a
+    // file-size limit or quota) comes before anything says "disk full".
+    const SHMSIZE: i32 = 19;
+    if let E::SqliteFailure(f, _) = &e
+        && f.code == ErrorCode::SystemIoFailure
+        && f.extended_code >> 8 == SHMSIZE
+    {
+        let message = format!("{e} (SQLite could not grow the store's -shm file)");
+        return StateStoreError::StorageFull(BackendError::new(context, message));
+    }
     match e.sqlite_error_code() {
         Some(ErrorCode::DiskFull) => StateStoreError::StorageFull(BackendError::new(context, e)),
         Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => {
@@ -555,11 +565,20 @@ impl SqliteStateStore {
         let (app, version) = schema::read_ids(&reader).map_err(|e| unreadable(path, e))?;
         schema::check_version(path, app, version)?;
         if version < schema::OLDEST_READABLE {
+            let detail = if version == 0 && app == schema::APPLICATION_ID {
+                // Stamped as ours, but the schema's transaction never committed.
+                "its creation did not finish (no schema was written); open it writable once to \
+                 finish it"
+                    .to_owned()
+            } else {
+                format!(
+                    "its schema (version {version}) must be upgraded to {SCHEMA_VERSION}; open \
+                     it writable once"
+                )
+            };
             return Err(StateStoreError::NotAStore {
                 path: path.to_owned(),
-                detail: format!(
-                    "its schema (version {version}) must be upgraded to {SCHEMA_VERSION}; open it writable once"
-                ),
+                detail,
             });
         }
         // A writable open checked the tables before migrating (which creates any missing

@@ -521,9 +521,17 @@ impl Writer {
                     });
                 }
                 Err(GroupFailure::Lost(e)) => {
+                    // The cause as SQLite reported it: a storage-full error's own text would
+                    // say "free some space" twice.
+                    let cause = match &e {
+                        StateStoreError::StorageFull(b) | StateStoreError::Backend(b) => {
+                            b.to_string()
+                        }
+                        other => other.to_string(),
+                    };
                     let message = format!(
                         "SQLite rolled back the whole transaction of this write's group, so \
-                         nothing of it was stored: {e}"
+                         nothing of it was stored: {cause}"
                     );
                     let full = matches!(e, StateStoreError::StorageFull(_));
                     return fail_all(group, || {
@@ -536,17 +544,24 @@ impl Writer {
                     });
                 }
                 Err(GroupFailure::Fatal(e)) => {
-                    let message = e.to_string();
-                    let code = e.sqlite_error_code();
+                    return fail_all(group, || map_sqlite_error("committing", copy_of(&e)));
+                }
+                Err(GroupFailure::InDoubt(e)) => {
                     return fail_all(group, || {
-                        let again = rusqlite::Error::SqliteFailure(
-                            rusqlite::ffi::Error {
-                                code: code.unwrap_or(ErrorCode::Unknown),
-                                extended_code: 0,
-                            },
-                            Some(message.clone()),
+                        let context = "committing";
+                        let message = format!(
+                            "{e}; SQLite may have written this write to its log before \
+                             failing: it is not applied, but unless a later write on this \
+                             handle succeeds first, the store may hold it when next opened"
                         );
-                        map_sqlite_error("committing", again)
+                        match map_sqlite_error(context, copy_of(&e)) {
+                            StateStoreError::StorageFull(_) => StateStoreError::StorageFull(
+                                BackendError::new(context, message).in_doubt(),
+                            ),
+                            _ => StateStoreError::Backend(
+                                BackendError::new(context, message).in_doubt(),
+                            ),
+                        }
                     });
                 }
             }
@@ -620,7 +635,18 @@ impl Writer {
             group.extend(joined);
         }
         let started = Instant::now();
-        tx.commit().map_err(classify)?;
+        // Any failure now comes after SQLite may have appended the group's pages, commit
+        // mark included, to the WAL: growing the -shm index, or the sync, can fail after
+        // that. It rolls the transaction back here, but a later open of the store recovers
+        // the log from the file and would find the commit (a later successful commit
+        // overwrites it first).
+        tx.commit().map_err(|e| {
+            if is_busy_sqlite(&e) {
+                GroupFailure::Busy
+            } else {
+                GroupFailure::InDoubt(e)
+            }
+        })?;
         let took = started.elapsed().min(MAX_JOIN_WAIT);
         self.last_commit_ns
             .store(took.as_nanos() as u64, Ordering::Relaxed);
@@ -630,6 +656,16 @@ impl Writer {
         self.committed_transactions.fetch_add(1, Ordering::Relaxed);
         Ok(results)
     }
+}
+
+/// `e` again (rusqlite errors cannot be cloned), with its codes and message: one for each
+/// caller of a group that failed as one.
+fn copy_of(e: &rusqlite::Error) -> rusqlite::Error {
+    let code = e.sqlite_error().copied().unwrap_or(rusqlite::ffi::Error {
+        code: ErrorCode::Unknown,
+        extended_code: 0,
+    });
+    rusqlite::Error::SqliteFailure(code, Some(e.to_string()))
 }
 
 /// One result per request of `group`, every one the error `error` makes.
@@ -648,8 +684,11 @@ fn is_busy_sqlite(e: &rusqlite::Error) -> bool {
 enum GroupFailure {
     /// Another connection holds the lock: retry the whole group.
     Busy,
-    /// Beginning or committing the transaction failed: every request fails with this.
+    /// Beginning the transaction, or a savepoint, failed: every request fails with this.
     Fatal(rusqlite::Error),
+    /// `COMMIT` failed, perhaps after its pages reached the WAL (see
+    /// [`StateStoreError::is_in_doubt`]): every request fails with this.
+    InDoubt(rusqlite::Error),
     /// A request's failure made SQLite roll back the whole transaction: every request fails.
     Lost(StateStoreError),
     /// The store's path names another file than the one opened, or the file got a second
@@ -804,19 +843,28 @@ mod tests {
 
     /// A writer on a new store whose connection fails some inserts on purpose: content type
     /// `abort-all` makes SQLite roll back the whole transaction (as a full disk or an I/O
-    /// error can), `fail` fails just the statement (as a broken constraint does).
+    /// error can), `fail` fails just the statement (as a broken constraint does), and
+    /// `fail-at-commit` makes the group's `COMMIT` fail (a deferred foreign key it breaks;
+    /// the store has none, but `COMMIT` fails there as an I/O error would).
     fn writer(dir: &std::path::Path) -> Writer {
         let path = dir.join("w.db");
         let mut conn = Connection::open(&path).unwrap();
         super::super::schema::stamp_new(&conn).unwrap();
         super::super::schema::migrate(&mut conn, &path).unwrap();
         conn.execute_batch(
-            "CREATE TEMP TRIGGER abort_all BEFORE INSERT ON state_data
+            "PRAGMA foreign_keys = ON;
+             CREATE TEMP TRIGGER abort_all BEFORE INSERT ON state_data
                WHEN NEW.content_type = 'abort-all'
                BEGIN SELECT RAISE(ROLLBACK, 'the whole transaction is gone'); END;
              CREATE TEMP TRIGGER fail_one BEFORE INSERT ON state_data
                WHEN NEW.content_type = 'fail'
-               BEGIN SELECT RAISE(ABORT, 'this statement failed'); END;",
+               BEGIN SELECT RAISE(ABORT, 'this statement failed'); END;
+             CREATE TEMP TABLE target (id INTEGER PRIMARY KEY);
+             CREATE TEMP TABLE dangling (
+               id INTEGER REFERENCES target(id) DEFERRABLE INITIALLY DEFERRED);
+             CREATE TEMP TRIGGER fail_at_commit BEFORE INSERT ON state_data
+               WHEN NEW.content_type = 'fail-at-commit'
+               BEGIN INSERT INTO dangling VALUES (42); END;",
         )
         .unwrap();
         Writer::new(
@@ -885,6 +933,31 @@ mod tests {
             id: opened.id,
         };
         assert_eq!(gone.changed(), Some("was moved, replaced or deleted"));
+    }
+
+    /// A `COMMIT` that fails fails every request of its group as "in doubt" (SQLite may
+    /// have logged it before failing), stores nothing, and leaves the writer working.
+    #[test]
+    fn a_failed_commit_is_in_doubt_for_the_whole_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = writer(dir.path());
+        let mut group = vec![put(b"a", "ok"), put(b"b", "fail-at-commit")];
+        let results = w.commit_group(&mut lock(&w.conn), &mut group, 0);
+        assert_eq!(results.len(), 2);
+        for r in &results {
+            let e = r.as_ref().expect_err("every request of the group fails");
+            assert!(e.is_in_doubt(), "{e}");
+            assert!(!e.is_busy(), "{e}");
+            let text = e.to_string();
+            assert!(text.contains("FOREIGN KEY"), "{text}");
+            assert!(text.contains("may hold it when next opened"), "{text}");
+            assert!(!text.contains("nothing was written"), "{text}");
+        }
+        assert!(stored(&w).is_empty());
+        let mut group = vec![put(b"c", "ok")];
+        let results = w.commit_group(&mut lock(&w.conn), &mut group, 0);
+        assert!(results[0].is_ok(), "{:?}", results[0]);
+        assert_eq!(stored(&w), ["c"]);
     }
 
     #[test]

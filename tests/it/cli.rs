@@ -1868,6 +1868,45 @@ fn ancestry_past_a_pruned_boundary_is_an_error() {
     env.ok(&["fsck"]);
 }
 
+/// Runs the binary with `args` under a file-size limit of `blocks` 512-byte blocks (`ulimit
+/// -f` in dash; twice that in bash), with `SIGXFSZ` ignored so a write past it fails with
+/// `EFBIG` as a full disk would.
+fn sg_limited(env: &Env, blocks: u32, args: &[&str]) -> std::process::Output {
+    let inner = env.sg_std(args);
+    std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "trap '' XFSZ; ulimit -f {blocks} && exec \"$0\" \"$@\""
+        ))
+        .arg(inner.get_program())
+        .args(inner.get_args())
+        .current_dir(env.dir.path())
+        .output()
+        .expect("run")
+}
+
+/// A store whose creation a full disk stopped (here: its `-shm` index cannot grow to its
+/// first 32 KiB) reports a full disk, not a bare I/O error; opening it afterwards says its
+/// creation did not finish, and the demo, which replaces only stores it made or empty ones,
+/// takes it over once there is room.
+#[test]
+fn a_store_whose_creation_ran_out_of_space_says_so_and_can_be_finished() {
+    let env = Env::new();
+    let out = sg_limited(&env, 16, &["init"]);
+    let stderr = crate::cli_util::stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("storage full") && stderr.contains("-shm"),
+        "{stderr}"
+    );
+    let out = env.sg(&["log"]).output().expect("run");
+    let stderr = crate::cli_util::stderr(&out);
+    assert!(stderr.contains("its creation did not finish"), "{stderr}");
+
+    env.ok(&["demo"]);
+    env.ok(&["fsck"]);
+}
+
 /// When the rewrite of `gc --vacuum` fails (here a file-size limit stops the copy it
 /// builds), the error says that the collection before it was committed, and what it removed.
 #[test]
@@ -1901,15 +1940,11 @@ fn gc_vacuum_says_the_collection_landed_when_the_rewrite_fails() {
             .expect("delete scratch");
     }
     // 512 KiB per file: room for the collection's log, not for the 2 MB copy.
-    let inner = env.sg_std(&["gc", "--grace", "0", "--expire-reflog", "0", "--vacuum"]);
-    let out = std::process::Command::new("sh")
-        .arg("-c")
-        .arg("trap '' XFSZ; ulimit -f 1024 && exec \"$0\" \"$@\"")
-        .arg(inner.get_program())
-        .args(inner.get_args())
-        .current_dir(env.dir.path())
-        .output()
-        .expect("run");
+    let out = sg_limited(
+        &env,
+        1024,
+        &["gc", "--grace", "0", "--expire-reflog", "0", "--vacuum"],
+    );
     let stderr = crate::cli_util::stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("vacuum"), "{stderr}");

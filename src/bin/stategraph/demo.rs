@@ -12,6 +12,7 @@ use indicatif::ProgressBar;
 use serde_json::json;
 use stategraph::{
     Durability, History as _, SqliteStateStore, StateData, StateMetadata, StateNodeId, StateStore,
+    StateStoreError,
 };
 
 use crate::Ctx;
@@ -164,7 +165,15 @@ fn clear_old_demo(path: &Path) -> CliResult {
         return Err(refuse("the file is read-only".to_owned()));
     }
     if !(meta.is_file() && meta.len() == 0) {
-        let store = SqliteStateStore::open_read_only(path).map_err(|e| refuse(e.to_string()))?;
+        let store = match SqliteStateStore::open_read_only(path) {
+            Ok(store) => store,
+            // A store whose creation stopped before its schema was written (a full disk, say)
+            // cannot be opened read-only; a writable open finishes it, empty.
+            Err(StateStoreError::NotAStore { .. }) if unfinished_store(path) => {
+                SqliteStateStore::open(path).map_err(|e| refuse(e.to_string()))?
+            }
+            Err(e) => return Err(refuse(e.to_string())),
+        };
         // An empty store (a demo stopped before its first tick, say) holds nothing to lose.
         // (Refs, snapshots and ref log entries all name nodes, which are never deleted.)
         let empty = || -> CliResult<bool> {
@@ -192,6 +201,16 @@ fn clear_old_demo(path: &Path) -> CliResult {
         }
     }
     Ok(())
+}
+
+/// Whether the file's SQLite header carries stategraph's application id and schema version 0:
+/// a store stamped as ours whose schema was never written (its creation failed part way).
+fn unfinished_store(path: &Path) -> bool {
+    use std::io::Read as _;
+    let mut header = [0u8; 72];
+    let read = std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut header));
+    // `user_version` at offset 60, `application_id` at 68 (ASCII "SGph"), both big-endian.
+    read.is_ok() && header[60..64] == [0; 4] && &header[68..72] == b"SGph"
 }
 
 /// The runtime's view of the store: state in, node out, branch moved by compare-and-swap.

@@ -90,6 +90,10 @@ impl From<StateStoreError> for CliError {
                 (None, _) => "another writer created the ref meanwhile; look again and retry",
                 (_, None) => "another writer deleted the ref meanwhile; look again and retry",
             }),
+            e if e.is_in_doubt() => Some(
+                "the write may still show up the next time the store is opened: look (`log`, \
+                 `show`) before doing it again",
+            ),
             e if e.is_busy() => Some(
                 "another program is writing to this store (or holds it locked); retry when it \
                  is done",
