@@ -232,6 +232,16 @@ pub(crate) fn map_sqlite_error(context: &'static str, e: rusqlite::Error) -> Sta
         Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
             StateStoreError::Backend(BackendError::new(context, e).busy())
         }
+        // A row over SQLite's limit (10^9 bytes): a label, content type or parent list that
+        // large, since states are checked against `MAX_STATE_LEN` first. The statement
+        // failed and wrote nothing.
+        Some(ErrorCode::TooBig) => StateStoreError::InvalidInput {
+            what: "write",
+            detail: format!(
+                "{context}: {e}: a label, content type or parent list is larger than SQLite \
+                 stores in one row (10^9 bytes)"
+            ),
+        },
         _ => StateStoreError::Backend(BackendError::new(context, e)),
     }
 }
@@ -753,6 +763,59 @@ impl StateStore for SqliteStateStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A node whose row SQLite cannot store (here under a lowered length limit, standing in
+    /// for a label of 10^9 bytes) is the caller's error, stores nothing, and leaves the
+    /// store writable; an imported package with such a label fails the same way.
+    #[test]
+    fn a_row_too_big_for_sqlite_is_invalid_input() {
+        use crate::store::StateStore as _;
+        use crate::{StateData, StateMetadata};
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStateStore::open(dir.path().join("big.db")).unwrap();
+        let writer = store.shared.writer.as_ref().unwrap();
+        writer
+            .exclusive(|conn| {
+                conn.set_limit(rusqlite::limits::Limit::SQLITE_LIMIT_LENGTH, 10_000)
+                    .unwrap();
+                Ok(())
+            })
+            .unwrap();
+        let data = store.put_state(StateData::new(b"small".to_vec())).unwrap();
+        let label = "x".repeat(20_000);
+        let err = store
+            .commit_node(vec![], data, StateMetadata::now(Some(label.clone())))
+            .unwrap_err();
+        assert!(
+            matches!(err, StateStoreError::InvalidInput { .. }),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("one row"), "{err}");
+        assert_eq!(store.stats().unwrap().nodes, 0);
+        let node = store
+            .commit_node(vec![], data, StateMetadata::now(Some("short".into())))
+            .unwrap();
+        assert_eq!(store.get_node(&node).unwrap().id, node);
+
+        let bytes = b"imported".to_vec();
+        let metadata = StateMetadata::now(Some(label));
+        let node_id = crate::codec::node_id(&[], &crate::ContentHash::of(&bytes), None, &metadata);
+        let package = crate::SnapshotPackage {
+            node_id,
+            snapshot_id: crate::codec::snapshot_id(&node_id),
+            parent_ids: vec![],
+            content_type: None,
+            metadata,
+            generation: 1,
+            bytes,
+        };
+        let err = store.import_snapshot(&package).unwrap_err();
+        assert!(
+            matches!(err, StateStoreError::InvalidInput { .. }),
+            "{err:?}"
+        );
+        assert_eq!(store.stats().unwrap().nodes, 1);
+    }
 
     fn sqlite_failure(code: ErrorCode, message: &str) -> StateStoreError {
         sqlite_failure_extended(code, 0, message)
