@@ -1907,6 +1907,31 @@ fn a_store_whose_creation_ran_out_of_space_says_so_and_can_be_finished() {
     env.ok(&["fsck"]);
 }
 
+/// `export --out` writes each package whole or not at all: when the write fails (a
+/// file-size limit here, as a full disk would), no truncated package is left under a
+/// package's name for a later `import DIR` to trip over, and no temporary file either.
+#[test]
+fn a_failed_export_leaves_no_partial_package() {
+    let env = Env::init();
+    let big = "x".repeat(200_000);
+    env.commit(&big, "big", &["--branch", "main"]);
+    env.ok(&["snapshot", "main"]);
+    // 64 KiB per file: room for the store's -shm index, not for the package.
+    let out = sg_limited(&env, 128, &["export", "--all", "--out", "out"]);
+    let stderr = crate::cli_util::stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("cannot write"), "{stderr}");
+    let left: Vec<_> = std::fs::read_dir(env.dir.path().join("out"))
+        .expect("out exists")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    env.ok(&["export", "--all", "--out", "out"]);
+    let imported = Env::init();
+    let out_dir = env.dir.path().join("out");
+    imported.ok(&["import", out_dir.to_str().expect("utf-8")]);
+}
+
 /// When the rewrite of `gc --vacuum` fails (here a file-size limit stops the copy it
 /// builds), the error says that the collection before it was committed, and what it removed.
 #[test]

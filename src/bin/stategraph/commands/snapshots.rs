@@ -304,14 +304,108 @@ pub fn export(ctx: &Ctx, args: &ExportArgs) -> CliResult {
     std::fs::create_dir_all(dir)
         .map_err(|e| CliError::new(format!("cannot create {}: {e}", dir.display())))?;
     let bar = progress(ids.len() as u64, "exporting");
-    for id in &ids {
-        let package = store.export_snapshot(id)?;
-        let path = dir.join(format!("{}.sgpkg", id.to_hex()));
-        std::fs::write(&path, package.to_bytes())
-            .map_err(|e| CliError::new(format!("cannot write {}: {e}", path.display())))?;
-        bar.inc(1);
-    }
+    let deleted = export_to_dir(&store, &ids, dir, args.all, || bar.inc(1))?;
     bar.finish_and_clear();
-    eprintln!("exported {} snapshot(s) to {}", ids.len(), dir.display());
+    eprintln!(
+        "exported {} snapshot(s) to {}{}",
+        ids.len() - deleted,
+        dir.display(),
+        match deleted {
+            0 => String::new(),
+            n => format!(" ({n} deleted while exporting, skipped)"),
+        }
+    );
     Ok(())
+}
+
+/// Writes the packages of `ids` into `dir`, one file each, calling `step` after each; returns
+/// how many were skipped because they were deleted since they were listed (only when
+/// `listed_all`: a snapshot named on the command line that is missing is an error).
+fn export_to_dir(
+    store: &dyn StateStore,
+    ids: &[SnapshotId],
+    dir: &std::path::Path,
+    listed_all: bool,
+    mut step: impl FnMut(),
+) -> CliResult<usize> {
+    let mut deleted = 0;
+    for id in ids {
+        let package = match store.export_snapshot(id) {
+            Ok(package) => package,
+            // Listed, then deleted by a program rotating its restore points: nothing to
+            // back up any more, and no reason to stop backing up the others.
+            Err(StateStoreError::MissingSnapshot { .. }) if listed_all => {
+                deleted += 1;
+                step();
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        write_package(dir, &format!("{}.sgpkg", id.to_hex()), &package.to_bytes())?;
+        step();
+    }
+    // The files' names are durable once their directory is.
+    if let Err(e) = std::fs::File::open(dir).and_then(|d| d.sync_all()) {
+        return Err(CliError::new(format!("cannot sync {}: {e}", dir.display())));
+    }
+    Ok(deleted)
+}
+
+/// Writes one package file whole or not at all: into a temporary file beside it, synced,
+/// then renamed over `name`. A full disk or a killed export leaves no truncated package
+/// under a package's name (a leftover `.*.tmp` file is not one `import DIR` reads).
+fn write_package(dir: &std::path::Path, name: &str, bytes: &[u8]) -> CliResult {
+    let path = dir.join(name);
+    let temp = dir.join(format!(".{name}.tmp"));
+    let written = std::fs::File::create(&temp).and_then(|mut file| {
+        file.write_all(bytes)?;
+        file.sync_all()
+    });
+    let renamed = written.and_then(|()| std::fs::rename(&temp, &path));
+    renamed.map_err(|e| {
+        let _ = std::fs::remove_file(&temp);
+        CliError::new(format!("cannot write {}: {e}", path.display()))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use stategraph::{InMemoryStateStore, StateData, StateMetadata};
+
+    use super::*;
+
+    /// `export --all` lists the snapshots, then reads each: one deleted in between is
+    /// skipped and counted, the others are written; a named one that is missing fails.
+    #[test]
+    fn a_snapshot_deleted_after_listing_is_skipped() {
+        let store = InMemoryStateStore::new();
+        let mut ids = Vec::new();
+        for label in ["a", "b", "c"] {
+            let data = store
+                .put_state(StateData::new(label.as_bytes().to_vec()))
+                .unwrap();
+            let node = store
+                .commit_node(vec![], data, StateMetadata::now(Some(label.into())))
+                .unwrap();
+            ids.push(store.snapshot(&node).unwrap());
+        }
+        store.delete_snapshot(&ids[1]).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut steps = 0;
+        let deleted = export_to_dir(&store, &ids, dir.path(), true, || steps += 1).unwrap();
+        assert_eq!((deleted, steps), (1, 3));
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        let mut expected = vec![
+            format!("{}.sgpkg", ids[0].to_hex()),
+            format!("{}.sgpkg", ids[2].to_hex()),
+        ];
+        expected.sort();
+        assert_eq!(names, expected);
+        let err = export_to_dir(&store, &ids, dir.path(), false, || {}).unwrap_err();
+        assert!(err.message.contains("no snapshot"), "{}", err.message);
+    }
 }
