@@ -83,6 +83,8 @@ const GIT_FLAGS: [&str; 8] = [
 /// SQLite page cache (16 MiB) plus the walk's bounded bookkeeping, with headroom. A walk that
 /// kept every node of a 1M history would grow by several hundred MB.
 const FLAT_MEMORY_MB: f64 = 64.0;
+/// The maintenance store has a snapshot on every this many of its kept nodes.
+const PRUNE_SNAPSHOT_EVERY: u64 = 5;
 
 // ---------------------------------------------------------------------------------------------
 // Configuration
@@ -1533,7 +1535,12 @@ impl Bench {
             let mut head = None;
             for i in 0..n as u64 {
                 let data = batch.put_state(StateData::new(state_bytes(i, 256)));
-                head = Some(batch.commit_node(head.into_iter().collect(), data, meta(i))?);
+                let node = batch.commit_node(head.into_iter().collect(), data, meta(i))?;
+                // Restore points along the history: what pruning keeps as boundary nodes.
+                if i % PRUNE_SNAPSHOT_EVERY == PRUNE_SNAPSHOT_EVERY - 1 {
+                    batch.snapshot(&node)?;
+                }
+                head = Some(node);
             }
             let head = head.ok_or("no nodes")?;
             batch.set_ref("main", None, &head)?;
@@ -1553,7 +1560,15 @@ impl Bench {
         let options = stategraph::GcOptions::new()
             .grace(Duration::ZERO)
             .expire_ref_log(Duration::ZERO);
+        // Everything is older than the cut: only the snapshots' nodes (and main's head) stay,
+        // each a boundary node. A dry run does all the work, then rolls it back.
+        let prune = stategraph::GcOptions::new()
+            .grace(Duration::ZERO)
+            .prune_history(Duration::ZERO)
+            .dry_run(true);
         let (mut gc_ms, mut vacuum_ms, mut walk_ms, mut copy_ms) = (vec![], vec![], vec![], vec![]);
+        let mut prune_ms = vec![];
+        let mut boundary = 0;
         let mut after_bytes = 0;
         for run in 0..self.cfg.runs {
             let path = dir.path().join(format!("run{run}.db"));
@@ -1568,6 +1583,10 @@ impl Bench {
             if walked != n {
                 return Err(format!("walked {walked} of {n} nodes").into());
             }
+            let t = Instant::now();
+            let pruned = store.gc(&prune)?;
+            prune_ms.push(t.elapsed().as_secs_f64() * 1e3);
+            boundary = pruned.boundary_nodes;
             let t = Instant::now();
             let report = store.gc(&options)?;
             gc_ms.push(t.elapsed().as_secs_f64() * 1e3);
@@ -1604,6 +1623,17 @@ impl Bench {
             num(walk.median)
         );
         self.rows.push(row);
+        let prune = Stat::of(&prune_ms);
+        let mut row = Row::new(
+            format!(
+                "gc --prune-history (dry run) of that store: {} boundary nodes",
+                count_name(boundary as usize)
+            ),
+            "ms",
+        );
+        row.sg = Some(prune);
+        row.target = format!("info: {:.2}× the full log walk", prune.median / walk.median);
+        self.rows.push(row);
         let mut row = Row::new("vacuum after that gc", "ms");
         row.sg = Some(vacuum);
         row.target = format!(
@@ -1614,13 +1644,14 @@ impl Bench {
             after_bytes as f64 / 1e6
         );
         self.rows.push(row);
-        self.notes.push(
+        self.notes.push(format!(
             "maintenance: every run copies one prepared store (a chain of kept nodes with 256 B \
-             states, plus a deleted branch of 4 KiB states), walks its log, runs gc (no grace, \
-             ref log expired) and then vacuum on the copy; the walk and the copy are the \
-             baselines. gc and vacuum hold the write lock while they run."
-                .to_owned(),
-        );
+             states and a snapshot every {PRUNE_SNAPSHOT_EVERY} nodes, plus a deleted branch \
+             of 4 KiB states), walks its log, runs a dry run of gc pruning all history before \
+             now (every snapshot's node becomes a boundary node), gc (no grace, ref log \
+             expired) and then vacuum on the copy; the walk and the copy are the baselines. gc \
+             and vacuum hold the write lock while they run."
+        ));
         Ok(())
     }
 

@@ -287,10 +287,14 @@ fn forget_moves(tx: &Connection, nodes: &Nodes, dead: &[usize]) -> Result<u64> {
 fn remove_nodes(tx: &Connection, nodes: &Nodes, dead: &[usize]) -> Result<()> {
     let ctx = sql_error("removing unreachable nodes");
     // SQLite checks every foreign key into a deleted row by looking for rows that point at
-    // it; `node_children` has no index by child, so without this each deleted node would
-    // scan the whole edge table. It lives for this transaction only.
-    tx.execute_batch("CREATE INDEX gc_node_children_by_child ON node_children(child)")
-        .map_err(&ctx)?;
+    // it; `node_children` and `shallow_edges` have no index by child, so without these each
+    // deleted node would scan both tables (after history pruning, `shallow_edges` holds a
+    // row per boundary node: quadratic time). They live for this transaction only.
+    tx.execute_batch(
+        "CREATE INDEX gc_node_children_by_child ON node_children(child);
+         CREATE INDEX gc_shallow_edges_by_child ON shallow_edges(child);",
+    )
+    .map_err(&ctx)?;
     {
         let mut edge = tx
             .prepare("DELETE FROM node_children WHERE parent = ?1 AND child = ?2")
@@ -315,8 +319,11 @@ fn remove_nodes(tx: &Connection, nodes: &Nodes, dead: &[usize]) -> Result<()> {
             node.execute([nodes.seqs[i]]).map_err(&ctx)?;
         }
     }
-    tx.execute_batch("DROP INDEX gc_node_children_by_child")
-        .map_err(&ctx)
+    tx.execute_batch(
+        "DROP INDEX gc_node_children_by_child;
+         DROP INDEX gc_shallow_edges_by_child;",
+    )
+    .map_err(&ctx)
 }
 
 /// Deletes the states no node holds that are older than the grace period, then the bytes no

@@ -1814,6 +1814,12 @@ fn gc_prune_history_cuts_the_log_to_a_boundary() {
     let env = Env::init();
     let first = env.commit("1", "one", &["--branch", "main"]);
     env.commit("2", "two", &["--branch", "main"]);
+    let dry = env.ok(&["gc", "--prune-history", "0", "--dry-run"]);
+    assert!(
+        dry.contains("would remove 1 node(s)")
+            && dry.contains("1 kept node(s) would mark a shallow boundary"),
+        "{dry}"
+    );
     // Everything is older than "0 seconds ago"; only main's head is kept, as a boundary.
     let out: Value =
         serde_json::from_str(&env.ok(&["gc", "--prune-history", "0", "--json"])).expect("json");

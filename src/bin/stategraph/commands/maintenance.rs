@@ -236,9 +236,14 @@ pub fn gc(ctx: &Ctx, args: &GcArgs) -> CliResult {
             r.nodes_kept
         )?;
         if r.boundary_nodes > 0 {
+            let (mark, gone) = if r.dry_run {
+                ("would mark", "would be gone")
+            } else {
+                ("now mark", "are gone")
+            };
             writeln!(
                 out,
-                "{} kept node(s) now mark a shallow boundary (their older parents are gone)",
+                "{} kept node(s) {mark} a shallow boundary (their older parents {gone})",
                 r.boundary_nodes
             )?;
         }
