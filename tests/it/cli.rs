@@ -1179,6 +1179,130 @@ fn show_previews_the_start_of_a_large_state() {
     );
 }
 
+/// The lines `show` prints after its fields (the preview).
+fn preview_of(shown: &str) -> Vec<&str> {
+    shown
+        .lines()
+        .skip_while(|l| !l.is_empty())
+        .skip(1)
+        .collect()
+}
+
+/// `show` previews what a person debugging needs to see: a one-line JSON state longer than
+/// the preview is cut (not hidden), control characters in it are escaped (not sent to the
+/// terminal, nor a reason to show nothing), a state that is not text says so, and a state
+/// whose stored bytes were damaged is flagged instead of shown.
+#[test]
+fn show_previews_one_line_json_control_characters_binary_and_damage() {
+    let env = Env::init();
+    let json = format!("{{\"memory\":\"{}\"}}", "m".repeat(5_000));
+    env.commit(&json, "json", &["--branch", "json"]);
+    let shown = env.ok(&["show", "json"]);
+    let preview = preview_of(&shown);
+    assert_eq!(preview.len(), 2, "{shown}");
+    assert!(preview[0].starts_with("    {\"memory\":\"mmm"), "{shown}");
+    assert!(preview[0].ends_with('…'), "{shown}");
+    assert_eq!(
+        preview[1],
+        format!(
+            "    ... ({} more bytes; see `stategraph cat`)",
+            json.len() - 2048
+        )
+    );
+
+    env.commit(
+        "{\"x\":\"\u{1b}[31mred\u{7}\"}\n",
+        "esc",
+        &["--branch", "esc"],
+    );
+    let shown = env.ok(&["show", "esc"]);
+    assert_eq!(
+        preview_of(&shown),
+        ["    {\"x\":\"\\u{1b}[31mred\\u{7}\"}"],
+        "{shown}"
+    );
+    assert!(!shown.contains('\u{1b}'), "{shown:?}");
+
+    let binary = Env::init();
+    let out = binary
+        .sg(&["commit", "-m", "bin", "--branch", "bin"])
+        .write_stdin(vec![0xff, 0xfe, 0, 1, 2])
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+    let shown = binary.ok(&["show", "bin"]);
+    assert_eq!(
+        preview_of(&shown),
+        ["    (not text: 5 bytes; see `stategraph cat`)"],
+        "{shown}"
+    );
+
+    let conn = rusqlite::Connection::open(&env.db).expect("raw");
+    let changed = conn
+        .execute(
+            "UPDATE blobs SET bytes = CAST(replace(CAST(bytes AS TEXT), 'red', 'RED') AS BLOB) \
+             WHERE CAST(bytes AS TEXT) LIKE '%red%'",
+            [],
+        )
+        .expect("damage");
+    assert_eq!(changed, 1);
+    drop(conn);
+    let shown = env.ok(&["show", "esc"]);
+    let preview = preview_of(&shown);
+    assert_eq!(preview.len(), 1, "{shown}");
+    assert!(preview[0].starts_with("    (damaged: the "), "{shown}");
+    assert!(!shown.contains("RED"), "{shown}");
+}
+
+/// `cat` refuses to send a state with escape sequences to a terminal (it would recolour or
+/// retitle it), says how to get the bytes, and prints them with `--raw` or into a pipe.
+/// The terminal is `script`'s pseudo-terminal (util-linux, in every Debian).
+#[test]
+fn cat_keeps_control_characters_off_a_terminal() {
+    let env = Env::init();
+    env.commit(
+        "\u{1b}]0;pwned\u{7}\u{1b}[31mred\n",
+        "esc",
+        &["--branch", "main"],
+    );
+    // Into a pipe: the bytes as stored.
+    let piped = env.sg(&["cat", "main"]).output().expect("run");
+    assert_eq!(
+        piped.stdout,
+        "\u{1b}]0;pwned\u{7}\u{1b}[31mred\n".as_bytes()
+    );
+    let on_terminal = |extra: &str| {
+        let inner = env.sg_std(&["cat", "main"]);
+        let mut line: Vec<String> = std::iter::once(inner.get_program())
+            .chain(inner.get_args())
+            .map(|a| format!("'{}'", a.to_str().expect("utf-8 arg")))
+            .collect();
+        line.push(extra.to_owned());
+        std::process::Command::new("script")
+            .args([
+                "-qec",
+                &format!("{}; echo \"exit=$?\"", line.join(" ")),
+                "/dev/null",
+            ])
+            .current_dir(env.dir.path())
+            .output()
+            .expect("script (util-linux) runs")
+    };
+    let refused = on_terminal("");
+    let text = String::from_utf8_lossy(&refused.stdout);
+    assert!(
+        text.contains("is not plain text") && text.contains("exit=2"),
+        "{text}"
+    );
+    assert!(!text.contains("pwned"), "{text}");
+    let raw = on_terminal("--raw");
+    let text = String::from_utf8_lossy(&raw.stdout);
+    assert!(
+        text.contains("\u{1b}[31mred") && text.contains("exit=0"),
+        "{text}"
+    );
+}
+
 #[test]
 fn graph_exports_dot() {
     let env = merge_history();

@@ -362,6 +362,10 @@ pub struct CatArgs {
     /// A data ref (UUID) or any revision
     #[arg(value_name = "REF|REV")]
     pub target: String,
+    /// Print to a terminal even a state that is not plain text (escape sequences, binary),
+    /// which is refused otherwise; output to a file or pipe is always raw
+    #[arg(long)]
+    pub raw: bool,
 }
 
 /// `commit`.

@@ -95,9 +95,39 @@ pub fn cat(ctx: &Ctx, args: &CatArgs) -> CliResult {
         }
     };
     let mut out = io::stdout().lock();
+    if !args.raw && io::IsTerminal::is_terminal(&out) && !plain_text(&data.bytes) {
+        // Escape sequences in a state (captured tool output, say) would recolour the
+        // terminal, retitle it or move the cursor; binary makes a mess of it.
+        return Err(CliError::new(format!(
+            "this state ({} bytes) is not plain text: printed raw, its control characters \
+             would act on the terminal",
+            data.bytes.len()
+        ))
+        .hint("redirect it to a file or a pager (`| less`), or pass --raw to print it anyway"));
+    }
     out.write_all(&data.bytes)?;
     out.flush()?;
     Ok(())
+}
+
+/// UTF-8 without control characters other than tabs and line ends (`\n`, `\r\n`): safe to
+/// print on a terminal as it is.
+fn plain_text(bytes: &[u8]) -> bool {
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return false;
+    };
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        let ok = match c {
+            '\n' | '\t' => true,
+            '\r' => chars.peek() == Some(&'\n'),
+            c => !c.is_control(),
+        };
+        if !ok {
+            return false;
+        }
+    }
+    true
 }
 
 fn node_state(store: &dyn StateStore, text: &str) -> stategraph::Result<StateData> {
@@ -148,4 +178,32 @@ pub fn commit(ctx: &Ctx, args: &CommitArgs) -> CliResult {
     })?;
     writeln!(io::stdout().lock(), "{id}")?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plain_text;
+
+    #[test]
+    fn plain_text_is_what_a_terminal_prints_as_it_is() {
+        for ok in [
+            "",
+            "{\"a\": 1}\n",
+            "tab\there",
+            "windows\r\nlines\r\n",
+            "héllo ✓",
+        ] {
+            assert!(plain_text(ok.as_bytes()), "{ok:?}");
+        }
+        for bad in [
+            &b"\x1b[31mred"[..],
+            b"bell\x07",
+            b"over\rwrite",
+            b"\xff\xfe binary",
+            b"nul\0",
+            "c1 \u{9b}31m".as_bytes(),
+        ] {
+            assert!(!plain_text(bad), "{bad:?}");
+        }
+    }
 }

@@ -5,7 +5,7 @@ use std::io::Write;
 
 use serde::Serialize;
 use stategraph::{
-    History as _, Log, ShownParents, SnapshotInfo, StateNode, StateNodeId, StateStore,
+    ContentHash, History as _, Log, ShownParents, SnapshotInfo, StateNode, StateNodeId, StateStore,
 };
 
 use crate::Ctx;
@@ -455,7 +455,8 @@ pub fn show(ctx: &Ctx, args: &ShowArgs) -> CliResult {
         refs.join(", ")
     };
     writeln!(out, "{}{}", field("refs"), refs_text)?;
-    if let Some(preview) = preview(&head, size) {
+    let preview = preview(&head, size, &node.data_hash);
+    if !preview.is_empty() {
         writeln!(out)?;
         for line in preview {
             writeln!(out, "    {line}")?;
@@ -483,40 +484,71 @@ const PREVIEW_BYTES: usize = 2048;
 /// to tell that the next one does not fit, with room for a character cut at the end.
 const PREVIEW_READ: usize = 2 * PREVIEW_BYTES;
 
-/// The first lines of a textual state, for `show`, from the first bytes of a state of `size`
-/// bytes; `None` for empty state, or one whose first bytes are not text (as git does, the
-/// start decides: a text file with binary far into it is previewed).
-fn preview(head: &[u8], size: u64) -> Option<Vec<String>> {
+/// What `show` prints of a state of `size` bytes whose first bytes are `head` (all of them
+/// when `head.len() == size`): its first lines, or a line saying why there are none. Lines
+/// are cut to what fits (a one-line JSON state is previewed too), and control and invisible
+/// characters are escaped (tabs are kept). A state whose first bytes are not text gets a
+/// note (as git does, the start decides: a text file with binary far into it is
+/// previewed). A state read whole is checked against the node's `hash` first: damaged bytes
+/// are not shown as the state.
+fn preview(head: &[u8], size: u64, hash: &ContentHash) -> Vec<String> {
+    if head.len() as u64 == size && ContentHash::of(head) != *hash {
+        return vec![format!(
+            "(damaged: the {size} stored bytes do not match the node's data hash; \
+             run `stategraph fsck`)"
+        )];
+    }
     let text = match std::str::from_utf8(head) {
         Ok(text) => text,
         // A character cut where the read stopped.
         Err(e) if e.error_len().is_none() && (head.len() as u64) < size => {
-            std::str::from_utf8(&head[..e.valid_up_to()]).ok()?
+            std::str::from_utf8(&head[..e.valid_up_to()]).unwrap_or_default()
         }
-        Err(_) => return None,
+        Err(_) => {
+            return vec![format!("(not text: {size} bytes; see `stategraph cat`)")];
+        }
     };
-    if text.is_empty()
-        || text
-            .chars()
-            .any(|c| c.is_control() && !matches!(c, '\n' | '\t' | '\r'))
-    {
-        return None;
+    if text.is_empty() {
+        return Vec::new();
     }
     let mut lines = Vec::new();
     let mut used = 0;
     for line in text.lines() {
-        if lines.len() == PREVIEW_LINES || used + line.len() > PREVIEW_BYTES {
-            lines.push(format!(
-                "... ({} more bytes; see `stategraph cat`)",
-                size.saturating_sub(used as u64)
-            ));
+        if lines.len() == PREVIEW_LINES || used >= PREVIEW_BYTES {
             break;
         }
-        used += line.len() + 1;
-        // A lone carriage return would send the terminal back over the line.
-        lines.push(line.trim_end().replace('\r', "\\r"));
+        let room = PREVIEW_BYTES - used;
+        let (shown, cut) = if line.len() > room {
+            let mut end = room;
+            while !line.is_char_boundary(end) {
+                end -= 1;
+            }
+            (&line[..end], true)
+        } else {
+            (line, false)
+        };
+        used += shown.len() + usize::from(!cut);
+        let mut printed = String::with_capacity(shown.len());
+        for c in shown.trim_end().chars() {
+            if (c.is_control() && c != '\t') || crate::output::is_invisible(c) {
+                printed.extend(c.escape_default());
+            } else {
+                printed.push(c);
+            }
+        }
+        if cut {
+            printed.push('…');
+        }
+        lines.push(printed);
     }
-    Some(lines)
+    let shown = used.min(text.len()) as u64;
+    if shown < size {
+        lines.push(format!(
+            "... ({} more bytes; see `stategraph cat`)",
+            size - shown
+        ));
+    }
+    lines
 }
 
 /// `graph --format dot`.
