@@ -289,28 +289,48 @@ fn resolve(store: &(impl StateStore + ?Sized), text: &str) -> Result<StateNodeId
             Some(c) => c,
             None => cursor.insert(store.cursor()?),
         };
-        let mut step = |id: &StateNodeId, pos: usize| -> Result<StateNodeId> {
+        // `steps`: how far back a `~N` has gone before this step, for its message.
+        let mut step = |id: &StateNodeId,
+                        pos: usize,
+                        steps: Option<usize>|
+         -> Result<StateNodeId> {
             let node = cursor
                 .node(id)?
                 .ok_or(StateStoreError::MissingNode { id: *id })?;
-            node.parent_ids.get(pos).copied().ok_or_else(|| {
-                StateStoreError::invalid(
-                    "revision",
-                    format!(
+            let Some(&parent) = node.parent_ids.get(pos) else {
+                let detail = match steps {
+                    Some(steps) if node.parent_ids.is_empty() => format!(
+                        "{text:?} goes back past a root: {} ({steps} step(s) back) has no parents",
+                        id.to_short_hex(12)
+                    ),
+                    _ => format!(
                         "{text:?}: node {} has {} parent(s), not a parent number {}",
                         id.to_short_hex(12),
                         node.parent_ids.len(),
                         pos + 1
                     ),
-                )
-            })
+                };
+                return Err(StateStoreError::invalid("revision", detail));
+            };
+            if cursor.node(&parent)?.is_none() {
+                return Err(StateStoreError::invalid(
+                    "revision",
+                    format!(
+                        "{text:?}: parent {} of {} is not stored here (a shallow boundary: \
+                         never imported, or pruned)",
+                        parent.to_short_hex(12),
+                        id.to_short_hex(12)
+                    ),
+                ));
+            }
+            Ok(parent)
         };
         if op == '~' {
-            for _ in 0..n {
-                id = step(&id, 0)?;
+            for steps in 0..n {
+                id = step(&id, 0, Some(steps))?;
             }
         } else if n > 0 {
-            id = step(&id, n - 1)?;
+            id = step(&id, n - 1, None)?;
         }
     }
     Ok(id)

@@ -1988,6 +1988,11 @@ fn ancestry_past_a_pruned_boundary_is_an_error() {
         let out = env.sg(&args).output().expect("run");
         let err = assert_error(&out);
         assert!(err.contains("not stored here"), "{args:?}: {err}");
+        // Named as the command is, not as the library call.
+        assert!(
+            err.contains(&format!("cannot answer {}:", args[0])),
+            "{args:?}: {err}"
+        );
     }
     // The other way round needs no missing history: a newer node is never an ancestor.
     let out = env
@@ -2057,6 +2062,14 @@ fn a_failed_export_leaves_no_partial_package() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
     env.ok(&["export", "--all", "--out", "out"]);
+    // --out naming a file, not a directory, says so (not "File exists").
+    std::fs::write(env.dir.path().join("plain"), b"").expect("write");
+    let out = env
+        .sg(&["export", "--all", "--out", "plain"])
+        .output()
+        .expect("run");
+    let err = assert_error(&out);
+    assert!(err.contains("plain is not a directory"), "{err}");
     let imported = Env::init();
     let out_dir = env.dir.path().join("out");
     imported.ok(&["import", out_dir.to_str().expect("utf-8")]);

@@ -451,6 +451,35 @@ fn implausible_generations_are_refused(h: &Harness) {
     assert!(other.get_node(&child).expect("node").generation >= 1 << 62);
 }
 
+/// `~N` past a root, or onto a parent beyond a shallow boundary, is an invalid revision that
+/// says which (not a bare "no node").
+fn revisions_past_the_stored_history_say_why(h: &Harness) {
+    let s = h.store();
+    let far = StateNodeId::from_bytes([0xdd; 32]);
+    let top = package_with_generation(vec![far], 7);
+    s.import_snapshot(&top).expect("import");
+    let err = s
+        .resolve(&format!("{}~1", top.node_id.to_hex()))
+        .unwrap_err();
+    assert!(
+        matches!(err, StateStoreError::InvalidInput { .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("is not stored here"), "{err}");
+    let r = s.put_state(data(b"root", None)).expect("put");
+    let root = s.commit_node(vec![], r, meta(T0, None)).expect("root");
+    let r = s.put_state(data(b"child", None)).expect("put");
+    let child = s.commit_node(vec![root], r, meta(T0, None)).expect("child");
+    let err = s.resolve(&format!("{}~3", child.to_hex())).unwrap_err();
+    assert!(
+        err.to_string().contains(&format!(
+            "goes back past a root: {} (1 step(s) back)",
+            root.to_short_hex(12)
+        )),
+        "{err}"
+    );
+}
+
 /// Another store holding a chain with these labels (oldest first), to export packages from.
 fn sender_chain(labels: &[&str]) -> (InMemoryStateStore, Vec<StateNodeId>) {
     let sender = InMemoryStateStore::new();
@@ -1447,6 +1476,7 @@ conformance_cases!(
     shared_across_threads,
     cross_backend_ids_agree,
     implausible_generations_are_refused,
+    revisions_past_the_stored_history_say_why,
     wrong_generation_claims_settle_when_the_ancestors_arrive,
     forged_generation_claims_in_any_order_keep_generations_checkable,
     latest_snapshot_finds_the_newest_in_history,

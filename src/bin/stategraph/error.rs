@@ -150,7 +150,14 @@ pub fn explain(store: &dyn StateStore, e: StateStoreError) -> CliError {
                 None => err,
             }
         }
-        StateStoreError::ShallowHistory { .. } => CliError::new(e.to_string()).hint(
+        StateStoreError::ShallowHistory { question, parent } => CliError::new(format!(
+            // The command's name, not the library call's.
+            "cannot answer {}: the answer depends on history past parent {}, which is not \
+             stored here (a shallow boundary: never imported, or pruned)",
+            question.replace('_', "-"),
+            parent.to_short_hex(12)
+        ))
+        .hint(
             "`stategraph log` shows where the stored history stops; importing the snapshots \
              in between (`stategraph import`, from a store that still has them) answers it",
         ),
@@ -224,7 +231,7 @@ fn with_ref_hints(store: &dyn StateStore, err: CliError, wanted: &str) -> CliErr
     if names.len() > SHOWN {
         let _ = write!(
             list,
-            " and {} more (see `stategraph branch`)",
+            " and {} more (see `stategraph branch` and `stategraph tag`)",
             names.len() - SHOWN
         );
     }

@@ -93,7 +93,7 @@ impl Ctx {
     fn no_store_because(&self, why: &str) -> CliError {
         CliError::new(format!("no store at {}: {why}", self.db.display())).hint(format!(
             "create one with `stategraph --db {} init`, or choose another with --db PATH or STATEGRAPH_DB",
-            self.db.display()
+            shell_word(&self.db.display().to_string())
         ))
     }
 
@@ -152,5 +152,34 @@ fn run(ctx: &Ctx, command: Command) -> CliResult {
         Command::MergeBase(a) => ancestry::merge_base(ctx, &a),
         Command::IsAncestor(a) => ancestry::is_ancestor(ctx, &a),
         Command::Demo(a) => demo::run(ctx, &a),
+    }
+}
+
+/// `word` as a shell reads it back: as it is when it has nothing the shell would split or
+/// expand, otherwise in single quotes (a hint's command must work when pasted).
+fn shell_word(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+=:,@%".contains(c));
+    if plain {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shell_word;
+
+    #[test]
+    fn shell_words_paste_back_as_one_argument() {
+        assert_eq!(shell_word("state.db"), "state.db");
+        assert_eq!(shell_word("/var/lib/agent/s-1.db"), "/var/lib/agent/s-1.db");
+        assert_eq!(shell_word("my store.db"), "'my store.db'");
+        assert_eq!(shell_word("it's.db"), r"'it'\''s.db'");
+        assert_eq!(shell_word("$HOME/x"), "'$HOME/x'");
+        assert_eq!(shell_word(""), "''");
     }
 }

@@ -301,8 +301,15 @@ pub fn export(ctx: &Ctx, args: &ExportArgs) -> CliResult {
         out.flush()?;
         return Ok(());
     };
-    std::fs::create_dir_all(dir)
-        .map_err(|e| CliError::new(format!("cannot create {}: {e}", dir.display())))?;
+    std::fs::create_dir_all(dir).map_err(|e| {
+        if dir.exists() && !dir.is_dir() {
+            // create_dir_all says "File exists" for /dev/null or a regular file.
+            CliError::new(format!("{} is not a directory", dir.display()))
+                .hint("--out names a directory to write one file per snapshot into")
+        } else {
+            CliError::new(format!("cannot create {}: {e}", dir.display()))
+        }
+    })?;
     let bar = progress(ids.len() as u64, "exporting");
     let deleted = export_to_dir(&store, &ids, dir, args.all, || bar.inc(1))?;
     bar.finish_and_clear();
