@@ -12,6 +12,7 @@ use crate::Ctx;
 use crate::args::{CatArgs, CommitArgs, PutArgs};
 use crate::commands::refs::{Kind, check_ref_name};
 use crate::error::{CliError, CliResult, explain};
+use crate::output::note;
 use crate::revs::resolve;
 
 /// `init`: creates the store file (or confirms that one is there).
@@ -177,6 +178,30 @@ pub fn commit(ctx: &Ctx, args: &CommitArgs) -> CliResult {
         (e, _) => e.into(),
     })?;
     writeln!(io::stdout().lock(), "{id}")?;
+    // What the commit did besides, when it may not be what was meant: a typo in --branch
+    // makes a new branch, and -p can move a branch off its own history.
+    let theme = ctx.err_theme;
+    match (&args.branch, head) {
+        (None, _) => note(
+            theme,
+            "the new node is on no branch: give it one (`stategraph branch NAME ID`) or a \
+             snapshot, or gc removes it once the grace period is over",
+        ),
+        (Some(branch), None) => note(theme, &format!("created branch {branch}")),
+        (Some(branch), Some(old)) if !args.parents.is_empty() => {
+            if let Ok(false) = store.is_ancestor(&old, &id) {
+                note(
+                    theme,
+                    &format!(
+                        "branch {branch} moved from {} to a node whose history does not \
+                         contain it; the old head is {branch}@{{1}}",
+                        old.to_short_hex(12)
+                    ),
+                );
+            }
+        }
+        (Some(_), Some(_)) => {}
+    }
     Ok(())
 }
 
