@@ -232,6 +232,9 @@ pub(crate) fn map_sqlite_error(context: &'static str, e: rusqlite::Error) -> Sta
         Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
             StateStoreError::Backend(BackendError::new(context, e).busy())
         }
+        Some(ErrorCode::CannotOpen) if let Some(why) = out_of_descriptors() => {
+            StateStoreError::Backend(BackendError::new(context, format!("{e}: {why}")))
+        }
         // A row over SQLite's limit (10^9 bytes): a label, content type or parent list that
         // large, since states are checked against `MAX_STATE_LEN` first. The statement
         // failed and wrote nothing.
@@ -273,6 +276,23 @@ fn shm_io_failure(e: &StateStoreError) -> bool {
             if f.code == ErrorCode::SystemIoFailure
                 && matches!(f.extended_code >> 8, SHMOPEN | SHMSIZE | SHMMAP)
     )
+}
+
+/// Why SQLite could not open a file, when the reason is that this process has run out of
+/// file descriptors (`EMFILE`) or the system has (`ENFILE`): SQLite reports both as "unable
+/// to open database file", which reads like a permission problem. Checked by opening a
+/// file now, so a limit hit a moment ago and freed since is not seen.
+fn out_of_descriptors() -> Option<&'static str> {
+    const ENFILE: i32 = 23;
+    const EMFILE: i32 = 24;
+    match std::fs::File::open("/dev/null").map_err(|e| e.raw_os_error()) {
+        Err(Some(EMFILE)) => Some(
+            "this process has run out of file descriptors (`ulimit -n`); each open store \
+             handle and read connection keeps a few",
+        ),
+        Err(Some(ENFILE)) => Some("the system has run out of file descriptors"),
+        _ => None,
+    }
 }
 
 /// The file SQLite keeps beside the store as written (`-wal`, `-shm`), as its messages name

@@ -1254,6 +1254,77 @@ fn show_previews_one_line_json_control_characters_binary_and_damage() {
     assert!(!shown.contains("RED"), "{shown}");
 }
 
+/// `commit` says on stderr what it did besides committing when that may not be what was
+/// meant: it created a branch (a mistyped name does), it moved a branch to a node whose
+/// history leaves the old head out (`-p` with an older parent), or the node is on no branch.
+#[test]
+fn commit_notes_new_branches_rewinds_and_unnamed_nodes() {
+    let env = Env::init();
+    let stderr_of = |args: &[&str], data: &str| {
+        let out = env.sg(args).write_stdin(data).output().expect("run");
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            crate::cli_util::stderr(&out)
+        );
+        crate::cli_util::stderr(&out)
+    };
+    let err = stderr_of(&["commit", "-m", "one", "--branch", "main"], "1");
+    assert!(err.contains("note: created branch main"), "{err}");
+    let err = stderr_of(&["commit", "-m", "two", "--branch", "main"], "2");
+    assert!(err.is_empty(), "{err}");
+    let two = env.ok(&["show", "main", "--json"]);
+    let err = stderr_of(
+        &["commit", "-m", "fix", "--branch", "main", "-p", "main~1"],
+        "3",
+    );
+    assert!(
+        err.contains("branch main moved from") && err.contains("main@{1}"),
+        "{err}"
+    );
+    assert!(two.contains("\"two\""), "{two}");
+    // Building on the head with -p is no rewind.
+    let err = stderr_of(
+        &["commit", "-m", "on", "--branch", "main", "-p", "main"],
+        "4",
+    );
+    assert!(err.is_empty(), "{err}");
+    let err = stderr_of(&["commit", "-m", "loose"], "5");
+    assert!(err.contains("on no branch"), "{err}");
+}
+
+/// Run out of file descriptors (`ulimit -n`), the CLI says so, where SQLite's own "unable
+/// to open database file" reads like a permission problem. The limit that makes the open
+/// fail depends on what the process has open at start, so a range is tried: every run that
+/// fails must say why, and some must fail.
+#[test]
+fn running_out_of_file_descriptors_is_named() {
+    let env = Env::init();
+    env.commit("1", "one", &["--branch", "main"]);
+    let mut failed = 0;
+    for limit in 4..=12 {
+        let inner = env.sg_std(&["log"]);
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
+            .arg(inner.get_program())
+            .args(inner.get_args())
+            .current_dir(env.dir.path())
+            .output()
+            .expect("run");
+        if out.status.success() {
+            continue;
+        }
+        failed += 1;
+        let err = crate::cli_util::stderr(&out);
+        assert!(
+            err.contains("run out of file descriptors"),
+            "limit {limit}: {err}"
+        );
+    }
+    assert!(failed > 0, "no limit from 4 to 12 made `log` fail");
+}
+
 /// `cat` refuses to send a state with escape sequences to a terminal (it would recolour or
 /// retitle it), says how to get the bytes, and prints them with `--raw` or into a pipe.
 /// The terminal is `script`'s pseudo-terminal (util-linux, in every Debian).
