@@ -613,6 +613,21 @@ fn ref_changes_are_compare_and_swap() {
     let out = env.sg(&["tag", "v1"]).output().expect("run");
     assert!(assert_error(&out).contains("tag v1 already exists"));
     assert_eq!(redact(&env.ok(&["tag"])), "v1  <id> m\n");
+    // A tag by its own name, as listings print it, in revisions and in reflog; a branch of
+    // that name would come first.
+    let by_tag = env.ok(&["show", "tags/v1", "--json"]);
+    assert_eq!(env.ok(&["show", "v1", "--json"]), by_tag);
+    assert_eq!(
+        env.ok(&["show", "v1~1", "--json"]),
+        env.ok(&["show", "main~2", "--json"])
+    );
+    assert_eq!(env.ok(&["reflog", "v1"]), env.ok(&["reflog", "tags/v1"]));
+    env.ok(&["branch", "v1", "main"]);
+    assert_eq!(
+        env.ok(&["show", "v1", "--json"]),
+        env.ok(&["show", "main", "--json"])
+    );
+    env.ok(&["branch", "-d", "v1"]);
     assert!(
         env.ok(&["branch", "-d", "side"])
             .starts_with("deleted branch side")

@@ -16,7 +16,8 @@ program is writing to it.
 
 The store is --db PATH, else $STATEGRAPH_DB, else ./stategraph.db.
 
-A REV is a ref name (main, agents/7/main, tags/v1), a node id (blake3:<hex> or bare hex), a
+A REV is a ref name (main, agents/7/main, tags/v1, or v1 for that tag when no branch is
+named v1), a node id (blake3:<hex> or bare hex), a
 unique id prefix of at least 4 hex digits, or NAME@{N} (where the ref was N moves ago, as
 `reflog` numbers them), optionally followed by git's ~N (N-th first parent) and ^N (N-th
 parent), e.g. main~2, 3fa9c0^2 or main@{1}.

@@ -1,12 +1,30 @@
 //! Revision arguments: single revisions, `A..B` ranges and `^A` exclusions.
 
-use stategraph::{History, LogOptions, StateNodeId, StateStore};
+use stategraph::{History, LogOptions, StateNodeId, StateStore, StateStoreError};
 
+use crate::commands::refs::TAGS;
 use crate::error::{CliError, CliResult, explain};
 
 /// Resolves what a person typed to a node id, with hints on failure.
 pub fn resolve(store: &dyn StateStore, text: &str) -> CliResult<StateNodeId> {
-    store.resolve(text).map_err(|e| explain(store, e))
+    store
+        .resolve(text)
+        .or_else(|e| match e {
+            // A tag by its own name, as listings show it (`tag: v1`) and git reads it.
+            StateStoreError::UnknownRevision { .. } if tag_named(store, text) => {
+                store.resolve(&format!("{TAGS}{text}"))
+            }
+            e => Err(e),
+        })
+        .map_err(|e| explain(store, e))
+}
+
+/// Whether `text` starts with the name of a tag given without its `tags/` (what comes before
+/// `~`, `^` or `@{`).
+fn tag_named(store: &dyn StateStore, text: &str) -> bool {
+    let name = text.find(['~', '^']).map_or(text, |end| &text[..end]);
+    let name = name.split_once("@{").map_or(name, |(name, _)| name);
+    !name.is_empty() && matches!(store.get_ref(&format!("{TAGS}{name}")), Ok(Some(_)))
 }
 
 /// What to walk, parsed from `log`/`graph` arguments.

@@ -20,7 +20,7 @@ pub enum Kind {
     Tag,
 }
 
-const TAGS: &str = "tags/";
+pub const TAGS: &str = "tags/";
 
 impl Kind {
     fn word(self) -> &'static str {
@@ -294,7 +294,17 @@ struct RefLogJson {
 /// `reflog NAME`: the ref's moves, newest first.
 pub fn reflog(ctx: &Ctx, args: &ReflogArgs) -> CliResult {
     let store = ctx.open_read()?;
-    let name = &args.name;
+    // A tag by its own name, as `revs::resolve` reads revisions, when no ref of that name
+    // exists or ever did.
+    let known = |name: &str| -> CliResult<bool> {
+        Ok(store.get_ref(name)?.is_some() || !store.ref_log_tail(name, 1)?.is_empty())
+    };
+    let tagged = format!("{TAGS}{}", args.name);
+    let name = if !known(&args.name)? && known(&tagged)? {
+        &tagged
+    } else {
+        &args.name
+    };
     let entries = match args.limit {
         Some(n) => store.ref_log_tail(name, n)?,
         None => store.ref_log(name)?,
