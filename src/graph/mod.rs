@@ -160,7 +160,8 @@ pub trait History: StateStore {
     }
 
     /// Moves the ref `name` (by compare-and-swap from `expected`) to the snapshot's node and
-    /// returns the snapshot: the one call a restarting program needs.
+    /// returns the snapshot: the one call a restarting program needs. When the ref is
+    /// already there (and `expected` says so), nothing is written, the ref log included.
     ///
     /// # Errors
     /// [`StateStoreError::MissingSnapshot`], [`StateStoreError::RefConflict`],
@@ -173,6 +174,11 @@ pub trait History: StateStore {
     ) -> Result<StateSnapshot> {
         validate_ref_name(name)?;
         let snapshot = self.load_snapshot(snapshot_id)?;
+        // Already there: nothing moves, so nothing goes into the ref log (a restart that
+        // restores the same snapshot again would otherwise shift every `NAME@{N}`).
+        if expected == Some(&snapshot.node_id) && self.get_ref(name)? == expected.copied() {
+            return Ok(snapshot);
+        }
         let message = format!("restore snapshot {}", snapshot_id.to_short_hex(12));
         self.set_ref_with_message(name, expected, &snapshot.node_id, Some(&message))?;
         Ok(snapshot)

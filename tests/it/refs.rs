@@ -590,6 +590,10 @@ fn restore_moves_by_cas(store: &dyn StateStore) {
         "{entry:?}"
     );
 
+    // Restoring where the ref already is changes nothing, the ref log included.
+    assert_eq!(store.restore(&snap, "main", Some(&a)).unwrap(), restored);
+    assert_ref(store, "main", Some(a), 2);
+
     // Restoring into a ref that does not exist yet creates it.
     let again = store.restore(&snap, "recovered", None).unwrap();
     assert_eq!(again, restored);
