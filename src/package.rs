@@ -124,6 +124,21 @@ impl SnapshotPackage {
         out
     }
 
+    /// How many first bytes [`could_start_package`](Self::could_start_package) looks at.
+    pub const START_LEN: usize = 30;
+
+    /// Whether these first bytes of a file (up to [`START_LEN`](Self::START_LEN); fewer if
+    /// the file is shorter) can begin a snapshot package: the array header and the format's
+    /// magic. Lets a tool refuse another kind of file before reading all of it; a file that
+    /// passes still needs [`from_bytes`](Self::from_bytes).
+    pub fn could_start_package(start: &[u8]) -> bool {
+        let mut expected = Vec::with_capacity(Self::START_LEN);
+        codec::head(&mut expected, codec::MAJOR_ARRAY, 9);
+        codec::opt_text(&mut expected, Some(MAGIC));
+        let n = start.len().min(expected.len());
+        start.len() >= expected.len().min(1) && start[..n] == expected[..n]
+    }
+
     /// Decodes a package from its wire format and [verifies](Self::verify) it.
     ///
     /// # Errors
@@ -358,6 +373,32 @@ mod tests {
             metadata,
             generation,
             bytes,
+        }
+    }
+
+    /// Every beginning of a real package passes `could_start_package`, other files' do not,
+    /// and `START_LEN` is exactly the fixed start it looks at.
+    #[test]
+    fn the_start_of_a_package_is_recognised() {
+        let bytes = package().to_bytes();
+        for n in 1..=bytes.len() {
+            assert!(SnapshotPackage::could_start_package(&bytes[..n]), "{n}");
+        }
+        // The last byte it checks is the magic's last; the next (the version) it leaves to
+        // `from_bytes`.
+        let mut other = bytes.clone();
+        other[SnapshotPackage::START_LEN - 1] ^= 1;
+        assert!(!SnapshotPackage::could_start_package(&other));
+        let mut after = bytes;
+        after[SnapshotPackage::START_LEN] ^= 0xff;
+        assert!(SnapshotPackage::could_start_package(&after));
+        for not in [
+            &b""[..],
+            b"\0\0\0\0",
+            b"{\"json\": true}",
+            b"SQLite format 3\0",
+        ] {
+            assert!(!SnapshotPackage::could_start_package(not), "{not:?}");
         }
     }
 

@@ -1269,6 +1269,37 @@ fn show_previews_one_line_json_control_characters_binary_and_damage() {
     assert!(!shown.contains("RED"), "{shown}");
 }
 
+/// `import` looks at a file's size and first bytes before reading it whole: a file larger
+/// than any package (sparse here, 3 GB) and a file that does not start as a package are
+/// refused at once, with the usual hint.
+#[test]
+fn import_refuses_what_cannot_be_a_package_before_reading_it() {
+    let env = Env::init();
+    let big = env.dir.path().join("big.sgpkg");
+    std::fs::File::create(&big)
+        .and_then(|f| f.set_len(3_000_000_000))
+        .expect("sparse file");
+    let out = env
+        .sg(&["import", big.to_str().expect("utf-8")])
+        .output()
+        .expect("run");
+    let err = assert_error(&out);
+    assert!(
+        err.contains("more than any snapshot package can be"),
+        "{err}"
+    );
+    let out = env
+        .sg(&["import", "-"])
+        .write_stdin(vec![0u8; 1 << 20])
+        .output()
+        .expect("run");
+    let err = assert_error(&out);
+    assert!(
+        err.contains("does not start as one") && err.contains("`stategraph export` writes"),
+        "{err}"
+    );
+}
+
 /// `commit` says on stderr what it did besides committing when that may not be what was
 /// meant: it created a branch (a mistyped name does), it moved a branch to a node whose
 /// history leaves the old head out (`-p` with an older parent), or the node is on no branch.

@@ -9,7 +9,7 @@
 
 use std::collections::HashSet;
 use std::ffi::OsString;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use stategraph::{
@@ -29,6 +29,9 @@ const BATCH_PACKAGES: usize = 1000;
 const BATCH_BYTES: usize = 64 << 20;
 /// What `export --out` names its files; in a directory, only these are imported.
 const EXTENSION: &str = "sgpkg";
+
+/// More than any package holds: the largest state plus a node row at SQLite's limit.
+const MAX_PACKAGE_BYTES: u64 = 2_000_000_000;
 /// How many skipped names a note lists before it only counts the rest.
 const NAMES_SHOWN: usize = 3;
 
@@ -46,17 +49,49 @@ impl Source {
         }
     }
 
+    /// The whole package, once its first bytes show it is one: another kind of file (or
+    /// `/dev/zero`) is refused before it is read whole.
     fn read(&self) -> CliResult<Vec<u8>> {
-        match self {
-            Source::Stdin => {
-                let mut buf = Vec::new();
-                std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut buf)
-                    .map_err(|e| CliError::new(format!("cannot read stdin: {e}")))?;
-                Ok(buf)
+        let failed = |e: std::io::Error| CliError::new(format!("cannot read {}: {e}", self.name()));
+        let mut reader: Box<dyn Read> = match self {
+            Source::Stdin => Box::new(std::io::stdin().lock()),
+            Source::File(path) => {
+                let file = std::fs::File::open(path).map_err(failed)?;
+                if let Ok(meta) = file.metadata()
+                    && meta.is_file()
+                    && meta.len() > MAX_PACKAGE_BYTES
+                {
+                    return Err(CliError::new(format!(
+                        "{} is {} bytes, more than any snapshot package can be",
+                        self.name(),
+                        meta.len()
+                    )));
+                }
+                Box::new(file)
             }
-            Source::File(path) => std::fs::read(path)
-                .map_err(|e| CliError::new(format!("cannot read {}: {e}", path.display()))),
+        };
+        let mut buf = Vec::new();
+        (&mut reader)
+            .take(SnapshotPackage::START_LEN as u64)
+            .read_to_end(&mut buf)
+            .map_err(failed)?;
+        if !SnapshotPackage::could_start_package(&buf) {
+            return Err(CliError::new(format!(
+                "{}: invalid snapshot package: {}",
+                self.name(),
+                if buf.is_empty() {
+                    "the file is empty"
+                } else {
+                    "it does not start as one (another kind of file?)"
+                }
+            ))
+            .hint("packages are the files `stategraph export` writes"));
         }
+        reader
+            .take(MAX_PACKAGE_BYTES)
+            .read_to_end(&mut buf)
+            .map_err(failed)?;
+        Ok(buf)
     }
 }
 
