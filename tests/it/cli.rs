@@ -1300,6 +1300,89 @@ fn import_refuses_what_cannot_be_a_package_before_reading_it() {
     );
 }
 
+/// `diff`: what a tick changed (one REV: against its first parent; a root against nothing),
+/// or two revisions against each other; JSON compared field by field with exact numbers;
+/// text line by line with control characters escaped; identical states print nothing;
+/// states that are not text, and JSON that differs only in layout, say so.
+#[test]
+fn diff_shows_what_changed_between_states() {
+    let env = Env::init();
+    env.commit(
+        r#"{"tick":1,"plan":["search"],"memory":{"b":1,"a":2},"x":0.1000000000000000001}"#,
+        "tick 1",
+        &["--branch", "main"],
+    );
+    env.commit(
+        r#"{"tick":2,"plan":["search","summarise"],"memory":{"b":1,"a":2},"x":0.1}"#,
+        "tick 2",
+        &["--branch", "main"],
+    );
+    let shown = redact(&env.ok(&["diff", "main"]));
+    let want = "\
+--- <id> tick 1
++++ <id> tick 2
+@@ -4,8 +4,9 @@
+     \"b\": 1
+   },
+   \"plan\": [
+-    \"search\"
++    \"search\",
++    \"summarise\"
+   ],
+-  \"tick\": 1,
+-  \"x\": 0.1000000000000000001
++  \"tick\": 2,
++  \"x\": 0.1
+ }
+";
+    assert_eq!(shown, want);
+    // The same with both revisions named, and less context.
+    let short = redact(&env.ok(&["diff", "main~1", "main", "-U", "0"]));
+    assert!(
+        short.contains("@@ -7 +7,2 @@\n-    \"search\"\n"),
+        "{short}"
+    );
+    assert!(!short.contains("\"b\": 1"), "{short}");
+    // A root against nothing.
+    let root = redact(&env.ok(&["diff", "main~1"]));
+    assert!(
+        root.starts_with("--- (nothing: a root)\n+++ <id> tick 1\n@@ -0,0 +1,11 @@\n+{\n"),
+        "{root}"
+    );
+    assert_eq!(env.ok(&["diff", "main", "main"]), "");
+    // Text, with a control character and no final newline.
+    env.commit("same\nold\u{1b}[31m\n", "t1", &["--branch", "text"]);
+    env.commit("same\nnew", "t2", &["--branch", "text"]);
+    let text = redact(&env.ok(&["diff", "text"]));
+    assert!(
+        text.ends_with(
+            "@@ -1,2 +1,2 @@\n same\n-old\\u{1b}[31m\n+new\n\\ No newline at end of state\n"
+        ),
+        "{text}"
+    );
+    // JSON that differs only in layout.
+    env.commit(r#"{"a":1,"b":2}"#, "compact", &["--branch", "layout"]);
+    env.commit(
+        "{\n  \"b\": 2,\n  \"a\": 1\n}\n",
+        "pretty",
+        &["--branch", "layout"],
+    );
+    let layout = env.ok(&["diff", "layout"]);
+    assert!(
+        layout.contains("differ only in JSON layout or key order"),
+        "{layout}"
+    );
+    // Not text.
+    let out = env
+        .sg(&["commit", "-m", "bin", "--branch", "text"])
+        .write_stdin(vec![0xff, 0, 1])
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+    let binary = env.ok(&["diff", "text"]);
+    assert!(binary.contains("states are not text: 8 bytes"), "{binary}");
+}
+
 /// `commit` says on stderr what it did besides committing when that may not be what was
 /// meant: it created a branch (a mistyped name does), it moved a branch to a node whose
 /// history leaves the old head out (`-p` with an older parent), or the node is on no branch.

@@ -179,6 +179,19 @@ Examples:
   stategraph cat 0190b4b8-7c1e-7a3c-9f4e-2b1d5c6e7f80")]
     Cat(CatArgs),
 
+    /// Show how two states differ, line by line (JSON pretty-printed first)
+    #[command(after_help = "\
+With one REV, compares it with its first parent: what that tick changed. With two, compares
+the first with the second. States that both parse as JSON are pretty-printed with sorted
+keys before they are compared, so a one-line state still diffs by field. Control characters are escaped, as in `show`. Identical states print nothing; states
+that are not text print their sizes. Exit status 0 either way.
+
+Examples:
+  stategraph diff main
+  stategraph diff main~5 main
+  stategraph diff tags/before-restore main -U 10")]
+    Diff(DiffArgs),
+
     /// Store state and commit it as a node in one step, optionally advancing a branch
     #[command(after_help = "\
 With --branch B and no --parent, the new node's parent is B's current head (none if B does not
@@ -367,6 +380,20 @@ pub struct CatArgs {
     /// which is refused otherwise; output to a file or pipe is always raw
     #[arg(long)]
     pub raw: bool,
+}
+
+/// `diff`.
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The older revision; alone, the newer one, compared with its first parent
+    #[arg(value_name = "REV")]
+    pub from: String,
+    /// The newer revision
+    #[arg(value_name = "REV")]
+    pub to: Option<String>,
+    /// Lines of context around each change
+    #[arg(short = 'U', long = "unified", value_name = "N", default_value_t = 3)]
+    pub context: usize,
 }
 
 /// `commit`.

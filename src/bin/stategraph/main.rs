@@ -129,11 +129,12 @@ fn main() -> ExitCode {
 }
 
 fn run(ctx: &Ctx, command: Command) -> CliResult {
-    use crate::commands::{ancestry, data, history, import, maintenance, refs, snapshots};
+    use crate::commands::{ancestry, data, diff, history, import, maintenance, refs, snapshots};
     match command {
         Command::Init => data::init(ctx),
         Command::Put(a) => data::put(ctx, &a),
         Command::Cat(a) => data::cat(ctx, &a),
+        Command::Diff(a) => diff::diff(ctx, &a),
         Command::Commit(a) => data::commit(ctx, &a),
         Command::Log(a) => history::log(ctx, &a),
         Command::Show(a) => history::show(ctx, &a),

@@ -328,6 +328,20 @@ pub fn printable(text: &str, lines: bool) -> String {
     out
 }
 
+/// One line of a state made safe to print (`show`'s preview, `diff`): control characters
+/// and invisible ones escaped as in [`printable`], tabs kept.
+pub fn escape_line(line: &str) -> String {
+    let mut printed = String::with_capacity(line.len());
+    for c in line.chars() {
+        if (c.is_control() && c != '\t') || is_invisible(c) {
+            printed.extend(c.escape_default());
+        } else {
+            printed.push(c);
+        }
+    }
+    printed
+}
+
 /// Characters a terminal shows as nothing, or that reorder the text around them (zero-width
 /// spaces and joiners, direction marks, embeddings, overrides and isolates, the byte-order
 /// mark): printed raw they make one name look like another.

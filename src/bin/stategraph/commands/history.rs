@@ -528,14 +528,7 @@ fn preview(head: &[u8], size: u64, hash: &ContentHash) -> Vec<String> {
             (line, false)
         };
         used += shown.len() + usize::from(!cut);
-        let mut printed = String::with_capacity(shown.len());
-        for c in shown.trim_end().chars() {
-            if (c.is_control() && c != '\t') || crate::output::is_invisible(c) {
-                printed.extend(c.escape_default());
-            } else {
-                printed.push(c);
-            }
-        }
+        let mut printed = crate::output::escape_line(shown.trim_end());
         if cut {
             printed.push('…');
         }

@@ -2,6 +2,7 @@
 
 pub mod ancestry;
 pub mod data;
+pub mod diff;
 pub mod history;
 pub mod import;
 pub mod maintenance;
