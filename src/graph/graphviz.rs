@@ -54,6 +54,9 @@ fn edge_line(child: &StateNodeId, parent: &StateNodeId, position: usize) -> Stri
     line
 }
 
+/// A label as a DOT string: quotes and backslashes escaped, line breaks as DOT's `\n`, and
+/// other control characters and invisible or direction-changing ones shown as Rust escapes
+/// (`\u{1b}`), so a drawn label shows what the stored one holds.
 fn escape_dot(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
@@ -61,11 +64,40 @@ fn escape_dot(text: &str) -> String {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
             '\n' => out.push_str("\\n"),
-            c if c.is_control() => {}
+            c if c.is_control() || hidden(c) => {
+                // Its escape's backslash, escaped for DOT.
+                out.push_str(&c.escape_unicode().to_string().replace('\\', "\\\\"));
+            }
             c => out.push(c),
         }
     }
     out
+}
+
+/// Characters a reader sees as nothing, or that reorder the text around them: zero-width
+/// spaces and joiners, direction marks, embeddings, overrides and isolates, the BOM.
+fn hidden(c: char) -> bool {
+    matches!(
+        c,
+        '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{FEFF}'
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape_dot;
+
+    #[test]
+    fn dot_labels_show_what_they_hold() {
+        assert_eq!(escape_dot("a \"b\" \\ c\nd"), r#"a \"b\" \\ c\nd"#);
+        assert_eq!(escape_dot("\u{1b}[2Jx"), r"\\u{1b}[2Jx");
+        assert_eq!(escape_dot("abc\u{202e}fed"), r"abc\\u{202e}fed");
+        assert_eq!(escape_dot("tab\tend"), r"tab\\u{9}end");
+    }
 }
 
 /// Where a [`DotLines`] is in the document.

@@ -671,6 +671,14 @@ fn ref_changes_are_compare_and_swap() {
         serde_json::Value::Null,
         "the deletion: {json}"
     );
+    assert_eq!(
+        (json[0]["name"].as_str(), json[0]["selector"].as_str()),
+        (Some("side"), Some("side@{0}")),
+        "{json}"
+    );
+    let two: serde_json::Value =
+        serde_json::from_str(&env.ok(&["reflog", "-n", "2", "side", "--json"])).unwrap();
+    assert_eq!(two[1]["selector"], "side@{1}", "{two}");
     let out = env
         .sg(&["reflog", "-n", "0", "never"])
         .output()

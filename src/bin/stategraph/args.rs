@@ -264,8 +264,8 @@ Entries survive the ref's deletion, so a deleted or wrongly moved ref can be fou
 Each entry's NAME@{N} is a revision: `stategraph branch -f main main@{1}` undoes the last
 move of main.
 
---json prints an array of {old, new, at, message}, newest first (old/new null when the ref
-was created/deleted).
+--json prints an array of {name, selector, old, new, at, message}, newest first (selector:
+the entry's NAME@{N}; old/new null when the ref was created/deleted).
 
 Examples:
   stategraph reflog main

@@ -285,6 +285,9 @@ fn list(ctx: &Ctx, json: bool, kind: Kind) -> CliResult {
 
 #[derive(Serialize)]
 struct RefLogJson {
+    /// The ref, and the entry as a revision (`NAME@{N}`, newest first from 0).
+    name: String,
+    selector: String,
     old: Option<String>,
     new: Option<String>,
     at: String,
@@ -324,7 +327,10 @@ pub fn reflog(ctx: &Ctx, args: &ReflogArgs) -> CliResult {
         let list: Vec<RefLogJson> = entries
             .iter()
             .rev()
-            .map(|e| RefLogJson {
+            .enumerate()
+            .map(|(n, e)| RefLogJson {
+                name: name.clone(),
+                selector: format!("{name}@{{{n}}}"),
                 old: e.old.map(|i| i.to_string()),
                 new: e.new.map(|i| i.to_string()),
                 at: rfc3339(e.at),
