@@ -679,6 +679,15 @@ fn ref_changes_are_compare_and_swap() {
     let two: serde_json::Value =
         serde_json::from_str(&env.ok(&["reflog", "-n", "2", "side", "--json"])).unwrap();
     assert_eq!(two[1]["selector"], "side@{1}", "{two}");
+    // The deleted branch as a revision: the hint says how to bring it back, and that works.
+    let out = env.sg(&["log", "side"]).output().expect("run");
+    let err = assert_error(&out);
+    assert!(
+        err.contains("side was deleted; `stategraph branch side side@{1}` brings it back"),
+        "{err}"
+    );
+    env.ok(&["branch", "side", "side@{1}"]);
+    env.ok(&["branch", "-d", "side"]);
     let out = env
         .sg(&["reflog", "-n", "0", "never"])
         .output()

@@ -211,6 +211,19 @@ fn with_ref_hints(store: &dyn StateStore, err: CliError, wanted: &str) -> CliErr
             "a revision starts with a ref name or a node id; ~N and ^N come after it, as in main~1",
         );
     }
+    // A ref that was deleted keeps its log: say how to bring it back.
+    if let Ok(tail) = store.ref_log_tail(wanted, 1)
+        && tail.last().is_some_and(|entry| entry.new.is_none())
+    {
+        let (kind, short) = match wanted.strip_prefix("tags/") {
+            Some(tag) => ("tag", tag),
+            None => ("branch", wanted),
+        };
+        return err.hint(format!(
+            "{wanted} was deleted; `stategraph {kind} {short} {wanted}@{{1}}` brings it back \
+             (`stategraph reflog {wanted}` lists where it was)"
+        ));
+    }
     let refs = match store.list_refs("") {
         Ok(refs) => refs,
         Err(_) => return err,
