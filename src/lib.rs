@@ -96,7 +96,7 @@ pub use model::{
     StateSnapshot,
 };
 pub use package::SnapshotPackage;
-pub use refs::{MAX_REF_NAME_LEN, validate_ref_name};
+pub use refs::{MAX_REF_NAME_LEN, is_invisible, validate_ref_name};
 pub use sqlite::{
     Durability, MAX_STATE_LEN, SCHEMA_VERSION, SqliteStateStore, SqliteStateStoreBuilder,
     StoreStats, VacuumReport, VerifyPhase, VerifyProgress, VerifyReport, WriteCounts,

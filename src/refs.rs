@@ -78,6 +78,22 @@ fn check(name: &str) -> Option<&'static str> {
     None
 }
 
+/// Characters a terminal or a drawing shows as nothing, or that reorder the text around
+/// them: zero-width spaces and joiners, direction marks, embeddings, overrides and isolates,
+/// and the byte-order mark. Printed raw they make one name look like another; DOT output and
+/// the `stategraph` command show them as escapes (and the command refuses them in new ref
+/// names).
+pub fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{FEFF}'
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -64,7 +64,7 @@ fn escape_dot(text: &str) -> String {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
             '\n' => out.push_str("\\n"),
-            c if c.is_control() || hidden(c) => {
+            c if c.is_control() || crate::refs::is_invisible(c) => {
                 // Its escape's backslash, escaped for DOT.
                 out.push_str(&c.escape_unicode().to_string().replace('\\', "\\\\"));
             }
@@ -72,19 +72,6 @@ fn escape_dot(text: &str) -> String {
         }
     }
     out
-}
-
-/// Characters a reader sees as nothing, or that reorder the text around them: zero-width
-/// spaces and joiners, direction marks, embeddings, overrides and isolates, the BOM.
-fn hidden(c: char) -> bool {
-    matches!(
-        c,
-        '\u{200B}'..='\u{200F}'
-            | '\u{202A}'..='\u{202E}'
-            | '\u{2060}'..='\u{2064}'
-            | '\u{2066}'..='\u{2069}'
-            | '\u{FEFF}'
-    )
 }
 
 #[cfg(test)]

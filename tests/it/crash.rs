@@ -5,7 +5,6 @@
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use stategraph::{
@@ -15,8 +14,8 @@ use stategraph::{
 
 use crate::durability_util::{
     ChildProc, Rng, assert_chain_complete, assert_integrity, assert_node_readable,
-    assert_ref_log_consistent, child_args, child_command, child_role, child_var,
-    diagnose_refused_open, node_id, report, seed,
+    assert_ref_log_consistent, child_command, child_role, child_var, diagnose_refused_open,
+    node_id, report, run_child_with_file_limit, seed,
 };
 
 const CHILD_TEST: &str = "crash::child_writer";
@@ -517,23 +516,9 @@ fn a_full_disk_fails_writes_cleanly() {
         .expect("main")
         .expect("main exists");
 
-    // 1024 blocks of 512 bytes (dash and POSIX sh): 512 KiB per file.
-    let exe = std::env::current_exe().expect("current_exe");
-    let mut cmd = Command::new("sh");
-    cmd.arg("-c")
-        .arg("trap '' XFSZ; ulimit -f 1024 && exec \"$0\" \"$@\"")
-        .arg(exe)
-        .args(child_args(DISK_FULL_CHILD_TEST))
-        .env(crate::durability_util::CHILD_ENV, "disk-full")
-        .env("STATEGRAPH_TEST_DB", &path);
-    let mut child = ChildProc::spawn(cmd);
-    let status = child.wait(Duration::from_secs(60));
-    let (reports, stderr) = child.finish();
-    assert!(
-        status.success(),
-        "the child failed ({status}) instead of getting an error; reports {reports:?}; \
-         stderr:\n{stderr}"
-    );
+    // 512 KiB per file.
+    let (reports, _) =
+        run_child_with_file_limit(DISK_FULL_CHILD_TEST, "disk-full", &path, 1024, &[]);
     let acked: Vec<StateNodeId> = reports
         .iter()
         .filter_map(|r| r.strip_prefix("node "))
@@ -624,21 +609,7 @@ fn gc_on_a_full_disk_reports_the_full_disk() {
             .expect("main");
         batch.commit().expect("batch");
     }
-    let exe = std::env::current_exe().expect("current_exe");
-    let mut cmd = Command::new("sh");
-    cmd.arg("-c")
-        .arg("trap '' XFSZ; ulimit -f 1024 && exec \"$0\" \"$@\"")
-        .arg(exe)
-        .args(child_args(GC_FULL_CHILD_TEST))
-        .env(crate::durability_util::CHILD_ENV, "gc-full")
-        .env("STATEGRAPH_TEST_DB", &path);
-    let mut child = ChildProc::spawn(cmd);
-    let status = child.wait(Duration::from_secs(60));
-    let (reports, stderr) = child.finish();
-    assert!(
-        status.success(),
-        "the child failed ({status}); stderr:\n{stderr}"
-    );
+    let (reports, _) = run_child_with_file_limit(GC_FULL_CHILD_TEST, "gc-full", &path, 1024, &[]);
     let error = reports
         .iter()
         .find_map(|r| r.strip_prefix("error "))

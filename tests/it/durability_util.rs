@@ -110,6 +110,42 @@ pub fn child_args(test: &str) -> [&str; 6] {
     ]
 }
 
+/// Runs the child test `test` of this binary in role `role` on the store at `db`, under a
+/// file-size limit of `blocks` 512-byte blocks (`ulimit -f` in dash and POSIX sh), with
+/// `SIGXFSZ` ignored so that a write past the limit fails with `EFBIG`, as on a full disk;
+/// `env` adds variables. Asserts that the child exited successfully (it must get errors,
+/// not crash) and returns its reports and stderr.
+pub fn run_child_with_file_limit(
+    test: &str,
+    role: &str,
+    db: &Path,
+    blocks: u64,
+    env: &[(&str, &Path)],
+) -> (Vec<String>, String) {
+    let exe = std::env::current_exe().expect("current_exe");
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(format!(
+            "trap '' XFSZ; ulimit -f {blocks} && exec \"$0\" \"$@\""
+        ))
+        .arg(exe)
+        .args(child_args(test))
+        .env(CHILD_ENV, role)
+        .env("STATEGRAPH_TEST_DB", db);
+    for (name, value) in env {
+        cmd.env(name, value);
+    }
+    let mut child = ChildProc::spawn(cmd);
+    let status = child.wait(Duration::from_secs(60));
+    let (reports, stderr) = child.finish();
+    assert!(
+        status.success(),
+        "the child {test} failed ({status}) instead of getting an error; reports \
+         {reports:?}; stderr:\n{stderr}"
+    );
+    (reports, stderr)
+}
+
 /// A running child process whose reports are collected by a thread.
 pub struct ChildProc {
     child: Child,

@@ -2,7 +2,6 @@
 //! changes; concurrent writers, readers in the WAL, read-only handles and a full disk.
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -13,7 +12,8 @@ use stategraph::{
 };
 
 use crate::durability_util::{
-    ChildProc, assert_chain_complete, assert_integrity, child_args, child_role, child_var, report,
+    assert_chain_complete, assert_integrity, child_role, child_var, report,
+    run_child_with_file_limit,
 };
 use crate::util::{commit_bytes, meta, open_normal, random_bytes, t};
 
@@ -334,24 +334,13 @@ fn vacuum_on_a_full_disk_fails_and_keeps_the_store() {
     // Blocks of 512 bytes. The limit is per file: VACUUM writes the rewritten store into
     // the WAL, which at half the store's size cannot hold it.
     let blocks = size / 2 / 512;
-    let exe = std::env::current_exe().expect("current_exe");
-    let mut cmd = Command::new("sh");
-    cmd.arg("-c")
-        .arg(format!(
-            "trap '' XFSZ; ulimit -f {blocks} && exec \"$0\" \"$@\""
-        ))
-        .arg(exe)
-        .args(child_args(VACUUM_FULL_CHILD_TEST))
-        .env(crate::durability_util::CHILD_ENV, "vacuum-full")
-        .env("STATEGRAPH_TEST_DB", &path)
-        // SQLite builds the new copy in its temporary directory: keep it on the same limit.
-        .env("SQLITE_TMPDIR", dir.path());
-    let mut child = ChildProc::spawn(cmd);
-    let status = child.wait(Duration::from_secs(60));
-    let (reports, stderr) = child.finish();
-    assert!(
-        status.success(),
-        "child failed ({status}); {reports:?}\n{stderr}"
+    // SQLite builds the new copy in its temporary directory: keep it on the same limit.
+    let (reports, _) = run_child_with_file_limit(
+        VACUUM_FULL_CHILD_TEST,
+        "vacuum-full",
+        &path,
+        blocks,
+        &[("SQLITE_TMPDIR", dir.path())],
     );
     let outcome = reports
         .iter()

@@ -3,6 +3,7 @@
 //! Colour is used only on a terminal (or with `--color always`) and never when `NO_COLOR` is
 //! set. Output is paged only when stdout is a terminal.
 
+pub use stategraph::is_invisible;
 use std::env;
 use std::io::{self, BufWriter, IsTerminal, Write};
 use std::process::{Child, Command, Stdio};
@@ -340,20 +341,6 @@ pub fn escape_line(line: &str) -> String {
         }
     }
     printed
-}
-
-/// Characters a terminal shows as nothing, or that reorder the text around them (zero-width
-/// spaces and joiners, direction marks, embeddings, overrides and isolates, the byte-order
-/// mark): printed raw they make one name look like another.
-pub fn is_invisible(c: char) -> bool {
-    matches!(
-        c,
-        '\u{200B}'..='\u{200F}'
-            | '\u{202A}'..='\u{202E}'
-            | '\u{2060}'..='\u{2064}'
-            | '\u{2066}'..='\u{2069}'
-            | '\u{FEFF}'
-    )
 }
 
 #[cfg(test)]
