@@ -363,21 +363,87 @@ fn check_blobs(conn: &Connection, report: &mut VerifyReport, tick: &mut Tick<'_>
         .prepare("SELECT id, hash, bytes FROM blobs")
         .map_err(&ctx)?;
     let mut rows = stmt.query([]).map_err(&ctx)?;
+    let mut damaged = 0;
     while let Some(row) = rows.next().map_err(&ctx)? {
-        let (id, hash, bytes): (i64, Vec<u8>, Vec<u8>) = (
-            row.get(0).map_err(&ctx)?,
-            row.get(1).map_err(&ctx)?,
-            row.get(2).map_err(&ctx)?,
-        );
+        let id: i64 = row.get(0).map_err(&ctx)?;
+        // Read whatever type a damaged row holds: a value of the wrong type is this blob's
+        // problem, not a reason to stop checking the others.
+        use rusqlite::types::ValueRef;
+        let raw = |i| -> Result<Option<Vec<u8>>> {
+            Ok(match row.get_ref(i).map_err(&ctx)? {
+                ValueRef::Blob(b) => Some(b.to_vec()),
+                _ => None,
+            })
+        };
+        let (Some(hash), Some(bytes)) = (raw(1)?, raw(2)?) else {
+            damaged += 1;
+            let holders = if damaged <= NAMED_DAMAGED_BLOBS {
+                holders_of(conn, id)?
+            } else {
+                String::new()
+            };
+            report.problems.push(format!(
+                "blob {id}: its hash or bytes are not stored as bytes{holders}"
+            ));
+            report.blobs += 1;
+            tick(VerifyPhase::Blobs, report.blobs, total);
+            continue;
+        };
         if ContentHash::of(&bytes).as_bytes().as_slice() != hash.as_slice() {
-            report
-                .problems
-                .push(format!("blob {id}: its bytes do not match its hash"));
+            damaged += 1;
+            let holders = if damaged <= NAMED_DAMAGED_BLOBS {
+                holders_of(conn, id)?
+            } else {
+                String::new()
+            };
+            report.problems.push(format!(
+                "blob {id}: its bytes do not match its hash{holders}"
+            ));
         }
         report.blobs += 1;
         tick(VerifyPhase::Blobs, report.blobs, total);
     }
     Ok(())
+}
+
+/// How many damaged blobs [`check_blobs`] names the nodes of: finding them reads every
+/// node (there is no index from a state to its nodes), so a store damaged throughout is
+/// not read once per blob.
+const NAMED_DAMAGED_BLOBS: usize = 16;
+
+/// What a damaged blob's bytes are, for a person reading `fsck`: the nodes whose state they
+/// are (at most three named, with their labels), or that no node holds them.
+fn holders_of(conn: &Connection, blob: i64) -> Result<String> {
+    let ctx = sql_error("verifying the store");
+    let mut stmt = conn
+        .prepare(
+            "SELECT n.id, n.label FROM state_data d JOIN state_nodes n ON n.data_ref = d.data_ref
+             WHERE d.blob_id = ?1 ORDER BY n.seq",
+        )
+        .map_err(&ctx)?;
+    let mut rows = stmt.query([blob]).map_err(&ctx)?;
+    let mut named = Vec::new();
+    let mut more = 0;
+    while let Some(row) = rows.next().map_err(&ctx)? {
+        if named.len() == 3 {
+            more += 1;
+            continue;
+        }
+        let id: Vec<u8> = row.get(0).map_err(&ctx)?;
+        let label: Option<String> = row.get(1).map_err(&ctx)?;
+        let id = <[u8; 32]>::try_from(id.as_slice())
+            .map(|b| crate::id::StateNodeId::from_bytes(b).to_short_hex(12))
+            .unwrap_or_else(|_| "(a node with a damaged id)".to_owned());
+        named.push(match label {
+            Some(label) => format!("{id} {label:?}"),
+            None => id,
+        });
+    }
+    Ok(match (named.is_empty(), more) {
+        (true, _) => " (no node holds them)".to_owned(),
+        (false, 0) => format!(" (the state of node {})", named.join(", ")),
+        (false, n) => format!(" (the state of node {} and {n} more)", named.join(", ")),
+    })
 }
 
 /// Every node against its id, parents and generation.

@@ -493,6 +493,37 @@ fn verify_passes_a_healthy_store_and_counts_it() {
     );
 }
 
+/// A blob whose bytes were rewritten as text (another type than SQLite stored) is one
+/// problem among others, named by its node: the sweep does not stop at it, and a second
+/// damaged blob after it is still found.
+#[test]
+fn verify_goes_on_past_a_blob_of_the_wrong_type() {
+    let d = Damaged::new();
+    d.damage(
+        "UPDATE blobs SET bytes = CAST(bytes AS TEXT) WHERE bytes = ?1",
+        [ROOT_BYTES],
+    );
+    d.damage(
+        "UPDATE blobs SET bytes = ?1 WHERE bytes = ?2",
+        [b"Y".repeat(OTHER_BYTES.len()), OTHER_BYTES.to_vec()],
+    );
+    let report = d.open().verify(|_| {}).expect("verify");
+    let text = report.problems.join("\n");
+    assert_eq!(report.problems.len(), 2, "{text}");
+    assert!(
+        text.contains(&format!(
+            "its hash or bytes are not stored as bytes (the state of node {}",
+            d.root.to_short_hex(12)
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("its bytes do not match its hash (the state of node"),
+        "{text}"
+    );
+    assert_eq!(report.blobs, 2);
+}
+
 #[test]
 fn verify_reports_every_problem() {
     let d = Damaged::new();
@@ -528,7 +559,14 @@ fn verify_reports_every_problem() {
     let report = d.open().verify(|_| {}).expect("verify");
     let text = report.problems.join("\n");
     assert!(!report.is_ok());
-    assert!(text.contains("its bytes do not match its hash"), "{text}");
+    // Named by the node whose state it is, not only by its row.
+    assert!(
+        text.contains(&format!(
+            "its bytes do not match its hash (the state of node {}",
+            d.root.to_short_hex(12)
+        )),
+        "{text}"
+    );
     assert!(
         text.contains(&format!("corrupt node {}", d.other)),
         "{text}"
