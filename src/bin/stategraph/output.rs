@@ -261,9 +261,30 @@ pub fn ids(ids: &[StateNodeId]) -> Vec<String> {
 
 /// Writes `value` as one JSON document and a newline.
 pub fn write_json(out: &mut dyn Write, value: &impl Serialize) -> Result<(), crate::CliError> {
-    serde_json::to_writer_pretty(&mut *out, value)?;
-    writeln!(out)?;
+    let text = serde_json::to_string_pretty(value)?;
+    writeln!(out, "{}", terminal_safe_json(text))?;
     Ok(())
+}
+
+/// `json` with the characters JSON allows raw in strings but a terminal may act on or hide
+/// (C1 controls such as U+009B, which some terminals read as an escape sequence; line and
+/// paragraph separators; invisible and direction-changing characters) written as `\uXXXX`
+/// escapes: the same JSON value, safe to print. They can only occur inside strings.
+pub fn terminal_safe_json(json: String) -> String {
+    let unsafe_char =
+        |c: char| matches!(c, '\u{80}'..='\u{9f}' | '\u{2028}' | '\u{2029}') || is_invisible(c);
+    if !json.chars().any(unsafe_char) {
+        return json;
+    }
+    let mut out = String::with_capacity(json.len() + 16);
+    for c in json.chars() {
+        if unsafe_char(c) {
+            out.push_str(&format!("\\u{:04x}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Prints a note on stderr (`note: ...`).
@@ -345,7 +366,19 @@ pub fn escape_line(line: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::printable;
+    use super::{printable, terminal_safe_json};
+
+    #[test]
+    fn json_output_escapes_what_a_terminal_would_act_on() {
+        let value = serde_json::json!({"label": "csi \u{9b}31m rlo \u{202e}x sep \u{2028} ok é"});
+        let text = terminal_safe_json(serde_json::to_string(&value).unwrap());
+        assert_eq!(
+            text,
+            r#"{"label":"csi \u009b31m rlo \u202ex sep \u2028 ok é"}"#
+        );
+        let back: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, value);
+    }
 
     #[test]
     fn printable_escapes_control_characters() {

@@ -339,7 +339,8 @@ pub fn log(ctx: &Ctx, args: &LogArgs) -> CliResult {
             {
                 let json = NodeJson::new(&node, decorations.refs(&node.id), &snapshots);
                 write!(out, "{}\n  ", if first { "" } else { "," })?;
-                serde_json::to_writer(&mut out, &json)?;
+                let line = crate::output::terminal_safe_json(serde_json::to_string(&json)?);
+                out.write_all(line.as_bytes())?;
                 first = false;
             }
             boundary = log.boundary().to_vec();
