@@ -1400,6 +1400,26 @@ fn diff_shows_what_changed_between_states() {
     assert!(binary.contains("states are not text: 8 bytes"), "{binary}");
 }
 
+/// Right after `stategraph demo` (which writes `stategraph-demo.db`), a command run without
+/// `--db` finds no `stategraph.db`: the hint points at the demo's store.
+#[test]
+fn no_store_beside_the_demo_store_points_at_it() {
+    let env = Env::new();
+    let out = env.sg(&["log"]).output().expect("run");
+    assert!(assert_error(&out).contains("create one with"));
+    env.ok(&["demo", "--db", "stategraph-demo.db"]);
+    let out = env.sg(&["log"]).output().expect("run");
+    let err = assert_error(&out);
+    let demo = env.dir.path().join("stategraph-demo.db");
+    assert!(
+        err.contains(&format!(
+            "the demo's store is {0}: pass --db {0}",
+            demo.display()
+        )),
+        "{err}"
+    );
+}
+
 /// `commit` says on stderr what it did besides committing when that may not be what was
 /// meant: it created a branch (a mistyped name does), it moved a branch to a node whose
 /// history leaves the old head out (`-p` with an older parent), or the node is on no branch.

@@ -24,7 +24,7 @@ use crate::output::{human_size, progress};
 use crate::revs::{WalkFlags, walk};
 
 /// Where the demo writes unless `--db` says otherwise.
-const DEMO_DB: &str = "stategraph-demo.db";
+pub const DEMO_DB: &str = "stategraph-demo.db";
 /// The most nodes the demo draws; larger runs point at `log` for the rest.
 const GRAPH_LIMIT: usize = 60;
 const MAIN: &str = "main";

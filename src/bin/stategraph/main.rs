@@ -91,7 +91,20 @@ impl Ctx {
     }
 
     fn no_store_because(&self, why: &str) -> CliError {
-        CliError::new(format!("no store at {}: {why}", self.db.display())).hint(format!(
+        let err = CliError::new(format!("no store at {}: {why}", self.db.display()));
+        // Right after `stategraph demo`, the store to look at is the demo's.
+        let demo = self
+            .db
+            .parent()
+            .unwrap_or(std::path::Path::new(""))
+            .join(demo::DEMO_DB);
+        if demo.is_file() && self.db.file_name() != Some(std::ffi::OsStr::new(demo::DEMO_DB)) {
+            let demo = shell_word(&demo.display().to_string());
+            return err.hint(format!(
+                "the demo's store is {demo}: pass --db {demo}, or `export STATEGRAPH_DB={demo}`"
+            ));
+        }
+        err.hint(format!(
             "create one with `stategraph --db {} init`, or choose another with --db PATH or STATEGRAPH_DB",
             shell_word(&self.db.display().to_string())
         ))
