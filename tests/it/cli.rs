@@ -1400,6 +1400,36 @@ fn diff_shows_what_changed_between_states() {
     assert!(binary.contains("states are not text: 8 bytes"), "{binary}");
 }
 
+/// `snapshots REV` lists only the restore points in REV's history (what a restart from REV
+/// could use), oldest first like the full list, and `-n` keeps the newest of them.
+#[test]
+fn snapshots_of_one_history() {
+    let env = Env::init();
+    let one = env.commit("1", "one", &["--branch", "main"]);
+    env.ok(&["snapshot", "main"]);
+    env.ok(&["branch", "side", "main"]);
+    env.commit("s", "side work", &["--branch", "side"]);
+    env.ok(&["snapshot", "side"]);
+    env.commit("2", "two", &["--branch", "main"]);
+    env.ok(&["snapshot", "main"]);
+    env.commit("3", "three", &["--branch", "main"]);
+    env.ok(&["snapshot", "main"]);
+    let labels = |args: &[&str]| -> Vec<String> {
+        env.ok(args)
+            .lines()
+            .map(|l| l.rsplit("  ").next().unwrap_or_default().to_owned())
+            .collect()
+    };
+    assert_eq!(labels(&["snapshots"]).len(), 4);
+    assert_eq!(labels(&["snapshots", "main"]), ["one", "two", "three"]);
+    assert_eq!(labels(&["snapshots", "side"]), ["one", "side work"]);
+    assert_eq!(labels(&["snapshots", "main", "-n", "2"]), ["two", "three"]);
+    assert_eq!(labels(&["snapshots", &one]), ["one"]);
+    let json: Value =
+        serde_json::from_str(&env.ok(&["snapshots", "side", "--json"])).expect("json");
+    assert_eq!(json.as_array().map(Vec::len), Some(2), "{json}");
+}
+
 /// Right after `stategraph demo` (which writes `stategraph-demo.db`), a command run without
 /// `--db` finds no `stategraph.db`: the hint points at the demo's store.
 #[test]

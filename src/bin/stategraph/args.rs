@@ -286,13 +286,15 @@ Examples:
 
     /// List snapshots, oldest first
     #[command(after_help = "\
--n N keeps the newest N snapshots (still listed oldest first, so the list ends at the newest,
-as `tail` would show it).
+With REV, only the snapshots of REV and its ancestors: the restore points a restart from REV
+could use (newest meaning latest in that history). -n N keeps the newest N snapshots (still
+listed oldest first, so the list ends at the newest, as `tail` would show it).
 
 --json prints an array of {id, node_id, created_at, label}.
 
 Examples:
   stategraph snapshots
+  stategraph snapshots main -n 5
   stategraph snapshots -n 5 --json")]
     Snapshots(SnapshotsArgs),
 
@@ -520,6 +522,10 @@ pub struct SnapshotArgs {
 /// `snapshots`.
 #[derive(Debug, Args)]
 pub struct SnapshotsArgs {
+    /// Only the snapshots in REV's history (REV and its ancestors): the restore points a
+    /// restart from REV could use
+    #[arg(value_name = "REV")]
+    pub rev: Option<String>,
     /// Show only the newest N snapshots
     #[arg(short = 'n', long = "max-count", value_name = "N")]
     pub limit: Option<usize>,

@@ -137,7 +137,7 @@ const SNAPSHOT_PAGE: usize = 256;
 /// Items of a walk, each with the snapshots of its node, read [`SNAPSHOT_PAGE`] items ahead
 /// so that the snapshots are looked up a page at a time: one read instead of one per node,
 /// which was most of the time of a long `log`.
-struct WithSnapshots<'s, T> {
+pub(crate) struct WithSnapshots<'s, T> {
     store: &'s dyn StateStore,
     page: VecDeque<(T, Vec<SnapshotInfo>)>,
     /// An error the walk returned while a page was read: reported after the items before it.
@@ -145,7 +145,7 @@ struct WithSnapshots<'s, T> {
 }
 
 impl<'s, T> WithSnapshots<'s, T> {
-    fn new(store: &'s dyn StateStore) -> Self {
+    pub(crate) fn new(store: &'s dyn StateStore) -> Self {
         Self {
             store,
             page: VecDeque::new(),
@@ -154,7 +154,7 @@ impl<'s, T> WithSnapshots<'s, T> {
     }
 
     /// The next item `pull` gives, with the snapshots of the node `id` names in it.
-    fn next(
+    pub(crate) fn next(
         &mut self,
         mut pull: impl FnMut() -> stategraph::Result<Option<T>>,
         id: impl Fn(&T) -> StateNodeId,

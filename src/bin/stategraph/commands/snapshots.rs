@@ -4,7 +4,8 @@ use std::io::Write;
 
 use serde::Serialize;
 use stategraph::{
-    History as _, IdPrefix, SnapshotId, SnapshotInfo, SqliteStateStore, StateStore, StateStoreError,
+    History as _, IdPrefix, LogOptions, SnapshotId, SnapshotInfo, SqliteStateStore, StateNodeId,
+    StateStore, StateStoreError,
 };
 
 use crate::Ctx;
@@ -59,10 +60,16 @@ struct SnapshotJson {
 /// `snapshots`: every snapshot (or the newest N), oldest first.
 pub fn list(ctx: &Ctx, args: &SnapshotsArgs) -> CliResult {
     let store = ctx.open_read()?;
-    let mut snapshots = store.list_snapshots()?;
-    if let Some(limit) = args.limit {
-        snapshots.drain(..snapshots.len().saturating_sub(limit));
-    }
+    let snapshots = match &args.rev {
+        None => {
+            let mut all = store.list_snapshots()?;
+            if let Some(limit) = args.limit {
+                all.drain(..all.len().saturating_sub(limit));
+            }
+            all
+        }
+        Some(rev) => in_history(&store, &resolve(&store, rev)?, args.limit)?,
+    };
     let label = |s: &SnapshotInfo| {
         store
             .get_node(&s.node_id)
@@ -97,6 +104,32 @@ pub fn list(ctx: &Ctx, args: &SnapshotsArgs) -> CliResult {
     }
     out.finish()?;
     Ok(())
+}
+
+/// The snapshots of the nodes in `head`'s history, the newest `limit` of them (newest by
+/// the walk, which goes by generation), listed oldest first as `snapshots` lists them all.
+/// The walk stops once it has them, and reads snapshots a page of nodes at a time.
+fn in_history(
+    store: &dyn StateStore,
+    head: &StateNodeId,
+    limit: Option<usize>,
+) -> CliResult<Vec<SnapshotInfo>> {
+    let mut log = store
+        .log(&LogOptions::new().from(*head))
+        .map_err(|e| explain(store, e))?;
+    let mut paged = crate::commands::history::WithSnapshots::new(store);
+    let mut found = Vec::new();
+    while limit.is_none_or(|n| found.len() < n)
+        && let Some((_, snapshots)) = paged.next(|| log.next().transpose(), |node| node.id)?
+    {
+        // Several snapshots of one node: newest first, as the walk goes.
+        found.extend(snapshots.into_iter().rev());
+    }
+    if let Some(n) = limit {
+        found.truncate(n);
+    }
+    found.reverse();
+    Ok(found)
 }
 
 /// The snapshots whose id starts with `text` (a full id, or a prefix of 4+ hex digits); none
