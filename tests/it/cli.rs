@@ -1095,28 +1095,26 @@ fn snapshot_and_restore_by_prefix() {
     assert_eq!(head, "<id> (main, snapshot) m\n");
     assert!(env.ok(&["reflog", "main"]).contains("restore snapshot"));
 
-    // A node id where a snapshot id was meant gets pointed at the snapshot.
+    // A node (by id prefix, full id or ref) with exactly one snapshot names that snapshot.
     let node: Value = serde_json::from_str(&env.ok(&["show", "--json", "main"])).expect("json");
-    let node_prefix = &node["id"].as_str().expect("id")[7..15];
-    let out = env
-        .sg(&["restore", node_prefix, "--branch", "main"])
-        .output()
-        .expect("run");
-    let err = assert_error(&out);
-    assert!(err.contains("no snapshot matches"), "{err}");
-    assert!(
-        err.contains(&format!("its snapshot is {}", &snapshot[7..19])),
-        "{err}"
-    );
-    // Also for a full node id, which has the shape of a snapshot id.
     let node_id = node["id"].as_str().expect("id");
+    for given in [&node_id[7..15], node_id, "main"] {
+        let out = redact(&env.ok(&["restore", given, "--branch", "main"]));
+        assert_eq!(
+            out, "main: (already there) -> <id> m (snapshot <id>)\n",
+            "{given}"
+        );
+    }
+    let exported = env.sg(&["export", "main"]).output().expect("run");
+    assert!(exported.status.success() && !exported.stdout.is_empty());
+    // A node without one says so, and where to look.
     let out = env
-        .sg(&["restore", node_id, "--branch", "main"])
+        .sg(&["restore", "main~1", "--branch", "main"])
         .output()
         .expect("run");
     let err = assert_error(&out);
     assert!(
-        err.contains(&format!("its snapshot is {}", &snapshot[7..19])),
+        err.contains("no snapshot matches") && err.contains("which has no snapshot"),
         "{err}"
     );
     // And the other way round: a snapshot id (a prefix, or in full) where a node was meant.

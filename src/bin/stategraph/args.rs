@@ -300,8 +300,9 @@ Examples:
 
     /// Move a branch to a snapshot's node
     #[command(after_help = "\
-SNAPSHOT is a full snapshot id or a unique prefix of one (see `stategraph snapshots`); without
-it, the newest snapshot in the branch's history (what a restarting program resumes from). The
+SNAPSHOT is a full snapshot id or a unique prefix of one (see `stategraph snapshots`), or a
+revision naming a node with exactly one snapshot (tags/good, main~3); without it, the newest
+snapshot in the branch's history (what a restarting program resumes from). The
 branch is moved by compare-and-swap from where it pointed when the command started. It must
 be a branch (not under tags/) and must exist: --create makes a new one (it follows `branch`'s
 naming rules), so a mistyped name is an error, not a new branch. A snapshot from outside the
@@ -489,7 +490,8 @@ pub struct ReflogArgs {
 /// `export`.
 #[derive(Debug, Args)]
 pub struct ExportArgs {
-    /// Snapshots to export (full ids or unique prefixes); name at least one, or pass --all
+    /// Snapshots to export (full ids or unique prefixes, or revisions of nodes with one
+    /// snapshot); name at least one, or pass --all
     #[arg(value_name = "SNAPSHOT")]
     pub snapshots: Vec<String>,
     /// Export every snapshot in the store (needs --out)
@@ -605,7 +607,8 @@ pub struct JsonArgs {
 /// `restore`.
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
-    /// A snapshot id or unique prefix [default: the newest in the branch's history]
+    /// A snapshot id or unique prefix, or a revision of a node with one snapshot [default: the
+    /// newest in the branch's history]
     pub snapshot: Option<String>,
     /// The branch to move
     #[arg(short, long, value_name = "BRANCH")]

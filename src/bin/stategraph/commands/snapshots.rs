@@ -150,26 +150,35 @@ fn find_snapshot(store: &dyn StateStore, text: &str) -> CliResult<SnapshotId> {
     find_snapshot_info(store, text).map(|s| s.id)
 }
 
-/// [`find_snapshot`], with the node the snapshot is of.
+/// [`find_snapshot`], with the node the snapshot is of. Failing that, a revision naming a
+/// node with exactly one snapshot names that snapshot (`restore tags/good --branch main`).
 fn find_snapshot_info(store: &dyn StateStore, text: &str) -> CliResult<SnapshotInfo> {
-    let not_found = || {
+    let by_node = || -> CliResult<SnapshotInfo> {
         let err = CliError::new(format!("no snapshot matches {text:?}"));
-        // A node id where a snapshot id was meant is an easy mistake: point at its snapshot.
-        match store
-            .resolve(text)
-            .ok()
-            .map(|node| (node, store.snapshots_of(&node)))
-        {
-            Some((node, Ok(snaps))) if !snaps.is_empty() => err.hint(format!(
-                "{text} is node {}; its snapshot is {}",
+        let Ok(node) = crate::revs::resolve(store, text) else {
+            return Err(err.hint("list snapshots with `stategraph snapshots`"));
+        };
+        match store.snapshots_of(&node)?.as_slice() {
+            [one] => Ok(one.clone()),
+            [] => Err(err.hint(format!(
+                "{text} is node {}, which has no snapshot (`stategraph snapshots {text}` \
+                 lists those in its history)",
+                node.to_short_hex(12)
+            ))),
+            several => Err(err.hint(format!(
+                "{text} is node {}, which has {} snapshots; name one: {}",
                 node.to_short_hex(12),
-                snaps[0].id.to_short_hex(12)
-            )),
-            _ => err.hint("list snapshots with `stategraph snapshots`"),
+                several.len(),
+                several
+                    .iter()
+                    .map(|s| s.id.to_short_hex(12))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
         }
     };
     match snapshots_matching(store, text)?.as_slice() {
-        [] => Err(not_found()),
+        [] => by_node(),
         [one] => Ok(one.clone()),
         many => {
             let mut err = CliError::new(format!(
