@@ -413,36 +413,41 @@ const NAMED_DAMAGED_BLOBS: usize = 16;
 
 /// What a damaged blob's bytes are, for a person reading `fsck`: the nodes whose state they
 /// are (at most three named, with their labels), or that no node holds them.
+/// Reads nothing it cannot: a damaged node row (an id or label of another type) is named as
+/// such, and any other failure leaves the holders unnamed, so the blob sweep goes on.
 fn holders_of(conn: &Connection, blob: i64) -> Result<String> {
-    let ctx = sql_error("verifying the store");
-    let mut stmt = conn
-        .prepare(
+    use rusqlite::types::ValueRef;
+    let named = || -> rusqlite::Result<(Vec<String>, usize)> {
+        let mut stmt = conn.prepare(
             "SELECT n.id, n.label FROM state_data d JOIN state_nodes n ON n.data_ref = d.data_ref
              WHERE d.blob_id = ?1 ORDER BY n.seq",
-        )
-        .map_err(&ctx)?;
-    let mut rows = stmt.query([blob]).map_err(&ctx)?;
-    let mut named = Vec::new();
-    let mut more = 0;
-    while let Some(row) = rows.next().map_err(&ctx)? {
-        if named.len() == 3 {
-            more += 1;
-            continue;
+        )?;
+        let mut rows = stmt.query([blob])?;
+        let (mut named, mut more) = (Vec::new(), 0);
+        while let Some(row) = rows.next()? {
+            if named.len() == 3 {
+                more += 1;
+                continue;
+            }
+            let id = match row.get_ref(0)? {
+                ValueRef::Blob(b) => <[u8; 32]>::try_from(b)
+                    .map(|b| crate::id::StateNodeId::from_bytes(b).to_short_hex(12))
+                    .ok(),
+                _ => None,
+            }
+            .unwrap_or_else(|| "(a node with a damaged id)".to_owned());
+            named.push(match row.get_ref(1)? {
+                ValueRef::Text(label) => format!("{id} {:?}", String::from_utf8_lossy(label)),
+                _ => id,
+            });
         }
-        let id: Vec<u8> = row.get(0).map_err(&ctx)?;
-        let label: Option<String> = row.get(1).map_err(&ctx)?;
-        let id = <[u8; 32]>::try_from(id.as_slice())
-            .map(|b| crate::id::StateNodeId::from_bytes(b).to_short_hex(12))
-            .unwrap_or_else(|_| "(a node with a damaged id)".to_owned());
-        named.push(match label {
-            Some(label) => format!("{id} {label:?}"),
-            None => id,
-        });
-    }
-    Ok(match (named.is_empty(), more) {
-        (true, _) => " (no node holds them)".to_owned(),
-        (false, 0) => format!(" (the state of node {})", named.join(", ")),
-        (false, n) => format!(" (the state of node {} and {n} more)", named.join(", ")),
+        Ok((named, more))
+    };
+    Ok(match named() {
+        Err(_) => " (which nodes hold them could not be read)".to_owned(),
+        Ok((named, _)) if named.is_empty() => " (no node holds them)".to_owned(),
+        Ok((named, 0)) => format!(" (the state of node {})", named.join(", ")),
+        Ok((named, n)) => format!(" (the state of node {} and {n} more)", named.join(", ")),
     })
 }
 

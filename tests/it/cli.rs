@@ -628,6 +628,15 @@ fn ref_changes_are_compare_and_swap() {
         env.ok(&["show", "main", "--json"])
     );
     env.ok(&["branch", "-d", "v1"]);
+    // The deleted branch's log still holds the name, as `reflog v1` reads it: no fallback
+    // to the tag, and the hint says how to bring the branch back.
+    let out = env.sg(&["show", "v1"]).output().expect("run");
+    assert!(assert_error(&out).contains("v1 was deleted"));
+    assert_eq!(
+        env.ok(&["reflog", "v1"]).lines().count(),
+        2,
+        "the branch's log"
+    );
     assert!(
         env.ok(&["branch", "-d", "side"])
             .starts_with("deleted branch side")
@@ -1253,6 +1262,11 @@ fn show_previews_one_line_json_control_characters_binary_and_damage() {
     );
     assert!(!shown.contains('\u{1b}'), "{shown:?}");
 
+    // Windows line ends: every byte shown is counted (none "more").
+    env.commit("a\r\nb\r\nc\r\n", "crlf", &["--branch", "crlf"]);
+    let shown = env.ok(&["show", "crlf"]);
+    assert_eq!(preview_of(&shown), ["    a", "    b", "    c"], "{shown}");
+
     let binary = Env::init();
     let out = binary
         .sg(&["commit", "-m", "bin", "--branch", "bin"])
@@ -1316,19 +1330,19 @@ fn import_refuses_what_cannot_be_a_package_before_reading_it() {
 }
 
 /// `diff`: what a tick changed (one REV: against its first parent; a root against nothing),
-/// or two revisions against each other; JSON compared field by field with exact numbers;
+/// or two revisions against each other; JSON compared field by field;
 /// text line by line with control characters escaped; identical states print nothing;
 /// states that are not text, and JSON that differs only in layout, say so.
 #[test]
 fn diff_shows_what_changed_between_states() {
     let env = Env::init();
     env.commit(
-        r#"{"tick":1,"plan":["search"],"memory":{"b":1,"a":2},"x":0.1000000000000000001}"#,
+        r#"{"tick":1,"plan":["search"],"memory":{"b":1,"a":2},"x":0.25}"#,
         "tick 1",
         &["--branch", "main"],
     );
     env.commit(
-        r#"{"tick":2,"plan":["search","summarise"],"memory":{"b":1,"a":2},"x":0.1}"#,
+        r#"{"tick":2,"plan":["search","summarise"],"memory":{"b":1,"a":2},"x":0.5}"#,
         "tick 2",
         &["--branch", "main"],
     );
@@ -1345,9 +1359,9 @@ fn diff_shows_what_changed_between_states() {
 +    \"summarise\"
    ],
 -  \"tick\": 1,
--  \"x\": 0.1000000000000000001
+-  \"x\": 0.25
 +  \"tick\": 2,
-+  \"x\": 0.1
++  \"x\": 0.5
  }
 ";
     assert_eq!(shown, want);
@@ -1387,6 +1401,11 @@ fn diff_shows_what_changed_between_states() {
         layout.contains("differ only in JSON layout or key order"),
         "{layout}"
     );
+    // A change of line endings shows.
+    env.commit("a\r\nb\r\n", "crlf", &["--branch", "eol"]);
+    env.commit("a\nb\n", "lf", &["--branch", "eol"]);
+    let eol = env.ok(&["diff", "eol"]);
+    assert!(eol.contains("-a\\r\n-b\\r\n+a\n+b\n"), "{eol}");
     // Not text.
     let out = env
         .sg(&["commit", "-m", "bin", "--branch", "text"])
@@ -1441,7 +1460,7 @@ fn no_store_beside_the_demo_store_points_at_it() {
     let demo = env.dir.path().join("stategraph-demo.db");
     assert!(
         err.contains(&format!(
-            "the demo's store is {0}: pass --db {0}",
+            "the demo's store is {0}: pass --db={0}",
             demo.display()
         )),
         "{err}"
@@ -2214,6 +2233,13 @@ fn gc_prune_history_cuts_the_log_to_a_boundary() {
         serde_json::from_str(&env.ok(&["gc", "--prune-history", "0", "--json"])).expect("json");
     assert_eq!(out["nodes_removed"], 1, "{out}");
     assert_eq!(out["boundary_nodes"], 1, "{out}");
+    // diff of the boundary node: its parent is gone, so it is compared with nothing.
+    let diff = env.ok(&["diff", "main"]);
+    assert!(
+        diff.contains("--- (nothing: parent ") && diff.contains("a shallow boundary)"),
+        "{diff}"
+    );
+    assert!(diff.contains("+2"), "{diff}");
     let run = env.sg(&["log", "--oneline", "main"]).output().expect("run");
     assert!(run.status.success());
     let log = String::from_utf8(run.stdout.clone()).expect("utf-8");

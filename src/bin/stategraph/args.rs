@@ -197,8 +197,10 @@ Examples:
 With --branch B and no --parent, the new node's parent is B's current head (none if B does not
 exist yet). B is then moved to the new node by compare-and-swap from the head read before
 committing: if another writer moved B in between, the command fails and nothing is written
-(state, node and branch move are one transaction). Prints the new node's full id. B must be
-a branch (not under tags/); a new B follows `branch`'s naming rules.
+(state, node and branch move are one transaction). Prints the new node's full id; a note on
+stderr says when the commit created B, moved B to a node whose history leaves its old head
+out (with --parent), or left the node on no branch. B must be a branch (not under tags/); a
+new B follows `branch`'s naming rules.
 
 Examples:
   echo '{\"tick\":1}' | stategraph commit -m 'tick 1' --branch main

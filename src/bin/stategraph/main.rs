@@ -101,11 +101,12 @@ impl Ctx {
         if demo.is_file() && self.db.file_name() != Some(std::ffi::OsStr::new(demo::DEMO_DB)) {
             let demo = shell_word(&demo.display().to_string());
             return err.hint(format!(
-                "the demo's store is {demo}: pass --db {demo}, or `export STATEGRAPH_DB={demo}`"
+                "the demo's store is {demo}: pass --db={demo}, or `export STATEGRAPH_DB={demo}`"
             ));
         }
         err.hint(format!(
-            "create one with `stategraph --db {} init`, or choose another with --db PATH or STATEGRAPH_DB",
+            // `--db=PATH`: a path starting with '-' must not read as an option.
+            "create one with `stategraph --db={} init`, or choose another with --db PATH or STATEGRAPH_DB",
             shell_word(&self.db.display().to_string())
         ))
     }

@@ -20,11 +20,16 @@ pub fn resolve(store: &dyn StateStore, text: &str) -> CliResult<StateNodeId> {
 }
 
 /// Whether `text` starts with the name of a tag given without its `tags/` (what comes before
-/// `~`, `^` or `@{`).
+/// `~`, `^` or `@{`), when no ref of that name exists or ever did.
 fn tag_named(store: &dyn StateStore, text: &str) -> bool {
     let name = text.find(['~', '^']).map_or(text, |end| &text[..end]);
     let name = name.split_once("@{").map_or(name, |(name, _)| name);
-    !name.is_empty() && matches!(store.get_ref(&format!("{TAGS}{name}")), Ok(Some(_)))
+    // As `reflog` reads a name: a ref that exists, or whose log does (a deleted branch).
+    let known = |name: &str| {
+        matches!(store.get_ref(name), Ok(Some(_)))
+            || store.ref_log_tail(name, 1).is_ok_and(|log| !log.is_empty())
+    };
+    !name.is_empty() && !known(name) && known(&format!("{TAGS}{name}"))
 }
 
 /// What to walk, parsed from `log`/`graph` arguments.

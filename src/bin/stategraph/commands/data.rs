@@ -111,8 +111,8 @@ pub fn cat(ctx: &Ctx, args: &CatArgs) -> CliResult {
     Ok(())
 }
 
-/// UTF-8 without control characters other than tabs and line ends (`\n`, `\r\n`): safe to
-/// print on a terminal as it is.
+/// UTF-8 without control characters other than tabs and line ends (`\n`, `\r\n`), and
+/// without invisible or direction-changing characters: safe to print on a terminal as it is.
 fn plain_text(bytes: &[u8]) -> bool {
     let Ok(text) = std::str::from_utf8(bytes) else {
         return false;
@@ -122,7 +122,7 @@ fn plain_text(bytes: &[u8]) -> bool {
         let ok = match c {
             '\n' | '\t' => true,
             '\r' => chars.peek() == Some(&'\n'),
-            c => !c.is_control(),
+            c => !c.is_control() && !crate::output::is_invisible(c),
         };
         if !ok {
             return false;
@@ -227,6 +227,7 @@ mod tests {
             b"\xff\xfe binary",
             b"nul\0",
             "c1 \u{9b}31m".as_bytes(),
+            "rtl \u{202e}evil".as_bytes(),
         ] {
             assert!(!plain_text(bad), "{bad:?}");
         }

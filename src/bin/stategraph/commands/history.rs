@@ -514,10 +514,13 @@ fn preview(head: &[u8], size: u64, hash: &ContentHash) -> Vec<String> {
     }
     let mut lines = Vec::new();
     let mut used = 0;
-    for line in text.lines() {
+    // Each line with its line break (`\n` or `\r\n`), so that the bytes shown are counted
+    // as stored.
+    for raw in text.split_inclusive('\n') {
         if lines.len() == PREVIEW_LINES || used >= PREVIEW_BYTES {
             break;
         }
+        let line = raw.strip_suffix('\n').unwrap_or(raw);
         let room = PREVIEW_BYTES - used;
         let (shown, cut) = if line.len() > room {
             let mut end = room;
@@ -528,7 +531,7 @@ fn preview(head: &[u8], size: u64, hash: &ContentHash) -> Vec<String> {
         } else {
             (line, false)
         };
-        used += shown.len() + usize::from(!cut);
+        used += if cut { shown.len() } else { raw.len() };
         let mut printed = crate::output::escape_line(shown.trim_end());
         if cut {
             printed.push('…');

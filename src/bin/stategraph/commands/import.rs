@@ -87,10 +87,19 @@ impl Source {
             ))
             .hint("packages are the files `stategraph export` writes"));
         }
+        // One byte past the largest package tells a stream that is too long from one that
+        // just fits.
         reader
-            .take(MAX_PACKAGE_BYTES)
+            .take(MAX_PACKAGE_BYTES + 1)
             .read_to_end(&mut buf)
             .map_err(failed)?;
+        if buf.len() as u64 > MAX_PACKAGE_BYTES {
+            return Err(CliError::new(format!(
+                "{} holds more than {MAX_PACKAGE_BYTES} bytes, more than any snapshot package \
+                 can be",
+                self.name()
+            )));
+        }
         Ok(buf)
     }
 }
