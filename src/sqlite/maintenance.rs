@@ -375,30 +375,20 @@ fn check_blobs(conn: &Connection, report: &mut VerifyReport, tick: &mut Tick<'_>
                 _ => None,
             })
         };
-        let (Some(hash), Some(bytes)) = (raw(1)?, raw(2)?) else {
-            damaged += 1;
-            let holders = if damaged <= NAMED_DAMAGED_BLOBS {
-                holders_of(conn, id)?
-            } else {
-                String::new()
-            };
-            report.problems.push(format!(
-                "blob {id}: its hash or bytes are not stored as bytes{holders}"
-            ));
-            report.blobs += 1;
-            tick(VerifyPhase::Blobs, report.blobs, total);
-            continue;
+        let damage = match (raw(1)?, raw(2)?) {
+            (Some(hash), Some(bytes)) => (ContentHash::of(&bytes).as_bytes().as_slice()
+                != hash.as_slice())
+            .then_some("its bytes do not match its hash"),
+            _ => Some("its hash or bytes are not stored as bytes"),
         };
-        if ContentHash::of(&bytes).as_bytes().as_slice() != hash.as_slice() {
+        if let Some(what) = damage {
             damaged += 1;
             let holders = if damaged <= NAMED_DAMAGED_BLOBS {
                 holders_of(conn, id)?
             } else {
                 String::new()
             };
-            report.problems.push(format!(
-                "blob {id}: its bytes do not match its hash{holders}"
-            ));
+            report.problems.push(format!("blob {id}: {what}{holders}"));
         }
         report.blobs += 1;
         tick(VerifyPhase::Blobs, report.blobs, total);
