@@ -602,7 +602,35 @@ pub(crate) fn import_snapshot(
         };
         insert_node(tx, cache, &node, &seqs)?;
     }
+    repair_blob(tx, data_hash, &package.bytes)?;
     snapshot(tx, cache, &package.node_id, now)
+}
+
+/// Writes `bytes` (verified to hash to `hash`) over the stored bytes of that content when
+/// those no longer hash to it (damaged on disk, as `verify` reports): importing a package
+/// exported before the damage repairs the state. Reads and hashes the stored copy, which an
+/// import can afford.
+fn repair_blob(tx: &Connection, hash: &ContentHash, bytes: &[u8]) -> Result<()> {
+    let ctx = sql_error("checking the stored copy of an imported state");
+    let stored: Option<(i64, bool)> = tx
+        .prepare_cached("SELECT id, bytes FROM blobs WHERE hash = ?1")
+        .and_then(|mut s| {
+            s.query_row([hash.as_bytes()], |r| {
+                let intact = match r.get_ref(1)? {
+                    rusqlite::types::ValueRef::Blob(b) => ContentHash::of(b) == *hash,
+                    _ => false,
+                };
+                Ok((r.get(0)?, intact))
+            })
+            .optional()
+        })
+        .map_err(&ctx)?;
+    if let Some((id, false)) = stored {
+        tx.prepare_cached("UPDATE blobs SET bytes = ?2 WHERE id = ?1")
+            .and_then(|mut s| s.execute(params![id, bytes]))
+            .map_err(&ctx)?;
+    }
+    Ok(())
 }
 
 /// A stored node's seq and generation, looked up by id.

@@ -70,10 +70,19 @@ pub fn fsck(ctx: &Ctx, args: &JsonArgs) -> CliResult {
     }
     out.finish()?;
     if report.is_ok() {
-        Ok(())
-    } else {
-        Err(CliError::silent(EXIT_FALSE))
+        return Ok(());
     }
+    if !args.json {
+        // What a person can do about it: the store cannot repair what it no longer holds.
+        note(
+            ctx.err_theme,
+            "reads of damaged states and nodes fail with an error rather than return them; \
+             importing snapshot packages exported before the damage (`stategraph import`) \
+             writes their states back, and a backup copy of the store has the rest; \
+             `stategraph export --all` saves the snapshots still intact",
+        );
+    }
+    Err(CliError::silent(EXIT_FALSE))
 }
 
 #[derive(Serialize)]
