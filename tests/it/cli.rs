@@ -1620,6 +1620,52 @@ fn chain_store(env: &Env, len: i64) {
     batch.commit().expect("commit");
 }
 
+/// `log --since/--until` keep the nodes made in a span of time, `-n` counts what they let
+/// through, JSON too; an age counts back from now; a bad time and `--graph` are refused.
+#[test]
+fn log_since_and_until_select_by_time() {
+    let env = Env::init();
+    chain_store(&env, 20);
+    let labels = |args: &[&str]| -> Vec<String> {
+        env.ok(args)
+            .lines()
+            .map(|l| l.split_whitespace().last().unwrap_or_default().to_owned())
+            .collect()
+    };
+    let span = [
+        "log",
+        "--oneline",
+        "--since",
+        "2026-01-01T00:00:05Z",
+        "--until",
+        "2026-01-01T00:00:07Z",
+    ];
+    assert_eq!(labels(&span), ["n7", "n6", "n5"]);
+    let mut first = span.to_vec();
+    first.extend(["-n", "2"]);
+    assert_eq!(labels(&first), ["n7", "n6"]);
+    let json: Value =
+        serde_json::from_str(&env.ok(&["log", "--json", "--until", "2026-01-01T00:00:02+00:00"]))
+            .expect("json");
+    let got: Vec<&str> = json
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|n| n["label"].as_str().expect("label"))
+        .collect();
+    assert_eq!(got, ["n2", "n1", "n0"]);
+    // Everything was made long before an hour ago.
+    assert_eq!(env.ok(&["log", "--since", "1h"]), "");
+    assert_eq!(labels(&["log", "--oneline", "--until", "1h"]).len(), 20);
+    for bad in [
+        &["log", "--since", "yesterday"][..],
+        &["log", "--graph", "--since", "1h"],
+    ] {
+        let out = env.sg(bad).output().expect("run");
+        assert_eq!(out.status.code(), Some(2), "{bad:?}");
+    }
+}
+
 /// `stategraph graph | head` and `stategraph log --graph A..B | head`: the reader goes away
 /// long before the output ends; the command stops quietly.
 #[test]

@@ -213,6 +213,10 @@ Revisions: REV includes REV and its ancestors; A..B shows what B has and A has n
 out A and its ancestors. With no REV (or only ^A exclusions) the log starts at `main` if it
 exists, otherwise at every ref. --all starts at every ref.
 
+--since and --until keep the nodes made in that span (by their created time; the walk still
+goes by generation, so a node's older parents can be listed after it); -n then counts those.
+They cannot be combined with --graph, whose lines need every node.
+
 --json prints one array of objects with the fields id, parents, generation, created_at
 (RFC 3339), label, data_ref, data_hash, content_type, refs (names pointing at the node) and
 snapshots (snapshot ids of the node). Ids are full (blake3:<64 hex>).
@@ -220,6 +224,8 @@ snapshots (snapshot ids of the node). Ids are full (blake3:<64 hex>).
 Examples:
   stategraph log --graph --oneline --all
   stategraph log main~10..main
+  stategraph log --since 2h --oneline
+  stategraph log --until 2026-11-23T01:30:00Z -n 1 main
   stategraph log -n 5 --json agents/explorer")]
     Log(LogArgs),
 
@@ -441,9 +447,33 @@ pub struct LogArgs {
     /// Show at most N nodes
     #[arg(short = 'n', long = "max-count", value_name = "N")]
     pub limit: Option<usize>,
+    /// Only nodes made at or after WHEN: an RFC 3339 time (2026-11-23T01:30:00Z) or an age
+    /// (36h: that long ago)
+    #[arg(long, value_name = "WHEN", value_parser = parse_when, conflicts_with = "graph")]
+    pub since: Option<time::OffsetDateTime>,
+    /// Only nodes made at or before WHEN (as for --since)
+    #[arg(long, value_name = "WHEN", value_parser = parse_when, conflicts_with = "graph")]
+    pub until: Option<time::OffsetDateTime>,
     /// Print JSON (an array of nodes) instead of text
     #[arg(long, conflicts_with_all = ["graph", "oneline"])]
     pub json: bool,
+}
+
+/// A point in time as `--since`/`--until` take it: RFC 3339, or an age (`parse_age`) back
+/// from now.
+fn parse_when(text: &str) -> Result<time::OffsetDateTime, String> {
+    use time::format_description::well_known::Rfc3339;
+    if let Ok(at) = time::OffsetDateTime::parse(text, &Rfc3339) {
+        return Ok(at);
+    }
+    let age = parse_age(text).map_err(|_| {
+        format!("{text:?} is neither an RFC 3339 time (2026-11-23T01:30:00Z) nor an age (36h, 2w)")
+    })?;
+    time::OffsetDateTime::now_utc()
+        .checked_sub(
+            time::Duration::try_from(age).map_err(|_| format!("{text:?} is too long an age"))?,
+        )
+        .ok_or_else(|| format!("{text:?} is too long an age"))
 }
 
 /// `show`.

@@ -17,7 +17,7 @@ use stategraph::{
 
 use crate::Ctx;
 use crate::args::DemoArgs;
-use crate::commands::history::{LogStyle, print_log};
+use crate::commands::history::{LogStyle, TimeWindow, print_log};
 use crate::error::{CliError, CliResult};
 use crate::output::Paint;
 use crate::output::{human_size, progress};
@@ -87,7 +87,14 @@ pub fn run(ctx: &Ctx, args: &DemoArgs) -> CliResult {
         graph: true,
         oneline: true,
     };
-    print_log(&store, &walk(&store, &[], shown)?, style, t, &mut out)?;
+    print_log(
+        &store,
+        &walk(&store, &[], shown)?,
+        style,
+        TimeWindow::default(),
+        t,
+        &mut out,
+    )?;
     if nodes > GRAPH_LIMIT {
         writeln!(out, "... {} older nodes not shown", nodes - GRAPH_LIMIT)?;
     }

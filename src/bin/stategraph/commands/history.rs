@@ -108,12 +108,37 @@ fn node_lines(
     lines
 }
 
+/// Which nodes of a walk `log` prints by when they were made (`--since`, `--until`), and
+/// how many of those (`-n`, counted after the time filter). Not for graphs, which need
+/// every node of the walk to draw its lines.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TimeWindow {
+    /// Nodes made before this are left out.
+    pub since: Option<time::OffsetDateTime>,
+    /// Nodes made after this are left out.
+    pub until: Option<time::OffsetDateTime>,
+    /// At most this many nodes are printed.
+    pub limit: Option<usize>,
+}
+
+impl TimeWindow {
+    fn admits(&self, node: &StateNode) -> bool {
+        let at = node.metadata.created_at;
+        self.since.is_none_or(|since| at >= since) && self.until.is_none_or(|until| at <= until)
+    }
+
+    fn full(&self, shown: usize) -> bool {
+        self.limit.is_some_and(|n| shown >= n)
+    }
+}
+
 /// Prints the nodes of a walk as text. Shared by `log` and `demo`. Returns the parents the
 /// walk reached that are not in the store (see [`boundary_note`]).
 pub fn print_log(
     store: &dyn StateStore,
     walk: &Walk,
     style: LogStyle,
+    window: TimeWindow,
     theme: Theme,
     out: &mut dyn Write,
 ) -> CliResult<Vec<StateNodeId>> {
@@ -127,7 +152,7 @@ pub fn print_log(
             first_parent: walk.first_parent,
         }
     };
-    print_nodes(store, &decorations, &mut nodes, style, theme, out)?;
+    print_nodes(store, &decorations, &mut nodes, style, window, theme, out)?;
     Ok(nodes.boundary().to_vec())
 }
 
@@ -251,15 +276,22 @@ fn print_nodes(
     decorations: &Decorations,
     nodes: &mut Nodes<'_>,
     style: LogStyle,
+    window: TimeWindow,
     theme: Theme,
     out: &mut dyn Write,
 ) -> CliResult {
     let mut graph = GraphRenderer::new(theme);
     let mut first = true;
+    let mut shown = 0;
     let mut paged = WithSnapshots::new(store);
-    while let Some(((node, parents), snapshots)) =
-        paged.next(|| nodes.next(), |(node, _)| node.id)?
+    while !window.full(shown)
+        && let Some(((node, parents), snapshots)) =
+            paged.next(|| nodes.next(), |(node, _)| node.id)?
     {
+        if !window.admits(&node) {
+            continue;
+        }
+        shown += 1;
         let snapshot = !snapshots.is_empty();
         let lines = node_lines(&node, decorations.refs(&node.id), snapshot, style, theme);
         if !style.graph {
@@ -313,10 +345,17 @@ fn print_nodes(
 /// `log`.
 pub fn log(ctx: &Ctx, args: &LogArgs) -> CliResult {
     let store = ctx.open_read()?;
+    let filtered = args.since.is_some() || args.until.is_some();
+    // With a time filter, -n counts the nodes it lets through: the walk itself goes on.
+    let window = TimeWindow {
+        since: args.since,
+        until: args.until,
+        limit: if filtered { args.limit } else { None },
+    };
     let flags = WalkFlags {
         all: args.all,
         first_parent: args.first_parent,
-        limit: args.limit,
+        limit: if filtered { None } else { args.limit },
     };
     let walk = walk(&store, &args.revs, flags)?;
     if walk.empty {
@@ -334,9 +373,15 @@ pub fn log(ctx: &Ctx, args: &LogArgs) -> CliResult {
             let decorations = Decorations::load(&store)?;
             let mut log = store.log(&walk.options).map_err(|e| explain(&store, e))?;
             let mut paged = WithSnapshots::new(&store);
-            while let Some((node, snapshots)) =
-                paged.next(|| log.next().transpose(), |node| node.id)?
+            let mut shown = 0;
+            while !window.full(shown)
+                && let Some((node, snapshots)) =
+                    paged.next(|| log.next().transpose(), |node| node.id)?
             {
+                if !window.admits(&node) {
+                    continue;
+                }
+                shown += 1;
                 let json = NodeJson::new(&node, decorations.refs(&node.id), &snapshots);
                 write!(out, "{}\n  ", if first { "" } else { "," })?;
                 let line = crate::output::terminal_safe_json(serde_json::to_string(&json)?);
@@ -351,7 +396,7 @@ pub fn log(ctx: &Ctx, args: &LogArgs) -> CliResult {
             graph: args.graph,
             oneline: args.oneline,
         };
-        boundary = print_log(&store, &walk, style, ctx.theme, &mut out)?;
+        boundary = print_log(&store, &walk, style, window, ctx.theme, &mut out)?;
     }
     out.finish()?;
     boundary_note(ctx.err_theme, &boundary);
