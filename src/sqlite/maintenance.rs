@@ -384,7 +384,7 @@ fn check_blobs(conn: &Connection, report: &mut VerifyReport, tick: &mut Tick<'_>
         if let Some(what) = damage {
             damaged += 1;
             let holders = if damaged <= NAMED_DAMAGED_BLOBS {
-                holders_of(conn, id)?
+                holders_of(conn, id)
             } else {
                 String::new()
             };
@@ -405,7 +405,7 @@ const NAMED_DAMAGED_BLOBS: usize = 16;
 /// are (at most three named, with their labels), or that no node holds them.
 /// Reads nothing it cannot: a damaged node row (an id or label of another type) is named as
 /// such, and any other failure leaves the holders unnamed, so the blob sweep goes on.
-fn holders_of(conn: &Connection, blob: i64) -> Result<String> {
+fn holders_of(conn: &Connection, blob: i64) -> String {
     use rusqlite::types::ValueRef;
     let named = || -> rusqlite::Result<(Vec<String>, usize)> {
         let mut stmt = conn.prepare(
@@ -433,12 +433,12 @@ fn holders_of(conn: &Connection, blob: i64) -> Result<String> {
         }
         Ok((named, more))
     };
-    Ok(match named() {
+    match named() {
         Err(_) => " (which nodes hold them could not be read)".to_owned(),
         Ok((named, _)) if named.is_empty() => " (no node holds them)".to_owned(),
         Ok((named, 0)) => format!(" (the state of node {})", named.join(", ")),
         Ok((named, n)) => format!(" (the state of node {} and {n} more)", named.join(", ")),
-    })
+    }
 }
 
 /// Every node against its id, parents and generation.

@@ -216,10 +216,8 @@ pub(crate) fn map_sqlite_error(context: &'static str, e: rusqlite::Error) -> Sta
     }
     // SQLITE_IOERR_SHMSIZE: growing the `-shm` index failed, which on a full disk (or a
     // file-size limit or quota) comes before anything says "disk full".
-    const SHMSIZE: i32 = 19;
     if let E::SqliteFailure(f, _) = &e
-        && f.code == ErrorCode::SystemIoFailure
-        && f.extended_code >> 8 == SHMSIZE
+        && f.extended_code == rusqlite::ffi::SQLITE_IOERR_SHMSIZE
     {
         let message = format!("{e} (SQLite could not grow the store's -shm file)");
         return StateStoreError::StorageFull(BackendError::new(context, message));

@@ -238,7 +238,8 @@ pub(crate) fn find_nodes_by_seq_range(
 /// for the content hash and the row header.
 pub const MAX_STATE_LEN: usize = 1_000_000_000 - 100;
 
-/// Stores state bytes (once per distinct content) under a new ref.
+/// Stores state bytes (once per distinct content) under a new ref. True when the bytes were
+/// new here; false when the content was stored already (deduplicated).
 pub(crate) fn put_state(
     tx: &Connection,
     cache: &mut TxCache,
@@ -246,7 +247,7 @@ pub(crate) fn put_state(
     hash: &ContentHash,
     bytes: &[u8],
     content_type: Option<&str>,
-) -> Result<()> {
+) -> Result<bool> {
     if bytes.len() > MAX_STATE_LEN {
         return Err(StateStoreError::invalid(
             "state",
@@ -269,6 +270,7 @@ pub(crate) fn put_state(
                 .optional()
         })
         .map_err(&ctx)?;
+    let new_bytes = inserted.is_some();
     let blob_id = match inserted {
         Some(id) => id,
         None => tx
@@ -297,7 +299,7 @@ pub(crate) fn put_state(
     cache
         .states
         .insert(*data_ref, (*hash, content_type.map(str::to_owned)));
-    Ok(())
+    Ok(new_bytes)
 }
 
 /// The hash, content type and length of stored state.
@@ -573,6 +575,9 @@ pub(crate) fn import_snapshot(
     data_hash: &ContentHash,
     now: OffsetDateTime,
 ) -> Result<SnapshotId> {
+    // Whether the package's bytes were just stored from the package itself: then there is
+    // no older copy of them to check.
+    let mut fresh_bytes = false;
     if cache.node(tx, &package.node_id)?.is_none() {
         let mut seqs = Vec::with_capacity(package.parent_ids.len());
         let mut generations = Vec::with_capacity(package.parent_ids.len());
@@ -583,7 +588,7 @@ pub(crate) fn import_snapshot(
         }
         let data_ref = StateDataRef::new_v7();
         let content_type = package.content_type.as_deref();
-        put_state(
+        fresh_bytes = put_state(
             tx,
             cache,
             &data_ref,
@@ -602,14 +607,16 @@ pub(crate) fn import_snapshot(
         };
         insert_node(tx, cache, &node, &seqs)?;
     }
-    repair_blob(tx, data_hash, &package.bytes)?;
+    if !fresh_bytes {
+        repair_blob(tx, data_hash, &package.bytes)?;
+    }
     snapshot(tx, cache, &package.node_id, now)
 }
 
 /// Writes `bytes` (verified to hash to `hash`) over the stored bytes of that content when
 /// those no longer hash to it (damaged on disk, as `verify` reports): importing a package
 /// exported before the damage repairs the state. Reads and hashes the stored copy, which an
-/// import can afford.
+/// import can afford; only for content that was stored before the import.
 fn repair_blob(tx: &Connection, hash: &ContentHash, bytes: &[u8]) -> Result<()> {
     let ctx = sql_error("checking the stored copy of an imported state");
     let stored: Option<(i64, bool)> = tx

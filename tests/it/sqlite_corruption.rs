@@ -71,6 +71,15 @@ impl Damaged {
         assert!(changed > 0, "setup: {sql} changed no row");
     }
 
+    /// Overwrites the stored bytes `old` with as many `fill` bytes: the same length, so
+    /// only the hash check can tell.
+    fn overwrite(&self, old: &[u8], fill: u8) {
+        self.damage(
+            "UPDATE blobs SET bytes = ?1 WHERE bytes = ?2",
+            [vec![fill; old.len()], old.to_vec()],
+        );
+    }
+
     fn open(&self) -> SqliteStateStore {
         open_normal(&self.path)
     }
@@ -503,10 +512,7 @@ fn verify_goes_on_past_a_blob_of_the_wrong_type() {
         "UPDATE blobs SET bytes = CAST(bytes AS TEXT) WHERE bytes = ?1",
         [ROOT_BYTES],
     );
-    d.damage(
-        "UPDATE blobs SET bytes = ?1 WHERE bytes = ?2",
-        [b"Y".repeat(OTHER_BYTES.len()), OTHER_BYTES.to_vec()],
-    );
+    d.overwrite(OTHER_BYTES, b'Y');
     // And the root node's label is no longer text: naming the blob's holders must not stop
     // the sweep either (the node check reports the node itself).
     d.damage(
@@ -552,10 +558,7 @@ fn importing_a_package_repairs_a_damaged_state() {
             store.export_snapshot(&snap(&d.other)).expect("export"),
         )
     };
-    d.damage(
-        "UPDATE blobs SET bytes = ?1 WHERE bytes = ?2",
-        [b"X".repeat(ROOT_BYTES.len()), ROOT_BYTES.to_vec()],
-    );
+    d.overwrite(ROOT_BYTES, b'X');
     let store = d.open();
     assert!(store.get_state(&d.root_ref).unwrap_err().is_corrupt());
     assert!(!store.verify(|_| {}).expect("verify").is_ok());
@@ -582,10 +585,7 @@ fn verify_reports_every_problem() {
     }
     // Flipped state bytes, an edited label, a snapshot pointing at the wrong node, a ref to a
     // node that is gone, and that node's children left with a missing parent.
-    d.damage(
-        "UPDATE blobs SET bytes = ?1 WHERE bytes = ?2",
-        [b"X".repeat(ROOT_BYTES.len()), ROOT_BYTES.to_vec()],
-    );
+    d.overwrite(ROOT_BYTES, b'X');
     d.damage(
         "UPDATE state_nodes SET label = 'forged' WHERE id = ?1",
         [d.other.as_bytes()],

@@ -339,9 +339,14 @@ pub fn spinner(what: &str) -> indicatif::ProgressBar {
 /// escapes (`\u{1b}`, `\r`), so they cannot move the cursor, recolour the terminal or
 /// forge lines. With `lines`, line breaks are kept; otherwise they are shown as `\n` too.
 pub fn printable(text: &str, lines: bool) -> String {
+    escaped(text, |c| lines && c == '\n')
+}
+
+/// `text` with its control and invisible characters escaped, except those `keep` names.
+fn escaped(text: &str, keep: impl Fn(char) -> bool) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
-        if (c.is_control() && !(lines && c == '\n')) || is_invisible(c) {
+        if (c.is_control() || is_invisible(c)) && !keep(c) {
             out.extend(c.escape_default());
         } else {
             out.push(c);
@@ -353,15 +358,7 @@ pub fn printable(text: &str, lines: bool) -> String {
 /// One line of a state made safe to print (`show`'s preview, `diff`): control characters
 /// and invisible ones escaped as in [`printable`], tabs kept.
 pub fn escape_line(line: &str) -> String {
-    let mut printed = String::with_capacity(line.len());
-    for c in line.chars() {
-        if (c.is_control() && c != '\t') || is_invisible(c) {
-            printed.extend(c.escape_default());
-        } else {
-            printed.push(c);
-        }
-    }
-    printed
+    escaped(line, |c| c == '\t')
 }
 
 #[cfg(test)]

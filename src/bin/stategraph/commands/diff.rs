@@ -41,10 +41,7 @@ pub fn diff(ctx: &Ctx, args: &DiffArgs) -> CliResult {
         let bytes = store.get_state(&node.data_ref)?.bytes;
         Ok((node, bytes))
     };
-    let old = match from {
-        Some(id) => Some(read(id)?),
-        None => None,
-    };
+    let old = from.map(read).transpose()?;
     let new = read(to)?;
     let mut out = ctx.out(true);
     let t = ctx.theme;

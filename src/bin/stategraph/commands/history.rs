@@ -122,9 +122,13 @@ pub struct TimeWindow {
 }
 
 impl TimeWindow {
-    fn admits(&self, node: &StateNode) -> bool {
+    /// Whether `node` is printed, counting it in `shown` when it is.
+    fn admits(&self, node: &StateNode, shown: &mut usize) -> bool {
         let at = node.metadata.created_at;
-        self.since.is_none_or(|since| at >= since) && self.until.is_none_or(|until| at <= until)
+        let inside = self.since.is_none_or(|since| at >= since)
+            && self.until.is_none_or(|until| at <= until);
+        *shown += usize::from(inside);
+        inside
     }
 
     fn full(&self, shown: usize) -> bool {
@@ -288,10 +292,9 @@ fn print_nodes(
         && let Some(((node, parents), snapshots)) =
             paged.next(|| nodes.next(), |(node, _)| node.id)?
     {
-        if !window.admits(&node) {
+        if !window.admits(&node, &mut shown) {
             continue;
         }
-        shown += 1;
         let snapshot = !snapshots.is_empty();
         let lines = node_lines(&node, decorations.refs(&node.id), snapshot, style, theme);
         if !style.graph {
@@ -378,10 +381,9 @@ pub fn log(ctx: &Ctx, args: &LogArgs) -> CliResult {
                 && let Some((node, snapshots)) =
                     paged.next(|| log.next().transpose(), |node| node.id)?
             {
-                if !window.admits(&node) {
+                if !window.admits(&node, &mut shown) {
                     continue;
                 }
-                shown += 1;
                 let json = NodeJson::new(&node, decorations.refs(&node.id), &snapshots);
                 write!(out, "{}\n  ", if first { "" } else { "," })?;
                 let line = crate::output::terminal_safe_json(serde_json::to_string(&json)?);
