@@ -218,7 +218,8 @@ impl StateStoreError {
     /// it), but if this handle is closed before another write on it succeeds, the store may
     /// hold it when it is next opened. Such failures are I/O errors (a full disk, a failed
     /// `fsync`); a write that succeeds on the same handle afterwards settles it (the write
-    /// that failed is then gone for good). After reopening, look before redoing anything
+    /// that failed is then gone for good). The SQLite store tries such a write at once, so
+    /// this is true only when that failed too. After reopening, look before redoing anything
     /// that must not happen twice; a compare-and-swap (`commit_on`, `set_ref` with the
     /// expected target) is safe to retry as it is.
     pub fn is_in_doubt(&self) -> bool {

@@ -61,6 +61,7 @@
 //! let snapshot = StateStore::load_snapshot(&store, &snapshot_id).expect("load");
 //! assert_eq!(snapshot.node_id, node_id);
 //! ```
+#![forbid(unsafe_code)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 #[cfg(feature = "async")]

@@ -547,12 +547,21 @@ impl Writer {
                     return fail_all(group, || map_sqlite_error("committing", copy_of(&e)));
                 }
                 Err(GroupFailure::InDoubt(e)) => {
+                    let context = "committing";
+                    let unsettled = match settle(conn) {
+                        // The failed group's frames can no longer be recovered: a plain
+                        // failure, nothing written.
+                        Ok(()) => {
+                            return fail_all(group, || map_sqlite_error(context, copy_of(&e)));
+                        }
+                        Err(settling) => settling,
+                    };
                     return fail_all(group, || {
-                        let context = "committing";
                         let message = format!(
                             "{e}; SQLite may have written this write to its log before \
                              failing: it is not applied, but unless a later write on this \
-                             handle succeeds first, the store may hold it when next opened"
+                             handle succeeds first, the store may hold it when next opened \
+                             (a write to settle it at once failed too: {unsettled})"
                         );
                         match map_sqlite_error(context, copy_of(&e)) {
                             StateStoreError::StorageFull(_) => StateStoreError::StorageFull(
@@ -638,8 +647,8 @@ impl Writer {
         // Any failure now comes after SQLite may have appended the group's pages, commit
         // mark included, to the WAL: growing the -shm index, or the sync, can fail after
         // that. It rolls the transaction back here, but a later open of the store recovers
-        // the log from the file and would find the commit (a later successful commit
-        // overwrites it first).
+        // the log from the file and would find the commit, unless a later successful commit
+        // overwrites it first ([`settle`]).
         tx.commit().map_err(|e| {
             if is_busy_sqlite(&e) {
                 GroupFailure::Busy
@@ -656,6 +665,23 @@ impl Writer {
         self.committed_transactions.fetch_add(1, Ordering::Relaxed);
         Ok(results)
     }
+}
+
+/// Makes sure the transaction whose `COMMIT` just failed on `conn` can never be recovered
+/// from the WAL, by committing one that changes nothing but still writes a page.
+///
+/// A failed `COMMIT` may have appended the transaction's frames, commit mark included, to the
+/// WAL before failing (growing the `-shm` index, or the sync, fails after that). This handle
+/// rolled it back, but recovery at the next open reads the file, not this handle's memory,
+/// and would find it committed. The next transaction's frames are written where the failed
+/// one's begin, and recovery stops at the first frame after its commit mark, whose checksum
+/// no longer follows on. `user_version` is rewritten with the value it has, which makes
+/// SQLite write the header page, so the write is never empty.
+fn settle(conn: &Connection) -> rusqlite::Result<()> {
+    let tx = Scope::begin(conn)?;
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    conn.pragma_update(None, "user_version", version)?;
+    tx.commit()
 }
 
 /// `e` again (rusqlite errors cannot be cloned), with its codes and message: one for each
@@ -935,10 +961,11 @@ mod tests {
         assert_eq!(gone.changed(), Some("was moved, replaced or deleted"));
     }
 
-    /// A `COMMIT` that fails fails every request of its group as "in doubt" (SQLite may
-    /// have logged it before failing), stores nothing, and leaves the writer working.
+    /// A `COMMIT` that fails fails every request of its group, stores nothing, and leaves
+    /// the writer working. The write that settles it succeeds here, so the failure is not in
+    /// doubt (`tests/it/failed_sync.rs` fails the settling write too).
     #[test]
-    fn a_failed_commit_is_in_doubt_for_the_whole_group() {
+    fn a_failed_commit_fails_the_whole_group() {
         let dir = tempfile::tempdir().unwrap();
         let w = writer(dir.path());
         let mut group = vec![put(b"a", "ok"), put(b"b", "fail-at-commit")];
@@ -946,12 +973,11 @@ mod tests {
         assert_eq!(results.len(), 2);
         for r in &results {
             let e = r.as_ref().expect_err("every request of the group fails");
-            assert!(e.is_in_doubt(), "{e}");
+            assert!(!e.is_in_doubt(), "{e}");
             assert!(!e.is_busy(), "{e}");
             let text = e.to_string();
             assert!(text.contains("FOREIGN KEY"), "{text}");
-            assert!(text.contains("may hold it when next opened"), "{text}");
-            assert!(!text.contains("nothing was written"), "{text}");
+            assert!(!text.contains("next opened"), "{text}");
         }
         assert!(stored(&w).is_empty());
         let mut group = vec![put(b"c", "ok")];

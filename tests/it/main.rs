@@ -7,6 +7,8 @@
 //!   `AsyncStateStore` (`via_async`).
 //! - `crash`: a child process killed with SIGKILL at random moments loses nothing it
 //!   acknowledged; a full disk fails writes cleanly.
+//! - `failed_sync`: a commit whose WAL fsync fails (injected by a wrapping VFS in a child
+//!   process) does not come back when the store is reopened after a crash.
 //! - `golden`: node and snapshot ids pinned to an independent Python implementation.
 //! - `multiprocess`: several OS processes writing one file (children are this binary
 //!   re-invoked on an ignored test; see `durability_util`).
@@ -29,6 +31,7 @@ mod concurrency;
 mod conformance;
 mod crash;
 mod durability_util;
+mod failed_sync;
 mod golden;
 mod history;
 mod history_util;

@@ -4,6 +4,7 @@
 //! commands open the store read-only, so they are safe next to a running writer. Run
 //! `stategraph --help` for the commands.
 
+#![forbid(unsafe_code)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 mod args;

@@ -1,0 +1,233 @@
+//! A commit whose `fsync` fails, after SQLite wrote its frames to the WAL, must not come back
+//! when the store is next opened: the caller was told it failed.
+//!
+//! The failure is injected by a VFS that wraps SQLite's default one and fails the next
+//! `fsync`s of WAL files on request. Registering it as the default changes every connection
+//! of the process, so the writes run in a child process (see `durability_util`).
+//!
+//! The only unsafe code of the project: SQLite's VFS interface is C.
+#![allow(unsafe_code)]
+
+use std::ffi::c_int;
+use std::path::Path;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use rusqlite::ffi;
+use stategraph::{Durability, SqliteStateStore, StateData, StateStore};
+
+use crate::durability_util::{ChildProc, child_command, child_role, child_var, report};
+
+const CHILD_TEST: &str = "failed_sync::child_failed_sync";
+
+/// How many of the next WAL `fsync`s fail.
+static WAL_SYNC_FAILURES: AtomicU32 = AtomicU32::new(0);
+
+/// The default VFS's WAL file methods, and the copy of them whose `xSync` fails on request.
+struct Hooks {
+    default_vfs: *mut ffi::sqlite3_vfs,
+    original: OnceLock<Methods>,
+}
+
+#[derive(Clone, Copy)]
+struct Methods {
+    theirs: *const ffi::sqlite3_io_methods,
+    ours: *const ffi::sqlite3_io_methods,
+}
+
+// SAFETY: the pointers name tables SQLite never frees and this module never writes after
+// creating them.
+unsafe impl Send for Hooks {}
+unsafe impl Sync for Hooks {}
+unsafe impl Send for Methods {}
+unsafe impl Sync for Methods {}
+
+static HOOKS: OnceLock<Hooks> = OnceLock::new();
+
+/// Makes the failing VFS the process's default. Call before opening any store.
+fn install() {
+    HOOKS.get_or_init(|| {
+        // SAFETY: SQLite's documented VFS registration; the new VFS is a copy of the default
+        // one with another name and `xOpen`, leaked so it outlives every connection.
+        unsafe {
+            let default_vfs = ffi::sqlite3_vfs_find(std::ptr::null());
+            assert!(!default_vfs.is_null(), "SQLite has no default VFS");
+            let mut ours = *default_vfs;
+            ours.zName = c"stategraph-failing-sync".as_ptr();
+            ours.pNext = std::ptr::null_mut();
+            ours.xOpen = Some(open);
+            let ours = Box::leak(Box::new(ours));
+            assert_eq!(ffi::sqlite3_vfs_register(ours, 1), ffi::SQLITE_OK);
+            Hooks {
+                default_vfs,
+                original: OnceLock::new(),
+            }
+        }
+    });
+}
+
+/// Opens a file through the default VFS; a WAL file gets methods whose `xSync` can fail.
+unsafe extern "C" fn open(
+    _vfs: *mut ffi::sqlite3_vfs,
+    name: ffi::sqlite3_filename,
+    file: *mut ffi::sqlite3_file,
+    flags: c_int,
+    out_flags: *mut c_int,
+) -> c_int {
+    let hooks = HOOKS.get().expect("installed before use");
+    // SAFETY: forwarding SQLite's own arguments to the VFS this one wraps, whose file object
+    // has the same size (`szOsFile` was copied).
+    unsafe {
+        let vfs = hooks.default_vfs;
+        let rc = ((*vfs).xOpen.expect("xOpen"))(vfs, name, file, flags, out_flags);
+        if rc != ffi::SQLITE_OK || flags & ffi::SQLITE_OPEN_WAL == 0 || (*file).pMethods.is_null() {
+            return rc;
+        }
+        let theirs = (*file).pMethods;
+        let methods = hooks.original.get_or_init(|| {
+            let mut ours = *theirs;
+            ours.xSync = Some(sync);
+            Methods {
+                theirs,
+                ours: Box::leak(Box::new(ours)),
+            }
+        });
+        assert_eq!(
+            methods.theirs, theirs,
+            "WAL files opened with two method tables"
+        );
+        (*file).pMethods = methods.ours;
+        rc
+    }
+}
+
+/// A WAL file's `xSync`: fails while failures are pending, otherwise syncs.
+unsafe extern "C" fn sync(file: *mut ffi::sqlite3_file, flags: c_int) -> c_int {
+    let failing = WAL_SYNC_FAILURES
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok();
+    if failing {
+        return ffi::SQLITE_IOERR_FSYNC;
+    }
+    let methods = HOOKS.get().and_then(|h| h.original.get()).expect("hooked");
+    // SAFETY: the file was opened by the wrapped VFS with these methods.
+    unsafe { ((*methods.theirs).xSync.expect("xSync"))(file, flags) }
+}
+
+/// Bytes stored by a write whose commit fails.
+const DOOMED: &[u8] = b"this state was never acknowledged";
+
+/// Opens the store through the failing VFS, makes one write whose WAL fsync fails, and
+/// reports how it failed; then exits without closing the store (as a crash would), so the
+/// WAL stays as the failure left it. Does nothing when run on its own.
+#[test]
+#[ignore = "child process of the failed-sync tests; run by them"]
+fn child_failed_sync() {
+    if child_role().as_deref() != Some("failed-sync") {
+        return;
+    }
+    install();
+    let path = child_var("STATEGRAPH_TEST_DB");
+    let failures: u32 = child_var("STATEGRAPH_TEST_FAILURES")
+        .parse()
+        .expect("failures");
+    let store = SqliteStateStore::builder()
+        .durability(Durability::Immediate)
+        .open(&path)
+        .expect("child: open");
+    store
+        .put_state(StateData::new(b"kept".to_vec()))
+        .expect("child: a write before the failure");
+    WAL_SYNC_FAILURES.store(failures, Ordering::SeqCst);
+    match store.put_state(StateData::new(DOOMED.to_vec())) {
+        Ok(_) => report("ok"),
+        Err(e) => report(&format!("error in-doubt={} {e}", e.is_in_doubt())),
+    }
+    report(&format!(
+        "failures-left {}",
+        WAL_SYNC_FAILURES.load(Ordering::SeqCst)
+    ));
+    // No close: the WAL must stay as the failure left it.
+    std::mem::forget(store);
+    std::process::exit(0);
+}
+
+/// Runs the child with `failures` failing WAL fsyncs and returns its reports.
+fn run_child(path: &Path, failures: u32) -> Vec<String> {
+    let mut cmd = child_command(CHILD_TEST, "failed-sync");
+    cmd.env("STATEGRAPH_TEST_DB", path)
+        .env("STATEGRAPH_TEST_FAILURES", failures.to_string());
+    let mut child = ChildProc::spawn(cmd);
+    let status = child.wait(Duration::from_secs(60));
+    let (reports, stderr) = child.finish();
+    assert!(status.success(), "child failed: {status}\n{stderr}");
+    assert!(
+        reports.iter().any(|r| r == "failures-left 0"),
+        "the injected failure was not reached: {reports:?}\n{stderr}"
+    );
+    reports
+}
+
+/// How many stored states hold `bytes`, read straight from the file (and its WAL).
+fn stored_copies(path: &Path, bytes: &[u8]) -> i64 {
+    let conn = rusqlite::Connection::open(path).expect("opening the store with SQLite");
+    conn.query_row(
+        "SELECT count(*) FROM blobs WHERE bytes = ?1",
+        [bytes],
+        |r| r.get(0),
+    )
+    .expect("counting blobs")
+}
+
+/// The store the child writes to, created (and closed) here.
+fn new_store(dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("store.db");
+    drop(SqliteStateStore::open(&path).expect("creating the store"));
+    path
+}
+
+/// The failed commit's frames, commit mark included, are in the WAL when the fsync fails.
+/// The writer settles them at once with a write that changes nothing, so the failure is a
+/// plain one (nothing written), and reopening after a crash does not bring the write back.
+#[test]
+fn a_commit_whose_fsync_failed_does_not_come_back_after_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = new_store(dir.path());
+    let reports = run_child(&path, 1);
+    let error = reports
+        .iter()
+        .find_map(|r| r.strip_prefix("error "))
+        .unwrap_or_else(|| panic!("the write did not fail: {reports:?}"));
+    assert!(
+        path.with_extension("db-wal").exists(),
+        "the child left no WAL to recover"
+    );
+    assert_eq!(stored_copies(&path, b"kept"), 1);
+    assert_eq!(
+        stored_copies(&path, DOOMED),
+        0,
+        "a write reported as failed ({error}) is in the store after reopening"
+    );
+    assert!(error.starts_with("in-doubt=false"), "{error}");
+    assert!(error.contains("disk I/O error"), "{error}");
+    assert!(!error.contains("next opened"), "{error}");
+    let store = SqliteStateStore::open(&path).expect("reopening");
+    assert!(store.verify(|_| {}).expect("verify").is_ok());
+}
+
+/// When the write that settles the failure fails too, the error says the write is in doubt.
+#[test]
+fn a_failed_commit_that_cannot_be_settled_is_in_doubt() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = new_store(dir.path());
+    let reports = run_child(&path, 2);
+    let error = reports
+        .iter()
+        .find_map(|r| r.strip_prefix("error "))
+        .unwrap_or_else(|| panic!("the write did not fail: {reports:?}"));
+    assert!(error.starts_with("in-doubt=true"), "{error}");
+    assert!(error.contains("may hold it when next opened"), "{error}");
+    assert!(error.contains("settle it at once failed too"), "{error}");
+    assert_eq!(stored_copies(&path, b"kept"), 1);
+}
