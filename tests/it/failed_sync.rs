@@ -9,7 +9,7 @@
 #![allow(unsafe_code)]
 
 use std::ffi::c_int;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -153,10 +153,13 @@ fn child_failed_sync() {
     std::process::exit(0);
 }
 
-/// Runs the child with `failures` failing WAL fsyncs and returns its reports.
-fn run_child(path: &Path, failures: u32) -> Vec<String> {
+/// Creates a store in `dir`, runs the child on it with `failures` failing WAL fsyncs, and
+/// returns the store's path and how the child's write failed.
+fn failed_write(dir: &Path, failures: u32) -> (PathBuf, String) {
+    let path = dir.join("store.db");
+    drop(SqliteStateStore::open(&path).expect("creating the store"));
     let mut cmd = child_command(CHILD_TEST, "failed-sync");
-    cmd.env("STATEGRAPH_TEST_DB", path)
+    cmd.env("STATEGRAPH_TEST_DB", &path)
         .env("STATEGRAPH_TEST_FAILURES", failures.to_string());
     let mut child = ChildProc::spawn(cmd);
     let status = child.wait(Duration::from_secs(60));
@@ -166,7 +169,11 @@ fn run_child(path: &Path, failures: u32) -> Vec<String> {
         reports.iter().any(|r| r == "failures-left 0"),
         "the injected failure was not reached: {reports:?}\n{stderr}"
     );
-    reports
+    let error = reports
+        .iter()
+        .find_map(|r| r.strip_prefix("error "))
+        .unwrap_or_else(|| panic!("the write did not fail: {reports:?}"));
+    (path, error.to_owned())
 }
 
 /// How many stored states hold `bytes`, read straight from the file (and its WAL).
@@ -180,25 +187,13 @@ fn stored_copies(path: &Path, bytes: &[u8]) -> i64 {
     .expect("counting blobs")
 }
 
-/// The store the child writes to, created (and closed) here.
-fn new_store(dir: &Path) -> std::path::PathBuf {
-    let path = dir.join("store.db");
-    drop(SqliteStateStore::open(&path).expect("creating the store"));
-    path
-}
-
 /// The failed commit's frames, commit mark included, are in the WAL when the fsync fails.
 /// The writer settles them at once with a write that changes nothing, so the failure is a
 /// plain one (nothing written), and reopening after a crash does not bring the write back.
 #[test]
 fn a_commit_whose_fsync_failed_does_not_come_back_after_a_crash() {
     let dir = tempfile::tempdir().unwrap();
-    let path = new_store(dir.path());
-    let reports = run_child(&path, 1);
-    let error = reports
-        .iter()
-        .find_map(|r| r.strip_prefix("error "))
-        .unwrap_or_else(|| panic!("the write did not fail: {reports:?}"));
+    let (path, error) = failed_write(dir.path(), 1);
     assert!(
         path.with_extension("db-wal").exists(),
         "the child left no WAL to recover"
@@ -220,12 +215,7 @@ fn a_commit_whose_fsync_failed_does_not_come_back_after_a_crash() {
 #[test]
 fn a_failed_commit_that_cannot_be_settled_is_in_doubt() {
     let dir = tempfile::tempdir().unwrap();
-    let path = new_store(dir.path());
-    let reports = run_child(&path, 2);
-    let error = reports
-        .iter()
-        .find_map(|r| r.strip_prefix("error "))
-        .unwrap_or_else(|| panic!("the write did not fail: {reports:?}"));
+    let (path, error) = failed_write(dir.path(), 2);
     assert!(error.starts_with("in-doubt=true"), "{error}");
     assert!(error.contains("may hold it when next opened"), "{error}");
     assert!(error.contains("settle it at once failed too"), "{error}");
