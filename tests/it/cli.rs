@@ -356,6 +356,28 @@ fn demo_runs_and_draws_a_merge() {
     let store = SqliteStateStore::open_read_only(&states).expect("still a store");
     assert_eq!(store.get_state(&data).expect("state").bytes, b"precious");
 
+    // A demo store of an earlier build (marked by a `stategraph-demo` branch) is replaced.
+    let older = env.dir.path().join("older.db");
+    {
+        let store = SqliteStateStore::open(&older).expect("open");
+        let (_, node) =
+            crate::util::commit_bytes(&store, vec![], b"old demo", None, StateMetadata::now(None));
+        store.set_ref("stategraph-demo", None, &node).expect("ref");
+    }
+    bare(env.dir.path())
+        .args(["demo", "--ticks", "12", "--db"])
+        .arg(&older)
+        .assert()
+        .success();
+    let store = SqliteStateStore::open_read_only(&older).expect("replaced");
+    assert_eq!(store.get_ref("stategraph-demo").expect("ref"), None);
+    assert!(
+        store
+            .get_ref("tags/stategraph-demo")
+            .expect("ref")
+            .is_some()
+    );
+
     // An empty store holds nothing to lose: the demo takes its place.
     let empty = env.dir.path().join("empty.db");
     drop(SqliteStateStore::open(&empty).expect("open"));
@@ -394,7 +416,12 @@ fn concurrent_demos_do_not_delete_each_other() {
     }
     assert!(succeeded >= 1);
     assert!(env.ok(&["fsck"]).ends_with(": ok\n"));
-    assert!(env.ok(&["branch"]).contains("stategraph-demo"));
+    assert!(env.ok(&["tag"]).contains("stategraph-demo"));
+    assert_eq!(
+        env.ok(&["branch"]).lines().count(),
+        2,
+        "main and agents/explorer"
+    );
 }
 
 #[test]

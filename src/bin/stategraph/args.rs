@@ -357,7 +357,7 @@ Example:
     /// Build a demo store by simulating an agent runtime, then draw its history
     #[command(after_help = "\
 Writes ./stategraph-demo.db (or --db PATH; $STATEGRAPH_DB is ignored here). An existing file is
-replaced only if an earlier demo made it (it has a `stategraph-demo` ref) and is writable;
+replaced only if an earlier demo made it (it has a `tags/stategraph-demo` tag) and is writable;
 anything else, your own stores included, is left alone and the demo stops. One demo runs in a
 directory at a time; a second one stops at once.
 

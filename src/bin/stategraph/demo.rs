@@ -30,8 +30,11 @@ const GRAPH_LIMIT: usize = 60;
 const MAIN: &str = "main";
 const EXPLORER: &str = "agents/explorer";
 const BEFORE_RESTORE: &str = "tags/before-restore";
-/// The ref that marks a store as the demo's own: only a store carrying it is ever replaced.
-const MARKER: &str = "stategraph-demo";
+/// The tag that marks a store as the demo's own: only a store carrying it is ever replaced.
+/// A tag, so that it stays out of the `branch` list.
+const MARKER: &str = "tags/stategraph-demo";
+/// The marker of demo stores written by earlier builds, also replaced.
+const OLD_MARKER: &str = "stategraph-demo";
 
 /// `demo`.
 pub fn run(ctx: &Ctx, args: &DemoArgs) -> CliResult {
@@ -115,7 +118,7 @@ pub fn run(ctx: &Ctx, args: &DemoArgs) -> CliResult {
         format!("stategraph --db {db} show main"),
         format!("stategraph --db {db} log main~3..main"),
         format!("stategraph --db {db} reflog main"),
-        format!("stategraph --db {db} cat {BEFORE_RESTORE}"),
+        format!("stategraph --db {db} diff {BEFORE_RESTORE} main"),
     ] {
         writeln!(out, "  {command}")?;
     }
@@ -187,9 +190,10 @@ fn clear_old_demo(path: &Path) -> CliResult {
             let stats = store.stats()?;
             Ok(stats.nodes == 0 && stats.states == 0 && stats.blobs == 0)
         };
-        if store.get_ref(MARKER)?.is_none() && !empty()? {
+        let marked = store.get_ref(MARKER)?.is_some() || store.get_ref(OLD_MARKER)?.is_some();
+        if !marked && !empty()? {
             return Err(refuse(format!(
-                "it is a stategraph store the demo did not make (it has no `{MARKER}` ref)"
+                "it is a stategraph store the demo did not make (it has no `{MARKER}` tag)"
             )));
         }
     }
