@@ -105,10 +105,14 @@ impl GcOptions {
 
     /// Also removes history that is still reachable, once it is older than `older_than`:
     /// every node made before then goes, except the nodes a ref or a snapshot points at
-    /// itself, and the nodes kept above a removed one record it as a shallow boundary (as a
-    /// snapshot imported without its ancestors does), so their ids still verify and walks
-    /// stop there and say so. Ref log entries that name a removed node go with it. Off by
-    /// default; it makes a store whose branches move every tick stop growing.
+    /// itself and, for each ref, the nodes between it and the newest snapshot in its history
+    /// (those [`latest_snapshot`](crate::History::latest_snapshot) walks, so that a program
+    /// restarting from the ref still finds its restore point; finding them walks a ref's
+    /// history down to that snapshot, all of it for a ref with none). The nodes kept above a
+    /// removed one record it as a shallow boundary (as a snapshot imported without its
+    /// ancestors does), so their ids still verify and walks stop there and say so. Ref log
+    /// entries that name a removed node go with it. Off by default; it makes a store whose
+    /// branches move every tick stop growing.
     ///
     /// This wins over the grace period for nodes older than `older_than`: a writer still
     /// working on a node that old loses it.
@@ -248,6 +252,46 @@ pub struct GcReport {
     pub boundary_nodes: u64,
     /// True when nothing was removed because it was a dry run.
     pub dry_run: bool,
+}
+
+/// History pruning keeps what a program restarting from a ref needs: for each of `heads`, the
+/// nodes [`History::latest_snapshot`](crate::History::latest_snapshot) walks from it down to
+/// the newest snapshot in its history (every ancestor of a larger generation, found newest
+/// first). Returns them, to be kept as roots; a head with no snapshot in its history adds
+/// nothing, after a walk of that whole history.
+///
+/// `parents` gives every stored parent, pruned or not; indices share one numbering.
+pub(crate) fn restore_paths(
+    heads: impl IntoIterator<Item = usize>,
+    generation: impl Fn(usize) -> u64,
+    has_snapshot: impl Fn(usize) -> bool,
+    parents: impl Fn(usize) -> Vec<usize>,
+) -> Vec<usize> {
+    use std::collections::{BinaryHeap, HashSet};
+    let mut keep = Vec::new();
+    let mut seen = HashSet::new();
+    let mut queue = BinaryHeap::new();
+    let mut walked = Vec::new();
+    for head in heads {
+        seen.clear();
+        queue.clear();
+        walked.clear();
+        seen.insert(head);
+        queue.push((generation(head), head));
+        while let Some((_, node)) = queue.pop() {
+            walked.push(node);
+            if has_snapshot(node) {
+                keep.append(&mut walked);
+                break;
+            }
+            for parent in parents(node) {
+                if seen.insert(parent) {
+                    queue.push((generation(parent), parent));
+                }
+            }
+        }
+    }
+    keep
 }
 
 /// Marks every node reachable from `roots` through `parents` (indices into the same

@@ -295,12 +295,31 @@ impl Inner {
             .collect();
         // What refs and snapshots point at is kept whatever its age; the rest only while
         // history pruning leaves it.
-        let mut roots: Vec<StateNodeId> = self.refs.values().copied().collect();
-        roots.extend(self.snapshots.values().map(|s| s.node_id));
-        let mut roots: Vec<usize> = roots
-            .iter()
+        let heads: Vec<usize> = self
+            .refs
+            .values()
             .filter_map(|id| index.get(id).copied())
             .collect();
+        let snapshotted: HashSet<usize> = self
+            .snapshots
+            .values()
+            .filter_map(|s| index.get(&s.node_id).copied())
+            .collect();
+        let mut roots: Vec<usize> = heads.iter().chain(&snapshotted).copied().collect();
+        if cut.prune_before.is_some() && !snapshotted.is_empty() {
+            roots.extend(gc::restore_paths(
+                heads,
+                |i| self.nodes[&ids[i]].generation,
+                |i| snapshotted.contains(&i),
+                |i| {
+                    self.nodes[&ids[i]]
+                        .parent_ids
+                        .iter()
+                        .filter_map(|p| index.get(p).copied())
+                        .collect()
+                },
+            ));
+        }
         let unpruned = |id: &StateNodeId| index.get(id).copied().filter(|&i| !pruned[i]);
         for entry in self.ref_log.values().flatten() {
             if !cut.ref_log_expired(entry.at) {

@@ -120,7 +120,8 @@ pub trait History: StateStore {
     /// The snapshot of the newest node (largest generation) in the history of `from`, `from`
     /// included; `None` when no node in it has one. What a restarting program resumes from
     /// when its branch may have moved past its last snapshot:
-    /// `restore(&latest_snapshot(&head)?.unwrap().id, ...)`.
+    /// `restore(&latest_snapshot(&head)?.unwrap().id, ...)`. The history includes merged
+    /// branches: after a merge, the newest snapshot may be of a node on the merged side.
     ///
     /// Walks the history newest first and stops at the first snapshot, looking nodes up in
     /// the snapshot index a page at a time (16 nodes first, doubling up to 1024): a history
@@ -128,31 +129,49 @@ pub trait History: StateStore {
     ///
     /// # Errors
     /// [`StateStoreError::MissingNode`] for an unknown id; an error of the walk only if no
-    /// node before it has a snapshot.
+    /// node before it has a snapshot. [`StateStoreError::ShallowHistory`] when the walk met
+    /// a shallow boundary (history cut by `gc` with
+    /// [`prune_history`](crate::GcOptions::prune_history), or never imported) past which a
+    /// stored snapshot newer than the answer may lie: `gc` keeps a snapshot's node but may
+    /// remove the nodes between it and the branch.
     fn latest_snapshot(&self, from: &StateNodeId) -> Result<Option<SnapshotInfo>> {
         let mut log = self.log(&LogOptions::new().from(*from))?;
         let mut page = Vec::new();
         let mut size = 16;
+        // The highest generation a node past a shallow boundary met so far can have.
+        let mut hidden = 0;
         loop {
             page.clear();
             let mut failed = None;
             for node in log.by_ref().take(size) {
                 match node {
-                    Ok(node) => page.push(node.id),
+                    Ok(node) => page.push(node),
                     Err(e) => {
                         failed = Some(e);
                         break;
                     }
                 }
             }
-            let found = self.snapshots_of_each(&page)?.into_iter().flatten().next();
-            if found.is_some() {
-                return Ok(found);
+            for node in &page {
+                if node.parent_ids.iter().any(|p| log.is_boundary(p)) {
+                    hidden = hidden.max(node.generation - 1);
+                }
+            }
+            let ids: Vec<StateNodeId> = page.iter().map(|n| n.id).collect();
+            let found = self
+                .snapshots_of_each(&ids)?
+                .into_iter()
+                .zip(&page)
+                .find_map(|(snapshots, node)| Some((snapshots.into_iter().next()?, node)));
+            if let Some((snapshot, node)) = found {
+                no_snapshot_hidden(self, &log, node.generation, hidden)?;
+                return Ok(Some(snapshot));
             }
             if let Some(e) = failed {
                 return Err(e);
             }
             if page.len() < size {
+                no_snapshot_hidden(self, &log, 0, hidden)?;
                 return Ok(None);
             }
             size = (size * 2).min(1024);
@@ -260,6 +279,31 @@ pub trait History: StateStore {
     fn dot_lines(&self, options: &LogOptions) -> Result<DotLines<'_>> {
         Ok(DotLines::new(self.log(options)?))
     }
+}
+
+/// For [`History::latest_snapshot`]: `ShallowHistory` when a stored snapshot's node has a
+/// generation above `floor` and at most `hidden`, so that it could lie past the boundary `log`
+/// met, newer than the answer. (Snapshot nodes are never pruned, and the walk would have met
+/// any it reaches above `floor` first.)
+fn no_snapshot_hidden<S: StateStore + ?Sized>(
+    store: &S,
+    log: &Log<'_>,
+    floor: u64,
+    hidden: u64,
+) -> Result<()> {
+    if hidden <= floor {
+        return Ok(());
+    }
+    for snapshot in store.list_snapshots()? {
+        let generation = store.get_node(&snapshot.node_id)?.generation;
+        if generation > floor && generation <= hidden {
+            return Err(StateStoreError::ShallowHistory {
+                question: "latest_snapshot",
+                parent: log.boundary()[0],
+            });
+        }
+    }
+    Ok(())
 }
 
 impl<S: StateStore + ?Sized> History for S {}

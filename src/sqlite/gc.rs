@@ -52,6 +52,7 @@ struct Nodes {
     old: Vec<bool>,
     /// Older than the history pruning cut.
     pruned: Vec<bool>,
+    generations: Vec<u64>,
 }
 
 /// A parent that is not stored here, in [`Nodes::parents`].
@@ -62,12 +63,13 @@ impl Nodes {
         let ctx = sql_error("reading the nodes to collect garbage");
         let mut stmt = tx
             .prepare(
-                "SELECT seq, parent_seqs, data_ref, created_s, created_ns FROM state_nodes
-                 ORDER BY seq",
+                "SELECT seq, parent_seqs, data_ref, created_s, created_ns, generation
+                 FROM state_nodes ORDER BY seq",
             )
             .map_err(&ctx)?;
         let mut rows = stmt.query([]).map_err(&ctx)?;
         let (mut seqs, mut old, mut pruned) = (Vec::new(), Vec::new(), Vec::new());
+        let mut generations = Vec::new();
         // Each node's parent seqs, concatenated: `raw[raw_starts[i]..raw_starts[i + 1]]`.
         let (mut raw, mut raw_starts) = (Vec::new(), vec![0]);
         while let Some(row) = rows.next().map_err(&ctx)? {
@@ -83,6 +85,7 @@ impl Nodes {
             raw.extend(decode_seqs(&parent_seqs)?);
             raw_starts.push(raw.len());
             seqs.push(seq);
+            generations.push(row.get::<_, i64>(5).map_err(&ctx)? as u64);
             old.push(cut.is_old_node(&data_ref, created_at));
             pruned.push(cut.is_pruned(&data_ref, created_at));
         }
@@ -92,6 +95,7 @@ impl Nodes {
             parents: Vec::with_capacity(raw.len()),
             old,
             pruned,
+            generations,
         };
         nodes.starts.push(0);
         for (i, window) in raw_starts.windows(2).enumerate() {
@@ -173,12 +177,31 @@ fn collect_in(tx: &Connection, cut: Cutoffs) -> Result<GcReport> {
     let nodes = Nodes::read(tx, &cut)?;
     // What refs and snapshots point at is kept whatever its age; the rest only while history
     // pruning leaves it.
-    let mut roots: Vec<usize> = Vec::new();
-    for sql in [
+    let (mut heads, mut snapshotted) = (Vec::new(), Vec::new());
+    root_seqs(
+        tx,
         "SELECT s.seq FROM refs r JOIN state_nodes s ON s.id = r.node_id",
+        &nodes,
+        &mut heads,
+    )?;
+    root_seqs(
+        tx,
         "SELECT s.seq FROM snapshots p JOIN state_nodes s ON s.id = p.node_id",
-    ] {
-        root_seqs(tx, sql, &nodes, &mut roots)?;
+        &nodes,
+        &mut snapshotted,
+    )?;
+    let mut roots: Vec<usize> = heads.iter().chain(&snapshotted).copied().collect();
+    if cut.prune_before.is_some() && !snapshotted.is_empty() {
+        let mut has_snapshot = vec![false; nodes.seqs.len()];
+        for &i in &snapshotted {
+            has_snapshot[i] = true;
+        }
+        roots.extend(gc::restore_paths(
+            heads,
+            |i| nodes.generations[i],
+            |i| has_snapshot[i],
+            |i| nodes.stored_parents_of(i).collect(),
+        ));
     }
     let mut others: Vec<usize> = (0..nodes.seqs.len()).filter(|&i| !nodes.old[i]).collect();
     for sql in [

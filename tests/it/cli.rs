@@ -55,6 +55,50 @@ fn reflog_positions_are_revisions_and_undo_a_move() {
     assert!(assert_error(&out).contains("is the oldest"));
 }
 
+/// `gc --prune-history` keeps the way from a branch down to its newest snapshot, so `restore
+/// --branch` still finds it. Where a branch's history past a boundary could hold a newer
+/// snapshot than any above it (here its own was deleted after the prune), `restore` says it
+/// cannot choose and how to name one, where it said "no snapshot in the history of main".
+#[test]
+fn restore_after_pruning_history() {
+    let (kept, cut) = (Env::init(), Env::init());
+    for env in [&kept, &cut] {
+        for n in 1..=5 {
+            env.commit(
+                &format!("{{\"n\":{n}}}"),
+                &format!("t{n}"),
+                &["--branch", "main"],
+            );
+        }
+        env.ok(&["snapshot", "main~3"]);
+    }
+    cut.ok(&["snapshot", "main"]);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    for env in [&kept, &cut] {
+        assert!(
+            env.ok(&["gc", "--prune-history", "1s"])
+                .contains("shallow boundary")
+        );
+    }
+    kept.ok(&["restore", "--branch", "main"]);
+    assert!(kept.ok(&["log", "--oneline", "-n", "1"]).contains("t2"));
+
+    cut.ok(&["snapshot", "-d", "main"]);
+    let err = assert_error(
+        &cut.sg(&["restore", "--branch", "main"])
+            .output()
+            .expect("run"),
+    );
+    assert!(
+        err.contains("cannot tell which snapshot is the latest in the history of main"),
+        "{err}"
+    );
+    assert!(
+        err.contains("stategraph restore SNAPSHOT --branch main"),
+        "{err}"
+    );
+}
+
 /// `restore --branch B` without a snapshot takes the newest one in B's history; a snapshot
 /// from outside that history is restored with a note naming where the old head is kept.
 #[test]
@@ -2336,6 +2380,8 @@ fn ancestry_past_a_pruned_boundary_is_an_error() {
     env.ok(&["snapshot", &first]);
     env.commit("2", "two", &["--branch", "main"]);
     env.commit("3", "three", &["--branch", "main"]);
+    // main's own snapshot: pruning need not keep the way down to `first`'s.
+    env.ok(&["snapshot", "main"]);
     assert_eq!(
         env.sg(&["is-ancestor", &first, "main"])
             .output()

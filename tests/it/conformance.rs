@@ -1361,10 +1361,9 @@ fn gc_removes_a_shallow_import_and_its_boundary(h: &Harness) {
     }
 }
 
-/// History pruning removes reachable nodes older than the cut, but not what refs and
-/// snapshots point at; the nodes kept above them mark a shallow boundary.
-fn gc_prunes_old_history_to_a_boundary(h: &Harness) {
-    let s = h.store();
+/// Commits `chain[0..6]` on `main`, snapshots `chain[i]` for each `i` of `snapshots`, and
+/// prunes history before a cut between `chain[2]` and `chain[3]`.
+fn pruned_chain(s: &dyn StateStore, snapshots: &[usize]) -> (Vec<StateNodeId>, GcReport) {
     let mut head = None;
     let mut chain = Vec::new();
     let mut prune_cut = None;
@@ -1383,14 +1382,25 @@ fn gc_prunes_old_history_to_a_boundary(h: &Harness) {
             // chain[0..=2] before the cut, chain[3..] after it.
             let cut = next_ms(next_ms(time::OffsetDateTime::now_utc()));
             next_ms(cut);
-            s.snapshot(&chain[1]).expect("snapshot");
             prune_cut = Some(cut);
         }
+    }
+    for &i in snapshots {
+        s.snapshot(&chain[i]).expect("snapshot");
     }
     let cut = prune_cut.expect("cut");
     let report = s
         .gc(&GcOptions::new().prune_history_before(cut))
         .expect("gc");
+    (chain, report)
+}
+
+/// History pruning removes reachable nodes older than the cut, but not what refs and
+/// snapshots point at; the nodes kept above them mark a shallow boundary.
+fn gc_prunes_old_history_to_a_boundary(h: &Harness) {
+    let s = h.store();
+    // main's newest snapshot, chain[4], is above the cut.
+    let (chain, report) = pruned_chain(s, &[1, 4]);
     // chain[0] and chain[2] go; chain[1] stays (a snapshot), chain[3] keeps a boundary.
     assert_eq!(report.nodes_removed, 2, "{report:?}");
     assert_eq!(report.boundary_nodes, 2, "{report:?}");
@@ -1408,6 +1418,57 @@ fn gc_prunes_old_history_to_a_boundary(h: &Harness) {
         assert!(report.is_ok(), "{:?}", report.problems);
         assert_eq!(report.shallow_edges, 2);
     }
+}
+
+/// History pruning keeps the nodes between a ref and the newest snapshot in its history,
+/// however old: a program restarting from the branch finds its restore point.
+fn gc_prune_keeps_the_way_from_a_ref_to_its_snapshot(h: &Harness) {
+    let s = h.store();
+    let (chain, report) = pruned_chain(s, &[1]);
+    // Only chain[0] goes: chain[2] is on main's way down to chain[1].
+    assert_eq!(report.nodes_removed, 1, "{report:?}");
+    assert_eq!(report.boundary_nodes, 1, "{report:?}");
+    assert!(s.get_node(&chain[0]).is_err());
+    for id in &chain[1..] {
+        s.get_node(id).expect("kept");
+    }
+    let latest = s
+        .latest_snapshot(&chain[5])
+        .expect("latest")
+        .expect("found");
+    assert_eq!(latest.node_id, chain[1]);
+}
+
+/// `latest_snapshot` from above a boundary that pruning left: a snapshot past it (kept, but
+/// cut off from the node) could be the answer, so it says the history is shallow instead
+/// of "none"; a snapshot found above the boundary, or none stored where the cut history
+/// could hold one, is an answer.
+fn latest_snapshot_says_when_pruning_hid_the_answer(h: &Harness) {
+    let s = h.store();
+    let (chain, _) = pruned_chain(s, &[1, 4]);
+    // From main~2, whose parent is gone, the snapshot of chain[1] may be the answer.
+    let err = s.latest_snapshot(&chain[3]).unwrap_err();
+    match &err {
+        StateStoreError::ShallowHistory { question, parent } => {
+            assert_eq!(*question, "latest_snapshot");
+            assert_eq!(*parent, chain[2]);
+        }
+        other => panic!("expected ShallowHistory, got {other}"),
+    }
+    let latest = |id: &StateNodeId| s.latest_snapshot(id).expect("latest").map(|i| i.node_id);
+    assert_eq!(latest(&chain[1]), Some(chain[1]), "the snapshot's own node");
+    assert_eq!(
+        latest(&chain[5]),
+        Some(chain[4]),
+        "a snapshot above the boundary"
+    );
+    // With no snapshot stored that the cut history could hold, "none" is the answer.
+    for info in s.list_snapshots().expect("list") {
+        if info.node_id == chain[1] {
+            s.delete_snapshot(&info.id).expect("delete");
+        }
+    }
+    assert_eq!(latest(&chain[3]), None);
 }
 
 macro_rules! conformance_cases {
@@ -1480,6 +1541,8 @@ conformance_cases!(
     wrong_generation_claims_settle_when_the_ancestors_arrive,
     forged_generation_claims_in_any_order_keep_generations_checkable,
     latest_snapshot_finds_the_newest_in_history,
+    latest_snapshot_says_when_pruning_hid_the_answer,
+    gc_prune_keeps_the_way_from_a_ref_to_its_snapshot,
     gc_within_the_grace_period_removes_nothing,
     gc_removes_exactly_what_nothing_reaches,
     gc_dry_run_counts_and_changes_nothing,

@@ -235,9 +235,25 @@ pub fn restore(ctx: &Ctx, args: &RestoreArgs) -> CliResult {
         (None, None) => {
             return Err(CliError::new(format!("there is no branch {}", args.branch)));
         }
-        (None, Some(head)) => match store.latest_snapshot(head)? {
-            Some(latest) => latest.id,
-            None => {
+        (None, Some(head)) => match store.latest_snapshot(head) {
+            Ok(Some(latest)) => latest.id,
+            Err(StateStoreError::ShallowHistory { parent, .. }) => {
+                return Err(CliError::new(format!(
+                    "cannot tell which snapshot is the latest in the history of {}: it stops \
+                     at a shallow boundary (parent {} is not stored: pruned by `gc \
+                     --prune-history`, or never imported), and a snapshot kept past it could be \
+                     newer than any above it",
+                    args.branch,
+                    parent.to_short_hex(12)
+                ))
+                .hint(format!(
+                    "name the snapshot: `stategraph snapshots` lists them, `stategraph restore \
+                     SNAPSHOT --branch {}` restores one",
+                    args.branch
+                )));
+            }
+            Err(e) => return Err(e.into()),
+            Ok(None) => {
                 return Err(CliError::new(format!(
                     "no snapshot in the history of {}",
                     args.branch
