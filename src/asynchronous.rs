@@ -41,20 +41,29 @@ use crate::store::{Applied, StateStore, Writes};
 /// receiver, waiting while the channel is full, until the walk ends or the receiver is gone.
 /// The walk stops at its next read once the receiver is dropped, not only at its next entry:
 /// between two entries it may pass through any amount of excluded history.
-fn feed(walk: Result<crate::graph::Log<'_>>, tx: &mpsc::Sender<Result<StateNode>>) {
-    let walk = match walk {
+fn feed(walk: Result<crate::graph::Log<'_>>, tx: &mpsc::Sender<LogItem>) {
+    let mut walk = match walk {
         Ok(walk) => walk.stop_when(|| tx.is_closed()),
         Err(e) => {
-            let _ = tx.blocking_send(Err(e));
+            let _ = tx.blocking_send(LogItem::Node(Err(e)));
             return;
         }
     };
-    for entry in walk {
+    for entry in walk.by_ref() {
+        let failed = entry.is_err();
         // A closed channel means the consumer dropped the stream: stop walking.
-        if tx.blocking_send(entry).is_err() {
+        if tx.blocking_send(LogItem::Node(entry)).is_err() || failed {
             return;
         }
     }
+    let _ = tx.blocking_send(LogItem::End(walk.boundary().to_vec()));
+}
+
+/// What a log walk sends its [`LogStream`].
+enum LogItem {
+    Node(Result<StateNode>),
+    /// The walk ended without an error; its [`boundary`](crate::graph::Log::boundary).
+    End(Vec<StateNodeId>),
 }
 
 /// A boxed, `Send` future, as every [`AsyncStateStore`] method returns.
@@ -205,9 +214,10 @@ pub trait AsyncStateStore: Send + Sync {
 pub struct LogStream {
     start: Option<Box<dyn FnOnce() -> LogReceiver + Send + Sync>>,
     entries: Option<LogReceiver>,
+    boundary: Option<Vec<StateNodeId>>,
 }
 
-type LogReceiver = mpsc::Receiver<Result<StateNode>>;
+type LogReceiver = mpsc::Receiver<LogItem>;
 
 impl std::fmt::Debug for LogStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -223,13 +233,30 @@ impl LogStream {
         std::future::poll_fn(|cx| self.poll_entry(cx)).await
     }
 
+    /// Once the stream has ended after a whole walk, the parents the walk reached that are
+    /// not stored here, as [`Log::boundary`](crate::graph::Log::boundary) gives them: empty
+    /// for a history that goes down to its roots, the shallow boundary otherwise (history
+    /// pruned by `gc`, or never imported). `None` before the end, and after an error.
+    pub fn boundary(&self) -> Option<&[StateNodeId]> {
+        self.boundary.as_deref()
+    }
+
     fn poll_entry(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<StateNode>>> {
         if let Some(start) = self.start.take() {
             self.entries = Some(start());
         }
-        match &mut self.entries {
-            Some(entries) => entries.poll_recv(cx),
-            None => Poll::Ready(None),
+        let Some(entries) = &mut self.entries else {
+            return Poll::Ready(None);
+        };
+        match entries.poll_recv(cx) {
+            Poll::Ready(Some(LogItem::Node(node))) => Poll::Ready(Some(node)),
+            Poll::Ready(Some(LogItem::End(boundary))) => {
+                self.boundary = Some(boundary);
+                self.entries = None;
+                Poll::Ready(None)
+            }
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
         }
     }
 }
@@ -433,7 +460,8 @@ impl<S: Blocking> AsyncStateStore for S {
         let store = self.clone();
         let fits = options.limit.is_some_and(|n| n <= LOG_READ_AHEAD);
         let start = move || {
-            let (tx, entries) = mpsc::channel(LOG_READ_AHEAD);
+            // One more than read ahead: the walk's end too fits.
+            let (tx, entries) = mpsc::channel(LOG_READ_AHEAD + 1);
             let walk = move || feed(History::log(&store, &options), &tx);
             if fits {
                 // The whole walk fits the channel, so it never waits for the consumer: run it
@@ -450,9 +478,11 @@ impl<S: Blocking> AsyncStateStore for S {
                     .spawn(walk);
                 if let Err(e) = spawned {
                     let (tx, failed) = mpsc::channel(1);
-                    let _ = tx.try_send(Err(StateStoreError::Backend(BackendError::new(
-                        "starting a log walk",
-                        format!("cannot start its thread: {e}"),
+                    let _ = tx.try_send(LogItem::Node(Err(StateStoreError::Backend(
+                        BackendError::new(
+                            "starting a log walk",
+                            format!("cannot start its thread: {e}"),
+                        ),
                     ))));
                     return failed;
                 }
@@ -462,6 +492,7 @@ impl<S: Blocking> AsyncStateStore for S {
         LogStream {
             start: Some(Box::new(start)),
             entries: None,
+            boundary: None,
         }
     }
 }
@@ -515,7 +546,10 @@ mod tests {
                 });
                 feed(counted, &tx);
             });
-            let first = rx.blocking_recv().expect("an entry").expect("a node");
+            let Some(LogItem::Node(first)) = rx.blocking_recv() else {
+                panic!("no entry");
+            };
+            let first = first.expect("a node");
             assert_eq!(first.id, head);
             let at_drop = reads.load(Ordering::SeqCst);
             drop(rx);
@@ -704,6 +738,39 @@ mod tests {
             .open(dir.path().join("a.db"))
             .unwrap();
         chains(Arc::new(store)).await;
+    }
+
+    /// A stream that ended tells where the stored history stops, as the sync walk does: an
+    /// imported snapshot whose parent is not here, whether the walk ran on the blocking pool
+    /// (a limit) or on a thread of its own.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_finished_stream_reports_the_shallow_boundary() {
+        let full = InMemoryStateStore::new();
+        let head = chain(&full, 3);
+        let package = full
+            .export_snapshot(&StateStore::snapshot(&full, &head).unwrap())
+            .unwrap();
+        let shallow = InMemoryStateStore::new();
+        StateStore::import_snapshot(&shallow, &package).unwrap();
+        let parent = package.parent_ids[0];
+        for options in [
+            LogOptions::new().from(head),
+            LogOptions::new().from(head).limit(10),
+        ] {
+            let mut stream = AsyncStateStore::log(&shallow, options);
+            assert_eq!(stream.boundary(), None);
+            assert_eq!(stream.next().await.unwrap().unwrap().id, head);
+            assert_eq!(stream.boundary(), None, "not ended yet");
+            assert!(stream.next().await.is_none());
+            assert_eq!(stream.boundary(), Some(&[parent][..]));
+        }
+        let mut stream = AsyncStateStore::log(&full, LogOptions::new().from(head));
+        while stream.next().await.is_some() {}
+        assert_eq!(
+            stream.boundary(),
+            Some(&[][..]),
+            "a history down to its root"
+        );
     }
 
     #[tokio::test(flavor = "current_thread")]
