@@ -74,6 +74,11 @@ const LOG_READ_AHEAD: usize = 256;
 
 /// Async access to a state store. Holdable as `Arc<dyn AsyncStateStore>`.
 ///
+/// # Panics
+/// The futures run their work on tokio's blocking pool, so polling one outside a tokio
+/// runtime panics, as `tokio::task::spawn_blocking` does (so does a
+/// [`log`](Self::log) stream with a limit of at most 256).
+///
 /// # Example
 /// ```
 /// use stategraph::{AsyncStateStore, InMemoryStateStore, StateData, StateMetadata};

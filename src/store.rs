@@ -80,7 +80,10 @@ pub trait StateStore: Send + Sync {
     ///
     /// The returned data ref is always new, as `put_state`'s is. When the node already exists
     /// (the same parents, bytes and metadata were committed before), its id is returned and
-    /// the node keeps the data ref it was first committed with; both refs read the same bytes.
+    /// the node keeps the data ref it was first committed with; both refs read the same bytes,
+    /// but no node holds the new one, so [`gc`](Self::gc) removes it once its grace period
+    /// is over. Keep node ids, and read a node's state through its own
+    /// [`data_ref`](crate::StateNode::data_ref).
     ///
     /// # Errors
     /// As [`commit_node`](Self::commit_node); nothing is written on error.
@@ -112,7 +115,8 @@ pub trait StateStore: Send + Sync {
     /// from `head` to that node by compare-and-swap (creating the ref when `head` is `None`).
     /// What a program that keeps its state on a branch does every tick, with one fsync
     /// under `Durability::Immediate`; merges and other shapes take a
-    /// [`Batch`](crate::Batch). The ref log records the move as `commit: LABEL`.
+    /// [`Batch`](crate::Batch). The ref log records the move as `commit: LABEL`. The data
+    /// ref returned is as [`commit_state`](Self::commit_state)'s.
     ///
     /// # Errors
     /// [`StateStoreError::RefConflict`] when `name` is not at `head` (another writer moved
