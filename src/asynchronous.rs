@@ -197,6 +197,11 @@ pub trait AsyncStateStore: Send + Sync {
         &self,
         from: &StateNodeId,
     ) -> BoxFuture<'static, Result<Option<SnapshotInfo>>>;
+    /// See [`History::latest_snapshot_in`].
+    fn latest_snapshot_in(
+        &self,
+        options: LogOptions,
+    ) -> BoxFuture<'static, Result<Option<SnapshotInfo>>>;
     /// [`History::log`] as a stream. The walk runs on another thread a bounded distance
     /// ahead of the consumer (see [`LogStream`]), and stops at its next read of a node once
     /// the stream is dropped (not only at its next entry: between two entries a walk may pass
@@ -459,6 +464,13 @@ impl<S: Blocking> AsyncStateStore for S {
     ) -> BoxFuture<'static, Result<Option<SnapshotInfo>>> {
         let from = *from;
         self.call(move |s| History::latest_snapshot(s, &from))
+    }
+
+    fn latest_snapshot_in(
+        &self,
+        options: LogOptions,
+    ) -> BoxFuture<'static, Result<Option<SnapshotInfo>>> {
+        self.call(move |s| History::latest_snapshot_in(s, &options))
     }
 
     fn log(&self, options: LogOptions) -> LogStream {
@@ -775,6 +787,19 @@ mod tests {
             stream.boundary(),
             Some(&[][..]),
             "a history down to its root"
+        );
+        // The latest snapshot in a walk, as the sync call finds it.
+        let latest = AsyncStateStore::latest_snapshot_in(&full, LogOptions::new().from(head))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(latest.node_id, head);
+        let before = LogOptions::new().from(head).exclude(head);
+        assert_eq!(
+            AsyncStateStore::latest_snapshot_in(&full, before)
+                .await
+                .unwrap(),
+            None
         );
     }
 

@@ -257,15 +257,19 @@ pub struct GcReport {
 /// History pruning keeps what a program restarting from a ref needs: for each of `heads`, the
 /// nodes [`History::latest_snapshot`](crate::History::latest_snapshot) walks from it down to
 /// the newest snapshot in its history (every ancestor of a larger generation, found newest
-/// first). Returns them, to be kept as roots; a head with no snapshot in its history adds
-/// nothing, after a walk of that whole history.
+/// first), and those of the same walk along first parents only
+/// ([`latest_snapshot_in`](crate::History::latest_snapshot_in) with `first_parent`). Returns
+/// them, to be kept as roots; a walk that meets no snapshot adds nothing, after walking that
+/// whole history.
 ///
-/// `parents` gives every stored parent, pruned or not; indices share one numbering.
+/// `parents` gives every stored parent, pruned or not, and `first_parent` the first parent
+/// when it is stored; indices share one numbering.
 pub(crate) fn restore_paths(
     heads: impl IntoIterator<Item = usize>,
     generation: impl Fn(usize) -> u64,
     has_snapshot: impl Fn(usize) -> bool,
     parents: impl Fn(usize) -> Vec<usize>,
+    first_parent: impl Fn(usize) -> Option<usize>,
 ) -> Vec<usize> {
     use std::collections::{BinaryHeap, HashSet};
     let mut keep = Vec::new();
@@ -289,6 +293,16 @@ pub(crate) fn restore_paths(
                     queue.push((generation(parent), parent));
                 }
             }
+        }
+        walked.clear();
+        let mut node = Some(head);
+        while let Some(at) = node {
+            walked.push(at);
+            if has_snapshot(at) {
+                keep.append(&mut walked);
+                break;
+            }
+            node = first_parent(at);
         }
     }
     keep

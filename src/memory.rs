@@ -318,6 +318,10 @@ impl Inner {
                         .filter_map(|p| index.get(p).copied())
                         .collect()
                 },
+                |i| {
+                    let first = self.nodes[&ids[i]].parent_ids.first()?;
+                    index.get(first).copied()
+                },
             ));
         }
         let unpruned = |id: &StateNodeId| index.get(id).copied().filter(|&i| !pruned[i]);

@@ -135,7 +135,44 @@ pub trait History: StateStore {
     /// stored snapshot newer than the answer may lie: `gc` keeps a snapshot's node but may
     /// remove the nodes between it and the branch.
     fn latest_snapshot(&self, from: &StateNodeId) -> Result<Option<SnapshotInfo>> {
-        let mut log = self.log(&LogOptions::new().from(*from))?;
+        self.latest_snapshot_in(&LogOptions::new().from(*from))
+    }
+
+    /// [`latest_snapshot`](Self::latest_snapshot) in the walk `options` describe: the first
+    /// node of [`log(options)`](Self::log) that has a snapshot. With
+    /// [`first_parent`](LogOptions::first_parent), the newest snapshot on a branch's own line,
+    /// leaving out branches merged into it (a program that merges its agents' branches into
+    /// `main` resumes `main` from `main`'s own state); with a limit or exclusions, only in
+    /// the nodes they leave.
+    ///
+    /// ```
+    /// use stategraph::{History, InMemoryStateStore, LogOptions, StateData, StateMetadata, StateStore};
+    ///
+    /// let store = InMemoryStateStore::new();
+    /// let tick = |parents: Vec<_>, label: &str| {
+    ///     let data = StateData::new(label.as_bytes().to_vec());
+    ///     store.commit_state(parents, data, StateMetadata::now(label)).map(|(_, id)| id)
+    /// };
+    /// let base = tick(vec![], "base")?;
+    /// let mine = tick(vec![base], "mine")?;
+    /// let agent = tick(vec![base], "agent")?;
+    /// store.snapshot(&mine)?;
+    /// let agent_more = tick(vec![agent], "agent, later")?;
+    /// store.snapshot(&agent_more)?;
+    /// let merged = tick(vec![mine, agent_more], "merge")?;
+    /// // The newest snapshot in the whole history is the agent's...
+    /// assert_eq!(store.latest_snapshot(&merged)?.unwrap().node_id, agent_more);
+    /// // ...and on the first-parent line, `mine`.
+    /// let own_line = LogOptions::new().from(merged).first_parent(true);
+    /// assert_eq!(store.latest_snapshot_in(&own_line)?.unwrap().node_id, mine);
+    /// # Ok::<(), stategraph::StateStoreError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`latest_snapshot`](Self::latest_snapshot), and as [`log`](Self::log) for the
+    /// options.
+    fn latest_snapshot_in(&self, options: &LogOptions) -> Result<Option<SnapshotInfo>> {
+        let mut log = self.log(options)?;
         let mut page = Vec::new();
         let mut size = 16;
         // The highest generation a node past a shallow boundary met so far can have.

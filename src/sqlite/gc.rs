@@ -201,6 +201,10 @@ fn collect_in(tx: &Connection, cut: Cutoffs) -> Result<GcReport> {
             |i| nodes.generations[i],
             |i| has_snapshot[i],
             |i| nodes.stored_parents_of(i).collect(),
+            |i| {
+                let first = *nodes.parents_of(i).first()?;
+                (first != ABSENT).then_some(first as usize)
+            },
         ));
     }
     let mut others: Vec<usize> = (0..nodes.seqs.len()).filter(|&i| !nodes.old[i]).collect();

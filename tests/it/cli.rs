@@ -126,6 +126,11 @@ fn restore_finds_the_latest_snapshot_and_notes_unrelated_ones() {
     env.ok(&["snapshot", "main~1^1"]);
     env.ok(&["snapshot", "side"]);
     let head = node("main");
+    // Along first parents only, main's own line: d.
+    let d = node("main~1^1");
+    restore(&["restore", "--branch", "main", "--first-parent"]);
+    assert_eq!(node("main"), d);
+    env.ok(&["branch", "-f", "main", &head]);
     let note = restore(&["restore", "--branch", "main"]);
     assert_eq!(node("main"), e);
     assert_eq!(note, "", "e is in main's history");

@@ -1439,6 +1439,53 @@ fn gc_prune_keeps_the_way_from_a_ref_to_its_snapshot(h: &Harness) {
     assert_eq!(latest.node_id, chain[1]);
 }
 
+/// After a merge, a branch's newest snapshot on its own (first-parent) line can be older
+/// than one on the merged side; `latest_snapshot_in` with `first_parent` finds it, also
+/// after pruning, which keeps the way down to both.
+fn latest_snapshot_on_the_first_parent_line_survives_pruning(h: &Harness) {
+    let s = h.store();
+    let tick = |parents: &[StateNodeId], label: &str, i: i64| {
+        commit_bytes(
+            s,
+            parents.to_vec(),
+            label.as_bytes(),
+            None,
+            meta(t(i), Some(label)),
+        )
+        .1
+    };
+    let base = tick(&[], "base", 0);
+    let mine = tick(&[base], "mine", 1);
+    let mine2 = tick(&[mine], "mine 2", 2);
+    let agent = tick(&[base], "agent", 3);
+    let agent2 = tick(&[agent], "agent 2", 4);
+    let agent3 = tick(&[agent2], "agent 3", 5);
+    let merged = tick(&[mine2, agent3], "merge", 6);
+    s.set_ref("main", None, &merged).expect("ref");
+    s.snapshot(&mine).expect("snapshot");
+    s.snapshot(&agent3).expect("snapshot");
+    let own_line = LogOptions::new().from(merged).first_parent(true);
+    let check = || {
+        let latest = s.latest_snapshot(&merged).expect("latest").expect("found");
+        assert_eq!(latest.node_id, agent3, "the whole history's newest");
+        let latest = s
+            .latest_snapshot_in(&own_line)
+            .expect("latest")
+            .expect("found");
+        assert_eq!(latest.node_id, mine, "main's own line");
+    };
+    check();
+    let cut = next_ms(next_ms(time::OffsetDateTime::now_utc()));
+    next_ms(cut);
+    let report = s
+        .gc(&GcOptions::new().prune_history_before(cut))
+        .expect("gc");
+    // base, agent and agent 2 go; mine 2 stays, on main's way down to mine.
+    assert_eq!(report.nodes_removed, 3, "{report:?}");
+    s.get_node(&mine2).expect("kept");
+    check();
+}
+
 /// `latest_snapshot` from above a boundary that pruning left: a snapshot past it (kept, but
 /// cut off from the node) could be the answer, so it says the history is shallow instead
 /// of "none"; a snapshot found above the boundary, or none stored where the cut history
@@ -1543,6 +1590,7 @@ conformance_cases!(
     latest_snapshot_finds_the_newest_in_history,
     latest_snapshot_says_when_pruning_hid_the_answer,
     gc_prune_keeps_the_way_from_a_ref_to_its_snapshot,
+    latest_snapshot_on_the_first_parent_line_survives_pruning,
     gc_within_the_grace_period_removes_nothing,
     gc_removes_exactly_what_nothing_reaches,
     gc_dry_run_counts_and_changes_nothing,

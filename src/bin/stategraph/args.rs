@@ -648,6 +648,10 @@ pub struct RestoreArgs {
     /// Create BRANCH at the snapshot instead (it must not exist yet)
     #[arg(long, requires = "snapshot")]
     pub create: bool,
+    /// Without SNAPSHOT: the newest snapshot on BRANCH's own line (first parents only),
+    /// leaving out branches merged into it
+    #[arg(long, conflicts_with = "snapshot")]
+    pub first_parent: bool,
 }
 
 /// `merge-base`.

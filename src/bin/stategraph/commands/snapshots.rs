@@ -235,7 +235,11 @@ pub fn restore(ctx: &Ctx, args: &RestoreArgs) -> CliResult {
         (None, None) => {
             return Err(CliError::new(format!("there is no branch {}", args.branch)));
         }
-        (None, Some(head)) => match store.latest_snapshot(head) {
+        (None, Some(head)) => match store.latest_snapshot_in(
+            &LogOptions::new()
+                .from(*head)
+                .first_parent(args.first_parent),
+        ) {
             Ok(Some(latest)) => latest.id,
             Err(StateStoreError::ShallowHistory { parent, .. }) => {
                 return Err(CliError::new(format!(
