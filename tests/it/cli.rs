@@ -73,10 +73,9 @@ fn restore_after_pruning_history() {
         env.ok(&["snapshot", "main~3"]);
     }
     cut.ok(&["snapshot", "main"]);
-    std::thread::sleep(std::time::Duration::from_millis(1100));
     for env in [&kept, &cut] {
         assert!(
-            env.ok(&["gc", "--prune-history", "1s"])
+            env.ok(&["gc", "--prune-history", "0"])
                 .contains("shallow boundary")
         );
     }
