@@ -1,11 +1,12 @@
 //! The async facade: [`AsyncStateStore`], the core operations of [`StateStore`] and
 //! [`History`] with the same semantics, returning futures: states (whole, or their first bytes
 //! with `state_prefix`), nodes, snapshots, refs and their logs, batches (`apply`), `restore`,
-//! `latest_snapshot`, `is_ancestor`, `merge_bases`, `resolve` and `log`. The rest is
-//! sync-only: import and export, `state_info`, `snapshots_of`, `snapshots_of_each`, id prefix
-//! lookups, `merge_base`, `ancestors`, descendants and graphs, and the SQLite store's own
-//! calls (`open`, `vacuum`, `verify`, `stats`). Call those inside `spawn_blocking` from async
-//! code: `vacuum` and `verify` take as long as reading the whole store, and would hold an
+//! `latest_snapshot`, `latest_snapshot_in`, `is_ancestor`, `merge_bases`, `resolve` and
+//! `log`. The rest is sync-only: import and export, `state_info`, `snapshots_of`,
+//! `snapshots_of_each`, id prefix lookups, `merge_base`, `ancestors`, descendants and graphs,
+//! and the SQLite store's own calls (`open`, `vacuum`, `verify`, `backup`, `stats`). Call
+//! those inside `spawn_blocking` from async code: `vacuum`, `verify` and `backup` take as
+//! long as reading the whole store, and would hold an
 //! executor thread all that time. Dropping a store's last handle closes its connections,
 //! which checkpoints the write-ahead log (milliseconds for a log of a few MB): drop it off the
 //! executor too where that matters.

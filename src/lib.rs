@@ -99,8 +99,9 @@ pub use model::{
 pub use package::SnapshotPackage;
 pub use refs::{MAX_REF_NAME_LEN, is_invisible, validate_ref_name};
 pub use sqlite::{
-    Durability, MAX_STATE_LEN, SCHEMA_VERSION, SqliteStateStore, SqliteStateStoreBuilder,
-    StoreStats, VacuumReport, VerifyPhase, VerifyProgress, VerifyReport, WriteCounts,
+    BackupReport, Durability, MAX_STATE_LEN, SCHEMA_VERSION, SqliteStateStore,
+    SqliteStateStoreBuilder, StoreStats, VacuumReport, VerifyPhase, VerifyProgress, VerifyReport,
+    WriteCounts,
 };
 pub use store::{Applied, GraphCursor, StateStore, Writes};
 

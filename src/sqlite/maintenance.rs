@@ -56,6 +56,20 @@ pub struct VacuumReport {
     pub rewritten: bool,
 }
 
+/// What [`SqliteStateStore::backup`] wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BackupReport {
+    /// The backup file, as given.
+    pub path: std::path::PathBuf,
+    /// Its size in bytes (free pages left out: it can be smaller than the store).
+    pub bytes: u64,
+    /// Nodes in it.
+    pub nodes: u64,
+    /// Snapshots in it.
+    pub snapshots: u64,
+}
+
 /// Which part of the store [`SqliteStateStore::verify`] is checking.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -115,6 +129,23 @@ fn count_with(conn: &Connection, sql: &str, param: i64) -> Result<u64> {
         .and_then(|mut s| s.query_row([param], |r| r.get(0)))
         .map_err(sql_error("verifying the store"))?;
     Ok(u64::try_from(n).unwrap_or(0))
+}
+
+/// A file system error while finishing a backup: a full disk is `StorageFull`.
+fn backup_io_error(dest: &std::path::Path, e: std::io::Error) -> crate::StateStoreError {
+    let full = matches!(
+        e.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    );
+    let error = crate::error::BackendError::new(
+        "backing up the store",
+        format!("cannot write {}: {e}", dest.display()),
+    );
+    if full {
+        crate::StateStoreError::StorageFull(error)
+    } else {
+        crate::StateStoreError::Backend(error)
+    }
 }
 
 fn file_len(path: &std::path::Path) -> u64 {
@@ -199,6 +230,136 @@ impl SqliteStateStore {
             bytes_after: size(),
             wal_truncated: truncated,
             rewritten,
+        })
+    }
+
+    /// Writes a consistent copy of the store, as it is at one moment, to a new file `dest`:
+    /// a store of its own that [`open`](Self::open) accepts, with no write-ahead log beside
+    /// it. Safe while other handles and processes write: it reads on its own connection in
+    /// one read transaction, so writers carry on (copying the database file by hand while
+    /// the store is open can catch it half way through a checkpoint, and leaves the
+    /// write-ahead log out). Works on a read-only handle too.
+    ///
+    /// The copy is written to a temporary file beside `dest`, synced, then renamed to
+    /// `dest`, so a full disk or a killed process never leaves a partial backup under that
+    /// name. It is not checked beyond SQLite's own copy (its pages are read as they are
+    /// stored): [`verify`](Self::verify) on it, or `stategraph fsck`, checks every hash.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// use stategraph::{SqliteStateStore, StateData, StateMetadata, StateStore};
+    ///
+    /// let store = SqliteStateStore::open(dir.path().join("agent.db"))?;
+    /// store.commit_on("main", None, StateData::new(b"tick 1".to_vec()), StateMetadata::now("tick 1"))?;
+    /// let report = store.backup(dir.path().join("agent-backup.db"))?;
+    /// assert_eq!(report.nodes, 1);
+    /// let copy = SqliteStateStore::open_read_only(&report.path)?;
+    /// assert!(copy.get_ref("main")?.is_some());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`StateStoreError::InvalidInput`](crate::StateStoreError::InvalidInput) when `dest`
+    /// exists already (a backup never replaces a file), names this store, is not valid
+    /// UTF-8, or its directory does not exist;
+    /// [`StateStoreError::StorageFull`](crate::StateStoreError::StorageFull) when the disk
+    /// fills up; backend errors. On error no file is left at `dest`.
+    pub fn backup(&self, dest: impl AsRef<std::path::Path>) -> Result<BackupReport> {
+        use crate::StateStoreError;
+        let dest = dest.as_ref();
+        let refuse = |detail: String| StateStoreError::invalid("backup file", detail);
+        if dest.symlink_metadata().is_ok() {
+            return Err(refuse(format!(
+                "{} exists already; a backup never replaces a file: name a new one",
+                dest.display()
+            )));
+        }
+        let file_name = dest
+            .file_name()
+            .ok_or_else(|| refuse(format!("{} names no file", dest.display())))?;
+        let dir = match dest.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => std::path::PathBuf::from("."),
+        };
+        if !dir.is_dir() {
+            return Err(refuse(format!(
+                "its directory {} does not exist",
+                dir.display()
+            )));
+        }
+        let same_dir = std::fs::canonicalize(&dir).ok()
+            == self.path().parent().and_then(|p| {
+                std::fs::canonicalize(if p.as_os_str().is_empty() {
+                    std::path::Path::new(".")
+                } else {
+                    p
+                })
+                .ok()
+            });
+        let store_name = self.path().file_name();
+        let store_files = |name: &std::ffi::OsStr| {
+            ["", "-wal", "-shm"].iter().any(|suffix| {
+                let mut own = store_name.unwrap_or_default().to_owned();
+                own.push(suffix);
+                own == name
+            })
+        };
+        if same_dir && store_files(file_name) {
+            return Err(refuse(format!(
+                "{} is this store's own file",
+                dest.display()
+            )));
+        }
+        let mut temp_name = std::ffi::OsString::from(".");
+        temp_name.push(file_name);
+        temp_name.push(format!(".{}.tmp", std::process::id()));
+        let temp = dir.join(temp_name);
+        let temp_text = temp.to_str().ok_or_else(|| {
+            refuse(format!(
+                "{} is not valid UTF-8, which SQLite needs",
+                dest.display()
+            ))
+        })?;
+        let _ = std::fs::remove_file(&temp);
+        let written = self.read(|conn| {
+            // One statement, so one read transaction: the copy is the store at one moment.
+            conn.execute("VACUUM INTO ?1", [temp_text]).map_err(|e| {
+                super::map_sqlite_error(
+                    "backing up the store (the copy needs free space of about the size of what \
+                     the store keeps)",
+                    e,
+                )
+            })?;
+            Ok(())
+        });
+        let finished = written.and_then(|()| {
+            let io = |e: std::io::Error| backup_io_error(dest, e);
+            std::fs::File::open(&temp)
+                .and_then(|f| f.sync_all())
+                .map_err(io)?;
+            if dest.symlink_metadata().is_ok() {
+                return Err(refuse(format!(
+                    "{} was created while the backup ran; the backup was not written",
+                    dest.display()
+                )));
+            }
+            std::fs::rename(&temp, dest).map_err(io)?;
+            // The new name is durable once its directory is.
+            std::fs::File::open(&dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io)
+        });
+        if let Err(e) = finished {
+            let _ = std::fs::remove_file(&temp);
+            return Err(e);
+        }
+        let copy = super::SqliteStateStore::open_read_only(dest)?;
+        let stats = copy.stats()?;
+        Ok(BackupReport {
+            path: dest.to_path_buf(),
+            bytes: stats.file_bytes,
+            nodes: stats.nodes,
+            snapshots: stats.snapshots,
         })
     }
 

@@ -22,7 +22,9 @@ use crate::refs::validate_ref_name;
 use crate::store::{Applied, GraphCursor, Op, Outcome, StateStore, Writes};
 
 use cursor::SqliteCursor;
-pub use maintenance::{StoreStats, VacuumReport, VerifyPhase, VerifyProgress, VerifyReport};
+pub use maintenance::{
+    BackupReport, StoreStats, VacuumReport, VerifyPhase, VerifyProgress, VerifyReport,
+};
 pub use ops::MAX_STATE_LEN;
 pub use schema::SCHEMA_VERSION;
 use schema::{FileState, sql_error};

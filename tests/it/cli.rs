@@ -98,6 +98,44 @@ fn restore_after_pruning_history() {
     );
 }
 
+/// `backup FILE` writes a store of its own that the other commands read; it refuses a file
+/// that exists, and says so.
+#[test]
+fn backup_writes_a_store_and_never_replaces_a_file() {
+    let env = merge_history();
+    let file = env.dir.path().join("copy.db");
+    let text = env.ok(&["backup", file.to_str().expect("utf-8")]);
+    assert!(
+        text.starts_with("backed up 7 node(s) and 0 snapshot(s) to "),
+        "{text}"
+    );
+    let copy = Env {
+        db: file.clone(),
+        dir: tempfile::tempdir().expect("tempdir"),
+    };
+    assert!(copy.ok(&["fsck"]).ends_with(": ok\n"));
+    assert_eq!(
+        copy.ok(&["log", "--oneline"]),
+        env.ok(&["log", "--oneline"])
+    );
+    let before = std::fs::read(&file).expect("read");
+    let err = assert_error(
+        &env.sg(&["backup", file.to_str().expect("utf-8")])
+            .output()
+            .expect("run"),
+    );
+    assert!(err.contains("exists already"), "{err}");
+    assert_eq!(std::fs::read(&file).expect("read"), before);
+    let json: Value = serde_json::from_str(&env.ok(&[
+        "backup",
+        "--json",
+        env.dir.path().join("copy2.db").to_str().expect("utf-8"),
+    ]))
+    .expect("json");
+    assert_eq!(json["nodes"], 7);
+    assert_eq!(json["snapshots"], 0);
+}
+
 /// `restore --branch B` without a snapshot takes the newest one in B's history; a snapshot
 /// from outside that history is restored with a note naming where the old head is kept.
 #[test]

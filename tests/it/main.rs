@@ -1,6 +1,7 @@
 //! Integration tests for stategraph: one binary, one module per scenario
 //! (`cargo test --test it`).
 //!
+//! - `backup`: consistent copies while a writer commits; never over a file; a full disk.
 //! - `cli`: the `stategraph` binary end to end (needs the `cli` feature).
 //! - `concurrency`: shared handles, several handles per file, readers racing writers.
 //! - `conformance`: the `StateStore` contract, run against every backend, directly and through
@@ -23,6 +24,7 @@
 //! - `vacuum`: the file shrinks after gc and keeps everything else, also with concurrent
 //!   writers, readers in the WAL and a full disk.
 
+mod backup;
 #[cfg(feature = "cli")]
 mod cli;
 #[cfg(feature = "cli")]

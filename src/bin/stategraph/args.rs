@@ -97,6 +97,20 @@ Example:
   stategraph stats")]
     Stats(JsonArgs),
 
+    /// Write a consistent copy of the store to a new file, safe while programs write to it
+    #[command(after_help = "\
+The copy is the store at one moment, read in one read transaction, so writers carry on (copying
+the file with cp while a program writes can catch it half way through a checkpoint, and leaves
+out the write-ahead log). It is a store of its own, without free pages, written to a temporary
+file beside FILE, synced, then renamed: an interrupted backup leaves nothing under FILE. FILE
+must not exist. The copy's pages are read as stored; `stategraph --db FILE fsck` checks them.
+
+--json prints one object: path, bytes, nodes, snapshots.
+
+Example:
+  stategraph backup /backups/agent-$(date +%F).db")]
+    Backup(BackupArgs),
+
     /// Remove nodes, states and bytes that nothing refers to any more
     #[command(after_help = "\
 Kept: every node a branch, tag, snapshot or ref log entry reaches (with all its ancestors), and
@@ -111,7 +125,8 @@ free space of about twice what it keeps, and makes writers wait until it is done
 AGE is a number with a unit: s, m, h, d or w (e.g. 90m, 36h, 2w); 0 means no grace.
 
 --prune-history AGE also removes reachable nodes older than AGE (but not those a ref or
-snapshot points at), with the ref log entries naming them; `log` then stops at the nodes kept
+snapshot points at, nor those between a ref and the newest snapshot in its history, so that
+`restore --branch` still finds it), with the ref log entries naming them; `log` then stops at the nodes kept
 above them and says so, as after importing a snapshot without its ancestors.
 
 --json prints one object: nodes_removed, nodes_kept, states_removed, blobs_removed,
@@ -652,6 +667,16 @@ pub struct RestoreArgs {
     /// leaving out branches merged into it
     #[arg(long, conflicts_with = "snapshot")]
     pub first_parent: bool,
+}
+
+/// `backup`.
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// The new file to write (it must not exist)
+    pub file: PathBuf,
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `merge-base`.

@@ -163,6 +163,7 @@ fn run(ctx: &Ctx, command: Command) -> CliResult {
         Command::Export(a) => snapshots::export(ctx, &a),
         Command::Fsck(a) => maintenance::fsck(ctx, &a),
         Command::Stats(a) => maintenance::stats(ctx, &a),
+        Command::Backup(a) => maintenance::backup(ctx, &a),
         Command::Gc(a) => maintenance::gc(ctx, &a),
         Command::Import(a) => import::import(ctx, &a),
         Command::MergeBase(a) => ancestry::merge_base(ctx, &a),

@@ -6,7 +6,7 @@ use serde::Serialize;
 use stategraph::{GcOptions, StateStore, VerifyPhase, VerifyProgress};
 
 use crate::Ctx;
-use crate::args::{GcArgs, JsonArgs};
+use crate::args::{BackupArgs, GcArgs, JsonArgs};
 use crate::error::{CliError, CliResult, EXIT_FALSE};
 use crate::output::{human_size, note, progress, spinner, write_json};
 
@@ -78,7 +78,8 @@ pub fn fsck(ctx: &Ctx, args: &JsonArgs) -> CliResult {
             ctx.err_theme,
             "reads of damaged states and nodes fail with an error rather than return them; \
              importing snapshot packages exported before the damage (`stategraph import`) \
-             writes their states back, and a backup copy of the store has the rest; \
+             writes their states back, and a backup copy of the store (`stategraph backup`, \
+             taken before the damage) has the rest; \
              `stategraph export --all` saves the snapshots still intact",
         );
     }
@@ -98,6 +99,42 @@ struct StatsJson {
     file_bytes: u64,
     wal_bytes: u64,
     free_bytes: u64,
+}
+
+/// `backup`.
+pub fn backup(ctx: &Ctx, args: &BackupArgs) -> CliResult {
+    let store = ctx.open_read()?;
+    let report = store.backup(&args.file)?;
+    let mut out = ctx.out(false);
+    if args.json {
+        #[derive(Serialize)]
+        struct BackupJson<'a> {
+            path: &'a std::path::Path,
+            bytes: u64,
+            nodes: u64,
+            snapshots: u64,
+        }
+        write_json(
+            &mut out,
+            &BackupJson {
+                path: &report.path,
+                bytes: report.bytes,
+                nodes: report.nodes,
+                snapshots: report.snapshots,
+            },
+        )?;
+    } else {
+        writeln!(
+            out,
+            "backed up {} node(s) and {} snapshot(s) to {} ({})",
+            report.nodes,
+            report.snapshots,
+            report.path.display(),
+            human_size(report.bytes)
+        )?;
+    }
+    out.finish()?;
+    Ok(())
 }
 
 /// `stats`.
