@@ -735,6 +735,9 @@ fn ref_changes_are_compare_and_swap() {
         env.ok(&["show", "main~2", "--json"])
     );
     assert_eq!(env.ok(&["reflog", "v1"]), env.ok(&["reflog", "tags/v1"]));
+    // An error quotes the revision as typed.
+    let err = assert_error(&env.sg(&["show", "v1~99"]).output().expect("run"));
+    assert!(err.contains("\"v1~99\" goes back past a root"), "{err}");
     env.ok(&["branch", "v1", "main"]);
     assert_eq!(
         env.ok(&["show", "v1", "--json"]),

@@ -12,7 +12,17 @@ pub fn resolve(store: &dyn StateStore, text: &str) -> CliResult<StateNodeId> {
         .or_else(|e| match e {
             // A tag by its own name, as listings show it (`tag: v1`) and git reads it.
             StateStoreError::UnknownRevision { .. } if tag_named(store, text) => {
-                store.resolve(&format!("{TAGS}{text}"))
+                let full = format!("{TAGS}{text}");
+                // Errors quote the revision as it was typed, not as it was read.
+                store.resolve(&full).map_err(|e| match e {
+                    StateStoreError::InvalidInput { what, detail } => {
+                        StateStoreError::InvalidInput {
+                            what,
+                            detail: detail.replace(&format!("{full:?}"), &format!("{text:?}")),
+                        }
+                    }
+                    e => e,
+                })
             }
             e => Err(e),
         })
