@@ -259,12 +259,16 @@ pub struct GcReport {
 /// the newest snapshot in its history (every ancestor of a larger generation, found newest
 /// first), and those of the same walk along first parents only
 /// ([`latest_snapshot_in`](crate::History::latest_snapshot_in) with `first_parent`). Returns
-/// them, to be kept as roots; a walk that meets no snapshot adds nothing, after walking that
-/// whole history.
+/// them, to be kept as roots; a walk that meets no snapshot adds nothing.
+///
+/// A walk that meets no snapshot has read the whole history below it, so the nodes it read
+/// are skipped by later walks: heads sharing a long history without snapshots cost one walk
+/// of it, not one each.
 ///
 /// `parents` gives every stored parent, pruned or not, and `first_parent` the first parent
-/// when it is stored; indices share one numbering.
+/// when it is stored; indices share one numbering, below `len`.
 pub(crate) fn restore_paths(
+    len: usize,
     heads: impl IntoIterator<Item = usize>,
     generation: impl Fn(usize) -> u64,
     has_snapshot: impl Fn(usize) -> bool,
@@ -273,6 +277,9 @@ pub(crate) fn restore_paths(
 ) -> Vec<usize> {
     use std::collections::{BinaryHeap, HashSet};
     let mut keep = Vec::new();
+    // No snapshot in the node's history (all of it, or along first parents).
+    let mut none_below = vec![false; len];
+    let mut none_on_line = vec![false; len];
     let mut seen = HashSet::new();
     let mut queue = BinaryHeap::new();
     let mut walked = Vec::new();
@@ -281,28 +288,46 @@ pub(crate) fn restore_paths(
         queue.clear();
         walked.clear();
         seen.insert(head);
-        queue.push((generation(head), head));
+        if !none_below[head] {
+            queue.push((generation(head), head));
+        }
+        let mut found = false;
         while let Some((_, node)) = queue.pop() {
             walked.push(node);
             if has_snapshot(node) {
-                keep.append(&mut walked);
+                found = true;
                 break;
             }
             for parent in parents(node) {
-                if seen.insert(parent) {
+                if !none_below[parent] && seen.insert(parent) {
                     queue.push((generation(parent), parent));
                 }
             }
         }
+        if found {
+            keep.append(&mut walked);
+        } else {
+            for &node in &walked {
+                none_below[node] = true;
+            }
+        }
         walked.clear();
         let mut node = Some(head);
-        while let Some(at) = node {
+        found = false;
+        while let Some(at) = node.filter(|&at| !none_on_line[at]) {
             walked.push(at);
             if has_snapshot(at) {
-                keep.append(&mut walked);
+                found = true;
                 break;
             }
             node = first_parent(at);
+        }
+        if found {
+            keep.append(&mut walked);
+        } else {
+            for &node in &walked {
+                none_on_line[node] = true;
+            }
         }
     }
     keep
@@ -337,6 +362,42 @@ pub(crate) fn mark(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `restore_paths` keeps each head's way down to the newest snapshot in its history, and
+    /// reads a history without snapshots once however many heads share it.
+    #[test]
+    fn restore_paths_keep_the_way_to_a_snapshot_and_read_shared_history_once() {
+        use std::cell::Cell;
+        // A chain 0 <- 1 <- ... <- 999, and 100 heads (1000..1100) on top of 999.
+        let parent_of = |i: usize| match i {
+            0 => None,
+            1..1000 => Some(i - 1),
+            _ => Some(999),
+        };
+        let generation = |i: usize| if i < 1000 { i as u64 + 1 } else { 1001 };
+        let reads = Cell::new(0);
+        let parents = |i: usize| {
+            reads.set(reads.get() + 1);
+            parent_of(i).into_iter().collect()
+        };
+        let heads = 1000..1100;
+        let kept = restore_paths(
+            1100,
+            heads.clone(),
+            generation,
+            |_| false,
+            parents,
+            parent_of,
+        );
+        assert!(kept.is_empty(), "no snapshot: nothing to keep");
+        assert!(reads.get() < 1200, "{} parent reads", reads.get());
+        reads.set(0);
+        let mut kept = restore_paths(1100, heads, generation, |i| i == 500, parents, parent_of);
+        kept.sort_unstable();
+        kept.dedup();
+        let expected: Vec<usize> = (500..1100).collect();
+        assert_eq!(kept, expected);
+    }
 
     #[test]
     fn mark_keeps_exactly_the_ancestors_of_the_roots() {

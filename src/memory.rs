@@ -308,6 +308,7 @@ impl Inner {
         let mut roots: Vec<usize> = heads.iter().chain(&snapshotted).copied().collect();
         if cut.prune_before.is_some() && !snapshotted.is_empty() {
             roots.extend(gc::restore_paths(
+                ids.len(),
                 heads,
                 |i| self.nodes[&ids[i]].generation,
                 |i| snapshotted.contains(&i),

@@ -197,6 +197,7 @@ fn collect_in(tx: &Connection, cut: Cutoffs) -> Result<GcReport> {
             has_snapshot[i] = true;
         }
         roots.extend(gc::restore_paths(
+            nodes.seqs.len(),
             heads,
             |i| nodes.generations[i],
             |i| has_snapshot[i],
