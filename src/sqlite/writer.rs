@@ -548,7 +548,7 @@ impl Writer {
                 }
                 Err(GroupFailure::InDoubt(e)) => {
                     let context = "committing";
-                    let unsettled = match settle(conn) {
+                    let unsettled = match settle(conn, Instant::now() + busy_timeout) {
                         // The failed group's frames can no longer be recovered: a plain
                         // failure, nothing written.
                         Ok(()) => {
@@ -676,12 +676,33 @@ impl Writer {
 /// and would find it committed. The next transaction's frames are written where the failed
 /// one's begin, and recovery stops at the first frame after its commit mark, whose checksum
 /// no longer follows on. `user_version` is rewritten with the value it has, which makes
-/// SQLite write the header page, so the write is never empty.
-fn settle(conn: &Connection) -> rusqlite::Result<()> {
-    let tx = Scope::begin(conn)?;
-    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    conn.pragma_update(None, "user_version", version)?;
-    tx.commit()
+/// SQLite write the header page, so the write is never empty. It is synced whatever the
+/// store's durability: the failed frames may already be on disk. Another connection holding
+/// the write lock is waited for until `deadline` (its own commit would settle it too).
+fn settle(conn: &Connection, deadline: Instant) -> rusqlite::Result<()> {
+    let synchronous: i64 = conn.pragma_query_value(None, "synchronous", |r| r.get(0))?;
+    // FULL is 2; EXTRA (3) syncs as much.
+    let weaker = synchronous < 2;
+    if weaker {
+        conn.pragma_update(None, "synchronous", 2)?;
+    }
+    let mut backoff = super::Backoff::new();
+    let settled = loop {
+        let attempt = (|| {
+            let tx = Scope::begin(conn)?;
+            let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+            conn.pragma_update(None, "user_version", version)?;
+            tx.commit()
+        })();
+        match attempt {
+            Err(e) if is_busy_sqlite(&e) && Instant::now() < deadline => backoff.pause(),
+            other => break other,
+        }
+    };
+    if weaker {
+        conn.pragma_update(None, "synchronous", synchronous)?;
+    }
+    settled
 }
 
 /// `e` again (rusqlite errors cannot be cloned), with its codes and message: one for each
@@ -984,6 +1005,35 @@ mod tests {
         let results = w.commit_group(&mut lock(&w.conn), &mut group, 0);
         assert!(results[0].is_ok(), "{:?}", results[0]);
         assert_eq!(stored(&w), ["c"]);
+    }
+
+    /// The settling write waits for another connection's write lock, up to its deadline,
+    /// and leaves the connection's `synchronous` as it was.
+    #[test]
+    fn settling_waits_for_the_write_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = writer(dir.path());
+        let conn = lock(&w.conn);
+        // As the store's write connection: SQLite's busy handler off, the writer retries.
+        conn.busy_timeout(Duration::ZERO).unwrap();
+        conn.pragma_update(None, "synchronous", 1).unwrap();
+        let other = Connection::open(dir.path().join("w.db")).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let e = settle(&conn, Instant::now()).unwrap_err();
+        assert!(is_busy_sqlite(&e), "{e}");
+        let (held, released) = std::sync::mpsc::channel();
+        let holder = std::thread::spawn(move || {
+            held.send(()).unwrap();
+            std::thread::sleep(Duration::from_millis(100));
+            other.execute_batch("COMMIT").unwrap();
+        });
+        released.recv().unwrap();
+        settle(&conn, Instant::now() + Duration::from_secs(10)).unwrap();
+        holder.join().unwrap();
+        let synchronous: i64 = conn
+            .pragma_query_value(None, "synchronous", |r| r.get(0))
+            .unwrap();
+        assert_eq!(synchronous, 1);
     }
 
     #[test]
