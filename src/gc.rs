@@ -106,13 +106,14 @@ impl GcOptions {
     /// Also removes history that is still reachable, once it is older than `older_than`:
     /// every node made before then goes, except the nodes a ref or a snapshot points at
     /// itself and, for each ref, the nodes between it and the newest snapshot in its history
-    /// (those [`latest_snapshot`](crate::History::latest_snapshot) walks, so that a program
-    /// restarting from the ref still finds its restore point; finding them walks a ref's
-    /// history down to that snapshot, all of it for a ref with none). The nodes kept above a
-    /// removed one record it as a shallow boundary (as a snapshot imported without its
-    /// ancestors does), so their ids still verify and walks stop there and say so. Ref log
-    /// entries that name a removed node go with it. Off by default; it makes a store whose
-    /// branches move every tick stop growing.
+    /// (those [`latest_snapshot`](crate::History::latest_snapshot) walks, with their parents,
+    /// so that a program restarting from the ref still finds its restore point). The nodes
+    /// kept above a removed one record it as a shallow boundary (as a snapshot imported
+    /// without its ancestors does), so their ids still verify and walks stop there and say
+    /// so. Ref log entries that name a removed node go with it. Off by default; it makes a
+    /// store whose branches move every tick stop growing, as long as they take snapshots as
+    /// they go: a branch keeps everything above its newest snapshot (a program that took
+    /// one snapshot at its start keeps all its history).
     ///
     /// This wins over the grace period for nodes older than `older_than`: a writer still
     /// working on a node that old loses it.
@@ -254,19 +255,22 @@ pub struct GcReport {
     pub dry_run: bool,
 }
 
-/// History pruning keeps what a program restarting from a ref needs: for each of `heads`, the
-/// nodes [`History::latest_snapshot`](crate::History::latest_snapshot) walks from it down to
-/// the newest snapshot in its history (every ancestor of a larger generation, found newest
-/// first), and those of the same walk along first parents only
+/// History pruning keeps what a program restarting from a ref needs: for each of `heads`,
+/// every node [`History::latest_snapshot`](crate::History::latest_snapshot) can walk from it
+/// before it meets the newest snapshot in its history (the ancestors of a generation at least
+/// that snapshot's), the stored parents of those above it (so that the walk meets no shallow
+/// boundary there), and the same along first parents only
 /// ([`latest_snapshot_in`](crate::History::latest_snapshot_in) with `first_parent`). Returns
-/// them, to be kept as roots; a walk that meets no snapshot adds nothing.
+/// them, to be kept as roots (some more than once); a head with no snapshot in its history
+/// adds nothing.
 ///
-/// A walk that meets no snapshot has read the whole history below it, so the nodes it read
-/// are skipped by later walks: heads sharing a long history without snapshots cost one walk
-/// of it, not one each.
+/// One pass over every node finds each node's newest snapshot below it, then one walk in
+/// generation order, from all heads at once, keeps what lies above those snapshots: about
+/// the cost of reading the graph once, however many heads share a history.
 ///
 /// `parents` gives every stored parent, pruned or not, and `first_parent` the first parent
-/// when it is stored; indices share one numbering, below `len`.
+/// when it is stored; indices share one numbering, below `len`. A parent's generation is
+/// below its child's.
 pub(crate) fn restore_paths(
     len: usize,
     heads: impl IntoIterator<Item = usize>,
@@ -275,59 +279,72 @@ pub(crate) fn restore_paths(
     parents: impl Fn(usize) -> Vec<usize>,
     first_parent: impl Fn(usize) -> Option<usize>,
 ) -> Vec<usize> {
-    use std::collections::{BinaryHeap, HashSet};
+    // The generation of the newest snapshot in each node's history (0: none), in all of it
+    // and along first parents; parents before children.
+    let mut order: Vec<usize> = (0..len).collect();
+    order.sort_unstable_by_key(|&i| generation(i));
+    let (mut newest, mut newest_on_line) = (vec![0u64; len], vec![0u64; len]);
+    for &i in &order {
+        let own = if has_snapshot(i) { generation(i) } else { 0 };
+        let below = parents(i).into_iter().map(|p| newest[p]).max();
+        newest[i] = below.unwrap_or(0).max(own);
+        newest_on_line[i] = first_parent(i).map_or(0, |p| newest_on_line[p]).max(own);
+    }
+    let heads: Vec<usize> = heads.into_iter().collect();
     let mut keep = Vec::new();
-    // No snapshot in the node's history (all of it, or along first parents).
-    let mut none_below = vec![false; len];
-    let mut none_on_line = vec![false; len];
-    let mut seen = HashSet::new();
-    let mut queue = BinaryHeap::new();
-    let mut walked = Vec::new();
-    for head in heads {
-        seen.clear();
-        queue.clear();
-        walked.clear();
-        seen.insert(head);
-        if !none_below[head] {
+
+    // Each node's floor: the lowest snapshot generation that a head reaching it walks down
+    // to. Nodes come out newest first, so a node's floor is final when it comes out (its
+    // children, all newer, came out before).
+    let mut floor = vec![u64::MAX; len];
+    let mut queue = std::collections::BinaryHeap::new();
+    for &head in &heads {
+        let found = newest[head];
+        if found == 0 {
+            continue;
+        }
+        if floor[head] == u64::MAX {
             queue.push((generation(head), head));
         }
-        let mut found = false;
-        while let Some((_, node)) = queue.pop() {
-            walked.push(node);
-            if has_snapshot(node) {
-                found = true;
+        floor[head] = floor[head].min(found);
+    }
+    while let Some((at, node)) = queue.pop() {
+        keep.push(node);
+        if at <= floor[node] {
+            continue;
+        }
+        for parent in parents(node) {
+            if generation(parent) < floor[node] {
+                // Below the snapshot the walk stops at, but met as a parent on the way.
+                keep.push(parent);
+                continue;
+            }
+            if floor[parent] == u64::MAX {
+                queue.push((generation(parent), parent));
+            }
+            floor[parent] = floor[parent].min(floor[node]);
+        }
+    }
+
+    // Along first parents: each head's line down to its newest snapshot on it. Lowest
+    // snapshots first, so a line shared by several heads is walked once, by the head that
+    // goes deepest.
+    let mut by_depth: Vec<usize> = heads
+        .into_iter()
+        .filter(|&h| newest_on_line[h] > 0)
+        .collect();
+    by_depth.sort_unstable_by_key(|&h| newest_on_line[h]);
+    let mut line_floor = vec![u64::MAX; len];
+    for head in by_depth {
+        let found = newest_on_line[head];
+        let mut at = Some(head);
+        while let Some(node) = at {
+            if generation(node) < found || line_floor[node] <= found {
                 break;
             }
-            for parent in parents(node) {
-                if !none_below[parent] && seen.insert(parent) {
-                    queue.push((generation(parent), parent));
-                }
-            }
-        }
-        if found {
-            keep.append(&mut walked);
-        } else {
-            for &node in &walked {
-                none_below[node] = true;
-            }
-        }
-        walked.clear();
-        let mut node = Some(head);
-        found = false;
-        while let Some(at) = node.filter(|&at| !none_on_line[at]) {
-            walked.push(at);
-            if has_snapshot(at) {
-                found = true;
-                break;
-            }
-            node = first_parent(at);
-        }
-        if found {
-            keep.append(&mut walked);
-        } else {
-            for &node in &walked {
-                none_on_line[node] = true;
-            }
+            line_floor[node] = found;
+            keep.push(node);
+            at = first_parent(node);
         }
     }
     keep
@@ -364,7 +381,8 @@ mod tests {
     use super::*;
 
     /// `restore_paths` keeps each head's way down to the newest snapshot in its history, and
-    /// reads a history without snapshots once however many heads share it.
+    /// reads each node's parents a bounded number of times however many heads share the
+    /// history, wherever its snapshot lies.
     #[test]
     fn restore_paths_keep_the_way_to_a_snapshot_and_read_shared_history_once() {
         use std::cell::Cell;
@@ -381,22 +399,57 @@ mod tests {
             parent_of(i).into_iter().collect()
         };
         let heads = 1000..1100;
-        let kept = restore_paths(
-            1100,
-            heads.clone(),
+        for snapshot in [None, Some(0), Some(500), Some(999)] {
+            reads.set(0);
+            let mut kept = restore_paths(
+                1100,
+                heads.clone(),
+                generation,
+                |i| Some(i) == snapshot,
+                parents,
+                parent_of,
+            );
+            // One pass to find the snapshots, then at most one read per node kept.
+            assert!(
+                reads.get() <= 2 * 1100,
+                "{snapshot:?}: {} reads",
+                reads.get()
+            );
+            kept.sort_unstable();
+            kept.dedup();
+            let expected: Vec<usize> = match snapshot {
+                None => vec![],
+                Some(s) => (s..1100).collect(),
+            };
+            assert_eq!(kept, expected, "{snapshot:?}");
+        }
+    }
+
+    /// Above its snapshot, a head's walk meets no pruned parent: a merged branch with no
+    /// snapshot keeps the parent the merge names, though the walk stops before it.
+    #[test]
+    fn restore_paths_keep_the_parents_of_what_they_walk() {
+        // 0 <- 1 <- 2 (snapshot) <- 3 <- 5 (merge of 3 and 4) <- 6 (head); 0 <- 4.
+        let parents_of = |i: usize| -> Vec<usize> {
+            match i {
+                0 => vec![],
+                1 | 4 => vec![0],
+                5 => vec![3, 4],
+                _ => vec![i - 1],
+            }
+        };
+        let generation = |i: usize| [1, 2, 3, 4, 2, 5, 6][i];
+        let mut kept = restore_paths(
+            7,
+            [6],
             generation,
-            |_| false,
-            parents,
-            parent_of,
+            |i| i == 2,
+            parents_of,
+            |i| parents_of(i).first().copied(),
         );
-        assert!(kept.is_empty(), "no snapshot: nothing to keep");
-        assert!(reads.get() < 1200, "{} parent reads", reads.get());
-        reads.set(0);
-        let mut kept = restore_paths(1100, heads, generation, |i| i == 500, parents, parent_of);
         kept.sort_unstable();
         kept.dedup();
-        let expected: Vec<usize> = (500..1100).collect();
-        assert_eq!(kept, expected);
+        assert_eq!(kept, [2, 3, 4, 5, 6]);
     }
 
     #[test]

@@ -1486,6 +1486,48 @@ fn latest_snapshot_on_the_first_parent_line_survives_pruning(h: &Harness) {
     check();
 }
 
+/// Pruning keeps the parents of what a branch's walk down to its snapshot passes: a merged
+/// branch without snapshots, older than that snapshot, would otherwise leave a boundary
+/// above it, and a snapshot elsewhere (of a generation in between) would make the answer
+/// look uncertain.
+fn latest_snapshot_after_pruning_a_merged_branch(h: &Harness) {
+    let s = h.store();
+    let tick = |parents: &[StateNodeId], label: &str, i: i64| {
+        commit_bytes(
+            s,
+            parents.to_vec(),
+            label.as_bytes(),
+            None,
+            meta(t(i), Some(label)),
+        )
+        .1
+    };
+    let s0 = tick(&[], "side 0", 0);
+    let s1 = tick(&[s0], "side 1", 1);
+    let mut main = vec![tick(&[], "main 0", 2)];
+    for i in 1..5 {
+        main.push(tick(&[main[i - 1]], &format!("main {i}"), 2 + i as i64));
+    }
+    let merge = tick(&[main[4], s1], "merge", 7);
+    let head = tick(&[merge], "head", 8);
+    s.set_ref("main", None, &head).expect("ref");
+    s.snapshot(&main[2]).expect("snapshot");
+    // Another branch's snapshot at generation 4, between main 2 (3) and the merge (6).
+    let a0 = tick(&[], "agent 0", 9);
+    let a1 = tick(&[a0], "agent 1", 10);
+    let a2 = tick(&[a1], "agent 2", 11);
+    let a3 = tick(&[a2], "agent 3", 12);
+    s.set_ref("agent", None, &a3).expect("ref");
+    s.snapshot(&a3).expect("snapshot");
+    let cut = next_ms(next_ms(time::OffsetDateTime::now_utc()));
+    next_ms(cut);
+    s.gc(&GcOptions::new().prune_history_before(cut))
+        .expect("gc");
+    let latest = s.latest_snapshot(&head).expect("latest").expect("found");
+    assert_eq!(latest.node_id, main[2]);
+    s.get_node(&s1).expect("the merge's parent is kept");
+}
+
 /// `latest_snapshot` from above a boundary that pruning left: a snapshot past it (kept, but
 /// cut off from the node) could be the answer, so it says the history is shallow instead
 /// of "none"; a snapshot found above the boundary, or none stored where the cut history
@@ -1591,6 +1633,7 @@ conformance_cases!(
     latest_snapshot_says_when_pruning_hid_the_answer,
     gc_prune_keeps_the_way_from_a_ref_to_its_snapshot,
     latest_snapshot_on_the_first_parent_line_survives_pruning,
+    latest_snapshot_after_pruning_a_merged_branch,
     gc_within_the_grace_period_removes_nothing,
     gc_removes_exactly_what_nothing_reaches,
     gc_dry_run_counts_and_changes_nothing,

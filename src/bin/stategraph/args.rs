@@ -126,7 +126,8 @@ AGE is a number with a unit: s, m, h, d or w (e.g. 90m, 36h, 2w); 0 means no gra
 
 --prune-history AGE also removes reachable nodes older than AGE (but not those a ref or
 snapshot points at, nor those between a ref and the newest snapshot in its history, so that
-`restore --branch` still finds it), with the ref log entries naming them; `log` then stops at the nodes kept
+`restore --branch` still finds it: a branch that takes snapshots as it goes stops growing),
+with the ref log entries naming them; `log` then stops at the nodes kept
 above them and says so, as after importing a snapshot without its ancestors.
 
 --json prints one object: nodes_removed, nodes_kept, states_removed, blobs_removed,
