@@ -57,14 +57,16 @@ fn feed(walk: Result<crate::graph::Log<'_>>, tx: &mpsc::Sender<LogItem>) {
             return;
         }
     }
-    let _ = tx.blocking_send(LogItem::End(walk.boundary().to_vec()));
+    let boundary = walk.is_finished().then(|| walk.boundary().to_vec());
+    let _ = tx.blocking_send(LogItem::End(boundary));
 }
 
 /// What a log walk sends its [`LogStream`].
 enum LogItem {
     Node(Result<StateNode>),
-    /// The walk ended without an error; its [`boundary`](crate::graph::Log::boundary).
-    End(Vec<StateNodeId>),
+    /// The walk ended without an error; its [`boundary`](crate::graph::Log::boundary), unless
+    /// a limit stopped it with nodes left.
+    End(Option<Vec<StateNodeId>>),
 }
 
 /// A boxed, `Send` future, as every [`AsyncStateStore`] method returns.
@@ -247,7 +249,9 @@ impl LogStream {
     /// Once the stream has ended after a whole walk, the parents the walk reached that are
     /// not stored here, as [`Log::boundary`](crate::graph::Log::boundary) gives them: empty
     /// for a history that goes down to its roots, the shallow boundary otherwise (history
-    /// pruned by `gc`, or never imported). `None` before the end, and after an error.
+    /// pruned by `gc`, or never imported). `None` before the end, after an error, and when
+    /// a [`limit`](LogOptions::limit) stopped the walk with nodes left (what lies below them
+    /// was not read).
     pub fn boundary(&self) -> Option<&[StateNodeId]> {
         self.boundary.as_deref()
     }
@@ -262,7 +266,7 @@ impl LogStream {
         match entries.poll_recv(cx) {
             Poll::Ready(Some(LogItem::Node(node))) => Poll::Ready(Some(node)),
             Poll::Ready(Some(LogItem::End(boundary))) => {
-                self.boundary = Some(boundary);
+                self.boundary = boundary;
                 self.entries = None;
                 Poll::Ready(None)
             }
@@ -789,6 +793,13 @@ mod tests {
             Some(&[][..]),
             "a history down to its root"
         );
+        // A limit that stops the walk with nodes left: what lies below was not read.
+        let mut stream = AsyncStateStore::log(&full, LogOptions::new().from(head).limit(1));
+        while stream.next().await.is_some() {}
+        assert_eq!(stream.boundary(), None);
+        let mut log = History::log(&full, &LogOptions::new().from(head).limit(1)).unwrap();
+        assert!(log.next().is_some() && log.next().is_none());
+        assert!(!log.is_finished());
         // The latest snapshot in a walk, as the sync call finds it.
         let latest = AsyncStateStore::latest_snapshot_in(&full, LogOptions::new().from(head))
             .await

@@ -233,9 +233,17 @@ impl<'a> Log<'a> {
 
     /// Parent ids the walk reached that are not stored here: the shallow boundary of an
     /// imported history (or, in a store that was never shallow, missing nodes that `fsck`
-    /// reports). Complete once the walk has ended.
+    /// reports). Complete once the walk has [finished](Self::is_finished); a walk that its
+    /// [`limit`](LogOptions::limit) stopped early gives only what it met.
     pub fn boundary(&self) -> &[StateNodeId] {
         &self.boundary
+    }
+
+    /// Whether no node is left to yield: the walk has read all it will (it reached its
+    /// roots or its boundary), so [`boundary`](Self::boundary) is complete. False while nodes
+    /// remain, also once a [`limit`](LogOptions::limit) has stopped the walk.
+    pub fn is_finished(&self) -> bool {
+        self.interesting == 0
     }
 
     /// Whether the walk has met `id` as a parent that is not stored here (see

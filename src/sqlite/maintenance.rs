@@ -310,9 +310,13 @@ impl SqliteStateStore {
                 dest.display()
             )));
         }
+        // Unique to this call: two backups at once, in this process or another, never share
+        // a temporary file.
+        static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut temp_name = std::ffi::OsString::from(".");
         temp_name.push(file_name);
-        temp_name.push(format!(".{}.tmp", std::process::id()));
+        temp_name.push(format!(".{}-{call}.tmp", std::process::id()));
         let temp = dir.join(temp_name);
         let temp_text = temp.to_str().ok_or_else(|| {
             refuse(format!(
@@ -320,13 +324,20 @@ impl SqliteStateStore {
                 dest.display()
             ))
         })?;
+        // A file of this name is left from a process that had this id and was killed: no
+        // live backup uses it.
         let _ = std::fs::remove_file(&temp);
         let written = self.read(|conn| {
             // One statement, so one read transaction: the copy is the store at one moment.
             conn.execute("VACUUM INTO ?1", [temp_text]).map_err(|e| {
+                let full = e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull);
                 super::map_sqlite_error(
-                    "backing up the store (the copy needs free space of about the size of what \
-                     the store keeps)",
+                    if full {
+                        "backing up the store (the copy needs free space of about the size of \
+                         what the store keeps)"
+                    } else {
+                        "backing up the store"
+                    },
                     e,
                 )
             })?;
@@ -337,13 +348,18 @@ impl SqliteStateStore {
             std::fs::File::open(&temp)
                 .and_then(|f| f.sync_all())
                 .map_err(io)?;
-            if dest.symlink_metadata().is_ok() {
-                return Err(refuse(format!(
-                    "{} was created while the backup ran; the backup was not written",
-                    dest.display()
-                )));
+            // A second name that cannot replace a file created meanwhile; a rename where
+            // the file system has no hard links.
+            match std::fs::hard_link(&temp, dest) {
+                Ok(()) => std::fs::remove_file(&temp).map_err(io)?,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    return Err(refuse(format!(
+                        "{} was created while the backup ran; the backup was not written",
+                        dest.display()
+                    )));
+                }
+                Err(_) => std::fs::rename(&temp, dest).map_err(io)?,
             }
-            std::fs::rename(&temp, dest).map_err(io)?;
             // The new name is durable once its directory is.
             std::fs::File::open(&dir)
                 .and_then(|d| d.sync_all())

@@ -114,6 +114,50 @@ fn a_backup_never_replaces_a_file() {
     assert_eq!(report.nodes, 3);
 }
 
+/// Backups at once, from threads of one process, to one name or to several: each to its
+/// own name succeeds; of those to one name, one succeeds and the others say the file
+/// exists. No temporary file is left.
+#[test]
+fn backups_at_once_do_not_collide() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(open_normal(&dir.path().join("store.db")));
+    ticks(&store, 20, 256);
+    let run = |names: Vec<String>| -> Vec<Result<u64, String>> {
+        let threads: Vec<_> = names
+            .into_iter()
+            .map(|name| {
+                let (store, path) = (Arc::clone(&store), dir.path().join(name));
+                std::thread::spawn(move || {
+                    store
+                        .backup(&path)
+                        .map(|r| r.nodes)
+                        .map_err(|e| e.to_string())
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .map(|t| t.join().expect("join"))
+            .collect()
+    };
+    for result in run((0..4).map(|i| format!("own-{i}.db")).collect()) {
+        assert_eq!(result, Ok(20));
+    }
+    let results = run(vec!["same.db".to_owned(); 4]);
+    assert_eq!(
+        results.iter().filter(|r| r.is_ok()).count(),
+        1,
+        "{results:?}"
+    );
+    for e in results.iter().filter_map(|r| r.as_ref().err()) {
+        assert!(
+            e.contains("exists already") || e.contains("was created while the backup ran"),
+            "{e}"
+        );
+    }
+    assert!(hidden_files(dir.path()).is_empty());
+}
+
 /// A backup that does not fit fails with a clear error, leaves no file under the backup's
 /// name nor a temporary one, and the store goes on.
 #[test]
