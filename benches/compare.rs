@@ -1567,7 +1567,7 @@ impl Bench {
             .prune_history(Duration::ZERO)
             .dry_run(true);
         let (mut gc_ms, mut vacuum_ms, mut walk_ms, mut copy_ms) = (vec![], vec![], vec![], vec![]);
-        let mut prune_ms = vec![];
+        let (mut prune_ms, mut backup_ms) = (vec![], vec![]);
         let mut boundary = 0;
         let mut after_bytes = 0;
         for run in 0..self.cfg.runs {
@@ -1583,6 +1583,14 @@ impl Bench {
             if walked != n {
                 return Err(format!("walked {walked} of {n} nodes").into());
             }
+            let backup = dir.path().join(format!("backup{run}.db"));
+            let t = Instant::now();
+            let copied = store.backup(&backup)?;
+            backup_ms.push(t.elapsed().as_secs_f64() * 1e3);
+            if copied.nodes != (n + garbage) as u64 {
+                return Err(format!("the backup holds {} nodes", copied.nodes).into());
+            }
+            std::fs::remove_file(&backup)?;
             let t = Instant::now();
             let pruned = store.gc(&prune)?;
             prune_ms.push(t.elapsed().as_secs_f64() * 1e3);
@@ -1634,6 +1642,15 @@ impl Bench {
         row.sg = Some(prune);
         row.target = format!("info: {:.2}× the full log walk", prune.median / walk.median);
         self.rows.push(row);
+        let backup = Stat::of(&backup_ms);
+        let mut row = Row::new("backup of that store (before gc), into a new file", "ms");
+        row.sg = Some(backup);
+        row.target = format!(
+            "info: {:.2}× copying the file and fsyncing the copy ({} ms)",
+            backup.median / copy.median,
+            num(copy.median)
+        );
+        self.rows.push(row);
         let mut row = Row::new("vacuum after that gc", "ms");
         row.sg = Some(vacuum);
         row.target = format!(
@@ -1647,7 +1664,8 @@ impl Bench {
         self.notes.push(format!(
             "maintenance: every run copies one prepared store (a chain of kept nodes with 256 B \
              states and a snapshot every {PRUNE_SNAPSHOT_EVERY} nodes, plus a deleted branch \
-             of 4 KiB states), walks its log, runs a dry run of gc pruning all history before \
+             of 4 KiB states), walks its log, backs it up into a new file (a consistent copy \
+             through SQLite, synced), runs a dry run of gc pruning all history before \
              now (every snapshot's node becomes a boundary node), gc (no grace, ref log \
              expired) and then vacuum on the copy; the walk and the copy are the baselines. gc \
              and vacuum hold the write lock while they run."
