@@ -452,6 +452,103 @@ mod tests {
         assert_eq!(kept, [2, 3, 4, 5, 6]);
     }
 
+    /// What `restore_paths` must keep, worked out head by head the slow way: every
+    /// ancestor at or above the newest snapshot below the head, the parents of those above
+    /// it, and the first-parent line down to the newest snapshot on it.
+    fn restore_paths_by_hand(
+        parents: &[Vec<usize>],
+        snapshots: &[bool],
+        heads: &[usize],
+    ) -> Vec<usize> {
+        let generation = generations(parents);
+        let mut keep = std::collections::BTreeSet::new();
+        for &head in heads {
+            let ancestors: Vec<usize> = (0..parents.len())
+                .filter(|&a| {
+                    let mut stack = vec![head];
+                    let mut seen = std::collections::HashSet::new();
+                    while let Some(n) = stack.pop() {
+                        if n == a {
+                            return true;
+                        }
+                        stack.extend(parents[n].iter().filter(|&&p| seen.insert(p)));
+                    }
+                    false
+                })
+                .collect();
+            let newest = ancestors
+                .iter()
+                .filter(|&&a| snapshots[a])
+                .map(|&a| generation[a])
+                .max();
+            if let Some(floor) = newest {
+                for &a in ancestors.iter().filter(|&&a| generation[a] >= floor) {
+                    keep.insert(a);
+                    if generation[a] > floor {
+                        keep.extend(&parents[a]);
+                    }
+                }
+            }
+            let mut line = vec![head];
+            while let Some(&p) = parents[*line.last().unwrap()].first() {
+                line.push(p);
+            }
+            if let Some(stop) = line.iter().position(|&n| snapshots[n]) {
+                keep.extend(&line[..=stop]);
+            }
+        }
+        keep.into_iter().collect()
+    }
+
+    fn generations(parents: &[Vec<usize>]) -> Vec<u64> {
+        let mut generation = vec![0u64; parents.len()];
+        for i in 0..parents.len() {
+            generation[i] = 1 + parents[i].iter().map(|&p| generation[p]).max().unwrap_or(0);
+        }
+        generation
+    }
+
+    proptest::proptest! {
+        /// `restore_paths` keeps exactly what the slow way does, on random graphs (parents
+        /// among earlier nodes, in random order), snapshots and heads.
+        #[test]
+        fn restore_paths_match_the_slow_way(
+            graph in proptest::collection::vec(
+                (proptest::collection::vec(0usize..1000, 0..3), proptest::bool::weighted(0.15)),
+                1..40,
+            ),
+            heads in proptest::collection::vec(0usize..1000, 1..5),
+        ) {
+            let parents: Vec<Vec<usize>> = graph
+                .iter()
+                .enumerate()
+                .map(|(i, (ps, _))| {
+                    let mut own: Vec<usize> = Vec::new();
+                    for p in ps.iter().filter(|_| i > 0).map(|p| p % i) {
+                        if !own.contains(&p) {
+                            own.push(p);
+                        }
+                    }
+                    own
+                })
+                .collect();
+            let snapshots: Vec<bool> = graph.iter().map(|(_, s)| *s).collect();
+            let heads: Vec<usize> = heads.iter().map(|h| h % parents.len()).collect();
+            let generation = generations(&parents);
+            let mut got = restore_paths(
+                parents.len(),
+                heads.iter().copied(),
+                |i| generation[i],
+                |i| snapshots[i],
+                |i| parents[i].clone(),
+                |i| parents[i].first().copied(),
+            );
+            got.sort_unstable();
+            got.dedup();
+            proptest::prop_assert_eq!(got, restore_paths_by_hand(&parents, &snapshots, &heads));
+        }
+    }
+
     #[test]
     fn mark_keeps_exactly_the_ancestors_of_the_roots() {
         // 0 <- 1 <- 2, 1 <- 3 (3 has parents 1 and 4), 4, 5 <- 6
