@@ -327,6 +327,13 @@ impl SqliteStateStore {
         // A file of this name is left from a process that had this id and was killed: no
         // live backup uses it.
         let _ = std::fs::remove_file(&temp);
+        // Created here, empty (which VACUUM INTO accepts), so that a directory this process
+        // cannot write to is reported as such.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temp)
+            .map_err(|e| backup_io_error(dest, e))?;
         let written = self.read(|conn| {
             // One statement, so one read transaction: the copy is the store at one moment.
             conn.execute("VACUUM INTO ?1", [temp_text]).map_err(|e| {
