@@ -245,6 +245,10 @@ impl SqliteStateStore {
     /// name. It is not checked beyond SQLite's own copy (its pages are read as they are
     /// stored): [`verify`](Self::verify) on it, or `stategraph fsck`, checks every hash.
     ///
+    /// To go back to a backup, stop every program using the store, delete the store's
+    /// `-wal` and `-shm` files, and copy the backup over the store file: a write-ahead log
+    /// left beside it belongs to the old file, and SQLite would apply it to the copy.
+    ///
     /// ```
     /// # let dir = tempfile::tempdir()?;
     /// use stategraph::{SqliteStateStore, StateData, StateMetadata, StateStore};

@@ -105,6 +105,10 @@ out the write-ahead log). It is a store of its own, without free pages, written 
 file beside FILE, synced, then renamed: an interrupted backup leaves nothing under FILE. FILE
 must not exist. The copy's pages are read as stored; `stategraph --db FILE fsck` checks them.
 
+To go back to a backup: stop every program using the store, delete STORE-wal and STORE-shm
+(a write-ahead log left there belongs to the old file, and SQLite would apply it to the copy),
+then copy the backup over STORE.
+
 --json prints one object: path, bytes, nodes, snapshots.
 
 Example:
