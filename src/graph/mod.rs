@@ -191,7 +191,7 @@ pub trait History: StateStore {
             }
             for node in &page {
                 if node.parent_ids.iter().any(|p| log.is_boundary(p)) {
-                    hidden = hidden.max(node.generation - 1);
+                    hidden = hidden.max(node.generation.saturating_sub(1));
                 }
             }
             let ids: Vec<StateNodeId> = page.iter().map(|n| n.id).collect();
@@ -321,13 +321,17 @@ pub trait History: StateStore {
 /// For [`History::latest_snapshot`]: `ShallowHistory` when a stored snapshot's node has a
 /// generation above `floor` and at most `hidden`, so that it could lie past the boundary `log`
 /// met, newer than the answer. (Snapshot nodes are never pruned, and the walk would have met
-/// any it reaches above `floor` first.)
+/// any it reaches above `floor` first.) Any stored snapshot counts, also one on an unrelated
+/// branch or excluded from the walk: which ones lie past the boundary cannot be known here.
 fn no_snapshot_hidden<S: StateStore + ?Sized>(
     store: &S,
     log: &Log<'_>,
     floor: u64,
     hidden: u64,
 ) -> Result<()> {
+    let Some(&parent) = log.boundary().first() else {
+        return Ok(());
+    };
     if hidden <= floor {
         return Ok(());
     }
@@ -336,7 +340,7 @@ fn no_snapshot_hidden<S: StateStore + ?Sized>(
         if generation > floor && generation <= hidden {
             return Err(StateStoreError::ShallowHistory {
                 question: "latest_snapshot",
-                parent: log.boundary()[0],
+                parent,
             });
         }
     }
