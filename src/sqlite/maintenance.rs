@@ -267,7 +267,8 @@ impl SqliteStateStore {
     /// exists already (a backup never replaces a file), names this store, is not valid
     /// UTF-8, or its directory does not exist;
     /// [`StateStoreError::StorageFull`](crate::StateStoreError::StorageFull) when the disk
-    /// fills up; backend errors. On error no file is left at `dest`.
+    /// fills up; backend errors. On error no file is left at `dest`, except when the copy
+    /// is in place and reading it back for the report fails.
     pub fn backup(&self, dest: impl AsRef<std::path::Path>) -> Result<BackupReport> {
         use crate::StateStoreError;
         let dest = dest.as_ref();
@@ -362,7 +363,8 @@ impl SqliteStateStore {
             // A second name that cannot replace a file created meanwhile; a rename where
             // the file system has no hard links.
             match std::fs::hard_link(&temp, dest) {
-                Ok(()) => std::fs::remove_file(&temp).map_err(io)?,
+                // The backup is in place: a temporary name left behind is no reason to fail.
+                Ok(()) => drop(std::fs::remove_file(&temp)),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                     return Err(refuse(format!(
                         "{} was created while the backup ran; the backup was not written",
