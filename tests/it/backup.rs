@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use stategraph::{SqliteStateStore, StateData, StateMetadata, StateStore, StateStoreError};
 
 use crate::durability_util::{
-    assert_chain_complete, child_role, child_var, report, run_child_with_file_limit,
+    assert_chain_complete, child_role, child_var, error_kind, report, run_child_with_file_limit,
 };
 use crate::util::{open_normal, random_bytes};
 
@@ -211,11 +211,7 @@ fn child_backup_on_a_full_disk() {
     match store.backup(child_var("STATEGRAPH_TEST_BACKUP")) {
         Ok(r) => report(&format!("backup ok {r:?}")),
         Err(e) => {
-            let kind = match &e {
-                StateStoreError::StorageFull(_) => "storage-full",
-                StateStoreError::Backend(_) => "backend",
-                _ => "other",
-            };
+            let kind = error_kind(&e);
             report(&format!("backup error {kind} {e}"));
         }
     }

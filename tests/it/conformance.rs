@@ -1036,19 +1036,22 @@ fn cross_backend_ids_agree(h: &Harness) {
     }
 }
 
+/// Commits a node holding `label` as its state and label, made at `t(i)`.
+fn labelled(s: &dyn StateStore, parents: &[StateNodeId], label: &str, i: i64) -> StateNodeId {
+    commit_bytes(
+        s,
+        parents.to_vec(),
+        label.as_bytes(),
+        None,
+        meta(t(i), Some(label)),
+    )
+    .1
+}
+
 /// The newest snapshot in a node's history, whichever branch of it holds it.
 fn latest_snapshot_finds_the_newest_in_history(h: &Harness) {
     let s = h.store();
-    let node = |parents: &[StateNodeId], label: &str, i: i64| {
-        commit_bytes(
-            s,
-            parents.to_vec(),
-            label.as_bytes(),
-            None,
-            meta(t(i), Some(label)),
-        )
-        .1
-    };
+    let node = |parents: &[StateNodeId], label: &str, i: i64| labelled(s, parents, label, i);
     let root = node(&[], "root", 0);
     let a = node(&[root], "a", 1);
     let b = node(&[a], "b", 2);
@@ -1444,16 +1447,7 @@ fn gc_prune_keeps_the_way_from_a_ref_to_its_snapshot(h: &Harness) {
 /// after pruning, which keeps the way down to both.
 fn latest_snapshot_on_the_first_parent_line_survives_pruning(h: &Harness) {
     let s = h.store();
-    let tick = |parents: &[StateNodeId], label: &str, i: i64| {
-        commit_bytes(
-            s,
-            parents.to_vec(),
-            label.as_bytes(),
-            None,
-            meta(t(i), Some(label)),
-        )
-        .1
-    };
+    let tick = |parents: &[StateNodeId], label: &str, i: i64| labelled(s, parents, label, i);
     let base = tick(&[], "base", 0);
     let mine = tick(&[base], "mine", 1);
     let mine2 = tick(&[mine], "mine 2", 2);
@@ -1492,16 +1486,7 @@ fn latest_snapshot_on_the_first_parent_line_survives_pruning(h: &Harness) {
 /// look uncertain.
 fn latest_snapshot_after_pruning_a_merged_branch(h: &Harness) {
     let s = h.store();
-    let tick = |parents: &[StateNodeId], label: &str, i: i64| {
-        commit_bytes(
-            s,
-            parents.to_vec(),
-            label.as_bytes(),
-            None,
-            meta(t(i), Some(label)),
-        )
-        .1
-    };
+    let tick = |parents: &[StateNodeId], label: &str, i: i64| labelled(s, parents, label, i);
     let s0 = tick(&[], "side 0", 0);
     let s1 = tick(&[s0], "side 1", 1);
     let mut main = vec![tick(&[], "main 0", 2)];

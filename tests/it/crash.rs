@@ -15,7 +15,7 @@ use stategraph::{
 use crate::durability_util::{
     ChildProc, Rng, assert_chain_complete, assert_integrity, assert_node_readable,
     assert_ref_log_consistent, child_command, child_role, child_var, diagnose_refused_open,
-    node_id, report, run_child_with_file_limit, seed,
+    error_kind, node_id, report, run_child_with_file_limit, seed,
 };
 
 const CHILD_TEST: &str = "crash::child_writer";
@@ -464,11 +464,7 @@ fn child_disk_full() {
                 acked.push(id);
             }
             Err(e) => {
-                let kind = match &e {
-                    StateStoreError::StorageFull(_) => "storage-full",
-                    StateStoreError::Backend(_) => "backend",
-                    _ => "other",
-                };
+                let kind = error_kind(&e);
                 report(&format!("error {kind} {e}"));
                 break;
             }

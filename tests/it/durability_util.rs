@@ -90,6 +90,15 @@ pub fn report(line: &str) {
     out.flush().expect("flushing to the parent");
 }
 
+/// How a child reports an error's kind to its parent: `storage-full`, `backend` or `other`.
+pub fn error_kind(e: &stategraph::StateStoreError) -> &'static str {
+    match e {
+        stategraph::StateStoreError::StorageFull(_) => "storage-full",
+        stategraph::StateStoreError::Backend(_) => "backend",
+        _ => "other",
+    }
+}
+
 /// A command that runs the ignored test `test` of this binary as a child process in `role`.
 pub fn child_command(test: &str, role: &str) -> Command {
     let exe = std::env::current_exe().expect("current_exe");

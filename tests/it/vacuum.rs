@@ -12,7 +12,7 @@ use stategraph::{
 };
 
 use crate::durability_util::{
-    assert_chain_complete, assert_integrity, child_role, child_var, report,
+    assert_chain_complete, assert_integrity, child_role, child_var, error_kind, report,
     run_child_with_file_limit,
 };
 use crate::util::{commit_bytes, meta, open_normal, random_bytes, t};
@@ -382,11 +382,7 @@ fn child_vacuum_on_a_full_disk() {
     match store.vacuum() {
         Ok(r) => report(&format!("vacuum ok {r:?}")),
         Err(e) => {
-            let kind = match &e {
-                StateStoreError::StorageFull(_) => "storage-full",
-                StateStoreError::Backend(_) => "backend",
-                _ => "other",
-            };
+            let kind = error_kind(&e);
             report(&format!("vacuum error {kind} {e}"));
         }
     }
