@@ -132,8 +132,10 @@ pub trait History: StateStore {
     /// node before it has a snapshot. [`StateStoreError::ShallowHistory`] when the walk met
     /// a shallow boundary (history cut by `gc` with
     /// [`prune_history`](crate::GcOptions::prune_history), or never imported) past which a
-    /// stored snapshot newer than the answer may lie: `gc` keeps a snapshot's node but may
-    /// remove the nodes between it and the branch.
+    /// stored snapshot newer than the answer may lie. `gc`'s history pruning keeps the way
+    /// from each ref down to its newest snapshot, so from a ref this happens only where its
+    /// history holds no snapshot (or, along first parents, its line holds none): with older
+    /// snapshots stored elsewhere, the pruned store can no longer show that none lies below.
     fn latest_snapshot(&self, from: &StateNodeId) -> Result<Option<SnapshotInfo>> {
         self.latest_snapshot_in(&LogOptions::new().from(*from))
     }

@@ -271,8 +271,13 @@ impl SqliteStateStore {
     /// is in place and reading it back for the report fails.
     pub fn backup(&self, dest: impl AsRef<std::path::Path>) -> Result<BackupReport> {
         use crate::StateStoreError;
-        let dest = dest.as_ref();
+        let given = dest.as_ref();
         let refuse = |detail: String| StateStoreError::invalid("backup file", detail);
+        // Absolute, so that SQLite never reads a relative name such as `file:x.db` as a URI,
+        // and a process that changed directory since opening the store compares the right
+        // directories.
+        let dest =
+            &std::path::absolute(given).map_err(|e| refuse(format!("{}: {e}", given.display())))?;
         if dest.symlink_metadata().is_ok() {
             return Err(refuse(format!(
                 "{} exists already; a backup never replaces a file: name a new one",
@@ -292,18 +297,14 @@ impl SqliteStateStore {
                 dir.display()
             )));
         }
+        let store = &self.shared.absolute;
         let same_dir = std::fs::canonicalize(&dir).ok()
-            == self.path().parent().and_then(|p| {
-                std::fs::canonicalize(if p.as_os_str().is_empty() {
-                    std::path::Path::new(".")
-                } else {
-                    p
-                })
-                .ok()
-            });
-        let store_name = self.path().file_name();
+            == store.parent().and_then(|p| std::fs::canonicalize(p).ok());
+        let store_name = store.file_name();
+        // SQLite's names beside the store: a `-journal` there would be taken for a hot
+        // rollback journal and deleted at the next open.
         let store_files = |name: &std::ffi::OsStr| {
-            ["", "-wal", "-shm"].iter().any(|suffix| {
+            ["", "-wal", "-shm", "-journal"].iter().any(|suffix| {
                 let mut own = store_name.unwrap_or_default().to_owned();
                 own.push(suffix);
                 own == name
@@ -385,7 +386,7 @@ impl SqliteStateStore {
         let copy = super::SqliteStateStore::open_read_only(dest)?;
         let stats = copy.stats()?;
         Ok(BackupReport {
-            path: dest.to_path_buf(),
+            path: given.to_path_buf(),
             bytes: stats.file_bytes,
             nodes: stats.nodes,
             snapshots: stats.snapshots,

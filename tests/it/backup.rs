@@ -104,8 +104,30 @@ fn a_backup_never_replaces_a_file() {
     if !wal.exists() {
         invalid(&wal, "this store's own file");
     }
+    // SQLite would take it for a hot rollback journal and delete it at the next open.
+    invalid(
+        &dir.path().join("store.db-journal"),
+        "this store's own file",
+    );
     invalid(&dir.path().join("no-such-dir/backup.db"), "does not exist");
     assert!(hidden_files(dir.path()).is_empty());
+    // A relative name that reads like a URI is a file name here, also to SQLite. (Written
+    // in the working directory, which tests share: a unique name, removed however the test
+    // ends.)
+    struct Removed(std::path::PathBuf);
+    impl Drop for Removed {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+    let relative = std::path::PathBuf::from(format!("file:backup-{}.db", std::process::id()));
+    let written = Removed(std::env::current_dir().expect("cwd").join(&relative));
+    let report = store
+        .backup(&relative)
+        .expect("backup to a relative file: name");
+    assert_eq!(report.path, relative);
+    assert_eq!(report.nodes, 3);
+    assert!(std::fs::metadata(&written.0).expect("written").len() > 0);
     // A read-only handle backs up too.
     let read_only = SqliteStateStore::open_read_only(&path).expect("open read-only");
     let report = read_only
