@@ -134,6 +134,38 @@ fn backup_writes_a_store_and_never_replaces_a_file() {
     .expect("json");
     assert_eq!(json["nodes"], 7);
     assert_eq!(json["snapshots"], 0);
+    assert!(json.get("problems").is_none());
+
+    // --verify checks the copy: ok here; after damage to the store, the copy holds it too,
+    // and the exit code says so.
+    let checked = env.ok(&[
+        "backup",
+        "--verify",
+        env.dir.path().join("copy3.db").to_str().expect("utf-8"),
+    ]);
+    assert!(checked.ends_with("verified: ok\n"), "{checked}");
+    let conn = rusqlite::Connection::open(&env.db).expect("raw");
+    let changed = conn
+        .execute(
+            "UPDATE blobs SET bytes = CAST('{\"n\":9}' AS BLOB) WHERE CAST(bytes AS TEXT) = '{\"n\":1}'",
+            [],
+        )
+        .expect("damage");
+    assert_eq!(changed, 1);
+    drop(conn);
+    let out = env
+        .sg(&[
+            "backup",
+            "--verify",
+            "--json",
+            env.dir.path().join("copy4.db").to_str().expect("utf-8"),
+        ])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let json: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let problems = json["problems"].as_array().expect("problems");
+    assert!(!problems.is_empty(), "{json}");
 }
 
 /// `restore --branch B` without a snapshot takes the newest one in B's history; a snapshot

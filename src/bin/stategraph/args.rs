@@ -109,10 +109,14 @@ To go back to a backup: stop every program using the store, delete STORE-wal and
 (a write-ahead log left there belongs to the old file, and SQLite would apply it to the copy),
 then copy the backup over STORE.
 
---json prints one object: path, bytes, nodes, snapshots.
+--verify then checks the copy as `fsck` does (every hash, id and link): exit 1 when it finds
+problems, which the store itself has too (the copy holds its bytes as they are).
+
+--json prints one object: path, bytes, nodes, snapshots; with --verify also problems (an array
+of strings).
 
 Example:
-  stategraph backup /backups/agent-$(date +%F).db")]
+  stategraph backup --verify /backups/agent-$(date +%F).db")]
     Backup(BackupArgs),
 
     /// Remove nodes, states and bytes that nothing refers to any more
@@ -679,6 +683,9 @@ pub struct RestoreArgs {
 pub struct BackupArgs {
     /// The new file to write (it must not exist)
     pub file: PathBuf,
+    /// Then check the copy as `fsck` does (exit 1 if it finds problems)
+    #[arg(long)]
+    pub verify: bool,
     /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,

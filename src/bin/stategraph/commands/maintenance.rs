@@ -3,7 +3,9 @@
 use std::io::Write;
 
 use serde::Serialize;
-use stategraph::{GcOptions, StateStore, VerifyPhase, VerifyProgress};
+use stategraph::{
+    GcOptions, SqliteStateStore, StateStore, VerifyPhase, VerifyProgress, VerifyReport,
+};
 
 use crate::Ctx;
 use crate::args::{BackupArgs, GcArgs, JsonArgs};
@@ -23,19 +25,7 @@ struct FsckJson {
 /// `fsck`: exit code 0 when healthy, 1 when problems were found.
 pub fn fsck(ctx: &Ctx, args: &JsonArgs) -> CliResult {
     let store = ctx.open_read()?;
-    let bar = progress(0, "checking");
-    let report = store.verify(|VerifyProgress { phase, done, total }| {
-        let what = match phase {
-            VerifyPhase::File => "file structure",
-            VerifyPhase::Blobs => "state bytes",
-            VerifyPhase::Nodes => "nodes",
-            _ => "snapshots and refs",
-        };
-        bar.set_message(what);
-        bar.set_length(total);
-        bar.set_position(done);
-    })?;
-    bar.finish_and_clear();
+    let report = verify_showing_progress(&store)?;
     let mut out = ctx.out(false);
     if args.json {
         let json = FsckJson {
@@ -101,10 +91,35 @@ struct StatsJson {
     free_bytes: u64,
 }
 
+/// `SqliteStateStore::verify` with a progress bar on a terminal.
+fn verify_showing_progress(store: &SqliteStateStore) -> CliResult<VerifyReport> {
+    let bar = progress(0, "checking");
+    let report = store.verify(|VerifyProgress { phase, done, total }| {
+        let what = match phase {
+            VerifyPhase::File => "file structure",
+            VerifyPhase::Blobs => "state bytes",
+            VerifyPhase::Nodes => "nodes",
+            _ => "snapshots and refs",
+        };
+        bar.set_message(what);
+        bar.set_length(total);
+        bar.set_position(done);
+    })?;
+    bar.finish_and_clear();
+    Ok(report)
+}
+
 /// `backup`.
 pub fn backup(ctx: &Ctx, args: &BackupArgs) -> CliResult {
     let store = ctx.open_read()?;
     let report = store.backup(&args.file)?;
+    // The copy checked as `fsck` checks a store.
+    let problems = if args.verify {
+        let copy = SqliteStateStore::open_read_only(&report.path)?;
+        Some(verify_showing_progress(&copy)?.problems)
+    } else {
+        None
+    };
     let mut out = ctx.out(false);
     if args.json {
         #[derive(Serialize)]
@@ -113,6 +128,8 @@ pub fn backup(ctx: &Ctx, args: &BackupArgs) -> CliResult {
             bytes: u64,
             nodes: u64,
             snapshots: u64,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            problems: Option<&'a [String]>,
         }
         write_json(
             &mut out,
@@ -121,6 +138,7 @@ pub fn backup(ctx: &Ctx, args: &BackupArgs) -> CliResult {
                 bytes: report.bytes,
                 nodes: report.nodes,
                 snapshots: report.snapshots,
+                problems: problems.as_deref(),
             },
         )?;
     } else {
@@ -132,8 +150,20 @@ pub fn backup(ctx: &Ctx, args: &BackupArgs) -> CliResult {
             report.path.display(),
             human_size(report.bytes)
         )?;
+        if let Some(problems) = &problems {
+            for problem in problems {
+                writeln!(out, "problem: {problem}")?;
+            }
+            match problems.len() {
+                0 => writeln!(out, "verified: ok")?,
+                n => writeln!(out, "verified: {n} problem(s), copied from the store")?,
+            }
+        }
     }
     out.finish()?;
+    if problems.is_some_and(|p| !p.is_empty()) {
+        return Err(CliError::silent(EXIT_FALSE));
+    }
     Ok(())
 }
 
