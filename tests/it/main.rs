@@ -18,6 +18,8 @@
 //! - `properties`: random inputs vs an independent CBOR writer, and backend vs backend.
 //! - `refs`: compare-and-swap, the ref log, races, snapshots management, migrations.
 //! - `reopen`: a 250-commit history survives close and reopen, writable and read-only.
+//! - `runtime`: an agent runtime's life: branches, merges, snapshots, pruning, backups and
+//!   restarts that resume every branch from its latest snapshot.
 //! - `sqlite_corruption`: rows damaged behind the store's back surface as `Corrupt`.
 //! - `sqlite_files`: which files opening refuses and leaves untouched; read-only stores.
 //! - `stress`: threads and tokio tasks on one store with readers; WAL growth stays bounded.
@@ -41,6 +43,7 @@ mod multiprocess;
 mod properties;
 mod refs;
 mod reopen;
+mod runtime;
 mod sqlite_corruption;
 mod sqlite_files;
 mod stress;
