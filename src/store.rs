@@ -328,9 +328,11 @@ pub trait StateStore: Send + Sync {
     /// Imports a snapshot package, recomputing every hash before writing anything. Parents
     /// the store lacks are recorded as a shallow boundary: walks stop there and report them
     /// (see [`Log::boundary`](crate::Log::boundary)). Importing the same package twice
-    /// changes nothing the second time, except that a SQLite store whose copy of the state
-    /// was damaged on disk (as [`SqliteStateStore::verify`](crate::SqliteStateStore::verify)
-    /// reports) gets the package's bytes written back over it.
+    /// changes nothing the second time, except that a SQLite store whose copy of the state,
+    /// or whose row of the node, was damaged on disk (as
+    /// [`SqliteStateStore::verify`](crate::SqliteStateStore::verify) reports) gets the
+    /// package's bytes or node written back over it (the row keeps its place, generation and
+    /// data ref, unless that data ref no longer holds the package's content).
     ///
     /// The package's generation is a claim no id covers. A node whose parents are all stored
     /// gets 1 + its largest parent's generation whatever it claims; one below the boundary

@@ -606,11 +606,97 @@ pub(crate) fn import_snapshot(
             generation: generation::import_generation(package.generation, &generations)?,
         };
         insert_node(tx, cache, &node, &seqs)?;
+    } else {
+        repair_node(tx, cache, package, data_hash)?;
     }
     if !fresh_bytes {
         repair_blob(tx, data_hash, &package.bytes)?;
     }
     snapshot(tx, cache, &package.node_id, now)
+}
+
+/// Writes the package's node over its stored row when that row no longer reads back as the
+/// node its id names (damaged on disk, as `verify` reports): importing a package exported
+/// before the damage repairs the node. The row keeps its place (its seq, so its edges, which
+/// were written from the same parents), its generation (which `verify` checks on its own,
+/// and which children were numbered from), and its data ref when that still holds the
+/// package's content; the rest is written from the package.
+fn repair_node(
+    tx: &Connection,
+    cache: &mut TxCache,
+    package: &SnapshotPackage,
+    data_hash: &ContentHash,
+) -> Result<()> {
+    let stored = find_node(tx, &package.node_id).ok().flatten();
+    if let Some(row) = &stored
+        && store::verify_node(&row.node).is_ok()
+    {
+        return Ok(());
+    }
+    let ctx = sql_error("repairing a damaged node from a package");
+    // The stored data ref, if it still names a state holding the package's content.
+    let kept_ref = tx
+        .prepare_cached(
+            "SELECT n.data_ref FROM state_nodes n
+             JOIN state_data d ON d.data_ref = n.data_ref
+             JOIN blobs b ON b.id = d.blob_id
+             WHERE n.id = ?1 AND b.hash = ?2",
+        )
+        .and_then(|mut s| {
+            s.query_row(
+                params![package.node_id.as_bytes(), data_hash.as_bytes()],
+                |r| r.get::<_, Vec<u8>>(0),
+            )
+            .optional()
+        })
+        .map_err(&ctx)?
+        .and_then(|b| <[u8; 16]>::try_from(b.as_slice()).ok())
+        .map(StateDataRef::from_bytes);
+    let data_ref = match kept_ref {
+        Some(data_ref) => data_ref,
+        None => {
+            let data_ref = StateDataRef::new_v7();
+            put_state(
+                tx,
+                cache,
+                &data_ref,
+                data_hash,
+                &package.bytes,
+                package.content_type.as_deref(),
+            )?;
+            data_ref
+        }
+    };
+    let mut seqs = Vec::with_capacity(package.parent_ids.len());
+    for p in &package.parent_ids {
+        seqs.push(cache.node(tx, p)?.map_or(ABSENT_SEQ, |(seq, _)| seq));
+    }
+    let parents: Vec<u8> = package
+        .parent_ids
+        .iter()
+        .flat_map(|p| *p.as_bytes())
+        .collect();
+    let (created_s, created_ns) = codec::split_time(package.metadata.created_at);
+    tx.prepare_cached(
+        "UPDATE state_nodes SET parents = ?2, parent_seqs = ?3, data_ref = ?4, data_hash = ?5,
+             content_type = ?6, created_s = ?7, created_ns = ?8, label = ?9
+         WHERE id = ?1",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            package.node_id.as_bytes(),
+            parents,
+            encode_seqs(&seqs),
+            data_ref.as_bytes(),
+            data_hash.as_bytes(),
+            package.content_type,
+            created_s,
+            created_ns,
+            package.metadata.label,
+        ])
+    })
+    .map_err(&ctx)?;
+    Ok(())
 }
 
 /// Writes `bytes` (verified to hash to `hash`) over the stored bytes of that content when

@@ -68,7 +68,7 @@ pub fn fsck(ctx: &Ctx, args: &JsonArgs) -> CliResult {
             ctx.err_theme,
             "reads of damaged states and nodes fail with an error rather than return them; \
              importing snapshot packages exported before the damage (`stategraph import`) \
-             writes their states back, and a backup copy of the store (`stategraph backup`, \
+             writes their states and nodes back, and a backup copy of the store (`stategraph backup`, \
              taken before the damage) has the rest; \
              `stategraph export --all` saves the snapshots still intact",
         );
