@@ -307,10 +307,12 @@ impl Inner {
             .collect();
         let mut roots: Vec<usize> = heads.iter().chain(&snapshotted).copied().collect();
         if cut.prune_before.is_some() && !snapshotted.is_empty() {
+            // Looked up once: the walk compares generations many times.
+            let generations: Vec<u64> = ids.iter().map(|id| self.nodes[id].generation).collect();
             roots.extend(gc::restore_paths(
                 ids.len(),
                 heads,
-                |i| self.nodes[&ids[i]].generation,
+                |i| generations[i],
                 |i| snapshotted.contains(&i),
                 |i| {
                     self.nodes[&ids[i]]
