@@ -209,17 +209,42 @@ pub(crate) fn inspect_file(path: &Path) -> Result<FileState> {
     // only in the WAL. The size check is meaningful only without a WAL to recover from.
     let wal_pending = wal_path(path).metadata().is_ok_and(|m| m.len() > 0);
     if !wal_pending && be32(92) == be32(24) && pages > 0 && len < pages * page_size {
-        return Err(StateStoreError::corrupt(
-            format!("store file {}", path.display()),
-            format!(
-                "it is truncated: the header records {} bytes but the file has {len}",
-                pages * page_size
-            ),
-        ));
+        // Another process's checkpoint may have rewritten page 1 and grown (or, after a
+        // vacuum, shrunk) the file between the reads above, then emptied the WAL. A file
+        // that has lost pages still looks so when read again.
+        let again = read_size_fields(&mut file)
+            .map_err(|e| io_error("cannot read the store file", path, e))?;
+        let wal_pending = wal_path(path).metadata().is_ok_and(|m| m.len() > 0);
+        if let Some((pages, len)) = again
+            && !wal_pending
+            && len < pages * page_size
+        {
+            return Err(StateStoreError::corrupt(
+                format!("store file {}", path.display()),
+                format!(
+                    "it is truncated: the header records {} bytes but the file has {len}",
+                    pages * page_size
+                ),
+            ));
+        }
     }
     Ok(FileState::Store {
         header_version: i64::from(be32(60) as i32),
     })
+}
+
+/// The header's page count, when it is valid (its version-valid-for number matches the
+/// change counter), and the file's length, read now.
+fn read_size_fields(file: &mut File) -> std::io::Result<Option<(u64, u64)>> {
+    use std::io::{Seek, SeekFrom};
+    let mut header = [0u8; HEADER_LEN];
+    file.seek(SeekFrom::Start(0))?;
+    file.read_exact(&mut header)?;
+    let len = file.metadata()?.len();
+    let be32 = |at: usize| {
+        u32::from_be_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
+    };
+    Ok((be32(92) == be32(24)).then(|| (u64::from(be32(28)), len)))
 }
 
 /// The WAL file SQLite keeps beside a database: beside the file itself, so with symlinks
