@@ -426,7 +426,7 @@ pub(crate) fn insert_node(
     let generation = i64::try_from(node.generation).map_err(|_| {
         StateStoreError::invalid("parents", "generation overflows a 64-bit integer")
     })?;
-    let parents: Vec<u8> = node.parent_ids.iter().flat_map(|p| *p.as_bytes()).collect();
+    let parents = encode_parents(&node.parent_ids);
     let (created_s, created_ns) = codec::split_time(node.metadata.created_at);
     let inserted = tx
         .prepare_cached(
@@ -579,13 +579,7 @@ pub(crate) fn import_snapshot(
     // no older copy of them to check.
     let mut fresh_bytes = false;
     if cache.node(tx, &package.node_id)?.is_none() {
-        let mut seqs = Vec::with_capacity(package.parent_ids.len());
-        let mut generations = Vec::with_capacity(package.parent_ids.len());
-        for p in &package.parent_ids {
-            let row = cache.node(tx, p)?;
-            seqs.push(row.map_or(ABSENT_SEQ, |(seq, _)| seq));
-            generations.push(row.map(|(_, g)| g));
-        }
+        let (seqs, generations) = stored_parents(tx, cache, &package.parent_ids)?;
         let data_ref = StateDataRef::new_v7();
         let content_type = package.content_type.as_deref();
         fresh_bytes = put_state(
@@ -613,6 +607,27 @@ pub(crate) fn import_snapshot(
         repair_blob(tx, data_hash, &package.bytes)?;
     }
     snapshot(tx, cache, &package.node_id, now)
+}
+
+/// The seq of each of `parents` ([`ABSENT_SEQ`] for one not stored here) and its generation.
+fn stored_parents(
+    tx: &Connection,
+    cache: &mut TxCache,
+    parents: &[StateNodeId],
+) -> Result<(Vec<i64>, Vec<Option<u64>>)> {
+    let mut seqs = Vec::with_capacity(parents.len());
+    let mut generations = Vec::with_capacity(parents.len());
+    for p in parents {
+        let row = cache.node(tx, p)?;
+        seqs.push(row.map_or(ABSENT_SEQ, |(seq, _)| seq));
+        generations.push(row.map(|(_, g)| g));
+    }
+    Ok((seqs, generations))
+}
+
+/// A node's parent ids as the `parents` column holds them: concatenated, in order.
+fn encode_parents(parents: &[StateNodeId]) -> Vec<u8> {
+    parents.iter().flat_map(|p| *p.as_bytes()).collect()
 }
 
 /// Writes the package's node over its stored row when that row no longer reads back as the
@@ -667,15 +682,8 @@ fn repair_node(
             data_ref
         }
     };
-    let mut seqs = Vec::with_capacity(package.parent_ids.len());
-    for p in &package.parent_ids {
-        seqs.push(cache.node(tx, p)?.map_or(ABSENT_SEQ, |(seq, _)| seq));
-    }
-    let parents: Vec<u8> = package
-        .parent_ids
-        .iter()
-        .flat_map(|p| *p.as_bytes())
-        .collect();
+    let (seqs, _) = stored_parents(tx, cache, &package.parent_ids)?;
+    let parents = encode_parents(&package.parent_ids);
     let (created_s, created_ns) = codec::split_time(package.metadata.created_at);
     tx.prepare_cached(
         "UPDATE state_nodes SET parents = ?2, parent_seqs = ?3, data_ref = ?4, data_hash = ?5,

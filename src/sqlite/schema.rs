@@ -167,9 +167,7 @@ pub(crate) fn inspect_file(path: &Path) -> Result<FileState> {
             format!("it is truncated: {len} bytes, shorter than a SQLite header"),
         ));
     }
-    let be32 = |at: usize| {
-        u32::from_be_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
-    };
+    let be32 = |at: usize| be32(&header, at);
     let app_id = be32(68) as i32;
     if app_id != APPLICATION_ID {
         let detail = if app_id == 0 {
@@ -241,10 +239,12 @@ fn read_size_fields(file: &mut File) -> std::io::Result<Option<(u64, u64)>> {
     file.seek(SeekFrom::Start(0))?;
     file.read_exact(&mut header)?;
     let len = file.metadata()?.len();
-    let be32 = |at: usize| {
-        u32::from_be_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
-    };
-    Ok((be32(92) == be32(24)).then(|| (u64::from(be32(28)), len)))
+    Ok((be32(&header, 92) == be32(&header, 24)).then(|| (u64::from(be32(&header, 28)), len)))
+}
+
+/// The big-endian 32-bit field of a SQLite header at byte `at`.
+fn be32(header: &[u8; HEADER_LEN], at: usize) -> u32 {
+    u32::from_be_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
 }
 
 /// The WAL file SQLite keeps beside a database: beside the file itself, so with symlinks
