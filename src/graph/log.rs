@@ -147,6 +147,10 @@ pub struct Log<'a> {
     /// In the order met, and as a set for lookups.
     boundary: Vec<StateNodeId>,
     boundary_set: HashSet<StateNodeId>,
+    /// An error met reading the parents of the node just yielded: the next item.
+    failed: Option<StateStoreError>,
+    /// The walk ended in an error: it did not read all it would have.
+    broken: bool,
     done: bool,
 }
 
@@ -198,6 +202,8 @@ impl<'a> Log<'a> {
             excluded: BinaryHeap::new(),
             boundary: Vec::new(),
             boundary_set: HashSet::new(),
+            failed: None,
+            broken: false,
             done: false,
         };
         for (ids, flags) in [(exclude, UNINTERESTING), (from, 0)] {
@@ -243,7 +249,7 @@ impl<'a> Log<'a> {
     /// roots or its boundary), so [`boundary`](Self::boundary) is complete. False while nodes
     /// remain, also once a [`limit`](LogOptions::limit) has stopped the walk.
     pub fn is_finished(&self) -> bool {
-        self.interesting == 0
+        self.interesting == 0 && self.failed.is_none() && !self.broken
     }
 
     /// Whether the walk has met `id` as a parent that is not stored here (see
@@ -360,6 +366,9 @@ impl<'a> Log<'a> {
     }
 
     fn step(&mut self) -> Result<Option<StateNode>> {
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
         while self.interesting > 0 {
             let Some((node, flags)) = self.frontier.pop() else {
                 break;
@@ -376,10 +385,19 @@ impl<'a> Log<'a> {
             } else {
                 usize::MAX
             };
+            let shown = !uninteresting && !self.hidden.contains(&node.id);
             for parent in node.parent_ids.iter().take(follow) {
-                self.visit_parent(parent, flags)?;
+                if let Err(e) = self.visit_parent(parent, flags) {
+                    // A parent that cannot be read (a damaged row) fails the walk after the
+                    // node, which was read whole: a log shows everything above the damage.
+                    if !shown {
+                        return Err(e);
+                    }
+                    self.failed = Some(e);
+                    break;
+                }
             }
-            if !uninteresting && !self.hidden.contains(&node.id) {
+            if shown {
                 return Ok(Some(node));
             }
         }
@@ -431,6 +449,7 @@ impl Iterator for Log<'_> {
         if let (Ok(Some(_)), Some(n)) = (&step, &mut self.remaining) {
             *n -= 1;
         }
+        self.broken |= step.is_err();
         finish_step(&mut self.done, step)
     }
 }

@@ -249,6 +249,44 @@ fn node_damage_is_detected(sql: &str, which: impl Fn(&Damaged) -> StateNodeId) {
     }
 }
 
+/// A walk that meets a damaged node yields every node above it first, the one whose parent
+/// is damaged included, then the error; and it does not claim to have finished.
+#[test]
+fn log_shows_the_history_above_a_damaged_node_then_fails() {
+    let d = Damaged::new();
+    d.damage(
+        "UPDATE state_nodes SET label = 'rewritten' WHERE id = ?1",
+        [d.root.as_bytes()],
+    );
+    let s = d.open();
+    let mut log = s.log(&LogOptions::new().from(d.merge)).expect("log");
+    let mut seen = Vec::new();
+    let error = loop {
+        match log.next() {
+            Some(Ok(node)) => seen.push(node.id),
+            Some(Err(e)) => break e,
+            None => panic!("the walk ended without an error after {seen:?}"),
+        }
+    };
+    assert_eq!(
+        seen,
+        vec![d.merge],
+        "the merge is read whole before its damaged parent"
+    );
+    assert!(error.is_corrupt(), "{error}");
+    assert!(!log.is_finished());
+    assert!(log.next().is_none(), "nothing after the error");
+    // First parents only: the same.
+    let mut log = s
+        .log(&LogOptions::new().from(d.merge).first_parent(true))
+        .expect("log");
+    assert_eq!(
+        log.next().map(|r| r.map(|n| n.id).ok()),
+        Some(Some(d.merge))
+    );
+    assert!(log.next().is_some_and(|r| r.is_err_and(|e| e.is_corrupt())));
+}
+
 #[test]
 fn changed_label_is_detected() {
     node_damage_is_detected(
