@@ -1236,6 +1236,98 @@ fn snapshot_delete_refuses_an_ambiguous_prefix() {
     assert_eq!(env.ok(&["snapshots"]).lines().count(), 600);
 }
 
+/// Text that is a short prefix of one snapshot's id and of another node's id names two
+/// things: the commands that take a snapshot refuse it instead of picking one.
+#[test]
+fn a_prefix_of_a_snapshot_and_of_another_node_is_ambiguous() {
+    let env = Env::init();
+    let store = SqliteStateStore::open(&env.db).expect("open");
+    let mut batch = stategraph::Batch::new(&store);
+    let mut nodes = Vec::new();
+    let mut head: Option<StateNodeId> = None;
+    for i in 0..1500u32 {
+        let at = time::OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(i64::from(i));
+        let data = batch.put_state(StateData::new(i.to_be_bytes().to_vec()));
+        let node = batch
+            .commit_node(
+                head.into_iter().collect(),
+                data,
+                StateMetadata::new(at, None),
+            )
+            .expect("commit");
+        nodes.push(node);
+        head = Some(node);
+    }
+    batch
+        .set_ref("main", None, &head.expect("head"))
+        .expect("ref");
+    batch.commit().expect("batch");
+    let snapshots: Vec<_> = nodes
+        .iter()
+        .step_by(2)
+        .map(|n| (store.snapshot(n).expect("snapshot").to_hex(), *n))
+        .collect();
+    drop(store);
+    let count = |prefix: &str, ids: &mut dyn Iterator<Item = String>| {
+        ids.filter(|id| id.starts_with(prefix)).count()
+    };
+    // 750 snapshots and 1,500 nodes in 65,536 four-digit prefixes: some prefix is one
+    // snapshot's and one other node's (fixed times: the same on every run).
+    let prefix = snapshots
+        .iter()
+        .map(|(id, _)| id[..4].to_owned())
+        .find(|p| {
+            let of = |n: &StateNodeId| n.to_hex().starts_with(p.as_str());
+            count(p, &mut snapshots.iter().map(|(id, _)| id.clone())) == 1
+                && count(p, &mut nodes.iter().map(StateNodeId::to_hex)) == 1
+                && !snapshots
+                    .iter()
+                    .any(|(id, node)| id.starts_with(p.as_str()) && of(node))
+        })
+        .expect("a prefix shared by a snapshot and another node");
+    let main_before = env.ok(&["show", "--json", "main"]);
+    for args in [
+        vec!["restore", &prefix, "--branch", "main"],
+        vec!["snapshot", "-d", &prefix],
+        vec!["export", &prefix],
+    ] {
+        let out = env.sg(&args).output().expect("run");
+        let err = assert_error(&out);
+        assert!(
+            err.contains(&format!(
+                "ambiguous \"{prefix}\": it names snapshot {prefix}"
+            )) && err.contains(&format!("and node {prefix}"))
+                && err.contains("give more digits"),
+            "{args:?}: {err}"
+        );
+    }
+    assert_eq!(env.ok(&["show", "--json", "main"]), main_before);
+    assert_eq!(env.ok(&["snapshots"]).lines().count(), 750);
+
+    // A prefix of two nodes and no snapshot is an ambiguous node prefix, with candidates.
+    let mut sorted: Vec<String> = nodes.iter().map(StateNodeId::to_hex).collect();
+    sorted.sort();
+    let two = sorted
+        .windows(2)
+        .map(|w| w[0][..4].to_owned())
+        .find(|p| {
+            sorted[..]
+                .windows(2)
+                .any(|w| w[0].starts_with(p.as_str()) && w[1].starts_with(p.as_str()))
+                && count(p, &mut snapshots.iter().map(|(id, _)| id.clone())) == 0
+        })
+        .expect("two nodes share a prefix no snapshot has");
+    let out = env
+        .sg(&["restore", &two, "--branch", "main"])
+        .output()
+        .expect("run");
+    let err = assert_error(&out);
+    assert!(
+        err.contains(&format!("ambiguous id prefix \"{two}\"")) && err.contains("candidates"),
+        "{err}"
+    );
+}
+
 #[test]
 fn snapshot_and_restore_by_prefix() {
     let env = merge_history();
@@ -2031,6 +2123,21 @@ fn export_and_import_between_stores() {
         .map(|e| e.expect("entry").path().to_string_lossy().into_owned())
         .collect();
     assert_eq!(files.len(), 2);
+    // One snapshot named twice (a prefix and the full id) is exported once, and counted once.
+    let twice = env.dir.path().join("twice");
+    let out = env
+        .sg(&[
+            "export",
+            &snapshot[7..19],
+            snapshot,
+            "--out",
+            twice.to_str().expect("utf-8"),
+        ])
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("exported 1 snapshot(s)"));
+    assert_eq!(std::fs::read_dir(&twice).expect("read dir").count(), 1);
     let mut args = vec!["import"];
     args.extend(files.iter().map(String::as_str));
     other.ok(&args);
@@ -2264,6 +2371,55 @@ fn fsck_and_stats() {
     let problems = report["problems"].as_array().expect("problems");
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert!(problems[0].as_str().expect("text").contains("corrupt node"));
+    // The log shows every node above the damaged root, then the error.
+    let out = env
+        .sg(&["log", "--all", "--oneline"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(shown.lines().count() as u64, nodes - 1, "{shown}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("corrupt node") && err.contains("hint: `stategraph fsck`"),
+        "{err}"
+    );
+
+    // A store too damaged to open is a finding too (exit 1, not the 2 of a failed command),
+    // and other commands point at fsck.
+    let short = env.dir.path().join("short.db");
+    let bytes = std::fs::read(&env.db).expect("read");
+    std::fs::write(&short, &bytes[..bytes.len() / 2]).expect("write");
+    let short = short.to_str().expect("utf-8");
+    let out = bare(env.dir.path())
+        .args(["--db", short, "fsck"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with("problem: the store cannot be read: corrupt store file")
+            && text.contains("truncated")
+            && text.ends_with("1 problem(s)\n"),
+        "{text}"
+    );
+    let out = bare(env.dir.path())
+        .args(["--db", short, "fsck", "--json"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(report["problems"].as_array().map(Vec::len), Some(1));
+    let out = bare(env.dir.path())
+        .args(["--db", short, "log"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("hint: `stategraph fsck` lists the damage"),
+        "{err}"
+    );
 }
 
 /// Whether the tests run as root, for whom file permissions do not bind.

@@ -90,6 +90,9 @@ impl From<StateStoreError> for CliError {
                 (None, _) => "another writer created the ref meanwhile; look again and retry",
                 (_, None) => "another writer deleted the ref meanwhile; look again and retry",
             }),
+            StateStoreError::Corrupt { .. } => {
+                Some("`stategraph fsck` lists the damage and says what can restore it")
+            }
             e if e.is_in_doubt() => Some(
                 "the write may still show up the next time the store is opened: look (`log`, \
                  `show`) before doing it again",

@@ -52,7 +52,7 @@ impl Ctx {
 
     /// Fails unless the store file exists (and can be looked at: a symlink loop or a
     /// directory without permission is reported as what it is).
-    fn check_exists(&self) -> CliResult<std::fs::Metadata> {
+    pub fn check_exists(&self) -> CliResult<std::fs::Metadata> {
         std::fs::metadata(&self.db).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
                 self.no_store()

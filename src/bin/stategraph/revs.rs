@@ -7,26 +7,26 @@ use crate::error::{CliError, CliResult, explain};
 
 /// Resolves what a person typed to a node id, with hints on failure.
 pub fn resolve(store: &dyn StateStore, text: &str) -> CliResult<StateNodeId> {
-    store
-        .resolve(text)
-        .or_else(|e| match e {
-            // A tag by its own name, as listings show it (`tag: v1`) and git reads it.
-            StateStoreError::UnknownRevision { .. } if tag_named(store, text) => {
-                let full = format!("{TAGS}{text}");
-                // Errors quote the revision as it was typed, not as it was read.
-                store.resolve(&full).map_err(|e| match e {
-                    StateStoreError::InvalidInput { what, detail } => {
-                        StateStoreError::InvalidInput {
-                            what,
-                            detail: detail.replace(&format!("{full:?}"), &format!("{text:?}")),
-                        }
-                    }
-                    e => e,
-                })
-            }
-            e => Err(e),
-        })
-        .map_err(|e| explain(store, e))
+    resolve_plain(store, text).map_err(|e| explain(store, e))
+}
+
+/// [`resolve`] with the library's error, for callers that handle some errors themselves.
+pub fn resolve_plain(store: &dyn StateStore, text: &str) -> Result<StateNodeId, StateStoreError> {
+    store.resolve(text).or_else(|e| match e {
+        // A tag by its own name, as listings show it (`tag: v1`) and git reads it.
+        StateStoreError::UnknownRevision { .. } if tag_named(store, text) => {
+            let full = format!("{TAGS}{text}");
+            // Errors quote the revision as it was typed, not as it was read.
+            store.resolve(&full).map_err(|e| match e {
+                StateStoreError::InvalidInput { what, detail } => StateStoreError::InvalidInput {
+                    what,
+                    detail: detail.replace(&format!("{full:?}"), &format!("{text:?}")),
+                },
+                e => e,
+            })
+        }
+        e => Err(e),
+    })
 }
 
 /// Whether `text` starts with the name of a tag given without its `tags/` (what comes before

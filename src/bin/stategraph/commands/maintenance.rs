@@ -24,8 +24,22 @@ struct FsckJson {
 
 /// `fsck`: exit code 0 when healthy, 1 when problems were found.
 pub fn fsck(ctx: &Ctx, args: &JsonArgs) -> CliResult {
-    let store = ctx.open_read()?;
-    let report = verify_showing_progress(&store)?;
+    ctx.check_exists()?;
+    // A store too damaged to open or to walk (truncated, a broken header) is a finding like
+    // any other: exit 1, not the 2 of a command that could not run.
+    let report = match SqliteStateStore::open_read_only(&ctx.db)
+        .and_then(|store| verify_showing_progress(&store))
+    {
+        Ok(report) => report,
+        Err(e) if e.is_corrupt() => {
+            let mut report = VerifyReport::default();
+            report
+                .problems
+                .push(format!("the store cannot be read: {e}"));
+            report
+        }
+        Err(e) => return Err(e.into()),
+    };
     let mut out = ctx.out(false);
     if args.json {
         let json = FsckJson {
@@ -92,7 +106,7 @@ struct StatsJson {
 }
 
 /// `SqliteStateStore::verify` with a progress bar on a terminal.
-fn verify_showing_progress(store: &SqliteStateStore) -> CliResult<VerifyReport> {
+fn verify_showing_progress(store: &SqliteStateStore) -> stategraph::Result<VerifyReport> {
     let bar = progress(0, "checking");
     let report = store.verify(|VerifyProgress { phase, done, total }| {
         let what = match phase {
@@ -104,9 +118,9 @@ fn verify_showing_progress(store: &SqliteStateStore) -> CliResult<VerifyReport> 
         bar.set_message(what);
         bar.set_length(total);
         bar.set_position(done);
-    })?;
+    });
     bar.finish_and_clear();
-    Ok(report)
+    report
 }
 
 /// `backup`.

@@ -15,7 +15,7 @@ use crate::error::{CliError, CliResult, describe_node, explain};
 use crate::output::{
     Paint, Theme, note, printable, progress, rfc3339, rfc3339_seconds, write_json,
 };
-use crate::revs::resolve;
+use crate::revs::{resolve, resolve_plain};
 
 /// `snapshot REV`: prints the new snapshot's id. `snapshot -d SNAPSHOT` deletes one.
 pub fn snapshot(ctx: &Ctx, args: &SnapshotArgs) -> CliResult {
@@ -152,35 +152,41 @@ fn find_snapshot(store: &dyn StateStore, text: &str) -> CliResult<SnapshotId> {
 
 /// [`find_snapshot`], with the node the snapshot is of. Failing that, a revision naming a
 /// node with exactly one snapshot names that snapshot (`restore tags/good --branch main`).
+/// Text that names one snapshot and also a node that snapshot is not of (a short prefix of
+/// both ids, or a ref named like one) is refused as ambiguous: these commands move and delete.
 fn find_snapshot_info(store: &dyn StateStore, text: &str) -> CliResult<SnapshotInfo> {
-    let by_node = || -> CliResult<SnapshotInfo> {
-        let err = CliError::new(format!("no snapshot matches {text:?}"));
-        let Ok(node) = crate::revs::resolve(store, text) else {
-            return Err(err.hint("list snapshots with `stategraph snapshots`"));
-        };
-        match store.snapshots_of(&node)?.as_slice() {
-            [one] => Ok(one.clone()),
-            [] => Err(err.hint(format!(
-                "{text} is node {}, which has no snapshot (`stategraph snapshots {text}` \
-                 lists those in its history)",
-                node.to_short_hex(12)
-            ))),
-            several => Err(err.hint(format!(
-                "{text} is node {}, which has {} snapshots; name one: {}",
-                node.to_short_hex(12),
-                several.len(),
-                several
-                    .iter()
-                    .map(|s| s.id.to_short_hex(12))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))),
-        }
-    };
-    match snapshots_matching(store, text)?.as_slice() {
-        [] => by_node(),
-        [one] => Ok(one.clone()),
-        many => {
+    let matching = snapshots_matching(store, text)?;
+    let as_node = resolve_plain(store, text);
+    match (matching.as_slice(), as_node) {
+        ([one], Ok(node)) if one.node_id != node => Err(CliError::new(format!(
+            "ambiguous {text:?}: it names snapshot {} (of node {}) and node {}",
+            one.id.to_short_hex(12),
+            describe_node(store, Theme::PLAIN, &one.node_id),
+            describe_node(store, Theme::PLAIN, &node),
+        ))
+        .hint(format!(
+            "for the snapshot, give more digits of its id ({}); for the node's own \
+             snapshots, `stategraph snapshots {}` lists them",
+            one.id.to_short_hex(16),
+            node.to_short_hex(16)
+        ))),
+        ([one], _) => Ok(one.clone()),
+        ([], Ok(node)) => of_node(store, text, &node),
+        // Neither a snapshot nor a node.
+        (
+            [],
+            Err(
+                StateStoreError::UnknownRevision { .. }
+                | StateStoreError::InvalidId(_)
+                | StateStoreError::MissingNode { .. }
+                | StateStoreError::MissingRef { .. },
+            ),
+        ) => Err(CliError::new(format!("no snapshot matches {text:?}"))
+            .hint("list snapshots with `stategraph snapshots`")),
+        // An ambiguous node prefix, or a walk that failed (`main~9` past the root): that
+        // error, with its hints.
+        ([], Err(e)) => Err(explain(store, e)),
+        (many, _) => {
             let mut err = CliError::new(format!(
                 "ambiguous snapshot prefix {text:?}: it matches {} snapshots",
                 many.len()
@@ -195,6 +201,29 @@ fn find_snapshot_info(store: &dyn StateStore, text: &str) -> CliResult<SnapshotI
             }
             Err(err)
         }
+    }
+}
+
+/// The one snapshot of `node` (which `text` named), or why there is not one.
+fn of_node(store: &dyn StateStore, text: &str, node: &StateNodeId) -> CliResult<SnapshotInfo> {
+    let err = CliError::new(format!("no snapshot matches {text:?}"));
+    match store.snapshots_of(node)?.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => Err(err.hint(format!(
+            "{text} is node {}, which has no snapshot (`stategraph snapshots {text}` lists \
+             those in its history)",
+            node.to_short_hex(12)
+        ))),
+        several => Err(err.hint(format!(
+            "{text} is node {}, which has {} snapshots; name one: {}",
+            node.to_short_hex(12),
+            several.len(),
+            several
+                .iter()
+                .map(|s| s.id.to_short_hex(12))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
     }
 }
 
@@ -330,10 +359,16 @@ pub fn export(ctx: &Ctx, args: &ExportArgs) -> CliResult {
     let ids: Vec<SnapshotId> = if args.all {
         store.list_snapshots()?.into_iter().map(|s| s.id).collect()
     } else {
-        args.snapshots
-            .iter()
-            .map(|text| find_snapshot(&store, text))
-            .collect::<CliResult<_>>()?
+        let mut seen = std::collections::HashSet::new();
+        let mut ids = Vec::with_capacity(args.snapshots.len());
+        for text in &args.snapshots {
+            let id = find_snapshot(&store, text)?;
+            // One snapshot named twice (by two prefixes, say) is one package.
+            if seen.insert(id) {
+                ids.push(id);
+            }
+        }
+        ids
     };
     if ids.is_empty() {
         // Only --all (which needs --out) finds none: named snapshots match or are an error,
