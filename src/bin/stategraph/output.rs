@@ -119,13 +119,10 @@ impl Out {
     pub fn new(page: bool) -> Self {
         if page
             && io::stdout().is_terminal()
-            && let Some(mut child) = spawn_pager()
-            && let Some(stdin) = child.stdin.take()
+            && let Some(child) = spawn_pager()
+            && let Some(out) = Self::paged(child)
         {
-            return Self {
-                writer: Box::new(BufWriter::new(stdin)),
-                pager: Some(child),
-            };
+            return out;
         }
         Self {
             writer: Box::new(BufWriter::new(io::stdout().lock())),
@@ -133,15 +130,30 @@ impl Out {
         }
     }
 
+    /// Output into a pager started with its stdin piped.
+    fn paged(mut child: Child) -> Option<Self> {
+        let stdin = child.stdin.take()?;
+        Some(Self {
+            writer: Box::new(BufWriter::new(stdin)),
+            pager: Some(child),
+        })
+    }
+
     /// Flushes, closes the pager's input and waits for the pager to quit.
     pub fn finish(mut self) -> io::Result<()> {
-        let flushed = self.writer.flush();
+        let flushed = self.writer.flush().map_err(|e| self.pager_gone(e));
         // Dropping the writer closes the pager's stdin so it sees the end of the text.
         self.writer = Box::new(io::sink());
-        if let Some(mut child) = self.pager.take() {
-            let _ = child.wait();
+        flushed?;
+        if self.pager.is_some() {
+            // The text may all have fit in the pipe before the pager failed to start.
+            let gone = self.pager_gone(io::ErrorKind::BrokenPipe.into());
+            self.pager = None;
+            if gone.kind() != io::ErrorKind::BrokenPipe {
+                return Err(gone);
+            }
         }
-        flushed
+        Ok(())
     }
 }
 
@@ -155,13 +167,40 @@ impl Drop for Out {
     }
 }
 
+impl Out {
+    /// A write that failed because the pager is gone: a pager the shell could not run
+    /// (a name that is not a command) is an error to report, where a pager the reader quit
+    /// early is the reader going away.
+    fn pager_gone(&mut self, e: io::Error) -> io::Error {
+        if e.kind() != io::ErrorKind::BrokenPipe {
+            return e;
+        }
+        let Some(child) = self.pager.as_mut() else {
+            return e;
+        };
+        match child.wait().map(|status| status.code()) {
+            // The shell's "not executable" and "not found".
+            Ok(Some(code @ (126 | 127))) => io::Error::other(format!(
+                "the pager could not be run (the shell exited with {code}: {}); set \
+                 STATEGRAPH_PAGER (or PAGER) to a pager that is installed, or to `cat` for none",
+                if code == 127 {
+                    "command not found"
+                } else {
+                    "not executable"
+                }
+            )),
+            _ => e,
+        }
+    }
+}
+
 impl Write for Out {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.writer.write(buf)
+        self.writer.write(buf).map_err(|e| self.pager_gone(e))
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.writer.flush()
+        self.writer.flush().map_err(|e| self.pager_gone(e))
     }
 }
 
@@ -363,7 +402,38 @@ pub fn escape_line(line: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{printable, terminal_safe_json};
+    use super::{Out, printable, terminal_safe_json};
+    use std::io::Write as _;
+
+    /// What `finish` says after `text` went to the pager `line` runs as.
+    #[cfg(unix)]
+    fn through_pager(line: &str, text: &[u8]) -> std::io::Result<()> {
+        let child = super::shell(line)
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("sh");
+        let mut out = Out::paged(child).expect("piped");
+        out.write_all(text)?;
+        out.finish()
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_pager_that_cannot_run_is_an_error_and_one_that_quits_is_not() {
+        for text in [&b"short"[..], &[b'x'; 1 << 20]] {
+            let err =
+                through_pager("exec stategraph-no-such-pager", text).expect_err("a missing pager");
+            assert!(
+                err.to_string().contains("the pager could not be run")
+                    && err.to_string().contains("command not found"),
+                "{err}"
+            );
+            through_pager("cat >/dev/null", text).expect("a pager that reads it all");
+        }
+        // A reader that stops early (`q` in less): the reader went away, not an error.
+        let err = through_pager("head -c 1 >/dev/null", &[b'x'; 1 << 20]).expect_err("gone");
+        assert_eq!(err.kind(), std::io::ErrorKind::BrokenPipe);
+    }
 
     #[test]
     fn json_output_escapes_what_a_terminal_would_act_on() {
