@@ -770,7 +770,12 @@ fn ref_changes_are_compare_and_swap() {
     // An error quotes the revision as typed.
     let err = assert_error(&env.sg(&["show", "v1~99"]).output().expect("run"));
     assert!(err.contains("\"v1~99\" goes back past a root"), "{err}");
-    env.ok(&["branch", "v1", "main"]);
+    // The CLI makes no branch of a tag's short name (see
+    // `a_new_branch_may_not_take_a_tags_short_name`); a program can.
+    let store = SqliteStateStore::open(&env.db).expect("open");
+    let main = store.get_ref("main").expect("get").expect("main");
+    store.set_ref("v1", None, &main).expect("branch v1");
+    drop(store);
     assert_eq!(
         env.ok(&["show", "v1", "--json"]),
         env.ok(&["show", "main", "--json"])
@@ -1326,6 +1331,34 @@ fn a_prefix_of_a_snapshot_and_of_another_node_is_ambiguous() {
         err.contains(&format!("ambiguous id prefix \"{two}\"")) && err.contains("candidates"),
         "{err}"
     );
+}
+
+/// A tag's short name names the tag only while no ref of that name exists: a new branch
+/// of that name would take it over silently, so none is made.
+#[test]
+fn a_new_branch_may_not_take_a_tags_short_name() {
+    let env = merge_history();
+    env.ok(&["tag", "v1", "main~1"]);
+    let tagged = env.ok(&["show", "--json", "v1"]);
+    let snapshot = env.ok(&["snapshot", "main"]);
+    for args in [
+        vec!["branch", "v1", "main"],
+        vec!["commit", "-m", "x", "--branch", "v1"],
+        vec!["restore", snapshot.trim(), "--branch", "v1", "--create"],
+    ] {
+        let out = env.sg(&args).write_stdin("{}").output().expect("run");
+        let err = assert_error(&out);
+        assert!(
+            err.contains("will not create a branch named \"v1\": the tag \"v1\" exists"),
+            "{args:?}: {err}"
+        );
+    }
+    assert_eq!(env.ok(&["show", "--json", "v1"]), tagged);
+    assert!(!env.ok(&["branch"]).contains("v1"));
+    // Moving an existing branch of another name is not affected, nor is a tag of a
+    // branch's name (the branch keeps the name; the tag is `tags/main`).
+    env.ok(&["tag", "main", "main"]);
+    env.commit("{}", "g", &["--branch", "main"]);
 }
 
 #[test]

@@ -10,7 +10,7 @@ use stategraph::{
 
 use crate::Ctx;
 use crate::args::{CatArgs, CommitArgs, PutArgs};
-use crate::commands::refs::{Kind, check_ref_name};
+use crate::commands::refs::{Kind, check_new_branch, check_ref_name};
 use crate::error::{CliError, CliResult, explain};
 use crate::output::note;
 use crate::revs::resolve;
@@ -143,7 +143,10 @@ pub fn commit(ctx: &Ctx, args: &CommitArgs) -> CliResult {
     let head = match &args.branch {
         Some(branch) => {
             let head = store.get_ref(branch)?;
-            check_ref_name(branch, Kind::Branch, head.is_none())?;
+            match head {
+                None => check_new_branch(&store, branch)?,
+                Some(_) => check_ref_name(branch, Kind::Branch, false)?,
+            }
             head
         }
         None => None,

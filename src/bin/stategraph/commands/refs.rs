@@ -79,6 +79,8 @@ fn short_label(store: &dyn StateStore, t: Theme, id: &StateNodeId) -> String {
 /// that `resolve` would read as a node id or id prefix (4 or more hex digits and nothing
 /// else), or that would read as an option (a leading `-`). (`validate_ref_name` already
 /// refuses `:`, so no name looks like a `blake3:` id.)
+///
+/// A new branch may not take a tag's short name either: see [`check_new_branch`].
 pub fn check_ref_name(full: &str, kind: Kind, new: bool) -> CliResult {
     validate_ref_name(full)?;
     let refuse = |why: &str| CliError::new(format!("will not create a ref named {full:?}: {why}"));
@@ -115,6 +117,21 @@ pub fn check_ref_name(full: &str, kind: Kind, new: bool) -> CliResult {
             "it holds invisible or direction-changing characters, which make one name look \
              like another",
         ));
+    }
+    Ok(())
+}
+
+/// [`check_ref_name`] for a branch about to be created, and more: a tag of the same short
+/// name would from then on be shadowed by the branch (a name is read as a tag's short name
+/// only while no ref of that name exists), silently.
+pub fn check_new_branch(store: &dyn StateStore, name: &str) -> CliResult {
+    check_ref_name(name, Kind::Branch, true)?;
+    if store.get_ref(&format!("{TAGS}{name}"))?.is_some() {
+        return Err(CliError::new(format!(
+            "will not create a branch named {name:?}: the tag {name:?} exists, and \
+             {name:?} would then name the branch instead"
+        ))
+        .hint("choose another name for the branch"));
     }
     Ok(())
 }
@@ -157,7 +174,10 @@ pub fn branch(ctx: &Ctx, args: &RefArgs, kind: Kind) -> CliResult {
         }
     };
     let target = resolve(&store, &rev)?;
-    check_ref_name(&full, kind, current.is_none())?;
+    match (kind, &current) {
+        (Kind::Branch, None) => check_new_branch(&store, &full)?,
+        _ => check_ref_name(&full, kind, current.is_none())?,
+    }
     match current {
         Some(existing) if !args.force => Err(CliError::new(format!(
             "{word} {shown} already exists (at {})",

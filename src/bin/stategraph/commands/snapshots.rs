@@ -10,7 +10,7 @@ use stategraph::{
 
 use crate::Ctx;
 use crate::args::{ExportArgs, RestoreArgs, SnapshotArgs, SnapshotsArgs};
-use crate::commands::refs::{Kind, check_ref_name};
+use crate::commands::refs::{Kind, check_new_branch, check_ref_name};
 use crate::error::{CliError, CliResult, describe_node, explain};
 use crate::output::{
     Paint, Theme, note, printable, progress, rfc3339, rfc3339_seconds, write_json,
@@ -231,7 +231,10 @@ fn of_node(store: &dyn StateStore, text: &str, node: &StateNodeId) -> CliResult<
 pub fn restore(ctx: &Ctx, args: &RestoreArgs) -> CliResult {
     let store = ctx.open_write()?;
     let before = store.get_ref(&args.branch)?;
-    check_ref_name(&args.branch, Kind::Branch, before.is_none())?;
+    match before {
+        None => check_new_branch(&store, &args.branch)?,
+        Some(_) => check_ref_name(&args.branch, Kind::Branch, false)?,
+    }
     match (&before, args.create) {
         (None, false) => {
             let missing = StateStoreError::MissingRef {
