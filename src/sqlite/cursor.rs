@@ -72,7 +72,8 @@ impl<'a> SqliteCursor<'a> {
     fn row_by_seq(&mut self, seq: i64) -> Result<Option<NodeRow>> {
         let near = self
             .last_seq
-            .is_some_and(|last| (1..=FIRST_WINDOW).contains(&(last - seq)));
+            .and_then(|last| last.checked_sub(seq))
+            .is_some_and(|gap| (1..=FIRST_WINDOW).contains(&gap));
         self.last_seq = Some(seq);
         if let Some(row) = self.ahead.remove(&seq) {
             self.ahead_used = true;
