@@ -59,12 +59,14 @@ struct Nodes {
 const ABSENT: u32 = u32::MAX;
 
 impl Nodes {
-    fn read(tx: &Connection, cut: &Cutoffs) -> Result<Self> {
+    /// Reads every node, in one scan of the node table, and finds where `roots` are.
+    fn read(tx: &Connection, cut: &Cutoffs, roots: &mut Roots) -> Result<Self> {
         let ctx = sql_error("reading the nodes to collect garbage");
+        // The table itself, never an index: see [`Roots`].
         let mut stmt = tx
             .prepare(
-                "SELECT seq, parent_seqs, data_ref, created_s, created_ns, generation
-                 FROM state_nodes ORDER BY seq",
+                "SELECT seq, parent_seqs, data_ref, created_s, created_ns, generation, id
+                 FROM state_nodes NOT INDEXED ORDER BY seq",
             )
             .map_err(&ctx)?;
         let mut rows = stmt.query([]).map_err(&ctx)?;
@@ -84,6 +86,10 @@ impl Nodes {
                 .unwrap_or(OffsetDateTime::UNIX_EPOCH);
             raw.extend(decode_seqs(&parent_seqs)?);
             raw_starts.push(raw.len());
+            let id = row.get_ref(6).map_err(&ctx)?;
+            if let Ok(id) = id.as_blob() {
+                roots.found(id, seqs.len());
+            }
             seqs.push(seq);
             generations.push(row.get::<_, i64>(5).map_err(&ctx)? as u64);
             old.push(cut.is_old_node(&data_ref, created_at));
@@ -142,17 +148,104 @@ fn corrupt(seq: i64, detail: &str) -> StateStoreError {
     )
 }
 
-/// The seqs of the nodes that `sql` (one column: a node id) names, where stored.
-fn root_seqs(tx: &Connection, sql: &str, nodes: &Nodes, roots: &mut Vec<usize>) -> Result<()> {
-    let ctx = sql_error("reading the roots to collect garbage");
-    let mut stmt = tx.prepare(sql).map_err(&ctx)?;
-    let seqs = stmt.query_map([], |r| r.get::<_, i64>(0)).map_err(&ctx)?;
-    for seq in seqs {
-        if let Some(i) = nodes.index(seq.map_err(&ctx)?) {
-            roots.push(i);
+/// What gc keeps whatever its age: the nodes refs and snapshots name (and, within the grace
+/// period, the ref log), read from their own tables, and matched to nodes while the node
+/// table is scanned. No index is read to find them: a damaged index that lost a row would
+/// make its node look unreachable, and the node would be deleted (the foreign key checks
+/// that should stop that read the same indexes).
+struct Roots {
+    /// Node ids, sorted, with what names them ([`HEAD`], [`SNAPSHOT`], [`LOGGED`]) and the
+    /// node's index once found.
+    ids: Vec<([u8; 32], u8, Option<usize>)>,
+}
+
+const HEAD: u8 = 1;
+const SNAPSHOT: u8 = 2;
+const LOGGED: u8 = 4;
+
+impl Roots {
+    fn read(tx: &Connection) -> Result<Self> {
+        let ctx = sql_error("reading the roots to collect garbage");
+        let mut ids: Vec<([u8; 32], u8, Option<usize>)> = Vec::new();
+        for (sql, kind) in [
+            ("SELECT node_id FROM refs NOT INDEXED", HEAD),
+            ("SELECT node_id FROM snapshots NOT INDEXED", SNAPSHOT),
+            ("SELECT new_node FROM ref_log NOT INDEXED", LOGGED),
+            ("SELECT old_node FROM ref_log NOT INDEXED", LOGGED),
+        ] {
+            let mut stmt = tx.prepare(sql).map_err(&ctx)?;
+            let mut rows = stmt.query([]).map_err(&ctx)?;
+            while let Some(row) = rows.next().map_err(&ctx)? {
+                // A ref log entry without a node (a creation or deletion) names none; a ref or
+                // snapshot whose node id is not 32 bytes is damage the node check reports.
+                let Ok(Some(id)) = row.get_ref(0).map_err(&ctx)?.as_blob_or_null() else {
+                    continue;
+                };
+                match <[u8; 32]>::try_from(id) {
+                    Ok(id) => ids.push((id, kind, None)),
+                    Err(_) if kind == LOGGED => {}
+                    Err(_) => {
+                        return Err(StateStoreError::corrupt(
+                            if kind == HEAD {
+                                "ref row"
+                            } else {
+                                "snapshot row"
+                            },
+                            format!(
+                                "its node id is {} bytes, not 32; garbage collection stopped \
+                                 and removed nothing",
+                                id.len()
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        ids.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        // One entry per node, naming everything that names it.
+        ids.dedup_by(|later, kept| {
+            let same = later.0 == kept.0;
+            if same {
+                kept.1 |= later.1;
+            }
+            same
+        });
+        Ok(Self { ids })
+    }
+
+    /// The node scan met `id` as node `index`.
+    fn found(&mut self, id: &[u8], index: usize) {
+        if let Ok(at) = self.ids.binary_search_by(|e| e.0.as_slice().cmp(id)) {
+            self.ids[at].2 = Some(index);
         }
     }
-    Ok(())
+
+    /// The indices of the nodes that `kind` names. A ref or snapshot whose node the scan did
+    /// not meet is damage (its foreign key forbids it): an error, so that nothing is removed.
+    fn of(&self, kind: u8) -> Result<Vec<usize>> {
+        let mut found = Vec::new();
+        for (id, _, index) in self.ids.iter().filter(|e| e.1 & kind != 0) {
+            match index {
+                Some(i) => found.push(*i),
+                None if kind == LOGGED => {}
+                None => {
+                    return Err(StateStoreError::corrupt(
+                        if kind == HEAD {
+                            "ref row"
+                        } else {
+                            "snapshot row"
+                        },
+                        format!(
+                            "it names node {}, which is not stored; garbage collection stopped \
+                             and removed nothing",
+                            crate::id::StateNodeId::from_bytes(*id),
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(found)
+    }
 }
 
 fn collect_in(tx: &Connection, cut: Cutoffs) -> Result<GcReport> {
@@ -174,22 +267,11 @@ fn collect_in(tx: &Connection, cut: Cutoffs) -> Result<GcReport> {
             )
             .map_err(&ctx)? as u64;
     }
-    let nodes = Nodes::read(tx, &cut)?;
+    let mut named = Roots::read(tx)?;
+    let nodes = Nodes::read(tx, &cut, &mut named)?;
     // What refs and snapshots point at is kept whatever its age; the rest only while history
     // pruning leaves it.
-    let (mut heads, mut snapshotted) = (Vec::new(), Vec::new());
-    root_seqs(
-        tx,
-        "SELECT s.seq FROM refs r JOIN state_nodes s ON s.id = r.node_id",
-        &nodes,
-        &mut heads,
-    )?;
-    root_seqs(
-        tx,
-        "SELECT s.seq FROM snapshots p JOIN state_nodes s ON s.id = p.node_id",
-        &nodes,
-        &mut snapshotted,
-    )?;
+    let (heads, snapshotted) = (named.of(HEAD)?, named.of(SNAPSHOT)?);
     let mut roots: Vec<usize> = heads.iter().chain(&snapshotted).copied().collect();
     if cut.prune_before.is_some() && !snapshotted.is_empty() {
         let mut has_snapshot = vec![false; nodes.seqs.len()];
@@ -209,12 +291,7 @@ fn collect_in(tx: &Connection, cut: Cutoffs) -> Result<GcReport> {
         ));
     }
     let mut others: Vec<usize> = (0..nodes.seqs.len()).filter(|&i| !nodes.old[i]).collect();
-    for sql in [
-        "SELECT s.seq FROM ref_log l JOIN state_nodes s ON s.id = l.new_node",
-        "SELECT s.seq FROM ref_log l JOIN state_nodes s ON s.id = l.old_node",
-    ] {
-        root_seqs(tx, sql, &nodes, &mut others)?;
-    }
+    others.extend(named.of(LOGGED)?);
     roots.extend(others.into_iter().filter(|&i| !nodes.pruned[i]));
     let kept = gc::mark(nodes.seqs.len(), roots, |i| {
         nodes
