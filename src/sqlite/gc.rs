@@ -201,7 +201,7 @@ impl Roots {
                 }
             }
         }
-        ids.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        ids.sort_unstable_by_key(|e| e.0);
         // One entry per node, naming everything that names it.
         ids.dedup_by(|later, kept| {
             let same = later.0 == kept.0;
