@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 
 use crate::error::{BackendError, Result, StateStoreError};
@@ -548,6 +549,14 @@ impl SqliteStateStore {
             let mut conn = Connection::open_with_flags(path, flags)
                 .map_err(sql_error("opening the store file"))
                 .map_err(|e| unwritable(path, e))?;
+            // Until the file is known to be a store, closing this connection must not
+            // checkpoint a log that holds anything: that writes the log into the file and
+            // deletes it, and a refused open leaves the files as they were (an empty log it
+            // may delete, as SQLite does). Turned back on once the open succeeds.
+            if std::fs::metadata(schema::wal_path(path)).is_ok_and(|m| m.len() > 0) {
+                conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
+                    .map_err(sql_error("configuring the store"))?;
+            }
             // No SQLite busy handler on the write connection (it sleeps up to 100 ms between
             // looks): `retry_busy` here, and the writer's group loop later, wait with
             // `Backoff` up to the busy timeout.
@@ -560,7 +569,12 @@ impl SqliteStateStore {
                 if state == FileState::Fresh {
                     schema::stamp_new(&conn)?;
                 }
-                let (app, version) = schema::read_ids(&conn)?;
+                let (mut app, mut version) = schema::read_ids(&conn)?;
+                if version == 0 && app == schema::APPLICATION_ID {
+                    // No schema yet: finishing the creation writes one, so make sure SQLite
+                    // did not just skip a log it could not read.
+                    (app, version) = schema::check_log_was_read(&conn, path)?;
+                }
                 schema::check_version(path, app, version)?;
                 schema::check_tables(&conn, path, version)?;
                 // Only now, with the file known to be ours, may anything be written to it.
@@ -595,6 +609,9 @@ impl SqliteStateStore {
         let (app, version) = schema::read_ids(&reader).map_err(|e| unreadable(path, e))?;
         schema::check_version(path, app, version)?;
         if version < schema::OLDEST_READABLE {
+            if version == 0 && app == schema::APPLICATION_ID {
+                schema::check_log_was_read(&reader, path)?;
+            }
             let detail = if version == 0 && app == schema::APPLICATION_ID {
                 // Stamped as ours, but the schema's transaction never committed.
                 "its creation did not finish (no schema was written); open it writable once to \
@@ -617,6 +634,12 @@ impl SqliteStateStore {
             schema::check_tables(&reader, path, version)?;
         }
         store.return_reader(reader);
+        if let Some(writer) = &store.shared.writer {
+            writer.exclusive(|conn| {
+                conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, false)
+                    .map_err(sql_error("configuring the store"))
+            })?;
+        }
         Ok(store)
     }
 

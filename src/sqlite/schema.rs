@@ -256,6 +256,86 @@ pub(crate) fn wal_path(path: &Path) -> std::path::PathBuf {
     name.into()
 }
 
+/// For a store SQLite sees without a schema (version 0: its creation never committed):
+/// refuses it when its write-ahead log holds commits all the same. A young store keeps
+/// everything in its log until the first checkpoint, so when SQLite cannot read the log (a
+/// damaged log header or first frame), the store looks unfinished, and finishing it would
+/// write an empty schema over the log. Returns the ids read again: another connection may
+/// have committed the schema meanwhile, which is no damage.
+pub(crate) fn check_log_was_read(conn: &Connection, path: &Path) -> Result<(i32, i64)> {
+    let wal = wal_path(path);
+    let Some(commits) = unread_commits(&wal) else {
+        return read_ids(conn);
+    };
+    let (app, version) = read_ids(conn)?;
+    if version != 0 {
+        return Ok((app, version));
+    }
+    Err(StateStoreError::corrupt(
+        format!("store file {}", path.display()),
+        format!(
+            "no schema is written in it yet, but its write-ahead log {} holds commits SQLite \
+             cannot read ({commits} commit frame(s); the log is damaged): opening it would \
+             write a new, empty store over them. Keep both files; a backup of the store is the \
+             way back",
+            wal.display()
+        ),
+    ))
+}
+
+/// How many commit frames the WAL file at `wal` holds that SQLite does not read: all of
+/// them when the log's header is damaged (SQLite then ignores the log), else those of the
+/// log's current generation (its salts) past the first frame whose checksum fails (SQLite
+/// reads the log up to there). `None` when there are none, or the log cannot be read.
+fn unread_commits(wal: &Path) -> Option<usize> {
+    const WAL_HEADER: usize = 32;
+    const FRAME_HEADER: usize = 24;
+    let bytes = std::fs::read(wal).ok()?;
+    let header = bytes.get(..WAL_HEADER)?;
+    let word = |b: &[u8], at: usize| u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+    let magic = word(header, 0);
+    let page_size = match word(header, 8) {
+        1 => 65536,
+        n if n.is_power_of_two() && (512..=32768).contains(&n) => n as usize,
+        _ => 4096,
+    };
+    // SQLite's running checksum, in the byte order the magic names.
+    let big_endian = magic & 1 == 1;
+    let checksum = |sum: (u32, u32), data: &[u8]| {
+        data.chunks_exact(8).fold(sum, |(s0, s1), pair| {
+            let read = |b: &[u8]| {
+                let b = [b[0], b[1], b[2], b[3]];
+                if big_endian {
+                    u32::from_be_bytes(b)
+                } else {
+                    u32::from_le_bytes(b)
+                }
+            };
+            let s0 = s0.wrapping_add(read(&pair[..4])).wrapping_add(s1);
+            (s0, s1.wrapping_add(read(&pair[4..])).wrapping_add(s0))
+        })
+    };
+    let mut sum = checksum((0, 0), &header[..24]);
+    let intact = (magic & !1) == 0x377f_0682 && sum == (word(header, 24), word(header, 28));
+    let salts = &header[16..24];
+    let mut broken = !intact;
+    let mut unread = 0;
+    for frame in bytes[WAL_HEADER..].chunks_exact(FRAME_HEADER + page_size) {
+        let ours = frame[8..16] == *salts;
+        let commit = word(frame, 4) != 0;
+        if broken {
+            // Past the damage: a commit of this log (any, when its header is damaged).
+            unread += usize::from(commit && (ours || !intact));
+            continue;
+        }
+        sum = checksum(checksum(sum, &frame[..8]), &frame[FRAME_HEADER..]);
+        // The first frame SQLite would not read ends what it reads; the frame itself may be
+        // one another connection is writing right now, so only what follows it counts.
+        broken = !ours || word(frame, 0) == 0 || sum != (word(frame, 16), word(frame, 20));
+    }
+    (unread > 0).then_some(unread)
+}
+
 pub(crate) fn sql_error(context: &'static str) -> impl Fn(rusqlite::Error) -> StateStoreError {
     move |e| super::map_sqlite_error(context, e)
 }

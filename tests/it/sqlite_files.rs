@@ -333,6 +333,98 @@ fn refuses_a_missing_file_beside_a_log_with_commits() {
     }
 }
 
+/// A young store keeps everything in its log until the first checkpoint; its file holds
+/// only the stamped header (schema version 0). When the log's header is damaged, SQLite
+/// ignores the whole log and sees a store whose creation did not finish: finishing it
+/// would have written a new schema over the log, and the data was gone for good.
+#[test]
+fn refuses_a_young_store_whose_log_sqlite_cannot_read() {
+    let (dir, young) = scratch("young.db");
+    let path = dir.path().join("store.db");
+    {
+        // The files as a crash (or a copy taken meanwhile) leaves them.
+        let store = open_normal(&young);
+        commit_bytes(&store, vec![], b"only in the log", None, meta(t(0), None));
+        std::fs::copy(&young, &path).expect("copy the file");
+        std::fs::copy(sidecar(&young, "-wal"), sidecar(&path, "-wal")).expect("copy the log");
+    }
+    let file = std::fs::read(&path).expect("read");
+    assert_eq!(
+        &file[60..64],
+        &[0; 4],
+        "setup: no schema version in the file yet"
+    );
+    let log = sidecar(&path, "-wal");
+    let mut pending = std::fs::read(&log).expect("read the log");
+    // One bit of the log header's checkpoint sequence: its checksum no longer matches.
+    pending[14] ^= 1;
+    std::fs::write(&log, &pending).expect("damage the log header");
+    let refused = |what: &str| {
+        let before = Fingerprint::of(&path);
+        for open in [SqliteStateStore::open, SqliteStateStore::open_read_only] {
+            let e = open(&path).expect_err(what);
+            assert!(
+                e.is_corrupt() && e.to_string().contains("holds commits SQLite cannot read"),
+                "{what}: {e}"
+            );
+            // SQLite leaves its `-shm` index behind; the file and its log are as they were.
+            let after = Fingerprint::of(&path);
+            assert_eq!(
+                (&after.main, &after.wal),
+                (&before.main, &before.wal),
+                "{what}"
+            );
+        }
+    };
+    refused("a damaged log header");
+    // The same with the header intact and the first frame's page damaged: SQLite reads the
+    // log up to there, which is nothing.
+    pending[14] ^= 1;
+    pending[32 + 24 + 100] ^= 1;
+    std::fs::write(&log, &pending).expect("damage the first frame");
+    refused("a damaged first frame");
+    pending[32 + 24 + 100] ^= 1;
+    // Put right, the store opens with its commit.
+    std::fs::write(&log, &pending).expect("repair the log header");
+    let store = SqliteStateStore::open(&path).expect("open");
+    assert_eq!(store.stats().expect("stats").nodes, 1);
+}
+
+/// A writable open that refuses a damaged store must not checkpoint on its way out: that
+/// writes the log into the file and deletes the log, which the user may need to recover
+/// from (and frames past damage in the log would be gone for good).
+#[test]
+fn a_refused_writable_open_keeps_the_log() {
+    let (dir, path) = scratch("store.db");
+    make_store(&path, 5);
+    let copy = dir.path().join("copy.db");
+    {
+        let store = open_normal(&path);
+        commit_bytes(&store, vec![], b"only in the log", None, meta(t(99), None));
+        std::fs::copy(&path, &copy).expect("copy the file");
+        std::fs::copy(sidecar(&path, "-wal"), sidecar(&copy, "-wal")).expect("copy the log");
+    }
+    // One byte of the schema text on page 1.
+    let mut file = std::fs::read(&copy).expect("read");
+    let text = b"CREATE INDEX ref_log_by_name";
+    let at = file
+        .windows(text.len())
+        .position(|w| w == text)
+        .expect("schema text");
+    file[at + 5] = b'M';
+    std::fs::write(&copy, &file).expect("damage");
+    let before = Fingerprint::of(&copy);
+    assert!(before.wal.as_ref().is_some_and(|w| !w.is_empty()));
+    let e = SqliteStateStore::open(&copy).expect_err("refused");
+    assert!(e.is_corrupt(), "{e}");
+    let after = Fingerprint::of(&copy);
+    assert_eq!(
+        (after.main, after.wal),
+        (before.main, before.wal),
+        "the refused open checkpointed"
+    );
+}
+
 /// A store whose header is ours but one of whose tables was dropped: refused at open as
 /// damaged, naming the table, instead of every command failing with "no such table".
 #[test]
