@@ -211,7 +211,17 @@ pub(crate) fn find_node(conn: &Connection, id: &StateNodeId) -> Result<Option<No
         .prepare_cached(select_node!("WHERE id = ?1"))
         .and_then(|mut s| s.query_row([id.as_bytes()], raw_node).optional())
         .map_err(sql_error("reading a node"))?;
-    raw.map(NodeRow::decode).transpose()
+    let row = raw.map(NodeRow::decode).transpose()?;
+    // A damaged id index can lead to another node's row, which verifies as that node.
+    if let Some(row) = &row
+        && row.node.id != *id
+    {
+        return Err(StateStoreError::corrupt(
+            format!("node {id}"),
+            format!("the id index leads to the row of node {}", row.node.id),
+        ));
+    }
+    Ok(row)
 }
 
 /// Reads the nodes with seqs in `low..=high`, with their seqs, in one range scan.
@@ -820,42 +830,15 @@ pub(crate) fn snapshot(
 
 /// Loads a snapshot's node id and state, checking every hash on the way.
 pub(crate) fn load_snapshot(conn: &Connection, snapshot_id: &SnapshotId) -> Result<StateSnapshot> {
-    type LoadRow = (
-        Vec<u8>,
-        Option<Vec<u8>>,
-        Option<Vec<u8>>,
-        Option<String>,
-        Option<Vec<u8>>,
-        Option<Vec<u8>>,
-        Option<String>,
-    );
-    let row: LoadRow = conn
-        .prepare_cached(
-            "SELECT s.node_id, n.data_ref, n.data_hash, n.content_type, b.hash, b.bytes,
-                 d.content_type
-             FROM snapshots s
-             LEFT JOIN state_nodes n ON n.id = s.node_id
-             LEFT JOIN state_data d ON d.data_ref = n.data_ref
-             LEFT JOIN blobs b ON b.id = d.blob_id
-             WHERE s.id = ?1",
-        )
+    let ctx = sql_error("loading a snapshot");
+    let node_id: Vec<u8> = conn
+        .prepare_cached("SELECT node_id FROM snapshots WHERE id = ?1")
         .and_then(|mut s| {
-            s.query_row([snapshot_id.as_bytes()], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                ))
-            })
-            .optional()
+            s.query_row([snapshot_id.as_bytes()], |r| r.get(0))
+                .optional()
         })
-        .map_err(sql_error("loading a snapshot"))?
+        .map_err(&ctx)?
         .ok_or(StateStoreError::MissingSnapshot { id: *snapshot_id })?;
-    let (node_id, data_ref, node_hash, node_type, blob_hash, bytes, data_type) = row;
     let node_id = StateNodeId::from_bytes(blob32("snapshot node id", &node_id)?);
     if codec::snapshot_id(&node_id) != *snapshot_id {
         return Err(StateStoreError::corrupt(
@@ -863,30 +846,47 @@ pub(crate) fn load_snapshot(conn: &Connection, snapshot_id: &SnapshotId) -> Resu
             format!("it points at {node_id}, whose snapshot id differs"),
         ));
     }
-    // A missing node shows as NULLs from the LEFT JOIN (its content type may be NULL anyway).
-    let (Some(data_ref), Some(node_hash)) = (data_ref, node_hash) else {
-        return Err(StateStoreError::corrupt(
-            format!("snapshot {snapshot_id}"),
-            format!("its node {node_id} is missing"),
-        ));
-    };
-    let data_ref = data_ref_from(&data_ref)?;
-    let (Some(blob_hash), Some(bytes)) = (blob_hash, bytes) else {
+    // The node read whole and checked against its id: what it says the state is, is what
+    // the node hashed (a damaged index cannot hand over another node's state).
+    let node = find_node(conn, &node_id)?
+        .ok_or_else(|| {
+            StateStoreError::corrupt(
+                format!("snapshot {snapshot_id}"),
+                format!("its node {node_id} is missing"),
+            )
+        })?
+        .node;
+    store::verify_node(&node)?;
+    // The stored hash and bytes (NULL when the blob row is missing) and content type.
+    type StateRow = (Option<Vec<u8>>, Option<Vec<u8>>, Option<String>);
+    let row: Option<StateRow> = conn
+        .prepare_cached(
+            "SELECT b.hash, b.bytes, d.content_type
+             FROM state_data d LEFT JOIN blobs b ON b.id = d.blob_id WHERE d.data_ref = ?1",
+        )
+        .and_then(|mut s| {
+            s.query_row([node.data_ref.as_bytes()], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .optional()
+        })
+        .map_err(&ctx)?;
+    let data_ref = node.data_ref;
+    let Some((Some(blob_hash), Some(bytes), data_type)) = row else {
         return Err(missing_bytes(&data_ref));
     };
-    let node_hash = ContentHash::from_bytes(blob32("node data hash", &node_hash)?);
-    if blob_hash != node_hash.as_bytes() || data_type != node_type {
+    if blob_hash != node.data_hash.as_bytes() || data_type != node.content_type {
         return Err(StateStoreError::corrupt(
             format!("node {node_id}"),
             format!("its state data {data_ref} is not the state the node hashed"),
         ));
     }
-    store::verify_state(&data_ref, &node_hash, &bytes)?;
+    store::verify_state(&data_ref, &node.data_hash, &bytes)?;
     Ok(StateSnapshot {
         node_id,
         state: StateData {
             bytes,
-            content_type: node_type,
+            content_type: node.content_type,
         },
     })
 }
@@ -897,10 +897,17 @@ fn snapshot_info(r: &Row<'_>) -> rusqlite::Result<(Vec<u8>, Vec<u8>, i64, i64)> 
 
 fn decode_snapshot_info(raw: (Vec<u8>, Vec<u8>, i64, i64)) -> Result<SnapshotInfo> {
     let (id, node_id, s, ns) = raw;
+    let id = SnapshotId::from_bytes(blob32("snapshot id", &id)?);
     Ok(SnapshotInfo {
-        id: SnapshotId::from_bytes(blob32("snapshot id", &id)?),
+        id,
         node_id: StateNodeId::from_bytes(blob32("snapshot node id", &node_id)?),
-        created_at: codec::join_time(s, ns)?,
+        // Which snapshot: deleting it (`snapshot -d`) is how to go on without it.
+        created_at: codec::join_time(s, ns).map_err(|e| match e {
+            StateStoreError::Corrupt { detail, .. } => {
+                StateStoreError::corrupt(format!("snapshot {id}"), format!("its time: {detail}"))
+            }
+            e => e,
+        })?,
     })
 }
 

@@ -1073,6 +1073,13 @@ fn gc_keeps_snapshotted_nodes_when_an_index_is_damaged() {
         s.load_snapshot(&snapshot).expect("before").state.bytes,
         b"keep me"
     );
+    // `verify` sees it, one line a problem.
+    let problems = s.verify(|_| {}).expect("verify").problems;
+    assert!(
+        problems.iter().any(|p| p.starts_with("SQLite: ")),
+        "{problems:?}"
+    );
+    assert!(problems.iter().all(|p| !p.contains('\n')), "{problems:?}");
     // Stopping on the damage is fine; removing the snapshot's node is not.
     if let Err(e) = s.gc(&stategraph::GcOptions::new().grace(std::time::Duration::ZERO)) {
         assert!(e.is_corrupt(), "{e}");
@@ -1082,4 +1089,85 @@ fn gc_keeps_snapshotted_nodes_when_an_index_is_damaged() {
         .expect("the snapshot survives gc");
     assert_eq!(loaded.state.bytes, b"keep me");
     assert_eq!(s.get_node(&kept).expect("node").id, kept);
+}
+
+/// An entry of the node id index that leads to another node's row (one flipped rowid byte):
+/// reads by id say so instead of answering with that other node, or its state.
+#[test]
+fn an_id_index_entry_leading_to_another_row_is_corrupt_not_another_node() {
+    let d = Damaged::new();
+    let conn = raw(d.path());
+    let page: usize = conn
+        .query_row("PRAGMA page_size", [], |r| r.get::<_, i64>(0))
+        .expect("page size") as usize;
+    let index_root: usize = conn
+        .query_row(
+            "SELECT rootpage FROM sqlite_master WHERE tbl_name = 'state_nodes' \
+             AND name LIKE 'sqlite_autoindex_state_nodes%'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .expect("index root") as usize;
+    let seq_of = |id: &StateNodeId| -> u8 {
+        conn.query_row(
+            "SELECT seq FROM state_nodes WHERE id = ?1",
+            [id.as_bytes()],
+            |r| r.get::<_, i64>(0),
+        )
+        .expect("seq") as u8
+    };
+    let (other_seq, root_seq) = (seq_of(&d.other), seq_of(&d.root));
+    drop(conn);
+    let mut file = std::fs::read(d.path()).expect("read");
+    let index = &mut file[(index_root - 1) * page..index_root * page];
+    // The entry is the record (id, rowid): the id's 32 bytes, then the seq in one byte.
+    let mut entry = d.other.as_bytes().to_vec();
+    entry.push(other_seq);
+    let at = index
+        .windows(entry.len())
+        .position(|w| w == entry.as_slice())
+        .expect("the entry in the index's root page");
+    index[at + 32] = root_seq;
+    std::fs::write(d.path(), &file).expect("write");
+
+    let s = d.open();
+    assert_corrupt(s.get_node(&d.other), "get_node");
+    assert_corrupt(s.load_snapshot(&snap(&d.other)), "load_snapshot");
+    // The root, reached through its own entry, is as it was.
+    assert_eq!(
+        s.load_snapshot(&snap(&d.root)).expect("root").state.bytes,
+        ROOT_BYTES
+    );
+}
+
+/// A snapshot whose stored time does not read fails every listing of snapshots: `verify`
+/// reports it, and the error names the snapshot (which `snapshot -d` can then remove).
+#[test]
+fn a_damaged_snapshot_time_is_reported_and_named() {
+    let d = Damaged::new();
+    let conn = raw(d.path());
+    conn.pragma_update(None, "ignore_check_constraints", true)
+        .expect("pragma");
+    conn.execute(
+        "UPDATE snapshots SET created_ns = created_ns | (1 << 30) WHERE id = ?1",
+        [snap(&d.other).as_bytes()],
+    )
+    .expect("damage");
+    drop(conn);
+    let s = d.open();
+    let err = s.list_snapshots().expect_err("listing");
+    assert!(
+        err.is_corrupt() && err.to_string().contains(&snap(&d.other).to_string()),
+        "{err}"
+    );
+    let problems = s.verify(|_| {}).expect("verify").problems;
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains(&snap(&d.other).to_string()) && p.contains("nanoseconds")),
+        "{problems:?}"
+    );
+    s.delete_snapshot(&snap(&d.other))
+        .expect("delete the damaged snapshot");
+    assert_eq!(s.list_snapshots().expect("listing").len(), 2);
 }
