@@ -127,7 +127,8 @@ pub enum StateStoreError {
     /// The store was written in an on-disk format this version does not know; it was left
     /// untouched.
     #[error(
-        "{path} uses store format version {found}, but this build of stategraph reads versions up to {supported}; upgrade stategraph to open it"
+        "{path} uses store format version {found}, but this build of stategraph reads versions up to {supported}; upgrade stategraph to open it{}",
+        far_ahead(*.found, *.supported)
     )]
     UnsupportedFormat {
         /// The file that was opened.
@@ -282,6 +283,16 @@ impl fmt::Debug for BackendError {
 impl std::error::Error for BackendError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         Some(self.source.as_ref())
+    }
+}
+
+/// For a format version far past any release (versions go up by one a format change): the
+/// likelier cause, said beside the usual advice.
+fn far_ahead(found: i64, supported: i64) -> &'static str {
+    if found > supported.saturating_add(100) {
+        " (a version this far ahead more likely means the file's header is damaged)"
+    } else {
+        ""
     }
 }
 

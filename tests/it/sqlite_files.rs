@@ -475,6 +475,22 @@ fn refuses_a_store_from_a_newer_version() {
 fn read_only_refuses_a_store_from_a_newer_version() {
     let (_dir, path) = store_with_schema_version(99);
     assert_refused_by(&path, Mode::ReadOnly, is_newer_format_99);
+    let e = SqliteStateStore::open_read_only(&path).expect_err("refused");
+    assert!(!e.to_string().contains("damaged"), "{e}");
+}
+
+/// A version far past any release is more likely a damaged header, and the message says so.
+#[test]
+fn a_format_version_far_ahead_is_said_to_be_likely_damage() {
+    let (_dir, path) = store_with_schema_version(22275);
+    let e = SqliteStateStore::open_read_only(&path).expect_err("refused");
+    assert!(
+        matches!(e, StateStoreError::UnsupportedFormat { found: 22275, .. })
+            && e.to_string().contains("upgrade stategraph")
+            && e.to_string()
+                .contains("more likely means the file's header is damaged"),
+        "{e}"
+    );
 }
 
 #[test]
