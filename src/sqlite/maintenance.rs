@@ -976,7 +976,13 @@ fn check_node(
         ));
     }
     match ops::state_info(conn, &node.data_ref) {
-        Ok(info) if info.hash == node.data_hash => {}
+        Ok(info) if info.hash == node.data_hash && info.content_type == node.content_type => {}
+        // The node hashed its content type with the state's hash; `get_state` serves the
+        // state's own, and `load_snapshot` refuses them when they differ.
+        Ok(info) if info.hash == node.data_hash => report.problems.push(format!(
+            "node {}: its state {} has content type {:?} where the node hashed {:?}",
+            node.id, node.data_ref, info.content_type, node.content_type
+        )),
         Ok(_) => report.problems.push(format!(
             "node {}: its state {} is not the state it hashed",
             node.id, node.data_ref

@@ -226,6 +226,14 @@ fn changed_state_content_type_is_not_served_by_load_snapshot() {
             "load_snapshot returned a content type the node's id does not cover"
         ),
     }
+    // `get_state` serves the state's own content type (no hash covers it alone); `verify`
+    // reports that it differs from the node's.
+    let problems = s.verify(|_| {}).expect("verify").problems;
+    assert!(
+        problems.iter().any(|p| p.contains(&d.root.to_string())
+            && p.contains("content type Some(\"application/x-evil\")")),
+        "{problems:?}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
