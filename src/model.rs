@@ -163,7 +163,8 @@ pub struct SnapshotInfo {
     pub id: SnapshotId,
     /// The node it points at.
     pub node_id: StateNodeId,
-    /// When the snapshot was first taken.
+    /// When the snapshot was first taken; for one imported from a package, when its node
+    /// was created (a package does not record the snapshot's own time).
     pub created_at: OffsetDateTime,
 }
 

@@ -341,6 +341,9 @@ pub trait StateStore: Send + Sync {
     /// whole history on every import. Once the history is complete, every generation is
     /// exact.
     ///
+    /// A new snapshot is listed with its node's creation time: a package does not record
+    /// when the snapshot was taken.
+    ///
     /// # Errors
     /// [`StateStoreError::InvalidInput`] if the package's bytes, node id or snapshot id do not
     /// match its content, or its claimed generation is impossible (a root not at 1, another
@@ -726,7 +729,10 @@ impl Op {
         Ok(Self::Import {
             package: Box::new(package.clone()),
             data_hash,
-            at: OffsetDateTime::now_utc(),
+            // A package does not say when its snapshot was taken; its node's time orders
+            // imported snapshots along their history, where the import's time would order
+            // them by file name.
+            at: package.metadata.created_at,
         })
     }
 }

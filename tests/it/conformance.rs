@@ -451,6 +451,43 @@ fn implausible_generations_are_refused(h: &Harness) {
     assert!(other.get_node(&child).expect("node").generation >= 1 << 62);
 }
 
+/// An imported snapshot is listed with its node's time (a package does not carry when the
+/// snapshot was taken): imported in any order, snapshots list along their history, and
+/// importing one again keeps its time.
+fn imported_snapshots_list_in_history_order(h: &Harness) {
+    let source = stategraph::InMemoryStateStore::new();
+    let mut head: Option<StateNodeId> = None;
+    let mut packages = Vec::new();
+    for i in 0..3 {
+        let r = source
+            .put_state(data(format!("tick {i}").as_bytes(), None))
+            .expect("put");
+        let node = source
+            .commit_node(
+                head.into_iter().collect(),
+                r,
+                meta(T0 + Duration::from_secs(i), None),
+            )
+            .expect("commit");
+        let snapshot = source.snapshot(&node).expect("snapshot");
+        packages.push(source.export_snapshot(&snapshot).expect("export"));
+        head = Some(node);
+    }
+    let s = h.store();
+    for package in packages.iter().rev() {
+        s.import_snapshot(package).expect("import");
+    }
+    let listed = s.list_snapshots().expect("list");
+    let order: Vec<_> = listed.iter().map(|l| l.node_id).collect();
+    let expected: Vec<_> = packages.iter().map(|p| p.node_id).collect();
+    assert_eq!(order, expected, "oldest first, by their nodes' times");
+    for (l, p) in listed.iter().zip(&packages) {
+        assert_eq!(l.created_at, p.metadata.created_at);
+    }
+    s.import_snapshot(&packages[0]).expect("again");
+    assert_eq!(s.list_snapshots().expect("list"), listed);
+}
+
 /// `~N` past a root, or onto a parent beyond a shallow boundary, is an invalid revision that
 /// says which (not a bare "no node").
 fn revisions_past_the_stored_history_say_why(h: &Harness) {
@@ -1612,6 +1649,7 @@ conformance_cases!(
     cross_backend_ids_agree,
     implausible_generations_are_refused,
     revisions_past_the_stored_history_say_why,
+    imported_snapshots_list_in_history_order,
     wrong_generation_claims_settle_when_the_ancestors_arrive,
     forged_generation_claims_in_any_order_keep_generations_checkable,
     latest_snapshot_finds_the_newest_in_history,
