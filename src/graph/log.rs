@@ -206,12 +206,20 @@ impl<'a> Log<'a> {
             broken: false,
             done: false,
         };
-        for (ids, flags) in [(exclude, UNINTERESTING), (from, 0)] {
-            for id in ids {
-                let node = log
-                    .cursor
-                    .node(&id)?
-                    .ok_or(StateStoreError::MissingNode { id })?;
+        for (tips, ids, flags) in [
+            (&options.exclude, exclude, UNINTERESTING),
+            (&options.from, from, 0),
+        ] {
+            for (tip, id) in tips.iter().zip(ids) {
+                let node = log.cursor.node(&id)?.ok_or_else(|| match tip {
+                    // A ref names a stored node (SQLite's foreign key holds it to that):
+                    // one that does not is damage, and which ref it is matters.
+                    Tip::Ref(name) => StateStoreError::corrupt(
+                        format!("ref {name}"),
+                        format!("it names node {id}, which is not stored"),
+                    ),
+                    Tip::Node(_) => StateStoreError::MissingNode { id },
+                })?;
                 log.enqueue(node, flags);
             }
         }

@@ -1011,6 +1011,12 @@ fn put_and_cat_are_byte_exact() {
         let out = env.sg(&["cat", &data_ref]).output().expect("run");
         assert!(out.status.success());
         assert!(out.stdout == *bytes, "{name}: cat of the data ref differs");
+        // Where a node is meant, the data ref is named for what it is.
+        let err = assert_error(&env.sg(&["show", &data_ref]).output().expect("run"));
+        assert!(
+            err.contains(&format!("{data_ref} is a data ref")) && err.contains("stategraph cat"),
+            "{err}"
+        );
 
         // Through a file and `commit`, back by node and by branch.
         let file = env.dir.path().join(name);

@@ -1179,3 +1179,25 @@ fn a_damaged_snapshot_time_is_reported_and_named() {
         .expect("delete the damaged snapshot");
     assert_eq!(s.list_snapshots().expect("listing").len(), 2);
 }
+
+/// A ref whose node is not stored (its row damaged): a walk from it names the ref.
+#[test]
+fn a_walk_from_a_ref_to_a_missing_node_names_the_ref() {
+    let d = Damaged::new();
+    d.open().set_ref("main", None, &d.merge).expect("ref");
+    d.damage(
+        "UPDATE refs SET node_id = zeroblob(32) WHERE name = ?1",
+        ["main"],
+    );
+    let s = d.open();
+    let err = s
+        .log(&LogOptions::new().from_ref("main"))
+        .map(|_| ())
+        .expect_err("walk");
+    assert!(err.is_corrupt(), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("corrupt ref main: it names node"),
+        "{err}"
+    );
+}

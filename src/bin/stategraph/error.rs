@@ -140,6 +140,16 @@ pub fn explain(store: &dyn StateStore, e: StateStoreError) -> CliError {
             match snapshot_named(store, base) {
                 // A snapshot id where a node was meant: point at the snapshot's node.
                 Some(s) => snapshot_hint(err, base, &s),
+                // A data ref (what `put` prints) where a node was meant.
+                None if base
+                    .parse::<stategraph::StateDataRef>()
+                    .is_ok_and(|r| store.state_info(&r).is_ok()) =>
+                {
+                    err.hint(format!(
+                        "{base} is a data ref (state stored by `put`), not a node; `stategraph cat \
+                     {base}` prints its bytes"
+                    ))
+                }
                 None => with_ref_hints(store, err, base),
             }
         }
