@@ -386,11 +386,33 @@ fn forget_moves(tx: &Connection, nodes: &Nodes, dead: &[usize]) -> Result<u64> {
     Ok(removed as u64)
 }
 
+/// [`sql_error`] for gc's deletes, except that a foreign key failure is damage: gc removes
+/// only what nothing stored points at, by its own reading of the links, so a row that still
+/// points at one means the links are not what they say (a parent seq that names the wrong
+/// row, say), and nothing is removed.
+fn delete_error(context: &'static str) -> impl Fn(rusqlite::Error) -> StateStoreError {
+    move |e| {
+        if e.sqlite_error()
+            .is_some_and(|f| f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY)
+        {
+            return StateStoreError::corrupt(
+                "store",
+                format!(
+                    "{context}: a row still points at one gc found unreachable, so the stored \
+                     links between nodes disagree ({e}); garbage collection stopped and removed \
+                     nothing (`stategraph fsck` shows where)"
+                ),
+            );
+        }
+        sql_error(context)(e)
+    }
+}
+
 /// Deletes `dead` nodes and their edges. Every child of a dead node is dead too, or (history
 /// pruning) has already lost its edge to it, so removing a node's edges to its parents
 /// removes all its edges.
 fn remove_nodes(tx: &Connection, nodes: &Nodes, dead: &[usize]) -> Result<()> {
-    let ctx = sql_error("removing unreachable nodes");
+    let ctx = delete_error("removing unreachable nodes");
     // SQLite checks every foreign key into a deleted row by looking for rows that point at
     // it; `node_children` and `shallow_edges` have no index by child, so without these each
     // deleted node would scan both tables (after history pruning, `shallow_edges` holds a

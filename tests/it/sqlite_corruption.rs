@@ -1201,3 +1201,51 @@ fn a_walk_from_a_ref_to_a_missing_node_names_the_ref() {
         "{err}"
     );
 }
+
+/// A parent seq that names the wrong row makes a parent look unreachable to gc; deleting it
+/// then trips a foreign key. That is damage, said as such, and nothing is removed.
+#[test]
+fn gc_on_links_that_disagree_is_corrupt_and_removes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("store.db");
+    let s = open_normal(&path);
+    let node = |parents: Vec<StateNodeId>, text: &str, i: i64| {
+        s.commit_state(
+            parents,
+            StateData::new(text.as_bytes().to_vec()),
+            meta(t(i), None),
+        )
+        .expect("commit")
+        .1
+    };
+    let root = node(vec![], "root", 0);
+    let side = node(vec![], "side", 1);
+    let merge = node(vec![root, side], "merge", 2);
+    s.set_ref("main", None, &merge).expect("ref");
+    drop(s);
+    let conn = raw(&path);
+    conn.pragma_update(None, "foreign_keys", false)
+        .expect("pragma");
+    let root_seq: i64 = conn
+        .query_row(
+            "SELECT seq FROM state_nodes WHERE id = ?1",
+            [root.as_bytes()],
+            |r| r.get(0),
+        )
+        .expect("seq");
+    let mut seqs = root_seq.to_be_bytes().to_vec();
+    seqs.extend(root_seq.to_be_bytes());
+    conn.execute(
+        "UPDATE state_nodes SET parent_seqs = ?1 WHERE id = ?2",
+        rusqlite::params![seqs, merge.as_bytes()],
+    )
+    .expect("damage");
+    drop(conn);
+    let s = open_normal(&path);
+    let err = s
+        .gc(&stategraph::GcOptions::new().grace(std::time::Duration::ZERO))
+        .expect_err("gc");
+    assert!(err.is_corrupt(), "{err}");
+    assert!(err.to_string().contains("removed nothing"), "{err}");
+    assert_eq!(s.get_node(&side).expect("still there").id, side);
+}
