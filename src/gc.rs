@@ -128,9 +128,9 @@ impl GcOptions {
         self
     }
 
-    /// Counts what would be removed, and removes nothing. The SQLite backend runs the
-    /// collection in a transaction and rolls it back, so a dry run needs a writable handle
-    /// and holds the write lock while it counts, as a real one does.
+    /// Counts what would be removed, and removes nothing. It only reads: the SQLite backend
+    /// counts in one read transaction on a read connection, so it works on a read-only
+    /// handle and writers carry on meanwhile.
     pub fn dry_run(mut self, dry_run: bool) -> Self {
         self.dry_run = dry_run;
         self

@@ -53,6 +53,8 @@ struct Nodes {
     /// Older than the history pruning cut.
     pruned: Vec<bool>,
     generations: Vec<u64>,
+    /// The state each node holds (what a dry run counts states by).
+    data_refs: Vec<StateDataRef>,
 }
 
 /// A parent that is not stored here, in [`Nodes::parents`].
@@ -72,6 +74,7 @@ impl Nodes {
         let mut rows = stmt.query([]).map_err(&ctx)?;
         let (mut seqs, mut old, mut pruned) = (Vec::new(), Vec::new(), Vec::new());
         let mut generations = Vec::new();
+        let mut data_refs = Vec::new();
         // Each node's parent seqs, concatenated: `raw[raw_starts[i]..raw_starts[i + 1]]`.
         let (mut raw, mut raw_starts) = (Vec::new(), vec![0]);
         while let Some(row) = rows.next().map_err(&ctx)? {
@@ -94,6 +97,7 @@ impl Nodes {
             generations.push(row.get::<_, i64>(5).map_err(&ctx)? as u64);
             old.push(cut.is_old_node(&data_ref, created_at));
             pruned.push(cut.is_pruned(&data_ref, created_at));
+            data_refs.push(data_ref);
         }
         let mut nodes = Nodes {
             seqs,
@@ -102,6 +106,7 @@ impl Nodes {
             old,
             pruned,
             generations,
+            data_refs,
         };
         nodes.starts.push(0);
         for (i, window) in raw_starts.windows(2).enumerate() {
@@ -148,6 +153,24 @@ fn corrupt(seq: i64, detail: &str) -> StateStoreError {
     )
 }
 
+/// An expired ref log entry, with `?1`/`?2` the cut's seconds and nanoseconds (both
+/// `i64::MIN` when nothing expires, which no entry is before).
+const EXPIRED: &str = "created_s < ?1 OR (created_s = ?1 AND created_ns < ?2)";
+
+/// The ref log expiry cut as (seconds, nanoseconds) for [`EXPIRED`].
+fn expiry(cut: &Cutoffs) -> (i64, i64) {
+    match cut.ref_log_before {
+        Some(Some(before)) => {
+            let nanos = before.unix_timestamp_nanos();
+            (
+                nanos.div_euclid(1_000_000_000) as i64,
+                nanos.rem_euclid(1_000_000_000) as i64,
+            )
+        }
+        _ => (i64::MIN, i64::MIN),
+    }
+}
+
 /// What gc keeps whatever its age: the nodes refs and snapshots name (and, within the grace
 /// period, the ref log), read from their own tables, and matched to nodes while the node
 /// table is scanned. No index is read to find them: a damaged index that lost a row would
@@ -164,17 +187,29 @@ const SNAPSHOT: u8 = 2;
 const LOGGED: u8 = 4;
 
 impl Roots {
-    fn read(tx: &Connection) -> Result<Self> {
+    /// Reads them; ref log entries that `cut` expires name none (a real collection has
+    /// deleted them by now, a dry run counts them as deleted).
+    fn read(tx: &Connection, cut: &Cutoffs) -> Result<Self> {
         let ctx = sql_error("reading the roots to collect garbage");
         let mut ids: Vec<([u8; 32], u8, Option<usize>)> = Vec::new();
+        let logged = |column: &str| {
+            format!("SELECT {column} FROM ref_log NOT INDEXED WHERE NOT ({EXPIRED})")
+        };
+        let (new_nodes, old_nodes) = (logged("new_node"), logged("old_node"));
         for (sql, kind) in [
             ("SELECT node_id FROM refs NOT INDEXED", HEAD),
             ("SELECT node_id FROM snapshots NOT INDEXED", SNAPSHOT),
-            ("SELECT new_node FROM ref_log NOT INDEXED", LOGGED),
-            ("SELECT old_node FROM ref_log NOT INDEXED", LOGGED),
+            (new_nodes.as_str(), LOGGED),
+            (old_nodes.as_str(), LOGGED),
         ] {
             let mut stmt = tx.prepare(sql).map_err(&ctx)?;
-            let mut rows = stmt.query([]).map_err(&ctx)?;
+            let mut rows = if kind == LOGGED {
+                let (s, ns) = expiry(cut);
+                stmt.query(params![s, ns])
+            } else {
+                stmt.query([])
+            }
+            .map_err(&ctx)?;
             while let Some(row) = rows.next().map_err(&ctx)? {
                 // A ref log entry without a node (a creation or deletion) names none; a ref or
                 // snapshot whose node id is not 32 bytes is damage the node check reports.
@@ -213,6 +248,12 @@ impl Roots {
         Ok(Self { ids })
     }
 
+    /// The node that the root `id` names, if the node scan met it.
+    fn index_of(&self, id: &[u8]) -> Option<usize> {
+        let at = self.ids.binary_search_by(|e| e.0.as_slice().cmp(id)).ok()?;
+        self.ids[at].2
+    }
+
     /// The node scan met `id` as node `index`.
     fn found(&mut self, id: &[u8], index: usize) {
         if let Ok(at) = self.ids.binary_search_by(|e| e.0.as_slice().cmp(id)) {
@@ -248,75 +289,193 @@ impl Roots {
     }
 }
 
+/// What a collection keeps: every node, which of them are kept, and what names them.
+struct Reach {
+    nodes: Nodes,
+    kept: Vec<bool>,
+    named: Roots,
+}
+
+impl Reach {
+    /// Reads the graph and marks what is kept. Reads only.
+    fn read(tx: &Connection, cut: &Cutoffs) -> Result<Self> {
+        let mut named = Roots::read(tx, cut)?;
+        let nodes = Nodes::read(tx, cut, &mut named)?;
+        // What refs and snapshots point at is kept whatever its age; the rest only while
+        // history pruning leaves it.
+        let (heads, snapshotted) = (named.of(HEAD)?, named.of(SNAPSHOT)?);
+        let mut roots: Vec<usize> = heads.iter().chain(&snapshotted).copied().collect();
+        if cut.prune_before.is_some() && !snapshotted.is_empty() {
+            let mut has_snapshot = vec![false; nodes.seqs.len()];
+            for &i in &snapshotted {
+                has_snapshot[i] = true;
+            }
+            roots.extend(gc::restore_paths(
+                nodes.seqs.len(),
+                heads,
+                |i| nodes.generations[i],
+                |i| has_snapshot[i],
+                |i| nodes.stored_parents_of(i).collect(),
+                |i| {
+                    let first = *nodes.parents_of(i).first()?;
+                    (first != ABSENT).then_some(first as usize)
+                },
+            ));
+        }
+        let mut others: Vec<usize> = (0..nodes.seqs.len()).filter(|&i| !nodes.old[i]).collect();
+        others.extend(named.of(LOGGED)?);
+        roots.extend(others.into_iter().filter(|&i| !nodes.pruned[i]));
+        let kept = gc::mark(nodes.seqs.len(), roots, |i| {
+            nodes
+                .stored_parents_of(i)
+                .filter(|&p| !nodes.pruned[p])
+                .collect()
+        });
+        Ok(Self { nodes, kept, named })
+    }
+
+    fn dead(&self) -> Vec<usize> {
+        (0..self.nodes.seqs.len())
+            .filter(|&i| !self.kept[i])
+            .collect()
+    }
+
+    /// The kept nodes that lose a parent (history pruning): they mark the new boundary.
+    fn boundary(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.nodes.seqs.len()).filter(|&child| {
+            self.kept[child]
+                && self
+                    .nodes
+                    .parents_of(child)
+                    .iter()
+                    .any(|&p| p != ABSENT && !self.kept[p as usize])
+        })
+    }
+}
+
 fn collect_in(tx: &Connection, cut: Cutoffs) -> Result<GcReport> {
     let ctx = sql_error("collecting garbage");
     let mut report = GcReport {
         dry_run: cut.dry_run,
         ..GcReport::default()
     };
-    if let Some(Some(before)) = cut.ref_log_before {
-        let nanos = before.unix_timestamp_nanos();
-        let (s, ns) = (
-            nanos.div_euclid(1_000_000_000) as i64,
-            nanos.rem_euclid(1_000_000_000) as i64,
-        );
+    if cut.ref_log_before.is_some() {
+        let (s, ns) = expiry(&cut);
         report.ref_log_entries_removed = tx
             .execute(
-                "DELETE FROM ref_log WHERE created_s < ?1 OR (created_s = ?1 AND created_ns < ?2)",
+                &format!("DELETE FROM ref_log WHERE {EXPIRED}"),
                 params![s, ns],
             )
             .map_err(&ctx)? as u64;
     }
-    let mut named = Roots::read(tx)?;
-    let nodes = Nodes::read(tx, &cut, &mut named)?;
-    // What refs and snapshots point at is kept whatever its age; the rest only while history
-    // pruning leaves it.
-    let (heads, snapshotted) = (named.of(HEAD)?, named.of(SNAPSHOT)?);
-    let mut roots: Vec<usize> = heads.iter().chain(&snapshotted).copied().collect();
-    if cut.prune_before.is_some() && !snapshotted.is_empty() {
-        let mut has_snapshot = vec![false; nodes.seqs.len()];
-        for &i in &snapshotted {
-            has_snapshot[i] = true;
-        }
-        roots.extend(gc::restore_paths(
-            nodes.seqs.len(),
-            heads,
-            |i| nodes.generations[i],
-            |i| has_snapshot[i],
-            |i| nodes.stored_parents_of(i).collect(),
-            |i| {
-                let first = *nodes.parents_of(i).first()?;
-                (first != ABSENT).then_some(first as usize)
-            },
-        ));
-    }
-    let mut others: Vec<usize> = (0..nodes.seqs.len()).filter(|&i| !nodes.old[i]).collect();
-    others.extend(named.of(LOGGED)?);
-    roots.extend(others.into_iter().filter(|&i| !nodes.pruned[i]));
-    let kept = gc::mark(nodes.seqs.len(), roots, |i| {
-        nodes
-            .stored_parents_of(i)
-            .filter(|&p| !nodes.pruned[p])
-            .collect()
-    });
-    let dead: Vec<usize> = (0..nodes.seqs.len()).filter(|&i| !kept[i]).collect();
+    let reach = Reach::read(tx, &cut)?;
+    let dead = reach.dead();
     report.nodes_removed = dead.len() as u64;
-    report.nodes_kept = (nodes.seqs.len() - dead.len()) as u64;
+    report.nodes_kept = (reach.nodes.seqs.len() - dead.len()) as u64;
     if !dead.is_empty() {
         if cut.prune_before.is_some() {
-            report.boundary_nodes = mark_boundary(tx, &nodes, &kept)?;
-            report.ref_log_entries_removed += forget_moves(tx, &nodes, &dead)?;
+            report.boundary_nodes = mark_boundary(tx, &reach)?;
+            report.ref_log_entries_removed += forget_moves(tx, &reach.nodes, &dead)?;
         }
-        remove_nodes(tx, &nodes, &dead)?;
+        remove_nodes(tx, &reach.nodes, &dead)?;
     }
     remove_states(tx, &cut, &mut report)?;
+    Ok(report)
+}
+
+/// What [`collect`] would remove, counted without writing: a dry run, which needs only a
+/// read transaction (`tx`), so it runs on a read connection and writers carry on. It reads
+/// what a collection reads, and counts each removal from the same marks.
+pub(crate) fn count(tx: &Connection, cut: Cutoffs) -> Result<GcReport> {
+    let ctx = sql_error("counting garbage");
+    let mut report = GcReport {
+        dry_run: true,
+        ..GcReport::default()
+    };
+    let (s, ns) = expiry(&cut);
+    if cut.ref_log_before.is_some() {
+        report.ref_log_entries_removed = tx
+            .query_row(
+                &format!("SELECT count(*) FROM ref_log WHERE {EXPIRED}"),
+                params![s, ns],
+                |r| r.get::<_, i64>(0),
+            )
+            .map_err(&ctx)? as u64;
+    }
+    let reach = Reach::read(tx, &cut)?;
+    let dead = reach.dead();
+    report.nodes_removed = dead.len() as u64;
+    report.nodes_kept = (reach.nodes.seqs.len() - dead.len()) as u64;
+    if !dead.is_empty() && cut.prune_before.is_some() {
+        report.boundary_nodes = reach.boundary().count() as u64;
+        // The entries left after expiry that name a removed node (`forget_moves`).
+        let mut stmt = tx
+            .prepare(&format!(
+                "SELECT old_node, new_node FROM ref_log NOT INDEXED WHERE NOT ({EXPIRED})"
+            ))
+            .map_err(&ctx)?;
+        let mut rows = stmt.query(params![s, ns]).map_err(&ctx)?;
+        while let Some(row) = rows.next().map_err(&ctx)? {
+            let mut names_dead = false;
+            for column in 0..2 {
+                if let Ok(Some(id)) = row.get_ref(column).map_err(&ctx)?.as_blob_or_null() {
+                    names_dead |= reach.named.index_of(id).is_some_and(|i| !reach.kept[i]);
+                }
+            }
+            report.ref_log_entries_removed += u64::from(names_dead);
+        }
+    }
+    // The states no kept node holds that are old enough, then the bytes no other state
+    // holds (`remove_states`, after `remove_nodes`).
+    let mut held: Vec<[u8; 16]> = (0..reach.nodes.seqs.len())
+        .filter(|&i| reach.kept[i])
+        .map(|i| *reach.nodes.data_refs[i].as_bytes())
+        .collect();
+    held.sort_unstable();
+    held.dedup();
+    let mut kept_blobs: Vec<i64> = Vec::new();
+    {
+        let mut stmt = tx
+            .prepare("SELECT data_ref, blob_id FROM state_data NOT INDEXED")
+            .map_err(&ctx)?;
+        let mut rows = stmt.query([]).map_err(&ctx)?;
+        while let Some(row) = rows.next().map_err(&ctx)? {
+            let data_ref = row.get_ref(0).map_err(&ctx)?.as_blob().ok();
+            let blob: Option<i64> = row.get(1).map_err(&ctx)?;
+            let removed = data_ref
+                .and_then(|r| <[u8; 16]>::try_from(r).ok())
+                .is_some_and(|r| {
+                    held.binary_search(&r).is_err() && cut.is_old(&StateDataRef::from_bytes(r))
+                });
+            if removed {
+                report.states_removed += 1;
+            } else if let Some(blob) = blob {
+                kept_blobs.push(blob);
+            }
+        }
+    }
+    kept_blobs.sort_unstable();
+    kept_blobs.dedup();
+    let mut stmt = tx
+        .prepare("SELECT id, length(bytes) FROM blobs NOT INDEXED")
+        .map_err(&ctx)?;
+    let mut rows = stmt.query([]).map_err(&ctx)?;
+    while let Some(row) = rows.next().map_err(&ctx)? {
+        let id: i64 = row.get(0).map_err(&ctx)?;
+        if kept_blobs.binary_search(&id).is_err() {
+            let len: Option<i64> = row.get(1).map_err(&ctx)?;
+            report.blobs_removed += 1;
+            report.bytes_removed += len.unwrap_or(0) as u64;
+        }
+    }
     Ok(report)
 }
 
 /// History pruning: every kept node with a parent about to go records it as not stored here
 /// (a shallow boundary, as an import without ancestors leaves), and loses the edge to it.
 /// Returns how many nodes that made boundary nodes.
-fn mark_boundary(tx: &Connection, nodes: &Nodes, kept: &[bool]) -> Result<u64> {
+fn mark_boundary(tx: &Connection, reach: &Reach) -> Result<u64> {
+    let (nodes, kept) = (&reach.nodes, &reach.kept);
     let ctx = sql_error("recording the shallow boundary of pruned history");
     let mut update = tx
         .prepare("UPDATE state_nodes SET parent_seqs = ?1 WHERE seq = ?2")
@@ -331,12 +490,9 @@ fn mark_boundary(tx: &Connection, nodes: &Nodes, kept: &[bool]) -> Result<u64> {
         .prepare("DELETE FROM node_children WHERE parent = ?1 AND child = ?2")
         .map_err(&ctx)?;
     let mut count = 0;
-    for child in (0..nodes.seqs.len()).filter(|&i| kept[i]) {
+    let cut = |p: u32| p != ABSENT && !kept[p as usize];
+    for child in reach.boundary() {
         let parents = nodes.parents_of(child);
-        let cut = |p: u32| p != ABSENT && !kept[p as usize];
-        if !parents.iter().any(|&p| cut(p)) {
-            continue;
-        }
         let seq = nodes.seqs[child];
         let seqs: Vec<i64> = parents
             .iter()

@@ -798,6 +798,25 @@ impl StateStore for SqliteStateStore {
             .map(|outcomes| Applied { outcomes })
     }
 
+    /// A dry run counts in one read transaction on a read connection: it works on a
+    /// read-only handle and takes no write lock, so writers carry on meanwhile.
+    fn gc(&self, options: &crate::GcOptions) -> Result<crate::GcReport> {
+        let cutoffs = options.cutoffs(time::OffsetDateTime::now_utc());
+        if !cutoffs.dry_run {
+            return self
+                .apply(Writes::one(Op::Collect(cutoffs)))?
+                .single()?
+                .collected();
+        }
+        self.read(|conn| {
+            conn.execute_batch("BEGIN")
+                .map_err(sql_error("counting garbage"))?;
+            let report = gc::count(conn, cutoffs);
+            let _ = conn.execute_batch("COMMIT");
+            report
+        })
+    }
+
     fn cursor(&self) -> Result<Box<dyn GraphCursor + '_>> {
         Ok(Box::new(SqliteCursor::new(self, self.take_reader()?)))
     }

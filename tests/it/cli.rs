@@ -2567,7 +2567,15 @@ fn gc_removes_what_nothing_reaches_and_says_so() {
         fresh["nodes_removed"], 0,
         "within the default grace: {fresh}"
     );
+    // A dry run only reads: it counts while another program holds the write lock (a gc
+    // would wait out the 30 s busy timeout, then fail).
+    let other = rusqlite::Connection::open(&env.db).expect("other connection");
+    other
+        .execute_batch("BEGIN IMMEDIATE")
+        .expect("take the write lock");
     let dry = json(&["gc", "--grace", "0", "--dry-run", "--json"]);
+    other.execute_batch("ROLLBACK").expect("release");
+    drop(other);
     assert_eq!(dry["dry_run"], true);
     assert_eq!(dry["nodes_removed"], 1, "{dry}");
     assert_eq!(dry["states_removed"], 2, "{dry}");

@@ -431,3 +431,29 @@ fn vacuum_waits_for_the_write_lock_then_says_who_held_it() {
     assert_main_intact(&store, &main);
     store.vacuum().expect("vacuum once the lock is free");
 }
+
+/// A gc dry run only reads: it counts while another connection holds the write lock (past
+/// this handle's busy timeout), where a real gc has to wait for it and gives up.
+#[test]
+fn gc_dry_run_counts_while_another_connection_holds_the_write_lock() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("v.db");
+    let store = open_impatient(&path);
+    store_with_garbage(&store, 5, 10);
+    let other = rusqlite::Connection::open(&path).expect("other connection");
+    other
+        .execute_batch("BEGIN IMMEDIATE")
+        .expect("take the write lock");
+    let options = GcOptions::new()
+        .grace(Duration::ZERO)
+        .expire_ref_log(Duration::ZERO);
+    let dry = store
+        .gc(&options.clone().dry_run(true))
+        .expect("a dry run needs no write lock");
+    assert!(dry.dry_run && dry.nodes_removed > 0, "{dry:?}");
+    let err = store.gc(&options).expect_err("gc waits for the lock");
+    assert!(err.is_busy(), "{err:?}");
+    other.execute_batch("ROLLBACK").expect("release");
+    let real = store.gc(&options).expect("gc");
+    assert_eq!(real.nodes_removed, dry.nodes_removed);
+}

@@ -605,8 +605,8 @@ pub struct GcArgs {
     /// at; the nodes kept above it mark a shallow boundary
     #[arg(long, value_name = "AGE", value_parser = parse_age)]
     pub prune_history: Option<std::time::Duration>,
-    /// Count what would be removed; remove nothing (it runs gc and rolls it back, so it needs
-    /// write access and makes writers wait while it counts, as gc does)
+    /// Count what would be removed; remove nothing (it only reads: writers carry on, and the
+    /// store need not be writable)
     #[arg(long, short = 'n')]
     pub dry_run: bool,
     /// Then rewrite the file without its free pages, so that it shrinks

@@ -262,7 +262,12 @@ struct VacuumJson {
 
 /// `gc`.
 pub fn gc(ctx: &Ctx, args: &GcArgs) -> CliResult {
-    let store = ctx.open_write()?;
+    // A dry run only reads: it works where the store cannot be written, and holds no lock.
+    let store = if args.dry_run {
+        ctx.open_read()?
+    } else {
+        ctx.open_write()?
+    };
     let mut options = GcOptions::new().grace(args.grace).dry_run(args.dry_run);
     if let Some(age) = args.expire_reflog {
         options = options.expire_ref_log(age);
