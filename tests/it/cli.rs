@@ -1680,6 +1680,18 @@ fn diff_shows_what_changed_between_states() {
         layout.contains("differ only in JSON layout or key order"),
         "{layout}"
     );
+    // A key given twice: the value JSON parsers drop (the first, here) is not hidden.
+    env.commit(
+        r#"{"mode":"safe","mode":"unsafe"}"#,
+        "twice",
+        &["--branch", "dup"],
+    );
+    env.commit(r#"{"mode":"unsafe"}"#, "once", &["--branch", "dup"]);
+    let dup = env.ok(&["diff", "dup"]);
+    assert!(
+        !dup.contains("differ only in JSON layout") && dup.contains("\"safe\""),
+        "{dup}"
+    );
     // A change of line endings shows.
     env.commit("a\r\nb\r\n", "crlf", &["--branch", "eol"]);
     env.commit("a\nb\n", "lf", &["--branch", "eol"]);
