@@ -1255,8 +1255,9 @@ fn a_prefix_of_a_snapshot_and_of_another_node_is_ambiguous() {
     let store = SqliteStateStore::open(&env.db).expect("open");
     let mut batch = stategraph::Batch::new(&store);
     let mut nodes = Vec::new();
+    let mut snapshots = Vec::new();
     let mut head: Option<StateNodeId> = None;
-    for i in 0..1500u32 {
+    for i in 0..6000u32 {
         let at = time::OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(i64::from(i));
         let data = batch.put_state(StateData::new(i.to_be_bytes().to_vec()));
         let node = batch
@@ -1266,6 +1267,9 @@ fn a_prefix_of_a_snapshot_and_of_another_node_is_ambiguous() {
                 StateMetadata::new(at, None),
             )
             .expect("commit");
+        if i % 2 == 0 {
+            snapshots.push((batch.snapshot(&node).expect("snapshot").to_hex(), node));
+        }
         nodes.push(node);
         head = Some(node);
     }
@@ -1273,60 +1277,56 @@ fn a_prefix_of_a_snapshot_and_of_another_node_is_ambiguous() {
         .set_ref("main", None, &head.expect("head"))
         .expect("ref");
     batch.commit().expect("batch");
-    let snapshots: Vec<_> = nodes
-        .iter()
-        .step_by(2)
-        .map(|n| (store.snapshot(n).expect("snapshot").to_hex(), *n))
-        .collect();
     drop(store);
-    let count = |prefix: &str, ids: &mut dyn Iterator<Item = String>| {
-        ids.filter(|id| id.starts_with(prefix)).count()
+    let node_hex: Vec<String> = nodes.iter().map(StateNodeId::to_hex).collect();
+    let nodes_at = |p: &str| node_hex.iter().filter(|id| id.starts_with(p)).count();
+    let snapshots_at = |p: &str| snapshots.iter().filter(|(id, _)| id.starts_with(p)).count();
+    // 3,000 snapshots and 6,000 nodes in 65,536 four-digit prefixes (fixed times: the same
+    // ids on every run): some prefix is one snapshot's and one other node's, some one
+    // snapshot's and several nodes'.
+    let shared = |node_count: &dyn Fn(usize) -> bool| {
+        snapshots
+            .iter()
+            .map(|(id, node)| (id[..4].to_owned(), node))
+            .find(|(p, node)| {
+                snapshots_at(p) == 1
+                    && node_count(nodes_at(p))
+                    && !node.to_hex().starts_with(p.as_str())
+            })
+            .map(|(p, _)| p)
     };
-    // 750 snapshots and 1,500 nodes in 65,536 four-digit prefixes: some prefix is one
-    // snapshot's and one other node's (fixed times: the same on every run).
-    let prefix = snapshots
-        .iter()
-        .map(|(id, _)| id[..4].to_owned())
-        .find(|p| {
-            let of = |n: &StateNodeId| n.to_hex().starts_with(p.as_str());
-            count(p, &mut snapshots.iter().map(|(id, _)| id.clone())) == 1
-                && count(p, &mut nodes.iter().map(StateNodeId::to_hex)) == 1
-                && !snapshots
-                    .iter()
-                    .any(|(id, node)| id.starts_with(p.as_str()) && of(node))
-        })
-        .expect("a prefix shared by a snapshot and another node");
+    let prefix = shared(&|n| n == 1).expect("a prefix of a snapshot and one other node");
+    let several = shared(&|n| n >= 2).expect("a prefix of a snapshot and several nodes");
     let main_before = env.ok(&["show", "--json", "main"]);
-    for args in [
-        vec!["restore", &prefix, "--branch", "main"],
-        vec!["snapshot", "-d", &prefix],
-        vec!["export", &prefix],
+    for (given, says) in [
+        (&prefix, format!("and node {prefix}")),
+        (&several, "2 or more nodes".to_owned()),
     ] {
-        let out = env.sg(&args).output().expect("run");
-        let err = assert_error(&out);
-        assert!(
-            err.contains(&format!(
-                "ambiguous \"{prefix}\": it names snapshot {prefix}"
-            )) && err.contains(&format!("and node {prefix}"))
-                && err.contains("give more digits"),
-            "{args:?}: {err}"
-        );
+        for args in [
+            vec!["restore", given, "--branch", "main"],
+            vec!["snapshot", "-d", given],
+            vec!["export", given],
+        ] {
+            let out = env.sg(&args).output().expect("run");
+            let err = assert_error(&out);
+            assert!(
+                err.contains(&format!("ambiguous \"{given}\": it names snapshot {given}"))
+                    && err.contains(&says)
+                    && err.contains("give more digits"),
+                "{args:?}: {err}"
+            );
+        }
     }
     assert_eq!(env.ok(&["show", "--json", "main"]), main_before);
-    assert_eq!(env.ok(&["snapshots"]).lines().count(), 750);
+    assert_eq!(env.ok(&["snapshots"]).lines().count(), 3000);
 
     // A prefix of two nodes and no snapshot is an ambiguous node prefix, with candidates.
-    let mut sorted: Vec<String> = nodes.iter().map(StateNodeId::to_hex).collect();
+    let mut sorted = node_hex.clone();
     sorted.sort();
     let two = sorted
         .windows(2)
+        .find(|w| w[0][..4] == w[1][..4] && snapshots_at(&w[0][..4]) == 0)
         .map(|w| w[0][..4].to_owned())
-        .find(|p| {
-            sorted[..]
-                .windows(2)
-                .any(|w| w[0].starts_with(p.as_str()) && w[1].starts_with(p.as_str()))
-                && count(p, &mut snapshots.iter().map(|(id, _)| id.clone())) == 0
-        })
         .expect("two nodes share a prefix no snapshot has");
     let out = env
         .sg(&["restore", &two, "--branch", "main"])

@@ -170,7 +170,36 @@ fn find_snapshot_info(store: &dyn StateStore, text: &str) -> CliResult<SnapshotI
             one.id.to_short_hex(16),
             node.to_short_hex(16)
         ))),
-        ([one], _) => Ok(one.clone()),
+        // A prefix of one snapshot and of several nodes names several things too.
+        ([one], Err(StateStoreError::AmbiguousId { candidates, .. })) => {
+            let mut err = CliError::new(format!(
+                "ambiguous {text:?}: it names snapshot {} (of node {}) and {} or more nodes",
+                one.id.to_short_hex(12),
+                describe_node(store, Theme::PLAIN, &one.node_id),
+                candidates.len()
+            ))
+            .hint(format!(
+                "for the snapshot, give more digits of its id ({})",
+                one.id.to_short_hex(16)
+            ));
+            for id in &candidates {
+                err = err.hint(format!("  node {}", describe_node(store, Theme::PLAIN, id)));
+            }
+            Err(err)
+        }
+        // Not a node: the snapshot it names.
+        (
+            [one],
+            Ok(_)
+            | Err(
+                StateStoreError::UnknownRevision { .. }
+                | StateStoreError::InvalidId(_)
+                | StateStoreError::MissingNode { .. }
+                | StateStoreError::MissingRef { .. }
+                | StateStoreError::InvalidInput { .. },
+            ),
+        ) => Ok(one.clone()),
+        ([_], Err(e)) => Err(explain(store, e)),
         ([], Ok(node)) => of_node(store, text, &node),
         // Neither a snapshot nor a node.
         (
