@@ -91,7 +91,7 @@ impl Nodes {
             raw_starts.push(raw.len());
             let id = row.get_ref(6).map_err(&ctx)?;
             if let Ok(id) = id.as_blob() {
-                roots.found(id, seqs.len());
+                roots.found(id, seqs.len())?;
             }
             seqs.push(seq);
             generations.push(row.get::<_, i64>(5).map_err(&ctx)? as u64);
@@ -211,29 +211,32 @@ impl Roots {
             }
             .map_err(&ctx)?;
             while let Some(row) = rows.next().map_err(&ctx)? {
-                // A ref log entry without a node (a creation or deletion) names none; a ref or
-                // snapshot whose node id is not 32 bytes is damage the node check reports.
-                let Ok(Some(id)) = row.get_ref(0).map_err(&ctx)?.as_blob_or_null() else {
+                let value = row.get_ref(0).map_err(&ctx)?;
+                // A ref log entry without a node (a creation or deletion) names none.
+                if kind == LOGGED && value == rusqlite::types::ValueRef::Null {
                     continue;
-                };
-                match <[u8; 32]>::try_from(id) {
-                    Ok(id) => ids.push((id, kind, None)),
-                    Err(_) if kind == LOGGED => {}
-                    Err(_) => {
-                        return Err(StateStoreError::corrupt(
-                            if kind == HEAD {
-                                "ref row"
-                            } else {
-                                "snapshot row"
-                            },
-                            format!(
-                                "its node id is {} bytes, not 32; garbage collection stopped \
-                                 and removed nothing",
-                                id.len()
-                            ),
-                        ));
-                    }
                 }
+                // Anything but a 32-byte id (the wrong length, or text: one bit of a record
+                // header) would leave what it names unprotected: damage, and nothing removed.
+                let id = value
+                    .as_blob()
+                    .ok()
+                    .and_then(|b| <[u8; 32]>::try_from(b).ok());
+                let Some(id) = id else {
+                    return Err(StateStoreError::corrupt(
+                        match kind {
+                            HEAD => "ref row",
+                            SNAPSHOT => "snapshot row",
+                            _ => "ref log row",
+                        },
+                        format!(
+                            "its node id is not stored as 32 bytes ({:?}); garbage collection \
+                             stopped and removed nothing",
+                            value.data_type()
+                        ),
+                    ));
+                };
+                ids.push((id, kind, None));
             }
         }
         ids.sort_unstable_by_key(|e| e.0);
@@ -254,11 +257,22 @@ impl Roots {
         self.ids[at].2
     }
 
-    /// The node scan met `id` as node `index`.
-    fn found(&mut self, id: &[u8], index: usize) {
+    /// The node scan met `id` as node `index`. Two rows with one id (the unique index
+    /// damaged) are damage: which of them a root means cannot be told.
+    fn found(&mut self, id: &[u8], index: usize) -> Result<()> {
         if let Ok(at) = self.ids.binary_search_by(|e| e.0.as_slice().cmp(id)) {
+            if self.ids[at].2.is_some() {
+                return Err(StateStoreError::corrupt(
+                    format!(
+                        "node {}",
+                        crate::id::StateNodeId::from_bytes(self.ids[at].0)
+                    ),
+                    "two node rows hold its id; garbage collection stopped and removed nothing",
+                ));
+            }
             self.ids[at].2 = Some(index);
         }
+        Ok(())
     }
 
     /// The indices of the nodes that `kind` names. A ref or snapshot whose node the scan did

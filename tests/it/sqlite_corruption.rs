@@ -1249,3 +1249,35 @@ fn gc_on_links_that_disagree_is_corrupt_and_removes_nothing() {
     assert!(err.to_string().contains("removed nothing"), "{err}");
     assert_eq!(s.get_node(&side).expect("still there").id, side);
 }
+
+/// A ref whose node id reads as text (one bit of its record header) names no node that gc
+/// can match: gc stops, where it used to take the branch for unreachable and delete it.
+#[test]
+fn gc_stops_on_a_ref_whose_node_id_is_not_bytes() {
+    let d = Damaged::new();
+    let s = d.open();
+    let (_, tip) = s
+        .commit_state(
+            vec![d.merge],
+            StateData::new(b"tip".to_vec()),
+            meta(t(9), None),
+        )
+        .expect("commit");
+    s.set_ref("main", None, &tip).expect("ref");
+    drop(s);
+    d.damage(
+        "UPDATE refs SET node_id = CAST(node_id AS TEXT) WHERE name = ?1",
+        ["main"],
+    );
+    let s = d.open();
+    let err = s
+        .gc(&stategraph::GcOptions::new()
+            .grace(std::time::Duration::ZERO)
+            .expire_ref_log(std::time::Duration::ZERO))
+        .expect_err("gc");
+    assert!(
+        err.is_corrupt() && err.to_string().contains("removed nothing"),
+        "{err}"
+    );
+    assert_eq!(s.get_node(&tip).expect("kept").id, tip);
+}
