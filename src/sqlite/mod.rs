@@ -520,6 +520,8 @@ impl SqliteStateStore {
             // Refuse a newer or broken schema before SQLite opens the file (and creates its
             // WAL sidecars). The authoritative check, which also sees the WAL, follows below.
             schema::check_version(path, schema::APPLICATION_ID, header_version)?;
+            // And a log SQLite would skip whole, with commits in it.
+            schema::check_log_header(path)?;
         }
         if (read_only || !config.create_if_missing) && state == FileState::Fresh {
             return Err(StateStoreError::NotAStore {

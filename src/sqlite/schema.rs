@@ -264,7 +264,7 @@ pub(crate) fn wal_path(path: &Path) -> std::path::PathBuf {
 /// have committed the schema meanwhile, which is no damage.
 pub(crate) fn check_log_was_read(conn: &Connection, path: &Path) -> Result<(i32, i64)> {
     let wal = wal_path(path);
-    let Some(commits) = unread_commits(&wal) else {
+    let Some(commits) = unread_commits(&wal, db_page_size(path)) else {
         return read_ids(conn);
     };
     let (app, version) = read_ids(conn)?;
@@ -283,55 +283,152 @@ pub(crate) fn check_log_was_read(conn: &Connection, path: &Path) -> Result<(i32,
     ))
 }
 
+/// For a store file with a log beside it: refuses the store when the log's header is
+/// damaged while commit frames follow it. SQLite ignores such a log whole (the store opens
+/// as it was at its last checkpoint), and the next write starts the log over: the commits
+/// in it would be gone for good. Reads only the log's header unless that is damaged. A
+/// header another process is rewriting that moment (when the log starts over) can read as
+/// damaged: the log is read again a moment later before it is refused.
+pub(crate) fn check_log_header(path: &Path) -> Result<()> {
+    let wal = wal_path(path);
+    let header_ok = || -> bool {
+        let mut header = [0u8; WAL_HEADER];
+        File::open(&wal)
+            .and_then(|mut f| f.read_exact(&mut header))
+            .map_or(true, |()| wal_header(&header).is_some())
+    };
+    if header_ok() {
+        return Ok(());
+    }
+    let page_size = db_page_size(path);
+    if unread_commits(&wal, page_size).is_none() {
+        return Ok(());
+    }
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    if header_ok() {
+        return Ok(());
+    }
+    let Some(commits) = unread_commits(&wal, page_size) else {
+        return Ok(());
+    };
+    Err(StateStoreError::corrupt(
+        format!("store file {}", path.display()),
+        format!(
+            "the header of its write-ahead log {} is damaged, and {commits} commit frame(s) \
+             follow it: SQLite would ignore the whole log, and the next write would start it \
+             over. Keep both files; a backup of the store is the way back",
+            wal.display()
+        ),
+    ))
+}
+
+/// The page size the store file's header records (4096 when it cannot be read).
+fn db_page_size(path: &Path) -> usize {
+    let mut header = [0u8; 18];
+    match File::open(path).and_then(|mut f| f.read_exact(&mut header)) {
+        Ok(()) => match u16::from_be_bytes([header[16], header[17]]) {
+            1 => 65536,
+            n => usize::from(n).max(512),
+        },
+        Err(_) => 4096,
+    }
+}
+
+const WAL_HEADER: usize = 32;
+const FRAME_HEADER: usize = 24;
+
+fn be_word(b: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+/// SQLite's running checksum over `data` (a multiple of 8 bytes) from `sum`, in the byte
+/// order the log's magic names.
+fn wal_checksum(big_endian: bool, sum: (u32, u32), data: &[u8]) -> (u32, u32) {
+    data.chunks_exact(8).fold(sum, |(s0, s1), pair| {
+        let read = |b: &[u8]| {
+            let b = [b[0], b[1], b[2], b[3]];
+            if big_endian {
+                u32::from_be_bytes(b)
+            } else {
+                u32::from_le_bytes(b)
+            }
+        };
+        let s0 = s0.wrapping_add(read(&pair[..4])).wrapping_add(s1);
+        (s0, s1.wrapping_add(read(&pair[4..])).wrapping_add(s0))
+    })
+}
+
+/// What a log header that SQLite accepts says.
+struct WalHeader {
+    big_endian: bool,
+    page_size: usize,
+    salts: [u8; 8],
+    /// Its checksum: where the first frame's starts from.
+    sum: (u32, u32),
+}
+
+/// The log header, when SQLite accepts it; `None` when SQLite would ignore the log: a wrong
+/// magic, a page size it does not take, or a checksum that does not match.
+fn wal_header(header: &[u8]) -> Option<WalHeader> {
+    let magic = be_word(header, 0);
+    if magic & !1 != 0x377f_0682 {
+        return None;
+    }
+    let big_endian = magic & 1 == 1;
+    // Stored as it is (65536 too), unlike the database header's 1 for 65536.
+    let page_size = be_word(header, 8) as usize;
+    if !page_size.is_power_of_two() || !(512..=65536).contains(&page_size) {
+        return None;
+    }
+    let sum = wal_checksum(big_endian, (0, 0), &header[..24]);
+    if sum != (be_word(header, 24), be_word(header, 28)) {
+        return None;
+    }
+    let salts = header[16..24].try_into().ok()?;
+    Some(WalHeader {
+        big_endian,
+        page_size,
+        salts,
+        sum,
+    })
+}
+
 /// How many commit frames the WAL file at `wal` holds that SQLite does not read: all of
-/// them when the log's header is damaged (SQLite then ignores the log), else those of the
-/// log's current generation (its salts) past the first frame whose checksum fails (SQLite
-/// reads the log up to there). `None` when there are none, or the log cannot be read.
-fn unread_commits(wal: &Path) -> Option<usize> {
-    const WAL_HEADER: usize = 32;
-    const FRAME_HEADER: usize = 24;
+/// them when the log's header is damaged (SQLite then ignores the log; frames are then
+/// taken to be `page_size`, the store file's), else those of the log's current generation
+/// (its salts) past the first frame whose checksum fails (SQLite reads the log up to
+/// there). `None` when there are none, or the log cannot be read.
+fn unread_commits(wal: &Path, page_size: usize) -> Option<usize> {
     let bytes = std::fs::read(wal).ok()?;
     let header = bytes.get(..WAL_HEADER)?;
-    let word = |b: &[u8], at: usize| u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
-    let magic = word(header, 0);
-    let page_size = match word(header, 8) {
-        1 => 65536,
-        n if n.is_power_of_two() && (512..=32768).contains(&n) => n as usize,
-        _ => 4096,
-    };
-    // SQLite's running checksum, in the byte order the magic names.
-    let big_endian = magic & 1 == 1;
-    let checksum = |sum: (u32, u32), data: &[u8]| {
-        data.chunks_exact(8).fold(sum, |(s0, s1), pair| {
-            let read = |b: &[u8]| {
-                let b = [b[0], b[1], b[2], b[3]];
-                if big_endian {
-                    u32::from_be_bytes(b)
-                } else {
-                    u32::from_le_bytes(b)
-                }
-            };
-            let s0 = s0.wrapping_add(read(&pair[..4])).wrapping_add(s1);
-            (s0, s1.wrapping_add(read(&pair[4..])).wrapping_add(s0))
-        })
-    };
-    let mut sum = checksum((0, 0), &header[..24]);
-    let intact = (magic & !1) == 0x377f_0682 && sum == (word(header, 24), word(header, 28));
-    let salts = &header[16..24];
+    let parsed = wal_header(header);
+    let intact = parsed.is_some();
+    let WalHeader {
+        big_endian,
+        page_size,
+        salts,
+        mut sum,
+    } = parsed.unwrap_or(WalHeader {
+        big_endian: false,
+        page_size,
+        salts: [0; 8],
+        sum: (0, 0),
+    });
     let mut broken = !intact;
     let mut unread = 0;
     for frame in bytes[WAL_HEADER..].chunks_exact(FRAME_HEADER + page_size) {
-        let ours = frame[8..16] == *salts;
-        let commit = word(frame, 4) != 0;
+        let ours = frame[8..16] == salts;
+        let commit = be_word(frame, 4) != 0;
         if broken {
             // Past the damage: a commit of this log (any, when its header is damaged).
             unread += usize::from(commit && (ours || !intact));
             continue;
         }
-        sum = checksum(checksum(sum, &frame[..8]), &frame[FRAME_HEADER..]);
+        sum = wal_checksum(big_endian, sum, &frame[..8]);
+        sum = wal_checksum(big_endian, sum, &frame[FRAME_HEADER..]);
         // The first frame SQLite would not read ends what it reads; the frame itself may be
         // one another connection is writing right now, so only what follows it counts.
-        broken = !ours || word(frame, 0) == 0 || sum != (word(frame, 16), word(frame, 20));
+        broken = !ours || be_word(frame, 0) == 0 || sum != (be_word(frame, 16), be_word(frame, 20));
     }
     (unread > 0).then_some(unread)
 }
@@ -462,4 +559,37 @@ pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)
         .map_err(sql_error("migrating the store schema"))?;
     tx.commit().map_err(sql_error("migrating the store schema"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{wal_checksum, wal_header};
+
+    /// A log header as SQLite writes it: magic (little-endian checksums), version, page
+    /// size, checkpoint sequence, salts, checksum.
+    fn header(page_size: u32) -> Vec<u8> {
+        let mut h = Vec::new();
+        for word in [0x377f_0682u32, 3_007_000, page_size, 7, 0x1234_5678, 0x9abc_def0] {
+            h.extend(word.to_be_bytes());
+        }
+        let (s0, s1) = wal_checksum(false, (0, 0), &h);
+        h.extend(s0.to_be_bytes());
+        h.extend(s1.to_be_bytes());
+        h
+    }
+
+    #[test]
+    fn a_log_header_records_its_page_size_as_it_is() {
+        for size in [512, 4096, 32768, 65536] {
+            let parsed = wal_header(&header(size)).expect("accepted");
+            assert_eq!(parsed.page_size, size as usize);
+        }
+        // 1 stands for 65536 in the database header, not in a log's: SQLite ignores the log.
+        for size in [0, 1, 256, 3000, 131_072] {
+            assert!(wal_header(&header(size)).is_none(), "{size}");
+        }
+        let mut damaged = header(4096);
+        damaged[14] ^= 1;
+        assert!(wal_header(&damaged).is_none());
+    }
 }

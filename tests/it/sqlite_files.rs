@@ -359,12 +359,12 @@ fn refuses_a_young_store_whose_log_sqlite_cannot_read() {
     // One bit of the log header's checkpoint sequence: its checksum no longer matches.
     pending[14] ^= 1;
     std::fs::write(&log, &pending).expect("damage the log header");
-    let refused = |what: &str| {
+    let refused = |what: &str, says: &str| {
         let before = Fingerprint::of(&path);
         for open in [SqliteStateStore::open, SqliteStateStore::open_read_only] {
             let e = open(&path).expect_err(what);
             assert!(
-                e.is_corrupt() && e.to_string().contains("holds commits SQLite cannot read"),
+                e.is_corrupt() && e.to_string().contains(says),
                 "{what}: {e}"
             );
             // SQLite leaves its `-shm` index behind; the file and its log are as they were.
@@ -376,18 +376,54 @@ fn refuses_a_young_store_whose_log_sqlite_cannot_read() {
             );
         }
     };
-    refused("a damaged log header");
+    refused("a damaged log header", "SQLite would ignore the whole log");
     // The same with the header intact and the first frame's page damaged: SQLite reads the
     // log up to there, which is nothing.
     pending[14] ^= 1;
     pending[32 + 24 + 100] ^= 1;
     std::fs::write(&log, &pending).expect("damage the first frame");
-    refused("a damaged first frame");
+    refused("a damaged first frame", "holds commits SQLite cannot read");
     pending[32 + 24 + 100] ^= 1;
     // Put right, the store opens with its commit.
     std::fs::write(&log, &pending).expect("repair the log header");
     let store = SqliteStateStore::open(&path).expect("open");
     assert_eq!(store.stats().expect("stats").nodes, 1);
+}
+
+/// The same damage in an older store, whose file holds what was checkpointed and whose log
+/// holds the commits since: SQLite would ignore the log and open the store as it was at the
+/// checkpoint, and the next write would start the log over. Refused before SQLite opens it.
+#[test]
+fn refuses_a_store_whose_log_header_is_damaged() {
+    let (dir, path) = scratch("store.db");
+    make_store(&path, 3);
+    let copy = dir.path().join("copy.db");
+    {
+        let store = open_normal(&path);
+        for i in 0..3 {
+            commit_bytes(
+                &store,
+                vec![],
+                format!("in the log {i}").as_bytes(),
+                None,
+                meta(t(50 + i), None),
+            );
+        }
+        std::fs::copy(&path, &copy).expect("copy the file");
+        std::fs::copy(sidecar(&path, "-wal"), sidecar(&copy, "-wal")).expect("copy the log");
+    }
+    let log = sidecar(&copy, "-wal");
+    let mut bytes = std::fs::read(&log).expect("read the log");
+    bytes[14] ^= 1;
+    std::fs::write(&log, &bytes).expect("damage the log header");
+    assert_refused(&copy, |e| {
+        e.is_corrupt() && e.to_string().contains("SQLite would ignore the whole log")
+    });
+    // Put right, it opens with every commit.
+    bytes[14] ^= 1;
+    std::fs::write(&log, &bytes).expect("repair");
+    let store = SqliteStateStore::open(&copy).expect("open");
+    assert_eq!(store.stats().expect("stats").nodes, 6);
 }
 
 /// A writable open that refuses a damaged store must not checkpoint on its way out: that
