@@ -203,6 +203,16 @@ pub trait StateStore: Send + Sync {
     /// Backend errors only.
     fn list_snapshots(&self) -> Result<Vec<SnapshotInfo>>;
 
+    /// The record of one snapshot, `None` if there is none with this id: a lookup that does
+    /// not read the others (the SQLite store reads one row, so a damaged record of another
+    /// snapshot, which fails [`list_snapshots`](Self::list_snapshots), does not fail it).
+    ///
+    /// # Errors
+    /// [`StateStoreError::Corrupt`] if this snapshot's record does not read; backend errors.
+    fn snapshot_info(&self, id: &SnapshotId) -> Result<Option<SnapshotInfo>> {
+        Ok(self.list_snapshots()?.into_iter().find(|s| s.id == *id))
+    }
+
     /// Lists the snapshots of one node (at most one per node today, since snapshot ids are
     /// derived from node ids).
     ///

@@ -760,6 +760,10 @@ impl StateStore for SqliteStateStore {
         self.read(|conn| ops::snapshots_of(conn, node_id))
     }
 
+    fn snapshot_info(&self, id: &SnapshotId) -> Result<Option<SnapshotInfo>> {
+        self.read(|conn| ops::snapshot_info(conn, id))
+    }
+
     fn snapshots_of_each(&self, node_ids: &[StateNodeId]) -> Result<Vec<Vec<SnapshotInfo>>> {
         self.read(|conn| ops::snapshots_of_each(conn, node_ids))
     }

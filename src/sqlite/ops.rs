@@ -891,7 +891,7 @@ pub(crate) fn load_snapshot(conn: &Connection, snapshot_id: &SnapshotId) -> Resu
     })
 }
 
-fn snapshot_info(r: &Row<'_>) -> rusqlite::Result<(Vec<u8>, Vec<u8>, i64, i64)> {
+fn snapshot_info_row(r: &Row<'_>) -> rusqlite::Result<(Vec<u8>, Vec<u8>, i64, i64)> {
     Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
 }
 
@@ -911,6 +911,16 @@ fn decode_snapshot_info(raw: (Vec<u8>, Vec<u8>, i64, i64)) -> Result<SnapshotInf
     })
 }
 
+/// One snapshot's record.
+pub(crate) fn snapshot_info(conn: &Connection, id: &SnapshotId) -> Result<Option<SnapshotInfo>> {
+    let ctx = sql_error("reading a snapshot");
+    conn.prepare_cached("SELECT id, node_id, created_s, created_ns FROM snapshots WHERE id = ?1")
+        .and_then(|mut s| s.query_row([id.as_bytes()], snapshot_info_row).optional())
+        .map_err(&ctx)?
+        .map(decode_snapshot_info)
+        .transpose()
+}
+
 /// Every snapshot, oldest first.
 pub(crate) fn list_snapshots(conn: &Connection) -> Result<Vec<SnapshotInfo>> {
     let ctx = sql_error("listing snapshots");
@@ -920,7 +930,7 @@ pub(crate) fn list_snapshots(conn: &Connection) -> Result<Vec<SnapshotInfo>> {
              ORDER BY created_s, created_ns, id",
         )
         .map_err(&ctx)?;
-    let rows = stmt.query_map([], snapshot_info).map_err(&ctx)?;
+    let rows = stmt.query_map([], snapshot_info_row).map_err(&ctx)?;
     rows.map(|r| decode_snapshot_info(r.map_err(&ctx)?))
         .collect()
 }
@@ -935,7 +945,7 @@ pub(crate) fn snapshots_of(conn: &Connection, node_id: &StateNodeId) -> Result<V
         )
         .map_err(&ctx)?;
     let rows = stmt
-        .query_map([node_id.as_bytes()], snapshot_info)
+        .query_map([node_id.as_bytes()], snapshot_info_row)
         .map_err(&ctx)?;
     rows.map(|r| decode_snapshot_info(r.map_err(&ctx)?))
         .collect()

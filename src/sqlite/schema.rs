@@ -569,7 +569,14 @@ mod tests {
     /// size, checkpoint sequence, salts, checksum.
     fn header(page_size: u32) -> Vec<u8> {
         let mut h = Vec::new();
-        for word in [0x377f_0682u32, 3_007_000, page_size, 7, 0x1234_5678, 0x9abc_def0] {
+        for word in [
+            0x377f_0682u32,
+            3_007_000,
+            page_size,
+            7,
+            0x1234_5678,
+            0x9abc_def0,
+        ] {
             h.extend(word.to_be_bytes());
         }
         let (s0, s1) = wal_checksum(false, (0, 0), &h);

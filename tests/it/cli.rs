@@ -1339,6 +1339,42 @@ fn a_prefix_of_a_snapshot_and_of_another_node_is_ambiguous() {
     );
 }
 
+/// One snapshot record whose time no longer reads fails every listing; the others can still
+/// be named in full, and the damaged one deleted by its full id.
+#[test]
+fn a_damaged_snapshot_record_can_be_named_in_full_and_deleted() {
+    let env = merge_history();
+    let good = env.ok(&["snapshot", "main~1"]).trim().to_owned();
+    let bad = env.ok(&["snapshot", "main"]).trim().to_owned();
+    let bad_id: stategraph::SnapshotId = bad.parse().expect("id");
+    let conn = rusqlite::Connection::open(&env.db).expect("raw");
+    conn.pragma_update(None, "ignore_check_constraints", true)
+        .expect("pragma");
+    conn.execute(
+        "UPDATE snapshots SET created_ns = 2000000000 WHERE id = ?1",
+        [bad_id.as_bytes()],
+    )
+    .expect("damage");
+    drop(conn);
+    let err = assert_error(&env.sg(&["snapshots"]).output().expect("run"));
+    assert!(
+        err.contains(&bad[7..]) && err.contains("nanoseconds"),
+        "{err}"
+    );
+    let err = assert_error(
+        &env.sg(&["restore", &good[7..15], "--branch", "main"])
+            .output()
+            .expect("run"),
+    );
+    assert!(err.contains("name snapshots by their full id"), "{err}");
+    let restored = env.ok(&["restore", &good, "--branch", "main"]);
+    assert!(restored.starts_with("main: "), "{restored}");
+    let deleted = env.ok(&["snapshot", "-d", &bad]);
+    assert!(deleted.contains("its record was damaged"), "{deleted}");
+    assert_eq!(env.ok(&["snapshots"]).lines().count(), 1);
+    env.ok(&["fsck"]);
+}
+
 /// A tag's short name names the tag only while no ref of that name exists: a new branch
 /// of that name would take it over silently, so none is made.
 #[test]

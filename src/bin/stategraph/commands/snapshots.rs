@@ -31,6 +31,20 @@ pub fn snapshot(ctx: &Ctx, args: &SnapshotArgs) -> CliResult {
 
 /// `snapshot -d SNAPSHOT`: deletes the restore point, not its node or state.
 fn delete(ctx: &Ctx, store: &SqliteStateStore, text: &str) -> CliResult {
+    // A snapshot whose record is damaged, named in full, is deleted all the same: that is
+    // the way past the damage.
+    if let Ok(id) = text.parse::<SnapshotId>()
+        && let Err(e) = store.snapshot_info(&id)
+        && e.is_corrupt()
+    {
+        store.delete_snapshot(&id)?;
+        writeln!(
+            std::io::stdout().lock(),
+            "deleted snapshot {} (its record was damaged: {e})",
+            ctx.theme.paint(Paint::Snapshot, &id.to_short_hex(12)),
+        )?;
+        return Ok(());
+    }
     let SnapshotInfo { id, node_id, .. } = find_snapshot_info(store, text)?;
     store.delete_snapshot(&id).map_err(|e| match e {
         StateStoreError::MissingSnapshot { .. } => CliError::new(format!(
@@ -135,11 +149,27 @@ fn in_history(
 /// The snapshots whose id starts with `text` (a full id, or a prefix of 4+ hex digits); none
 /// when `text` is neither.
 pub fn snapshots_matching(store: &dyn StateStore, text: &str) -> CliResult<Vec<SnapshotInfo>> {
+    // A full id is looked up alone: a damaged record of another snapshot, which fails every
+    // listing, does not stand in its way.
+    if let Ok(id) = text.parse::<SnapshotId>() {
+        return Ok(store.snapshot_info(&id)?.into_iter().collect());
+    }
     let Ok(prefix) = IdPrefix::parse(text) else {
         return Ok(Vec::new());
     };
-    Ok(store
-        .list_snapshots()?
+    let listed = store.list_snapshots().map_err(|e| {
+        let damaged = e.is_corrupt();
+        let err = CliError::from(e);
+        if damaged {
+            err.hint(
+                "a damaged snapshot record stops every listing: name snapshots by their full \
+                 id, and `stategraph snapshot -d FULL_ID` deletes the damaged one",
+            )
+        } else {
+            err
+        }
+    })?;
+    Ok(listed
         .into_iter()
         .filter(|s| prefix.matches(s.id.as_bytes()))
         .collect())
