@@ -1399,7 +1399,13 @@ fn a_new_branch_may_not_take_a_tags_short_name() {
     assert!(!env.ok(&["branch"]).contains("v1"));
     // Moving an existing branch of another name is not affected, nor is a tag of a
     // branch's name (the branch keeps the name; the tag is `tags/main`).
-    env.ok(&["tag", "main", "main"]);
+    let out = env.sg(&["tag", "main", "main"]).output().expect("run");
+    assert!(out.status.success());
+    let note = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        note.contains("the branch main exists, and \"main\" names it; name this tag \"tags/main\""),
+        "{note}"
+    );
     env.commit("{}", "g", &["--branch", "main"]);
 }
 

@@ -210,6 +210,16 @@ pub fn branch(ctx: &Ctx, args: &RefArgs, kind: Kind) -> CliResult {
                 .set_ref_with_message(&full, None, &target, Some(&message))
                 .map_err(|e| conflict(e, word, shown))?;
             writeln!(out, "created {word} {shown} at {}", short_label(&store, t, &target))?;
+            // A branch of the same name comes first where a revision is read.
+            if kind == Kind::Tag && store.get_ref(shown)?.is_some() {
+                crate::output::note(
+                    ctx.err_theme,
+                    &format!(
+                        "the branch {shown} exists, and {shown:?} names it; name this tag \
+                         {full:?}"
+                    ),
+                );
+            }
             Ok(())
         }
     }
