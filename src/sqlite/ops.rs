@@ -346,6 +346,11 @@ pub(crate) fn state_info(conn: &Connection, data_ref: &StateDataRef) -> Result<S
 
 /// Reads state bytes and checks them against their hash.
 pub(crate) fn get_state(conn: &Connection, data_ref: &StateDataRef) -> Result<StateData> {
+    read_state(conn, data_ref).map(|(_, state)| state)
+}
+
+/// [`get_state`], with the hash the bytes were checked against.
+fn read_state(conn: &Connection, data_ref: &StateDataRef) -> Result<(ContentHash, StateData)> {
     type Row = (Option<Vec<u8>>, Option<Vec<u8>>, Option<String>);
     let row: Option<Row> = conn
         .prepare_cached(
@@ -367,10 +372,13 @@ pub(crate) fn get_state(conn: &Connection, data_ref: &StateDataRef) -> Result<St
     };
     let hash = ContentHash::from_bytes(blob32("state data hash", &hash)?);
     store::verify_state(data_ref, &hash, &bytes)?;
-    Ok(StateData {
-        bytes,
-        content_type,
-    })
+    Ok((
+        hash,
+        StateData {
+            bytes,
+            content_type,
+        },
+    ))
 }
 
 /// Up to `max_len` bytes from the start of a state, read through SQLite's incremental blob
@@ -857,38 +865,19 @@ pub(crate) fn load_snapshot(conn: &Connection, snapshot_id: &SnapshotId) -> Resu
         })?
         .node;
     store::verify_node(&node)?;
-    // The stored hash and bytes (NULL when the blob row is missing) and content type.
-    type StateRow = (Option<Vec<u8>>, Option<Vec<u8>>, Option<String>);
-    let row: Option<StateRow> = conn
-        .prepare_cached(
-            "SELECT b.hash, b.bytes, d.content_type
-             FROM state_data d LEFT JOIN blobs b ON b.id = d.blob_id WHERE d.data_ref = ?1",
-        )
-        .and_then(|mut s| {
-            s.query_row([node.data_ref.as_bytes()], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })
-            .optional()
-        })
-        .map_err(&ctx)?;
     let data_ref = node.data_ref;
-    let Some((Some(blob_hash), Some(bytes), data_type)) = row else {
-        return Err(missing_bytes(&data_ref));
-    };
-    if blob_hash != node.data_hash.as_bytes() || data_type != node.content_type {
+    let (hash, state) = read_state(conn, &data_ref).map_err(|e| match e {
+        // A node's state is never missing but by damage.
+        StateStoreError::MissingState { .. } => missing_bytes(&data_ref),
+        e => e,
+    })?;
+    if hash != node.data_hash || state.content_type != node.content_type {
         return Err(StateStoreError::corrupt(
             format!("node {node_id}"),
             format!("its state data {data_ref} is not the state the node hashed"),
         ));
     }
-    store::verify_state(&data_ref, &node.data_hash, &bytes)?;
-    Ok(StateSnapshot {
-        node_id,
-        state: StateData {
-            bytes,
-            content_type: node.content_type,
-        },
-    })
+    Ok(StateSnapshot { node_id, state })
 }
 
 fn snapshot_info_row(r: &Row<'_>) -> rusqlite::Result<(Vec<u8>, Vec<u8>, i64, i64)> {

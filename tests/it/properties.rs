@@ -201,6 +201,20 @@ fn backends_agree_on_random_histories() {
 /// One node of a random history for the gc property: parent picks among earlier nodes, and
 /// what refers to it (0: nothing, 1: a branch, 2: a snapshot, 3: a branch since deleted, so
 /// only the ref log has it).
+/// What role `role` of [`any_gc_history`] makes of node `i`: 1 a branch, 2 a snapshot, 3 a
+/// branch deleted again (its ref log still names the node), else nothing.
+fn name_by_role(store: &dyn StateStore, role: u8, i: usize, id: &StateNodeId) {
+    match role {
+        1 => store.set_ref(&format!("b{i}"), None, id).expect("ref"),
+        2 => drop(store.snapshot(id).expect("snapshot")),
+        3 => {
+            store.set_ref(&format!("d{i}"), None, id).expect("ref");
+            store.delete_ref(&format!("d{i}"), id).expect("delete");
+        }
+        _ => {}
+    }
+}
+
 fn any_gc_history() -> impl Strategy<Value = Vec<(Vec<usize>, u8)>> {
     vec((vec(any::<usize>(), 0..3), 0u8..4), 1..40)
 }
@@ -254,15 +268,7 @@ fn gc_dry_run_counts_what_gc_removes() {
                             StateMetadata::new(OffsetDateTime::UNIX_EPOCH, Some(format!("{i}"))),
                         )
                         .expect("commit");
-                    match role {
-                        1 => store.set_ref(&format!("b{i}"), None, &id).expect("ref"),
-                        2 => drop(store.snapshot(&id).expect("snapshot")),
-                        3 => {
-                            store.set_ref(&format!("d{i}"), None, &id).expect("ref");
-                            store.delete_ref(&format!("d{i}"), &id).expect("delete");
-                        }
-                        _ => {}
-                    }
+                    name_by_role(store, *role, i, &id);
                     ids.push(id);
                 }
                 let dry = store.gc(&options.clone().dry_run(true)).expect("dry run");
@@ -310,15 +316,7 @@ fn gc_keeps_exactly_the_ancestors_of_what_is_referred_to() {
                             StateMetadata::new(OffsetDateTime::UNIX_EPOCH, None),
                         )
                         .expect("commit");
-                    match role {
-                        1 => store.set_ref(&format!("b{i}"), None, &id).expect("ref"),
-                        2 => drop(store.snapshot(&id).expect("snapshot")),
-                        3 => {
-                            store.set_ref(&format!("d{i}"), None, &id).expect("ref");
-                            store.delete_ref(&format!("d{i}"), &id).expect("delete");
-                        }
-                        _ => {}
-                    }
+                    name_by_role(store, *role, i, &id);
                     if *role != 0 {
                         roots.push(i);
                     }

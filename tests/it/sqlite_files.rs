@@ -284,6 +284,15 @@ fn refuses_a_store_with_an_unknown_sqlite_file_format_version() {
 /// A closed store whose last commit was only in its log: the store's path, the log's, and
 /// the log's bytes as they were while the store was open (closing checkpoints and removes
 /// the log; the tests put those bytes back).
+/// Opens the store at `from`, lets `write` commit, and copies the file and its log to `to`
+/// while the store is still open: what a crash (or a copy taken meanwhile) leaves.
+fn copy_while_open(from: &Path, to: &Path, write: impl FnOnce(&SqliteStateStore)) {
+    let store = open_normal(from);
+    write(&store);
+    std::fs::copy(from, to).expect("copy the file");
+    std::fs::copy(sidecar(from, "-wal"), sidecar(to, "-wal")).expect("copy the log");
+}
+
 fn store_with_pending_log() -> (TempDir, PathBuf, PathBuf, Vec<u8>) {
     let (dir, path) = scratch("store.db");
     let store = open_normal(&path);
@@ -341,13 +350,9 @@ fn refuses_a_missing_file_beside_a_log_with_commits() {
 fn refuses_a_young_store_whose_log_sqlite_cannot_read() {
     let (dir, young) = scratch("young.db");
     let path = dir.path().join("store.db");
-    {
-        // The files as a crash (or a copy taken meanwhile) leaves them.
-        let store = open_normal(&young);
-        commit_bytes(&store, vec![], b"only in the log", None, meta(t(0), None));
-        std::fs::copy(&young, &path).expect("copy the file");
-        std::fs::copy(sidecar(&young, "-wal"), sidecar(&path, "-wal")).expect("copy the log");
-    }
+    copy_while_open(&young, &path, |store| {
+        commit_bytes(store, vec![], b"only in the log", None, meta(t(0), None));
+    });
     let file = std::fs::read(&path).expect("read");
     assert_eq!(
         &file[60..64],
@@ -398,20 +403,12 @@ fn refuses_a_store_whose_log_header_is_damaged() {
     let (dir, path) = scratch("store.db");
     make_store(&path, 3);
     let copy = dir.path().join("copy.db");
-    {
-        let store = open_normal(&path);
+    copy_while_open(&path, &copy, |store| {
         for i in 0..3 {
-            commit_bytes(
-                &store,
-                vec![],
-                format!("in the log {i}").as_bytes(),
-                None,
-                meta(t(50 + i), None),
-            );
+            let text = format!("in the log {i}");
+            commit_bytes(store, vec![], text.as_bytes(), None, meta(t(50 + i), None));
         }
-        std::fs::copy(&path, &copy).expect("copy the file");
-        std::fs::copy(sidecar(&path, "-wal"), sidecar(&copy, "-wal")).expect("copy the log");
-    }
+    });
     let log = sidecar(&copy, "-wal");
     let mut bytes = std::fs::read(&log).expect("read the log");
     bytes[14] ^= 1;
@@ -434,12 +431,9 @@ fn a_refused_writable_open_keeps_the_log() {
     let (dir, path) = scratch("store.db");
     make_store(&path, 5);
     let copy = dir.path().join("copy.db");
-    {
-        let store = open_normal(&path);
-        commit_bytes(&store, vec![], b"only in the log", None, meta(t(99), None));
-        std::fs::copy(&path, &copy).expect("copy the file");
-        std::fs::copy(sidecar(&path, "-wal"), sidecar(&copy, "-wal")).expect("copy the log");
-    }
+    copy_while_open(&path, &copy, |store| {
+        commit_bytes(store, vec![], b"only in the log", None, meta(t(99), None));
+    });
     // One byte of the schema text on page 1.
     let mut file = std::fs::read(&copy).expect("read");
     let text = b"CREATE INDEX ref_log_by_name";
