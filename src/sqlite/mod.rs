@@ -308,6 +308,22 @@ fn sidecar(path: &Path, suffix: &str) -> PathBuf {
 /// (a directory or mount this user cannot write, or a full disk): a WAL-mode file cannot be
 /// read without it.
 fn unreadable(path: &Path, e: StateStoreError) -> StateStoreError {
+    // A rollback journal beside the file: a write that did not finish (a creation killed
+    // before the store switched to its log), which only a writable open can roll back.
+    let journal = sidecar(path, "-journal");
+    if matches!(sqlite_code(&e), Some(ErrorCode::ReadOnly))
+        && journal.metadata().is_ok_and(|m| m.len() > 0)
+    {
+        return StateStoreError::NotAStore {
+            path: path.to_owned(),
+            detail: format!(
+                "a write to it did not finish (its creation was cut short?), and the rollback \
+                 journal {} it left can only be rolled back by a writable open: open it \
+                 writable once",
+                journal.display()
+            ),
+        };
+    }
     let shm = sidecar(path, "-shm");
     if shm_io_failure(&e) {
         let StateStoreError::Backend(cause) = &e else {
@@ -568,7 +584,11 @@ impl SqliteStateStore {
             // journal-mode switch in particular fails with BUSY without waiting, so the whole
             // setup is retried.
             retry_busy(config.busy_timeout, || {
-                if state == FileState::Fresh {
+                // What SQLite reads decides, not the look before opening: a creation killed
+                // while stamping leaves a stamped page 1 and a rollback journal, and opening
+                // rolls the file back to empty. Stamped now, before the switch to the log,
+                // the id lands in the file, where other openers look for it.
+                if state == FileState::Fresh || schema::is_empty(&conn)? {
                     schema::stamp_new(&conn)?;
                 }
                 let (mut app, mut version) = schema::read_ids(&conn)?;
@@ -614,7 +634,8 @@ impl SqliteStateStore {
             if version == 0 && app == schema::APPLICATION_ID {
                 schema::check_log_was_read(&reader, path)?;
             }
-            let detail = if version == 0 && app == schema::APPLICATION_ID {
+            // Stamped as ours, or empty (a creation rolled back): unfinished either way.
+            let detail = if version == 0 && (app == schema::APPLICATION_ID || app == 0) {
                 // Stamped as ours, but the schema's transaction never committed.
                 "its creation did not finish (no schema was written); open it writable once to \
                  finish it"

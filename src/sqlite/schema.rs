@@ -66,9 +66,14 @@ fn io_error(context: &'static str, path: &Path, e: std::io::Error) -> StateStore
 /// A missing or empty store file is a fresh store, unless a write-ahead log with commits lies
 /// beside it: SQLite would take that log for a stale one and discard it (a store file cut to
 /// nothing, or moved away from its log after a crash). `how` is "missing" or "empty".
-fn fresh_unless_logged(path: &Path, how: &str) -> Result<FileState> {
+fn fresh_unless_logged(path: &Path, how: &str, retries: u32) -> Result<FileState> {
     let wal = wal_path(path);
     if let Some(wal_len) = wal.metadata().ok().map(|m| m.len()).filter(|&n| n > 0) {
+        // Another process may have created the store since the file was looked at: a log
+        // appears only once the file is stamped, so a file that has content now is that.
+        if retries > 0 && std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() > 0) {
+            return inspect(path, retries - 1);
+        }
         return Err(StateStoreError::corrupt(
             format!("store file {}", path.display()),
             format!(
@@ -116,10 +121,16 @@ pub(crate) fn check_single_name(path: &Path) -> Result<()> {
 }
 
 pub(crate) fn inspect_file(path: &Path) -> Result<FileState> {
+    inspect(path, 2)
+}
+
+/// [`inspect_file`], looking again at most `retries` times when another process seems to
+/// be creating the store at that moment.
+fn inspect(path: &Path, retries: u32) -> Result<FileState> {
     // Look before opening: opening a FIFO would wait for a writer forever.
     match std::fs::metadata(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return fresh_unless_logged(path, "missing");
+            return fresh_unless_logged(path, "missing", retries);
         }
         Err(e) => return Err(io_error("cannot read the store file", path, e)),
         Ok(meta) if meta.is_dir() => return Err(not_a_store(path, "it is a directory")),
@@ -134,7 +145,7 @@ pub(crate) fn inspect_file(path: &Path) -> Result<FileState> {
     let mut file = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return fresh_unless_logged(path, "missing");
+            return fresh_unless_logged(path, "missing", retries);
         }
         Err(e) => return Err(io_error("cannot open the store file", path, e)),
     };
@@ -143,7 +154,7 @@ pub(crate) fn inspect_file(path: &Path) -> Result<FileState> {
         .map_err(|e| io_error("cannot read the store file", path, e))?;
     let len = meta.len();
     if len == 0 {
-        return fresh_unless_logged(path, "empty");
+        return fresh_unless_logged(path, "empty", retries);
     }
     let mut header = [0u8; HEADER_LEN];
     let mut read = 0;
@@ -169,6 +180,17 @@ pub(crate) fn inspect_file(path: &Path) -> Result<FileState> {
     }
     let be32 = |at: usize| be32(&header, at);
     let app_id = be32(68) as i32;
+    // Stamped in the log only (a creation that found the file rolled back to empty stamped
+    // it after the switch to the log, before this build stamped first): ours, with the
+    // schema version the log holds, until a checkpoint copies the stamp into the file.
+    if app_id == 0
+        && let Some(logged) = logged_page_one(&wal_path(path))
+        && be_word(&logged, 68) as i32 == APPLICATION_ID
+    {
+        return Ok(FileState::Store {
+            header_version: i64::from(be_word(&logged, 60) as i32),
+        });
+    }
     if app_id != APPLICATION_ID {
         let detail = if app_id == 0 {
             "it is a SQLite database of another application (no stategraph application id)"
@@ -393,6 +415,32 @@ fn wal_header(header: &[u8]) -> Option<WalHeader> {
     })
 }
 
+/// The first bytes (the database header) of page 1 as the log holds it after its last
+/// commit SQLite reads; `None` when no commit in the log wrote page 1, or the log cannot be
+/// read.
+fn logged_page_one(wal: &Path) -> Option<[u8; HEADER_LEN]> {
+    let bytes = std::fs::read(wal).ok()?;
+    let header = wal_header(bytes.get(..WAL_HEADER)?)?;
+    let mut sum = header.sum;
+    let (mut pending, mut committed) = (None, None);
+    for frame in bytes[WAL_HEADER..].chunks_exact(FRAME_HEADER + header.page_size) {
+        sum = wal_checksum(header.big_endian, sum, &frame[..8]);
+        sum = wal_checksum(header.big_endian, sum, &frame[FRAME_HEADER..]);
+        if frame[8..16] != header.salts || sum != (be_word(frame, 16), be_word(frame, 20)) {
+            break;
+        }
+        if be_word(frame, 0) == 1 {
+            pending = frame[FRAME_HEADER..FRAME_HEADER + HEADER_LEN]
+                .try_into()
+                .ok();
+        }
+        if be_word(frame, 4) != 0 && pending.is_some() {
+            committed = pending;
+        }
+    }
+    committed
+}
+
 /// How many commit frames the WAL file at `wal` holds that SQLite does not read: all of
 /// them when the log's header is damaged (SQLite then ignores the log; frames are then
 /// taken to be `page_size`, the store file's), else those of the log's current generation
@@ -516,6 +564,13 @@ pub(crate) fn check_version(path: &Path, app: i32, version: i64) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// Whether the database SQLite reads holds no page at all.
+pub(crate) fn is_empty(conn: &Connection) -> Result<bool> {
+    conn.pragma_query_value(None, "page_count", |r| r.get::<_, i64>(0))
+        .map(|pages| pages == 0)
+        .map_err(sql_error("reading the store header"))
 }
 
 /// Marks a brand-new database as ours. Runs before WAL is enabled so the id lands in the main

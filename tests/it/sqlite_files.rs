@@ -901,3 +901,96 @@ fn read_only_store_on_an_uncheckpointed_copy_changes_no_byte() {
     );
     assert_eq!(after.wal, before.wal, "read-only use changed the WAL");
 }
+
+/// stategraph's `PRAGMA application_id`: ASCII `SGph`.
+const OUR_APPLICATION_ID: i32 = 0x5347_7068;
+
+/// A store file stamped as ours (page 1 only) beside a hot rollback journal that rolls it
+/// back to nothing: what a creation killed while stamping leaves.
+fn killed_while_stamping(path: &Path) {
+    let conn = raw(path);
+    conn.pragma_update(None, "application_id", OUR_APPLICATION_ID)
+        .expect("stamp");
+    let page_size: u32 = conn
+        .query_row("PRAGMA page_size", [], |r| r.get(0))
+        .expect("page size");
+    drop(conn);
+    // A journal header (SQLite's format): magic, 0 records, nonce, 0 pages before the
+    // write, sector size, page size; padded to the sector.
+    let mut journal = vec![0xd9, 0xd5, 0x05, 0xf9, 0x20, 0xa1, 0x63, 0xd7];
+    for word in [0u32, 0x1234_5678, 0, 512, page_size] {
+        journal.extend(word.to_be_bytes());
+    }
+    journal.resize(512, 0);
+    std::fs::write(sidecar(path, "-journal"), journal).expect("journal");
+}
+
+/// A creation killed while stamping: a read-only open says the write must be finished by a
+/// writable open; the writable open rolls the file back, stamps it, and makes the store, whose
+/// stamp then stands in the file, where every other opener looks for it (it was written to
+/// the log only, and other opens were refused as another application's database until the
+/// first checkpoint; forever, if the writer died before one).
+#[test]
+fn a_creation_killed_while_stamping_is_finished_by_the_next_writable_open() {
+    let (dir, path) = scratch("store.db");
+    killed_while_stamping(&path);
+    let e = SqliteStateStore::open_read_only(&path).expect_err("read-only");
+    assert!(
+        is_not_a_store(&e) && e.to_string().contains("open it writable once"),
+        "{e}"
+    );
+    let copy = dir.path().join("copy.db");
+    copy_while_open(&path, &copy, |store| {
+        commit_bytes(store, vec![], b"first", None, meta(t(0), None));
+        // Another opener meanwhile.
+        let other = SqliteStateStore::open_read_only(&path).expect("a second opener");
+        assert_eq!(other.stats().expect("stats").nodes, 1);
+    });
+    // The files as they were while the writer ran (as a kill leaves them).
+    let store = SqliteStateStore::open(&copy).expect("the copy opens");
+    assert_eq!(store.stats().expect("stats").nodes, 1);
+}
+
+/// A store left by the build before: stamped in its log only (its file's header says
+/// application id 0) and never checkpointed. It opens, with its commits.
+#[test]
+fn a_store_stamped_only_in_its_log_opens() {
+    let (dir, path) = scratch("store.db");
+    let source = dir.path().join("source.db");
+    make_store(&source, 1);
+    let schema: Vec<String> = raw(&source)
+        .prepare("SELECT sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY rowid")
+        .expect("schema")
+        .query_map([], |r| r.get(0))
+        .expect("rows")
+        .collect::<rusqlite::Result<_>>()
+        .expect("schema");
+    let copy = dir.path().join("copy.db");
+    {
+        let conn = raw(&path);
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .expect("wal");
+        assert_eq!(mode, "wal");
+        conn.execute_batch("BEGIN").expect("begin");
+        for sql in &schema {
+            conn.execute_batch(sql).expect("schema");
+        }
+        conn.pragma_update(None, "application_id", OUR_APPLICATION_ID)
+            .expect("stamp");
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION)
+            .expect("version");
+        conn.execute_batch("COMMIT").expect("commit");
+        std::fs::copy(&path, &copy).expect("copy the file");
+        std::fs::copy(sidecar(&path, "-wal"), sidecar(&copy, "-wal")).expect("copy the log");
+    }
+    let header = std::fs::read(&copy).expect("read");
+    assert_eq!(&header[68..72], &[0; 4], "setup: the file is not stamped");
+    for open in [SqliteStateStore::open_read_only, SqliteStateStore::open] {
+        let store = open(&copy).expect("opens");
+        assert_eq!(store.stats().expect("stats").nodes, 0);
+    }
+    let store = SqliteStateStore::open(&copy).expect("open");
+    commit_bytes(&store, vec![], b"more", None, meta(t(1), None));
+    assert_eq!(store.stats().expect("stats").nodes, 1);
+}
