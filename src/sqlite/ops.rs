@@ -346,11 +346,6 @@ pub(crate) fn state_info(conn: &Connection, data_ref: &StateDataRef) -> Result<S
 
 /// Reads state bytes and checks them against their hash.
 pub(crate) fn get_state(conn: &Connection, data_ref: &StateDataRef) -> Result<StateData> {
-    read_state(conn, data_ref).map(|(_, state)| state)
-}
-
-/// [`get_state`], with the hash the bytes were checked against.
-fn read_state(conn: &Connection, data_ref: &StateDataRef) -> Result<(ContentHash, StateData)> {
     type Row = (Option<Vec<u8>>, Option<Vec<u8>>, Option<String>);
     let row: Option<Row> = conn
         .prepare_cached(
@@ -372,13 +367,10 @@ fn read_state(conn: &Connection, data_ref: &StateDataRef) -> Result<(ContentHash
     };
     let hash = ContentHash::from_bytes(blob32("state data hash", &hash)?);
     store::verify_state(data_ref, &hash, &bytes)?;
-    Ok((
-        hash,
-        StateData {
-            bytes,
-            content_type,
-        },
-    ))
+    Ok(StateData {
+        bytes,
+        content_type,
+    })
 }
 
 /// Up to `max_len` bytes from the start of a state, read through SQLite's incremental blob
@@ -838,15 +830,41 @@ pub(crate) fn snapshot(
 
 /// Loads a snapshot's node id and state, checking every hash on the way.
 pub(crate) fn load_snapshot(conn: &Connection, snapshot_id: &SnapshotId) -> Result<StateSnapshot> {
-    let ctx = sql_error("loading a snapshot");
-    let node_id: Vec<u8> = conn
-        .prepare_cached("SELECT node_id FROM snapshots WHERE id = ?1")
+    /// The snapshot's node id, its node's row (`None` when missing), and the state's stored
+    /// hash, bytes and content type (`None` when missing).
+    type LoadRow = (
+        Vec<u8>,
+        Option<RawNode>,
+        Option<Vec<u8>>,
+        Option<Vec<u8>>,
+        Option<String>,
+    );
+    // One query; the node row is then checked whole against the snapshot's node id, so a
+    // damaged index that leads to another row cannot hand over another node's state.
+    let row: LoadRow = conn
+        .prepare_cached(
+            "SELECT n.seq, n.id, n.parents, n.parent_seqs, n.data_ref, n.data_hash,
+                 n.content_type, n.created_s, n.created_ns, n.label, n.generation,
+                 s.node_id, b.hash, b.bytes, d.content_type
+             FROM snapshots s
+             LEFT JOIN state_nodes n ON n.id = s.node_id
+             LEFT JOIN state_data d ON d.data_ref = n.data_ref
+             LEFT JOIN blobs b ON b.id = d.blob_id
+             WHERE s.id = ?1",
+        )
         .and_then(|mut s| {
-            s.query_row([snapshot_id.as_bytes()], |r| r.get(0))
-                .optional()
+            s.query_row([snapshot_id.as_bytes()], |r| {
+                let node = match r.get::<_, Option<i64>>(0)? {
+                    Some(_) => Some(raw_node(r)?),
+                    None => None,
+                };
+                Ok((r.get(11)?, node, r.get(12)?, r.get(13)?, r.get(14)?))
+            })
+            .optional()
         })
-        .map_err(&ctx)?
+        .map_err(sql_error("loading a snapshot"))?
         .ok_or(StateStoreError::MissingSnapshot { id: *snapshot_id })?;
+    let (node_id, node, blob_hash, bytes, data_type) = row;
     let node_id = StateNodeId::from_bytes(blob32("snapshot node id", &node_id)?);
     if codec::snapshot_id(&node_id) != *snapshot_id {
         return Err(StateStoreError::corrupt(
@@ -854,30 +872,38 @@ pub(crate) fn load_snapshot(conn: &Connection, snapshot_id: &SnapshotId) -> Resu
             format!("it points at {node_id}, whose snapshot id differs"),
         ));
     }
-    // The node read whole and checked against its id: what it says the state is, is what
-    // the node hashed (a damaged index cannot hand over another node's state).
-    let node = find_node(conn, &node_id)?
-        .ok_or_else(|| {
-            StateStoreError::corrupt(
-                format!("snapshot {snapshot_id}"),
-                format!("its node {node_id} is missing"),
-            )
-        })?
-        .node;
+    let Some(node) = node else {
+        return Err(StateStoreError::corrupt(
+            format!("snapshot {snapshot_id}"),
+            format!("its node {node_id} is missing"),
+        ));
+    };
+    let node = NodeRow::decode(node)?.node;
+    if node.id != node_id {
+        return Err(StateStoreError::corrupt(
+            format!("node {node_id}"),
+            format!("the id index leads to the row of node {}", node.id),
+        ));
+    }
     store::verify_node(&node)?;
     let data_ref = node.data_ref;
-    let (hash, state) = read_state(conn, &data_ref).map_err(|e| match e {
-        // A node's state is never missing but by damage.
-        StateStoreError::MissingState { .. } => missing_bytes(&data_ref),
-        e => e,
-    })?;
-    if hash != node.data_hash || state.content_type != node.content_type {
+    let (Some(blob_hash), Some(bytes)) = (blob_hash, bytes) else {
+        return Err(missing_bytes(&data_ref));
+    };
+    if blob_hash != node.data_hash.as_bytes() || data_type != node.content_type {
         return Err(StateStoreError::corrupt(
             format!("node {node_id}"),
             format!("its state data {data_ref} is not the state the node hashed"),
         ));
     }
-    Ok(StateSnapshot { node_id, state })
+    store::verify_state(&data_ref, &node.data_hash, &bytes)?;
+    Ok(StateSnapshot {
+        node_id,
+        state: StateData {
+            bytes,
+            content_type: node.content_type,
+        },
+    })
 }
 
 fn snapshot_info_row(r: &Row<'_>) -> rusqlite::Result<(Vec<u8>, Vec<u8>, i64, i64)> {
