@@ -2,8 +2,9 @@
 //! [`History`] with the same semantics, returning futures: states (whole, or their first bytes
 //! with `state_prefix`), nodes, snapshots, refs and their logs, batches (`apply`), `restore`,
 //! `latest_snapshot`, `latest_snapshot_in`, `is_ancestor`, `merge_bases`, `resolve` and
-//! `log`. The rest is sync-only: import and export, `state_info`, `snapshot_info`, `snapshots_of`,
-//! `snapshots_of_each`, id prefix lookups, `merge_base`, `ancestors`, descendants and graphs,
+//! `log`. The rest is sync-only: import and export, `state_info`, `snapshot_info`,
+//! `snapshots_of`, `snapshots_of_each`, id prefix lookups, `merge_base`, `ancestors`,
+//! descendants and graphs,
 //! and the SQLite store's own calls (`open`, `vacuum`, `verify`, `backup`, `stats`). Call
 //! those inside `spawn_blocking` from async code: `vacuum`, `verify` and `backup` take as
 //! long as reading the whole store, and would hold an
