@@ -183,7 +183,12 @@ fn inspect(path: &Path, retries: u32) -> Result<FileState> {
     // Stamped in the log only (a creation that found the file rolled back to empty stamped
     // it after the switch to the log, before this build stamped first): ours, with the
     // schema version the log holds, until a checkpoint copies the stamp into the file.
+    // Only a file that is what that left (one page, in WAL mode, no schema of its own):
+    // another program's database beside a stategraph log is not ours.
+    let left_by_that =
+        header[18] == 2 && header[19] == 2 && be32(40) == 0 && len <= page_size_of(&header);
     if app_id == 0
+        && left_by_that
         && let Some(logged) = logged_page_one(&wal_path(path))
         && be_word(&logged, 68) as i32 == APPLICATION_ID
     {
@@ -219,10 +224,7 @@ fn inspect(path: &Path, retries: u32) -> Result<FileState> {
     }
     // The "in-header database size" is valid when the version-valid-for number matches the
     // change counter; a file shorter than that has lost pages.
-    let page_size = match u16::from_be_bytes([header[16], header[17]]) {
-        1 => 65_536,
-        n => u64::from(n),
-    };
+    let page_size = page_size_of(&header);
     let pages = u64::from(be32(28));
     // In WAL mode a checkpoint copies pages into the main file page 1 first, so while one
     // runs (or after a crash cut one short) the header may already count pages that are still
@@ -262,6 +264,14 @@ fn read_size_fields(file: &mut File) -> std::io::Result<Option<(u64, u64)>> {
     file.read_exact(&mut header)?;
     let len = file.metadata()?.len();
     Ok((be32(&header, 92) == be32(&header, 24)).then(|| (u64::from(be32(&header, 28)), len)))
+}
+
+/// The page size a SQLite header records (its 1 stands for 65536).
+fn page_size_of(header: &[u8; HEADER_LEN]) -> u64 {
+    match u16::from_be_bytes([header[16], header[17]]) {
+        1 => 65_536,
+        n => u64::from(n),
+    }
 }
 
 /// The big-endian 32-bit field of a SQLite header at byte `at`.

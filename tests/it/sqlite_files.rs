@@ -994,3 +994,21 @@ fn a_store_stamped_only_in_its_log_opens() {
     commit_bytes(&store, vec![], b"more", None, meta(t(1), None));
     assert_eq!(store.stats().expect("stats").nodes, 1);
 }
+
+/// Another program's database (application id 0) with a stategraph log beside it (copied,
+/// or left by a store once at that path): not a store stamped in its log only. Refused, and
+/// left as it was (opening it would have checkpointed the log over its pages).
+#[test]
+fn a_foreign_database_beside_a_stategraph_log_is_refused() {
+    let (dir, path) = scratch("theirs.db");
+    let store_path = dir.path().join("store.db");
+    let ours = dir.path().join("ours.db");
+    copy_while_open(&store_path, &ours, |store| {
+        commit_bytes(store, vec![], b"ours", None, meta(t(0), None));
+    });
+    make_foreign_db(&path, "DELETE", 0);
+    std::fs::copy(sidecar(&ours, "-wal"), sidecar(&path, "-wal")).expect("the log beside it");
+    assert_refused(&path, |e| {
+        is_not_a_store(e) && e.to_string().contains("another application")
+    });
+}
