@@ -130,7 +130,13 @@ impl GcOptions {
 
     /// Counts what would be removed, and removes nothing. It only reads: the SQLite backend
     /// counts in one read transaction on a read connection, so it works on a read-only
-    /// handle and writers carry on meanwhile.
+    /// handle and writers carry on meanwhile. It reads the graph as a collection does, but
+    /// damage that a collection meets only at its deletes (a row still pointing at a node it
+    /// removes) stops the collection with [`StateStoreError::Corrupt`] (nothing removed) and
+    /// not the dry run. [`SqliteStateStore::verify`](crate::SqliteStateStore::verify) reports
+    /// the known kinds: a stray child edge or boundary row, a state ref that is not 16 bytes.
+    ///
+    /// [`StateStoreError::Corrupt`]: crate::StateStoreError::Corrupt
     pub fn dry_run(mut self, dry_run: bool) -> Self {
         self.dry_run = dry_run;
         self

@@ -852,6 +852,15 @@ fn check_state_refs(conn: &Connection, report: &mut VerifyReport) -> Result<()> 
             .problems
             .push(format!("{which}: its bytes are missing"));
     }
+    let malformed = count(
+        conn,
+        "SELECT count(*) FROM state_data WHERE typeof(data_ref) != 'blob' OR length(data_ref) != 16",
+    )?;
+    if malformed > 0 {
+        report
+            .problems
+            .push(format!("{malformed} state ref(s) not stored as 16 bytes"));
+    }
     Ok(())
 }
 
@@ -863,6 +872,15 @@ fn check_child_edges(conn: &Connection, links: u64, report: &mut VerifyReport) -
     if edges != links {
         report.problems.push(format!(
             "the child index holds {edges} edges where the nodes' parent lists have {links}"
+        ));
+    }
+    // The same for the boundary: each parent not stored here was checked to have its row.
+    let rows = count(conn, "SELECT count(*) FROM shallow_edges")?;
+    if rows != report.shallow_edges {
+        report.problems.push(format!(
+            "the shallow boundary table holds {rows} rows where the nodes' parent lists have {} \
+             parents not stored here",
+            report.shallow_edges
         ));
     }
     Ok(())

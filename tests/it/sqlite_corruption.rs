@@ -1281,3 +1281,52 @@ fn gc_stops_on_a_ref_whose_node_id_is_not_bytes() {
     );
     assert_eq!(s.get_node(&tip).expect("kept").id, tip);
 }
+
+/// Damage a gc meets only at its deletes: a boundary row no node's parent list accounts
+/// for, and a state ref that is not 16 bytes. The dry run (which only reads) does not see
+/// it, the collection stops on it and removes nothing, and `verify` reports it.
+#[test]
+fn damage_that_stops_gc_at_its_deletes_shows_in_verify() {
+    for sql in [
+        "INSERT INTO shallow_edges VALUES (zeroblob(32), (SELECT seq FROM state_nodes WHERE id = ?1))",
+        "INSERT INTO state_data VALUES ('abcdefghijklmnop', (SELECT min(id) FROM blobs), ?1 || '')",
+    ] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("store.db");
+        let s = open_normal(&path);
+        let (_, root) = s
+            .commit_state(vec![], StateData::new(b"root".to_vec()), meta(t(0), None))
+            .expect("commit");
+        s.set_ref("main", None, &root).expect("ref");
+        let (_, loose) = s
+            .commit_state(
+                vec![root],
+                StateData::new(b"loose".to_vec()),
+                meta(t(1), None),
+            )
+            .expect("commit");
+        drop(s);
+        let conn = raw(&path);
+        conn.pragma_update(None, "foreign_keys", false)
+            .expect("pragma");
+        let param: Vec<u8> = if sql.contains("?1 ||") {
+            b"x".to_vec()
+        } else {
+            loose.as_bytes().to_vec()
+        };
+        conn.execute(sql, [param])
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        drop(conn);
+        let s = open_normal(&path);
+        let problems = s.verify(|_| {}).expect("verify").problems;
+        assert!(!problems.is_empty(), "{sql}: verify saw nothing");
+        let options = stategraph::GcOptions::new().grace(std::time::Duration::ZERO);
+        let dry = s
+            .gc(&options.clone().dry_run(true))
+            .expect("the dry run only reads");
+        assert_eq!(dry.nodes_removed, 1, "{sql}");
+        let err = s.gc(&options).expect_err("the collection stops");
+        assert!(err.is_corrupt(), "{sql}: {err}");
+        assert_eq!(s.get_node(&loose).expect("kept").id, loose);
+    }
+}

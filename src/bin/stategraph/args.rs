@@ -606,7 +606,8 @@ pub struct GcArgs {
     #[arg(long, value_name = "AGE", value_parser = parse_age)]
     pub prune_history: Option<std::time::Duration>,
     /// Count what would be removed; remove nothing (it only reads: writers carry on, and the
-    /// store need not be writable)
+    /// store need not be writable; damage that would stop gc at its deletes shows in fsck, not
+    /// here)
     #[arg(long, short = 'n')]
     pub dry_run: bool,
     /// Then rewrite the file without its free pages, so that it shrinks
