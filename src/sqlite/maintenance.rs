@@ -677,9 +677,10 @@ fn check_pointers(conn: &Connection, report: &mut VerifyReport, tick: &mut Tick<
     for (id, node, seconds, nanos) in snapshots {
         let (Some(id), Some(node)) = (SnapshotId::from_slice(&id), StateNodeId::from_slice(&node))
         else {
-            report
-                .problems
-                .push("a snapshot row has a malformed id".to_owned());
+            report.problems.push(match SnapshotId::from_slice(&id) {
+                Some(id) => format!("snapshot {id}: its node id is malformed"),
+                None => "a snapshot row has a malformed id".to_owned(),
+            });
             continue;
         };
         if codec::snapshot_id(&node) != id {

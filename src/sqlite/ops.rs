@@ -913,16 +913,22 @@ fn snapshot_info_row(r: &Row<'_>) -> rusqlite::Result<(Vec<u8>, Vec<u8>, i64, i6
 fn decode_snapshot_info(raw: (Vec<u8>, Vec<u8>, i64, i64)) -> Result<SnapshotInfo> {
     let (id, node_id, s, ns) = raw;
     let id = SnapshotId::from_bytes(blob32("snapshot id", &id)?);
-    Ok(SnapshotInfo {
-        id,
-        node_id: StateNodeId::from_bytes(blob32("snapshot node id", &node_id)?),
-        // Which snapshot: deleting it (`snapshot -d`) is how to go on without it.
-        created_at: codec::join_time(s, ns).map_err(|e| match e {
+    // Which snapshot, when its own id reads: deleting it (`snapshot -d`) is how to go on
+    // without it.
+    let named = |what: &'static str| {
+        move |e: StateStoreError| match e {
             StateStoreError::Corrupt { detail, .. } => {
-                StateStoreError::corrupt(format!("snapshot {id}"), format!("its time: {detail}"))
+                StateStoreError::corrupt(format!("snapshot {id}"), format!("its {what}: {detail}"))
             }
             e => e,
-        })?,
+        }
+    };
+    Ok(SnapshotInfo {
+        id,
+        node_id: StateNodeId::from_bytes(
+            blob32("snapshot node id", &node_id).map_err(named("node id"))?,
+        ),
+        created_at: codec::join_time(s, ns).map_err(named("time"))?,
     })
 }
 

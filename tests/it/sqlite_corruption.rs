@@ -1330,3 +1330,30 @@ fn damage_that_stops_gc_at_its_deletes_shows_in_verify() {
         assert_eq!(s.get_node(&loose).expect("kept").id, loose);
     }
 }
+
+/// A snapshot row whose node id is not 32 bytes: the listing error and `verify` name the
+/// snapshot (its own id reads), so it can be deleted by that id.
+#[test]
+fn a_snapshot_with_a_malformed_node_id_is_named() {
+    let d = Damaged::new();
+    let bad = snap(&d.other);
+    d.damage(
+        "UPDATE snapshots SET node_id = substr(node_id, 1, 31) WHERE id = ?1",
+        [bad.as_bytes()],
+    );
+    let s = d.open();
+    let err = s.list_snapshots().expect_err("listing");
+    assert!(
+        err.is_corrupt() && err.to_string().contains(&bad.to_string()),
+        "{err}"
+    );
+    let problems = s.verify(|_| {}).expect("verify").problems;
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains(&bad.to_string()) && p.contains("node id is malformed")),
+        "{problems:?}"
+    );
+    s.delete_snapshot(&bad).expect("delete it by its id");
+    assert_eq!(s.list_snapshots().expect("listing").len(), 2);
+}
