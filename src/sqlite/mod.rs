@@ -310,7 +310,9 @@ fn sidecar(path: &Path, suffix: &str) -> PathBuf {
 fn unreadable(path: &Path, e: StateStoreError) -> StateStoreError {
     // A rollback journal beside the file: a write that did not finish (a creation killed
     // before the store switched to its log), which only a writable open can roll back.
-    let journal = sidecar(path, "-journal");
+    // Named after the file itself, as SQLite names it (through a symbolic link too).
+    let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
+    let journal = sidecar(&real, "-journal");
     if matches!(sqlite_code(&e), Some(ErrorCode::ReadOnly))
         && journal.metadata().is_ok_and(|m| m.len() > 0)
     {
