@@ -166,6 +166,12 @@ fn inspect(path: &Path, retries: u32) -> Result<FileState> {
             Err(e) => return Err(io_error("cannot read the store file", path, e)),
         }
     }
+    // A header that came up short, from a file that has shrunk since its size was read:
+    // another opener rolling back a creation cut short. Look again.
+    let shrunk = || std::fs::metadata(path).is_ok_and(|m| m.len() < len);
+    if read < HEADER_LEN && retries > 0 && shrunk() {
+        return inspect(path, retries - 1);
+    }
     if read < SQLITE_MAGIC.len() || &header[..SQLITE_MAGIC.len()] != SQLITE_MAGIC {
         return Err(not_a_store(
             path,
@@ -296,12 +302,22 @@ pub(crate) fn wal_path(path: &Path) -> std::path::PathBuf {
 /// have committed the schema meanwhile, which is no damage.
 pub(crate) fn check_log_was_read(conn: &Connection, path: &Path) -> Result<(i32, i64)> {
     let wal = wal_path(path);
-    let Some(commits) = unread_commits(&wal, db_page_size(path)) else {
-        return read_ids(conn);
-    };
-    let (app, version) = read_ids(conn)?;
-    if version != 0 {
-        return Ok((app, version));
+    // The log is read without a lock: another opener may be writing it at that moment (its
+    // new header read before it was written, its new frames after), which looks like damage
+    // until its commit lands. Damage stays; a write in progress does not.
+    let mut commits = 0;
+    for attempt in 0..3 {
+        if attempt > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let Some(unread) = unread_commits(&wal, db_page_size(path)) else {
+            return read_ids(conn);
+        };
+        let (app, version) = read_ids(conn)?;
+        if version != 0 {
+            return Ok((app, version));
+        }
+        commits = unread;
     }
     Err(StateStoreError::corrupt(
         format!("store file {}", path.display()),
