@@ -484,7 +484,7 @@ fn sweep(conn: &Connection, progress: &mut dyn FnMut(VerifyProgress)) -> Result<
         check_blobs(conn, report, &mut tick)
     })?;
     // Parent links to stored nodes, to compare with the child index.
-    let mut links = 0;
+    let mut links = Links::default();
     let nodes_done = part(&mut report, "the node check", |report| {
         check_nodes(conn, report, &mut links, &mut tick)
     })?;
@@ -500,7 +500,7 @@ fn sweep(conn: &Connection, progress: &mut dyn FnMut(VerifyProgress)) -> Result<
     // Against a partial count of links the comparison would only add a false problem.
     if nodes_done {
         part(&mut report, "the child index check", |report| {
-            check_child_edges(conn, links, report)
+            check_child_edges(conn, &links, report)
         })?;
     }
     Ok(report)
@@ -644,7 +644,7 @@ fn holders_of(conn: &Connection, blob: i64) -> String {
 fn check_nodes(
     conn: &Connection,
     report: &mut VerifyReport,
-    links: &mut u64,
+    links: &mut Links,
     tick: &mut Tick<'_>,
 ) -> Result<()> {
     let total = count(conn, "SELECT count(*) FROM state_nodes")?;
@@ -868,15 +868,18 @@ fn check_state_refs(conn: &Connection, report: &mut VerifyReport) -> Result<()> 
 /// The child edges (what `show` lists as children and descendant walks follow) are exactly
 /// the stored parent links: each node's links were checked to have their edge in
 /// [`check_node`], so here the counts must agree.
-fn check_child_edges(conn: &Connection, links: u64, report: &mut VerifyReport) -> Result<()> {
+fn check_child_edges(conn: &Connection, links: &Links, report: &mut VerifyReport) -> Result<()> {
     let edges = count(conn, "SELECT count(*) FROM node_children")?;
-    if edges != links {
+    if edges != links.edges {
         report.problems.push(format!(
-            "the child index holds {edges} edges where the nodes' parent lists have {links}"
+            "the child index holds {edges} edges where the nodes' parent lists have {}",
+            links.edges
         ));
     }
-    // The same for the boundary: each parent not stored here was checked to have its row.
-    let rows = count(conn, "SELECT count(*) FROM shallow_edges")?;
+    // The same for the boundary: each parent not stored here was checked to have its row
+    // (rows of nodes that could not be read are left out, as for the child index).
+    let rows =
+        count(conn, "SELECT count(*) FROM shallow_edges")?.saturating_sub(links.unread_boundary);
     if rows != report.shallow_edges {
         report.problems.push(format!(
             "the shallow boundary table holds {rows} rows where the nodes' parent lists have {} \
@@ -907,13 +910,22 @@ fn seqs(conn: &Connection) -> Result<Vec<i64>> {
         .map_err(&ctx)
 }
 
+/// What [`check_node`] counts, to compare with the edge tables.
+#[derive(Default)]
+struct Links {
+    /// Links to stored parents (each has its child-index edge).
+    edges: u64,
+    /// Boundary rows of nodes whose row could not be read.
+    unread_boundary: u64,
+}
+
 /// Checks one node; problems go into the report. Counts its links to stored parents in
 /// `links`.
 fn check_node(
     conn: &Connection,
     seq: i64,
     report: &mut VerifyReport,
-    links: &mut u64,
+    links: &mut Links,
 ) -> Result<()> {
     let row = match ops::find_nodes_by_seq_range(conn, seq, seq) {
         Ok(mut rows) => match rows.pop() {
@@ -931,11 +943,16 @@ fn check_node(
                 None => format!("node row {seq}"),
             };
             report.problems.push(format!("{which}: {e}"));
-            // Its parent links cannot be read: leave its child-index edges out of the
-            // comparison rather than blame the index for them.
-            *links += count_with(
+            // Its parent links cannot be read: leave its edges out of the comparisons
+            // rather than blame the edge tables for them.
+            links.edges += count_with(
                 conn,
                 "SELECT count(*) FROM node_children WHERE child = ?1",
+                seq,
+            )?;
+            links.unread_boundary += count_with(
+                conn,
+                "SELECT count(*) FROM shallow_edges WHERE child = ?1",
                 seq,
             )?;
             return Ok(());
@@ -961,7 +978,7 @@ fn check_node(
             }
             continue;
         }
-        *links += 1;
+        links.edges += 1;
         let edge = conn
             .prepare_cached("SELECT 1 FROM node_children WHERE parent = ?1 AND child = ?2")
             .and_then(|mut s| s.exists([parent_seq, seq]))

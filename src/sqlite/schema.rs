@@ -166,10 +166,12 @@ fn inspect(path: &Path, retries: u32) -> Result<FileState> {
             Err(e) => return Err(io_error("cannot read the store file", path, e)),
         }
     }
-    // A header that came up short, from a file that has shrunk since its size was read:
-    // another opener rolling back a creation cut short. Look again.
-    let shrunk = || std::fs::metadata(path).is_ok_and(|m| m.len() < len);
-    if read < HEADER_LEN && retries > 0 && shrunk() {
+    // A header that came up short from a file that has changed since its size was read, or
+    // that holds a whole header now: another opener rolling back a creation cut short (and
+    // perhaps stamping it again). Look again.
+    let changed =
+        || std::fs::metadata(path).is_ok_and(|m| m.len() != len || m.len() >= HEADER_LEN as u64);
+    if read < HEADER_LEN && retries > 0 && changed() {
         return inspect(path, retries - 1);
     }
     if read < SQLITE_MAGIC.len() || &header[..SQLITE_MAGIC.len()] != SQLITE_MAGIC {

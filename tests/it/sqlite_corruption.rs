@@ -1357,3 +1357,39 @@ fn a_snapshot_with_a_malformed_node_id_is_named() {
     s.delete_snapshot(&bad).expect("delete it by its id");
     assert_eq!(s.list_snapshots().expect("listing").len(), 2);
 }
+
+/// The same for the boundary table: a node that cannot be read, with a parent not stored
+/// here, is one problem, not also a boundary table that disagrees with the parent lists.
+#[test]
+fn verify_does_not_blame_the_boundary_table_for_an_undecodable_node() {
+    let sender = stategraph::InMemoryStateStore::new();
+    let (_, root) = sender
+        .commit_state(vec![], StateData::new(b"r".to_vec()), meta(t(0), None))
+        .expect("commit");
+    let (_, tip) = sender
+        .commit_state(vec![root], StateData::new(b"c".to_vec()), meta(t(1), None))
+        .expect("commit");
+    let package = sender
+        .export_snapshot(&sender.snapshot(&tip).expect("snapshot"))
+        .expect("export");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("store.db");
+    let s = open_normal(&path);
+    s.import_snapshot(&package).expect("a shallow import");
+    assert!(s.verify(|_| {}).expect("verify").is_ok());
+    drop(s);
+    let conn = raw(&path);
+    conn.execute(
+        "UPDATE state_nodes SET label = CAST(x'ff41' AS TEXT) WHERE id = ?1",
+        [tip.as_bytes()],
+    )
+    .expect("damage");
+    drop(conn);
+    let text = open_normal(&path)
+        .verify(|_| {})
+        .expect("verify")
+        .problems
+        .join("\n");
+    assert!(text.contains(&tip.to_string()), "{text}");
+    assert!(!text.contains("boundary table"), "{text}");
+}
