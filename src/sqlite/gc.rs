@@ -53,7 +53,8 @@ struct Nodes {
     /// Older than the history pruning cut.
     pruned: Vec<bool>,
     generations: Vec<u64>,
-    /// The state each node holds (what a dry run counts states by).
+    /// The state each node holds, read for a dry run only (which counts states by it; a
+    /// collection deletes them with SQL).
     data_refs: Vec<StateDataRef>,
 }
 
@@ -97,7 +98,9 @@ impl Nodes {
             generations.push(row.get::<_, i64>(5).map_err(&ctx)? as u64);
             old.push(cut.is_old_node(&data_ref, created_at));
             pruned.push(cut.is_pruned(&data_ref, created_at));
-            data_refs.push(data_ref);
+            if cut.dry_run {
+                data_refs.push(data_ref);
+            }
         }
         let mut nodes = Nodes {
             seqs,
@@ -400,7 +403,9 @@ fn collect_in(tx: &Connection, cut: Cutoffs) -> Result<GcReport> {
 /// What [`collect`] would remove, counted without writing: a dry run, which needs only a
 /// read transaction (`tx`), so it runs on a read connection and writers carry on. It reads
 /// what a collection reads, and counts each removal from the same marks.
-pub(crate) fn count(tx: &Connection, cut: Cutoffs) -> Result<GcReport> {
+pub(crate) fn count(tx: &Connection, mut cut: Cutoffs) -> Result<GcReport> {
+    // A dry run whatever the caller's options say: the node scan keeps data refs for it.
+    cut.dry_run = true;
     let ctx = sql_error("counting garbage");
     let mut report = GcReport {
         dry_run: true,

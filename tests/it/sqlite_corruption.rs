@@ -1043,17 +1043,8 @@ fn gc_keeps_snapshotted_nodes_when_an_index_is_damaged() {
         .expect("commit");
     let snapshot = s.snapshot(&kept).expect("snapshot");
     // A shallow import: `shallow_edges` gets a row, so its root page is a leaf with content.
-    let sender = stategraph::InMemoryStateStore::new();
-    let (_, root) = sender
-        .commit_state(vec![], StateData::new(b"r".to_vec()), meta(t(1), None))
-        .expect("commit");
-    let (_, tip) = sender
-        .commit_state(vec![root], StateData::new(b"c".to_vec()), meta(t(2), None))
-        .expect("commit");
-    let package = sender
-        .export_snapshot(&sender.snapshot(&tip).expect("snapshot"))
-        .expect("export");
-    s.import_snapshot(&package).expect("import");
+    s.import_snapshot(&child_without_its_parent())
+        .expect("import");
     drop(s);
     let conn = raw(&path);
     let page: usize = conn
@@ -1362,16 +1353,8 @@ fn a_snapshot_with_a_malformed_node_id_is_named() {
 /// here, is one problem, not also a boundary table that disagrees with the parent lists.
 #[test]
 fn verify_does_not_blame_the_boundary_table_for_an_undecodable_node() {
-    let sender = stategraph::InMemoryStateStore::new();
-    let (_, root) = sender
-        .commit_state(vec![], StateData::new(b"r".to_vec()), meta(t(0), None))
-        .expect("commit");
-    let (_, tip) = sender
-        .commit_state(vec![root], StateData::new(b"c".to_vec()), meta(t(1), None))
-        .expect("commit");
-    let package = sender
-        .export_snapshot(&sender.snapshot(&tip).expect("snapshot"))
-        .expect("export");
+    let package = child_without_its_parent();
+    let tip = package.node_id;
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("store.db");
     let s = open_normal(&path);
@@ -1392,4 +1375,19 @@ fn verify_does_not_blame_the_boundary_table_for_an_undecodable_node() {
         .join("\n");
     assert!(text.contains(&tip.to_string()), "{text}");
     assert!(!text.contains("boundary table"), "{text}");
+}
+
+/// The snapshot package of a child node, whose parent a store that imports it lacks: a
+/// shallow import, with one row in `shallow_edges`.
+fn child_without_its_parent() -> stategraph::SnapshotPackage {
+    let sender = stategraph::InMemoryStateStore::new();
+    let (_, root) = sender
+        .commit_state(vec![], StateData::new(b"r".to_vec()), meta(t(1), None))
+        .expect("commit");
+    let (_, tip) = sender
+        .commit_state(vec![root], StateData::new(b"c".to_vec()), meta(t(2), None))
+        .expect("commit");
+    sender
+        .export_snapshot(&sender.snapshot(&tip).expect("snapshot"))
+        .expect("export")
 }
