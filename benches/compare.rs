@@ -3,6 +3,8 @@
 //! ```text
 //! cargo bench --bench compare              # full run, prints a Markdown table
 //! cargo bench --bench compare -- --quick   # reduced sizes, under a minute (CI smoke test)
+//! cargo bench --bench compare -- --only writers --flush-delay-us 100
+//!                                           # the writers with every sync 100 µs slower
 //! ```
 //!
 //! Every workload is built three ways in the same run, on the same machine and temp dir:
@@ -35,6 +37,8 @@
 //! only.
 //! Temp dirs go under the system temp dir and are removed at the end.
 
+#[path = "shared/flush.rs"]
+mod flush;
 #[path = "shared/schema.rs"]
 mod schema;
 
@@ -109,6 +113,8 @@ struct Config {
     ancestry_ops: usize,
     git_ops: usize,
     chunk: usize,
+    /// `--flush-delay-us N`: every sync of a store made this much slower (see `flush`).
+    flush_delay: Option<Duration>,
 }
 
 impl Config {
@@ -126,6 +132,7 @@ impl Config {
                 ancestry_ops: 2_000,
                 git_ops: 20,
                 chunk: 50_000,
+                flush_delay: None,
             },
             Mode::Quick => Self {
                 mode,
@@ -139,6 +146,7 @@ impl Config {
                 ancestry_ops: 500,
                 git_ops: 5,
                 chunk: 50_000,
+                flush_delay: None,
             },
             Mode::Smoke => Self {
                 mode,
@@ -152,6 +160,7 @@ impl Config {
                 ancestry_ops: 20,
                 git_ops: 2,
                 chunk: 300,
+                flush_delay: None,
             },
         }
     }
@@ -167,6 +176,12 @@ impl Config {
                 c.push_str(" --");
             }
             let _ = write!(c, " --only {}", self.only.join(","));
+        }
+        if let Some(d) = self.flush_delay {
+            if self.mode == Mode::Full && self.only.is_empty() {
+                c.push_str(" --");
+            }
+            let _ = write!(c, " --flush-delay-us {}", d.as_micros());
         }
         c
     }
@@ -1415,6 +1430,8 @@ impl Bench {
         let runs = self.cfg.runs;
         let budget = self.cfg.writer_budget;
         progress("1 and 8 concurrent writers, Immediate");
+        // Flush times are reported for this section only.
+        let _ = flush::take_latencies();
         let imm = Durability::Immediate;
         let (two, one_tx) = (TickKind::Kernel, TickKind::CommitState);
         let [g1, g8, g_ceiling, g_cs1, g_cs8] = std::array::from_fn(|_| Cell::new((0, 0)));
@@ -1490,6 +1507,13 @@ impl Bench {
             per_tx(&g_cs1),
             per_tx(&g_cs8)
         ));
+        if let Some((n, median, p10, p90)) = flush::take_latencies() {
+            self.notes.push(format!(
+                "flush times in this section (sync of a database or WAL file, plus the added \
+                 {} µs): median {median} µs (10th–90th percentile {p10}–{p90} µs) over {n} syncs.",
+                flush::delay().unwrap_or_default().as_micros()
+            ));
+        }
         Ok(())
     }
 
@@ -2336,6 +2360,15 @@ fn main() -> Res<()> {
             .ok_or("--only needs ticks,bulk,writers,history,maintenance")?;
         cfg.only = list.split(',').map(str::to_owned).collect();
     }
+    if let Some(i) = args.iter().position(|a| a == "--flush-delay-us") {
+        let us: u64 = args
+            .get(i + 1)
+            .and_then(|v| v.parse().ok())
+            .ok_or("--flush-delay-us needs a whole number of microseconds")?;
+        let delay = Duration::from_micros(us);
+        flush::install(delay);
+        cfg.flush_delay = Some(delay);
+    }
     let mut bench = Bench {
         cfg,
         git,
@@ -2388,6 +2421,19 @@ fn main() -> Res<()> {
          (SQLITE_DBCONFIG_ENABLE_QPSG) on; ids are pseudo-random bytes: no hashing, CBOR or \
          verification."
     );
+    match flush::delay() {
+        Some(d) if d.is_zero() => println!(
+            "flush: every sync of a database or WAL file is timed through a wrapping VFS (no \
+             wait added); the notes give the flush times measured"
+        ),
+        Some(d) => println!(
+            "flush: EMULATED SLOWER DISK: every sync of a database or WAL file (stategraph and \
+             raw SQLite; not git) waits {} µs more, through a wrapping VFS; the notes give the \
+             flush times measured",
+            d.as_micros()
+        ),
+        None => {}
+    }
     println!(
         "ratios: stategraph SQLite median ÷ the other column's median, in the row's unit \
          (rates: higher is faster; µs/op, ms: lower is faster)."
