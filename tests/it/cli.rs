@@ -1560,6 +1560,13 @@ fn show_previews_one_line_json_control_characters_binary_and_damage() {
     let shown = env.ok(&["show", "json"]);
     let preview = preview_of(&shown);
     assert_eq!(preview.len(), 2, "{shown}");
+    // Longer than show reads: not checked, and the JSON says so.
+    let check = |env: &Env, rev: &str| -> (Option<i32>, Value) {
+        let out = env.sg(&["show", "--json", rev]).output().expect("run");
+        let json: Value = serde_json::from_slice(&out.stdout).expect("json");
+        (out.status.code(), json["state_check"].clone())
+    };
+    assert_eq!(check(&env, "json"), (Some(0), Value::from("unchecked")));
     assert!(preview[0].starts_with("    {\"memory\":\"mmm"), "{shown}");
     assert!(preview[0].ends_with('…'), "{shown}");
     assert_eq!(
@@ -1582,6 +1589,7 @@ fn show_previews_one_line_json_control_characters_binary_and_damage() {
         "{shown}"
     );
     assert!(!shown.contains('\u{1b}'), "{shown:?}");
+    assert_eq!(check(&env, "esc"), (Some(0), Value::from("ok")));
 
     // Windows line ends: every byte shown is counted (none "more").
     env.commit("a\r\nb\r\nc\r\n", "crlf", &["--branch", "crlf"]);
@@ -1612,11 +1620,19 @@ fn show_previews_one_line_json_control_characters_binary_and_damage() {
         .expect("damage");
     assert_eq!(changed, 1);
     drop(conn);
-    let shown = env.ok(&["show", "esc"]);
+    // Everything else is shown, the state is not, and the exit says something is wrong.
+    let out = env.sg(&["show", "esc"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let shown = String::from_utf8(out.stdout).expect("utf-8");
+    assert!(shown.contains("generation"), "{shown}");
     let preview = preview_of(&shown);
     assert_eq!(preview.len(), 1, "{shown}");
     assert!(preview[0].starts_with("    (damaged: the "), "{shown}");
     assert!(!shown.contains("RED"), "{shown}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("is damaged"), "{stderr}");
+    assert!(stderr.contains("stategraph fsck"), "{stderr}");
+    assert_eq!(check(&env, "esc"), (Some(2), Value::from("damaged")));
 }
 
 /// `import` looks at a file's size and first bytes before reading it whole: a file larger

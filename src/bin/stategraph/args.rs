@@ -255,7 +255,10 @@ Examples:
 
     /// Show one node: parents, children, metadata, state, snapshots and refs
     #[command(after_help = "\
---json prints one object with the fields of `log --json` plus children and size (bytes).
+--json prints one object with the fields of `log --json` plus children, size (bytes) and
+state_check: \"ok\" or \"damaged\" for a state of up to 4 KiB, which show reads whole and checks
+against the node's data hash, \"unchecked\" for a larger one (`cat` and `fsck` check any size).
+A damaged state is not previewed, and show exits 2 after printing the rest.
 
 Examples:
   stategraph show main

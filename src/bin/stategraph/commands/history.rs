@@ -10,7 +10,7 @@ use stategraph::{
 
 use crate::Ctx;
 use crate::args::{GraphArgs, LogArgs, ShowArgs};
-use crate::error::{CliResult, explain};
+use crate::error::{CliError, CliResult, explain};
 use crate::output::{
     NodeJson, Paint, Theme, ids, note, printable, rfc3339, rfc3339_seconds, write_json,
 };
@@ -411,6 +411,48 @@ struct ShowJson {
     node: NodeJson,
     children: Vec<String>,
     size: u64,
+    /// [`StateCheck::as_str`].
+    state_check: &'static str,
+}
+
+/// Whether `show` found the state's stored bytes to match the node's data hash. It reads
+/// only a preview's worth of a state, so it checks only states that fit in that read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StateCheck {
+    Ok,
+    Damaged,
+    /// Larger than `show` reads: `cat` and `fsck` check it.
+    Unchecked,
+}
+
+impl StateCheck {
+    fn of(head: &[u8], size: u64, hash: &ContentHash) -> Self {
+        if head.len() as u64 != size {
+            Self::Unchecked
+        } else if ContentHash::of(head) == *hash {
+            Self::Ok
+        } else {
+            Self::Damaged
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Damaged => "damaged",
+            Self::Unchecked => "unchecked",
+        }
+    }
+}
+
+/// `show`'s exit when the state it read is damaged: everything else was printed.
+fn damaged_state(id: &StateNodeId, size: u64) -> CliError {
+    CliError::new(format!(
+        "the state of node {} is damaged: its {size} stored bytes do not match the node's \
+         data hash",
+        id.to_short_hex(12)
+    ))
+    .hint("run `stategraph fsck` to check the whole store")
 }
 
 /// `show`.
@@ -423,6 +465,7 @@ pub fn show(ctx: &Ctx, args: &ShowArgs) -> CliResult {
     // The size and a preview: never the whole state, which may be any size.
     let size = store.state_info(&node.data_ref)?.len;
     let head = store.state_prefix(&node.data_ref, PREVIEW_READ)?;
+    let check = StateCheck::of(&head, size, &node.data_hash);
     let snapshots = store.snapshots_of(&id)?;
     let decorations = Decorations::load(&store)?;
     let refs = decorations.refs(&id);
@@ -432,10 +475,14 @@ pub fn show(ctx: &Ctx, args: &ShowArgs) -> CliResult {
             node: NodeJson::new(&node, refs, &snapshots),
             children: ids(&children),
             size,
+            state_check: check.as_str(),
         };
         write_json(&mut out, &json)?;
         out.finish()?;
-        return Ok(());
+        return match check {
+            StateCheck::Damaged => Err(damaged_state(&id, size)),
+            StateCheck::Ok | StateCheck::Unchecked => Ok(()),
+        };
     }
     let t = ctx.theme;
     let field = |name: &str| t.paint(Paint::Bold, &format!("{name:<11}"));
@@ -503,7 +550,7 @@ pub fn show(ctx: &Ctx, args: &ShowArgs) -> CliResult {
         refs.join(", ")
     };
     writeln!(out, "{}{}", field("refs"), refs_text)?;
-    let preview = preview(&head, size, &node.data_hash);
+    let preview = preview(&head, size, check);
     if !preview.is_empty() {
         writeln!(out)?;
         for line in preview {
@@ -511,7 +558,10 @@ pub fn show(ctx: &Ctx, args: &ShowArgs) -> CliResult {
         }
     }
     out.finish()?;
-    Ok(())
+    match check {
+        StateCheck::Damaged => Err(damaged_state(&id, size)),
+        StateCheck::Ok | StateCheck::Unchecked => Ok(()),
+    }
 }
 
 fn snapshot_line(t: Theme, s: &SnapshotInfo) -> String {
@@ -537,10 +587,9 @@ const PREVIEW_READ: usize = 2 * PREVIEW_BYTES;
 /// are cut to what fits (a one-line JSON state is previewed too), and control and invisible
 /// characters are escaped (tabs are kept). A state whose first bytes are not text gets a
 /// note (as git does, the start decides: a text file with binary far into it is
-/// previewed). A state read whole is checked against the node's `hash` first: damaged bytes
-/// are not shown as the state.
-fn preview(head: &[u8], size: u64, hash: &ContentHash) -> Vec<String> {
-    if head.len() as u64 == size && ContentHash::of(head) != *hash {
+/// previewed). Damaged bytes (`check`) are not shown as the state.
+fn preview(head: &[u8], size: u64, check: StateCheck) -> Vec<String> {
+    if check == StateCheck::Damaged {
         return vec![format!(
             "(damaged: the {size} stored bytes do not match the node's data hash; \
              run `stategraph fsck`)"
