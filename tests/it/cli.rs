@@ -1635,6 +1635,71 @@ fn show_previews_one_line_json_control_characters_binary_and_damage() {
     assert_eq!(check(&env, "esc"), (Some(2), Value::from("damaged")));
 }
 
+/// Importing a package of a snapshot the store holds damaged writes its node and state
+/// back: `import` says it repaired it (it said "already had"), counts it apart, and fails
+/// when the damage is somewhere the package cannot mend.
+#[test]
+fn import_says_when_it_repaired_a_damaged_snapshot() {
+    let env = Env::init();
+    env.commit("state one", "first", &["--branch", "main"]);
+    env.commit("state two", "second", &["--branch", "other"]);
+    let package = |rev: &str| {
+        let snapshot = env.ok(&["snapshot", rev]);
+        let out = env
+            .sg(&["export", &snapshot.trim()[7..]])
+            .output()
+            .expect("run");
+        assert!(out.status.success(), "{}", crate::cli_util::stderr(&out));
+        let path = env.dir.path().join(format!("{rev}.sgpkg"));
+        std::fs::write(&path, out.stdout).expect("write package");
+        path.to_str().expect("utf-8").to_owned()
+    };
+    let (main_pkg, other_pkg) = (package("main"), package("other"));
+    let sql = |statement: &str| {
+        let conn = rusqlite::Connection::open(&env.db).expect("raw");
+        assert_eq!(conn.execute(statement, []).expect("damage"), 1);
+    };
+
+    sql(
+        "UPDATE blobs SET bytes = CAST('state ONE' AS BLOB) WHERE bytes = CAST('state one' AS BLOB)",
+    );
+    // The same package twice: one transaction, the second finds it whole.
+    let out = env
+        .sg(&["import", &main_pkg, &main_pkg])
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", crate::cli_util::stderr(&out));
+    let lines = String::from_utf8(out.stdout.clone()).expect("utf-8");
+    let lines: Vec<&str> = lines.lines().collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(lines[0].starts_with("repaired snapshot "), "{lines:?}");
+    assert!(lines[1].starts_with("already had snapshot "), "{lines:?}");
+    let err = crate::cli_util::stderr(&out);
+    assert!(
+        err.contains("2 input(s): 0 imported, 1 repaired, 1 already here, 0 failed"),
+        "{err}"
+    );
+    assert_eq!(env.ok(&["cat", "main"]), "state one");
+    assert!(env.ok(&["fsck"]).ends_with(": ok\n"));
+    // Whole now: a plain "already had".
+    assert!(
+        env.ok(&["import", &main_pkg])
+            .starts_with("already had snapshot ")
+    );
+
+    // A state ref leading to another state's bytes: the package holds the bytes and the
+    // node, not that link, so the snapshot still does not load.
+    sql(
+        "UPDATE state_data SET blob_id = (SELECT id FROM blobs WHERE bytes = CAST('state one' AS BLOB)) \
+         WHERE blob_id = (SELECT id FROM blobs WHERE bytes = CAST('state two' AS BLOB))",
+    );
+    let out = env.sg(&["import", &other_pkg]).output().expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let err = crate::cli_util::stderr(&out);
+    assert!(err.contains("could not repair it here"), "{err}");
+    assert!(out.stdout.is_empty(), "nothing claimed: {:?}", out.stdout);
+}
+
 /// `import` looks at a file's size and first bytes before reading it whole: a file larger
 /// than any package (sparse here, 3 GB) and a file that does not start as a package are
 /// refused at once, with the usual hint.

@@ -166,7 +166,10 @@ Examples:
     #[command(after_help = "\
 Every package is verified (bytes, node id and snapshot id recomputed) before anything is written;
 a bad package is reported and nothing of it is stored. Parents this store lacks become its
-shallow boundary: `log` stops there and says so. Importing a package twice changes nothing.
+shallow boundary: `log` stops there and says so. Importing a package twice changes nothing,
+unless this store's copy of that snapshot was damaged: the import writes its node and state
+back and says \"repaired\" (if the damage is elsewhere, say in the link from the node to its
+state, it says it could not repair it, and fails; `fsck` checks the whole store).
 
 A directory stands for the *.sgpkg files in it (what `export --out` writes), in name order;
 other files and subdirectories are skipped, with a note. Packages are written up to 1000 per

@@ -115,6 +115,8 @@ struct Pending {
 struct Tally {
     imported: usize,
     already: usize,
+    /// Already stored but damaged, and whole again after the import.
+    repaired: usize,
     /// Transactions that stored them.
     transactions: usize,
     /// The names of the inputs that failed, in order.
@@ -170,10 +172,15 @@ pub fn import(ctx: &Ctx, args: &ImportArgs) -> CliResult {
     run.flush()?;
     run.bar.finish_and_clear();
     let Run { tally, .. } = run;
-    let stored = tally.imported + tally.already;
+    let stored = tally.imported + tally.already + tally.repaired;
     if !single {
+        let repaired = if tally.repaired > 0 {
+            format!("{} repaired, ", tally.repaired)
+        } else {
+            String::new()
+        };
         eprintln!(
-            "{} input(s): {} imported, {} already here, {} failed; {} transaction(s)",
+            "{} input(s): {} imported, {repaired}{} already here, {} failed; {} transaction(s)",
             stored + tally.failed.len(),
             tally.imported,
             tally.already,
@@ -368,7 +375,7 @@ impl Run<'_> {
         let mut writes = self.store.batch();
         for item in &batch {
             let line = describe(self.store, &item.package, &nodes, &snapshots)?;
-            lines.push(line);
+            lines.push((item, line));
             nodes.insert(item.package.node_id);
             snapshots.insert(item.package.snapshot_id);
             // Verified when read; a package refused here is retried alone below.
@@ -379,8 +386,8 @@ impl Run<'_> {
         match writes.commit() {
             Ok(()) => {
                 self.tally.transactions += 1;
-                for (line, present) in lines {
-                    self.done(&line, present)?;
+                for (item, (line, found)) in lines {
+                    self.done(item, &line, found)?;
                 }
                 Ok(())
             }
@@ -402,12 +409,11 @@ impl Run<'_> {
         let Some(item) = self.batch.pop() else {
             return Ok(());
         };
-        let (line, present) =
-            describe(self.store, &item.package, &HashSet::new(), &HashSet::new())?;
+        let (line, found) = describe(self.store, &item.package, &HashSet::new(), &HashSet::new())?;
         match self.store.import_snapshot(&item.package) {
             Ok(_) => {
                 self.tally.transactions += 1;
-                self.done(&line, present)
+                self.done(&item, &line, found)
             }
             Err(e) if is_about_the_package(&e) => {
                 let err = CliError::from(e).hint(format!("while importing {}", item.name));
@@ -423,12 +429,37 @@ impl Run<'_> {
         }
     }
 
-    fn done(&mut self, line: &str, present: bool) -> CliResult {
-        if present {
-            self.tally.already += 1;
-        } else {
-            self.tally.imported += 1;
-        }
+    /// Counts and prints a package that was stored. One whose snapshot was found damaged is
+    /// read back: the import writes its node and state again, which repairs damage there
+    /// but not elsewhere (its snapshot record, the link to its bytes).
+    fn done(&mut self, item: &Pending, line: &str, found: Found) -> CliResult {
+        let line = match found {
+            Found::New => {
+                self.tally.imported += 1;
+                line.to_owned()
+            }
+            Found::Whole => {
+                self.tally.already += 1;
+                line.to_owned()
+            }
+            Found::Damaged => match self.store.load_snapshot(&item.package.snapshot_id) {
+                Ok(_) => {
+                    self.tally.repaired += 1;
+                    line.to_owned()
+                }
+                Err(e) => {
+                    let err = CliError::from(e).hint(format!(
+                        "{} holds this snapshot, but importing it could not repair it here",
+                        item.name
+                    ));
+                    if self.single {
+                        return Err(err);
+                    }
+                    self.fail(item.name.clone(), &err);
+                    return Ok(());
+                }
+            },
+        };
         if self.printing {
             match self.bar.suspend(|| writeln!(self.stdout, "{line}")) {
                 Ok(()) => {}
@@ -446,7 +477,7 @@ impl Run<'_> {
 
     /// The store itself failed: stop, saying what is in and what is not.
     fn stopped(&self, e: StateStoreError) -> CliError {
-        let done = self.tally.imported + self.tally.already;
+        let done = self.tally.imported + self.tally.already + self.tally.repaired;
         CliError::from(e).hint(format!(
             "the {done} package(s) reported before this are stored; the rest were not imported"
         ))
@@ -459,19 +490,41 @@ fn is_about_the_package(e: &StateStoreError) -> bool {
     matches!(e, StateStoreError::InvalidInput { .. })
 }
 
-/// The line `import` prints for a package, and whether its snapshot is already stored.
+/// What the store held of a package's snapshot before importing it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Found {
+    New,
+    /// Stored, and it loads.
+    Whole,
+    /// Stored, but loading it finds damage (which the import may repair).
+    Damaged,
+}
+
+/// The line `import` prints for a package, and what the store held of its snapshot.
 /// `nodes` and `snapshots` are what is being imported before it, not yet in the store.
 fn describe(
     store: &SqliteStateStore,
     package: &SnapshotPackage,
     nodes: &HashSet<StateNodeId>,
     snapshots: &HashSet<SnapshotId>,
-) -> CliResult<(String, bool)> {
+) -> CliResult<(String, Found)> {
     let present = snapshots.contains(&package.snapshot_id)
         || store
             .snapshots_of(&package.node_id)?
             .iter()
             .any(|s| s.id == package.snapshot_id);
+    let found = if !present {
+        Found::New
+    } else if snapshots.contains(&package.snapshot_id) {
+        // Imported earlier in this batch: whatever it repairs, that import reports.
+        Found::Whole
+    } else {
+        match store.load_snapshot(&package.snapshot_id) {
+            Ok(_) => Found::Whole,
+            Err(e) if e.is_corrupt() || e.is_missing() => Found::Damaged,
+            Err(e) => return Err(e.into()),
+        }
+    };
     let missing = package
         .parent_ids
         .iter()
@@ -487,9 +540,13 @@ fn describe(
     };
     let line = format!(
         "{} snapshot {} -> node {}{boundary}",
-        if present { "already had" } else { "imported" },
+        match found {
+            Found::New => "imported",
+            Found::Whole => "already had",
+            Found::Damaged => "repaired",
+        },
         package.snapshot_id.to_short_hex(12),
         package.node_id.to_short_hex(12)
     );
-    Ok((line, present))
+    Ok((line, found))
 }
