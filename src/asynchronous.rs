@@ -229,6 +229,8 @@ pub struct LogStream {
     start: Option<Box<dyn FnOnce() -> LogReceiver + Send + Sync>>,
     entries: Option<LogReceiver>,
     boundary: Option<Vec<StateNodeId>>,
+    /// The walk sent an error (after which its channel closes without an `End`).
+    failed: bool,
 }
 
 type LogReceiver = mpsc::Receiver<LogItem>;
@@ -242,7 +244,8 @@ impl std::fmt::Debug for LogStream {
 }
 
 impl LogStream {
-    /// The next node, or `None` at the end.
+    /// The next node, or `None` at the end. A walk that fails yields its error, then
+    /// `None`; so does one that could not run (its runtime shut down first) or died.
     pub async fn next(&mut self) -> Option<Result<StateNode>> {
         std::future::poll_fn(|cx| self.poll_entry(cx)).await
     }
@@ -265,13 +268,28 @@ impl LogStream {
             return Poll::Ready(None);
         };
         match entries.poll_recv(cx) {
-            Poll::Ready(Some(LogItem::Node(node))) => Poll::Ready(Some(node)),
+            Poll::Ready(Some(LogItem::Node(node))) => {
+                self.failed |= node.is_err();
+                Poll::Ready(Some(node))
+            }
             Poll::Ready(Some(LogItem::End(boundary))) => {
                 self.boundary = boundary;
                 self.entries = None;
                 Poll::Ready(None)
             }
-            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Ready(None) => {
+                self.entries = None;
+                if self.failed {
+                    return Poll::Ready(None);
+                }
+                // Closed with neither an end nor an error: the walk never ran (its blocking
+                // task was cancelled by a runtime shutting down) or panicked.
+                self.failed = true;
+                Poll::Ready(Some(Err(StateStoreError::Backend(BackendError::new(
+                    "walking the history",
+                    "the walk stopped before its end (its task was cancelled or panicked)",
+                )))))
+            }
             Poll::Pending => Poll::Pending,
         }
     }
@@ -286,9 +304,15 @@ impl futures_core::Stream for LogStream {
 }
 
 fn join_error(e: tokio::task::JoinError) -> StateStoreError {
+    // A blocking task is cancelled only when its runtime shuts down before it starts.
+    let detail = if e.is_cancelled() {
+        format!("{e}: its runtime is shutting down, and the call did not run")
+    } else {
+        e.to_string()
+    };
     StateStoreError::Backend(BackendError::new(
         "running a store call on tokio's blocking pool",
-        e,
+        detail,
     ))
 }
 
@@ -516,6 +540,7 @@ impl<S: Blocking> AsyncStateStore for S {
             start: Some(Box::new(start)),
             entries: None,
             boundary: None,
+            failed: false,
         }
     }
 }
@@ -711,6 +736,65 @@ mod tests {
             drop(runtime);
             drop(stream);
         });
+    }
+
+    /// A walk that never runs (a runtime shut down refuses its blocking task) or that dies
+    /// is an error, as any other call's would be, not an empty history: short walks (which
+    /// run on the blocking pool) and long ones (on a thread of their own) alike.
+    #[test]
+    fn a_log_walk_that_never_ran_is_an_error_not_an_empty_history() {
+        let store = InMemoryStateStore::new();
+        let head = chain(&store, 3);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .build()
+            .unwrap();
+        let handle = runtime.handle().clone();
+        drop(runtime);
+        let err = handle
+            .block_on(AsyncStateStore::get_node(&store, &head))
+            .expect_err("no runtime to run it");
+        assert!(err.to_string().contains("did not run"), "{err}");
+        let mut short = AsyncStateStore::log(&store, LogOptions::new().from(head).limit(10));
+        let first = handle.block_on(short.next()).expect("an item, not the end");
+        let err = first.expect_err("the walk did not run");
+        assert!(err.to_string().contains("stopped before its end"), "{err}");
+        assert!(
+            handle.block_on(short.next()).is_none(),
+            "one error, then the end"
+        );
+        assert_eq!(short.boundary(), None);
+        // A long walk runs on its own thread, which a runtime's end does not stop.
+        let mut long = AsyncStateStore::log(&store, LogOptions::new().from(head));
+        let first = handle
+            .block_on(long.next())
+            .expect("an entry")
+            .expect("a node");
+        assert_eq!(first.id, head);
+
+        // A walk whose thread panics ends with an error too.
+        let (tx, entries) = mpsc::channel(4);
+        std::thread::spawn(move || {
+            tx.blocking_send(LogItem::Node(Ok(
+                StateStore::get_node(&store, &head).unwrap()
+            )))
+            .unwrap();
+            panic!("a walk dies");
+        })
+        .join()
+        .expect_err("it panicked");
+        let mut died = LogStream {
+            start: None,
+            entries: Some(entries),
+            boundary: None,
+            failed: false,
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        assert!(runtime.block_on(died.next()).unwrap().is_ok());
+        assert!(runtime.block_on(died.next()).unwrap().is_err());
+        assert!(runtime.block_on(died.next()).is_none());
     }
 
     #[test]
