@@ -42,7 +42,9 @@
 //!   `delete_snapshot`, `delete_ref` and [`GcOptions::expire_ref_log`] decide what stops
 //!   being reachable. [`SqliteStateStore::vacuum`] then gives the freed space back to the
 //!   filesystem ([`StoreStats::free_bytes`] says how much there is).
-//! - **Errors**: one enum, [`StateStoreError`]; nothing is written by a call that fails.
+//! - **Errors**: one enum, [`StateStoreError`]; nothing is written by a call that fails,
+//!   except a write whose error says it is in doubt ([`StateStoreError::is_in_doubt`]: an
+//!   I/O failure while committing, which SQLite may still recover at the next open).
 //!
 //! # Example (the reference API)
 //!

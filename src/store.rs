@@ -15,7 +15,8 @@ use crate::package::SnapshotPackage;
 ///
 /// Every implementation keeps the invariants of the design: node ids prove their content,
 /// committing is idempotent, the graph is closed (parents and data exist before a node does),
-/// and a failed call writes nothing. The trait is object safe: use it as `&dyn StateStore` or
+/// and a failed call writes nothing (except a write whose error
+/// [`is_in_doubt`](crate::StateStoreError::is_in_doubt)). The trait is object safe: use it as `&dyn StateStore` or
 /// `Arc<dyn StateStore>`.
 ///
 /// # Example

@@ -23,7 +23,7 @@ unique id prefix of at least 4 hex digits, or NAME@{N} (where the ref was N move
 parent), e.g. main~2, 3fa9c0^2 or main@{1}.
 
 Exit status: 0 on success, 1 for a false answer (is-ancestor, merge-base without a base)
-or for problems fsck found, 2 for any error.";
+or for problems fsck or backup --verify found, 2 for any error.";
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -313,8 +313,8 @@ Examples:
 
     /// Take a snapshot (restore point) of a node and print its id, or delete one (-d)
     #[command(after_help = "\
-With -d, the argument is a snapshot id or a unique prefix of one (see `stategraph snapshots`),
-and that snapshot is deleted. Only the restore point goes: its node, the node's state and every
+With -d, the argument is a snapshot id, a unique prefix of one (see `stategraph snapshots`), or
+a revision naming a node with exactly one snapshot, and that snapshot is deleted. Only the restore point goes: its node, the node's state and every
 ref stay, and `snapshot REV` makes it again.
 
 Examples:
@@ -539,7 +539,7 @@ pub struct RefArgs {
 /// `reflog`.
 #[derive(Debug, Args)]
 pub struct ReflogArgs {
-    /// The full ref name, e.g. main or tags/v1
+    /// A ref name, e.g. main or tags/v1 (a tag may be named without tags/)
     pub name: String,
     /// Show only the newest N moves
     #[arg(short = 'n', long = "max-count", value_name = "N")]
@@ -575,7 +575,8 @@ pub struct ImportArgs {
 /// `snapshot`.
 #[derive(Debug, Args)]
 pub struct SnapshotArgs {
-    /// The node to snapshot (with -d: the snapshot to delete, by id or unique prefix)
+    /// The node to snapshot (with -d: the snapshot to delete: id, unique prefix, or a revision
+    /// naming a node with one snapshot)
     #[arg(value_name = "REV|SNAPSHOT")]
     pub rev: String,
     /// Delete the snapshot SNAPSHOT (its node and state stay)
