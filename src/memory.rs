@@ -272,7 +272,9 @@ impl Inner {
             }
             // Alone in its writes (only `StateStore::gc` makes it), so nothing after it can
             // fail and need it undone; it removes nothing when it fails.
-            Op::Collect(cutoffs) => Ok(Outcome::Collected(self.collect(cutoffs))),
+            Op::Collect(options) => Ok(Outcome::Collected(
+                self.collect(options.cutoffs(OffsetDateTime::now_utc())),
+            )),
         }
     }
 

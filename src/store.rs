@@ -2,7 +2,7 @@
 
 use crate::codec;
 use crate::error::{Result, StateStoreError};
-use crate::gc::{Cutoffs, GcOptions, GcReport};
+use crate::gc::{GcOptions, GcReport};
 use crate::id::{ContentHash, IdPrefix, SnapshotId, StateDataRef, StateNodeId};
 use time::OffsetDateTime;
 
@@ -436,8 +436,7 @@ pub trait StateStore: Send + Sync {
     /// [`StateStoreError::ReadOnly`] on a read-only store; [`StateStoreError::Corrupt`] when a
     /// node's parents cannot be read (nothing is removed then); backend errors.
     fn gc(&self, options: &GcOptions) -> Result<GcReport> {
-        let cutoffs = options.cutoffs(OffsetDateTime::now_utc());
-        self.apply(Writes::one(Op::Collect(cutoffs)))?
+        self.apply(Writes::one(Op::Collect(Box::new(options.clone()))))?
             .single()?
             .collected()
     }
@@ -665,8 +664,10 @@ pub(crate) enum Op {
         data_hash: ContentHash,
         at: OffsetDateTime,
     },
-    /// Garbage collection; only ever alone in its `Writes` (see [`StateStore::gc`]).
-    Collect(Cutoffs),
+    /// Garbage collection; only ever alone in its `Writes` (see [`StateStore::gc`]). The
+    /// backend turns the options into cut-off times once it holds the write lock: a node
+    /// committed while the collection waited for it is younger than the collection.
+    Collect(Box<GcOptions>),
 }
 
 /// What one [`Op`] produced.

@@ -830,16 +830,18 @@ impl StateStore for SqliteStateStore {
     /// A dry run counts in one read transaction on a read connection: it works on a
     /// read-only handle and takes no write lock, so writers carry on meanwhile.
     fn gc(&self, options: &crate::GcOptions) -> Result<crate::GcReport> {
-        let cutoffs = options.cutoffs(time::OffsetDateTime::now_utc());
-        if !cutoffs.dry_run {
+        if !options.is_dry_run() {
             return self
-                .apply(Writes::one(Op::Collect(cutoffs)))?
+                .apply(Writes::one(Op::Collect(Box::new(options.clone()))))?
                 .single()?
                 .collected();
         }
         self.read(|conn| {
-            conn.execute_batch("BEGIN")
+            // The read starts the snapshot; the time is taken after it, so every node the
+            // count sees was committed before the collection's start (see `Op::Collect`).
+            conn.execute_batch("BEGIN; SELECT count(*) FROM sqlite_schema;")
                 .map_err(sql_error("counting garbage"))?;
+            let cutoffs = options.cutoffs(time::OffsetDateTime::now_utc());
             let report = gc::count(conn, cutoffs);
             let _ = conn.execute_batch("COMMIT");
             report

@@ -831,8 +831,10 @@ fn apply_op(tx: &Connection, cache: &mut TxCache, op: &Op) -> Result<Outcome> {
             ops::delete_snapshot(tx, id)?;
             Outcome::Done
         }
-        Op::Collect(cutoffs) => {
-            let report = super::gc::collect(tx, *cutoffs)?;
+        Op::Collect(options) => {
+            // Now, in the write transaction: see `Op::Collect`.
+            let cutoffs = options.cutoffs(time::OffsetDateTime::now_utc());
+            let report = super::gc::collect(tx, cutoffs)?;
             // Nodes it knew of may be gone.
             cache.clear();
             Outcome::Collected(report)

@@ -507,3 +507,55 @@ fn gc_races_writers_without_losing_what_they_reach() {
     let report = store.verify(|_| {}).expect("verify");
     assert!(report.is_ok(), "{report:?}");
 }
+
+/// A collection that waits for the write lock counts time from when it gets it: a node
+/// committed while it waited (a revert: a new node on a state older than the grace
+/// period, about to be named by `set_ref`) is new, and stays. The collection used to read
+/// the clock before waiting, took such a node for an old one and removed it, so the
+/// writer's `set_ref` then failed with `MissingNode`.
+///
+/// Another connection holds the write lock while the collection (one handle) and then
+/// the commit (a second handle, as another process) queue for it; which takes it first when
+/// it is freed is up to the lock. The node was lost in the rounds the commit won (about six
+/// in ten), so ten rounds fail the old code almost surely.
+#[test]
+fn gc_waiting_for_the_write_lock_keeps_a_node_committed_meanwhile() {
+    use stategraph::GcOptions;
+
+    for round in 0..10 {
+        let (_dir, path) = scratch();
+        let collector = SqliteStateStore::open(&path).expect("open");
+        let writer = SqliteStateStore::open(&path).expect("open");
+        let (base, data) = {
+            let data = writer
+                .put_state(StateData::new(b"known good".to_vec()))
+                .expect("put");
+            let base = writer
+                .commit_node(vec![], data, StateMetadata::now("base"))
+                .expect("commit");
+            writer.set_ref("main", None, &base).expect("ref");
+            (base, data)
+        };
+        // Everything older than this (the state) is past the grace period.
+        let options = GcOptions::new().keep_newer_than(time::OffsetDateTime::now_utc());
+        let lock = rusqlite::Connection::open(&path).expect("raw");
+        lock.execute_batch("BEGIN IMMEDIATE").expect("lock");
+        let (report, revert) = thread::scope(|s| {
+            let gc = s.spawn(|| collector.gc(&options));
+            thread::sleep(std::time::Duration::from_millis(30));
+            let commit = s.spawn(|| {
+                writer.commit_node(vec![base], data, StateMetadata::now("revert to known good"))
+            });
+            thread::sleep(std::time::Duration::from_millis(30));
+            lock.execute_batch("ROLLBACK").expect("unlock");
+            (gc.join().expect("gc"), commit.join().expect("commit"))
+        });
+        let report = report.expect("gc");
+        let revert = revert.expect("commit");
+        assert_eq!(report.nodes_removed, 0, "round {round}: {report:?}");
+        writer
+            .set_ref("main", Some(&base), &revert)
+            .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        assert!(collector.get_node(&revert).is_ok());
+    }
+}
