@@ -92,6 +92,12 @@ struct WalWatch {
     /// ...unless the WAL grows past this size first: a pause measured in time alone lets a
     /// busy writer grow the file without bound while slow readers keep outlasting attempts.
     retry_at_bytes: u64,
+    /// After a failed attempt: how far the WAL could be copied back then, when a reader's
+    /// snapshot stopped the copy short of the end. While the copy still stops there, that
+    /// reader is still reading, and waiting for it again would hold writers back for
+    /// nothing (a `fsck` of a large store reads for seconds; one stopped with Ctrl-Z, for as
+    /// long as it stays stopped).
+    stuck_at: Option<i64>,
 }
 
 impl WalWatch {
@@ -101,6 +107,17 @@ impl WalWatch {
             not_before: None,
             pause: WAL_RETRY_FIRST,
             retry_at_bytes: 0,
+            stuck_at: None,
+        }
+    }
+
+    /// Whether a restart is worth waiting for, given what a passive checkpoint just copied
+    /// (`Some((frames in the WAL, frames copied back))`): not while the reader that stopped
+    /// the copy at the last failed attempt still stops it at the same frame.
+    fn worth_waiting(&self, copied: Option<(i64, i64)>) -> bool {
+        match copied {
+            Some((frames, copied)) if copied < frames => self.stuck_at != Some(copied),
+            _ => true,
         }
     }
 
@@ -110,16 +127,19 @@ impl WalWatch {
         size > WAL_RESTART_BYTES && (!paused || size >= self.retry_at_bytes)
     }
 
-    /// Notes how an attempt on a WAL of `size` bytes ended.
-    fn record(&mut self, restarted: bool, size: u64, now: Instant) {
+    /// Notes how an attempt on a WAL of `size` bytes ended (`copied`: as for
+    /// [`Self::worth_waiting`], looked at before it).
+    fn record(&mut self, restarted: bool, size: u64, now: Instant, copied: Option<(i64, i64)>) {
         if restarted {
             self.not_before = None;
             self.pause = WAL_RETRY_FIRST;
             self.retry_at_bytes = 0;
+            self.stuck_at = None;
         } else {
             self.not_before = Some(now + self.pause);
             self.pause = (self.pause * 2).min(WAL_RETRY_MAX);
             self.retry_at_bytes = size + WAL_RESTART_BYTES;
+            self.stuck_at = copied.and_then(|(frames, copied)| (copied < frames).then_some(copied));
         }
     }
 }
@@ -168,6 +188,22 @@ fn restart_wait(size: u64) -> Duration {
     WAL_RESTART_WAIT
         .saturating_mul(steps)
         .min(WAL_RESTART_WAIT_MAX)
+}
+
+/// A checkpoint that copies what it can and waits for nothing: `Some((frames in the WAL,
+/// frames copied back))`, or `None` when it could not run (another connection's checkpoint
+/// held the lock) or the store is not in WAL mode.
+fn passive_checkpoint(conn: &Connection) -> Option<(i64, i64)> {
+    let (busy, frames, copied) = conn
+        .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })
+        .ok()?;
+    (busy == 0 && frames >= 0 && copied >= 0).then_some((frames, copied))
 }
 
 /// How often a waiting restart looks again.
@@ -304,8 +340,9 @@ impl Writer {
         if !watch.due(size, Instant::now()) {
             return;
         }
-        let restarted = self.restart_wal(conn, restart_wait(size));
-        watch.record(restarted, size, Instant::now());
+        let copied = passive_checkpoint(conn);
+        let restarted = watch.worth_waiting(copied) && self.restart_wal(conn, restart_wait(size));
+        watch.record(restarted, size, Instant::now(), copied);
     }
 
     /// A `RESTART` checkpoint, tried for at most `wait`; whether it got
@@ -947,7 +984,7 @@ mod tests {
         assert!(!watch.due(WAL_RESTART_BYTES, start), "small enough");
         assert!(watch.due(20 * MIB, start));
         // Readers outlasted the attempt at 20 MiB: no new one during the pause...
-        watch.record(false, 20 * MIB, start);
+        watch.record(false, 20 * MIB, start, None);
         let soon = start + Duration::from_millis(10);
         assert!(!watch.due(30 * MIB, soon));
         // ...unless the file grows by another WAL_RESTART_BYTES meanwhile...
@@ -955,14 +992,30 @@ mod tests {
         // ...or the pause is over.
         assert!(watch.due(21 * MIB, start + WAL_RETRY_FIRST));
         // A second failure doubles the pause and moves the size mark.
-        watch.record(false, 40 * MIB, soon);
+        watch.record(false, 40 * MIB, soon, None);
         let later = soon + WAL_RETRY_FIRST;
         assert!(!watch.due(50 * MIB, later));
         assert!(watch.due(40 * MIB + WAL_RESTART_BYTES, later));
         assert!(watch.due(50 * MIB, soon + 2 * WAL_RETRY_FIRST));
         // Success clears both.
-        watch.record(true, 40 * MIB, later);
+        watch.record(true, 40 * MIB, later, None);
         assert!(watch.due(20 * MIB, later));
+
+        // A reader that stopped the copy short: the first attempt waits for it...
+        assert!(watch.worth_waiting(Some((9_000, 4_000))));
+        watch.record(false, 40 * MIB, later, Some((9_000, 4_000)));
+        // ...and no later one while the copy still stops where it did (the same reader)...
+        assert!(!watch.worth_waiting(Some((12_000, 4_000))));
+        // ...but once it moves (that reader finished), or all was copied, or nothing is
+        // known, the attempt waits again.
+        assert!(watch.worth_waiting(Some((12_000, 7_000))));
+        assert!(watch.worth_waiting(Some((12_000, 12_000))));
+        assert!(watch.worth_waiting(None));
+        watch.record(true, 40 * MIB, later, Some((12_000, 12_000)));
+        assert!(
+            watch.worth_waiting(Some((9_000, 4_000))),
+            "forgotten once restarted"
+        );
 
         // The wait for readers grows with the file, within bounds.
         assert_eq!(restart_wait(WAL_RESTART_BYTES + 1), WAL_RESTART_WAIT);
