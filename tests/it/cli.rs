@@ -1627,12 +1627,68 @@ fn show_previews_one_line_json_control_characters_binary_and_damage() {
     assert!(shown.contains("generation"), "{shown}");
     let preview = preview_of(&shown);
     assert_eq!(preview.len(), 1, "{shown}");
-    assert!(preview[0].starts_with("    (damaged: the "), "{shown}");
+    assert!(
+        preview[0].starts_with("    (damaged: its 18 stored bytes "),
+        "{shown}"
+    );
     assert!(!shown.contains("RED"), "{shown}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("is damaged"), "{stderr}");
     assert!(stderr.contains("stategraph fsck"), "{stderr}");
     assert_eq!(check(&env, "esc"), (Some(2), Value::from("damaged")));
+}
+
+/// A node whose state cannot be read at all (its bytes gone), or whose state ref leads to
+/// another state's bytes (whole, so their own hash passes): `show` still shows the node and
+/// says the state is damaged (exit 2, `state_check` "damaged", size null), and `cat` of the
+/// node refuses to print another state as its own.
+#[test]
+fn show_and_cat_flag_a_state_that_is_gone_or_another_states() {
+    let env = Env::init();
+    env.commit("state one", "first", &["--branch", "one"]);
+    env.commit("state two", "second", &["--branch", "two"]);
+    let sql = |statement: &str| {
+        let conn = rusqlite::Connection::open(&env.db).expect("raw");
+        conn.execute_batch("PRAGMA foreign_keys = OFF")
+            .expect("pragma");
+        assert_eq!(conn.execute(statement, []).expect("damage"), 1);
+    };
+    let show_json = |rev: &str| {
+        let out = env.sg(&["show", "--json", rev]).output().expect("run");
+        let json: Value = serde_json::from_slice(&out.stdout).expect("json");
+        (out.status.code(), json, crate::cli_util::stderr(&out))
+    };
+
+    // two's state ref now leads to one's bytes.
+    sql(
+        "UPDATE state_data SET blob_id = (SELECT id FROM blobs WHERE bytes = CAST('state one' AS BLOB)) \
+         WHERE blob_id = (SELECT id FROM blobs WHERE bytes = CAST('state two' AS BLOB))",
+    );
+    let out = env.sg(&["cat", "two"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty(), "{:?}", out.stdout);
+    let err = crate::cli_util::stderr(&out);
+    assert!(err.contains("is damaged") && err.contains("fsck"), "{err}");
+    assert_eq!(env.ok(&["cat", "one"]), "state one");
+    let (code, json, _) = show_json("two");
+    assert_eq!(
+        (code, &json["state_check"]),
+        (Some(2), &Value::from("damaged"))
+    );
+
+    // one's bytes are gone: show says so instead of failing before it prints anything.
+    sql("DELETE FROM blobs WHERE bytes = CAST('state one' AS BLOB)");
+    let (code, json, err) = show_json("one");
+    assert_eq!(code, Some(2), "{err}");
+    assert_eq!(json["state_check"], "damaged");
+    assert_eq!(json["size"], Value::Null);
+    assert_eq!(json["label"], "first");
+    assert!(err.contains("is damaged"), "{err}");
+    let out = env.sg(&["show", "one"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let shown = String::from_utf8(out.stdout).expect("utf-8");
+    assert!(shown.contains("(unreadable)"), "{shown}");
+    assert!(shown.contains("(damaged: "), "{shown}");
 }
 
 /// Importing a package of a snapshot the store holds damaged writes its node and state

@@ -198,7 +198,8 @@ Examples:
 
     /// Print the state bytes of a data ref or a node, exactly as stored
     #[command(after_help = "\
-The bytes go to stdout unchanged (binary-safe).
+The bytes go to stdout unchanged (binary-safe). Given a node, cat checks them against the
+node's data hash first and prints nothing if they do not match (a damaged store; see fsck).
 
 Examples:
   stategraph cat main > state.json
@@ -258,9 +259,10 @@ Examples:
 
     /// Show one node: parents, children, metadata, state, snapshots and refs
     #[command(after_help = "\
---json prints one object with the fields of `log --json` plus children, size (bytes) and
-state_check: \"ok\" or \"damaged\" for a state of up to 4 KiB, which show reads whole and checks
-against the node's data hash, \"unchecked\" for a larger one (`cat` and `fsck` check any size).
+--json prints one object with the fields of `log --json` plus children, size (bytes; null when
+the state cannot be read) and state_check: \"ok\" or \"damaged\" for a state of up to 4 KiB,
+which show reads whole and checks against the node's data hash, \"unchecked\" for a larger one
+(`cat` of the node and `fsck` check any size), \"damaged\" too for a state that cannot be read.
 A damaged state is not previewed, and show exits 2 after printing the rest.
 
 Examples:

@@ -77,23 +77,17 @@ pub fn cat(ctx: &Ctx, args: &CatArgs) -> CliResult {
             Ok(data) => data,
             // 32 hex digits are both a UUID and an id prefix: try the prefix too.
             Err(StateStoreError::MissingState { .. }) if !args.target.contains('-') => {
-                match node_state(&store, &args.target) {
-                    Ok(data) => data,
-                    Err(_) => {
-                        return Err(CliError::new(format!(
-                            "no state data with ref {data_ref} and no node {:?}",
-                            args.target
-                        )));
-                    }
-                }
+                let Ok(id) = store.resolve(&args.target) else {
+                    return Err(CliError::new(format!(
+                        "no state data with ref {data_ref} and no node {:?}",
+                        args.target
+                    )));
+                };
+                node_state(&store, &id)?
             }
             Err(e) => return Err(e.into()),
         },
-        Err(_) => {
-            let id = resolve(&store, &args.target)?;
-            let node = store.get_node(&id)?;
-            store.get_state(&node.data_ref)?
-        }
+        Err(_) => node_state(&store, &resolve(&store, &args.target)?)?,
     };
     let mut out = io::stdout().lock();
     if !args.raw && io::IsTerminal::is_terminal(&out) && !plain_text(&data.bytes) {
@@ -131,9 +125,21 @@ fn plain_text(bytes: &[u8]) -> bool {
     true
 }
 
-fn node_state(store: &dyn StateStore, text: &str) -> stategraph::Result<StateData> {
-    let node = store.get_node(&store.resolve(text)?)?;
-    store.get_state(&node.data_ref)
+/// A node's state, checked against the hash the node holds. `get_state` checks the bytes
+/// against their own hash, which cannot tell a damaged link from the node's state ref to
+/// its bytes: that reads another state, whole and valid.
+fn node_state(store: &dyn StateStore, id: &StateNodeId) -> CliResult<StateData> {
+    let node = store.get_node(id)?;
+    let data = store.get_state(&node.data_ref)?;
+    if data.hash() != node.data_hash {
+        return Err(CliError::new(format!(
+            "the state of node {} is damaged: the bytes stored under its state ref do not \
+             match the node's data hash",
+            id.to_short_hex(12)
+        ))
+        .hint("run `stategraph fsck` to check the whole store"));
+    }
+    Ok(data)
 }
 
 /// `commit`: put + commit + compare-and-swap the branch.

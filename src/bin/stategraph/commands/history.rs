@@ -410,18 +410,20 @@ struct ShowJson {
     #[serde(flatten)]
     node: NodeJson,
     children: Vec<String>,
-    size: u64,
+    /// `None` when the stored state cannot be read.
+    size: Option<u64>,
     /// [`StateCheck::as_str`].
     state_check: &'static str,
 }
 
-/// Whether `show` found the state's stored bytes to match the node's data hash. It reads
-/// only a preview's worth of a state, so it checks only states that fit in that read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What `show` found of a node's state. It reads only a preview's worth, so it checks the
+/// bytes against the node's data hash only for states that fit in that read.
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum StateCheck {
     Ok,
-    Damaged,
-    /// Larger than `show` reads: `cat` and `fsck` check it.
+    /// What is wrong: bytes that do not match, or a state that cannot be read at all.
+    Damaged(String),
+    /// Larger than `show` reads: `fsck` checks it.
     Unchecked,
 }
 
@@ -432,27 +434,31 @@ impl StateCheck {
         } else if ContentHash::of(head) == *hash {
             Self::Ok
         } else {
-            Self::Damaged
+            Self::Damaged(format!(
+                "its {size} stored bytes do not match the node's data hash"
+            ))
         }
     }
 
-    fn as_str(self) -> &'static str {
+    fn as_str(&self) -> &'static str {
         match self {
             Self::Ok => "ok",
-            Self::Damaged => "damaged",
+            Self::Damaged(_) => "damaged",
             Self::Unchecked => "unchecked",
         }
     }
-}
 
-/// `show`'s exit when the state it read is damaged: everything else was printed.
-fn damaged_state(id: &StateNodeId, size: u64) -> CliError {
-    CliError::new(format!(
-        "the state of node {} is damaged: its {size} stored bytes do not match the node's \
-         data hash",
-        id.to_short_hex(12)
-    ))
-    .hint("run `stategraph fsck` to check the whole store")
+    /// `show`'s exit: an error when the state is damaged (everything else was printed).
+    fn exit(&self, id: &StateNodeId) -> CliResult {
+        match self {
+            Self::Damaged(what) => Err(CliError::new(format!(
+                "the state of node {} is damaged: {what}",
+                id.to_short_hex(12)
+            ))
+            .hint("run `stategraph fsck` to check the whole store")),
+            Self::Ok | Self::Unchecked => Ok(()),
+        }
+    }
 }
 
 /// `show`.
@@ -462,10 +468,22 @@ pub fn show(ctx: &Ctx, args: &ShowArgs) -> CliResult {
     let node = store.get_node(&id)?;
     let mut children = store.cursor()?.children(&id)?;
     children.sort();
-    // The size and a preview: never the whole state, which may be any size.
-    let size = store.state_info(&node.data_ref)?.len;
-    let head = store.state_prefix(&node.data_ref, PREVIEW_READ)?;
-    let check = StateCheck::of(&head, size, &node.data_hash);
+    // The size and a preview: never the whole state, which may be any size. A state that
+    // cannot be read is reported with everything else about the node.
+    let read = store.state_info(&node.data_ref).and_then(|info| {
+        let head = store.state_prefix(&node.data_ref, PREVIEW_READ)?;
+        Ok((info.len, head))
+    });
+    let (size, head, check) = match read {
+        Ok((size, head)) => {
+            let check = StateCheck::of(&head, size, &node.data_hash);
+            (Some(size), head, check)
+        }
+        Err(e) if e.is_corrupt() || e.is_missing() => {
+            (None, Vec::new(), StateCheck::Damaged(e.to_string()))
+        }
+        Err(e) => return Err(e.into()),
+    };
     let snapshots = store.snapshots_of(&id)?;
     let decorations = Decorations::load(&store)?;
     let refs = decorations.refs(&id);
@@ -479,10 +497,7 @@ pub fn show(ctx: &Ctx, args: &ShowArgs) -> CliResult {
         };
         write_json(&mut out, &json)?;
         out.finish()?;
-        return match check {
-            StateCheck::Damaged => Err(damaged_state(&id, size)),
-            StateCheck::Ok | StateCheck::Unchecked => Ok(()),
-        };
+        return check.exit(&id);
     }
     let t = ctx.theme;
     let field = |name: &str| t.paint(Paint::Bold, &format!("{name:<11}"));
@@ -530,7 +545,10 @@ pub fn show(ctx: &Ctx, args: &ShowArgs) -> CliResult {
         .map_or_else(|| none("(none)"), |l| printable(l, false));
     writeln!(out, "{}{}", field("label"), label)?;
     writeln!(out, "{}{}", field("data ref"), node.data_ref)?;
-    writeln!(out, "{}{size} bytes", field("size"))?;
+    match size {
+        Some(size) => writeln!(out, "{}{size} bytes", field("size"))?,
+        None => writeln!(out, "{}{}", field("size"), none("(unreadable)"))?,
+    }
     writeln!(out, "{}{}", field("hash"), node.data_hash)?;
     let content_type = node
         .content_type
@@ -550,7 +568,12 @@ pub fn show(ctx: &Ctx, args: &ShowArgs) -> CliResult {
         refs.join(", ")
     };
     writeln!(out, "{}{}", field("refs"), refs_text)?;
-    let preview = preview(&head, size, check);
+    let preview = match &check {
+        StateCheck::Damaged(what) => {
+            vec![format!("(damaged: {what}; run `stategraph fsck`)")]
+        }
+        StateCheck::Ok | StateCheck::Unchecked => preview(&head, size.unwrap_or_default()),
+    };
     if !preview.is_empty() {
         writeln!(out)?;
         for line in preview {
@@ -558,10 +581,7 @@ pub fn show(ctx: &Ctx, args: &ShowArgs) -> CliResult {
         }
     }
     out.finish()?;
-    match check {
-        StateCheck::Damaged => Err(damaged_state(&id, size)),
-        StateCheck::Ok | StateCheck::Unchecked => Ok(()),
-    }
+    check.exit(&id)
 }
 
 fn snapshot_line(t: Theme, s: &SnapshotInfo) -> String {
@@ -587,14 +607,8 @@ const PREVIEW_READ: usize = 2 * PREVIEW_BYTES;
 /// are cut to what fits (a one-line JSON state is previewed too), and control and invisible
 /// characters are escaped (tabs are kept). A state whose first bytes are not text gets a
 /// note (as git does, the start decides: a text file with binary far into it is
-/// previewed). Damaged bytes (`check`) are not shown as the state.
-fn preview(head: &[u8], size: u64, check: StateCheck) -> Vec<String> {
-    if check == StateCheck::Damaged {
-        return vec![format!(
-            "(damaged: the {size} stored bytes do not match the node's data hash; \
-             run `stategraph fsck`)"
-        )];
-    }
+/// previewed). Damaged bytes are not previewed (see `show`).
+fn preview(head: &[u8], size: u64) -> Vec<String> {
     let text = match std::str::from_utf8(head) {
         Ok(text) => text,
         // A character cut where the read stopped.
