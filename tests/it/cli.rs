@@ -1752,8 +1752,38 @@ fn import_says_when_it_repaired_a_damaged_snapshot() {
     let out = env.sg(&["import", &other_pkg]).output().expect("run");
     assert_eq!(out.status.code(), Some(2));
     let err = crate::cli_util::stderr(&out);
-    assert!(err.contains("could not repair it here"), "{err}");
+    assert!(err.contains("could not repair this snapshot here"), "{err}");
     assert!(out.stdout.is_empty(), "nothing claimed: {:?}", out.stdout);
+    // Named twice in one batch: the second copy fails as the first did.
+    let out = env
+        .sg(&["import", &other_pkg, &other_pkg])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty(), "nothing claimed: {:?}", out.stdout);
+    let err = crate::cli_util::stderr(&out);
+    assert!(
+        err.contains("0 imported, 0 already here, 2 failed"),
+        "{err}"
+    );
+    assert!(err.contains("only those that could not repair"), "{err}");
+    // Without its snapshot record, the package's snapshot is new, but its node is stored
+    // (damaged): not "imported" unless it then loads.
+    let snapshot = env.ok(&["snapshots", "--json"]);
+    let snapshot: Value = serde_json::from_str(&snapshot).expect("json");
+    let other_snapshot = snapshot
+        .as_array()
+        .expect("array")
+        .iter()
+        .find(|s| s["label"] == "second")
+        .map(|s| s["id"].as_str().expect("id").to_owned())
+        .expect("other's snapshot");
+    env.ok(&["snapshot", "-d", &other_snapshot]);
+    let out = env.sg(&["import", &other_pkg]).output().expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty(), "nothing claimed: {:?}", out.stdout);
+    let err = crate::cli_util::stderr(&out);
+    assert!(err.contains("could not repair this snapshot here"), "{err}");
 }
 
 /// `import` looks at a file's size and first bytes before reading it whole: a file larger

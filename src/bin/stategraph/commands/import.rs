@@ -117,6 +117,8 @@ struct Tally {
     already: usize,
     /// Already stored but damaged, and whole again after the import.
     repaired: usize,
+    /// Snapshots whose import was written but left them damaged (a failure each).
+    unrepaired: HashSet<SnapshotId>,
     /// Transactions that stored them.
     transactions: usize,
     /// The names of the inputs that failed, in order.
@@ -213,7 +215,12 @@ pub fn import(ctx: &Ctx, args: &ImportArgs) -> CliResult {
         stored + tally.failed.len(),
         names.join(", ")
     ))
-    .hint("each is reported above; nothing of them was stored, and every other package was"))
+    .hint(if tally.unrepaired.is_empty() {
+        "each is reported above; nothing of them was stored, and every other package was"
+    } else {
+        "each is reported above; every other package was stored, and of these only those that \
+         could not repair a damaged snapshot were written"
+    }))
 }
 
 fn is_stdin(path: &Path) -> bool {
@@ -429,37 +436,38 @@ impl Run<'_> {
         }
     }
 
-    /// Counts and prints a package that was stored. One whose snapshot was found damaged is
-    /// read back: the import writes its node and state again, which repairs damage there
-    /// but not elsewhere (its snapshot record, the link to its bytes).
+    /// Counts and prints a package that was stored. One whose snapshot or node was already
+    /// stored is read back: the import writes the node and its state again, which repairs
+    /// damage there but not elsewhere (the snapshot record, the link to the bytes).
     fn done(&mut self, item: &Pending, line: &str, found: Found) -> CliResult {
-        let line = match found {
-            Found::New => {
-                self.tally.imported += 1;
-                line.to_owned()
+        let id = item.package.snapshot_id;
+        let unrepaired = match found {
+            Found::New { node_stored: true } | Found::Damaged => {
+                self.store.load_snapshot(&id).err().map(CliError::from)
             }
-            Found::Whole => {
-                self.tally.already += 1;
-                line.to_owned()
-            }
-            Found::Damaged => match self.store.load_snapshot(&item.package.snapshot_id) {
-                Ok(_) => {
-                    self.tally.repaired += 1;
-                    line.to_owned()
-                }
-                Err(e) => {
-                    let err = CliError::from(e).hint(format!(
-                        "{} holds this snapshot, but importing it could not repair it here",
-                        item.name
-                    ));
-                    if self.single {
-                        return Err(err);
-                    }
-                    self.fail(item.name.clone(), &err);
-                    return Ok(());
-                }
-            },
+            Found::Again if self.tally.unrepaired.contains(&id) => Some(CliError::new(format!(
+                "snapshot {} is still damaged (see above)",
+                id.to_short_hex(12)
+            ))),
+            Found::New { node_stored: false } | Found::Whole | Found::Again => None,
         };
+        if let Some(err) = unrepaired {
+            self.tally.unrepaired.insert(id);
+            let err = err.hint(format!(
+                "{} was written, but it could not repair this snapshot here",
+                item.name
+            ));
+            if self.single {
+                return Err(err);
+            }
+            self.fail(item.name.clone(), &err);
+            return Ok(());
+        }
+        match found {
+            Found::New { .. } => self.tally.imported += 1,
+            Found::Whole | Found::Again => self.tally.already += 1,
+            Found::Damaged => self.tally.repaired += 1,
+        }
         if self.printing {
             match self.bar.suspend(|| writeln!(self.stdout, "{line}")) {
                 Ok(()) => {}
@@ -493,11 +501,14 @@ fn is_about_the_package(e: &StateStoreError) -> bool {
 /// What the store held of a package's snapshot before importing it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Found {
-    New,
+    /// Not stored; its node may be (then possibly damaged: it is read back after).
+    New { node_stored: bool },
     /// Stored, and it loads.
     Whole,
     /// Stored, but loading it finds damage (which the import may repair).
     Damaged,
+    /// Imported earlier in the same batch: as that import ended.
+    Again,
 }
 
 /// The line `import` prints for a package, and what the store held of its snapshot.
@@ -514,10 +525,14 @@ fn describe(
             .iter()
             .any(|s| s.id == package.snapshot_id);
     let found = if !present {
-        Found::New
+        let node_stored = nodes.contains(&package.node_id)
+            || !matches!(
+                store.get_node(&package.node_id),
+                Err(StateStoreError::MissingNode { .. })
+            );
+        Found::New { node_stored }
     } else if snapshots.contains(&package.snapshot_id) {
-        // Imported earlier in this batch: whatever it repairs, that import reports.
-        Found::Whole
+        Found::Again
     } else {
         match store.load_snapshot(&package.snapshot_id) {
             Ok(_) => Found::Whole,
@@ -541,8 +556,8 @@ fn describe(
     let line = format!(
         "{} snapshot {} -> node {}{boundary}",
         match found {
-            Found::New => "imported",
-            Found::Whole => "already had",
+            Found::New { .. } => "imported",
+            Found::Whole | Found::Again => "already had",
             Found::Damaged => "repaired",
         },
         package.snapshot_id.to_short_hex(12),
