@@ -32,26 +32,30 @@ static HOOKS: OnceLock<Hooks> = OnceLock::new();
 
 /// Makes every later connection of this process sync through the slowed VFS.
 pub fn install(delay: Duration) {
-    HOOKS.get_or_init(|| {
-        // SAFETY: SQLite's documented VFS registration; the new VFS is a copy of the default
-        // one with another name and `xOpen`, leaked so it outlives every connection.
-        unsafe {
-            let default_vfs = ffi::sqlite3_vfs_find(std::ptr::null());
-            assert!(!default_vfs.is_null(), "SQLite has no default VFS");
-            let mut ours = *default_vfs;
-            ours.zName = c"stategraph-bench-slow-flush".as_ptr();
-            ours.pNext = std::ptr::null_mut();
-            ours.xOpen = Some(open);
-            let ours = Box::leak(Box::new(ours));
-            assert_eq!(ffi::sqlite3_vfs_register(ours, 1), ffi::SQLITE_OK);
-            Hooks {
-                default_vfs,
-                delay,
-                tables: Mutex::new(Vec::new()),
-                samples: Mutex::new(Vec::new()),
-            }
-        }
-    });
+    // SAFETY: looking up SQLite's default VFS, which lives as long as the process.
+    let default_vfs = unsafe { ffi::sqlite3_vfs_find(std::ptr::null()) };
+    assert!(!default_vfs.is_null(), "SQLite has no default VFS");
+    let hooks = Hooks {
+        default_vfs,
+        delay,
+        tables: Mutex::new(Vec::new()),
+        samples: Mutex::new(Vec::new()),
+    };
+    // Set before the VFS is registered: a connection opened through it at once (on another
+    // thread) finds the hooks.
+    if HOOKS.set(hooks).is_err() {
+        return;
+    }
+    // SAFETY: SQLite's documented VFS registration; the new VFS is a copy of the default one
+    // with another name and `xOpen`, leaked so it outlives every connection.
+    unsafe {
+        let mut ours = *default_vfs;
+        ours.zName = c"stategraph-bench-slow-flush".as_ptr();
+        ours.pNext = std::ptr::null_mut();
+        ours.xOpen = Some(open);
+        let ours = Box::leak(Box::new(ours));
+        assert_eq!(ffi::sqlite3_vfs_register(ours, 1), ffi::SQLITE_OK);
+    }
 }
 
 /// The syncs timed since the last call: their count, and the median, 10th and 90th
