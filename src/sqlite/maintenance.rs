@@ -242,7 +242,9 @@ impl SqliteStateStore {
     ///
     /// The copy is written to a temporary file beside `dest`, synced, then renamed to
     /// `dest`, so a full disk or a killed process never leaves a partial backup under that
-    /// name. It is not checked beyond SQLite's own copy (its pages are read as they are
+    /// name. A killed backup leaves that temporary file (`.NAME.PID-N.tmp`); the next
+    /// backup to the same name removes it once process PID no longer runs (where `/proc`
+    /// tells). It is not checked beyond SQLite's own copy (its pages are read as they are
     /// stored): [`verify`](Self::verify) on it, or `stategraph fsck`, checks every hash.
     ///
     /// To go back to a backup, stop every program using the store, delete the store's
@@ -331,8 +333,9 @@ impl SqliteStateStore {
             ))
         })?;
         // A file of this name is left from a process that had this id and was killed: no
-        // live backup uses it.
+        // live backup uses it. Nor does one of a process that no longer runs.
         let _ = std::fs::remove_file(&temp);
+        remove_dead_temps(&dir, file_name);
         // Created here, empty (which VACUUM INTO accepts), so that a directory this process
         // cannot write to is reported as such.
         std::fs::OpenOptions::new()
@@ -1026,4 +1029,36 @@ fn check_node(
         Err(e) => report.problems.push(format!("node {}: {e}", node.id)),
     }
     Ok(())
+}
+
+/// Removes what backups to `name` in `dir` left when they were killed: their temporary
+/// files (`.NAME.PID-N.tmp`, and SQLite's `-journal` beside one), when process PID no longer
+/// runs. Where that cannot be told (no `/proc`), nothing is removed; a process that reused
+/// the id keeps the file until a later backup finds it gone.
+fn remove_dead_temps(dir: &std::path::Path, name: &std::ffi::OsStr) {
+    let proc = std::path::Path::new("/proc");
+    let (Some(name), true) = (name.to_str(), proc.join("self").exists()) else {
+        return;
+    };
+    let prefix = format!(".{name}.");
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        let Some(rest) = file.to_str().and_then(|f| f.strip_prefix(&prefix)) else {
+            continue;
+        };
+        let rest = rest.strip_suffix("-journal").unwrap_or(rest);
+        let Some((pid, call)) = rest.strip_suffix(".tmp").and_then(|r| r.split_once('-')) else {
+            continue;
+        };
+        let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+        if !digits(pid) || !digits(call) || pid == std::process::id().to_string() {
+            continue;
+        }
+        if !proc.join(pid).exists() {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }

@@ -180,6 +180,36 @@ fn backups_at_once_do_not_collide() {
     assert!(hidden_files(dir.path()).is_empty());
 }
 
+/// A backup killed part-way leaves its temporary file (as large as the store) and SQLite's
+/// journal beside it; the next backup to that name removes them once the process that
+/// wrote them no longer runs, and leaves a live process's alone.
+#[test]
+fn a_backup_removes_what_killed_backups_to_its_name_left() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open_normal(&dir.path().join("store.db"));
+    ticks(&store, 5, 256);
+    // No process has an id this large (Linux allows 2^22 at most).
+    let dead = [
+        ".copy.db.4294967294-0.tmp",
+        ".copy.db.4294967294-3.tmp-journal",
+    ];
+    // Process 1 always runs; other names are not a backup's of copy.db.
+    let kept = [
+        ".copy.db.1-0.tmp",
+        ".other.db.4294967294-0.tmp",
+        ".copy.db.4294967294-x.tmp",
+    ];
+    for name in dead.iter().chain(&kept) {
+        std::fs::write(dir.path().join(name), b"left").expect("write");
+    }
+    store.backup(dir.path().join("copy.db")).expect("backup");
+    let mut left = hidden_files(dir.path());
+    left.sort();
+    let mut expected: Vec<String> = kept.iter().map(|n| (*n).to_owned()).collect();
+    expected.sort();
+    assert_eq!(left, expected);
+}
+
 /// A backup that does not fit fails with a clear error, leaves no file under the backup's
 /// name nor a temporary one, and the store goes on.
 #[test]
