@@ -210,16 +210,29 @@ impl<'a> Log<'a> {
             (&options.exclude, exclude, UNINTERESTING),
             (&options.from, from, 0),
         ] {
-            for (tip, id) in tips.iter().zip(ids) {
-                let node = log.cursor.node(&id)?.ok_or_else(|| match tip {
-                    // A ref names a stored node (SQLite's foreign key holds it to that):
-                    // one that does not is damage, and which ref it is matters.
-                    Tip::Ref(name) => StateStoreError::corrupt(
-                        format!("ref {name}"),
-                        format!("it names node {id}, which is not stored"),
-                    ),
-                    Tip::Node(_) => StateStoreError::MissingNode { id },
-                })?;
+            for (tip, mut id) in tips.iter().zip(ids) {
+                let mut moves = 0;
+                let node = loop {
+                    if let Some(node) = log.cursor.node(&id)? {
+                        break node;
+                    }
+                    let Tip::Ref(name) = tip else {
+                        return Err(StateStoreError::MissingNode { id });
+                    };
+                    // The ref may have moved, and a gc removed the node it named, between
+                    // reading the ref and reading its node: read the ref again.
+                    let now = resolve_tip(store, tip)?;
+                    if now == id || moves == 3 {
+                        // A ref names a stored node (SQLite's foreign key holds it to
+                        // that): one that does not is damage, and which ref it is matters.
+                        return Err(StateStoreError::corrupt(
+                            format!("ref {name}"),
+                            format!("it names node {id}, which is not stored"),
+                        ));
+                    }
+                    id = now;
+                    moves += 1;
+                };
                 log.enqueue(node, flags);
             }
         }

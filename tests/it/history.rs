@@ -1469,3 +1469,27 @@ fn graph_and_dot_export(store: &dyn StateStore) {
         .unwrap();
     assert!(!dot.contains("style=dashed"), "{dot}");
 }
+
+/// A walk from a ref reads the ref, then its node. When the ref moved and a gc removed the
+/// node it named in between, the walk reads the ref again and starts where it points now
+/// (it reported the ref as damaged); a ref that still names a node that is not stored is.
+#[test]
+fn a_log_from_a_ref_that_moved_meanwhile_starts_where_it_points_now() {
+    let inner = stategraph::InMemoryStateStore::new();
+    let store = Counting::new(&inner);
+    let chain = chain(&store, 3, "main");
+    let head = chain[2];
+    store.set_ref("main", None, &head).unwrap();
+    let gone = StateNodeId::from_bytes([7; 32]);
+    store.answer_refs_with(&[gone]);
+    let walked = ids(store.log(&LogOptions::new().from_ref("main")).unwrap());
+    assert_eq!(walked, [chain[2], chain[1], chain[0]]);
+
+    store.answer_refs_with(&[gone, gone]);
+    let err = store
+        .log(&LogOptions::new().from_ref("main"))
+        .map(|_| ())
+        .unwrap_err();
+    assert!(err.is_corrupt(), "{err}");
+    assert!(err.to_string().contains("ref main"), "{err}");
+}

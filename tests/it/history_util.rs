@@ -174,10 +174,13 @@ macro_rules! all_facades {
 pub(crate) use all_facades;
 
 /// A store that delegates everything to `inner` and counts the nodes its cursors read, to
-/// check that walks stop early.
+/// check that walks stop early; it can also answer stale ref reads.
 pub struct Counting<'a> {
     pub inner: &'a dyn StateStore,
     node_reads: AtomicUsize,
+    /// Answers for the next `get_ref` calls, before `inner`'s: what a reader sees when the
+    /// ref moves (and a gc removes the node it named) between its reads.
+    stale_refs: std::sync::Mutex<Vec<StateNodeId>>,
 }
 
 impl<'a> Counting<'a> {
@@ -185,7 +188,14 @@ impl<'a> Counting<'a> {
         Self {
             inner,
             node_reads: AtomicUsize::new(0),
+            stale_refs: std::sync::Mutex::new(Vec::new()),
         }
+    }
+
+    /// The next `get_ref` calls (of any name) answer these ids, in order.
+    pub fn answer_refs_with(&self, ids: &[StateNodeId]) {
+        let mut stale = self.stale_refs.lock().expect("stale refs");
+        stale.extend(ids.iter().rev());
     }
 
     /// Cursor `node()` calls since the last call to this method.
@@ -264,6 +274,9 @@ impl StateStore for Counting<'_> {
     }
 
     fn get_ref(&self, name: &str) -> Result<Option<StateNodeId>> {
+        if let Some(id) = self.stale_refs.lock().expect("stale refs").pop() {
+            return Ok(Some(id));
+        }
         self.inner.get_ref(name)
     }
 
