@@ -5,12 +5,11 @@
 //! `fsync`s of WAL files on request. Registering it as the default changes every connection
 //! of the process, so the writes run in a child process (see `durability_util`).
 //!
-//! The only unsafe code of the project: SQLite's VFS interface is C.
-#![allow(unsafe_code)]
+//! The VFS (`benches/shared/sync_hook.rs`, shared with the comparison benchmark) holds the
+//! only unsafe code of the tests: SQLite's VFS interface is C.
 
 use std::ffi::c_int;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
@@ -24,95 +23,27 @@ const CHILD_TEST: &str = "failed_sync::child_failed_sync";
 /// How many of the next WAL `fsync`s fail.
 static WAL_SYNC_FAILURES: AtomicU32 = AtomicU32::new(0);
 
-/// The default VFS's WAL file methods, and the copy of them whose `xSync` fails on request.
-struct Hooks {
-    default_vfs: *mut ffi::sqlite3_vfs,
-    original: OnceLock<Methods>,
-}
-
-#[derive(Clone, Copy)]
-struct Methods {
-    theirs: *const ffi::sqlite3_io_methods,
-    ours: *const ffi::sqlite3_io_methods,
-}
-
-// SAFETY: the pointers name tables SQLite never frees and this module never writes after
-// creating them.
-unsafe impl Send for Hooks {}
-unsafe impl Sync for Hooks {}
-unsafe impl Send for Methods {}
-unsafe impl Sync for Methods {}
-
-static HOOKS: OnceLock<Hooks> = OnceLock::new();
+#[path = "../../benches/shared/sync_hook.rs"]
+mod sync_hook;
 
 /// Makes the failing VFS the process's default. Call before opening any store.
 fn install() {
-    HOOKS.get_or_init(|| {
-        // SAFETY: SQLite's documented VFS registration; the new VFS is a copy of the default
-        // one with another name and `xOpen`, leaked so it outlives every connection.
-        unsafe {
-            let default_vfs = ffi::sqlite3_vfs_find(std::ptr::null());
-            assert!(!default_vfs.is_null(), "SQLite has no default VFS");
-            let mut ours = *default_vfs;
-            ours.zName = c"stategraph-failing-sync".as_ptr();
-            ours.pNext = std::ptr::null_mut();
-            ours.xOpen = Some(open);
-            let ours = Box::leak(Box::new(ours));
-            assert_eq!(ffi::sqlite3_vfs_register(ours, 1), ffi::SQLITE_OK);
-            Hooks {
-                default_vfs,
-                original: OnceLock::new(),
-            }
-        }
-    });
-}
-
-/// Opens a file through the default VFS; a WAL file gets methods whose `xSync` can fail.
-unsafe extern "C" fn open(
-    _vfs: *mut ffi::sqlite3_vfs,
-    name: ffi::sqlite3_filename,
-    file: *mut ffi::sqlite3_file,
-    flags: c_int,
-    out_flags: *mut c_int,
-) -> c_int {
-    let hooks = HOOKS.get().expect("installed before use");
-    // SAFETY: forwarding SQLite's own arguments to the VFS this one wraps, whose file object
-    // has the same size (`szOsFile` was copied).
-    unsafe {
-        let vfs = hooks.default_vfs;
-        let rc = ((*vfs).xOpen.expect("xOpen"))(vfs, name, file, flags, out_flags);
-        if rc != ffi::SQLITE_OK || flags & ffi::SQLITE_OPEN_WAL == 0 || (*file).pMethods.is_null() {
-            return rc;
-        }
-        let theirs = (*file).pMethods;
-        let methods = hooks.original.get_or_init(|| {
-            let mut ours = *theirs;
-            ours.xSync = Some(sync);
-            Methods {
-                theirs,
-                ours: Box::leak(Box::new(ours)),
-            }
-        });
-        assert_eq!(
-            methods.theirs, theirs,
-            "WAL files opened with two method tables"
-        );
-        (*file).pMethods = methods.ours;
-        rc
-    }
+    sync_hook::install(
+        c"stategraph-failing-sync",
+        ffi::SQLITE_OPEN_WAL,
+        failing_sync,
+    );
 }
 
 /// A WAL file's `xSync`: fails while failures are pending, otherwise syncs.
-unsafe extern "C" fn sync(file: *mut ffi::sqlite3_file, flags: c_int) -> c_int {
+fn failing_sync(real: &dyn Fn() -> c_int) -> c_int {
     let failing = WAL_SYNC_FAILURES
         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
         .is_ok();
     if failing {
         return ffi::SQLITE_IOERR_FSYNC;
     }
-    let methods = HOOKS.get().and_then(|h| h.original.get()).expect("hooked");
-    // SAFETY: the file was opened by the wrapped VFS with these methods.
-    unsafe { ((*methods.theirs).xSync.expect("xSync"))(file, flags) }
+    real()
 }
 
 /// Bytes stored by a write whose commit fails.
