@@ -1647,12 +1647,7 @@ fn show_and_cat_flag_a_state_that_is_gone_or_another_states() {
     let env = Env::init();
     env.commit("state one", "first", &["--branch", "one"]);
     env.commit("state two", "second", &["--branch", "two"]);
-    let sql = |statement: &str| {
-        let conn = rusqlite::Connection::open(&env.db).expect("raw");
-        conn.execute_batch("PRAGMA foreign_keys = OFF")
-            .expect("pragma");
-        assert_eq!(conn.execute(statement, []).expect("damage"), 1);
-    };
+    let sql = |statement: &str| env.damage(statement);
     let show_json = |rev: &str| {
         let out = env.sg(&["show", "--json", rev]).output().expect("run");
         let json: Value = serde_json::from_slice(&out.stdout).expect("json");
@@ -1711,10 +1706,7 @@ fn import_says_when_it_repaired_a_damaged_snapshot() {
         path.to_str().expect("utf-8").to_owned()
     };
     let (main_pkg, other_pkg) = (package("main"), package("other"));
-    let sql = |statement: &str| {
-        let conn = rusqlite::Connection::open(&env.db).expect("raw");
-        assert_eq!(conn.execute(statement, []).expect("damage"), 1);
-    };
+    let sql = |statement: &str| env.damage(statement);
 
     sql(
         "UPDATE blobs SET bytes = CAST('state ONE' AS BLOB) WHERE bytes = CAST('state one' AS BLOB)",

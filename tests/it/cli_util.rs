@@ -14,6 +14,19 @@ pub struct Env {
 }
 
 impl Env {
+    /// Damages the store behind the library's back: runs one SQL statement that must change
+    /// exactly one row, with foreign keys off (the library keeps them on).
+    pub fn damage(&self, statement: &str) {
+        let conn = rusqlite::Connection::open(&self.db).expect("raw connection");
+        conn.execute_batch("PRAGMA foreign_keys = OFF")
+            .expect("pragma");
+        assert_eq!(
+            conn.execute(statement, []).expect("damage"),
+            1,
+            "{statement}"
+        );
+    }
+
     /// A fresh directory; the store is not created.
     pub fn new() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
