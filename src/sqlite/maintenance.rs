@@ -243,8 +243,9 @@ impl SqliteStateStore {
     /// The copy is written to a temporary file beside `dest`, synced, then renamed to
     /// `dest`, so a full disk or a killed process never leaves a partial backup under that
     /// name. A killed backup leaves that temporary file (`.NAME.PID-N.tmp`); the next
-    /// backup to the same name removes it once process PID no longer runs (where `/proc`
-    /// tells). It is not checked beyond SQLite's own copy (its pages are read as they are
+    /// backup to the same name removes it, telling it from a running backup's by the lock a
+    /// running backup holds on its file (across containers too) and by process PID no
+    /// longer running (where `/proc` tells). It is not checked beyond SQLite's own copy (its pages are read as they are
     /// stored): [`verify`](Self::verify) on it, or `stategraph fsck`, checks every hash.
     ///
     /// To go back to a backup, stop every program using the store, delete the store's
@@ -318,31 +319,16 @@ impl SqliteStateStore {
                 dest.display()
             )));
         }
-        // Unique to this call: two backups at once, in this process or another, never share
-        // a temporary file.
-        static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let mut temp_name = std::ffi::OsString::from(".");
-        temp_name.push(file_name);
-        temp_name.push(format!(".{}-{call}.tmp", std::process::id()));
-        let temp = dir.join(temp_name);
+        // What killed backups to this name left (see `remove_dead_temps`).
+        remove_dead_temps(&dir, file_name);
+        let (temp, _held) = new_temp(&dir, file_name).map_err(|e| backup_io_error(dest, e))?;
         let temp_text = temp.to_str().ok_or_else(|| {
+            let _ = std::fs::remove_file(&temp);
             refuse(format!(
                 "{} is not valid UTF-8, which SQLite needs",
                 dest.display()
             ))
         })?;
-        // A file of this name is left from a process that had this id and was killed: no
-        // live backup uses it. Nor does one of a process that no longer runs.
-        let _ = std::fs::remove_file(&temp);
-        remove_dead_temps(&dir, file_name);
-        // Created here, empty (which VACUUM INTO accepts), so that a directory this process
-        // cannot write to is reported as such.
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&temp)
-            .map_err(|e| backup_io_error(dest, e))?;
         let written = self.read(|conn| {
             // One statement, so one read transaction: the copy is the store at one moment.
             conn.execute("VACUUM INTO ?1", [temp_text]).map_err(|e| {
@@ -1031,10 +1017,79 @@ fn check_node(
     Ok(())
 }
 
+/// A backup's temporary file: `.NAME.PID-N.tmp` beside the backup, created empty (which
+/// `VACUUM INTO` accepts, and so that a directory this process cannot write to is reported
+/// as such), and held with an exclusive lock until the returned file is dropped, so that no
+/// other backup's [`remove_dead_temps`] takes it for a dead one's. Process ids repeat across
+/// PID namespaces (containers sharing a directory): a name that is taken gets the next N.
+fn new_temp(
+    dir: &std::path::Path,
+    name: &std::ffi::OsStr,
+) -> std::io::Result<(std::path::PathBuf, std::fs::File)> {
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let mut tries = 0;
+    loop {
+        let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut temp_name = std::ffi::OsString::from(".");
+        temp_name.push(name);
+        temp_name.push(format!(".{}-{call}.tmp", std::process::id()));
+        let temp = dir.join(temp_name);
+        // Left by a process that had this id and was killed, unless a live one holds it.
+        if let Some(_unused) = unheld(&temp) {
+            let _ = std::fs::remove_file(&temp);
+        }
+        let created = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temp);
+        tries += 1;
+        match created {
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && tries < 100 => {}
+            Err(e) => return Err(e),
+            Ok(file) => {
+                if hold(&file, &temp)? {
+                    return Ok((temp, file));
+                }
+                // Another backup's cleanup removed it before the lock was taken.
+            }
+        }
+    }
+}
+
+/// Takes the exclusive lock on a new temporary file, and says whether `path` still names
+/// it then (a cleanup may have removed it in between, before the lock).
+#[cfg(unix)]
+fn hold(file: &std::fs::File, path: &std::path::Path) -> std::io::Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    file.lock()?;
+    let (ours, named) = (file.metadata()?, std::fs::metadata(path));
+    Ok(named.is_ok_and(|m| (m.dev(), m.ino()) == (ours.dev(), ours.ino())))
+}
+
+#[cfg(not(unix))]
+fn hold(_: &std::fs::File, _: &std::path::Path) -> std::io::Result<bool> {
+    Ok(true)
+}
+
+/// A backup's temporary file that no live backup holds, locked so that none takes it
+/// meanwhile; `None` when one holds it or it cannot be opened.
+#[cfg(unix)]
+fn unheld(path: &std::path::Path) -> Option<std::fs::File> {
+    let file = std::fs::File::open(path).ok()?;
+    file.try_lock().ok()?;
+    Some(file)
+}
+
+#[cfg(not(unix))]
+fn unheld(_: &std::path::Path) -> Option<std::fs::File> {
+    None
+}
+
 /// Removes what backups to `name` in `dir` left when they were killed: their temporary
-/// files (`.NAME.PID-N.tmp`, and SQLite's `-journal` beside one), when process PID no longer
-/// runs. Where that cannot be told (no `/proc`), nothing is removed; a process that reused
-/// the id keeps the file until a later backup finds it gone.
+/// files (`.NAME.PID-N.tmp`, and SQLite's `-journal` beside one). A running backup holds a
+/// lock on its file, which tells it from a dead one's across PID namespaces too; a file
+/// written by a build that took no lock is also kept while process PID runs (as `/proc`
+/// tells). Nothing is removed where neither can be told.
 fn remove_dead_temps(dir: &std::path::Path, name: &std::ffi::OsStr) {
     let proc = std::path::Path::new("/proc");
     let (Some(name), true) = (name.to_str(), proc.join("self").exists()) else {
@@ -1049,6 +1104,7 @@ fn remove_dead_temps(dir: &std::path::Path, name: &std::ffi::OsStr) {
         let Some(rest) = file.to_str().and_then(|f| f.strip_prefix(&prefix)) else {
             continue;
         };
+        let journal = rest.ends_with("-journal");
         let rest = rest.strip_suffix("-journal").unwrap_or(rest);
         let Some((pid, call)) = rest.strip_suffix(".tmp").and_then(|r| r.split_once('-')) else {
             continue;
@@ -1057,8 +1113,20 @@ fn remove_dead_temps(dir: &std::path::Path, name: &std::ffi::OsStr) {
         if !digits(pid) || !digits(call) || pid == std::process::id().to_string() {
             continue;
         }
-        if !proc.join(pid).exists() {
-            let _ = std::fs::remove_file(entry.path());
+        if proc.join(pid).exists() {
+            continue;
+        }
+        let temp = dir.join(format!("{prefix}{pid}-{call}.tmp"));
+        if journal {
+            // Its backup's own file decides; a journal left alone goes.
+            if !temp.exists() {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        } else if let Some(_held) = unheld(&temp) {
+            let _ = std::fs::remove_file(&temp);
+            let mut journal = temp.into_os_string();
+            journal.push("-journal");
+            let _ = std::fs::remove_file(journal);
         }
     }
 }

@@ -182,7 +182,8 @@ fn backups_at_once_do_not_collide() {
 
 /// A backup killed part-way leaves its temporary file (as large as the store) and SQLite's
 /// journal beside it; the next backup to that name removes them once the process that
-/// wrote them no longer runs, and leaves a live process's alone.
+/// wrote them no longer runs, and leaves a running backup's alone: one whose process runs,
+/// and one that holds its file locked (its process may be in another PID namespace).
 #[test]
 fn a_backup_removes_what_killed_backups_to_its_name_left() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -202,12 +203,19 @@ fn a_backup_removes_what_killed_backups_to_its_name_left() {
     for name in dead.iter().chain(&kept) {
         std::fs::write(dir.path().join(name), b"left").expect("write");
     }
+    // A running backup in another PID namespace (a container sharing the directory): its
+    // process is not seen here, but it holds its file locked.
+    let live_elsewhere = ".copy.db.4294967294-7.tmp";
+    let held = std::fs::File::create(dir.path().join(live_elsewhere)).expect("create");
+    held.lock().expect("lock");
+    let kept: Vec<&str> = kept.iter().copied().chain([live_elsewhere]).collect();
     store.backup(dir.path().join("copy.db")).expect("backup");
     let mut left = hidden_files(dir.path());
     left.sort();
     let mut expected: Vec<String> = kept.iter().map(|n| (*n).to_owned()).collect();
     expected.sort();
     assert_eq!(left, expected);
+    drop(held);
 }
 
 /// A backup that does not fit fails with a clear error, leaves no file under the backup's
