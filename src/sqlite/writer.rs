@@ -92,12 +92,13 @@ struct WalWatch {
     /// ...unless the WAL grows past this size first: a pause measured in time alone lets a
     /// busy writer grow the file without bound while slow readers keep outlasting attempts.
     retry_at_bytes: u64,
-    /// After a failed attempt: how far the WAL could be copied back then, when a reader's
-    /// snapshot stopped the copy short of the end. While the copy still stops there, that
-    /// reader is still reading, and waiting for it again would hold writers back for
+    /// After a failed attempt: the WAL's frames then and how far it could be copied back,
+    /// when a reader's snapshot stopped the copy short of the end. While the copy still
+    /// stops there (in the same WAL: it has not started over, so it has not fewer frames),
+    /// that reader is still reading, and waiting for it again would hold writers back for
     /// nothing (a `fsck` of a large store reads for seconds; one stopped with Ctrl-Z, for as
     /// long as it stays stopped).
-    stuck_at: Option<i64>,
+    stuck_at: Option<(i64, i64)>,
 }
 
 impl WalWatch {
@@ -115,8 +116,10 @@ impl WalWatch {
     /// (`Some((frames in the WAL, frames copied back))`): not while the reader that stopped
     /// the copy at the last failed attempt still stops it at the same frame.
     fn worth_waiting(&self, copied: Option<(i64, i64)>) -> bool {
-        match copied {
-            Some((frames, copied)) if copied < frames => self.stuck_at != Some(copied),
+        match (copied, self.stuck_at) {
+            (Some((frames, copied)), Some((then, stuck))) if copied < frames => {
+                copied != stuck || frames < then
+            }
             _ => true,
         }
     }
@@ -139,7 +142,7 @@ impl WalWatch {
             self.not_before = Some(now + self.pause);
             self.pause = (self.pause * 2).min(WAL_RETRY_MAX);
             self.retry_at_bytes = size + WAL_RESTART_BYTES;
-            self.stuck_at = copied.and_then(|(frames, copied)| (copied < frames).then_some(copied));
+            self.stuck_at = copied.filter(|(frames, copied)| copied < frames);
         }
     }
 }
@@ -1006,6 +1009,9 @@ mod tests {
         watch.record(false, 40 * MIB, later, Some((9_000, 4_000)));
         // ...and no later one while the copy still stops where it did (the same reader)...
         assert!(!watch.worth_waiting(Some((12_000, 4_000))));
+        // ...in the same WAL: one started over since has fewer frames, and a reader stopping
+        // its copy at the same frame is another one.
+        assert!(watch.worth_waiting(Some((5_000, 4_000))));
         // ...but once it moves (that reader finished), or all was copied, or nothing is
         // known, the attempt waits again.
         assert!(watch.worth_waiting(Some((12_000, 7_000))));
