@@ -243,9 +243,8 @@ impl SqliteStateStore {
     /// The copy is written to a temporary file beside `dest`, synced, then renamed to
     /// `dest`, so a full disk or a killed process never leaves a partial backup under that
     /// name. A killed backup leaves that temporary file (`.NAME.PID-N.tmp`); the next
-    /// backup to the same name removes it, telling it from a running backup's by the lock a
-    /// running backup holds on its file (across containers too) and by process PID no
-    /// longer running (where `/proc` tells). It is not checked beyond SQLite's own copy (its pages are read as they are
+    /// backup to the same name removes it once nothing has written it for 15 minutes and
+    /// process PID no longer runs (where `/proc` tells). It is not checked beyond SQLite's own copy (its pages are read as they are
     /// stored): [`verify`](Self::verify) on it, or `stategraph fsck`, checks every hash.
     ///
     /// To go back to a backup, stop every program using the store, delete the store's
@@ -321,7 +320,7 @@ impl SqliteStateStore {
         }
         // What killed backups to this name left (see `remove_dead_temps`).
         remove_dead_temps(&dir, file_name);
-        let (temp, _held) = new_temp(&dir, file_name).map_err(|e| backup_io_error(dest, e))?;
+        let temp = new_temp(&dir, file_name).map_err(|e| backup_io_error(dest, e))?;
         let temp_text = temp.to_str().ok_or_else(|| {
             let _ = std::fs::remove_file(&temp);
             refuse(format!(
@@ -1019,13 +1018,9 @@ fn check_node(
 
 /// A backup's temporary file: `.NAME.PID-N.tmp` beside the backup, created empty (which
 /// `VACUUM INTO` accepts, and so that a directory this process cannot write to is reported
-/// as such), and held with an exclusive lock until the returned file is dropped, so that no
-/// other backup's [`remove_dead_temps`] takes it for a dead one's. Process ids repeat across
-/// PID namespaces (containers sharing a directory): a name that is taken gets the next N.
-fn new_temp(
-    dir: &std::path::Path,
-    name: &std::ffi::OsStr,
-) -> std::io::Result<(std::path::PathBuf, std::fs::File)> {
+/// as such). Process ids repeat across PID namespaces (containers sharing a directory), so
+/// a name can be taken by a running backup elsewhere: then the next N is tried.
+fn new_temp(dir: &std::path::Path, name: &std::ffi::OsStr) -> std::io::Result<std::path::PathBuf> {
     static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let mut tries = 0;
     loop {
@@ -1034,62 +1029,58 @@ fn new_temp(
         temp_name.push(name);
         temp_name.push(format!(".{}-{call}.tmp", std::process::id()));
         let temp = dir.join(temp_name);
-        // Left by a process that had this id and was killed, unless a live one holds it.
-        if let Some(_unused) = unheld(&temp) {
-            let _ = std::fs::remove_file(&temp);
+        // Left by a killed process that had this id (here or in another namespace).
+        if abandoned(&temp) {
+            remove_temp(&temp);
         }
-        let created = std::fs::OpenOptions::new()
+        tries += 1;
+        match std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
-            .open(&temp);
-        tries += 1;
-        match created {
+            .open(&temp)
+        {
+            Ok(_) => return Ok(temp),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && tries < 100 => {}
             Err(e) => return Err(e),
-            Ok(file) => {
-                if hold(&file, &temp)? {
-                    return Ok((temp, file));
-                }
-                // Another backup's cleanup removed it before the lock was taken.
-            }
         }
     }
 }
 
-/// Takes the exclusive lock on a new temporary file, and says whether `path` still names
-/// it then (a cleanup may have removed it in between, before the lock).
-#[cfg(unix)]
-fn hold(file: &std::fs::File, path: &std::path::Path) -> std::io::Result<bool> {
-    use std::os::unix::fs::MetadataExt;
-    file.lock()?;
-    let (ours, named) = (file.metadata()?, std::fs::metadata(path));
-    Ok(named.is_ok_and(|m| (m.dev(), m.ino()) == (ours.dev(), ours.ino())))
+/// How long a backup's temporary file must have gone unwritten before another backup takes
+/// it for a killed one's. A running backup writes its copy all along (`VACUUM INTO`).
+const ABANDONED_AFTER: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// Whether `path` is a regular file (its `-journal` too, if there is one) that has not been
+/// written for [`ABANDONED_AFTER`].
+fn abandoned(path: &std::path::Path) -> bool {
+    let idle = |p: &std::path::Path| match std::fs::symlink_metadata(p) {
+        Ok(m) => {
+            m.is_file()
+                && m.modified()
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|idle| idle >= ABANDONED_AFTER)
+        }
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+    };
+    let mut journal = path.as_os_str().to_owned();
+    journal.push("-journal");
+    std::fs::symlink_metadata(path).is_ok() && idle(path) && idle(std::path::Path::new(&journal))
 }
 
-#[cfg(not(unix))]
-fn hold(_: &std::fs::File, _: &std::path::Path) -> std::io::Result<bool> {
-    Ok(true)
-}
-
-/// A backup's temporary file that no live backup holds, locked so that none takes it
-/// meanwhile; `None` when one holds it or it cannot be opened.
-#[cfg(unix)]
-fn unheld(path: &std::path::Path) -> Option<std::fs::File> {
-    let file = std::fs::File::open(path).ok()?;
-    file.try_lock().ok()?;
-    Some(file)
-}
-
-#[cfg(not(unix))]
-fn unheld(_: &std::path::Path) -> Option<std::fs::File> {
-    None
+/// Removes a temporary file and its journal.
+fn remove_temp(path: &std::path::Path) {
+    let mut journal = path.as_os_str().to_owned();
+    journal.push("-journal");
+    let _ = std::fs::remove_file(journal);
+    let _ = std::fs::remove_file(path);
 }
 
 /// Removes what backups to `name` in `dir` left when they were killed: their temporary
-/// files (`.NAME.PID-N.tmp`, and SQLite's `-journal` beside one). A running backup holds a
-/// lock on its file, which tells it from a dead one's across PID namespaces too; a file
-/// written by a build that took no lock is also kept while process PID runs (as `/proc`
-/// tells). Nothing is removed where neither can be told.
+/// files (`.NAME.PID-N.tmp`, and SQLite's `-journal` beside one) that nothing has written
+/// for [`ABANDONED_AFTER`] and whose process no longer runs (as `/proc` tells; nothing is
+/// removed where it cannot tell). No lock is taken on the file SQLite writes: on NFS and the
+/// BSDs a `flock` there conflicts with SQLite's own locks.
 fn remove_dead_temps(dir: &std::path::Path, name: &std::ffi::OsStr) {
     let proc = std::path::Path::new("/proc");
     let (Some(name), true) = (name.to_str(), proc.join("self").exists()) else {
@@ -1104,7 +1095,6 @@ fn remove_dead_temps(dir: &std::path::Path, name: &std::ffi::OsStr) {
         let Some(rest) = file.to_str().and_then(|f| f.strip_prefix(&prefix)) else {
             continue;
         };
-        let journal = rest.ends_with("-journal");
         let rest = rest.strip_suffix("-journal").unwrap_or(rest);
         let Some((pid, call)) = rest.strip_suffix(".tmp").and_then(|r| r.split_once('-')) else {
             continue;
@@ -1113,20 +1103,20 @@ fn remove_dead_temps(dir: &std::path::Path, name: &std::ffi::OsStr) {
         if !digits(pid) || !digits(call) || pid == std::process::id().to_string() {
             continue;
         }
+        let temp = dir.join(format!("{prefix}{pid}-{call}.tmp"));
+        let orphan_journal = !temp.exists();
         if proc.join(pid).exists() {
             continue;
         }
-        let temp = dir.join(format!("{prefix}{pid}-{call}.tmp"));
-        if journal {
-            // Its backup's own file decides; a journal left alone goes.
-            if !temp.exists() {
-                let _ = std::fs::remove_file(entry.path());
-            }
-        } else if let Some(_held) = unheld(&temp) {
-            let _ = std::fs::remove_file(&temp);
+        if orphan_journal {
+            // A journal without its file: its backup is over.
             let mut journal = temp.into_os_string();
             journal.push("-journal");
-            let _ = std::fs::remove_file(journal);
+            if abandoned(std::path::Path::new(&journal)) {
+                let _ = std::fs::remove_file(journal);
+            }
+        } else if abandoned(&temp) {
+            remove_temp(&temp);
         }
     }
 }

@@ -181,41 +181,59 @@ fn backups_at_once_do_not_collide() {
 }
 
 /// A backup killed part-way leaves its temporary file (as large as the store) and SQLite's
-/// journal beside it; the next backup to that name removes them once the process that
-/// wrote them no longer runs, and leaves a running backup's alone: one whose process runs,
-/// and one that holds its file locked (its process may be in another PID namespace).
+/// journal beside it; the next backup to that name removes them once nothing has written
+/// them for a while and the process that wrote them no longer runs. A running backup's are
+/// kept: one whose process runs, and one whose file (or journal) is being written (its
+/// process may be in another PID namespace, where this one cannot see it).
 #[test]
 fn a_backup_removes_what_killed_backups_to_its_name_left() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = open_normal(&dir.path().join("store.db"));
     ticks(&store, 5, 256);
+    let write = |name: &str, idle_for: std::time::Duration| {
+        let file = std::fs::File::create(dir.path().join(name)).expect("create");
+        file.set_modified(std::time::SystemTime::now() - idle_for)
+            .expect("set mtime");
+    };
+    let hour = std::time::Duration::from_secs(3600);
     // No process has an id this large (Linux allows 2^22 at most).
     let dead = [
         ".copy.db.4294967294-0.tmp",
+        ".copy.db.4294967294-0.tmp-journal",
         ".copy.db.4294967294-3.tmp-journal",
     ];
-    // Process 1 always runs; other names are not a backup's of copy.db.
+    for name in dead {
+        write(name, hour);
+    }
     let kept = [
+        // Process 1 always runs.
         ".copy.db.1-0.tmp",
+        // Not a backup's of copy.db.
         ".other.db.4294967294-0.tmp",
         ".copy.db.4294967294-x.tmp",
+        // Written just now: a running backup, here unseen.
+        ".copy.db.4294967294-7.tmp",
+        // Its journal is written just now.
+        ".copy.db.4294967294-8.tmp",
+        ".copy.db.4294967294-8.tmp-journal",
     ];
-    for name in dead.iter().chain(&kept) {
-        std::fs::write(dir.path().join(name), b"left").expect("write");
+    for name in kept {
+        let fresh = name.ends_with("-7.tmp") || name.ends_with("-journal");
+        write(
+            name,
+            if fresh {
+                std::time::Duration::ZERO
+            } else {
+                hour
+            },
+        );
     }
-    // A running backup in another PID namespace (a container sharing the directory): its
-    // process is not seen here, but it holds its file locked.
-    let live_elsewhere = ".copy.db.4294967294-7.tmp";
-    let held = std::fs::File::create(dir.path().join(live_elsewhere)).expect("create");
-    held.lock().expect("lock");
-    let kept: Vec<&str> = kept.iter().copied().chain([live_elsewhere]).collect();
     store.backup(dir.path().join("copy.db")).expect("backup");
     let mut left = hidden_files(dir.path());
     left.sort();
     let mut expected: Vec<String> = kept.iter().map(|n| (*n).to_owned()).collect();
     expected.sort();
     assert_eq!(left, expected);
-    drop(held);
 }
 
 /// A backup that does not fit fails with a clear error, leaves no file under the backup's
