@@ -262,6 +262,10 @@ impl<'a> Log<'a> {
     /// imported history (or, in a store that was never shallow, missing nodes that `fsck`
     /// reports). Complete once the walk has [finished](Self::is_finished); a walk that its
     /// [`limit`](LogOptions::limit) stopped early gives only what it met.
+    ///
+    /// A walk reads node by node and holds no snapshot of the store between reads, so
+    /// history that a `gc` running meanwhile removes (nothing a ref, snapshot or ref log
+    /// entry reaches: say, a deleted branch's) ends it there as a boundary too.
     pub fn boundary(&self) -> &[StateNodeId] {
         &self.boundary
     }

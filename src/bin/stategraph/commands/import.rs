@@ -381,7 +381,8 @@ impl Run<'_> {
         let mut lines = Vec::with_capacity(batch.len());
         let mut writes = self.store.batch();
         for item in &batch {
-            let line = describe(self.store, &item.package, &nodes, &snapshots)?;
+            let line = describe(self.store, &item.package, &nodes, &snapshots)
+                .map_err(|e| self.stopped(e))?;
             lines.push((item, line));
             nodes.insert(item.package.node_id);
             snapshots.insert(item.package.snapshot_id);
@@ -416,7 +417,8 @@ impl Run<'_> {
         let Some(item) = self.batch.pop() else {
             return Ok(());
         };
-        let (line, found) = describe(self.store, &item.package, &HashSet::new(), &HashSet::new())?;
+        let (line, found) = describe(self.store, &item.package, &HashSet::new(), &HashSet::new())
+            .map_err(|e| self.stopped(e))?;
         match self.store.import_snapshot(&item.package) {
             Ok(_) => {
                 self.tally.transactions += 1;
@@ -484,9 +486,9 @@ impl Run<'_> {
     }
 
     /// The store itself failed: stop, saying what is in and what is not.
-    fn stopped(&self, e: StateStoreError) -> CliError {
+    fn stopped(&self, e: impl Into<CliError>) -> CliError {
         let done = self.tally.imported + self.tally.already + self.tally.repaired;
-        CliError::from(e).hint(format!(
+        e.into().hint(format!(
             "the {done} package(s) reported before this are stored; the rest were not imported"
         ))
     }
