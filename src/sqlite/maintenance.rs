@@ -244,8 +244,8 @@ impl SqliteStateStore {
     /// `dest`, so a full disk or a killed process never leaves a partial backup under that
     /// name. A killed backup leaves that temporary file (`.NAME.PID-N.tmp`); the next
     /// backup to the same name removes it once nothing has written it for 15 minutes and
-    /// process PID no longer runs (where `/proc` tells). It is not checked beyond SQLite's own copy (its pages are read as they are
-    /// stored): [`verify`](Self::verify) on it, or `stategraph fsck`, checks every hash.
+    /// process PID no longer runs (where `/proc` tells). It is not checked beyond SQLite's
+    /// own copy (its pages are read as they are stored): [`verify`](Self::verify) on it, or `stategraph fsck`, checks every hash.
     ///
     /// To go back to a backup, stop every program using the store, delete the store's
     /// `-wal` and `-shm` files, and copy the backup over the store file: a write-ahead log
@@ -1063,16 +1063,19 @@ fn abandoned(path: &std::path::Path) -> bool {
         }
         Err(e) => e.kind() == std::io::ErrorKind::NotFound,
     };
+    std::fs::symlink_metadata(path).is_ok() && idle(path) && idle(&journal_of(path))
+}
+
+/// SQLite's rollback journal beside a temporary file.
+fn journal_of(path: &std::path::Path) -> std::path::PathBuf {
     let mut journal = path.as_os_str().to_owned();
     journal.push("-journal");
-    std::fs::symlink_metadata(path).is_ok() && idle(path) && idle(std::path::Path::new(&journal))
+    journal.into()
 }
 
 /// Removes a temporary file and its journal.
 fn remove_temp(path: &std::path::Path) {
-    let mut journal = path.as_os_str().to_owned();
-    journal.push("-journal");
-    let _ = std::fs::remove_file(journal);
+    let _ = std::fs::remove_file(journal_of(path));
     let _ = std::fs::remove_file(path);
 }
 
@@ -1110,9 +1113,8 @@ fn remove_dead_temps(dir: &std::path::Path, name: &std::ffi::OsStr) {
         }
         if orphan_journal {
             // A journal without its file: its backup is over.
-            let mut journal = temp.into_os_string();
-            journal.push("-journal");
-            if abandoned(std::path::Path::new(&journal)) {
+            let journal = journal_of(&temp);
+            if abandoned(&journal) {
                 let _ = std::fs::remove_file(journal);
             }
         } else if abandoned(&temp) {
