@@ -471,6 +471,17 @@ pub trait GraphCursor {
     /// # Errors
     /// Backend errors only.
     fn children(&mut self, id: &StateNodeId) -> Result<Vec<StateNodeId>>;
+
+    /// Whether `id` is stored now, read afresh (past anything the cursor read ahead). A walk
+    /// that finds a parent missing asks this of the child it came from: a child gone too
+    /// was removed by a `gc` while the walk ran, where a child still stored has a parent
+    /// that is missing for good (a shallow boundary).
+    ///
+    /// # Errors
+    /// Backend errors; [`StateStoreError::Corrupt`] for an undecodable row.
+    fn is_stored(&mut self, id: &StateNodeId) -> Result<bool> {
+        Ok(self.node(id)?.is_some())
+    }
 }
 
 /// Builds the node a commit would create, given what the backend looked up inside its

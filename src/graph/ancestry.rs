@@ -51,6 +51,7 @@ pub(crate) fn is_ancestor(
                 // Its generation is below this node's; at or below the floor it cannot
                 // lead to `target` (and is not `target`, which is stored).
                 None if node.generation.saturating_sub(1) > floor => {
+                    super::missing_parent(cursor.as_mut(), &node.id)?;
                     beyond.get_or_insert(*parent);
                 }
                 None => {}
@@ -132,6 +133,7 @@ pub(crate) fn merge_bases(
                 let was = frontier.push(p, flags);
                 account(was, flags, &mut live);
             } else if flags & STALE == 0 {
+                super::missing_parent(cursor.as_mut(), &node.id)?;
                 beyond.get_or_insert(*parent);
             }
         }

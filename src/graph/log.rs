@@ -263,9 +263,11 @@ impl<'a> Log<'a> {
     /// reports). Complete once the walk has [finished](Self::is_finished); a walk that its
     /// [`limit`](LogOptions::limit) stopped early gives only what it met.
     ///
-    /// A walk reads node by node and holds no snapshot of the store between reads, so
-    /// history that a `gc` running meanwhile removes (nothing a ref, snapshot or ref log
-    /// entry reaches: say, a deleted branch's) ends it there as a boundary too.
+    /// A walk reads node by node and holds no snapshot of the store between reads. History
+    /// that a `gc` running meanwhile removes (nothing a ref, snapshot or ref log entry
+    /// reaches: say, a deleted branch's) is no boundary: the walk fails with
+    /// [`RemovedDuringWalk`](crate::StateStoreError::RemovedDuringWalk) when it finds a parent
+    /// missing and the node it came from gone too.
     pub fn boundary(&self) -> &[StateNodeId] {
         &self.boundary
     }
@@ -373,7 +375,9 @@ impl<'a> Log<'a> {
         }
     }
 
-    fn visit_parent(&mut self, id: &StateNodeId, flags: u64) -> Result<()> {
+    /// Queues `child`'s parent `id` with `flags`, or records it as the boundary when it is
+    /// not stored.
+    fn visit_parent(&mut self, child: &StateNodeId, id: &StateNodeId, flags: u64) -> Result<()> {
         if let Some(generation) = self.frontier.generation(id) {
             let was = self.frontier.merge(id, flags);
             self.account(*id, generation, was, flags);
@@ -382,6 +386,7 @@ impl<'a> Log<'a> {
         match self.cursor.node(id)? {
             Some(node) => self.enqueue(node, flags),
             None => {
+                super::missing_parent(self.cursor.as_mut(), child)?;
                 if self.boundary_set.insert(*id) {
                     self.boundary.push(*id);
                 }
@@ -412,7 +417,7 @@ impl<'a> Log<'a> {
             };
             let shown = !uninteresting && !self.hidden.contains(&node.id);
             for parent in node.parent_ids.iter().take(follow) {
-                if let Err(e) = self.visit_parent(parent, flags) {
+                if let Err(e) = self.visit_parent(&node.id, parent, flags) {
                     // A parent that cannot be read (a damaged row) fails the walk after the
                     // node, which was read whole: a log shows everything above the damage.
                     if !shown {
@@ -460,6 +465,11 @@ impl<F: Fn() -> bool> GraphCursor for Stoppable<'_, F> {
     fn children(&mut self, id: &StateNodeId) -> Result<Vec<StateNodeId>> {
         self.check()?;
         self.inner.children(id)
+    }
+
+    fn is_stored(&mut self, id: &StateNodeId) -> Result<bool> {
+        self.check()?;
+        self.inner.is_stored(id)
     }
 }
 
@@ -686,11 +696,11 @@ impl<'a> Descendants<'a> {
                 if self.frontier.flags(&child).is_some() {
                     continue;
                 }
-                let child = self
-                    .cursor
-                    .node(&child)?
-                    .ok_or(StateStoreError::MissingNode { id: child })?;
-                self.frontier.push(child, 0);
+                // Listed a moment ago and gone now: a gc running meanwhile removed it (and
+                // everything below it), so it is no longer a descendant.
+                if let Some(child) = self.cursor.node(&child)? {
+                    self.frontier.push(child, 0);
+                }
             }
             if node.id != self.start {
                 return Ok(Some(node));

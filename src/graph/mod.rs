@@ -18,7 +18,7 @@ use crate::error::{Result, StateStoreError};
 use crate::id::{IdPrefix, SnapshotId, StateNodeId};
 use crate::model::{SnapshotInfo, StateNode, StateSnapshot};
 use crate::refs::validate_ref_name;
-use crate::store::StateStore;
+use crate::store::{GraphCursor, StateStore};
 
 /// How many candidates an ambiguous prefix error lists.
 const AMBIGUITY_LIST: usize = 8;
@@ -354,10 +354,11 @@ impl<S: StateStore + ?Sized> History for S {}
 fn resolve(store: &(impl StateStore + ?Sized), text: &str) -> Result<StateNodeId> {
     let split = text.find(['~', '^']).unwrap_or(text.len());
     let (base, mut suffix) = text.split_at(split);
-    let mut id = resolve_base(store, base, text)?;
+    let id = resolve_base(store, base, text)?;
     // Steps read through a cursor, as walks do (a SQLite cursor reads a chain ahead instead
-    // of one id lookup per step); opened only when there are steps.
-    let mut cursor = None;
+    // of one id lookup per step); opened only when there are steps. Each step goes from the
+    // node it read last, so a node is read once.
+    let mut walk: Option<(Box<dyn GraphCursor + '_>, StateNode)> = None;
     while let Some(op) = suffix.chars().next() {
         if op != '~' && op != '^' {
             return Err(StateStoreError::invalid(
@@ -378,55 +379,59 @@ fn resolve(store: &(impl StateStore + ?Sized), text: &str) -> Result<StateNodeId
             })?
         };
         suffix = &suffix[digits_end..];
-        let cursor = match &mut cursor {
-            Some(c) => c,
-            None => cursor.insert(store.cursor()?),
+        let (cursor, node) = match &mut walk {
+            Some((cursor, node)) => (cursor, node),
+            None => {
+                let mut cursor = store.cursor()?;
+                let node = cursor
+                    .node(&id)?
+                    .ok_or(StateStoreError::MissingNode { id })?;
+                let (cursor, node) = walk.insert((cursor, node));
+                (cursor, node)
+            }
         };
         // `steps`: how far back a `~N` has gone before this step, for its message.
-        let mut step = |id: &StateNodeId,
-                        pos: usize,
-                        steps: Option<usize>|
-         -> Result<StateNodeId> {
-            let node = cursor
-                .node(id)?
-                .ok_or(StateStoreError::MissingNode { id: *id })?;
+        let mut step = |node: &StateNode, pos: usize, steps: Option<usize>| -> Result<StateNode> {
             let Some(&parent) = node.parent_ids.get(pos) else {
                 let detail = match steps {
                     Some(steps) if node.parent_ids.is_empty() => format!(
                         "{text:?} goes back past a root: {} ({steps} step(s) back) has no parents",
-                        id.to_short_hex(12)
+                        node.id.to_short_hex(12)
                     ),
                     _ => format!(
                         "{text:?}: node {} has {} parent(s), not a parent number {}",
-                        id.to_short_hex(12),
+                        node.id.to_short_hex(12),
                         node.parent_ids.len(),
                         pos + 1
                     ),
                 };
                 return Err(StateStoreError::invalid("revision", detail));
             };
-            if cursor.node(&parent)?.is_none() {
-                return Err(StateStoreError::invalid(
-                    "revision",
-                    format!(
-                        "{text:?}: parent {} of {} is not stored here (a shallow boundary: \
-                         never imported, or pruned)",
-                        parent.to_short_hex(12),
-                        id.to_short_hex(12)
-                    ),
-                ));
+            match cursor.node(&parent)? {
+                Some(parent) => Ok(parent),
+                None => {
+                    missing_parent(cursor.as_mut(), &node.id)?;
+                    Err(StateStoreError::invalid(
+                        "revision",
+                        format!(
+                            "{text:?}: parent {} of {} is not stored here (a shallow boundary: \
+                             never imported, or pruned)",
+                            parent.to_short_hex(12),
+                            node.id.to_short_hex(12)
+                        ),
+                    ))
+                }
             }
-            Ok(parent)
         };
         if op == '~' {
             for steps in 0..n {
-                id = step(&id, 0, Some(steps))?;
+                *node = step(node, 0, Some(steps))?;
             }
         } else if n > 0 {
-            id = step(&id, n - 1, None)?;
+            *node = step(node, n - 1, None)?;
         }
     }
-    Ok(id)
+    Ok(walk.map_or(id, |(_, node)| node.id))
 }
 
 /// `NAME@{N}`: where the ref `name` pointed `moves` moves ago, read from the end of its log.
@@ -522,5 +527,20 @@ fn resolve_base(store: &(impl StateStore + ?Sized), base: &str, text: &str) -> R
                 candidates: found,
             })
         }
+    }
+}
+
+/// What a walk makes of a parent of `child` that it found missing: a shallow boundary
+/// (`Ok`) while `child` is still stored; [`StateStoreError::RemovedDuringWalk`] when `child`
+/// is gone too, which only a `gc` running while the walk read can do (a gc keeps every
+/// ancestor of a node it keeps, and history pruning keeps the node below its cut).
+pub(crate) fn missing_parent(
+    cursor: &mut (impl GraphCursor + ?Sized),
+    child: &StateNodeId,
+) -> Result<()> {
+    if cursor.is_stored(child)? {
+        Ok(())
+    } else {
+        Err(StateStoreError::RemovedDuringWalk { id: *child })
     }
 }

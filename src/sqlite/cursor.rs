@@ -138,6 +138,11 @@ impl GraphCursor for SqliteCursor<'_> {
     fn children(&mut self, id: &StateNodeId) -> Result<Vec<StateNodeId>> {
         ops::children(self.conn()?, id)
     }
+
+    fn is_stored(&mut self, id: &StateNodeId) -> Result<bool> {
+        // By the id index, past the read-ahead, which may hold rows a gc has since removed.
+        Ok(ops::find_node(self.conn()?, id)?.is_some())
+    }
 }
 
 impl Drop for SqliteCursor<'_> {

@@ -717,6 +717,7 @@ both_backends!(
     resolve_ref_log_positions,
     resolve_prefixes_and_ambiguity,
     graph_and_dot_export,
+    walks_whose_history_a_gc_removes_meanwhile,
 );
 
 fn is_unknown_revision(r: stategraph::Result<StateNodeId>, text: &str) {
@@ -1492,4 +1493,75 @@ fn a_log_from_a_ref_that_moved_meanwhile_starts_where_it_points_now() {
         .unwrap_err();
     assert!(err.is_corrupt(), "{err}");
     assert!(err.to_string().contains("ref main"), "{err}");
+}
+
+/// A walk holds no snapshot between its reads. A gc that runs meanwhile may remove the line
+/// it is on (one no ref, snapshot or ref log entry reaches); the walk then says so with
+/// `RemovedDuringWalk`, where it used to end at a false shallow boundary (or answer
+/// `ShallowHistory`, or `MissingNode` for a node no one asked about).
+fn walks_whose_history_a_gc_removes_meanwhile(inner: &dyn StateStore) {
+    let main = chain(inner, 3, "main");
+    inner.set_ref("main", None, &main[2]).unwrap();
+    let store = Counting::new(inner);
+    // 20 nodes on top of main's head that nothing keeps, the newest last; and a gc that
+    // runs before the cursor's third node read.
+    let side = |store: &Counting| {
+        let mut line = vec![main[2]];
+        for i in 0..20 {
+            line.push(commit(store, &line[i..=i], &format!("side {i}")));
+        }
+        line.split_off(1)
+    };
+    let gc_before_read = |store: &Counting, read: usize| {
+        store.take_reads();
+        let inner = store.inner;
+        store.before_read(read, move || {
+            let options = stategraph::GcOptions::new().grace(std::time::Duration::ZERO);
+            assert_eq!(inner.gc(&options).unwrap().nodes_removed, 20);
+        });
+    };
+    let removed = |e: StateStoreError, line: &[StateNodeId]| match e {
+        StateStoreError::RemovedDuringWalk { id } => assert!(line.contains(&id), "{id}"),
+        e => panic!("expected RemovedDuringWalk, got {e:?}"),
+    };
+
+    // A log yields what it read before the gc, then fails instead of ending.
+    let line = side(&store);
+    gc_before_read(&store, 3);
+    let mut walk: Vec<_> = store
+        .log(&LogOptions::new().from(line[19]))
+        .unwrap()
+        .collect();
+    let last = walk.pop().unwrap();
+    assert!(!walk.is_empty());
+    assert!(
+        walk.iter()
+            .all(|n| n.as_ref().is_ok_and(|n| line.contains(&n.id)))
+    );
+    removed(last.unwrap_err(), &line);
+
+    let line = side(&store);
+    gc_before_read(&store, 3);
+    removed(store.is_ancestor(&main[0], &line[19]).unwrap_err(), &line);
+
+    let line = side(&store);
+    gc_before_read(&store, 3);
+    removed(store.merge_base(&line[19], &main[0]).unwrap_err(), &line);
+
+    let line = side(&store);
+    gc_before_read(&store, 3);
+    let text = format!("{}~15", line[19]);
+    removed(store.resolve(&text).unwrap_err(), &line);
+
+    // Going down, a child listed before the gc and gone after it is no descendant.
+    side(&store);
+    gc_before_read(&store, 2);
+    assert_eq!(
+        ids(store.descendants(&main[2]).unwrap()),
+        Vec::<StateNodeId>::new()
+    );
+    assert_eq!(
+        ids(store.descendants(&main[0]).unwrap()),
+        main[1..].to_vec()
+    );
 }

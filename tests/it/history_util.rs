@@ -173,14 +173,19 @@ macro_rules! all_facades {
 }
 pub(crate) use all_facades;
 
+/// What runs before a cursor's read number `.0` (counted from the last `take_reads`).
+type Interruption<'a> = (usize, Box<dyn FnOnce() + Send + 'a>);
+
 /// A store that delegates everything to `inner` and counts the nodes its cursors read, to
-/// check that walks stop early; it can also answer stale ref reads.
+/// check that walks stop early; it can also answer stale ref reads, and run something (a gc)
+/// in the middle of a walk.
 pub struct Counting<'a> {
     pub inner: &'a dyn StateStore,
     node_reads: AtomicUsize,
     /// Answers for the next `get_ref` calls, before `inner`'s: what a reader sees when the
     /// ref moves (and a gc removes the node it named) between its reads.
     stale_refs: std::sync::Mutex<Vec<StateNodeId>>,
+    interruption: std::sync::Mutex<Option<Interruption<'a>>>,
 }
 
 impl<'a> Counting<'a> {
@@ -189,7 +194,14 @@ impl<'a> Counting<'a> {
             inner,
             node_reads: AtomicUsize::new(0),
             stale_refs: std::sync::Mutex::new(Vec::new()),
+            interruption: std::sync::Mutex::new(None),
         }
+    }
+
+    /// Runs `what` once, just before a cursor's `reads`-th node read (counted from the last
+    /// [`take_reads`](Self::take_reads)): another writer acting while a walk is under way.
+    pub fn before_read(&self, reads: usize, what: impl FnOnce() + Send + 'a) {
+        *self.interruption.lock().expect("interruption") = Some((reads, Box::new(what)));
     }
 
     /// The next `get_ref` calls (of any name) answer these ids, in order.
@@ -204,19 +216,30 @@ impl<'a> Counting<'a> {
     }
 }
 
-struct CountingCursor<'a> {
+struct CountingCursor<'a, 'b> {
     inner: Box<dyn GraphCursor + 'a>,
     node_reads: &'a AtomicUsize,
+    interruption: &'a std::sync::Mutex<Option<Interruption<'b>>>,
 }
 
-impl GraphCursor for CountingCursor<'_> {
+impl GraphCursor for CountingCursor<'_, '_> {
     fn node(&mut self, id: &StateNodeId) -> Result<Option<StateNode>> {
-        self.node_reads.fetch_add(1, Ordering::SeqCst);
+        let reads = self.node_reads.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut interruption = self.interruption.lock().expect("interruption");
+        if interruption.as_ref().is_some_and(|(at, _)| *at == reads) {
+            let (_, what) = interruption.take().expect("checked");
+            drop(interruption);
+            what();
+        }
         self.inner.node(id)
     }
 
     fn children(&mut self, id: &StateNodeId) -> Result<Vec<StateNodeId>> {
         self.inner.children(id)
+    }
+
+    fn is_stored(&mut self, id: &StateNodeId) -> Result<bool> {
+        self.inner.is_stored(id)
     }
 }
 
@@ -312,6 +335,7 @@ impl StateStore for Counting<'_> {
         Ok(Box::new(CountingCursor {
             inner: self.inner.cursor()?,
             node_reads: &self.node_reads,
+            interruption: &self.interruption,
         }))
     }
 }
