@@ -208,7 +208,7 @@ impl Inner {
                 self.insert_node(node, journal)?;
                 Ok(Outcome::Node(id))
             }
-            Op::Snapshot { node_id, at } => self.snapshot(node_id, at, journal),
+            Op::Snapshot { node_id } => self.snapshot(node_id, OffsetDateTime::now_utc(), journal),
             Op::DeleteSnapshot { id } => {
                 let info = self
                     .snapshots
@@ -222,13 +222,14 @@ impl Inner {
                 expected,
                 new,
                 message,
-                at,
             } => {
                 self.node(&new)?;
+                let at = OffsetDateTime::now_utc();
                 self.move_ref(name, expected, Some(new), message, at, journal)?;
                 Ok(Outcome::Done)
             }
-            Op::DeleteRef { name, expected, at } => {
+            Op::DeleteRef { name, expected } => {
+                let at = OffsetDateTime::now_utc();
                 self.move_ref(name, Some(expected), None, None, at, journal)?;
                 Ok(Outcome::Done)
             }

@@ -651,9 +651,10 @@ pub(crate) enum Op {
         data_ref: StateDataRef,
         metadata: StateMetadata,
     },
+    /// Stamped with the time the backend applies it, as are ref moves: when it was written,
+    /// not when it was asked for (a request may wait for the write lock).
     Snapshot {
         node_id: StateNodeId,
-        at: OffsetDateTime,
     },
     DeleteSnapshot {
         id: SnapshotId,
@@ -663,12 +664,10 @@ pub(crate) enum Op {
         expected: Option<StateNodeId>,
         new: StateNodeId,
         message: Option<String>,
-        at: OffsetDateTime,
     },
     DeleteRef {
         name: String,
         expected: StateNodeId,
-        at: OffsetDateTime,
     },
     Import {
         package: Box<SnapshotPackage>,
@@ -716,10 +715,7 @@ impl Op {
     }
 
     pub(crate) fn snapshot(node_id: StateNodeId) -> Self {
-        Self::Snapshot {
-            node_id,
-            at: OffsetDateTime::now_utc(),
-        }
+        Self::Snapshot { node_id }
     }
 
     pub(crate) fn set_ref(
@@ -734,7 +730,6 @@ impl Op {
             expected: expected.copied(),
             new: *new,
             message: message.map(str::to_owned),
-            at: OffsetDateTime::now_utc(),
         })
     }
 
@@ -743,7 +738,6 @@ impl Op {
         Ok(Self::DeleteRef {
             name: name.to_owned(),
             expected: *expected,
-            at: OffsetDateTime::now_utc(),
         })
     }
 

@@ -844,7 +844,10 @@ fn apply_ops(tx: &Connection, cache: &mut TxCache, ops: &[Op]) -> Result<Vec<Out
     ops.iter().map(|op| apply_op(tx, cache, op)).collect()
 }
 
+/// Applies one op in the write transaction. Snapshots, ref moves and gc's cut-offs take the
+/// time here, once the write lock is held: a request may have waited for it.
 fn apply_op(tx: &Connection, cache: &mut TxCache, op: &Op) -> Result<Outcome> {
+    let now = time::OffsetDateTime::now_utc;
     Ok(match op {
         Op::PutState {
             data_ref,
@@ -866,14 +869,14 @@ fn apply_op(tx: &Connection, cache: &mut TxCache, op: &Op) -> Result<Outcome> {
             data_ref,
             metadata,
         } => Outcome::Node(ops::commit_node(tx, cache, parent_ids, data_ref, metadata)?),
-        Op::Snapshot { node_id, at } => Outcome::Snapshot(ops::snapshot(tx, cache, node_id, *at)?),
+        Op::Snapshot { node_id } => Outcome::Snapshot(ops::snapshot(tx, cache, node_id, now())?),
         Op::DeleteSnapshot { id } => {
             ops::delete_snapshot(tx, id)?;
             Outcome::Done
         }
         Op::Collect(options) => {
-            // Now, in the write transaction: see `Op::Collect`.
-            let cutoffs = options.cutoffs(time::OffsetDateTime::now_utc());
+            // See `Op::Collect`.
+            let cutoffs = options.cutoffs(now());
             let report = super::gc::collect(tx, cutoffs)?;
             // Nodes it knew of may be gone.
             cache.clear();
@@ -884,7 +887,6 @@ fn apply_op(tx: &Connection, cache: &mut TxCache, op: &Op) -> Result<Outcome> {
             expected,
             new,
             message,
-            at,
         } => {
             ops::set_ref(
                 tx,
@@ -893,12 +895,12 @@ fn apply_op(tx: &Connection, cache: &mut TxCache, op: &Op) -> Result<Outcome> {
                 expected.as_ref(),
                 new,
                 message.as_deref(),
-                *at,
+                now(),
             )?;
             Outcome::Done
         }
-        Op::DeleteRef { name, expected, at } => {
-            ops::delete_ref(tx, name, expected, *at)?;
+        Op::DeleteRef { name, expected } => {
+            ops::delete_ref(tx, name, expected, now())?;
             Outcome::Done
         }
         Op::Import {

@@ -508,6 +508,40 @@ fn gc_races_writers_without_losing_what_they_reach() {
     assert!(report.is_ok(), "{report:?}");
 }
 
+/// Snapshots and ref moves are stamped when they are written, inside the write transaction:
+/// one that waited for the write lock (another process's long transaction) used to carry
+/// the time it was asked for, which `gc --expire-reflog` and snapshot listings then read.
+#[test]
+fn a_write_that_waited_for_the_write_lock_is_stamped_when_written() {
+    let (_dir, path) = scratch();
+    let store = SqliteStateStore::open(&path).expect("open");
+    let data = store.put_state(StateData::new(b"s".to_vec())).expect("put");
+    let node = store
+        .commit_node(vec![], data, StateMetadata::now("n"))
+        .expect("commit");
+    let lock = rusqlite::Connection::open(&path).expect("raw");
+    lock.execute_batch("BEGIN IMMEDIATE").expect("lock");
+    let released = thread::scope(|s| {
+        let snapshot = s.spawn(|| store.snapshot(&node));
+        let moved = s.spawn(|| store.set_ref("main", None, &node));
+        // Time for both calls to start waiting. The stamps are compared with when the lock
+        // is released, so a call that starts late only makes this round weaker, not wrong.
+        thread::sleep(std::time::Duration::from_millis(50));
+        let released = time::OffsetDateTime::now_utc();
+        lock.execute_batch("ROLLBACK").expect("unlock");
+        snapshot.join().expect("snapshot").expect("snapshot");
+        moved.join().expect("set_ref").expect("set_ref");
+        released
+    });
+    let snapshot = store.snapshots_of(&node).expect("snapshots");
+    assert!(
+        snapshot[0].created_at >= released,
+        "{snapshot:?} < {released}"
+    );
+    let log = store.ref_log("main").expect("ref log");
+    assert!(log[0].at >= released, "{log:?} < {released}");
+}
+
 /// A collection that waits for the write lock counts time from when it gets it: a node
 /// committed while it waited (a revert: a new node on a state older than the grace
 /// period, about to be named by `set_ref`) is new, and stays. The collection used to read
