@@ -236,6 +236,45 @@ fn a_backup_removes_what_killed_backups_to_its_name_left() {
     assert_eq!(left, expected);
 }
 
+/// Process ids repeat (across containers sharing a directory, or after a restart): a
+/// temporary name this process would take may belong to a backup running elsewhere, which
+/// is left alone while it is being written (the backup takes the next name), and taken over
+/// once nothing has written it for a while (a killed process that had this id).
+#[test]
+fn a_backup_whose_temporary_name_is_taken_uses_the_next() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open_normal(&dir.path().join("store.db"));
+    ticks(&store, 5, 256);
+    let pid = std::process::id();
+    let hour = std::time::Duration::from_secs(3600);
+    // Names from every counter this process's backups can have reached (each backup in
+    // this process takes the next; a test binary makes far fewer than 400).
+    let names: Vec<String> = (0..400)
+        .map(|n| format!(".copy.db.{pid}-{n}.tmp"))
+        .collect();
+    for (n, name) in names.iter().enumerate() {
+        let file = std::fs::File::create(dir.path().join(name)).expect("create");
+        // Even ones: a live backup's, just written; odd ones: one killed an hour ago.
+        let idle = if n % 2 == 0 {
+            std::time::Duration::ZERO
+        } else {
+            hour
+        };
+        file.set_modified(std::time::SystemTime::now() - idle)
+            .expect("set mtime");
+    }
+    store.backup(dir.path().join("copy.db")).expect("backup");
+    assert!(SqliteStateStore::open(dir.path().join("copy.db")).is_ok());
+    // The backup skipped at most one live name, took over the abandoned one after it (and
+    // renamed it to copy.db), and touched nothing else.
+    let left = hidden_files(dir.path());
+    let gone: Vec<usize> = (0..names.len())
+        .filter(|&n| !left.contains(&names[n]))
+        .collect();
+    assert!(matches!(gone[..], [n] if n % 2 == 1), "taken: {gone:?}");
+    assert_eq!(left.len(), names.len() - 1, "{left:?}");
+}
+
 /// A backup that does not fit fails with a clear error, leaves no file under the backup's
 /// name nor a temporary one, and the store goes on.
 #[test]
