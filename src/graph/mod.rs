@@ -55,7 +55,9 @@ pub trait History: StateStore {
         Ok(Log::new(self, &LogOptions::new().from(*id))?.hide([*id]))
     }
 
-    /// Every descendant of `id` (not `id` itself), parents before children.
+    /// Every descendant of `id` (not `id` itself), parents before children. A child that a
+    /// `gc` running meanwhile removes is left out, as are its own descendants (which that gc
+    /// removes too: nothing keeps them).
     ///
     /// # Errors
     /// [`StateStoreError::MissingNode`] for an unknown id.
@@ -70,7 +72,9 @@ pub trait History: StateStore {
     /// [`StateStoreError::MissingNode`] if either id is unknown;
     /// [`StateStoreError::ShallowHistory`] when the walk from `descendant` meets a parent
     /// that is not stored (a shallow boundary) through which `ancestor` could be reached:
-    /// the answer is then unknown here, not "no".
+    /// the answer is then unknown here, not "no";
+    /// [`StateStoreError::RemovedDuringWalk`] when a `gc` running meanwhile removed history
+    /// the walk was on.
     fn is_ancestor(&self, ancestor: &StateNodeId, descendant: &StateNodeId) -> Result<bool> {
         ancestry::is_ancestor(self, ancestor, descendant)
     }
@@ -80,7 +84,8 @@ pub trait History: StateStore {
     ///
     /// # Errors
     /// [`StateStoreError::MissingNode`] if either id is unknown;
-    /// [`StateStoreError::ShallowHistory`] as for [`merge_bases`](Self::merge_bases).
+    /// [`StateStoreError::ShallowHistory`] and [`StateStoreError::RemovedDuringWalk`] as for
+    /// [`merge_bases`](Self::merge_bases).
     fn merge_base(&self, a: &StateNodeId, b: &StateNodeId) -> Result<Option<StateNodeId>> {
         Ok(ancestry::merge_bases(self, &[*a, *b])?.into_iter().next())
     }
@@ -96,7 +101,8 @@ pub trait History: StateStore {
     /// otherwise any missing parent met on the way makes the answer unknown, even one that
     /// could not have changed it (the check is conservative). Generations of shallow nodes
     /// are the sender's claims, so a package claiming too low a generation can still make
-    /// a walk stop early and answer "no".
+    /// a walk stop early and answer "no". [`StateStoreError::RemovedDuringWalk`] when a
+    /// `gc` running meanwhile removed history the walk was on.
     fn merge_bases(&self, ids: &[StateNodeId]) -> Result<Vec<StateNodeId>> {
         ancestry::merge_bases(self, ids)
     }
@@ -112,7 +118,9 @@ pub trait History: StateStore {
     /// [`StateStoreError::MissingNode`] for a well-formed full id that is not stored,
     /// [`StateStoreError::AmbiguousId`] listing candidates for an ambiguous prefix,
     /// [`StateStoreError::InvalidInput`] for a suffix that walks past a root, or a
-    /// `NAME@{N}` past the start of the ref log or at a move that deleted the ref.
+    /// `NAME@{N}` past the start of the ref log or at a move that deleted the ref;
+    /// [`StateStoreError::RemovedDuringWalk`] when a `gc` running meanwhile removed the
+    /// history a suffix was walking.
     fn resolve(&self, text: &str) -> Result<StateNodeId> {
         resolve(self, text)
     }
