@@ -618,32 +618,48 @@ fn remove_nodes(tx: &Connection, nodes: &Nodes, dead: &[usize]) -> Result<()> {
     // pruning, `shallow_edges` holds a row per boundary node; a store with many branches
     // or tags holds a row per ref: quadratic time). They live for this transaction only.
     tx.execute_batch(NODE_DELETE_INDEXES).map_err(&ctx)?;
+    // The dead nodes and their edges to stored parents go into temporary tables first, so
+    // that each table is then cleared by one statement: a statement per row costs about
+    // twice as much (a million removed nodes: 10.8 s against 5 s), all of it while writers
+    // wait. Only the rows gc found by its own reading are named, never "every row whose
+    // child is dead": a row that still points at a dead node after them is damage, which
+    // the foreign key checks report and which stops the collection.
+    tx.execute_batch(
+        "CREATE TEMP TABLE gc_dead (seq INTEGER PRIMARY KEY, shallow INTEGER NOT NULL);
+         CREATE TEMP TABLE gc_dead_edges (parent INTEGER, child INTEGER,
+                                          PRIMARY KEY (parent, child)) WITHOUT ROWID;",
+    )
+    .map_err(&ctx)?;
     {
-        let mut edge = tx
-            .prepare("DELETE FROM node_children WHERE parent = ?1 AND child = ?2")
+        let mut add_node = tx
+            .prepare("INSERT INTO gc_dead (seq, shallow) VALUES (?1, ?2)")
             .map_err(&ctx)?;
-        let mut shallow = tx
-            .prepare("DELETE FROM shallow_edges WHERE child = ?1")
-            .map_err(&ctx)?;
-        let mut node = tx
-            .prepare("DELETE FROM state_nodes WHERE seq = ?1")
+        let mut add_edge = tx
+            .prepare("INSERT OR IGNORE INTO gc_dead_edges (parent, child) VALUES (?1, ?2)")
             .map_err(&ctx)?;
         for &i in dead {
             let seq = nodes.seqs[i];
             for p in nodes.stored_parents_of(i) {
-                edge.execute(params![nodes.seqs[p], seq]).map_err(&ctx)?;
+                add_edge
+                    .execute(params![nodes.seqs[p], seq])
+                    .map_err(&ctx)?;
             }
             // A parent not stored here is a boundary edge of this node's own.
-            if nodes.parents_of(i).contains(&ABSENT) {
-                shallow.execute([seq]).map_err(&ctx)?;
-            }
-        }
-        for &i in dead {
-            node.execute([nodes.seqs[i]]).map_err(&ctx)?;
+            let shallow = nodes.parents_of(i).contains(&ABSENT);
+            add_node.execute(params![seq, shallow]).map_err(&ctx)?;
         }
     }
     tx.execute_batch(
-        "DROP INDEX gc_node_children_by_child;
+        "DELETE FROM node_children WHERE (parent, child) IN
+             (SELECT parent, child FROM gc_dead_edges);
+         DELETE FROM shallow_edges WHERE child IN (SELECT seq FROM gc_dead WHERE shallow);
+         DELETE FROM state_nodes WHERE seq IN (SELECT seq FROM gc_dead);",
+    )
+    .map_err(&ctx)?;
+    tx.execute_batch(
+        "DROP TABLE gc_dead;
+         DROP TABLE gc_dead_edges;
+         DROP INDEX gc_node_children_by_child;
          DROP INDEX gc_shallow_edges_by_child;
          DROP INDEX gc_refs_by_node;",
     )
@@ -677,16 +693,25 @@ fn remove_states(tx: &Connection, cut: &Cutoffs, report: &mut GcReport) -> Resul
         // As for node edges: `state_nodes` has no index by data ref (commits do not need one),
         // and each deleted state would otherwise scan every node.
         tx.execute_batch(STATE_DELETE_INDEX).map_err(&ctx)?;
+        // One statement for them all, as for nodes (`remove_nodes`).
+        tx.execute_batch(
+            "CREATE TEMP TABLE gc_old_states (data_ref BLOB PRIMARY KEY) WITHOUT ROWID",
+        )
+        .map_err(&ctx)?;
         {
-            let mut delete = tx
-                .prepare("DELETE FROM state_data WHERE data_ref = ?1")
+            let mut add = tx
+                .prepare("INSERT OR IGNORE INTO gc_old_states (data_ref) VALUES (?1)")
                 .map_err(&ctx)?;
             for data_ref in &old {
-                delete.execute([data_ref]).map_err(&ctx)?;
+                add.execute([data_ref]).map_err(&ctx)?;
             }
         }
-        tx.execute_batch("DROP INDEX gc_state_nodes_by_data")
-            .map_err(&ctx)?;
+        tx.execute_batch(
+            "DELETE FROM state_data WHERE data_ref IN (SELECT data_ref FROM gc_old_states);
+             DROP TABLE gc_old_states;
+             DROP INDEX gc_state_nodes_by_data;",
+        )
+        .map_err(&ctx)?;
     }
     report.states_removed = old.len() as u64;
     let (blobs, bytes): (i64, Option<i64>) = tx
