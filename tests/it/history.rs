@@ -1471,6 +1471,33 @@ fn graph_and_dot_export(store: &dyn StateStore) {
     assert!(!dot.contains("style=dashed"), "{dot}");
 }
 
+/// `X~N` reads each node on its way once: a step keeps the parent it read to check it is
+/// stored, rather than reading it again (a second read of a row finds the cursor's read-ahead
+/// spent and looks it up by id: on a SQLite store of 1M nodes, `main~999990` took 8.2 s
+/// against 1.2 s for a full walk).
+#[test]
+fn a_long_tilde_reads_each_node_once() {
+    let inner = stategraph::InMemoryStateStore::new();
+    let store = Counting::new(&inner);
+    let chain = chain(&store, 1000, "long");
+    let head = chain[chain.len() - 1];
+    store.take_reads();
+    let root = store.resolve(&format!("{}~999", head.to_hex())).unwrap();
+    assert_eq!(root, chain[0]);
+    let reads = store.take_reads();
+    assert!(reads <= 1001, "{reads} node reads for 999 steps");
+    // Mixed steps too: ^2 of a node that has one parent still fails, naming it.
+    let err = store
+        .resolve(&format!("{}~2^2", head.to_hex()))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not a parent number 2"), "{err}");
+    assert_eq!(
+        store.resolve(&format!("{}~2^~3^1", head.to_hex())).unwrap(),
+        chain[chain.len() - 8]
+    );
+}
+
 /// A walk from a ref reads the ref, then its node. When the ref moved and a gc removed the
 /// node it named in between, the walk reads the ref again and starts where it points now
 /// (it reported the ref as damaged); a ref that still names a node that is not stored is.
