@@ -319,10 +319,20 @@ pub trait StateStore: Send + Sync {
     /// Packages a snapshot (its node, parent ids, metadata and bytes) for another store.
     ///
     /// # Errors
-    /// [`StateStoreError::MissingSnapshot`]; corruption errors from reading it back.
+    /// [`StateStoreError::MissingSnapshot`] (also for one deleted while it is read);
+    /// corruption errors from reading it back.
     fn export_snapshot(&self, snapshot_id: &SnapshotId) -> Result<SnapshotPackage> {
         let snapshot = self.load_snapshot(snapshot_id)?;
-        let node = self.get_node(&snapshot.node_id)?;
+        // Two reads: a snapshot deleted after the first, and its node collected by a gc,
+        // is a snapshot deleted before the export began, not a missing node.
+        let node = match self.get_node(&snapshot.node_id) {
+            Err(StateStoreError::MissingNode { .. })
+                if self.snapshot_info(snapshot_id)?.is_none() =>
+            {
+                return Err(StateStoreError::MissingSnapshot { id: *snapshot_id });
+            }
+            other => other?,
+        };
         Ok(SnapshotPackage {
             node_id: node.id,
             snapshot_id: *snapshot_id,

@@ -718,6 +718,7 @@ both_backends!(
     resolve_prefixes_and_ambiguity,
     graph_and_dot_export,
     walks_whose_history_a_gc_removes_meanwhile,
+    exporting_a_snapshot_deleted_and_collected_meanwhile,
 );
 
 fn is_unknown_revision(r: stategraph::Result<StateNodeId>, text: &str) {
@@ -1590,5 +1591,24 @@ fn walks_whose_history_a_gc_removes_meanwhile(inner: &dyn StateStore) {
     assert_eq!(
         ids(store.descendants(&main[0]).unwrap()),
         main[1..].to_vec()
+    );
+}
+
+/// `export_snapshot` reads the snapshot, then its node. A snapshot deleted in between, and
+/// its node collected, is a snapshot that is gone (`export --all` skips those as deleted
+/// while it ran); it was `MissingNode`, which stopped the whole export (found by a soak run).
+fn exporting_a_snapshot_deleted_and_collected_meanwhile(inner: &dyn StateStore) {
+    let store = Counting::new(inner);
+    let node = commit(&store, &[], "only a snapshot keeps this");
+    let snapshot = store.snapshot(&node).unwrap();
+    store.before_get_node(move || {
+        inner.delete_snapshot(&snapshot).unwrap();
+        let options = stategraph::GcOptions::new().grace(std::time::Duration::ZERO);
+        assert_eq!(inner.gc(&options).unwrap().nodes_removed, 1);
+    });
+    let err = store.export_snapshot(&snapshot).unwrap_err();
+    assert!(
+        matches!(err, StateStoreError::MissingSnapshot { id } if id == snapshot),
+        "{err:?}"
     );
 }

@@ -186,6 +186,8 @@ pub struct Counting<'a> {
     /// ref moves (and a gc removes the node it named) between its reads.
     stale_refs: std::sync::Mutex<Vec<StateNodeId>>,
     interruption: std::sync::Mutex<Option<Interruption<'a>>>,
+    /// Runs before the next `get_node`.
+    before_get_node: std::sync::Mutex<Option<Box<dyn FnOnce() + Send + 'a>>>,
 }
 
 impl<'a> Counting<'a> {
@@ -195,7 +197,14 @@ impl<'a> Counting<'a> {
             node_reads: AtomicUsize::new(0),
             stale_refs: std::sync::Mutex::new(Vec::new()),
             interruption: std::sync::Mutex::new(None),
+            before_get_node: std::sync::Mutex::new(None),
         }
+    }
+
+    /// Runs `what` once, just before the next `get_node`: another writer acting between two
+    /// reads of a call made of several.
+    pub fn before_get_node(&self, what: impl FnOnce() + Send + 'a) {
+        *self.before_get_node.lock().expect("before_get_node") = Some(Box::new(what));
     }
 
     /// Runs `what` once, just before a cursor's `reads`-th node read (counted from the last
@@ -262,6 +271,10 @@ impl StateStore for Counting<'_> {
     }
 
     fn get_node(&self, id: &StateNodeId) -> Result<StateNode> {
+        let what = self.before_get_node.lock().expect("before_get_node").take();
+        if let Some(what) = what {
+            what();
+        }
         self.inner.get_node(id)
     }
 

@@ -10,6 +10,7 @@ use stategraph::{
 
 use crate::Ctx;
 use crate::args::{CatArgs, CommitArgs, PutArgs};
+use crate::commands::history::read_state_of;
 use crate::commands::refs::{Kind, check_new_branch, check_ref_name};
 use crate::error::{CliError, CliResult, explain};
 use crate::output::note;
@@ -130,7 +131,7 @@ fn plain_text(bytes: &[u8]) -> bool {
 /// its bytes: that reads another state, whole and valid.
 fn node_state(store: &dyn StateStore, id: &StateNodeId) -> CliResult<StateData> {
     let node = store.get_node(id)?;
-    let data = store.get_state(&node.data_ref)?;
+    let data = read_state_of(store, id, || store.get_state(&node.data_ref))?;
     if data.hash() != node.data_hash {
         return Err(CliError::new(format!(
             "the state of node {} is damaged: the bytes stored under its state ref do not \

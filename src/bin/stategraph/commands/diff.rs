@@ -8,6 +8,7 @@ use stategraph::{StateNode, StateStore};
 
 use crate::Ctx;
 use crate::args::DiffArgs;
+use crate::commands::history::read_state_of;
 use crate::error::{CliResult, explain};
 use crate::output::{Theme, escape_line};
 use crate::revs::resolve;
@@ -38,7 +39,7 @@ pub fn diff(ctx: &Ctx, args: &DiffArgs) -> CliResult {
     };
     let read = |id| -> CliResult<(StateNode, Vec<u8>)> {
         let node = store.get_node(&id).map_err(|e| explain(&store, e))?;
-        let bytes = store.get_state(&node.data_ref)?.bytes;
+        let bytes = read_state_of(&store, &id, || store.get_state(&node.data_ref))?.bytes;
         Ok((node, bytes))
     };
     let old = from.map(read).transpose()?;

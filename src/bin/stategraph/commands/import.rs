@@ -513,6 +513,46 @@ enum Found {
     Again,
 }
 
+/// Whether the store lists the package's snapshot.
+fn stored(store: &SqliteStateStore, package: &SnapshotPackage) -> stategraph::Result<bool> {
+    Ok(store
+        .snapshots_of(&package.node_id)?
+        .iter()
+        .any(|s| s.id == package.snapshot_id))
+}
+
+/// A snapshot not stored: whether its node is (or is being imported before it).
+fn found_new(
+    store: &SqliteStateStore,
+    package: &SnapshotPackage,
+    nodes: &HashSet<StateNodeId>,
+) -> Found {
+    let node_stored = nodes.contains(&package.node_id)
+        || !matches!(
+            store.get_node(&package.node_id),
+            Err(StateStoreError::MissingNode { .. })
+        );
+    Found::New { node_stored }
+}
+
+/// A snapshot the store listed: whole if it loads, damaged if not, and new after all when
+/// it is no longer listed (a program deleted it meanwhile: there is nothing to repair, and
+/// calling the import a repair would be wrong).
+fn found_stored(
+    store: &SqliteStateStore,
+    package: &SnapshotPackage,
+    nodes: &HashSet<StateNodeId>,
+) -> CliResult<Found> {
+    Ok(match store.load_snapshot(&package.snapshot_id) {
+        Ok(_) => Found::Whole,
+        Err(StateStoreError::MissingSnapshot { .. }) if !stored(store, package)? => {
+            found_new(store, package, nodes)
+        }
+        Err(e) if e.is_corrupt() || e.is_missing() => Found::Damaged,
+        Err(e) => return Err(e.into()),
+    })
+}
+
 /// The line `import` prints for a package, and what the store held of its snapshot.
 /// `nodes` and `snapshots` are what is being imported before it, not yet in the store.
 fn describe(
@@ -521,26 +561,12 @@ fn describe(
     nodes: &HashSet<StateNodeId>,
     snapshots: &HashSet<SnapshotId>,
 ) -> CliResult<(String, Found)> {
-    let present = snapshots.contains(&package.snapshot_id)
-        || store
-            .snapshots_of(&package.node_id)?
-            .iter()
-            .any(|s| s.id == package.snapshot_id);
-    let found = if !present {
-        let node_stored = nodes.contains(&package.node_id)
-            || !matches!(
-                store.get_node(&package.node_id),
-                Err(StateStoreError::MissingNode { .. })
-            );
-        Found::New { node_stored }
-    } else if snapshots.contains(&package.snapshot_id) {
+    let found = if snapshots.contains(&package.snapshot_id) {
         Found::Again
+    } else if stored(store, package)? {
+        found_stored(store, package, nodes)?
     } else {
-        match store.load_snapshot(&package.snapshot_id) {
-            Ok(_) => Found::Whole,
-            Err(e) if e.is_corrupt() || e.is_missing() => Found::Damaged,
-            Err(e) => return Err(e.into()),
-        }
+        found_new(store, package, nodes)
     };
     let missing = package
         .parent_ids
@@ -566,4 +592,32 @@ fn describe(
         package.node_id.to_short_hex(12)
     );
     Ok((line, found))
+}
+
+#[cfg(test)]
+mod tests {
+    use stategraph::{StateData, StateMetadata};
+
+    use super::*;
+
+    /// A snapshot listed, then deleted by a program before the import loads it, is new
+    /// (its node still stored), not damaged: the import would have said it repaired it.
+    #[test]
+    fn a_snapshot_deleted_after_it_was_listed_is_new_not_damaged() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStateStore::open(dir.path().join("s.db")).unwrap();
+        let data = store.put_state(StateData::new(b"x".to_vec())).unwrap();
+        let node = store
+            .commit_node(vec![], data, StateMetadata::now(None))
+            .unwrap();
+        let snapshot = store.snapshot(&node).unwrap();
+        let package = store.export_snapshot(&snapshot).unwrap();
+        let none = HashSet::new();
+        assert_eq!(found_stored(&store, &package, &none).unwrap(), Found::Whole);
+        store.delete_snapshot(&snapshot).unwrap();
+        assert_eq!(
+            found_stored(&store, &package, &none).unwrap(),
+            Found::New { node_stored: true }
+        );
+    }
 }
