@@ -49,8 +49,9 @@ pub struct VacuumReport {
     /// ...and after.
     pub bytes_after: u64,
     /// Whether the write-ahead log, which `VACUUM` fills with the whole rewritten file, was
-    /// copied back and cut to nothing. When readers held it, the file shrinks later, once a
-    /// checkpoint gets through; `bytes_after` then still counts the log.
+    /// copied back and cut to nothing. When readers held it, or copying it back failed (a
+    /// full disk), the file shrinks later, once a checkpoint gets through; `bytes_after`
+    /// then still counts the log. The store holds the rewrite either way.
     pub wal_truncated: bool,
     /// Whether the file was rewritten: not when it had no free pages to give back.
     pub rewritten: bool,
@@ -169,7 +170,9 @@ impl SqliteStateStore {
     /// the write-ahead log), reads and writes every page, and holds the write lock
     /// throughout. This handle's writers wait for the rewrite (not for readers that delay
     /// the final truncation of the log); readers carry on. If it fails (a full disk,
-    /// another process holding the write lock past the busy timeout), nothing changed. A
+    /// another process holding the write lock past the busy timeout), nothing changed; once
+    /// the rewrite is committed, a failure to copy the log back into the file is no error
+    /// (see [`VacuumReport::wal_truncated`]). A
     /// file without free pages is left as it is (`rewritten` is then false), so running it
     /// after every `gc` costs nothing when `gc` removed nothing.
     ///
@@ -214,16 +217,27 @@ impl SqliteStateStore {
             // VACUUM wrote the whole file into the WAL; copy it back and cut the WAL, which
             // is also when the main file shrinks (also when an earlier vacuum could not:
             // then there is nothing to rewrite, but the WAL may still hold the rewrite).
-            Ok::<_, crate::StateStoreError>((rewrite, truncate(conn)?))
+            // Once the rewrite is committed, a copy that fails (a full disk, an I/O error)
+            // changes nothing the store holds: the WAL keeps the rewrite, and a later
+            // checkpoint copies it back, so the vacuum is done with the log not yet cut.
+            let truncated = match truncate(conn) {
+                Err(_) if rewrite => false,
+                other => other?,
+            };
+            Ok::<_, crate::StateStoreError>((rewrite, truncated))
         })?;
         // Readers in the WAL make the truncation wait (up to the busy timeout; it is not an
         // error if they outlast it). The write connection is free between attempts, so this
-        // handle's writers go on meanwhile.
+        // handle's writers go on meanwhile. A copy that fails stops the attempts.
         let deadline = std::time::Instant::now() + timeout;
         let mut backoff = super::Backoff::new();
         while !truncated && std::time::Instant::now() < deadline {
             backoff.pause();
-            truncated = writer.exclusive(|conn| truncate(conn))?;
+            match writer.exclusive(|conn| truncate(conn)) {
+                Ok(done) => truncated = done,
+                Err(_) if rewritten => break,
+                Err(e) => return Err(e),
+            }
         }
         Ok(VacuumReport {
             bytes_before,

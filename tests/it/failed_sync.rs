@@ -1,5 +1,6 @@
 //! A commit whose `fsync` fails, after SQLite wrote its frames to the WAL, must not come back
-//! when the store is next opened: the caller was told it failed.
+//! when the store is next opened: the caller was told it failed. And a vacuum whose rewrite
+//! committed is done even when copying the log back into the file fails.
 //!
 //! The failure is injected by a VFS that wraps SQLite's default one and fails the next
 //! `fsync`s of WAL files on request. Registering it as the default changes every connection
@@ -151,4 +152,109 @@ fn a_failed_commit_that_cannot_be_settled_is_in_doubt() {
     assert!(error.contains("may hold it when next opened"), "{error}");
     assert!(error.contains("settle it at once failed too"), "{error}");
     assert_eq!(stored_copies(&path, b"kept"), 1);
+}
+
+const VACUUM_CHILD: &str = "failed_sync::child_vacuum_whose_copy_back_fails";
+
+/// How many of the next fsyncs of a store's main file fail (the vacuum child's hook).
+static MAIN_SYNC_FAILURES: AtomicU32 = AtomicU32::new(0);
+
+/// A main file's `xSync`: fails while failures are pending, otherwise syncs.
+fn failing_main_sync(real: &dyn Fn() -> c_int) -> c_int {
+    let failing = MAIN_SYNC_FAILURES
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok();
+    if failing {
+        return ffi::SQLITE_IOERR_FSYNC;
+    }
+    real()
+}
+
+/// Frees pages with a gc, then vacuums while every sync of the main file fails: the
+/// rewrite commits through the WAL (whose syncs work), and copying it back into the file
+/// (a checkpoint, which syncs the file) fails. Reports what `vacuum` returned, then exits
+/// without closing the store. Does nothing when run on its own.
+#[test]
+#[ignore = "child process of the failed-sync tests; run by them"]
+fn child_vacuum_whose_copy_back_fails() {
+    if child_role().as_deref() != Some("vacuum-copy-fails") {
+        return;
+    }
+    sync_hook::install(
+        c"stategraph-failing-main-sync",
+        ffi::SQLITE_OPEN_MAIN_DB,
+        failing_main_sync,
+    );
+    let path = child_var("STATEGRAPH_TEST_DB");
+    let store = SqliteStateStore::builder()
+        .durability(Durability::Immediate)
+        .open(&path)
+        .expect("child: open");
+    let kept = store
+        .put_state(StateData::new(b"kept".to_vec()))
+        .expect("child: put");
+    let node = store
+        .commit_node(vec![], kept, stategraph::StateMetadata::now("kept"))
+        .expect("child: commit");
+    store.set_ref("main", None, &node).expect("child: ref");
+    for i in 0..200u32 {
+        let data = store
+            .put_state(StateData::new(vec![i as u8; 4096]))
+            .expect("child: put");
+        store
+            .commit_node(vec![], data, stategraph::StateMetadata::now(None))
+            .expect("child: commit");
+    }
+    let gc = stategraph::GcOptions::new().grace(Duration::ZERO);
+    store.gc(&gc).expect("child: gc");
+    MAIN_SYNC_FAILURES.store(u32::MAX, Ordering::SeqCst);
+    match store.vacuum() {
+        Ok(v) => report(&format!(
+            "ok rewritten={} truncated={}",
+            v.rewritten, v.wal_truncated
+        )),
+        Err(e) => report(&format!("error {e}")),
+    }
+    report(&format!(
+        "syncs-failed {}",
+        u32::MAX - MAIN_SYNC_FAILURES.load(Ordering::SeqCst)
+    ));
+    std::mem::forget(store);
+    std::process::exit(0);
+}
+
+/// Once `VACUUM` has committed, the store holds the rewrite: a failure to copy the log back
+/// into the file (a full disk, here a failing fsync) is no error, only a log not cut yet. It
+/// used to fail the vacuum as "nothing was written" while the rewrite was in the log. The
+/// store opens whole afterwards, with what it held.
+#[test]
+fn a_vacuum_whose_copy_back_fails_is_done_with_the_log_not_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    drop(SqliteStateStore::open(&path).expect("creating the store"));
+    let mut cmd = child_command(VACUUM_CHILD, "vacuum-copy-fails");
+    cmd.env("STATEGRAPH_TEST_DB", &path);
+    let mut child = ChildProc::spawn(cmd);
+    let status = child.wait(Duration::from_secs(60));
+    let (reports, stderr) = child.finish();
+    assert!(status.success(), "child failed: {status}\n{stderr}");
+    assert!(
+        !reports.iter().any(|r| r == "syncs-failed 0"),
+        "no sync of the main file was reached: {reports:?}"
+    );
+    assert!(
+        reports
+            .iter()
+            .any(|r| r == "ok rewritten=true truncated=false"),
+        "{reports:?}\n{stderr}"
+    );
+    let store = SqliteStateStore::open(&path).expect("reopening");
+    assert!(store.verify(|_| {}).expect("verify").is_ok());
+    let head = store.get_ref("main").expect("ref").expect("main");
+    let node = store.get_node(&head).expect("node");
+    assert_eq!(
+        store.get_state(&node.data_ref).expect("state").bytes,
+        b"kept"
+    );
+    assert_eq!(store.stats().expect("stats").nodes, 1);
 }

@@ -361,8 +361,9 @@ pub fn gc(ctx: &Ctx, args: &GcArgs) -> CliResult {
     if vacuumed.as_ref().is_some_and(|v| !v.wal_truncated) {
         note(
             ctx.err_theme,
-            "readers were still using the write-ahead log, which holds the rewritten file; \
-             it is copied back and cut at a later checkpoint (when the last reader is done)",
+            "the write-ahead log still holds the rewritten file (readers were using it, or \
+             copying it back failed: a full disk?); a later checkpoint copies it back and \
+             cuts it, and the store is whole either way",
         );
     }
     out.finish()?;
