@@ -38,7 +38,12 @@ fn install() {
 
 /// A WAL file's `xSync`: fails while failures are pending, otherwise syncs.
 fn failing_sync(real: &dyn Fn() -> c_int) -> c_int {
-    let failing = WAL_SYNC_FAILURES
+    fail_or_sync(&WAL_SYNC_FAILURES, real)
+}
+
+/// Fails with an fsync error while `pending` counts failures down, then runs `real`.
+fn fail_or_sync(pending: &AtomicU32, real: &dyn Fn() -> c_int) -> c_int {
+    let failing = pending
         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
         .is_ok();
     if failing {
@@ -161,13 +166,7 @@ static MAIN_SYNC_FAILURES: AtomicU32 = AtomicU32::new(0);
 
 /// A main file's `xSync`: fails while failures are pending, otherwise syncs.
 fn failing_main_sync(real: &dyn Fn() -> c_int) -> c_int {
-    let failing = MAIN_SYNC_FAILURES
-        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-        .is_ok();
-    if failing {
-        return ffi::SQLITE_IOERR_FSYNC;
-    }
-    real()
+    fail_or_sync(&MAIN_SYNC_FAILURES, real)
 }
 
 /// Frees pages with a gc, then vacuums while every sync of the main file fails: the
