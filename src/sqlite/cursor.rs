@@ -141,7 +141,26 @@ impl GraphCursor for SqliteCursor<'_> {
 
     fn is_stored(&mut self, id: &StateNodeId) -> Result<bool> {
         // By the id index, past the read-ahead, which may hold rows a gc has since removed.
-        Ok(ops::find_node(self.conn()?, id)?.is_some())
+        if ops::find_node(self.conn()?, id)?.is_some() {
+            return Ok(true);
+        }
+        // The walk read this node a moment ago, possibly by its seq (a parent hint), past
+        // the id index. Before calling it removed by a gc, make sure the index did not just
+        // lose its entry (damage): one scan of the table, only on this rare path.
+        let scanned: Option<i64> = self
+            .conn()?
+            .prepare_cached("SELECT seq FROM state_nodes NOT INDEXED WHERE id = ?1")
+            .and_then(|mut s| {
+                rusqlite::OptionalExtension::optional(s.query_row([id.as_bytes()], |r| r.get(0)))
+            })
+            .map_err(super::schema::sql_error("reading a node"))?;
+        match scanned {
+            None => Ok(false),
+            Some(seq) => Err(StateStoreError::corrupt(
+                format!("node {id}"),
+                format!("stored (row {seq}), but the id index does not lead to it"),
+            )),
+        }
     }
 }
 

@@ -50,3 +50,4 @@ mod stress;
 mod util;
 mod vacuum;
 mod via_async;
+mod review;
