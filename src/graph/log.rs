@@ -698,8 +698,19 @@ impl<'a> Descendants<'a> {
                 }
                 // Listed a moment ago and gone now: a gc running meanwhile removed it (and
                 // everything below it), so it is no longer a descendant.
-                if let Some(child) = self.cursor.node(&child)? {
-                    self.frontier.push(child, 0);
+                // `is_stored` tells that from an id index that lost the child's entry
+                // (damage: `children` found its row), which must not shorten the answer.
+                match self.cursor.node(&child)? {
+                    Some(child) => {
+                        self.frontier.push(child, 0);
+                    }
+                    None if self.cursor.is_stored(&child)? => {
+                        return Err(StateStoreError::corrupt(
+                            format!("node {child}"),
+                            "listed as a child and stored, but cannot be read by its id",
+                        ));
+                    }
+                    None => {}
                 }
             }
             if node.id != self.start {
