@@ -482,6 +482,27 @@ pub(crate) fn read_state_of<T>(
     }
 }
 
+/// What `show` makes of reading node `id`'s state (see [`read_state_of`]): its size, the
+/// bytes read and their check; an error when the node itself is gone (a gc removed it after
+/// it was read: no damage, as `cat` and `diff` say).
+fn state_check(
+    read: stategraph::Result<(u64, Vec<u8>)>,
+    id: &StateNodeId,
+    hash: &ContentHash,
+) -> CliResult<(Option<u64>, Vec<u8>, StateCheck)> {
+    Ok(match read {
+        Ok((size, head)) => {
+            let check = StateCheck::of(&head, size, hash);
+            (Some(size), head, check)
+        }
+        Err(e @ StateStoreError::MissingNode { id: gone }) if gone == *id => return Err(e.into()),
+        Err(e) if e.is_corrupt() || e.is_missing() => {
+            (None, Vec::new(), StateCheck::Damaged(e.to_string()))
+        }
+        Err(e) => return Err(e.into()),
+    })
+}
+
 /// `show`.
 pub fn show(ctx: &Ctx, args: &ShowArgs) -> CliResult {
     let store = ctx.open_read()?;
@@ -496,16 +517,7 @@ pub fn show(ctx: &Ctx, args: &ShowArgs) -> CliResult {
         let head = store.state_prefix(&node.data_ref, PREVIEW_READ)?;
         Ok((info.len, head))
     });
-    let (size, head, check) = match read {
-        Ok((size, head)) => {
-            let check = StateCheck::of(&head, size, &node.data_hash);
-            (Some(size), head, check)
-        }
-        Err(e) if e.is_corrupt() || e.is_missing() => {
-            (None, Vec::new(), StateCheck::Damaged(e.to_string()))
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let (size, head, check) = state_check(read, &id, &node.data_hash)?;
     let snapshots = store.snapshots_of(&id)?;
     let decorations = Decorations::load(&store)?;
     let refs = decorations.refs(&id);
@@ -710,6 +722,32 @@ mod tests {
     use stategraph::{InMemoryStateStore, StateData, StateMetadata, StateStoreError};
 
     use super::*;
+
+    /// `show` turns a state read that found its node gone into an error about the node,
+    /// not a damaged state with a hint to run fsck (it did: `read_state_of` answered
+    /// `MissingNode`, which `show` took for a missing state).
+    #[test]
+    fn show_reports_a_node_a_gc_removed_as_gone_not_damaged() {
+        let store = InMemoryStateStore::new();
+        let data = store.put_state(StateData::new(b"y".to_vec())).unwrap();
+        let id = store
+            .commit_node(vec![], data, StateMetadata::now(Some("gone".into())))
+            .unwrap();
+        let node = store.get_node(&id).unwrap();
+        let gc = stategraph::GcOptions::new().grace(std::time::Duration::ZERO);
+        assert_eq!(store.gc(&gc).unwrap().nodes_removed, 1);
+        let read = read_state_of(&store, &id, || {
+            let info = store.state_info(&node.data_ref)?;
+            Ok((info.len, Vec::new()))
+        });
+        let err = state_check(read, &id, &node.data_hash).unwrap_err();
+        assert!(!err.message.contains("damaged"), "{}", err.message);
+        assert!(err.hints.iter().all(|h| !h.contains("fsck")), "{:?}", err.hints);
+        // A missing state of a stored node is still damage.
+        let missing = Err(StateStoreError::MissingState { data_ref: node.data_ref });
+        let (_, _, check) = state_check(missing, &id, &node.data_hash).unwrap();
+        assert_eq!(check.as_str(), "damaged");
+    }
 
     /// `show`, `cat` and `diff` read a node, then its state, apart. A gc in between that
     /// removed the node took its state: that is a node gone, not a damaged state (they said
