@@ -141,7 +141,16 @@ impl GraphCursor for SqliteCursor<'_> {
 
     fn is_stored(&mut self, id: &StateNodeId) -> Result<bool> {
         // By the id index, past the read-ahead, which may hold rows a gc has since removed.
-        if ops::find_node(self.conn()?, id)?.is_some() {
+        // The id index alone answers (no row to read and decode): a walk asks this at
+        // every shallow boundary it meets.
+        let indexed: Option<i64> = self
+            .conn()?
+            .prepare_cached("SELECT seq FROM state_nodes WHERE id = ?1")
+            .and_then(|mut s| {
+                rusqlite::OptionalExtension::optional(s.query_row([id.as_bytes()], |r| r.get(0)))
+            })
+            .map_err(super::schema::sql_error("reading a node"))?;
+        if indexed.is_some() {
             return Ok(true);
         }
         // The walk read this node a moment ago, possibly by its seq (a parent hint), past

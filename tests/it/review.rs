@@ -1,6 +1,6 @@
 //! Review reproductions.
 
-use stategraph::{GcOptions, History, LogOptions, StateData, StateStore, StateStoreError};
+use stategraph::{GcOptions, History, LogOptions, StateData, StateStore};
 
 use crate::util::{meta, open_normal, raw, t};
 
@@ -30,7 +30,11 @@ fn damaged_id_index_is_reported_as_removed_during_walk() {
     s.import_snapshot(&pkg).unwrap();
     let c = pkg.node_id;
     let (_, d) = s
-        .commit_state(vec![c], StateData::new(b"d".to_vec()), meta(t(3), Some("d")))
+        .commit_state(
+            vec![c],
+            StateData::new(b"d".to_vec()),
+            meta(t(3), Some("d")),
+        )
         .unwrap();
     s.set_ref("main", None, &d).unwrap();
     // Before damage: a boundary.
@@ -81,22 +85,34 @@ fn gc_after_a_failed_gc_on_the_same_handle() {
     let conn = raw(&path);
     conn.pragma_update(None, "foreign_keys", false).unwrap();
     let seq = |id: &stategraph::StateNodeId| -> i64 {
-        conn.query_row("SELECT seq FROM state_nodes WHERE id = ?1", [id.as_bytes()], |r| r.get(0))
-            .unwrap()
+        conn.query_row(
+            "SELECT seq FROM state_nodes WHERE id = ?1",
+            [id.as_bytes()],
+            |r| r.get(0),
+        )
+        .unwrap()
     };
     let (ks, ds) = (seq(&kept), seq(&dead));
-    conn.execute("INSERT INTO node_children (parent, child) VALUES (?1, ?2)", [ds, ks])
-        .unwrap();
+    conn.execute(
+        "INSERT INTO node_children (parent, child) VALUES (?1, ?2)",
+        [ds, ks],
+    )
+    .unwrap();
     let opts = GcOptions::new().grace(std::time::Duration::ZERO);
     let first = s.gc(&opts);
     println!("first: {first:?}");
     assert!(matches!(&first, Err(e) if e.is_corrupt()), "{first:?}");
-    conn.execute("DELETE FROM node_children WHERE parent = ?1", [ds]).unwrap();
+    conn.execute("DELETE FROM node_children WHERE parent = ?1", [ds])
+        .unwrap();
     let second = s.gc(&opts);
     println!("second: {second:?}");
     assert_eq!(second.expect("second gc").nodes_removed, 1);
     let left: i64 = conn
-        .query_row("SELECT count(*) FROM sqlite_schema WHERE name LIKE 'gc_%'", [], |r| r.get(0))
+        .query_row(
+            "SELECT count(*) FROM sqlite_schema WHERE name LIKE 'gc_%'",
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
     assert_eq!(left, 0);
 }
@@ -113,7 +129,11 @@ fn descendants_hide_a_child_the_id_index_lost() {
         .commit_state(vec![], StateData::new(b"c".to_vec()), meta(t(1), Some("c")))
         .unwrap();
     let (_, d) = s
-        .commit_state(vec![c], StateData::new(b"d".to_vec()), meta(t(3), Some("d")))
+        .commit_state(
+            vec![c],
+            StateData::new(b"d".to_vec()),
+            meta(t(3), Some("d")),
+        )
         .unwrap();
     s.set_ref("main", None, &d).unwrap();
     assert_eq!(s.descendants(&c).unwrap().count(), 1);
@@ -137,5 +157,8 @@ fn descendants_hide_a_child_the_id_index_lost() {
     let s = open_normal(&path);
     let got: Vec<_> = s.descendants(&c).unwrap().collect();
     println!("descendants: {got:?}");
-    assert!(got.iter().any(|r| r.is_err()), "a short answer without an error: {got:?}");
+    assert!(
+        got.iter().any(|r| r.is_err()),
+        "a short answer without an error: {got:?}"
+    );
 }

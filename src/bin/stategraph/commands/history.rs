@@ -742,9 +742,15 @@ mod tests {
         });
         let err = state_check(read, &id, &node.data_hash).unwrap_err();
         assert!(!err.message.contains("damaged"), "{}", err.message);
-        assert!(err.hints.iter().all(|h| !h.contains("fsck")), "{:?}", err.hints);
+        assert!(
+            err.hints.iter().all(|h| !h.contains("fsck")),
+            "{:?}",
+            err.hints
+        );
         // A missing state of a stored node is still damage.
-        let missing = Err(StateStoreError::MissingState { data_ref: node.data_ref });
+        let missing = Err(StateStoreError::MissingState {
+            data_ref: node.data_ref,
+        });
         let (_, _, check) = state_check(missing, &id, &node.data_hash).unwrap();
         assert_eq!(check.as_str(), "damaged");
     }
