@@ -162,3 +162,50 @@ fn descendants_hide_a_child_the_id_index_lost() {
         "a short answer without an error: {got:?}"
     );
 }
+
+/// A prune while a walk runs: the walk either meets the new boundary below the kept line
+/// (a shallow boundary: the node above it is still stored) or fails with RemovedDuringWalk
+/// if it went down into what the prune removed. Never a wrong answer.
+#[test]
+fn walk_while_a_prune_cuts_history() {
+    use crate::history_util::{Counting, chain};
+    for backend in 0..2 {
+        for at in [2usize, 3, 5, 9, 12, 15, 20, 25] {
+            let fixture = crate::history_util::sqlite();
+            let memory = crate::history_util::memory();
+            let inner: &dyn StateStore = if backend == 0 {
+                &memory
+            } else {
+                &fixture.store
+            };
+            let main = chain(inner, 30, "main");
+            inner.set_ref("main", None, &main[29]).unwrap();
+            inner.snapshot(&main[20]).unwrap();
+            let store = Counting::new(inner);
+            store.take_reads();
+            store.before_read(at, move || {
+                let options = GcOptions::new()
+                    .grace(std::time::Duration::ZERO)
+                    .prune_history_before(
+                        time::OffsetDateTime::now_utc() + time::Duration::hours(1),
+                    );
+                let r = inner.gc(&options).unwrap();
+                assert!(r.nodes_removed > 0);
+            });
+            let mut log = store.log(&LogOptions::new().from(main[29])).unwrap();
+            let got: Vec<_> = log.by_ref().collect();
+            let ok = got.iter().filter(|r| r.is_ok()).count();
+            let err = got
+                .iter()
+                .find_map(|r| r.as_ref().err().map(|e| format!("{e:?}")));
+            println!(
+                "backend {backend} at {at}: {ok} nodes, boundary {}, err {err:?}",
+                log.boundary().len()
+            );
+            match &err {
+                None => assert!(ok == 30 || (ok >= 10 && log.boundary().len() == 1), "{ok}"),
+                Some(e) => assert!(e.starts_with("RemovedDuringWalk"), "{e}"),
+            }
+        }
+    }
+}
