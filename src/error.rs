@@ -117,8 +117,8 @@ pub enum StateStoreError {
 
     /// A history walk (a log, an ancestry question, a `~N` revision) read node `id`, and a
     /// `gc` running meanwhile removed it and the history below it before the walk got there:
-    /// a walk holds no snapshot of the store between its reads. Nothing is damaged and
-    /// nothing a ref, snapshot or ref log entry reaches was removed; walking again sees the
+    /// a walk holds no snapshot of the store between its reads. Nothing is damaged: the gc
+    /// removed history nothing kept, or history pruning cut it; walking again sees the
     /// history as it is now (where `id` is gone).
     #[error(
         "node {id} was removed by a gc running while this walk read its history; walk again (the history it was on is no longer stored)"

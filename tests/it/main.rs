@@ -25,6 +25,8 @@
 //! - `stress`: threads and tokio tasks on one store with readers; WAL growth stays bounded.
 //! - `vacuum`: the file shrinks after gc and keeps everything else, also with concurrent
 //!   writers, readers in the WAL and a full disk.
+//! - `walk_races`: history walks while a gc or a prune removes what they walk, and walks
+//!   of a store whose id index is damaged, report what happened.
 
 mod backup;
 #[cfg(feature = "cli")]
@@ -43,7 +45,6 @@ mod multiprocess;
 mod properties;
 mod refs;
 mod reopen;
-mod review;
 mod runtime;
 mod sqlite_corruption;
 mod sqlite_files;
@@ -51,3 +52,4 @@ mod stress;
 mod util;
 mod vacuum;
 mod via_async;
+mod walk_races;

@@ -1,8 +1,31 @@
-//! Review reproductions.
+//! History walks and gc meeting: a walk reads node by node, so a gc can run between its
+//! reads. What it then reports must be true: a node a gc removed is `RemovedDuringWalk`, a
+//! store whose id index lost an entry is damage (`Corrupt`), a pruned line is a boundary.
 
 use stategraph::{GcOptions, History, LogOptions, StateData, StateStore};
 
 use crate::util::{meta, open_normal, raw, t};
+
+/// Damages the id index of the store at `path` so that it no longer leads to `id`: flips a
+/// bit of `id` where the index page holds it. The row itself stays as it was.
+fn lose_index_entry(path: &std::path::Path, id: &stategraph::StateNodeId) {
+    let page: i64 = raw(path)
+        .query_row(
+            "SELECT rootpage FROM sqlite_schema WHERE name = 'sqlite_autoindex_state_nodes_1'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let mut file = std::fs::read(path).unwrap();
+    let start = (page as usize - 1) * 4096;
+    let at = file[start..start + 4096]
+        .windows(32)
+        .position(|w| w == id.as_bytes())
+        .expect("id in index page")
+        + start;
+    file[at + 5] ^= 0x40;
+    std::fs::write(path, file).unwrap();
+}
 
 fn child_without_its_parent() -> stategraph::SnapshotPackage {
     let sender = stategraph::InMemoryStateStore::new();
@@ -18,11 +41,11 @@ fn child_without_its_parent() -> stategraph::SnapshotPackage {
 }
 
 /// A damaged id index that lost a shallow node's entry: a walk reaches the node by its seq
-/// (read-ahead hint), meets its missing parent, asks `is_stored` through the id index and
-/// is told the node is gone: RemovedDuringWalk ("nothing is damaged, walk again"), on a
-/// store no gc touched. Walking again fails the same way forever.
+/// (read-ahead hint) and meets its missing parent. Asking the id index alone whether the
+/// node is still stored said no, and the walk failed with RemovedDuringWalk ("nothing is
+/// damaged, walk again") on a store no gc touched, every time. It is damage.
 #[test]
-fn damaged_id_index_is_reported_as_removed_during_walk() {
+fn a_walk_past_a_node_the_id_index_lost_reports_damage() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.db");
     let s = open_normal(&path);
@@ -41,26 +64,10 @@ fn damaged_id_index_is_reported_as_removed_during_walk() {
     let ok: Vec<_> = s.log(&LogOptions::new().from(d)).unwrap().collect();
     assert!(ok.iter().all(|r| r.is_ok()), "{ok:?}");
     drop(s);
-    let page: i64 = raw(&path)
-        .query_row(
-            "SELECT rootpage FROM sqlite_schema WHERE name = 'sqlite_autoindex_state_nodes_1'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    let mut file = std::fs::read(&path).unwrap();
-    let start = (page as usize - 1) * 4096;
-    let at = file[start..start + 4096]
-        .windows(32)
-        .position(|w| w == c.as_bytes())
-        .expect("id in index page")
-        + start;
-    file[at + 5] ^= 0x40;
-    std::fs::write(&path, file).unwrap();
+    lose_index_entry(&path, &c);
     let s = open_normal(&path);
     let walk: Vec<_> = s.log(&LogOptions::new().from(d)).unwrap().collect();
     let err = walk.into_iter().find_map(|r| r.err());
-    println!("log: {err:?}");
     assert!(
         matches!(&err, Some(e) if e.is_corrupt()),
         "damage reported as a concurrent gc: {err:?}"
@@ -71,7 +78,7 @@ fn damaged_id_index_is_reported_as_removed_during_walk() {
 /// table or index behind: a second gc on the same handle, after the damage is repaired,
 /// must work.
 #[test]
-fn gc_after_a_failed_gc_on_the_same_handle() {
+fn a_gc_after_a_failed_gc_on_the_same_handle_works() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.db");
     let s = open_normal(&path);
@@ -100,12 +107,10 @@ fn gc_after_a_failed_gc_on_the_same_handle() {
     .unwrap();
     let opts = GcOptions::new().grace(std::time::Duration::ZERO);
     let first = s.gc(&opts);
-    println!("first: {first:?}");
     assert!(matches!(&first, Err(e) if e.is_corrupt()), "{first:?}");
     conn.execute("DELETE FROM node_children WHERE parent = ?1", [ds])
         .unwrap();
     let second = s.gc(&opts);
-    println!("second: {second:?}");
     assert_eq!(second.expect("second gc").nodes_removed, 1);
     let left: i64 = conn
         .query_row(
@@ -117,11 +122,10 @@ fn gc_after_a_failed_gc_on_the_same_handle() {
     assert_eq!(left, 0);
 }
 
-/// `descendants` now leaves out a child it cannot read, taking it for one a gc removed. A
-/// damaged id index that lost a child's entry then yields a silently short answer (it failed
-/// with `MissingNode` before), though `children` found the child's row.
+/// `descendants` leaves out a child that a gc removed after `children` listed it. A child
+/// the id index lost (damage: `children` found its row) is an error, not a short answer.
 #[test]
-fn descendants_hide_a_child_the_id_index_lost() {
+fn descendants_of_a_child_the_id_index_lost_report_damage() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.db");
     let s = open_normal(&path);
@@ -138,25 +142,9 @@ fn descendants_hide_a_child_the_id_index_lost() {
     s.set_ref("main", None, &d).unwrap();
     assert_eq!(s.descendants(&c).unwrap().count(), 1);
     drop(s);
-    let page: i64 = raw(&path)
-        .query_row(
-            "SELECT rootpage FROM sqlite_schema WHERE name = 'sqlite_autoindex_state_nodes_1'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    let mut file = std::fs::read(&path).unwrap();
-    let start = (page as usize - 1) * 4096;
-    let at = file[start..start + 4096]
-        .windows(32)
-        .position(|w| w == d.as_bytes())
-        .expect("id in index page")
-        + start;
-    file[at + 5] ^= 0x40;
-    std::fs::write(&path, file).unwrap();
+    lose_index_entry(&path, &d);
     let s = open_normal(&path);
     let got: Vec<_> = s.descendants(&c).unwrap().collect();
-    println!("descendants: {got:?}");
     assert!(
         got.iter().any(|r| r.is_err()),
         "a short answer without an error: {got:?}"
@@ -167,7 +155,7 @@ fn descendants_hide_a_child_the_id_index_lost() {
 /// (a shallow boundary: the node above it is still stored) or fails with RemovedDuringWalk
 /// if it went down into what the prune removed. Never a wrong answer.
 #[test]
-fn walk_while_a_prune_cuts_history() {
+fn a_walk_while_a_prune_cuts_its_history_never_answers_wrong() {
     use crate::history_util::{Counting, chain};
     for backend in 0..2 {
         for at in [2usize, 3, 5, 9, 12, 15, 20, 25] {
@@ -198,10 +186,6 @@ fn walk_while_a_prune_cuts_history() {
             let err = got
                 .iter()
                 .find_map(|r| r.as_ref().err().map(|e| format!("{e:?}")));
-            println!(
-                "backend {backend} at {at}: {ok} nodes, boundary {}, err {err:?}",
-                log.boundary().len()
-            );
             match &err {
                 None => assert!(ok == 30 || (ok >= 10 && log.boundary().len() == 1), "{ok}"),
                 Some(e) => assert!(e.starts_with("RemovedDuringWalk"), "{e}"),
