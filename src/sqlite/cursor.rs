@@ -143,26 +143,23 @@ impl GraphCursor for SqliteCursor<'_> {
         // By the id index, past the read-ahead, which may hold rows a gc has since removed.
         // The id index alone answers (no row to read and decode): a walk asks this at
         // every shallow boundary it meets.
-        let indexed: Option<i64> = self
-            .conn()?
-            .prepare_cached("SELECT seq FROM state_nodes WHERE id = ?1")
-            .and_then(|mut s| {
-                rusqlite::OptionalExtension::optional(s.query_row([id.as_bytes()], |r| r.get(0)))
-            })
-            .map_err(super::schema::sql_error("reading a node"))?;
-        if indexed.is_some() {
+        let conn = self.conn()?;
+        let seq_of = |sql: &str| -> Result<Option<i64>> {
+            conn.prepare_cached(sql)
+                .and_then(|mut s| {
+                    rusqlite::OptionalExtension::optional(
+                        s.query_row([id.as_bytes()], |r| r.get(0)),
+                    )
+                })
+                .map_err(super::schema::sql_error("reading a node"))
+        };
+        if seq_of("SELECT seq FROM state_nodes WHERE id = ?1")?.is_some() {
             return Ok(true);
         }
         // The walk read this node a moment ago, possibly by its seq (a parent hint), past
         // the id index. Before calling it removed by a gc, make sure the index did not just
         // lose its entry (damage): one scan of the table, only on this rare path.
-        let scanned: Option<i64> = self
-            .conn()?
-            .prepare_cached("SELECT seq FROM state_nodes NOT INDEXED WHERE id = ?1")
-            .and_then(|mut s| {
-                rusqlite::OptionalExtension::optional(s.query_row([id.as_bytes()], |r| r.get(0)))
-            })
-            .map_err(super::schema::sql_error("reading a node"))?;
+        let scanned = seq_of("SELECT seq FROM state_nodes NOT INDEXED WHERE id = ?1")?;
         match scanned {
             None => Ok(false),
             Some(seq) => Err(StateStoreError::corrupt(

@@ -1379,7 +1379,7 @@ fn verify_does_not_blame_the_boundary_table_for_an_undecodable_node() {
 
 /// The snapshot package of a child node, whose parent a store that imports it lacks: a
 /// shallow import, with one row in `shallow_edges`.
-fn child_without_its_parent() -> stategraph::SnapshotPackage {
+pub(crate) fn child_without_its_parent() -> stategraph::SnapshotPackage {
     let sender = stategraph::InMemoryStateStore::new();
     let (_, root) = sender
         .commit_state(vec![], StateData::new(b"r".to_vec()), meta(t(1), None))

@@ -4,6 +4,7 @@
 
 use stategraph::{GcOptions, History, LogOptions, StateData, StateStore};
 
+use crate::sqlite_corruption::child_without_its_parent;
 use crate::util::{meta, open_normal, raw, t};
 
 /// Damages the id index of the store at `path` so that it no longer leads to `id`: flips a
@@ -25,19 +26,6 @@ fn lose_index_entry(path: &std::path::Path, id: &stategraph::StateNodeId) {
         + start;
     file[at + 5] ^= 0x40;
     std::fs::write(path, file).unwrap();
-}
-
-fn child_without_its_parent() -> stategraph::SnapshotPackage {
-    let sender = stategraph::InMemoryStateStore::new();
-    let (_, root) = sender
-        .commit_state(vec![], StateData::new(b"r".to_vec()), meta(t(1), None))
-        .expect("commit");
-    let (_, tip) = sender
-        .commit_state(vec![root], StateData::new(b"c".to_vec()), meta(t(2), None))
-        .expect("commit");
-    sender
-        .export_snapshot(&sender.snapshot(&tip).expect("snapshot"))
-        .expect("export")
 }
 
 /// A damaged id index that lost a shallow node's entry: a walk reaches the node by its seq
