@@ -263,6 +263,17 @@ pub struct GcReport {
     pub dry_run: bool,
 }
 
+impl GcReport {
+    /// Whether the collection removes (or, as a dry run, would remove) nothing at all.
+    pub(crate) fn removes_nothing(&self) -> bool {
+        self.nodes_removed == 0
+            && self.states_removed == 0
+            && self.blobs_removed == 0
+            && self.ref_log_entries_removed == 0
+            && self.boundary_nodes == 0
+    }
+}
+
 /// History pruning keeps what a program restarting from a ref needs: for each of `heads`,
 /// every node [`History::latest_snapshot`](crate::History::latest_snapshot) can walk from it
 /// before it meets the newest snapshot in its history (the ancestors of a generation at least

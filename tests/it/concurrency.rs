@@ -568,6 +568,14 @@ fn gc_waiting_for_the_write_lock_keeps_a_node_committed_meanwhile() {
                 .commit_node(vec![], data, StateMetadata::now("base"))
                 .expect("commit");
             writer.set_ref("main", None, &base).expect("ref");
+            // Garbage, so that the collection has something to remove and waits for the
+            // write lock (with nothing to remove it takes no lock at all).
+            let scrap = writer
+                .put_state(StateData::new(b"scrap".to_vec()))
+                .expect("put");
+            writer
+                .commit_node(vec![], scrap, StateMetadata::now("scrap"))
+                .expect("commit");
             (base, data)
         };
         // Everything older than this (the state) is past the grace period.
@@ -586,7 +594,7 @@ fn gc_waiting_for_the_write_lock_keeps_a_node_committed_meanwhile() {
         });
         let report = report.expect("gc");
         let revert = revert.expect("commit");
-        assert_eq!(report.nodes_removed, 0, "round {round}: {report:?}");
+        assert_eq!(report.nodes_removed, 1, "round {round}: {report:?}");
         writer
             .set_ref("main", Some(&base), &revert)
             .unwrap_or_else(|e| panic!("round {round}: {e}"));
