@@ -2,10 +2,23 @@
 //! reads. What it then reports must be true: a node a gc removed is `RemovedDuringWalk`, a
 //! store whose id index lost an entry is damage (`Corrupt`), a pruned line is a boundary.
 
-use stategraph::{GcOptions, History, LogOptions, StateData, StateStore};
+use stategraph::{GcOptions, History, LogOptions, SqliteStateStore, StateData, StateStore};
 
 use crate::sqlite_corruption::child_without_its_parent;
 use crate::util::{meta, open_normal, raw, t};
+
+/// Commits a child `d` of `c` and names it `main`.
+fn main_on(s: &SqliteStateStore, c: stategraph::StateNodeId) -> stategraph::StateNodeId {
+    let (_, d) = s
+        .commit_state(
+            vec![c],
+            StateData::new(b"d".to_vec()),
+            meta(t(3), Some("d")),
+        )
+        .unwrap();
+    s.set_ref("main", None, &d).unwrap();
+    d
+}
 
 /// Damages the id index of the store at `path` so that it no longer leads to `id`: flips a
 /// bit of `id` where the index page holds it. The row itself stays as it was.
@@ -40,14 +53,7 @@ fn a_walk_past_a_node_the_id_index_lost_reports_damage() {
     let pkg = child_without_its_parent();
     s.import_snapshot(&pkg).unwrap();
     let c = pkg.node_id;
-    let (_, d) = s
-        .commit_state(
-            vec![c],
-            StateData::new(b"d".to_vec()),
-            meta(t(3), Some("d")),
-        )
-        .unwrap();
-    s.set_ref("main", None, &d).unwrap();
+    let d = main_on(&s, c);
     // Before damage: a boundary.
     let ok: Vec<_> = s.log(&LogOptions::new().from(d)).unwrap().collect();
     assert!(ok.iter().all(|r| r.is_ok()), "{ok:?}");
@@ -120,14 +126,7 @@ fn descendants_of_a_child_the_id_index_lost_report_damage() {
     let (_, c) = s
         .commit_state(vec![], StateData::new(b"c".to_vec()), meta(t(1), Some("c")))
         .unwrap();
-    let (_, d) = s
-        .commit_state(
-            vec![c],
-            StateData::new(b"d".to_vec()),
-            meta(t(3), Some("d")),
-        )
-        .unwrap();
-    s.set_ref("main", None, &d).unwrap();
+    let d = main_on(&s, c);
     assert_eq!(s.descendants(&c).unwrap().count(), 1);
     drop(s);
     lose_index_entry(&path, &d);
