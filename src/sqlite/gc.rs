@@ -403,7 +403,13 @@ fn collect_in(tx: &Connection, cut: Cutoffs) -> Result<GcReport> {
 /// What [`collect`] would remove, counted without writing: a dry run, which needs only a
 /// read transaction (`tx`), so it runs on a read connection and writers carry on. It reads
 /// what a collection reads, and counts each removal from the same marks.
-pub(crate) fn count(tx: &Connection, mut cut: Cutoffs) -> Result<GcReport> {
+///
+/// Also says whether the collection would stop on damage that only its deletes meet
+/// although it removes nothing else: a state row whose data ref is not bytes, which
+/// [`remove_states`] reads as unused and cannot decode (a `Corrupt` error). A gc that counts
+/// first must then still run the collection, to report it.
+pub(crate) fn count(tx: &Connection, mut cut: Cutoffs) -> Result<(GcReport, bool)> {
+    let mut damaged = false;
     // A dry run whatever the caller's options say: the node scan keeps data refs for it.
     cut.dry_run = true;
     let ctx = sql_error("counting garbage");
@@ -459,7 +465,12 @@ pub(crate) fn count(tx: &Connection, mut cut: Cutoffs) -> Result<GcReport> {
             .map_err(&ctx)?;
         let mut rows = stmt.query([]).map_err(&ctx)?;
         while let Some(row) = rows.next().map_err(&ctx)? {
-            let data_ref = row.get_ref(0).map_err(&ctx)?.as_blob().ok();
+            let raw_ref = row.get_ref(0).map_err(&ctx)?;
+            damaged |= !matches!(
+                raw_ref,
+                rusqlite::types::ValueRef::Blob(_) | rusqlite::types::ValueRef::Null
+            );
+            let data_ref = raw_ref.as_blob().ok();
             let blob: Option<i64> = row.get(1).map_err(&ctx)?;
             let removed = data_ref
                 .and_then(|r| <[u8; 16]>::try_from(r).ok())
@@ -487,7 +498,7 @@ pub(crate) fn count(tx: &Connection, mut cut: Cutoffs) -> Result<GcReport> {
             report.bytes_removed += len.unwrap_or(0) as u64;
         }
     }
-    Ok(report)
+    Ok((report, damaged))
 }
 
 /// History pruning: every kept node with a parent about to go records it as not stored here

@@ -836,11 +836,12 @@ impl StateStore for SqliteStateStore {
     /// them again under the lock, as the graph may have changed in between.
     fn gc(&self, options: &crate::GcOptions) -> Result<crate::GcReport> {
         if options.is_dry_run() {
-            return self.count_garbage(options);
+            return self.count_garbage(options).map(|(report, _)| report);
         }
         if self.shared.writer.is_some() {
-            let counted = self.count_garbage(options)?;
-            if counted.removes_nothing() {
+            let (counted, damaged) = self.count_garbage(options)?;
+            // Damage that only the collection's deletes meet: let it report it.
+            if counted.removes_nothing() && !damaged {
                 return Ok(crate::GcReport {
                     dry_run: false,
                     ..counted
@@ -859,15 +860,24 @@ impl StateStore for SqliteStateStore {
 
 impl SqliteStateStore {
     /// What a collection with `options` would remove, counted in one read transaction.
-    fn count_garbage(&self, options: &crate::GcOptions) -> Result<crate::GcReport> {
+    /// Also says whether the collection would stop on damage anyway (see
+    /// [`gc::count`]).
+    fn count_garbage(&self, options: &crate::GcOptions) -> Result<(crate::GcReport, bool)> {
         self.read(|conn| {
             // The read starts the snapshot; the time is taken after it, so every node the
             // count sees was committed before the collection's start (see `Op::Collect`).
-            conn.execute_batch("BEGIN; SELECT count(*) FROM sqlite_schema;")
-                .map_err(sql_error("counting garbage"))?;
-            let cutoffs = options.cutoffs(time::OffsetDateTime::now_utc());
-            let report = gc::count(conn, cutoffs);
-            let _ = conn.execute_batch("COMMIT");
+            let report = conn
+                .execute_batch("BEGIN; SELECT count(*) FROM sqlite_schema;")
+                .map_err(sql_error("counting garbage"))
+                .and_then(|()| {
+                    let cutoffs = options.cutoffs(time::OffsetDateTime::now_utc());
+                    gc::count(conn, cutoffs)
+                });
+            // A read transaction has nothing to lose: end it whatever happened, and never
+            // hand the connection back to the pool inside one (as `snapshots_of_each`).
+            if !conn.is_autocommit() && conn.execute_batch("COMMIT").is_err() {
+                let _ = conn.execute_batch("ROLLBACK");
+            }
             report
         })
     }

@@ -1391,3 +1391,36 @@ pub(crate) fn child_without_its_parent() -> stategraph::SnapshotPackage {
         .export_snapshot(&sender.snapshot(&tip).expect("snapshot"))
         .expect("export")
 }
+
+/// A state row whose data ref reads as text stops the collection at its deletes (it reads
+/// as unused and does not decode), even when there is nothing else to remove: a gc that
+/// counts first must still run the collection and report it, not return "nothing removed".
+#[test]
+fn gc_with_nothing_else_to_remove_still_stops_on_a_state_ref_that_is_text() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("store.db");
+    let s = open_normal(&path);
+    let (_, root) = s
+        .commit_state(vec![], StateData::new(b"root".to_vec()), meta(t(0), None))
+        .expect("commit");
+    s.set_ref("main", None, &root).expect("ref");
+    drop(s);
+    let conn = raw(&path);
+    conn.pragma_update(None, "foreign_keys", false)
+        .expect("pragma");
+    conn.execute(
+        "INSERT INTO state_data VALUES ('abcdefghijklmnop', (SELECT min(id) FROM blobs), 'x')",
+        [],
+    )
+    .expect("damage");
+    drop(conn);
+    let s = open_normal(&path);
+    let options = stategraph::GcOptions::new().grace(std::time::Duration::ZERO);
+    let dry = s
+        .gc(&options.clone().dry_run(true))
+        .expect("the dry run only reads");
+    assert_eq!((dry.nodes_removed, dry.states_removed), (0, 0), "{dry:?}");
+    let err = s.gc(&options).expect_err("the collection stops");
+    assert!(err.is_corrupt(), "{err}");
+    assert_eq!(s.get_node(&root).expect("kept").id, root);
+}
