@@ -838,10 +838,13 @@ impl StateStore for SqliteStateStore {
         if options.is_dry_run() {
             return self.count_garbage(options).map(|(report, _)| report);
         }
-        if self.shared.writer.is_some() {
+        if let Some(writer) = &self.shared.writer {
             let (counted, damaged) = self.count_garbage(options)?;
             // Damage that only the collection's deletes meet: let it report it.
             if counted.removes_nothing() && !damaged {
+                // The count read through read connections, which may have read another
+                // file (or the old one, moved away): fail as the collection would have.
+                writer.check_file()?;
                 return Ok(crate::GcReport {
                     dry_run: false,
                     ..counted

@@ -513,6 +513,16 @@ impl Writer {
         f(&mut conn)
     }
 
+    /// Fails as a write would when the store file changed as [`OpenedFile`] watches for:
+    /// for what reads instead of writing on this handle's behalf (a gc that finds nothing
+    /// to remove), so that it does not report on a file that is not the store any more.
+    pub(crate) fn check_file(&self) -> Result<()> {
+        match self.file.changed() {
+            Some(what) => Err(self.file.error(what)),
+            None => Ok(()),
+        }
+    }
+
     /// Write requests committed so far, and the transactions that committed them.
     pub(crate) fn committed(&self) -> (u64, u64) {
         (

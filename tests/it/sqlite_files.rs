@@ -1020,3 +1020,27 @@ fn a_foreign_database_beside_a_stategraph_log_is_refused() {
         is_not_a_store(e) && e.to_string().contains("another application")
     });
 }
+
+/// A gc that finds nothing to remove reads only (it counts first), but on a handle whose
+/// file was moved away it fails as the collection does, rather than reporting on the old
+/// file.
+#[test]
+fn gc_with_nothing_to_remove_on_a_moved_file_fails_as_a_write_does() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("store.db");
+    let s = open_normal(&path);
+    let (_, a) = s
+        .commit_state(
+            vec![],
+            stategraph::StateData::new(b"a".to_vec()),
+            stategraph::StateMetadata::new(time::OffsetDateTime::UNIX_EPOCH, None),
+        )
+        .expect("commit");
+    s.set_ref("main", None, &a).expect("ref");
+    std::fs::rename(&path, dir.path().join("moved.db")).expect("move");
+    let err = s.gc(&stategraph::GcOptions::new()).expect_err("moved");
+    assert!(
+        err.to_string().contains("was moved, replaced or deleted"),
+        "{err}"
+    );
+}
