@@ -1273,6 +1273,16 @@ fn gc_stops_on_a_ref_whose_node_id_is_not_bytes() {
     assert_eq!(s.get_node(&tip).expect("kept").id, tip);
 }
 
+/// A new store at `path` holding one root node, which `main` names.
+fn store_with_a_root(path: &Path) -> (SqliteStateStore, StateNodeId) {
+    let s = open_normal(path);
+    let (_, root) = s
+        .commit_state(vec![], StateData::new(b"root".to_vec()), meta(t(0), None))
+        .expect("commit");
+    s.set_ref("main", None, &root).expect("ref");
+    (s, root)
+}
+
 /// Damage a gc meets only at its deletes: a boundary row no node's parent list accounts
 /// for, and a state ref that is not 16 bytes. The dry run (which only reads) does not see
 /// it, the collection stops on it and removes nothing, and `verify` reports it.
@@ -1284,11 +1294,7 @@ fn damage_that_stops_gc_at_its_deletes_shows_in_verify() {
     ] {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("store.db");
-        let s = open_normal(&path);
-        let (_, root) = s
-            .commit_state(vec![], StateData::new(b"root".to_vec()), meta(t(0), None))
-            .expect("commit");
-        s.set_ref("main", None, &root).expect("ref");
+        let (s, root) = store_with_a_root(&path);
         let (_, loose) = s
             .commit_state(
                 vec![root],
@@ -1399,11 +1405,7 @@ pub(crate) fn child_without_its_parent() -> stategraph::SnapshotPackage {
 fn gc_with_nothing_else_to_remove_still_stops_on_a_state_ref_that_is_text() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("store.db");
-    let s = open_normal(&path);
-    let (_, root) = s
-        .commit_state(vec![], StateData::new(b"root".to_vec()), meta(t(0), None))
-        .expect("commit");
-    s.set_ref("main", None, &root).expect("ref");
+    let (s, root) = store_with_a_root(&path);
     drop(s);
     let conn = raw(&path);
     conn.pragma_update(None, "foreign_keys", false)

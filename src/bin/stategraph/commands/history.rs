@@ -723,12 +723,9 @@ mod tests {
 
     use super::*;
 
-    /// `show` turns a state read that found its node gone into an error about the node,
-    /// not a damaged state with a hint to run fsck (it did: `read_state_of` answered
-    /// `MissingNode`, which `show` took for a missing state).
-    #[test]
-    fn show_reports_a_node_a_gc_removed_as_gone_not_damaged() {
-        let store = InMemoryStateStore::new();
+    /// A node nothing keeps, read, then removed by a gc: what a command holds when a gc runs
+    /// between its read of a node and its read of the node's state.
+    fn read_then_collected(store: &InMemoryStateStore) -> (StateNodeId, StateNode) {
         let data = store.put_state(StateData::new(b"y".to_vec())).unwrap();
         let id = store
             .commit_node(vec![], data, StateMetadata::now(Some("gone".into())))
@@ -736,6 +733,16 @@ mod tests {
         let node = store.get_node(&id).unwrap();
         let gc = stategraph::GcOptions::new().grace(std::time::Duration::ZERO);
         assert_eq!(store.gc(&gc).unwrap().nodes_removed, 1);
+        (id, node)
+    }
+
+    /// `show` turns a state read that found its node gone into an error about the node,
+    /// not a damaged state with a hint to run fsck (it did: `read_state_of` answered
+    /// `MissingNode`, which `show` took for a missing state).
+    #[test]
+    fn show_reports_a_node_a_gc_removed_as_gone_not_damaged() {
+        let store = InMemoryStateStore::new();
+        let (id, node) = read_then_collected(&store);
         let read = read_state_of(&store, &id, || {
             let info = store.state_info(&node.data_ref)?;
             Ok((info.len, Vec::new()))
@@ -767,13 +774,7 @@ mod tests {
             .commit_node(vec![], data, StateMetadata::now(Some("kept".into())))
             .unwrap();
         store.set_ref("main", None, &kept).unwrap();
-        let other = store.put_state(StateData::new(b"y".to_vec())).unwrap();
-        let id = store
-            .commit_node(vec![], other, StateMetadata::now(Some("gone".into())))
-            .unwrap();
-        let node = store.get_node(&id).unwrap();
-        let gc = stategraph::GcOptions::new().grace(std::time::Duration::ZERO);
-        assert_eq!(store.gc(&gc).unwrap().nodes_removed, 1);
+        let (id, node) = read_then_collected(&store);
         let err = read_state_of(&store, &id, || store.get_state(&node.data_ref)).unwrap_err();
         assert!(
             matches!(err, StateStoreError::MissingNode { id: i } if i == id),
