@@ -44,6 +44,7 @@ pub struct GcOptions {
     ref_log_expiry: Option<Duration>,
     prune: Option<Prune>,
     dry_run: bool,
+    rows_per_step: usize,
 }
 
 /// Where [`GcOptions::prune_history`] cuts.
@@ -56,6 +57,9 @@ enum Prune {
 /// Two weeks, as git's `gc.pruneExpire`.
 const DEFAULT_GRACE: Duration = Duration::from_secs(14 * 24 * 3600);
 
+/// See [`GcOptions::rows_per_step`].
+const DEFAULT_ROWS_PER_STEP: usize = 10_000;
+
 impl Default for GcOptions {
     fn default() -> Self {
         Self {
@@ -64,6 +68,7 @@ impl Default for GcOptions {
             ref_log_expiry: None,
             prune: None,
             dry_run: false,
+            rows_per_step: DEFAULT_ROWS_PER_STEP,
         }
     }
 }
@@ -140,6 +145,26 @@ impl GcOptions {
     pub fn dry_run(mut self, dry_run: bool) -> Self {
         self.dry_run = dry_run;
         self
+    }
+
+    /// How many rows (nodes, states and byte strings) a SQLite collection removes per write
+    /// transaction: 10,000 by default, at least 1. It works out what to remove in a read
+    /// transaction, without the write lock, then removes it in steps of this many rows,
+    /// each its own transaction, so writers wait for one step at a time rather than for the
+    /// whole collection (a million nodes: seconds). A collection that fits in one step is all
+    /// or nothing; a larger one that stops (damage, a full disk, the process killed) keeps
+    /// what its earlier steps removed, which was garbage, and a later gc removes the rest.
+    /// A step checks each row it removes against what writers did since: a node that a new
+    /// child, ref, snapshot or ref log entry names stays, with its ancestors and its state.
+    /// `usize::MAX` makes every collection one transaction. The in-memory store ignores it.
+    pub fn rows_per_step(mut self, rows: usize) -> Self {
+        self.rows_per_step = rows.max(1);
+        self
+    }
+
+    /// See [`rows_per_step`](Self::rows_per_step).
+    pub fn step_rows(&self) -> usize {
+        self.rows_per_step
     }
 
     /// The grace period.

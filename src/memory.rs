@@ -276,6 +276,11 @@ impl Inner {
             Op::Collect(options) => Ok(Outcome::Collected(
                 self.collect(options.cutoffs(OffsetDateTime::now_utc())),
             )),
+            // Only a SQLite store plans a collection and carries it out in steps.
+            Op::CollectStep(_) => Err(StateStoreError::Backend(crate::error::BackendError::new(
+                "collecting garbage",
+                "internal error: a step of a SQLite collection reached the in-memory store",
+            ))),
         }
     }
 

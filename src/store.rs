@@ -688,6 +688,9 @@ pub(crate) enum Op {
     /// backend turns the options into cut-off times once it holds the write lock: a node
     /// committed while the collection waited for it is younger than the collection.
     Collect(Box<GcOptions>),
+    /// One step of a SQLite collection planned beforehand (see `sqlite::gc::steps`); only
+    /// ever alone in its `Writes`.
+    CollectStep(std::sync::Arc<crate::sqlite::gc::Step>),
 }
 
 /// What one [`Op`] produced.
@@ -776,7 +779,7 @@ impl Op {
             Self::SetRef { .. } => "move a ref",
             Self::DeleteRef { .. } => "delete a ref",
             Self::Import { .. } => "import a snapshot",
-            Self::Collect(_) => "collect garbage",
+            Self::Collect(_) | Self::CollectStep(_) => "collect garbage",
         }
     }
 }

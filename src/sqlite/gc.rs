@@ -10,6 +10,9 @@ use crate::error::{Result, StateStoreError};
 use crate::gc::{self, Cutoffs, GcReport};
 use crate::id::StateDataRef;
 
+mod steps;
+pub(crate) use steps::{Plan, Progress, Step, plan, run as run_step};
+
 /// Runs a collection inside the caller's transaction, in a savepoint of its own that a dry
 /// run (or an error) rolls back.
 pub(crate) fn collect(tx: &Connection, cut: Cutoffs) -> Result<GcReport> {
@@ -56,6 +59,9 @@ struct Nodes {
     /// The state each node holds, read for a dry run only (which counts states by it; a
     /// collection deletes them with SQL).
     data_refs: Vec<StateDataRef>,
+    /// Each node's id, read for a dry run only (a [`Plan`] checks it before deleting a node;
+    /// zeros for an id that is not 32 bytes, which then never matches).
+    ids: Vec<[u8; 32]>,
 }
 
 /// A parent that is not stored here, in [`Nodes::parents`].
@@ -76,6 +82,7 @@ impl Nodes {
         let (mut seqs, mut old, mut pruned) = (Vec::new(), Vec::new(), Vec::new());
         let mut generations = Vec::new();
         let mut data_refs = Vec::new();
+        let mut ids = Vec::new();
         // Each node's parent seqs, concatenated: `raw[raw_starts[i]..raw_starts[i + 1]]`.
         let (mut raw, mut raw_starts) = (Vec::new(), vec![0]);
         while let Some(row) = rows.next().map_err(&ctx)? {
@@ -94,6 +101,14 @@ impl Nodes {
             if let Ok(id) = id.as_blob() {
                 roots.found(id, seqs.len())?;
             }
+            if cut.dry_run {
+                ids.push(
+                    id.as_blob()
+                        .ok()
+                        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                        .unwrap_or([0; 32]),
+                );
+            }
             seqs.push(seq);
             generations.push(row.get::<_, i64>(5).map_err(&ctx)? as u64);
             old.push(cut.is_old_node(&data_ref, created_at));
@@ -110,6 +125,7 @@ impl Nodes {
             pruned,
             generations,
             data_refs,
+            ids,
         };
         nodes.starts.push(0);
         for (i, window) in raw_starts.windows(2).enumerate() {
@@ -400,107 +416,6 @@ fn collect_in(tx: &Connection, cut: Cutoffs) -> Result<GcReport> {
     Ok(report)
 }
 
-/// What [`collect`] would remove, counted without writing: a dry run, which needs only a
-/// read transaction (`tx`), so it runs on a read connection and writers carry on. It reads
-/// what a collection reads, and counts each removal from the same marks.
-///
-/// Also says whether the collection would stop on damage that only its deletes meet
-/// although it removes nothing else: a state row whose data ref is not bytes, which
-/// [`remove_states`] reads as unused and cannot decode (a `Corrupt` error). A gc that counts
-/// first must then still run the collection, to report it.
-pub(crate) fn count(tx: &Connection, mut cut: Cutoffs) -> Result<(GcReport, bool)> {
-    let mut damaged = false;
-    // A dry run whatever the caller's options say: the node scan keeps data refs for it.
-    cut.dry_run = true;
-    let ctx = sql_error("counting garbage");
-    let mut report = GcReport {
-        dry_run: true,
-        ..GcReport::default()
-    };
-    let (s, ns) = expiry(&cut);
-    if cut.ref_log_before.is_some() {
-        report.ref_log_entries_removed = tx
-            .query_row(
-                &format!("SELECT count(*) FROM ref_log WHERE {EXPIRED}"),
-                params![s, ns],
-                |r| r.get::<_, i64>(0),
-            )
-            .map_err(&ctx)? as u64;
-    }
-    let reach = Reach::read(tx, &cut)?;
-    let dead = reach.dead();
-    report.nodes_removed = dead.len() as u64;
-    report.nodes_kept = (reach.nodes.seqs.len() - dead.len()) as u64;
-    if !dead.is_empty() && cut.prune_before.is_some() {
-        report.boundary_nodes = reach.boundary().count() as u64;
-        // The entries left after expiry that name a removed node (`forget_moves`).
-        let mut stmt = tx
-            .prepare(&format!(
-                "SELECT old_node, new_node FROM ref_log NOT INDEXED WHERE NOT ({EXPIRED})"
-            ))
-            .map_err(&ctx)?;
-        let mut rows = stmt.query(params![s, ns]).map_err(&ctx)?;
-        while let Some(row) = rows.next().map_err(&ctx)? {
-            let mut names_dead = false;
-            for column in 0..2 {
-                if let Ok(Some(id)) = row.get_ref(column).map_err(&ctx)?.as_blob_or_null() {
-                    names_dead |= reach.named.index_of(id).is_some_and(|i| !reach.kept[i]);
-                }
-            }
-            report.ref_log_entries_removed += u64::from(names_dead);
-        }
-    }
-    // The states no kept node holds that are old enough, then the bytes no other state
-    // holds (`remove_states`, after `remove_nodes`).
-    let mut held: Vec<[u8; 16]> = (0..reach.nodes.seqs.len())
-        .filter(|&i| reach.kept[i])
-        .map(|i| *reach.nodes.data_refs[i].as_bytes())
-        .collect();
-    held.sort_unstable();
-    held.dedup();
-    let mut kept_blobs: Vec<i64> = Vec::new();
-    {
-        let mut stmt = tx
-            .prepare("SELECT data_ref, blob_id FROM state_data NOT INDEXED")
-            .map_err(&ctx)?;
-        let mut rows = stmt.query([]).map_err(&ctx)?;
-        while let Some(row) = rows.next().map_err(&ctx)? {
-            let raw_ref = row.get_ref(0).map_err(&ctx)?;
-            damaged |= !matches!(
-                raw_ref,
-                rusqlite::types::ValueRef::Blob(_) | rusqlite::types::ValueRef::Null
-            );
-            let data_ref = raw_ref.as_blob().ok();
-            let blob: Option<i64> = row.get(1).map_err(&ctx)?;
-            let removed = data_ref
-                .and_then(|r| <[u8; 16]>::try_from(r).ok())
-                .is_some_and(|r| {
-                    held.binary_search(&r).is_err() && cut.is_old(&StateDataRef::from_bytes(r))
-                });
-            if removed {
-                report.states_removed += 1;
-            } else if let Some(blob) = blob {
-                kept_blobs.push(blob);
-            }
-        }
-    }
-    kept_blobs.sort_unstable();
-    kept_blobs.dedup();
-    let mut stmt = tx
-        .prepare("SELECT id, length(bytes) FROM blobs NOT INDEXED")
-        .map_err(&ctx)?;
-    let mut rows = stmt.query([]).map_err(&ctx)?;
-    while let Some(row) = rows.next().map_err(&ctx)? {
-        let id: i64 = row.get(0).map_err(&ctx)?;
-        if kept_blobs.binary_search(&id).is_err() {
-            let len: Option<i64> = row.get(1).map_err(&ctx)?;
-            report.blobs_removed += 1;
-            report.bytes_removed += len.unwrap_or(0) as u64;
-        }
-    }
-    Ok((report, damaged))
-}
-
 /// History pruning: every kept node with a parent about to go records it as not stored here
 /// (a shallow boundary, as an import without ancestors leaves), and loses the edge to it.
 /// Returns how many nodes that made boundary nodes.
@@ -591,7 +506,11 @@ fn forget_moves(tx: &Connection, reach: &Reach, cut: &Cutoffs) -> Result<u64> {
 /// only what nothing stored points at, by its own reading of the links, so a row that still
 /// points at one means the links are not what they say (a parent seq that names the wrong
 /// row, say), and nothing is removed.
-fn delete_error(context: &'static str) -> impl Fn(rusqlite::Error) -> StateStoreError {
+fn delete_error(
+    context: &'static str,
+    stopped: &str,
+) -> impl Fn(rusqlite::Error) -> StateStoreError {
+    let stopped = stopped.to_owned();
     move |e| {
         if e.sqlite_error()
             .is_some_and(|f| f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY)
@@ -600,8 +519,8 @@ fn delete_error(context: &'static str) -> impl Fn(rusqlite::Error) -> StateStore
                 "store",
                 format!(
                     "{context}: a row still points at one gc found unreachable, so the stored \
-                     links between nodes disagree ({e}); garbage collection stopped and removed \
-                     nothing (`stategraph fsck` shows where)"
+                     links between nodes disagree ({e}); {stopped} (`stategraph fsck` shows \
+                     where)"
                 ),
             );
         }
@@ -610,19 +529,25 @@ fn delete_error(context: &'static str) -> impl Fn(rusqlite::Error) -> StateStore
 }
 
 /// The indexes [`remove_nodes`] builds for the foreign key checks of its deletes (see there).
-const NODE_DELETE_INDEXES: &str = "CREATE INDEX gc_node_children_by_child ON node_children(child);
-     CREATE INDEX gc_shallow_edges_by_child ON shallow_edges(child);
-     CREATE INDEX gc_refs_by_node ON refs(node_id);";
+const NODE_DELETE_INDEXES: &str =
+    "CREATE INDEX IF NOT EXISTS gc_node_children_by_child ON node_children(child);
+     CREATE INDEX IF NOT EXISTS gc_shallow_edges_by_child ON shallow_edges(child);
+     CREATE INDEX IF NOT EXISTS gc_refs_by_node ON refs(node_id);";
 /// The index [`remove_states`] builds before deleting states.
-const STATE_DELETE_INDEX: &str = "CREATE INDEX gc_state_nodes_by_data ON state_nodes(data_ref)";
+const STATE_DELETE_INDEX: &str =
+    "CREATE INDEX IF NOT EXISTS gc_state_nodes_by_data ON state_nodes(data_ref)";
 /// The index [`remove_states`] builds before deleting bytes.
-const BLOB_DELETE_INDEX: &str = "CREATE INDEX gc_state_data_by_blob ON state_data(blob_id)";
+const BLOB_DELETE_INDEX: &str =
+    "CREATE INDEX IF NOT EXISTS gc_state_data_by_blob ON state_data(blob_id)";
 
 /// Deletes `dead` nodes and their edges. Every child of a dead node is dead too, or (history
 /// pruning) has already lost its edge to it, so removing a node's edges to its parents
 /// removes all its edges.
 fn remove_nodes(tx: &Connection, nodes: &Nodes, dead: &[usize]) -> Result<()> {
-    let ctx = delete_error("removing unreachable nodes");
+    let ctx = delete_error(
+        "removing unreachable nodes",
+        "garbage collection stopped and removed nothing",
+    );
     // SQLite checks every foreign key into a deleted row by looking for rows that point at
     // it; `node_children` and `shallow_edges` have no index by child, and `refs` none by
     // node, so without these each deleted node would scan all three tables (after history
@@ -670,9 +595,9 @@ fn remove_nodes(tx: &Connection, nodes: &Nodes, dead: &[usize]) -> Result<()> {
     tx.execute_batch(
         "DROP TABLE gc_dead;
          DROP TABLE gc_dead_edges;
-         DROP INDEX gc_node_children_by_child;
-         DROP INDEX gc_shallow_edges_by_child;
-         DROP INDEX gc_refs_by_node;",
+         DROP INDEX IF EXISTS gc_node_children_by_child;
+         DROP INDEX IF EXISTS gc_shallow_edges_by_child;
+         DROP INDEX IF EXISTS gc_refs_by_node;",
     )
     .map_err(&ctx)
 }
@@ -720,7 +645,7 @@ fn remove_states(tx: &Connection, cut: &Cutoffs, report: &mut GcReport) -> Resul
         tx.execute_batch(
             "DELETE FROM state_data WHERE data_ref IN (SELECT data_ref FROM gc_old_states);
              DROP TABLE gc_old_states;
-             DROP INDEX gc_state_nodes_by_data;",
+             DROP INDEX IF EXISTS gc_state_nodes_by_data;",
         )
         .map_err(&ctx)?;
     }
@@ -738,7 +663,7 @@ fn remove_states(tx: &Connection, cut: &Cutoffs, report: &mut GcReport) -> Resul
         tx.execute_batch(&format!(
             "{BLOB_DELETE_INDEX};
              DELETE FROM blobs WHERE id NOT IN (SELECT blob_id FROM state_data);
-             DROP INDEX gc_state_data_by_blob;"
+             DROP INDEX IF EXISTS gc_state_data_by_blob;"
         ))
         .map_err(&ctx)?;
     }
@@ -766,10 +691,20 @@ mod tests {
         let path = dir.path().join("s.db");
         drop(SqliteStateStore::open(&path).unwrap());
         let conn = Connection::open(&path).unwrap();
-        conn.execute_batch(&format!(
-            "BEGIN; {NODE_DELETE_INDEXES}; {STATE_DELETE_INDEX}; {BLOB_DELETE_INDEX};"
-        ))
-        .unwrap();
+        // Those a one-transaction collection makes, then those a collection in steps makes.
+        let at_once = format!("{NODE_DELETE_INDEXES}; {STATE_DELETE_INDEX}; {BLOB_DELETE_INDEX};");
+        let in_steps: String = steps::STEP_INDEXES
+            .iter()
+            .map(|(name, on)| format!("CREATE INDEX {name} ON {on};"))
+            .collect();
+        for indexes in [at_once, in_steps] {
+            conn.execute_batch(&format!("BEGIN; {indexes}")).unwrap();
+            foreign_keys_are_indexed(&conn);
+            conn.execute_batch("ROLLBACK").unwrap();
+        }
+    }
+
+    fn foreign_keys_are_indexed(conn: &Connection) {
         let tables: Vec<String> = conn
             .prepare("SELECT name FROM sqlite_schema WHERE type = 'table'")
             .unwrap()

@@ -1,7 +1,7 @@
 //! The SQLite backend: one file, WAL, one writer connection and a pool of readers.
 
 mod cursor;
-mod gc;
+pub(crate) mod gc;
 mod maintenance;
 mod ops;
 mod schema;
@@ -827,33 +827,38 @@ impl StateStore for SqliteStateStore {
             .map(|outcomes| Applied { outcomes })
     }
 
-    /// A dry run counts in one read transaction on a read connection: it works on a
-    /// read-only handle and takes no write lock, so writers carry on meanwhile. A collection
-    /// counts that way first, and takes the write lock only when there is something to
-    /// remove: reading every node's parents holds writers back for about a second per
-    /// million nodes, which a periodic gc that finds nothing (the usual case while refs and
-    /// their logs keep everything) need not cost them. When it finds something it reads
-    /// them again under the lock, as the graph may have changed in between.
+    /// A dry run works out what to remove in one read transaction on a read connection: it
+    /// works on a read-only handle and takes no write lock, so writers carry on meanwhile. A
+    /// collection works it out the same way (reading every node's parents takes about a
+    /// second per million nodes, which writers need not wait for), returns at once when it
+    /// finds nothing, and otherwise removes it in steps (see [`GcOptions::rows_per_step`]),
+    /// each a write transaction that checks the rows it removes against what writers did
+    /// since.
+    ///
+    /// [`GcOptions::rows_per_step`]: crate::GcOptions::rows_per_step
     fn gc(&self, options: &crate::GcOptions) -> Result<crate::GcReport> {
         if options.is_dry_run() {
-            return self.count_garbage(options).map(|(report, _)| report);
+            return self.plan_garbage(options).map(|plan| plan.counted);
         }
-        if let Some(writer) = &self.shared.writer {
-            let (counted, damaged) = self.count_garbage(options)?;
-            // Damage that only the collection's deletes meet: let it report it.
-            if counted.removes_nothing() && !damaged {
-                // The count read through read connections, which may have read another
-                // file (or the old one, moved away): fail as the collection would have.
-                writer.check_file()?;
-                return Ok(crate::GcReport {
-                    dry_run: false,
-                    ..counted
-                });
-            }
+        let Some(writer) = &self.shared.writer else {
+            // Read-only: fails as any write does.
+            return self.collect_at_once(options);
+        };
+        let plan = self.plan_garbage(options)?;
+        // Damage that only the collection's deletes meet: let it report it.
+        if plan.damaged {
+            return self.collect_at_once(options);
         }
-        self.apply(Writes::one(Op::Collect(Box::new(options.clone()))))?
-            .single()?
-            .collected()
+        if plan.counted.removes_nothing() {
+            // The plan read through read connections, which may have read another file (or
+            // the old one, moved away): fail as the collection would have.
+            writer.check_file()?;
+            return Ok(crate::GcReport {
+                dry_run: false,
+                ..plan.counted
+            });
+        }
+        self.collect_in_steps(plan, options.step_rows(), |_| {})
     }
 
     fn cursor(&self) -> Result<Box<dyn GraphCursor + '_>> {
@@ -862,27 +867,67 @@ impl StateStore for SqliteStateStore {
 }
 
 impl SqliteStateStore {
-    /// What a collection with `options` would remove, counted in one read transaction.
-    /// Also says whether the collection would stop on damage anyway (see
-    /// [`gc::count`]).
-    fn count_garbage(&self, options: &crate::GcOptions) -> Result<(crate::GcReport, bool)> {
+    /// What a collection with `options` removes, worked out in one read transaction.
+    fn plan_garbage(&self, options: &crate::GcOptions) -> Result<gc::Plan> {
         self.read(|conn| {
             // The read starts the snapshot; the time is taken after it, so every node the
-            // count sees was committed before the collection's start (see `Op::Collect`).
-            let report = conn
+            // plan sees was committed before the collection's start (see `Op::Collect`).
+            let plan = conn
                 .execute_batch("BEGIN; SELECT count(*) FROM sqlite_schema;")
-                .map_err(sql_error("counting garbage"))
+                .map_err(sql_error("working out what to collect"))
                 .and_then(|()| {
                     let cutoffs = options.cutoffs(time::OffsetDateTime::now_utc());
-                    gc::count(conn, cutoffs)
+                    gc::plan(conn, cutoffs)
                 });
             // A read transaction has nothing to lose: end it whatever happened, and never
             // hand the connection back to the pool inside one (as `snapshots_of_each`).
             if !conn.is_autocommit() && conn.execute_batch("COMMIT").is_err() {
                 let _ = conn.execute_batch("ROLLBACK");
             }
-            report
+            plan
         })
+    }
+
+    /// Carries out `plan` in steps of `rows` rows; `between` runs after each step but the
+    /// last (for tests: what writers may do meanwhile).
+    fn collect_in_steps(
+        &self,
+        plan: gc::Plan,
+        rows: usize,
+        mut between: impl FnMut(&gc::Progress),
+    ) -> Result<crate::GcReport> {
+        let plan = Arc::new(plan);
+        let mut progress = gc::Progress::default();
+        loop {
+            let step = Arc::new(gc::Step::new(Arc::clone(&plan), progress.clone(), rows));
+            if let Err(e) = self.apply(Writes::one(Op::CollectStep(Arc::clone(&step)))) {
+                if progress.started() {
+                    // The indexes the steps made are still there, and writers keep them up
+                    // to date until something drops them (the next gc does, if this fails).
+                    let _ = self.apply(Writes::one(Op::CollectStep(Arc::new(
+                        gc::Step::DropIndexes,
+                    ))));
+                }
+                return Err(e);
+            }
+            progress = step.take().ok_or_else(|| {
+                StateStoreError::Backend(BackendError::new(
+                    "collecting garbage",
+                    "internal error: a committed step left no progress",
+                ))
+            })?;
+            if progress.is_finished() {
+                return Ok(progress.report(&plan));
+            }
+            between(&progress);
+        }
+    }
+
+    /// A collection in one write transaction that reads the graph itself, under the lock.
+    fn collect_at_once(&self, options: &crate::GcOptions) -> Result<crate::GcReport> {
+        self.apply(Writes::one(Op::Collect(Box::new(options.clone()))))?
+            .single()?
+            .collected()
     }
 }
 

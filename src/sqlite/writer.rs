@@ -892,6 +892,12 @@ fn apply_op(tx: &Connection, cache: &mut TxCache, op: &Op) -> Result<Outcome> {
             cache.clear();
             Outcome::Collected(report)
         }
+        Op::CollectStep(step) => {
+            super::gc::run_step(tx, step)?;
+            // Nodes and byte strings it knew of may be gone.
+            cache.clear();
+            Outcome::Done
+        }
         Op::SetRef {
             name,
             expected,

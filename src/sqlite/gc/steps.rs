@@ -1,0 +1,992 @@
+//! A collection worked out in a read transaction ([`plan`]) and carried out in steps
+//! ([`Step`]), each its own write transaction, so that writers wait for one step at a time
+//! rather than for the whole collection.
+//!
+//! Between the plan and a step, writers carry on: they may commit a child of a node the plan
+//! removes, point a ref, a snapshot or a ref log entry at it, or (another gc, an import)
+//! change its row. So a step removes a planned node only after checking, in its own
+//! transaction, that it is still the row the plan read and that nothing names it or lists it
+//! as a parent; otherwise the node stays. The nodes go children first, so a node that stays
+//! keeps its parents in turn (their edge to it is still there when their turn comes), and a
+//! state or byte string stays while anything holds it. Every step leaves a store that
+//! `verify` accepts: a kept node loses a parent (a shallow boundary) in the step that removes
+//! that parent.
+//!
+//! The foreign key checks of the deletes still run, as in a one-transaction collection: a row
+//! the plan did not account for that points at a node about to go is damage, and stops the
+//! collection. What earlier steps removed stays removed (they checked every row they
+//! removed); the step that met the damage removes nothing.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{ABSENT, EXPIRED, Nodes, Reach, delete_error, expiry};
+use crate::error::{Result, StateStoreError};
+use crate::gc::{Cutoffs, GcReport};
+use crate::id::StateDataRef;
+use crate::sqlite::ops::{ABSENT_SEQ, decode_seqs, encode_seqs};
+use crate::sqlite::schema::sql_error;
+
+/// The indexes a step reads, by name: those the foreign key checks of its deletes need (see
+/// [`NODE_DELETE_INDEXES`]), and the ref log's by node, to find the entries made meanwhile
+/// that name a node about to go. The first steps make them, one per step (each reads a whole
+/// table, about 0.15 s per million rows); the last step drops them.
+pub(super) const STEP_INDEXES: [(&str, &str); 7] = [
+    ("gc_node_children_by_child", "node_children(child)"),
+    ("gc_shallow_edges_by_child", "shallow_edges(child)"),
+    ("gc_refs_by_node", "refs(node_id)"),
+    ("gc_ref_log_by_old", "ref_log(old_node)"),
+    ("gc_ref_log_by_new", "ref_log(new_node)"),
+    ("gc_state_nodes_by_data", "state_nodes(data_ref)"),
+    ("gc_state_data_by_blob", "state_data(blob_id)"),
+];
+
+/// What a collection removes, read in one read transaction: the dry run's answer, and the
+/// rows for the steps to remove.
+pub(crate) struct Plan {
+    /// What the collection removes if no writer gets in the way (a dry run's report).
+    pub(crate) counted: GcReport,
+    /// The collection would stop on damage that only its deletes meet (a state row whose
+    /// data ref is not bytes), although it may remove nothing else: the caller must run the
+    /// collection to report it.
+    pub(crate) damaged: bool,
+    cut: Cutoffs,
+    nodes: Nodes,
+    /// The nodes to remove (indices into `nodes`), children before parents.
+    order: Vec<u32>,
+    /// History pruning: for a node to remove, the kept nodes that lose it as a parent.
+    cuts: HashMap<u32, Vec<u32>>,
+    /// History pruning: for a node to remove, the ref log entries naming it that go with it.
+    moves: HashMap<u32, Vec<Move>>,
+    /// States to remove (old, and held by no kept node).
+    states: Vec<[u8; 16]>,
+    /// Byte strings to remove (held by no state that stays), with their sizes.
+    blobs: Vec<(i64, u64)>,
+}
+
+/// A ref log entry as the plan read it.
+struct Move {
+    seq: i64,
+    old: Option<Vec<u8>>,
+    new: Option<Vec<u8>>,
+}
+
+/// Works out what a collection with `cut` removes, reading in `tx` (a read transaction is
+/// enough). It reads what a one-transaction collection ([`super::collect`]) reads, and marks
+/// from the same roots.
+pub(crate) fn plan(tx: &Connection, mut cut: Cutoffs) -> Result<Plan> {
+    // The node scan keeps ids and data refs for a dry run: the plan needs them.
+    let dry_run = std::mem::replace(&mut cut.dry_run, true);
+    let ctx = sql_error("working out what to collect");
+    let mut report = GcReport {
+        dry_run: true,
+        ..GcReport::default()
+    };
+    let (s, ns) = expiry(&cut);
+    if cut.ref_log_before.is_some() {
+        report.ref_log_entries_removed = tx
+            .query_row(
+                &format!("SELECT count(*) FROM ref_log WHERE {EXPIRED}"),
+                params![s, ns],
+                |r| r.get::<_, i64>(0),
+            )
+            .map_err(&ctx)? as u64;
+    }
+    let reach = Reach::read(tx, &cut)?;
+    let dead = reach.dead();
+    report.nodes_removed = dead.len() as u64;
+    report.nodes_kept = (reach.nodes.seqs.len() - dead.len()) as u64;
+    let (mut cuts, mut moves) = (HashMap::new(), HashMap::new());
+    if !dead.is_empty() && cut.prune_before.is_some() {
+        for child in reach.boundary() {
+            report.boundary_nodes += 1;
+            for &p in reach.nodes.parents_of(child) {
+                if p != ABSENT && !reach.kept[p as usize] {
+                    let children: &mut Vec<u32> = cuts.entry(p).or_default();
+                    if children.last() != Some(&(child as u32)) {
+                        children.push(child as u32);
+                    }
+                }
+            }
+        }
+        // The entries left after expiry that name a removed node (see `forget_moves`).
+        let mut stmt = tx
+            .prepare(&format!(
+                "SELECT seq, old_node, new_node FROM ref_log NOT INDEXED WHERE NOT ({EXPIRED})"
+            ))
+            .map_err(&ctx)?;
+        let mut rows = stmt.query(params![s, ns]).map_err(&ctx)?;
+        while let Some(row) = rows.next().map_err(&ctx)? {
+            let mut named = [None, None];
+            let mut dead_named: Vec<u32> = Vec::new();
+            for column in 1..3 {
+                if let Ok(Some(id)) = row.get_ref(column).map_err(&ctx)?.as_blob_or_null() {
+                    named[column - 1] = Some(id.to_vec());
+                    if let Some(i) = reach.named.index_of(id).filter(|&i| !reach.kept[i]) {
+                        dead_named.push(i as u32);
+                    }
+                }
+            }
+            if !dead_named.is_empty() {
+                // Filed under each node it names: whichever goes first takes it, as the
+                // other could not go while it is there.
+                let [old, new] = named;
+                let seq: i64 = row.get(0).map_err(&ctx)?;
+                for i in dead_named {
+                    moves.entry(i).or_insert_with(Vec::new).push(Move {
+                        seq,
+                        old: old.clone(),
+                        new: new.clone(),
+                    });
+                }
+                report.ref_log_entries_removed += 1;
+            }
+        }
+    }
+    let order = children_first(&reach, &dead)?;
+    // The states no kept node holds that are old enough, then the bytes no other state
+    // holds (as `remove_states` finds them after `remove_nodes`).
+    let mut damaged = false;
+    let mut held: Vec<[u8; 16]> = (0..reach.nodes.seqs.len())
+        .filter(|&i| reach.kept[i])
+        .map(|i| *reach.nodes.data_refs[i].as_bytes())
+        .collect();
+    held.sort_unstable();
+    held.dedup();
+    let (mut states, mut kept_blobs) = (Vec::new(), Vec::new());
+    {
+        let mut stmt = tx
+            .prepare("SELECT data_ref, blob_id FROM state_data NOT INDEXED")
+            .map_err(&ctx)?;
+        let mut rows = stmt.query([]).map_err(&ctx)?;
+        while let Some(row) = rows.next().map_err(&ctx)? {
+            let raw_ref = row.get_ref(0).map_err(&ctx)?;
+            damaged |= !matches!(
+                raw_ref,
+                rusqlite::types::ValueRef::Blob(_) | rusqlite::types::ValueRef::Null
+            );
+            let data_ref = raw_ref
+                .as_blob()
+                .ok()
+                .and_then(|r| <[u8; 16]>::try_from(r).ok());
+            let blob: Option<i64> = row.get(1).map_err(&ctx)?;
+            match data_ref {
+                Some(r)
+                    if held.binary_search(&r).is_err()
+                        && cut.is_old(&StateDataRef::from_bytes(r)) =>
+                {
+                    states.push(r);
+                }
+                _ => kept_blobs.extend(blob),
+            }
+        }
+    }
+    report.states_removed = states.len() as u64;
+    kept_blobs.sort_unstable();
+    kept_blobs.dedup();
+    let mut blobs = Vec::new();
+    {
+        let mut stmt = tx
+            .prepare("SELECT id, length(bytes) FROM blobs NOT INDEXED")
+            .map_err(&ctx)?;
+        let mut rows = stmt.query([]).map_err(&ctx)?;
+        while let Some(row) = rows.next().map_err(&ctx)? {
+            let id: i64 = row.get(0).map_err(&ctx)?;
+            if kept_blobs.binary_search(&id).is_err() {
+                let len: Option<i64> = row.get(1).map_err(&ctx)?;
+                let len = len.unwrap_or(0) as u64;
+                report.blobs_removed += 1;
+                report.bytes_removed += len;
+                blobs.push((id, len));
+            }
+        }
+    }
+    cut.dry_run = dry_run;
+    Ok(Plan {
+        counted: report,
+        damaged,
+        cut,
+        nodes: reach.nodes,
+        order,
+        cuts,
+        moves,
+        states,
+        blobs,
+    })
+}
+
+/// `dead` ordered children before parents (a parent's edge to a child that stays keeps it).
+/// A cycle among them (parent links that are damaged) is damage: nothing is removed.
+fn children_first(reach: &Reach, dead: &[usize]) -> Result<Vec<u32>> {
+    let (nodes, kept) = (&reach.nodes, &reach.kept);
+    let mut children = vec![0u32; nodes.seqs.len()];
+    for &i in dead {
+        for p in nodes.stored_parents_of(i).filter(|&p| !kept[p]) {
+            children[p] += 1;
+        }
+    }
+    let mut ready: Vec<usize> = dead.iter().copied().filter(|&i| children[i] == 0).collect();
+    // Oldest first off the stack, so that a chain goes from its newest node down.
+    ready.reverse();
+    let mut order = Vec::with_capacity(dead.len());
+    while let Some(i) = ready.pop() {
+        order.push(i as u32);
+        for p in nodes.stored_parents_of(i).filter(|&p| !kept[p]) {
+            children[p] -= 1;
+            if children[p] == 0 {
+                ready.push(p);
+            }
+        }
+    }
+    if order.len() != dead.len() {
+        let stuck = dead
+            .iter()
+            .find(|&&i| children[i] != 0)
+            .copied()
+            .unwrap_or(0);
+        return Err(super::corrupt(
+            nodes.seqs[stuck],
+            "its parent links lead back to itself",
+        ));
+    }
+    Ok(order)
+}
+
+/// How far a collection has got, carried from one step to the next.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Progress {
+    /// Steps committed.
+    steps: u64,
+    /// The expired ref log entries have been removed.
+    expired: bool,
+    next_node: usize,
+    next_state: usize,
+    next_blob: usize,
+    /// History pruning: the parent seqs of each kept node that has lost a parent so far.
+    cut_so_far: HashMap<u32, Vec<i64>>,
+    /// What the committed steps removed (`nodes_kept` unused).
+    removed: GcReport,
+    /// Nodes the plan removed that the steps found named or changed, and kept.
+    kept_meanwhile: u64,
+    /// Every row of the plan has been dealt with and the step indexes dropped.
+    finished: bool,
+}
+
+impl Progress {
+    /// Whether the collection is done.
+    pub(crate) fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    /// Whether a step has committed.
+    pub(crate) fn started(&self) -> bool {
+        self.steps > 0
+    }
+
+    /// The collection's report: what it removed, and the nodes it kept (those the plan kept,
+    /// and those writers named meanwhile).
+    pub(crate) fn report(&self, plan: &Plan) -> GcReport {
+        GcReport {
+            nodes_kept: plan.counted.nodes_kept + self.kept_meanwhile,
+            dry_run: false,
+            ..self.removed
+        }
+    }
+
+    /// How a step that meets damage ends, by what the earlier ones did.
+    fn stopped(&self) -> String {
+        if self.steps == 0 {
+            "garbage collection stopped and removed nothing".to_owned()
+        } else {
+            let r = &self.removed;
+            format!(
+                "garbage collection stopped; this step removed nothing, and what its {} \
+                 earlier steps removed ({} unreachable nodes, {} states, {} ref log entries) \
+                 stays removed",
+                self.steps, r.nodes_removed, r.states_removed, r.ref_log_entries_removed
+            )
+        }
+    }
+}
+
+/// One write transaction of a collection: [`run`] carries on from `from` for at most `rows`
+/// rows (nodes, states and byte strings), and leaves the progress to take.
+#[derive(Debug)]
+pub(crate) enum Step {
+    Work(Box<Work>),
+    /// Drops the step indexes, after a collection stopped between steps.
+    DropIndexes,
+}
+
+/// See [`Step::Work`].
+#[derive(Debug)]
+pub(crate) struct Work {
+    plan: Arc<Plan>,
+    from: Progress,
+    rows: usize,
+    done: Mutex<Option<Progress>>,
+}
+
+impl Plan {
+    /// How many rows the steps remove, if nothing interferes.
+    fn rows(&self) -> usize {
+        self.order.len() + self.states.len() + self.blobs.len()
+    }
+}
+
+impl std::fmt::Debug for Plan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plan")
+            .field("counted", &self.counted)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Step {
+    pub(crate) fn new(plan: Arc<Plan>, from: Progress, rows: usize) -> Self {
+        Self::Work(Box::new(Work {
+            plan,
+            from,
+            rows,
+            done: Mutex::new(None),
+        }))
+    }
+
+    /// The progress after the step, once its transaction committed.
+    pub(crate) fn take(&self) -> Option<Progress> {
+        match self {
+            Self::Work(work) => work
+                .done
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+            Self::DropIndexes => None,
+        }
+    }
+}
+
+/// Runs `step` in the caller's write transaction.
+pub(crate) fn run(tx: &Connection, step: &Step) -> Result<()> {
+    let ctx = sql_error("collecting garbage");
+    let (plan, from, rows, done) = match step {
+        Step::Work(work) => (&work.plan, &work.from, work.rows, &work.done),
+        Step::DropIndexes => return drop_indexes(tx),
+    };
+    let mut p = from.clone();
+    // Made by the first steps; made again if another collection's last step dropped them.
+    for (name, on) in STEP_INDEXES {
+        let made: bool = tx
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE name = ?1)")
+            .and_then(|mut s| s.query_row([name], |r| r.get(0)))
+            .map_err(&ctx)?;
+        if !made {
+            tx.execute_batch(&format!("CREATE INDEX {name} ON {on}"))
+                .map_err(&ctx)?;
+            // A big table takes a step of its own, unless the whole plan fits in one.
+            if rows < plan.rows() {
+                p.steps += 1;
+                *done.lock().unwrap_or_else(PoisonError::into_inner) = Some(p);
+                return Ok(());
+            }
+        }
+    }
+    if !p.expired && plan.cut.ref_log_before.is_some() {
+        p.expired = true;
+        let (s, ns) = expiry(&plan.cut);
+        p.removed.ref_log_entries_removed += tx
+            .execute(
+                &format!("DELETE FROM ref_log WHERE {EXPIRED}"),
+                params![s, ns],
+            )
+            .map_err(&ctx)? as u64;
+    }
+    let mut budget = rows.max(1);
+    while budget > 0 && p.next_node < plan.order.len() {
+        let node = plan.order[p.next_node] as usize;
+        remove_node(tx, plan, &mut p, node)?;
+        p.next_node += 1;
+        budget -= 1;
+    }
+    while budget > 0 && p.next_state < plan.states.len() {
+        let data_ref = &plan.states[p.next_state];
+        p.removed.states_removed +=
+            tx.prepare_cached(
+                "DELETE FROM state_data WHERE data_ref = ?1 \
+                 AND NOT EXISTS (SELECT 1 FROM state_nodes WHERE data_ref = ?1)",
+            )
+            .and_then(|mut s| s.execute([data_ref.as_slice()]))
+            .map_err(delete_error("removing unused states", &p.stopped()))? as u64;
+        p.next_state += 1;
+        budget -= 1;
+    }
+    while budget > 0 && p.next_blob < plan.blobs.len() {
+        let (id, len) = plan.blobs[p.next_blob];
+        let removed = tx
+            .prepare_cached(
+                "DELETE FROM blobs WHERE id = ?1 \
+                 AND NOT EXISTS (SELECT 1 FROM state_data WHERE blob_id = ?1)",
+            )
+            .and_then(|mut s| s.execute([id]))
+            .map_err(delete_error("removing unused bytes", &p.stopped()))?;
+        if removed > 0 {
+            p.removed.blobs_removed += 1;
+            p.removed.bytes_removed += len;
+        }
+        p.next_blob += 1;
+        budget -= 1;
+    }
+    if p.next_node == plan.order.len()
+        && p.next_state == plan.states.len()
+        && p.next_blob == plan.blobs.len()
+    {
+        drop_indexes(tx)?;
+        p.finished = true;
+    }
+    p.steps += 1;
+    *done.lock().unwrap_or_else(PoisonError::into_inner) = Some(p);
+    Ok(())
+}
+
+fn drop_indexes(tx: &Connection) -> Result<()> {
+    let sql: String = STEP_INDEXES
+        .iter()
+        .map(|(name, _)| format!("DROP INDEX IF EXISTS {name};"))
+        .collect();
+    tx.execute_batch(&sql)
+        .map_err(sql_error("dropping garbage collection's indexes"))
+}
+
+/// Removes planned node `i`, unless it is no longer the row the plan read, or something
+/// names it or lists it as a parent now: then it stays (and so, in turn, do its parents).
+fn remove_node(tx: &Connection, plan: &Plan, p: &mut Progress, i: usize) -> Result<()> {
+    let ctx = sql_error("removing unreachable nodes");
+    let nodes = &plan.nodes;
+    let (seq, id) = (nodes.seqs[i], nodes.ids[i].as_slice());
+    let parent_seqs = planned_parent_seqs(nodes, i);
+    let exists = |sql: &str, params: &[&dyn rusqlite::ToSql]| -> Result<bool> {
+        tx.prepare_cached(sql)
+            .and_then(|mut s| s.query_row(params, |r| r.get(0)))
+            .map_err(&ctx)
+    };
+    let execute = |sql: &str, params: &[&dyn rusqlite::ToSql]| -> Result<usize> {
+        tx.prepare_cached(sql)
+            .and_then(|mut s| s.execute(params))
+            .map_err(&ctx)
+    };
+    let now: Option<(Vec<u8>, Vec<u8>)> = tx
+        .prepare_cached("SELECT id, parent_seqs FROM state_nodes WHERE seq = ?1")
+        .and_then(|mut s| {
+            s.query_row([seq], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+        })
+        .map_err(&ctx)?;
+    match now {
+        // Gone meanwhile (another collection removed it).
+        Some((now_id, _)) if now_id != id => return Ok(()),
+        None => return Ok(()),
+        // Changed meanwhile (an import found a parent it was missing), or named by a ref or
+        // a snapshot made meanwhile: what it is now is not what the plan decided on.
+        Some((_, now_parents)) => {
+            if now_parents != encode_seqs(&parent_seqs)
+                || exists(
+                    "SELECT EXISTS (SELECT 1 FROM refs WHERE node_id = ?1) \
+                         OR EXISTS (SELECT 1 FROM snapshots WHERE node_id = ?1)",
+                    params![id],
+                )?
+            {
+                p.kept_meanwhile += 1;
+                return Ok(());
+            }
+        }
+    }
+    for m in plan.moves.get(&(i as u32)).into_iter().flatten() {
+        p.removed.ref_log_entries_removed += execute(
+            "DELETE FROM ref_log WHERE seq = ?1 AND old_node IS ?2 AND new_node IS ?3",
+            params![m.seq, m.old, m.new],
+        )? as u64;
+    }
+    // Any entry left was made meanwhile (the plan kept every node an entry named, but for
+    // the entries it has just removed).
+    if exists(
+        "SELECT EXISTS (SELECT 1 FROM ref_log WHERE old_node = ?1) \
+             OR EXISTS (SELECT 1 FROM ref_log WHERE new_node = ?1)",
+        params![id],
+    )? {
+        p.kept_meanwhile += 1;
+        return Ok(());
+    }
+    // History pruning: the kept nodes above it record it as not stored here, each unless it
+    // changed meanwhile (it then keeps its edge, and the edge keeps this node).
+    for &b in plan.cuts.get(&(i as u32)).into_iter().flatten() {
+        let child = b as usize;
+        let before = p
+            .cut_so_far
+            .get(&b)
+            .cloned()
+            .unwrap_or_else(|| planned_parent_seqs(nodes, child));
+        let after: Vec<i64> = before
+            .iter()
+            .map(|&s| if s == seq { ABSENT_SEQ } else { s })
+            .collect();
+        let child_seq = nodes.seqs[child];
+        let updated = execute(
+            "UPDATE state_nodes SET parent_seqs = ?1 \
+             WHERE seq = ?2 AND id = ?3 AND parent_seqs = ?4",
+            params![
+                encode_seqs(&after),
+                child_seq,
+                nodes.ids[child].as_slice(),
+                encode_seqs(&before)
+            ],
+        )?;
+        if updated == 1 {
+            execute(
+                "INSERT INTO shallow_edges (parent_id, child) VALUES (?1, ?2)",
+                params![id, child_seq],
+            )?;
+            execute(
+                "DELETE FROM node_children WHERE parent = ?1 AND child = ?2",
+                params![seq, child_seq],
+            )?;
+            if p.cut_so_far.insert(b, after).is_none() {
+                p.removed.boundary_nodes += 1;
+            }
+        }
+    }
+    // A child left: committed or imported on it meanwhile, or one whose cut above found it
+    // changed, keeps it. A child edge that the child's parent list does not account for is
+    // damage, as the foreign key check below would find.
+    let child: Option<i64> = tx
+        .prepare_cached("SELECT child FROM node_children WHERE parent = ?1 LIMIT 1")
+        .and_then(|mut s| s.query_row([seq], |r| r.get(0)).optional())
+        .map_err(&ctx)?;
+    if let Some(child) = child {
+        let listed: Option<Vec<u8>> = tx
+            .prepare_cached("SELECT parent_seqs FROM state_nodes WHERE seq = ?1")
+            .and_then(|mut s| s.query_row([child], |r| r.get(0)).optional())
+            .map_err(&ctx)?;
+        let lists_it = match listed {
+            Some(raw) => decode_seqs(&raw)?.contains(&seq),
+            None => false,
+        };
+        if lists_it {
+            p.kept_meanwhile += 1;
+            return Ok(());
+        }
+        return Err(StateStoreError::corrupt(
+            format!("node row {seq}"),
+            format!(
+                "a child edge leads to node row {child}, whose parent list does not name it; \
+                 {} (`stategraph fsck` shows where)",
+                p.stopped()
+            ),
+        ));
+    }
+    for &parent in parent_seqs.iter().filter(|&&s| s != ABSENT_SEQ) {
+        execute(
+            "DELETE FROM node_children WHERE parent = ?1 AND child = ?2",
+            params![parent, seq],
+        )?;
+    }
+    if parent_seqs.contains(&ABSENT_SEQ) {
+        execute("DELETE FROM shallow_edges WHERE child = ?1", params![seq])?;
+    }
+    tx.prepare_cached("DELETE FROM state_nodes WHERE seq = ?1")
+        .and_then(|mut s| s.execute([seq]))
+        .map_err(delete_error("removing unreachable nodes", &p.stopped()))?;
+    p.removed.nodes_removed += 1;
+    Ok(())
+}
+
+/// Node `i`'s parent seqs as the plan read them ([`ABSENT_SEQ`] for one not stored here).
+fn planned_parent_seqs(nodes: &Nodes, i: usize) -> Vec<i64> {
+    nodes
+        .parents_of(i)
+        .iter()
+        .map(|&q| {
+            if q == ABSENT {
+                ABSENT_SEQ
+            } else {
+                nodes.seqs[q as usize]
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use rusqlite::Connection;
+    use time::OffsetDateTime;
+
+    use super::Progress;
+    use crate::error::Result;
+    use crate::gc::GcReport;
+    use crate::{
+        GcOptions, SqliteStateStore, StateData, StateMetadata, StateNodeId, StateStore as _,
+    };
+
+    /// A store with `main` on a chain root <- m1 <- m2 (a snapshot of m1), and an unnamed
+    /// chain d1 <- ... <- d6 on m1 (oldest first), everything made at the epoch: a collection
+    /// with no grace removes the d chain, and pruning cuts below m2.
+    struct Dead {
+        _dir: tempfile::TempDir,
+        path: std::path::PathBuf,
+        store: SqliteStateStore,
+        main: Vec<StateNodeId>,
+        chain: Vec<StateNodeId>,
+    }
+
+    fn meta(label: &str) -> StateMetadata {
+        StateMetadata::new(OffsetDateTime::UNIX_EPOCH, Some(label.to_owned()))
+    }
+
+    impl Dead {
+        fn new() -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("s.db");
+            let store = SqliteStateStore::open(&path).unwrap();
+            let commit = |parent: Option<StateNodeId>, label: &str| {
+                let data = StateData::new(format!("state of {label}").into_bytes());
+                store
+                    .commit_state(parent.into_iter().collect(), data, meta(label))
+                    .unwrap()
+                    .1
+            };
+            let mut main = vec![commit(None, "root")];
+            for label in ["m1", "m2"] {
+                main.push(commit(main.last().copied(), label));
+            }
+            let mut chain = vec![commit(Some(main[1]), "d1")];
+            for i in 2..=6 {
+                chain.push(commit(chain.last().copied(), &format!("d{i}")));
+            }
+            store.set_ref("main", None, &main[2]).unwrap();
+            store.snapshot(&main[1]).unwrap();
+            Self {
+                _dir: dir,
+                path,
+                store,
+                main,
+                chain,
+            }
+        }
+
+        /// Collects with `options` one row per step, running `between` after each step but
+        /// the last, and checks that every step left a store `verify` accepts.
+        fn collect(
+            &self,
+            options: &GcOptions,
+            mut between: impl FnMut(&Progress),
+        ) -> Result<GcReport> {
+            let plan = self.store.plan_garbage(options)?;
+            self.store.collect_in_steps(plan, 1, |progress| {
+                let report = self.store.verify(|_| {}).unwrap();
+                assert!(report.is_ok(), "after a step: {:?}", report.problems);
+                between(progress);
+            })
+        }
+
+        fn stored(&self, id: &StateNodeId) -> bool {
+            self.store.get_node(id).is_ok()
+        }
+
+        /// What the file holds: node ids, states and byte strings, ref log entries, and
+        /// boundary rows.
+        fn contents(&self) -> (Vec<Vec<u8>>, [i64; 4]) {
+            contents(&self.path)
+        }
+    }
+
+    fn contents(path: &Path) -> (Vec<Vec<u8>>, [i64; 4]) {
+        let conn = Connection::open(path).unwrap();
+        let ids = conn
+            .prepare("SELECT id FROM state_nodes ORDER BY id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        let count = |table: &str| -> i64 {
+            conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+                .unwrap()
+        };
+        (
+            ids,
+            [
+                count("state_data"),
+                count("blobs"),
+                count("ref_log"),
+                count("shallow_edges"),
+            ],
+        )
+    }
+
+    /// The indexes the steps make, left in the file.
+    fn gc_indexes(path: &Path) -> Vec<String> {
+        Connection::open(path)
+            .unwrap()
+            .prepare("SELECT name FROM sqlite_schema WHERE name LIKE 'gc\\_%' ESCAPE '\\'")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap()
+    }
+
+    fn no_grace() -> GcOptions {
+        GcOptions::new().grace(Duration::ZERO)
+    }
+
+    /// One row per step removes what one transaction removes, reports the same, and leaves
+    /// a store that `verify` accepts after every step; plain, and pruning with the ref log
+    /// expired.
+    #[test]
+    fn steps_remove_what_one_transaction_removes() {
+        for options in [
+            no_grace(),
+            no_grace()
+                .prune_history(Duration::ZERO)
+                .expire_ref_log(Duration::ZERO),
+        ] {
+            let (at_once, in_steps) = (Dead::new(), Dead::new());
+            let want = at_once.store.collect_at_once(&options).unwrap();
+            let mut steps = 0;
+            let got = in_steps.collect(&options, |_| steps += 1).unwrap();
+            assert_eq!(got, want, "{options:?}");
+            assert!(want.nodes_removed >= 6, "{want:?}");
+            assert!(
+                steps as u64 > want.nodes_removed + want.states_removed,
+                "{steps} steps"
+            );
+            assert_eq!(in_steps.contents(), at_once.contents(), "{options:?}");
+            assert_eq!(gc_indexes(&in_steps.path), Vec::<String>::new());
+        }
+    }
+
+    /// Between two steps a writer names d3, which the plan removes; d6..d4 (removed before)
+    /// go, d3 and its ancestors stay, each way of naming it.
+    #[test]
+    fn a_node_named_between_steps_stays_with_its_ancestors() {
+        type Name = fn(&Dead);
+        let ways: [(&str, Name); 4] = [
+            ("a child", |d| {
+                let data = StateData::new(b"child".to_vec());
+                d.store
+                    .commit_state(vec![d.chain[2]], data, meta("new"))
+                    .unwrap();
+            }),
+            ("a ref", |d| {
+                d.store.set_ref("late", None, &d.chain[2]).unwrap()
+            }),
+            ("a snapshot", |d| {
+                d.store.snapshot(&d.chain[2]).unwrap();
+            }),
+            ("a ref log entry", |d| {
+                d.store.set_ref("late", None, &d.chain[2]).unwrap();
+                d.store.delete_ref("late", &d.chain[2]).unwrap();
+            }),
+        ];
+        for (way, name) in ways {
+            let d = Dead::new();
+            let mut named = false;
+            let report = d
+                .collect(&no_grace(), |p| {
+                    // d6, d5 and d4 are gone; d3 is next.
+                    if p.removed.nodes_removed == 3 && !named {
+                        name(&d);
+                        named = true;
+                    }
+                })
+                .unwrap();
+            assert!(named, "{way}");
+            for (i, id) in d.chain.iter().enumerate() {
+                assert_eq!(d.stored(id), i <= 2, "{way}: d{}", i + 1);
+            }
+            assert_eq!(report.nodes_removed, 3, "{way}: {report:?}");
+            // d3, d2, d1 stay; the three plan-kept main nodes are counted as before.
+            assert_eq!(report.nodes_kept, 6, "{way}: {report:?}");
+            let kept = d.store.get_node(&d.chain[0]).unwrap();
+            d.store.get_state(&kept.data_ref).unwrap();
+            let verified = d.store.verify(|_| {}).unwrap();
+            assert!(verified.is_ok(), "{way}: {:?}", verified.problems);
+            assert!(gc_indexes(&d.path).is_empty(), "{way}");
+            // Once nothing names it any more, the next gc removes it.
+            if way == "a ref" {
+                d.store.delete_ref("late", &d.chain[2]).unwrap();
+            }
+        }
+    }
+
+    /// A state or byte string the plan removes stays when a writer holds it meanwhile: a
+    /// node committed on d1's state, and a new state with d2's bytes.
+    #[test]
+    fn a_state_or_bytes_held_between_steps_stay() {
+        let d = Dead::new();
+        let d1_state = d.store.get_node(&d.chain[0]).unwrap().data_ref;
+        let mut late = None;
+        let report = d
+            .collect(&no_grace(), |p| {
+                if p.removed.nodes_removed == 1 && late.is_none() {
+                    let node = d
+                        .store
+                        .commit_node(vec![], d1_state, meta("on d1's state"))
+                        .unwrap();
+                    let bytes = StateData::new(b"state of d2".to_vec());
+                    late = Some((node, d.store.put_state(bytes).unwrap()));
+                }
+            })
+            .unwrap();
+        let (node, state) = late.unwrap();
+        assert!(d.chain.iter().all(|id| !d.stored(id)));
+        assert_eq!(d.store.get_node(&node).unwrap().data_ref, d1_state);
+        assert_eq!(d.store.get_state(&d1_state).unwrap().bytes, b"state of d1");
+        assert_eq!(d.store.get_state(&state).unwrap().bytes, b"state of d2");
+        // Six states planned, d1's kept; six byte strings planned, d1's and d2's kept.
+        assert_eq!((report.states_removed, report.blobs_removed), (5, 4));
+        assert!(d.store.verify(|_| {}).unwrap().is_ok());
+    }
+
+    /// Another collection between two steps removes the rest first: the steps skip what is
+    /// gone, report only what they removed, and still drop their indexes (which the other
+    /// collection had dropped already, and the next step made again).
+    #[test]
+    fn another_collection_between_steps() {
+        let d = Dead::new();
+        let mut other = None;
+        let report = d
+            .collect(&no_grace(), |p| {
+                if p.removed.nodes_removed == 2 && other.is_none() {
+                    let handle = SqliteStateStore::open(&d.path).unwrap();
+                    other = Some(crate::StateStore::gc(&handle, &no_grace()).unwrap());
+                }
+            })
+            .unwrap();
+        let other = other.unwrap();
+        assert_eq!(other.nodes_removed, 4, "{other:?}");
+        assert_eq!((report.nodes_removed, report.nodes_kept), (2, 3));
+        assert!(d.chain.iter().all(|id| !d.stored(id)));
+        assert!(d.main.iter().all(|id| d.stored(id)));
+        assert!(d.store.verify(|_| {}).unwrap().is_ok());
+        assert!(gc_indexes(&d.path).is_empty());
+    }
+
+    /// A node the plan removes whose row changed meanwhile stays: here an import brings
+    /// the parent a shallow node was missing, which links the two.
+    #[test]
+    fn a_node_whose_row_changed_between_steps_stays() {
+        // Elsewhere: parent <- shallow, as packages.
+        let source = crate::InMemoryStateStore::new();
+        let (_, parent) = source
+            .commit_state(vec![], StateData::new(b"parent".to_vec()), meta("p"))
+            .unwrap();
+        let (_, shallow) = source
+            .commit_state(vec![parent], StateData::new(b"shallow".to_vec()), meta("s"))
+            .unwrap();
+        let package = |id| {
+            let snapshot = source.snapshot(id).unwrap();
+            source.export_snapshot(&snapshot).unwrap()
+        };
+        let (parent_package, shallow_package) = (package(&parent), package(&shallow));
+        let d = Dead::new();
+        let snapshot = d.store.import_snapshot(&shallow_package).unwrap();
+        d.store.delete_snapshot(&snapshot).unwrap();
+        let mut imported = false;
+        let report = d
+            .collect(&no_grace(), |p| {
+                // Before the first node goes (the index steps come first).
+                if p.kept_meanwhile == 0 && p.removed.nodes_removed == 0 && !imported {
+                    d.store.import_snapshot(&parent_package).unwrap();
+                    imported = true;
+                }
+            })
+            .unwrap();
+        assert!(imported);
+        assert!(d.stored(&shallow) && d.stored(&parent));
+        assert_eq!(d.store.get_node(&shallow).unwrap().parent_ids, vec![parent]);
+        assert_eq!(report.nodes_removed, 6, "{report:?}");
+        assert!(d.store.verify(|_| {}).unwrap().is_ok());
+    }
+
+    /// Damage met by a later step (a child edge no parent list accounts for) stops the
+    /// collection: what earlier steps removed stays removed and the message says so, the
+    /// step that met it removes nothing, and the indexes go.
+    #[test]
+    fn damage_met_by_a_later_step_stops_it_and_says_what_earlier_steps_did() {
+        let d = Dead::new();
+        let mut damaged = false;
+        let err = d
+            .collect(&no_grace(), |p| {
+                if p.removed.nodes_removed == 3 && !damaged {
+                    let conn = Connection::open(&d.path).unwrap();
+                    conn.pragma_update(None, "foreign_keys", false).unwrap();
+                    conn.execute(
+                        "INSERT INTO node_children (parent, child) \
+                         SELECT d.seq, r.seq FROM state_nodes d, state_nodes r \
+                         WHERE d.id = ?1 AND r.id = ?2",
+                        [d.chain[2].as_bytes(), d.main[0].as_bytes()],
+                    )
+                    .unwrap();
+                    damaged = true;
+                }
+            })
+            .unwrap_err();
+        assert!(err.is_corrupt(), "{err}");
+        let message = err.to_string();
+        assert!(
+            message.contains("this step removed nothing")
+                && message.contains("3 unreachable nodes")
+                && message.contains("stays removed"),
+            "{message}"
+        );
+        for (i, id) in d.chain.iter().enumerate() {
+            assert_eq!(d.stored(id), i <= 2, "d{}", i + 1);
+        }
+        assert!(gc_indexes(&d.path).is_empty());
+        assert!(!d.store.verify(|_| {}).unwrap().is_ok());
+    }
+
+    /// A collection stopped between steps (the process killed) leaves its indexes and some
+    /// garbage; the store verifies and takes writes meanwhile, and the next gc removes the
+    /// rest and the indexes.
+    #[test]
+    fn a_collection_stopped_between_steps_is_finished_by_the_next() {
+        let d = Dead::new();
+        let plan = d.store.plan_garbage(&no_grace()).unwrap();
+        let plan = std::sync::Arc::new(plan);
+        let mut progress = Progress::default();
+        while progress.removed.nodes_removed < 2 {
+            let step = std::sync::Arc::new(super::Step::new(plan.clone(), progress, 1));
+            d.store
+                .apply(crate::store::Writes::one(crate::store::Op::CollectStep(
+                    step.clone(),
+                )))
+                .unwrap();
+            progress = step.take().unwrap();
+        }
+        drop(plan);
+        let Dead {
+            _dir,
+            path,
+            store,
+            chain,
+            ..
+        } = d;
+        drop(store);
+        assert_eq!(gc_indexes(&path).len(), 7);
+        let store = SqliteStateStore::open(&path).unwrap();
+        assert!(store.verify(|_| {}).unwrap().is_ok());
+        store
+            .commit_state(vec![], StateData::new(b"meanwhile".to_vec()), meta("w"))
+            .unwrap();
+        let report = crate::StateStore::gc(&store, &no_grace()).unwrap();
+        assert_eq!(report.nodes_removed, 4 + 1, "{report:?}");
+        assert!(chain.iter().all(|id| store.get_node(id).is_err()));
+        assert!(gc_indexes(&path).is_empty());
+        assert!(store.verify(|_| {}).unwrap().is_ok());
+    }
+}
