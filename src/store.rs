@@ -444,7 +444,9 @@ pub trait StateStore: Send + Sync {
     ///
     /// # Errors
     /// [`StateStoreError::ReadOnly`] on a read-only store; [`StateStoreError::Corrupt`] when a
-    /// node's parents cannot be read (nothing is removed then); backend errors.
+    /// node's parents cannot be read (nothing is removed then) or a row points at one the
+    /// collection removes (a SQLite collection in several steps keeps what its earlier steps
+    /// removed: see [`GcOptions::rows_per_step`]); backend errors.
     fn gc(&self, options: &GcOptions) -> Result<GcReport> {
         self.apply(Writes::one(Op::Collect(Box::new(options.clone()))))?
             .single()?

@@ -844,6 +844,9 @@ impl StateStore for SqliteStateStore {
             // Read-only: fails as any write does.
             return self.collect_at_once(options);
         };
+        if options.step_rows() == usize::MAX {
+            return self.collect_at_once(options);
+        }
         let plan = self.plan_garbage(options)?;
         // Damage that only the collection's deletes meet: let it report it.
         if plan.damaged {

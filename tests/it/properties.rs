@@ -222,7 +222,8 @@ fn any_gc_history() -> impl Strategy<Value = Vec<(Vec<usize>, u8)>> {
 /// A dry run counts exactly what the collection then removes, whatever it is asked to do:
 /// the SQLite store counts on a read connection, apart from the collection's own writes, so
 /// the two must agree case by case (and the in-memory store's too). A SQLite collection in
-/// steps of one to three rows removes and reports exactly what one in a single step does.
+/// steps of one to three rows, or in one transaction that reads the graph under the write
+/// lock, removes and reports exactly what one planned in a single step does.
 #[test]
 fn gc_dry_run_counts_what_gc_removes() {
     use stategraph::GcOptions;
