@@ -428,7 +428,8 @@ fn write_counts_of_a_lone_writer_and_a_reader() {
 
 /// Garbage collection racing writers: four threads move their own branch every tick while
 /// another thread collects with no grace period, and a second handle (as another process
-/// would) collects too. No writer may fail, nothing a branch reaches may go, and every
+/// would) collects too, in steps of one row (each a write transaction of its own, with the
+/// writers' commits in between). No writer may fail, nothing a branch reaches may go, and every
 /// abandoned tick (each writer also commits one node per tick that nothing refers to) is
 /// eventually removed.
 #[test]
@@ -441,6 +442,7 @@ fn gc_races_writers_without_losing_what_they_reach() {
     let store = open_normal(&path);
     let other = open_normal(&path);
     let options = GcOptions::new().grace(std::time::Duration::ZERO);
+    let in_steps = options.clone().rows_per_step(1);
     let done = AtomicBool::new(false);
     let barrier = Barrier::new(WRITERS + 2);
     let (heads, removed) = thread::scope(|s| {
@@ -468,10 +470,10 @@ fn gc_races_writers_without_losing_what_they_reach() {
                 })
             })
             .collect();
-        let collectors: Vec<_> = [&store, &other]
+        let collectors: Vec<_> = [(&store, &options), (&other, &in_steps)]
             .into_iter()
-            .map(|handle| {
-                let (done, barrier, options) = (&done, &barrier, &options);
+            .map(|(handle, options)| {
+                let (done, barrier) = (&done, &barrier);
                 s.spawn(move || {
                     barrier.wait();
                     let mut removed = 0;
