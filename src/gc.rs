@@ -291,6 +291,21 @@ pub struct GcReport {
     pub dry_run: bool,
 }
 
+/// How far a SQLite collection in steps has got, reported after each step by
+/// [`SqliteStateStore::gc_with_progress`](crate::SqliteStateStore::gc_with_progress).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct GcProgress {
+    /// Planned rows (nodes, states and byte strings) dealt with so far: removed, or kept
+    /// because a writer named or held them meanwhile.
+    pub rows_done: u64,
+    /// Rows the plan removes.
+    pub rows_planned: u64,
+    /// Write transactions committed so far (the first ones build the temporary indexes the
+    /// steps read).
+    pub steps: u64,
+}
+
 impl GcReport {
     /// Whether the collection removes (or, as a dry run, would remove) nothing at all.
     pub(crate) fn removes_nothing(&self) -> bool {

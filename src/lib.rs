@@ -86,7 +86,7 @@ mod store;
 pub use asynchronous::{AsyncStateStore, BoxFuture, LogStream};
 pub use batch::Batch;
 pub use error::{BackendError, Result, StateStoreError};
-pub use gc::{GcOptions, GcReport};
+pub use gc::{GcOptions, GcProgress, GcReport};
 pub use graph::{
     Descendants, DotLines, History, HistoryGraph, Log, LogOptions, LogOrder, ShownParents, dot,
 };

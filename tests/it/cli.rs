@@ -2825,6 +2825,50 @@ fn gc_removes_what_nothing_reaches_and_says_so() {
     env.ok(&["fsck"]);
 }
 
+/// `gc --rows-per-step N` (steps of N rows) and `--rows-per-step 0` (one transaction) both
+/// work end to end: they remove the same, leave no temporary index behind, and a count that
+/// is not a number is a usage error. (That the library works in steps is tested there.)
+#[test]
+fn gc_in_steps_and_in_one_transaction() {
+    let env = Env::init();
+    env.commit("kept", "kept", &["--branch", "main"]);
+    let json = |args: &[&str]| -> Value { serde_json::from_str(&env.ok(args)).expect("json") };
+    let dangle = |tag: &str| {
+        let mut parent = "main".to_owned();
+        for i in 0..3 {
+            parent = env.commit(
+                &format!("{tag} {i}"),
+                &format!("{tag} {i}"),
+                &["-p", &parent],
+            );
+        }
+    };
+    dangle("stepped");
+    let stepped = json(&["gc", "--grace", "0", "--rows-per-step", "1", "--json"]);
+    dangle("at once");
+    let at_once = json(&["gc", "--grace", "0", "--rows-per-step", "0", "--json"]);
+    for report in [&stepped, &at_once] {
+        assert_eq!(report["nodes_removed"], 3, "{report}");
+        assert_eq!(report["states_removed"], 3, "{report}");
+        assert_eq!(report["nodes_kept"], 1, "{report}");
+    }
+    let conn = rusqlite::Connection::open(&env.db).expect("open");
+    let left: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_schema WHERE name LIKE 'gc%'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("schema");
+    assert_eq!(left, 0);
+    let out = env
+        .sg(&["gc", "--rows-per-step", "some"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2), "a usage error");
+    env.ok(&["fsck"]);
+}
+
 /// `gc --prune-history`: reachable history older than the cut goes, what a ref points at
 /// stays, and `log` stops at the boundary with a note; `fsck` is still clean.
 #[test]

@@ -622,6 +622,11 @@ pub struct GcArgs {
     /// Then rewrite the file without its free pages, so that it shrinks
     #[arg(long, conflicts_with = "dry_run")]
     pub vacuum: bool,
+    /// Remove at most N rows (nodes, states, contents) per write transaction, so writers
+    /// wait for one step at a time; 0: everything in one transaction, writers waiting
+    /// throughout
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    pub rows_per_step: usize,
     /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,

@@ -3,9 +3,7 @@
 use std::io::Write;
 
 use serde::Serialize;
-use stategraph::{
-    GcOptions, SqliteStateStore, StateStore, VerifyPhase, VerifyProgress, VerifyReport,
-};
+use stategraph::{GcOptions, SqliteStateStore, VerifyPhase, VerifyProgress, VerifyReport};
 
 use crate::Ctx;
 use crate::args::{BackupArgs, GcArgs, JsonArgs};
@@ -275,9 +273,24 @@ pub fn gc(ctx: &Ctx, args: &GcArgs) -> CliResult {
     if let Some(age) = args.prune_history {
         options = options.prune_history(age);
     }
+    options = options.rows_per_step(match args.rows_per_step {
+        0 => usize::MAX,
+        n => n,
+    });
+    // Reading every node's parents first (writers carry on), then removing in steps.
     let busy = spinner("collecting (reads every node's parents once)");
-    let r = store.gc(&options);
+    let mut bar = None;
+    let r = store.gc_with_progress(&options, |p| {
+        let bar = bar.get_or_insert_with(|| {
+            busy.finish_and_clear();
+            progress(p.rows_planned, "removing rows")
+        });
+        bar.set_position(p.rows_done);
+    });
     busy.finish_and_clear();
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
     let r = r?;
     let vacuumed = if args.vacuum {
         let busy = spinner("vacuuming (rewriting the whole file)");
