@@ -472,27 +472,10 @@ fn mark_boundary(tx: &Connection, reach: &Reach) -> Result<u64> {
 /// removed history, several seconds for a million nodes while writers wait.)
 fn forget_moves(tx: &Connection, reach: &Reach, cut: &Cutoffs) -> Result<u64> {
     let ctx = sql_error("removing ref log entries of pruned history");
-    let (s, ns) = expiry(cut);
-    let mut gone: Vec<i64> = Vec::new();
-    {
-        let mut stmt = tx
-            .prepare(&format!(
-                "SELECT seq, old_node, new_node FROM ref_log NOT INDEXED WHERE NOT ({EXPIRED})"
-            ))
-            .map_err(&ctx)?;
-        let mut rows = stmt.query(params![s, ns]).map_err(&ctx)?;
-        while let Some(row) = rows.next().map_err(&ctx)? {
-            let mut names_dead = false;
-            for column in 1..3 {
-                if let Ok(Some(id)) = row.get_ref(column).map_err(&ctx)?.as_blob_or_null() {
-                    names_dead |= reach.named.index_of(id).is_some_and(|i| !reach.kept[i]);
-                }
-            }
-            if names_dead {
-                gone.push(row.get(0).map_err(&ctx)?);
-            }
-        }
-    }
+    let gone: Vec<i64> = moves_naming_dead(tx, reach, cut)?
+        .into_iter()
+        .map(|(entry, _)| entry.seq)
+        .collect();
     let mut delete = tx
         .prepare("DELETE FROM ref_log WHERE seq = ?1")
         .map_err(&ctx)?;
@@ -500,6 +483,51 @@ fn forget_moves(tx: &Connection, reach: &Reach, cut: &Cutoffs) -> Result<u64> {
         delete.execute([seq]).map_err(&ctx)?;
     }
     Ok(gone.len() as u64)
+}
+
+/// A ref log entry as a collection read it.
+#[derive(Clone)]
+struct Move {
+    seq: i64,
+    old: Option<Vec<u8>>,
+    new: Option<Vec<u8>>,
+}
+
+/// History pruning: the ref log entries left after expiry that name a node the collection
+/// removes, each with the removed nodes it names, from one scan of the ref log (matched
+/// against the roots already read: every node a kept entry names is one of them).
+fn moves_naming_dead(
+    tx: &Connection,
+    reach: &Reach,
+    cut: &Cutoffs,
+) -> Result<Vec<(Move, Vec<u32>)>> {
+    let ctx = sql_error("reading the ref log to collect garbage");
+    let (s, ns) = expiry(cut);
+    let mut stmt = tx
+        .prepare(&format!(
+            "SELECT seq, old_node, new_node FROM ref_log NOT INDEXED WHERE NOT ({EXPIRED})"
+        ))
+        .map_err(&ctx)?;
+    let mut rows = stmt.query(params![s, ns]).map_err(&ctx)?;
+    let mut found = Vec::new();
+    while let Some(row) = rows.next().map_err(&ctx)? {
+        let mut named = [None, None];
+        let mut dead = Vec::new();
+        for column in 1..3 {
+            if let Ok(Some(id)) = row.get_ref(column).map_err(&ctx)?.as_blob_or_null() {
+                named[column - 1] = Some(id.to_vec());
+                if let Some(i) = reach.named.index_of(id).filter(|&i| !reach.kept[i]) {
+                    dead.push(i as u32);
+                }
+            }
+        }
+        if !dead.is_empty() {
+            let [old, new] = named;
+            let seq = row.get(0).map_err(&ctx)?;
+            found.push((Move { seq, old, new }, dead));
+        }
+    }
+    Ok(found)
 }
 
 /// [`sql_error`] for gc's deletes, except that a foreign key failure is damage: gc removes

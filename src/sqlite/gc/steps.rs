@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{ABSENT, EXPIRED, Nodes, Reach, delete_error, expiry};
+use super::{ABSENT, EXPIRED, Move, Nodes, Reach, delete_error, expiry, moves_naming_dead};
 use crate::error::{Result, StateStoreError};
 use crate::gc::{Cutoffs, GcReport};
 use crate::id::StateDataRef;
@@ -66,13 +66,6 @@ pub(crate) struct Plan {
     blobs: Vec<(i64, u64)>,
 }
 
-/// A ref log entry as the plan read it.
-struct Move {
-    seq: i64,
-    old: Option<Vec<u8>>,
-    new: Option<Vec<u8>>,
-}
-
 /// Works out what a collection with `cut` removes, reading in `tx` (a read transaction is
 /// enough). It reads what a one-transaction collection ([`super::collect`]) reads, and marks
 /// from the same roots.
@@ -111,37 +104,12 @@ pub(crate) fn plan(tx: &Connection, mut cut: Cutoffs) -> Result<Plan> {
                 }
             }
         }
-        // The entries left after expiry that name a removed node (see `forget_moves`).
-        let mut stmt = tx
-            .prepare(&format!(
-                "SELECT seq, old_node, new_node FROM ref_log NOT INDEXED WHERE NOT ({EXPIRED})"
-            ))
-            .map_err(&ctx)?;
-        let mut rows = stmt.query(params![s, ns]).map_err(&ctx)?;
-        while let Some(row) = rows.next().map_err(&ctx)? {
-            let mut named = [None, None];
-            let mut dead_named: Vec<u32> = Vec::new();
-            for column in 1..3 {
-                if let Ok(Some(id)) = row.get_ref(column).map_err(&ctx)?.as_blob_or_null() {
-                    named[column - 1] = Some(id.to_vec());
-                    if let Some(i) = reach.named.index_of(id).filter(|&i| !reach.kept[i]) {
-                        dead_named.push(i as u32);
-                    }
-                }
-            }
-            if !dead_named.is_empty() {
-                // Filed under each node it names: whichever goes first takes it, as the
-                // other could not go while it is there.
-                let [old, new] = named;
-                let seq: i64 = row.get(0).map_err(&ctx)?;
-                for i in dead_named {
-                    moves.entry(i).or_insert_with(Vec::new).push(Move {
-                        seq,
-                        old: old.clone(),
-                        new: new.clone(),
-                    });
-                }
-                report.ref_log_entries_removed += 1;
+        // Filed under each removed node it names: whichever goes first takes it, as the
+        // other could not go while it is there.
+        for (entry, dead) in moves_naming_dead(tx, &reach, &cut)? {
+            report.ref_log_entries_removed += 1;
+            for i in dead {
+                moves.entry(i).or_insert_with(Vec::new).push(entry.clone());
             }
         }
     }
