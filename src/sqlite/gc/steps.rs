@@ -950,6 +950,56 @@ mod tests {
         assert!(!d.store.verify(|_| {}).unwrap().is_ok());
     }
 
+    /// Rows of `shallow_edges` whose parent is stored here: FORMAT.md says the table holds
+    /// edges to parents *not* stored here (an arriving parent takes its edges back), and
+    /// `children` of such a parent misses the child.
+    fn stored_boundary_parents(path: &Path) -> i64 {
+        Connection::open(path)
+            .unwrap()
+            .query_row(
+                "SELECT count(*) FROM shallow_edges s JOIN state_nodes n ON n.id = s.parent_id",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+    }
+
+    /// REVIEW: a step applies a planned cut (a kept child loses its edge to the pruned
+    /// parent), then finds a child committed on that parent meanwhile and keeps the parent:
+    /// the kept child now records a stored parent as "not stored here".
+    #[test]
+    fn review_a_cut_is_not_applied_to_a_parent_that_a_new_child_keeps() {
+        let d = Dead::new();
+        let options = no_grace()
+            .prune_history(Duration::ZERO)
+            .expire_ref_log(Duration::ZERO);
+        let plan = d.store.plan_garbage(&options).unwrap();
+        // The pruned parent with a cut.
+        let (&p, kept_children) = plan.cuts.iter().next().expect("a cut");
+        let parent = StateNodeId::from_bytes(plan.nodes.ids[p as usize]);
+        let child = StateNodeId::from_bytes(plan.nodes.ids[kept_children[0] as usize]);
+        let mut late = None;
+        d.store
+            .collect_in_steps(plan, 1, |_| {
+                if late.is_none() {
+                    let data = StateData::new(b"late child".to_vec());
+                    late = Some(d.store.commit_state(vec![parent], data, meta("late")).unwrap());
+                }
+            })
+            .unwrap();
+        assert!(d.stored(&parent), "the new child keeps its parent");
+        assert_eq!(d.store.get_node(&child).unwrap().parent_ids, vec![parent]);
+        let mut cursor = d.store.cursor().unwrap();
+        let children = cursor.children(&parent).unwrap();
+        assert!(
+            children.contains(&child),
+            "{child} lists {parent} as its parent, both are stored, but the child edge is gone \
+             ({} boundary rows name a stored parent)",
+            stored_boundary_parents(&d.path)
+        );
+        assert_eq!(stored_boundary_parents(&d.path), 0);
+    }
+
     /// A collection stopped between steps (the process killed) leaves its indexes and some
     /// garbage; the store verifies and takes writes meanwhile, and the next gc removes the
     /// rest and the indexes.
