@@ -1000,6 +1000,47 @@ mod tests {
         assert_eq!(stored_boundary_parents(&d.path), 0);
     }
 
+    /// REVIEW: another collection removes the d chain between two steps; a writer then
+    /// commits the same nodes again (same parents, bytes and metadata: the same ids) on
+    /// fresh states. SQLite gives them the rowids just freed (no AUTOINCREMENT), so each
+    /// new row has the seq, id and parent seqs the plan read, and the steps remove them:
+    /// nodes committed after the plan, within the grace period, whose writer is between
+    /// `commit_node` and `set_ref`.
+    #[test]
+    fn review_nodes_committed_again_on_reused_rowids_stay() {
+        let d = Dead::new();
+        let m1 = d.main[1];
+        let mut again = Vec::new();
+        let mut other = None;
+        d.collect(&no_grace(), |p| {
+            if other.is_none() && p.removed.nodes_removed == 0 {
+                let handle = SqliteStateStore::open(&d.path).unwrap();
+                other = Some(crate::StateStore::gc(&handle, &no_grace()).unwrap());
+                let mut parent = m1;
+                for i in 1..=6 {
+                    let label = format!("d{i}");
+                    let data = StateData::new(format!("state of {label}").into_bytes());
+                    let (_, id) = d
+                        .store
+                        .commit_state(vec![parent], data, meta(&label))
+                        .unwrap();
+                    again.push(id);
+                    parent = id;
+                }
+            }
+        })
+        .unwrap();
+        assert_eq!(other.unwrap().nodes_removed, 6);
+        assert_eq!(again, d.chain, "the same ids");
+        // The writer now names its head; a collection in one transaction would have kept
+        // the chain (fresh states: within any grace period).
+        let named = d.store.set_ref("late", None, &again[5]);
+        assert!(
+            again.iter().all(|id| d.stored(id)),
+            "nodes committed after the plan were removed (set_ref: {named:?})"
+        );
+    }
+
     /// A collection stopped between steps (the process killed) leaves its indexes and some
     /// garbage; the store verifies and takes writes meanwhile, and the next gc removes the
     /// rest and the indexes.
