@@ -207,6 +207,7 @@ pub(crate) fn plan(tx: &Connection, mut cut: Cutoffs) -> Result<Plan> {
     Ok(Plan {
         counted: report,
         damaged,
+
         cut,
         nodes: reach.nodes,
         order,
@@ -460,6 +461,8 @@ fn drop_indexes(tx: &Connection) -> Result<()> {
 
 /// Removes planned node `i`, unless it is no longer the row the plan read, or something
 /// names it or lists it as a parent now: then it stays (and so, in turn, do its parents).
+/// Everything is checked before anything is written, so a node that stays keeps its ref log
+/// entries and its edges to the kept children the plan meant to cut from it.
 fn remove_node(tx: &Connection, plan: &Plan, p: &mut Progress, i: usize) -> Result<()> {
     let ctx = sql_error("removing unreachable nodes");
     let nodes = &plan.nodes;
@@ -475,20 +478,20 @@ fn remove_node(tx: &Connection, plan: &Plan, p: &mut Progress, i: usize) -> Resu
             .and_then(|mut s| s.execute(params))
             .map_err(&ctx)
     };
-    let now: Option<(Vec<u8>, Vec<u8>)> = tx
-        .prepare_cached("SELECT id, parent_seqs FROM state_nodes WHERE seq = ?1")
+    let now: Option<(Vec<u8>, Vec<u8>, Vec<u8>)> = tx
+        .prepare_cached("SELECT id, parent_seqs, data_ref FROM state_nodes WHERE seq = ?1")
         .and_then(|mut s| {
-            s.query_row([seq], |r| Ok((r.get(0)?, r.get(1)?)))
+            s.query_row([seq], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
                 .optional()
         })
         .map_err(&ctx)?;
     match now {
         // Gone meanwhile (another collection removed it).
-        Some((now_id, _)) if now_id != id => return Ok(()),
+        Some((now_id, _, _)) if now_id != id => return Ok(()),
         None => return Ok(()),
         // Changed meanwhile (an import found a parent it was missing), or named by a ref or
         // a snapshot made meanwhile: what it is now is not what the plan decided on.
-        Some((_, now_parents)) => {
+        Some((_, now_parents, _)) => {
             if now_parents != encode_seqs(&parent_seqs)
                 || exists(
                     "SELECT EXISTS (SELECT 1 FROM refs WHERE node_id = ?1) \
@@ -501,24 +504,36 @@ fn remove_node(tx: &Connection, plan: &Plan, p: &mut Progress, i: usize) -> Resu
             }
         }
     }
-    for m in plan.moves.get(&(i as u32)).into_iter().flatten() {
-        p.removed.ref_log_entries_removed += execute(
-            "DELETE FROM ref_log WHERE seq = ?1 AND old_node IS ?2 AND new_node IS ?3",
-            params![m.seq, m.old, m.new],
-        )? as u64;
+    let moves: &[Move] = plan.moves.get(&(i as u32)).map_or(&[], Vec::as_slice);
+    // A ref log entry the plan does not forget with it was made meanwhile (the plan kept
+    // every node an entry named, but for these).
+    {
+        let mut stmt = tx
+            .prepare_cached(
+                "SELECT seq, old_node, new_node FROM ref_log WHERE old_node = ?1 \
+                 UNION SELECT seq, old_node, new_node FROM ref_log WHERE new_node = ?1",
+            )
+            .map_err(&ctx)?;
+        let mut rows = stmt.query(params![id]).map_err(&ctx)?;
+        while let Some(row) = rows.next().map_err(&ctx)? {
+            let (e_seq, old, new): (i64, Option<Vec<u8>>, Option<Vec<u8>>) = (
+                row.get(0).map_err(&ctx)?,
+                row.get(1).map_err(&ctx)?,
+                row.get(2).map_err(&ctx)?,
+            );
+            if !moves
+                .iter()
+                .any(|m| m.seq == e_seq && m.old == old && m.new == new)
+            {
+                p.kept_meanwhile += 1;
+                return Ok(());
+            }
+        }
     }
-    // Any entry left was made meanwhile (the plan kept every node an entry named, but for
-    // the entries it has just removed).
-    if exists(
-        "SELECT EXISTS (SELECT 1 FROM ref_log WHERE old_node = ?1) \
-             OR EXISTS (SELECT 1 FROM ref_log WHERE new_node = ?1)",
-        params![id],
-    )? {
-        p.kept_meanwhile += 1;
-        return Ok(());
-    }
-    // History pruning: the kept nodes above it record it as not stored here, each unless it
-    // changed meanwhile (it then keeps its edge, and the edge keeps this node).
+    // History pruning: the kept nodes above it that record it as not stored here. Each must
+    // still be the row the plan read (as cut so far); one that changed meanwhile keeps its
+    // edge, and the edge keeps this node.
+    let mut cuts: Vec<(u32, i64, Vec<i64>, Vec<i64>)> = Vec::new();
     for &b in plan.cuts.get(&(i as u32)).into_iter().flatten() {
         let child = b as usize;
         let before = p
@@ -526,43 +541,32 @@ fn remove_node(tx: &Connection, plan: &Plan, p: &mut Progress, i: usize) -> Resu
             .get(&b)
             .cloned()
             .unwrap_or_else(|| planned_parent_seqs(nodes, child));
+        let child_seq = nodes.seqs[child];
+        if !exists(
+            "SELECT EXISTS (SELECT 1 FROM state_nodes \
+             WHERE seq = ?1 AND id = ?2 AND parent_seqs = ?3)",
+            params![child_seq, nodes.ids[child].as_slice(), encode_seqs(&before)],
+        )? {
+            p.kept_meanwhile += 1;
+            return Ok(());
+        }
         let after: Vec<i64> = before
             .iter()
             .map(|&s| if s == seq { ABSENT_SEQ } else { s })
             .collect();
-        let child_seq = nodes.seqs[child];
-        let updated = execute(
-            "UPDATE state_nodes SET parent_seqs = ?1 \
-             WHERE seq = ?2 AND id = ?3 AND parent_seqs = ?4",
-            params![
-                encode_seqs(&after),
-                child_seq,
-                nodes.ids[child].as_slice(),
-                encode_seqs(&before)
-            ],
-        )?;
-        if updated == 1 {
-            execute(
-                "INSERT INTO shallow_edges (parent_id, child) VALUES (?1, ?2)",
-                params![id, child_seq],
-            )?;
-            execute(
-                "DELETE FROM node_children WHERE parent = ?1 AND child = ?2",
-                params![seq, child_seq],
-            )?;
-            if p.cut_so_far.insert(b, after).is_none() {
-                p.removed.boundary_nodes += 1;
-            }
-        }
+        cuts.push((b, child_seq, before, after));
     }
-    // A child left: committed or imported on it meanwhile, or one whose cut above found it
-    // changed, keeps it. A child edge that the child's parent list does not account for is
-    // damage, as the foreign key check below would find.
-    let child: Option<i64> = tx
-        .prepare_cached("SELECT child FROM node_children WHERE parent = ?1 LIMIT 1")
-        .and_then(|mut s| s.query_row([seq], |r| r.get(0)).optional())
+    // A child left but those: committed or imported on it meanwhile, it keeps it. A child
+    // edge that the child's parent list does not account for is damage, as the foreign key
+    // check below would find.
+    let children: Vec<i64> = tx
+        .prepare_cached("SELECT child FROM node_children WHERE parent = ?1")
+        .and_then(|mut s| s.query_map([seq], |r| r.get(0))?.collect())
         .map_err(&ctx)?;
-    if let Some(child) = child {
+    for child in children {
+        if cuts.iter().any(|c| c.1 == child) {
+            continue;
+        }
         let listed: Option<Vec<u8>> = tx
             .prepare_cached("SELECT parent_seqs FROM state_nodes WHERE seq = ?1")
             .and_then(|mut s| s.query_row([child], |r| r.get(0)).optional())
@@ -583,6 +587,31 @@ fn remove_node(tx: &Connection, plan: &Plan, p: &mut Progress, i: usize) -> Resu
                 p.stopped()
             ),
         ));
+    }
+    // Everything checked: forget its ref log entries, cut it from the kept nodes above it,
+    // and remove it.
+    for m in moves {
+        p.removed.ref_log_entries_removed += execute(
+            "DELETE FROM ref_log WHERE seq = ?1 AND old_node IS ?2 AND new_node IS ?3",
+            params![m.seq, m.old, m.new],
+        )? as u64;
+    }
+    for (b, child_seq, before, after) in cuts {
+        execute(
+            "UPDATE state_nodes SET parent_seqs = ?1 WHERE seq = ?2 AND parent_seqs = ?3",
+            params![encode_seqs(&after), child_seq, encode_seqs(&before)],
+        )?;
+        execute(
+            "INSERT INTO shallow_edges (parent_id, child) VALUES (?1, ?2)",
+            params![id, child_seq],
+        )?;
+        execute(
+            "DELETE FROM node_children WHERE parent = ?1 AND child = ?2",
+            params![seq, child_seq],
+        )?;
+        if p.cut_so_far.insert(b, after).is_none() {
+            p.removed.boundary_nodes += 1;
+        }
     }
     for &parent in parent_seqs.iter().filter(|&&s| s != ABSENT_SEQ) {
         execute(
