@@ -489,10 +489,12 @@ fn remove_node(tx: &Connection, plan: &Plan, p: &mut Progress, i: usize) -> Resu
         // Gone meanwhile (another collection removed it).
         Some((now_id, _, _)) if now_id != id => return Ok(()),
         None => return Ok(()),
-        // Changed meanwhile (an import found a parent it was missing), or named by a ref or
+        // Changed meanwhile (an import found a parent it was missing), made again on the
+        // rowid another collection freed (the same id, its own state), or named by a ref or
         // a snapshot made meanwhile: what it is now is not what the plan decided on.
-        Some((_, now_parents, _)) => {
+        Some((_, now_parents, now_data)) => {
             if now_parents != encode_seqs(&parent_seqs)
+                || now_data.as_slice() != nodes.data_refs[i].as_bytes().as_slice()
                 || exists(
                     "SELECT EXISTS (SELECT 1 FROM refs WHERE node_id = ?1) \
                          OR EXISTS (SELECT 1 FROM snapshots WHERE node_id = ?1)",
