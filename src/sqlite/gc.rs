@@ -13,6 +13,7 @@ use crate::id::StateDataRef;
 mod steps;
 pub(crate) use steps::{Plan, Progress, Step, plan, run as run_step};
 
+
 /// Runs a collection inside the caller's transaction, in a savepoint of its own that a dry
 /// run (or an error) rolls back.
 pub(crate) fn collect(tx: &Connection, cut: Cutoffs) -> Result<GcReport> {
@@ -413,6 +414,8 @@ fn collect_in(tx: &Connection, cut: Cutoffs) -> Result<GcReport> {
         remove_nodes(tx, &reach.nodes, &dead)?;
     }
     remove_states(tx, &cut, &mut report)?;
+    // What a collection in steps that stopped left (see `steps::STEP_INDEXES`).
+    steps::drop_indexes(tx)?;
     Ok(report)
 }
 

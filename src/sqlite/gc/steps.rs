@@ -52,6 +52,9 @@ pub(crate) struct Plan {
     /// data ref is not bytes), although it may remove nothing else: the caller must run the
     /// collection to report it.
     pub(crate) damaged: bool,
+    /// The file holds indexes a collection in steps that stopped left behind: a collection
+    /// that finds nothing to remove must still drop them.
+    pub(crate) leftover_indexes: bool,
     cut: Cutoffs,
     nodes: Nodes,
     /// The nodes to remove (indices into `nodes`), children before parents.
@@ -204,10 +207,16 @@ pub(crate) fn plan(tx: &Connection, mut cut: Cutoffs) -> Result<Plan> {
         }
     }
     cut.dry_run = dry_run;
+    let leftover_indexes = STEP_INDEXES.iter().try_fold(false, |any, (name, _)| {
+        tx.prepare_cached("SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE name = ?1)")
+            .and_then(|mut s| s.query_row([name], |r| r.get::<_, bool>(0)))
+            .map(|made| any || made)
+            .map_err(&ctx)
+    })?;
     Ok(Plan {
         counted: report,
         damaged,
-
+        leftover_indexes,
         cut,
         nodes: reach.nodes,
         order,
@@ -450,7 +459,7 @@ pub(crate) fn run(tx: &Connection, step: &Step) -> Result<()> {
     Ok(())
 }
 
-fn drop_indexes(tx: &Connection) -> Result<()> {
+pub(super) fn drop_indexes(tx: &Connection) -> Result<()> {
     let sql: String = STEP_INDEXES
         .iter()
         .map(|(name, _)| format!("DROP INDEX IF EXISTS {name};"))
