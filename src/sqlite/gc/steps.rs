@@ -32,15 +32,17 @@ use crate::sqlite::schema::sql_error;
 /// The indexes a step reads, by name: those the foreign key checks of its deletes need (see
 /// [`NODE_DELETE_INDEXES`]), and the ref log's by node, to find the entries made meanwhile
 /// that name a node about to go. The first steps make them, one per step (each reads a whole
-/// table, about 0.15 s per million rows); the last step drops them.
+/// table, about 0.15 s per million rows); the last step drops them. Their names are not
+/// those of the one-transaction collection's indexes, which an earlier release makes with a
+/// plain `CREATE INDEX` (no `IF NOT EXISTS`), so that its gc runs beside them.
 pub(super) const STEP_INDEXES: [(&str, &str); 7] = [
-    ("gc_node_children_by_child", "node_children(child)"),
-    ("gc_shallow_edges_by_child", "shallow_edges(child)"),
-    ("gc_refs_by_node", "refs(node_id)"),
-    ("gc_ref_log_by_old", "ref_log(old_node)"),
-    ("gc_ref_log_by_new", "ref_log(new_node)"),
-    ("gc_state_nodes_by_data", "state_nodes(data_ref)"),
-    ("gc_state_data_by_blob", "state_data(blob_id)"),
+    ("gc_step_node_children_by_child", "node_children(child)"),
+    ("gc_step_shallow_edges_by_child", "shallow_edges(child)"),
+    ("gc_step_refs_by_node", "refs(node_id)"),
+    ("gc_step_ref_log_by_old", "ref_log(old_node)"),
+    ("gc_step_ref_log_by_new", "ref_log(new_node)"),
+    ("gc_step_state_nodes_by_data", "state_nodes(data_ref)"),
+    ("gc_step_state_data_by_blob", "state_data(blob_id)"),
 ];
 
 /// What a collection removes, read in one read transaction: the dry run's answer, and the
