@@ -1381,6 +1381,67 @@ mod tests {
         .unwrap();
     }
 
+    /// REVIEW: history pruning, a ref moved between steps. K (ref `r`) has no snapshot in
+    /// its history, so the plan cuts it from its parent pB; X, an old merge of K and Y (Y's
+    /// history holds a snapshot), is garbage. A writer commits C on X and moves `main` to
+    /// it: C's restore path now runs through pB (generation 2, above the snapshot's 1).
+    /// A prune in one transaction after that keeps pB and `latest_snapshot(C)` answers; the
+    /// steps keep X and Y (named by C) but still cut pB, and it fails with ShallowHistory.
+    #[test]
+    fn review_a_ref_moved_between_steps_keeps_its_restore_path() {
+        use crate::History as _;
+        for in_steps in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let store = SqliteStateStore::open(dir.path().join("s.db")).unwrap();
+            let commit = |parents: Vec<StateNodeId>, label: &str| {
+                let data = StateData::new(label.as_bytes().to_vec());
+                store.commit_state(parents, data, meta(label)).unwrap().1
+            };
+            let pa = commit(vec![], "pA");
+            let pb = commit(vec![pa], "pB");
+            let k = commit(vec![pb], "K");
+            let root0 = commit(vec![], "root0");
+            let y1 = commit(vec![root0], "y1");
+            let y = commit(vec![y1], "Y");
+            let x = commit(vec![k, y], "X");
+            // An unrelated snapshot of generation 2.
+            let z1 = commit(vec![], "z1");
+            let z2 = commit(vec![z1], "z2");
+            store.snapshot(&z2).unwrap();
+            let s0 = store.snapshot(&root0).unwrap();
+            store.set_ref("r", None, &k).unwrap();
+            let options = no_grace().prune_history(Duration::ZERO);
+            let mut c = None;
+            let mut write = || {
+                let c = *c.get_or_insert_with(|| commit(vec![x], "C"));
+                store.set_ref("main", None, &c).unwrap();
+            };
+            if in_steps {
+                let plan = store.plan_garbage(&options).unwrap();
+                let mut written = false;
+                store
+                    .collect_in_steps(plan, 1, |_| {
+                        if !written {
+                            write();
+                            written = true;
+                        }
+                    })
+                    .unwrap();
+            } else {
+                write();
+                store.collect_at_once(&options).unwrap();
+            }
+            let c = c.unwrap();
+            assert!(store.verify(|_| {}).unwrap().is_ok());
+            let found = store.latest_snapshot(&c);
+            assert!(
+                matches!(&found, Ok(Some(info)) if info.id == s0),
+                "in steps: {in_steps}: {found:?} (pB stored: {})",
+                store.get_node(&pb).is_ok()
+            );
+        }
+    }
+
     /// A collection stopped between steps (the process killed) leaves its indexes and some
     /// garbage; the store verifies and takes writes meanwhile, and the next gc removes the
     /// rest and the indexes.
