@@ -63,6 +63,10 @@ pub(crate) struct Plan {
     order: Vec<u32>,
     /// History pruning: for a node to remove, the kept nodes that lose it as a parent.
     cuts: HashMap<u32, Vec<u32>>,
+    /// History pruning: what the refs and snapshots were when the plan read them (see
+    /// [`roots_fingerprint`]). The cuts follow the restore paths of those roots; a step cuts
+    /// only while they are unchanged.
+    roots: u64,
     /// History pruning: for a node to remove, the ref log entries naming it that go with it.
     moves: HashMap<u32, Vec<Move>>,
     /// States to remove (old, and held by no kept node).
@@ -151,6 +155,11 @@ pub(crate) fn plan(tx: &Connection, mut cut: Cutoffs) -> Result<Plan> {
         }
     }
     let order = children_first(&reach, &dead)?;
+    let roots = if cuts.is_empty() {
+        0
+    } else {
+        roots_fingerprint(tx)?
+    };
     // The states no kept node holds that are old enough, then the bytes no other state
     // holds (as `remove_states` finds them after `remove_nodes`).
     let mut damaged = false;
@@ -223,6 +232,7 @@ pub(crate) fn plan(tx: &Connection, mut cut: Cutoffs) -> Result<Plan> {
         nodes: reach.nodes,
         order,
         cuts,
+        roots,
         moves,
         states,
         blobs,
@@ -282,6 +292,9 @@ pub(crate) struct Progress {
     removed: GcReport,
     /// Nodes the plan removed that the steps found named or changed, and kept.
     kept_meanwhile: u64,
+    /// History pruning: a step found the refs or snapshots changed since the plan, so the
+    /// cuts, which follow their restore paths, are no longer made.
+    roots_changed: bool,
     /// Every row of the plan has been dealt with and the step indexes dropped.
     finished: bool,
 }
@@ -415,8 +428,14 @@ pub(crate) fn run(tx: &Connection, step: &Step) -> Result<()> {
             .map_err(&ctx)? as u64;
     }
     let mut budget = rows.max(1);
+    // Whether the refs and snapshots are still the plan's, read once per step.
+    let mut roots_checked = false;
     while budget > 0 && p.next_node < plan.order.len() {
         let node = plan.order[p.next_node] as usize;
+        if !roots_checked && !p.roots_changed && plan.cuts.contains_key(&(node as u32)) {
+            roots_checked = true;
+            p.roots_changed = roots_fingerprint(tx)? != plan.roots;
+        }
         remove_node(tx, plan, &mut p, node)?;
         p.next_node += 1;
         budget -= 1;
@@ -547,6 +566,12 @@ fn remove_node(tx: &Connection, plan: &Plan, p: &mut Progress, i: usize) -> Resu
     // still be the row the plan read (as cut so far); one that changed meanwhile keeps its
     // edge, and the edge keeps this node.
     let mut cuts: Vec<(u32, i64, Vec<i64>, Vec<i64>)> = Vec::new();
+    if p.roots_changed && plan.cuts.contains_key(&(i as u32)) {
+        // A ref or snapshot made or moved since the plan may need this node on its restore
+        // path: it stays, and its edges keep its ancestors.
+        p.kept_meanwhile += 1;
+        return Ok(());
+    }
     for &b in plan.cuts.get(&(i as u32)).into_iter().flatten() {
         let child = b as usize;
         let before = p
@@ -640,6 +665,32 @@ fn remove_node(tx: &Connection, plan: &Plan, p: &mut Progress, i: usize) -> Resu
         .map_err(delete_error("removing unreachable nodes", &p.stopped()))?;
     p.removed.nodes_removed += 1;
     Ok(())
+}
+
+/// A hash of every ref (name, node) and snapshot (id, node), read in `tx`.
+fn roots_fingerprint(tx: &Connection) -> Result<u64> {
+    use std::hash::{Hash, Hasher};
+    let ctx = sql_error("reading the refs and snapshots to collect garbage");
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    for sql in [
+        "SELECT name, node_id FROM refs ORDER BY name",
+        "SELECT id, node_id FROM snapshots ORDER BY id",
+    ] {
+        let mut stmt = tx.prepare_cached(sql).map_err(&ctx)?;
+        let mut rows = stmt.query([]).map_err(&ctx)?;
+        while let Some(row) = rows.next().map_err(&ctx)? {
+            for column in 0..2 {
+                match row.get_ref(column).map_err(&ctx)? {
+                    rusqlite::types::ValueRef::Text(b) | rusqlite::types::ValueRef::Blob(b) => {
+                        b.hash(&mut hasher)
+                    }
+                    other => format!("{other:?}").hash(&mut hasher),
+                }
+            }
+        }
+        0xffu8.hash(&mut hasher);
+    }
+    Ok(hasher.finish())
 }
 
 /// Node `i`'s parent seqs as the plan read them ([`ABSENT_SEQ`] for one not stored here).
