@@ -1493,6 +1493,77 @@ mod tests {
         }
     }
 
+    /// REVIEW: writer threads (group commit puts their writes in the steps' transactions)
+    /// move refs onto random nodes, garbage included, commit on them, snapshot and
+    /// delete refs while collections in small steps run; afterwards the store verifies and
+    /// every ref and snapshot reads.
+    #[test]
+    fn review_threads_write_while_steps_run() {
+        let rounds: u64 = std::env::var("REVIEW_ROUNDS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(3);
+        for round in 0..rounds {
+            let d = Dead::new();
+            let ids = std::sync::Mutex::new(
+                d.main.iter().chain(&d.chain).copied().collect::<Vec<_>>(),
+            );
+            let stop = std::sync::atomic::AtomicBool::new(false);
+            std::thread::scope(|scope| {
+                for t in 0..3u64 {
+                    let (d, ids, stop) = (&d, &ids, &stop);
+                    scope.spawn(move || {
+                        let mut rng = Rng((round * 31 + t + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+                        let name = format!("w{t}");
+                        let mut n = 0;
+                        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                            n += 1;
+                            let x = *rng.pick(&ids.lock().unwrap()).unwrap();
+                            let cur = d.store.get_ref(&name).unwrap();
+                            if d.store.set_ref(&name, cur.as_ref(), &x).is_err() {
+                                continue;
+                            }
+                            let data = StateData::new(format!("w{}", rng.below(5)).into_bytes());
+                            if let Ok((_, c)) = d.store.commit_on(
+                                &name,
+                                Some(&x),
+                                data,
+                                meta(&format!("{name}-{n}")),
+                            ) {
+                                ids.lock().unwrap().push(c);
+                                if rng.below(4) == 0 {
+                                    let _ = d.store.snapshot(&c);
+                                }
+                            }
+                            if rng.below(5) == 0 {
+                                if let Some(cur) = d.store.get_ref(&name).unwrap() {
+                                    let _ = d.store.delete_ref(&name, &cur);
+                                }
+                            }
+                        }
+                    });
+                }
+                let mut rng = Rng(round + 77);
+                for _ in 0..12 {
+                    let mut options = no_grace().rows_per_step(1 + rng.below(3));
+                    if rng.below(2) == 0 {
+                        options = options.prune_history(Duration::ZERO);
+                    }
+                    if rng.below(2) == 0 {
+                        options = options.expire_ref_log(Duration::ZERO);
+                    }
+                    crate::StateStore::gc(&d.store, &options)
+                        .unwrap_or_else(|e| panic!("round {round}, {options:?}: {e}"));
+                    let report = d.store.verify(|_| {}).unwrap();
+                    assert!(report.is_ok(), "round {round}: {:?}", report.problems);
+                }
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            });
+            check_live(&d.store, &d.path, &[], &format!("round {round}"));
+            assert!(gc_indexes(&d.path).is_empty());
+        }
+    }
+
     /// A collection stopped between steps (the process killed) leaves its indexes and some
     /// garbage; the store verifies and takes writes meanwhile, and the next gc removes the
     /// rest and the indexes.
