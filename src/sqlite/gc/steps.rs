@@ -1564,6 +1564,35 @@ mod tests {
         }
     }
 
+    /// REVIEW: a ref moved between steps to a new child of its head (a program's tick)
+    /// leaves the prune's cuts valid (the move could have come after the whole collection):
+    /// the steps still cut, as a prune in one transaction does.
+    #[test]
+    fn review_a_tick_between_steps_does_not_stop_the_prune() {
+        let options = no_grace()
+            .prune_history(Duration::ZERO)
+            .expire_ref_log(Duration::ZERO);
+        let at_once = Dead::new();
+        let want = at_once.store.collect_at_once(&options).unwrap();
+        let d = Dead::new();
+        let plan = d.store.plan_garbage(&options).unwrap();
+        let mut head = d.main[2];
+        let report = d
+            .store
+            .collect_in_steps(plan, 1, |_| {
+                let data = StateData::new(b"tick".to_vec());
+                head = d.store.commit_on("main", Some(&head), data, meta("tick")).unwrap().1;
+                d.store.snapshot(&head).unwrap();
+            })
+            .unwrap();
+        assert_eq!(
+            (report.nodes_removed, report.boundary_nodes),
+            (want.nodes_removed, want.boundary_nodes),
+            "{report:?} against {want:?}"
+        );
+        assert!(d.store.verify(|_| {}).unwrap().is_ok());
+    }
+
     /// A collection stopped between steps (the process killed) leaves its indexes and some
     /// garbage; the store verifies and takes writes meanwhile, and the next gc removes the
     /// rest and the indexes.
