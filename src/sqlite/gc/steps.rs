@@ -63,10 +63,9 @@ pub(crate) struct Plan {
     order: Vec<u32>,
     /// History pruning: for a node to remove, the kept nodes that lose it as a parent.
     cuts: HashMap<u32, Vec<u32>>,
-    /// History pruning: what the refs and snapshots were when the plan read them (see
-    /// [`roots_fingerprint`]). The cuts follow the restore paths of those roots; a step cuts
-    /// only while they are unchanged.
-    roots: u64,
+    /// History pruning: which nodes the plan removes, by index into `nodes` (see
+    /// [`roots_allow_cuts`]).
+    dead: Vec<bool>,
     /// History pruning: for a node to remove, the ref log entries naming it that go with it.
     moves: HashMap<u32, Vec<Move>>,
     /// States to remove (old, and held by no kept node).
@@ -155,11 +154,13 @@ pub(crate) fn plan(tx: &Connection, mut cut: Cutoffs) -> Result<Plan> {
         }
     }
     let order = children_first(&reach, &dead)?;
-    let roots = if cuts.is_empty() {
-        0
-    } else {
-        roots_fingerprint(tx)?
-    };
+    let mut dead_marks = Vec::new();
+    if !cuts.is_empty() {
+        dead_marks = vec![false; reach.nodes.seqs.len()];
+        for &i in &dead {
+            dead_marks[i] = true;
+        }
+    }
     // The states no kept node holds that are old enough, then the bytes no other state
     // holds (as `remove_states` finds them after `remove_nodes`).
     let mut damaged = false;
@@ -232,7 +233,7 @@ pub(crate) fn plan(tx: &Connection, mut cut: Cutoffs) -> Result<Plan> {
         nodes: reach.nodes,
         order,
         cuts,
-        roots,
+        dead: dead_marks,
         moves,
         states,
         blobs,
@@ -292,9 +293,12 @@ pub(crate) struct Progress {
     removed: GcReport,
     /// Nodes the plan removed that the steps found named or changed, and kept.
     kept_meanwhile: u64,
-    /// History pruning: a step found the refs or snapshots changed since the plan, so the
-    /// cuts, which follow their restore paths, are no longer made.
+    /// History pruning: a step found a ref or snapshot on a node the plan removes (or on
+    /// one made on such a node), whose restore path the plan did not keep, so the cuts are
+    /// no longer made.
     roots_changed: bool,
+    /// Nodes made since the plan that stand only on nodes the plan keeps.
+    safe: std::collections::HashSet<[u8; 32]>,
     /// Every row of the plan has been dealt with and the step indexes dropped.
     finished: bool,
 }
@@ -434,7 +438,7 @@ pub(crate) fn run(tx: &Connection, step: &Step) -> Result<()> {
         let node = plan.order[p.next_node] as usize;
         if !roots_checked && !p.roots_changed && plan.cuts.contains_key(&(node as u32)) {
             roots_checked = true;
-            p.roots_changed = roots_fingerprint(tx)? != plan.roots;
+            p.roots_changed = !roots_allow_cuts(tx, plan, &mut p.safe)?;
         }
         remove_node(tx, plan, &mut p, node)?;
         p.next_node += 1;
@@ -667,30 +671,62 @@ fn remove_node(tx: &Connection, plan: &Plan, p: &mut Progress, i: usize) -> Resu
     Ok(())
 }
 
-/// A hash of every ref (name, node) and snapshot (id, node), read in `tx`.
-fn roots_fingerprint(tx: &Connection) -> Result<u64> {
-    use std::hash::{Hash, Hasher};
+/// Whether the plan's cuts still hold: they follow the restore paths of the refs and
+/// snapshots the plan read. A ref or snapshot deleted since only lets a collection remove
+/// more; one made or moved since onto a node the plan keeps, or onto a node made since on
+/// such nodes only, could have come after the whole collection. But one on a node the plan
+/// removes (a writer named it, or made a node on it, before its step) may need history below
+/// a cut: no order of the writes and a collection in one transaction gives that.
+fn roots_allow_cuts(
+    tx: &Connection,
+    plan: &Plan,
+    safe: &mut std::collections::HashSet<[u8; 32]>,
+) -> Result<bool> {
     let ctx = sql_error("reading the refs and snapshots to collect garbage");
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    for sql in [
-        "SELECT name, node_id FROM refs ORDER BY name",
-        "SELECT id, node_id FROM snapshots ORDER BY id",
-    ] {
-        let mut stmt = tx.prepare_cached(sql).map_err(&ctx)?;
-        let mut rows = stmt.query([]).map_err(&ctx)?;
-        while let Some(row) = rows.next().map_err(&ctx)? {
-            for column in 0..2 {
-                match row.get_ref(column).map_err(&ctx)? {
-                    rusqlite::types::ValueRef::Text(b) | rusqlite::types::ValueRef::Blob(b) => {
-                        b.hash(&mut hasher)
+    let targets: Vec<Vec<u8>> = tx
+        .prepare_cached("SELECT node_id FROM refs UNION SELECT node_id FROM snapshots")
+        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+        .map_err(&ctx)?;
+    let nodes = &plan.nodes;
+    let mut stack: Vec<Vec<u8>> = targets;
+    while let Some(id) = stack.pop() {
+        let Ok(key) = <[u8; 32]>::try_from(id.as_slice()) else {
+            return Ok(false);
+        };
+        if safe.contains(&key) {
+            continue;
+        }
+        let row: Option<(i64, Vec<u8>)> = tx
+            .prepare_cached("SELECT seq, parent_seqs FROM state_nodes WHERE id = ?1")
+            .and_then(|mut s| s.query_row([&id], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+            .map_err(&ctx)?;
+        let Some((seq, parent_seqs)) = row else {
+            return Ok(false);
+        };
+        match nodes.index(seq).filter(|&i| nodes.ids[i] == key) {
+            Some(i) if plan.dead[i] => return Ok(false),
+            Some(_) => {}
+            // Made since the plan: safe when its parents are.
+            None => {
+                for parent in decode_seqs(&parent_seqs)? {
+                    if parent == ABSENT_SEQ {
+                        continue;
                     }
-                    other => format!("{other:?}").hash(&mut hasher),
+                    let parent_id: Option<Vec<u8>> = tx
+                        .prepare_cached("SELECT id FROM state_nodes WHERE seq = ?1")
+                        .and_then(|mut s| s.query_row([parent], |r| r.get(0)).optional())
+                        .map_err(&ctx)?;
+                    match parent_id {
+                        Some(parent_id) => stack.push(parent_id),
+                        None => return Ok(false),
+                    }
                 }
             }
         }
-        0xffu8.hash(&mut hasher);
+        // Once false, the cuts stop for good: marking ahead of the parents is harmless.
+        safe.insert(key);
     }
-    Ok(hasher.finish())
+    Ok(true)
 }
 
 /// Node `i`'s parent seqs as the plan read them ([`ABSENT_SEQ`] for one not stored here).
