@@ -1483,7 +1483,8 @@ mod tests {
     #[test]
     fn review_a_ref_moved_between_steps_keeps_its_restore_path() {
         use crate::History as _;
-        for in_steps in [false, true] {
+        // In steps: the writer before the first node step, or once pB is cut.
+        for (in_steps, after_cut) in [(false, false), (true, false), (true, true)] {
             let dir = tempfile::tempdir().unwrap();
             let store = SqliteStateStore::open(dir.path().join("s.db")).unwrap();
             let commit = |parents: Vec<StateNodeId>, label: &str| {
@@ -1513,8 +1514,9 @@ mod tests {
                 let plan = store.plan_garbage(&options).unwrap();
                 let mut written = false;
                 store
-                    .collect_in_steps(plan, 1, |_| {
-                        if !written {
+                    .collect_in_steps(plan, 1, |p| {
+                        if !written && (!after_cut || p.removed.boundary_nodes > 0) {
+                            assert!(store.get_node(&x).is_ok(), "X is still stored");
                             write();
                             written = true;
                         }
@@ -1529,7 +1531,7 @@ mod tests {
             let found = store.latest_snapshot(&c);
             assert!(
                 matches!(&found, Ok(Some(info)) if info.id == s0),
-                "in steps: {in_steps}: {found:?} (pB stored: {})",
+                "in steps: {in_steps}, after the cut: {after_cut}: {found:?} (pB stored: {})",
                 store.get_node(&pb).is_ok()
             );
         }
