@@ -13,7 +13,6 @@ use crate::id::StateDataRef;
 mod steps;
 pub(crate) use steps::{Plan, Progress, Step, plan, run as run_step};
 
-
 /// Runs a collection inside the caller's transaction, in a savepoint of its own that a dry
 /// run (or an error) rolls back.
 pub(crate) fn collect(tx: &Connection, cut: Cutoffs) -> Result<GcReport> {

@@ -723,7 +723,10 @@ fn roots_allow_cuts(
         }
         let row: Option<(i64, Vec<u8>)> = tx
             .prepare_cached("SELECT seq, parent_seqs FROM state_nodes WHERE id = ?1")
-            .and_then(|mut s| s.query_row([&id], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+            .and_then(|mut s| {
+                s.query_row([&id], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()
+            })
             .map_err(&ctx)?;
         let Some((seq, parent_seqs)) = row else {
             return Ok(false);
@@ -1137,7 +1140,11 @@ mod tests {
             .collect_in_steps(plan, 1, |_| {
                 if late.is_none() {
                     let data = StateData::new(b"late child".to_vec());
-                    late = Some(d.store.commit_state(vec![parent], data, meta("late")).unwrap());
+                    late = Some(
+                        d.store
+                            .commit_state(vec![parent], data, meta("late"))
+                            .unwrap(),
+                    );
                 }
             })
             .unwrap();
@@ -1321,7 +1328,12 @@ mod tests {
                 }
             }
             let data = StateData::new(format!("src {}", i % 5).into_bytes());
-            source_ids.push(source.commit_state(parents, data, meta(&format!("src{i}"))).unwrap().1);
+            source_ids.push(
+                source
+                    .commit_state(parents, data, meta(&format!("src{i}")))
+                    .unwrap()
+                    .1,
+            );
         }
         let packages: Vec<_> = source_ids
             .iter()
@@ -1350,7 +1362,12 @@ mod tests {
                 }
             }
             let data = StateData::new(format!("s{}", rng.below(8)).into_bytes());
-            ids.push(store.commit_state(parents, data, meta(&label("n"))).unwrap().1);
+            ids.push(
+                store
+                    .commit_state(parents, data, meta(&label("n")))
+                    .unwrap()
+                    .1,
+            );
         }
         let names = ["a", "b", "c"];
         for _ in 0..4 {
@@ -1465,7 +1482,12 @@ mod tests {
             }
         });
         let report = result.unwrap_or_else(|e| panic!("{}: {e}", when(step)));
-        check_live(&store, &path, &fresh, &format!("{} (end, {report:?})", when(step)));
+        check_live(
+            &store,
+            &path,
+            &fresh,
+            &format!("{} (end, {report:?})", when(step)),
+        );
         assert!(gc_indexes(&path).is_empty(), "{}", when(step));
     }
 
@@ -1479,7 +1501,8 @@ mod tests {
         let d = Dead::new();
         let conn = Connection::open(&d.path).unwrap();
         for (name, on) in super::STEP_INDEXES {
-            conn.execute_batch(&format!("CREATE INDEX {name} ON {on}")).unwrap();
+            conn.execute_batch(&format!("CREATE INDEX {name} ON {on}"))
+                .unwrap();
         }
         conn.execute_batch(
             "BEGIN;
@@ -1574,9 +1597,8 @@ mod tests {
             .unwrap_or(3);
         for round in 0..rounds {
             let d = Dead::new();
-            let ids = std::sync::Mutex::new(
-                d.main.iter().chain(&d.chain).copied().collect::<Vec<_>>(),
-            );
+            let ids =
+                std::sync::Mutex::new(d.main.iter().chain(&d.chain).copied().collect::<Vec<_>>());
             let stop = std::sync::atomic::AtomicBool::new(false);
             std::thread::scope(|scope| {
                 for t in 0..3u64 {
@@ -1604,10 +1626,10 @@ mod tests {
                                     let _ = d.store.snapshot(&c);
                                 }
                             }
-                            if rng.below(5) == 0 {
-                                if let Some(cur) = d.store.get_ref(&name).unwrap() {
-                                    let _ = d.store.delete_ref(&name, &cur);
-                                }
+                            if rng.below(5) == 0
+                                && let Some(cur) = d.store.get_ref(&name).unwrap()
+                            {
+                                let _ = d.store.delete_ref(&name, &cur);
                             }
                         }
                     });
@@ -1650,7 +1672,11 @@ mod tests {
             .store
             .collect_in_steps(plan, 1, |_| {
                 let data = StateData::new(b"tick".to_vec());
-                head = d.store.commit_on("main", Some(&head), data, meta("tick")).unwrap().1;
+                head = d
+                    .store
+                    .commit_on("main", Some(&head), data, meta("tick"))
+                    .unwrap()
+                    .1;
                 d.store.snapshot(&head).unwrap();
             })
             .unwrap();
