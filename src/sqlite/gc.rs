@@ -413,6 +413,8 @@ fn collect_in(tx: &Connection, cut: Cutoffs) -> Result<GcReport> {
         remove_nodes(tx, &reach.nodes, &dead)?;
     }
     remove_states(tx, &cut, &mut report)?;
+    // What a collection in steps that stopped left (see `steps::STEP_INDEXES`).
+    steps::drop_indexes(tx)?;
     Ok(report)
 }
 

@@ -889,6 +889,18 @@ fn check_child_edges(conn: &Connection, links: &Links, report: &mut VerifyReport
             report.shallow_edges
         ));
     }
+    // A parent that arrives takes its boundary rows back (its children's edges move to the
+    // child index), and a prune removes the parent it records: a row naming a stored parent
+    // hides an edge from `children` and from walks.
+    let stored = count(
+        conn,
+        "SELECT count(*) FROM shallow_edges s JOIN state_nodes n ON n.id = s.parent_id",
+    )?;
+    if stored > 0 {
+        report.problems.push(format!(
+            "the shallow boundary table holds {stored} row(s) whose parent is stored here"
+        ));
+    }
     Ok(())
 }
 

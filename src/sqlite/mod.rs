@@ -873,6 +873,13 @@ impl SqliteStateStore {
             return self.collect_at_once(options);
         }
         if plan.counted.removes_nothing() {
+            if plan.leftover_indexes {
+                // A collection in steps that stopped left its indexes, which every write
+                // keeps up to date: drop them (a write: it checks the file as below).
+                self.apply(Writes::one(Op::CollectStep(Arc::new(
+                    gc::Step::DropIndexes,
+                ))))?;
+            }
             // The plan read through read connections, which may have read another file (or
             // the old one, moved away): fail as the collection would have.
             writer.check_file()?;
