@@ -1742,4 +1742,137 @@ mod tests {
         assert!(gc_indexes(&path).is_empty());
         assert!(store.verify(|_| {}).unwrap().is_ok());
     }
+
+    /// Review 2 (defect A). History pruning: X, an old merge of K (ref `r`, no snapshot in
+    /// its history, so the plan cuts it from pB) and Y (a snapshot below it), is garbage
+    /// above the cuts. Before X's step a writer makes X stay without naming it by a ref or
+    /// snapshot: a child committed on it, or a ref put on it and moved away (a ref log
+    /// entry the plan did not see). `roots_allow_cuts` reads only refs and snapshots, so pB
+    /// is cut; then `main` moves onto X, which is still stored. `latest_snapshot(X)` needs
+    /// pB: ShallowHistory. In one transaction the move fails (X is pruned with the first
+    /// write, the ref log does not keep pruned nodes) or comes first (pB kept).
+    #[test]
+    fn review2_a_stayed_node_above_the_cuts_named_after_a_cut_keeps_its_restore_path() {
+        use crate::History as _;
+        for variant in ["child", "ref log"] {
+            for in_steps in [false, true] {
+                let dir = tempfile::tempdir().unwrap();
+                let store = SqliteStateStore::open(dir.path().join("s.db")).unwrap();
+                let commit = |parents: Vec<StateNodeId>, label: &str| {
+                    let data = StateData::new(label.as_bytes().to_vec());
+                    store.commit_state(parents, data, meta(label)).unwrap().1
+                };
+                let pa = commit(vec![], "pA");
+                let pb = commit(vec![pa], "pB");
+                let k = commit(vec![pb], "K");
+                let root0 = commit(vec![], "root0");
+                let y1 = commit(vec![root0], "y1");
+                let y = commit(vec![y1], "Y");
+                let x = commit(vec![k, y], "X");
+                // An unrelated snapshot of generation 2: a boundary at K could hide one.
+                let z1 = commit(vec![], "z1");
+                let z2 = commit(vec![z1], "z2");
+                store.snapshot(&z2).unwrap();
+                let s0 = store.snapshot(&root0).unwrap();
+                store.set_ref("r", None, &k).unwrap();
+                let options = no_grace().prune_history(Duration::ZERO);
+                let keep_x = || match variant {
+                    "child" => {
+                        let data = StateData::new(b"C".to_vec());
+                        store
+                            .commit_state(vec![x], data, meta("C"))
+                            .map(|_| ())
+                            .unwrap();
+                    }
+                    _ => {
+                        store.set_ref("tmp", None, &x).unwrap();
+                        store.delete_ref("tmp", &x).unwrap();
+                    }
+                };
+                let moved = if in_steps {
+                    let plan = store.plan_garbage(&options).unwrap();
+                    let (mut kept, mut moved) = (false, false);
+                    store
+                        .collect_in_steps(plan, 1, |p, _| {
+                            if !kept {
+                                keep_x();
+                                kept = true;
+                            } else if !moved && p.removed.boundary_nodes > 0 {
+                                moved = store.set_ref("main", None, &x).is_ok();
+                            }
+                        })
+                        .unwrap();
+                    moved
+                } else {
+                    // Serially: the collection between the two writes.
+                    keep_x();
+                    store.collect_at_once(&options).unwrap();
+                    store.set_ref("main", None, &x).is_ok()
+                };
+                assert!(store.verify(|_| {}).unwrap().is_ok());
+                if !moved {
+                    assert!(in_steps == false, "{variant}: the move failed between steps");
+                    continue;
+                }
+                let found = store.latest_snapshot(&x);
+                assert!(
+                    matches!(&found, Ok(Some(info)) if info.id == s0),
+                    "{variant}, in steps: {in_steps}: main on X: {found:?} (pB stored: {})",
+                    store.get_node(&pb).is_ok()
+                );
+            }
+        }
+    }
+
+    /// Review 2 (defect B). History pruning: X (an old merge of K, cut from pB, and Y, with
+    /// a snapshot below) has a garbage child P2 whose child K2 is a snapshot: X is below the
+    /// cut P2 -> K2, so it goes last, but pB (cut from K) goes first. After pB's step X is
+    /// still stored and a writer moves `main` onto it: `roots_allow_cuts` stops the cuts
+    /// from then on, but pB is gone and `latest_snapshot(X)` fails with ShallowHistory.
+    /// Serially the move fails (gc first: X removed) or comes first (pB kept).
+    #[test]
+    fn review2_a_node_below_a_later_cut_named_after_an_earlier_cut_keeps_its_restore_path() {
+        use crate::History as _;
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStateStore::open(dir.path().join("s.db")).unwrap();
+        let commit = |parents: Vec<StateNodeId>, label: &str| {
+            let data = StateData::new(label.as_bytes().to_vec());
+            store.commit_state(parents, data, meta(label)).unwrap().1
+        };
+        let pa = commit(vec![], "pA");
+        let pb = commit(vec![pa], "pB");
+        let k = commit(vec![pb], "K");
+        let root0 = commit(vec![], "root0");
+        let y1 = commit(vec![root0], "y1");
+        let y = commit(vec![y1], "Y");
+        let x = commit(vec![k, y], "X");
+        let p2 = commit(vec![x], "P2");
+        let k2 = commit(vec![p2], "K2");
+        // An unrelated snapshot of generation 2: a boundary at K could hide one.
+        let z1 = commit(vec![], "z1");
+        let z2 = commit(vec![z1], "z2");
+        store.snapshot(&z2).unwrap();
+        let s0 = store.snapshot(&root0).unwrap();
+        store.snapshot(&k2).unwrap();
+        store.set_ref("r", None, &k).unwrap();
+        let options = no_grace().prune_history(Duration::ZERO);
+        let plan = store.plan_garbage(&options).unwrap();
+        let mut moved = false;
+        store
+            .collect_in_steps(plan, 1, |p, _| {
+                if !moved && p.removed.boundary_nodes > 0 {
+                    moved = store.set_ref("main", None, &x).is_ok();
+                }
+            })
+            .unwrap();
+        assert!(store.verify(|_| {}).unwrap().is_ok());
+        assert!(moved, "X was gone after the first cut");
+        let found = store.latest_snapshot(&x);
+        assert!(
+            matches!(&found, Ok(Some(info)) if info.id == s0),
+            "main on X: {found:?} (pB stored: {}, P2 stored: {})",
+            store.get_node(&pb).is_ok(),
+            store.get_node(&p2).is_ok()
+        );
+    }
 }
