@@ -1875,4 +1875,58 @@ mod tests {
             store.get_node(&p2).is_ok()
         );
     }
+
+    /// Review 2 (defect C, a variant of B that no rule about descendants of the cut nodes
+    /// catches). History pruning: K (ref `r`, no snapshot in its history) is cut from pB;
+    /// Q, an old child of a snapshot root0, lies below a later cut (Q <- P3 <- K3, a
+    /// snapshot). After pB's step a writer merges K and Q into N and moves `main` to N:
+    /// N's newest snapshot is root0, and its walk needs pB: ShallowHistory. The cuts stop
+    /// at P3 (N stands on Q, which the plan removes), but pB is gone. Serially the merge
+    /// fails (gc first: Q removed) or comes first (pB kept on N's restore path).
+    #[test]
+    fn review2_a_merge_with_a_node_below_a_later_cut_keeps_its_restore_path() {
+        use crate::History as _;
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStateStore::open(dir.path().join("s.db")).unwrap();
+        let commit = |parents: Vec<StateNodeId>, label: &str| {
+            let data = StateData::new(label.as_bytes().to_vec());
+            store.commit_state(parents, data, meta(label)).unwrap().1
+        };
+        let pa = commit(vec![], "pA");
+        let pb = commit(vec![pa], "pB");
+        let k = commit(vec![pb], "K");
+        let root0 = commit(vec![], "root0");
+        let q = commit(vec![root0], "Q");
+        let p3 = commit(vec![q], "P3");
+        let k3 = commit(vec![p3], "K3");
+        let z1 = commit(vec![], "z1");
+        let z2 = commit(vec![z1], "z2");
+        store.snapshot(&z2).unwrap();
+        let s0 = store.snapshot(&root0).unwrap();
+        store.snapshot(&k3).unwrap();
+        store.set_ref("r", None, &k).unwrap();
+        let options = no_grace().prune_history(Duration::ZERO);
+        let plan = store.plan_garbage(&options).unwrap();
+        let mut merged = None;
+        store
+            .collect_in_steps(plan, 1, |p, _| {
+                if merged.is_none() && p.removed.boundary_nodes > 0 {
+                    let data = StateData::new(b"N".to_vec());
+                    if let Ok((_, n)) = store.commit_state(vec![k, q], data, meta("N")) {
+                        store.set_ref("main", None, &n).unwrap();
+                        merged = Some(n);
+                    }
+                }
+            })
+            .unwrap();
+        assert!(store.verify(|_| {}).unwrap().is_ok());
+        let n = merged.expect("Q was gone after the first cut");
+        let found = store.latest_snapshot(&n);
+        assert!(
+            matches!(&found, Ok(Some(info)) if info.id == s0),
+            "main on N: {found:?} (pB stored: {}, P3 stored: {})",
+            store.get_node(&pb).is_ok(),
+            store.get_node(&p3).is_ok()
+        );
+    }
 }
