@@ -442,7 +442,10 @@ pub(crate) fn run(tx: &Connection, step: &Step) -> Result<()> {
         let node = plan.order[p.next_node] as usize;
         if !roots_checked && !p.roots_changed && plan.cuts.contains_key(&(node as u32)) {
             roots_checked = true;
-            p.roots_changed = !roots_allow_cuts(tx, plan, &mut p.safe)?;
+            // A planned node that stayed (a child, a ref log entry or a changed row) is a
+            // node the plan removes that writers can still name, or merge with kept history,
+            // after the cut: the cuts stop as for a ref on it.
+            p.roots_changed = p.kept_meanwhile > 0 || !roots_allow_cuts(tx, plan, &mut p.safe)?;
         }
         remove_node(tx, plan, &mut p, node)?;
         p.next_node += 1;
@@ -1797,7 +1800,9 @@ mod tests {
                             if !kept {
                                 keep_x();
                                 kept = true;
-                            } else if !moved && p.removed.boundary_nodes > 0 {
+                            } else if !moved
+                                && (p.removed.boundary_nodes > 0 || p.is_finished())
+                            {
                                 moved = store.set_ref("main", None, &x).is_ok();
                             }
                         })
