@@ -1934,4 +1934,207 @@ mod tests {
             store.get_node(&p3).is_ok()
         );
     }
+
+    /// Review 2: a randomized oracle for history pruning. One write (a ref moved onto a
+    /// random node, a merge of two random nodes named by a ref, a snapshot taken or
+    /// deleted, a ref deleted) between two random steps; afterwards, a ref whose
+    /// `latest_snapshot` fails with ShallowHistory must fail so in a serial order too: the
+    /// store copied before the collection, collected in one transaction before the write,
+    /// or after it. `GC_ORACLE_SEEDS=N` runs more seeds.
+    #[test]
+    fn review2_prune_in_steps_is_serializable_for_latest_snapshot() {
+        let seeds: u64 = std::env::var("GC_ORACLE_SEEDS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(40);
+        let mut failures = Vec::new();
+        let only: Option<u64> = std::env::var("GC_ORACLE_ONLY")
+            .ok()
+            .and_then(|s| s.parse().ok());
+        for seed in (1..=seeds).filter(|s| only.is_none_or(|o| o == *s)) {
+            if let Some(f) = oracle_run(seed) {
+                failures.push(f);
+            }
+        }
+        assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    }
+
+    fn shallow_refs(store: &SqliteStateStore) -> Vec<String> {
+        use crate::History as _;
+        store
+            .list_refs("")
+            .unwrap()
+            .into_iter()
+            .filter(|r| {
+                matches!(
+                    store.latest_snapshot(&r.target),
+                    Err(crate::StateStoreError::ShallowHistory { .. })
+                )
+            })
+            .map(|r| r.name)
+            .collect()
+    }
+
+    fn oracle_run(seed: u64) -> Option<String> {
+        let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let mut ids: Vec<StateNodeId> = Vec::new();
+        {
+            let store = SqliteStateStore::open(&path).unwrap();
+            let n = 8 + rng.below(14);
+            for i in 0..n {
+                let mut parents = Vec::new();
+                if !ids.is_empty() && rng.below(5) != 0 {
+                    parents.push(*rng.pick(&ids).unwrap());
+                    if rng.below(3) == 0 {
+                        let q = *rng.pick(&ids).unwrap();
+                        if !parents.contains(&q) {
+                            parents.push(q);
+                        }
+                    }
+                }
+                let data = StateData::new(format!("o{seed}-{i}").into_bytes());
+                ids.push(
+                    store
+                        .commit_state(parents, data, meta(&format!("o{seed}-{i}")))
+                        .unwrap()
+                        .1,
+                );
+            }
+            for name in ["a", "b", "c"] {
+                if rng.below(4) != 0 {
+                    store.set_ref(name, None, rng.pick(&ids).unwrap()).unwrap();
+                }
+            }
+            for _ in 0..1 + rng.below(3) {
+                store.snapshot(rng.pick(&ids).unwrap()).unwrap();
+            }
+        }
+        let copy = |to: &str| {
+            let p = dir.path().join(to);
+            std::fs::copy(&path, &p).unwrap();
+            p
+        };
+        let (before_path, after_path) = (copy("before.db"), copy("after.db"));
+        // The write, as a seed for its own generator so that all worlds do the same one.
+        let write_seed = rng.next();
+        let write = |store: &SqliteStateStore| -> bool {
+            let mut r = Rng(write_seed | 1);
+            let name = ["a", "b", "c", "w"][r.below(4)];
+            let kind = r.below(5);
+            if std::env::var("GC_ORACLE_DEBUG").is_ok() {
+                eprintln!("write {kind} on {name}");
+            }
+            match kind {
+                0 => {
+                    let to = ids[r.below(ids.len())];
+                    let old = store.get_ref(name).unwrap();
+                    store.set_ref(name, old.as_ref(), &to).is_ok()
+                }
+                1 => {
+                    let (p, q) = (ids[r.below(ids.len())], ids[r.below(ids.len())]);
+                    let parents = if p == q { vec![p] } else { vec![p, q] };
+                    let data = StateData::new(b"merge".to_vec());
+                    match store.commit_state(parents, data, meta("merge")) {
+                        Ok((_, m)) => {
+                            let old = store.get_ref(name).unwrap();
+                            store.set_ref(name, old.as_ref(), &m).is_ok()
+                        }
+                        Err(_) => false,
+                    }
+                }
+                2 => store.snapshot(&ids[r.below(ids.len())]).is_ok(),
+                3 => {
+                    let all = store.list_snapshots().unwrap();
+                    match all.get(r.below(all.len().max(1))) {
+                        Some(s) => store.delete_snapshot(&s.id).is_ok(),
+                        None => false,
+                    }
+                }
+                _ => match store.get_ref(name).unwrap() {
+                    Some(old) => store.delete_ref(name, &old).is_ok(),
+                    None => false,
+                },
+            }
+        };
+        let options = no_grace().prune_history(Duration::ZERO);
+        let store = SqliteStateStore::open(&path).unwrap();
+        if std::env::var("GC_ORACLE_DEBUG").is_ok() {
+            for (i, id) in ids.iter().enumerate() {
+                let node = store.get_node(id).unwrap();
+                let parents: Vec<usize> = node
+                    .parent_ids
+                    .iter()
+                    .map(|p| ids.iter().position(|q| q == p).unwrap())
+                    .collect();
+                eprintln!("node {i} gen {} parents {parents:?}", node.generation);
+            }
+            for s in store.list_snapshots().unwrap() {
+                eprintln!("snapshot on {}", ids.iter().position(|q| *q == s.node_id).unwrap());
+            }
+            for r in store.list_refs("").unwrap() {
+                eprintln!("ref {} on {}", r.name, ids.iter().position(|q| *q == r.target).unwrap());
+            }
+        }
+        let plan = store.plan_garbage(&options).unwrap();
+        if std::env::var("GC_ORACLE_DEBUG").is_ok() {
+            let order: Vec<usize> = plan
+                .order
+                .iter()
+                .map(|&i| {
+                    let id = StateNodeId::from_bytes(plan.nodes.ids[i as usize]);
+                    ids.iter().position(|q| *q == id).unwrap()
+                })
+                .collect();
+            eprintln!("order {order:?}, cuts at {:?}", plan.cuts.keys().map(|&i| {
+                let id = StateNodeId::from_bytes(plan.nodes.ids[i as usize]);
+                ids.iter().position(|q| *q == id).unwrap()
+            }).collect::<Vec<_>>());
+        }
+        let rows = plan.rows();
+        let at = rng.below(rows + 8);
+        let mut step = 0;
+        let mut wrote = None;
+        let mut cut_first = false;
+        store
+            .collect_in_steps(plan, 1, |_p, _| {
+                if step == at {
+                    if std::env::var("GC_ORACLE_DEBUG").is_ok() {
+                        eprintln!("before the write: {:?}", store.list_refs("").unwrap());
+                        eprintln!("progress: {:?}", _p.removed);
+                    }
+                    cut_first = _p.removed.boundary_nodes > 0;
+                    wrote = Some(write(&store));
+                }
+                step += 1;
+            })
+            .unwrap();
+        if wrote.is_none() {
+            wrote = Some(write(&store));
+        }
+        assert!(store.verify(|_| {}).unwrap().is_ok());
+        let shallow = shallow_refs(&store);
+        if shallow.is_empty() {
+            return None;
+        }
+        let before = SqliteStateStore::open(&before_path).unwrap();
+        before.collect_at_once(&options).unwrap();
+        let wrote_before = write(&before);
+        let after = SqliteStateStore::open(&after_path).unwrap();
+        let wrote_after = write(&after);
+        after.collect_at_once(&options).unwrap();
+        let (sb, sa) = (shallow_refs(&before), shallow_refs(&after));
+        let bad: Vec<&String> = shallow
+            .iter()
+            .filter(|n| !sb.contains(n) && !sa.contains(n))
+            .collect();
+        (!bad.is_empty()).then(|| {
+            format!(
+                "seed {seed}: write after step {at} (ok: {wrote:?}; before: {wrote_before}, \
+                 after: {wrote_after}; after a cut: {cut_first}): ShallowHistory only in steps \
+                 for {bad:?}"
+            )
+        })
+    }
 }
