@@ -1800,9 +1800,7 @@ mod tests {
                             if !kept {
                                 keep_x();
                                 kept = true;
-                            } else if !moved
-                                && (p.removed.boundary_nodes > 0 || p.is_finished())
-                            {
+                            } else if !moved && (p.removed.boundary_nodes > 0 || p.is_finished()) {
                                 moved = store.set_ref("main", None, &x).is_ok();
                             }
                         })
@@ -1816,7 +1814,10 @@ mod tests {
                 };
                 assert!(store.verify(|_| {}).unwrap().is_ok());
                 if !moved {
-                    assert!(in_steps == false, "{variant}: the move failed between steps");
+                    assert!(
+                        in_steps == false,
+                        "{variant}: the move failed between steps"
+                    );
                     continue;
                 }
                 let found = store.latest_snapshot(&x);
@@ -1956,7 +1957,12 @@ mod tests {
                 failures.push(f);
             }
         }
-        assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+        assert!(
+            failures.is_empty(),
+            "{} failures:\n{}",
+            failures.len(),
+            failures.join("\n")
+        );
     }
 
     fn shallow_refs(store: &SqliteStateStore) -> Vec<String> {
@@ -1965,13 +1971,23 @@ mod tests {
             .list_refs("")
             .unwrap()
             .into_iter()
-            .filter(|r| {
-                matches!(
+            .flat_map(|r| {
+                let line = crate::LogOptions::new().from(r.target).first_parent(true);
+                let mut found = Vec::new();
+                if matches!(
                     store.latest_snapshot(&r.target),
                     Err(crate::StateStoreError::ShallowHistory { .. })
-                )
+                ) {
+                    found.push(r.name.clone());
+                }
+                if matches!(
+                    store.latest_snapshot_in(&line),
+                    Err(crate::StateStoreError::ShallowHistory { .. })
+                ) {
+                    found.push(format!("{} (first parent)", r.name));
+                }
+                found
             })
-            .map(|r| r.name)
             .collect()
     }
 
@@ -2071,10 +2087,17 @@ mod tests {
                 eprintln!("node {i} gen {} parents {parents:?}", node.generation);
             }
             for s in store.list_snapshots().unwrap() {
-                eprintln!("snapshot on {}", ids.iter().position(|q| *q == s.node_id).unwrap());
+                eprintln!(
+                    "snapshot on {}",
+                    ids.iter().position(|q| *q == s.node_id).unwrap()
+                );
             }
             for r in store.list_refs("").unwrap() {
-                eprintln!("ref {} on {}", r.name, ids.iter().position(|q| *q == r.target).unwrap());
+                eprintln!(
+                    "ref {} on {}",
+                    r.name,
+                    ids.iter().position(|q| *q == r.target).unwrap()
+                );
             }
         }
         let plan = store.plan_garbage(&options).unwrap();
@@ -2087,10 +2110,16 @@ mod tests {
                     ids.iter().position(|q| *q == id).unwrap()
                 })
                 .collect();
-            eprintln!("order {order:?}, cuts at {:?}", plan.cuts.keys().map(|&i| {
-                let id = StateNodeId::from_bytes(plan.nodes.ids[i as usize]);
-                ids.iter().position(|q| *q == id).unwrap()
-            }).collect::<Vec<_>>());
+            eprintln!(
+                "order {order:?}, cuts at {:?}",
+                plan.cuts
+                    .keys()
+                    .map(|&i| {
+                        let id = StateNodeId::from_bytes(plan.nodes.ids[i as usize]);
+                        ids.iter().position(|q| *q == id).unwrap()
+                    })
+                    .collect::<Vec<_>>()
+            );
         }
         let rows = plan.rows();
         let at = rng.below(rows + 8);
