@@ -1947,7 +1947,7 @@ mod tests {
         let seeds: u64 = std::env::var("GC_ORACLE_SEEDS")
             .ok()
             .and_then(|s| s.parse().ok())
-            .unwrap_or(40);
+            .unwrap_or(250);
         let mut failures = Vec::new();
         let only: Option<u64> = std::env::var("GC_ORACLE_ONLY")
             .ok()
