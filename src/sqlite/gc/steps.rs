@@ -442,7 +442,10 @@ pub(crate) fn run(tx: &Connection, step: &Step) -> Result<()> {
         let node = plan.order[p.next_node] as usize;
         if !roots_checked && !p.roots_changed && plan.cuts.contains_key(&(node as u32)) {
             roots_checked = true;
-            p.roots_changed = !roots_allow_cuts(tx, plan, &mut p.safe)?;
+            // A planned node that stayed (a child, a ref log entry or a changed row) is a
+            // node the plan removes that writers can still name, or merge with kept history,
+            // after the cut: the cuts stop as for a ref on it.
+            p.roots_changed = p.kept_meanwhile > 0 || !roots_allow_cuts(tx, plan, &mut p.safe)?;
         }
         remove_node(tx, plan, &mut p, node)?;
         p.next_node += 1;
@@ -1741,5 +1744,468 @@ mod tests {
         assert!(chain.iter().all(|id| store.get_node(id).is_err()));
         assert!(gc_indexes(&path).is_empty());
         assert!(store.verify(|_| {}).unwrap().is_ok());
+    }
+
+    /// Review 2 (defect A). History pruning: X, an old merge of K (ref `r`, no snapshot in
+    /// its history, so the plan cuts it from pB) and Y (a snapshot below it), is garbage
+    /// above the cuts. Before X's step a writer makes X stay without naming it by a ref or
+    /// snapshot: a child committed on it, or a ref put on it and moved away (a ref log
+    /// entry the plan did not see). `roots_allow_cuts` reads only refs and snapshots, so pB
+    /// is cut; then `main` moves onto X, which is still stored. `latest_snapshot(X)` needs
+    /// pB: ShallowHistory. In one transaction the move fails (X is pruned with the first
+    /// write, the ref log does not keep pruned nodes) or comes first (pB kept).
+    #[test]
+    fn review2_a_stayed_node_above_the_cuts_named_after_a_cut_keeps_its_restore_path() {
+        use crate::History as _;
+        for variant in ["child", "ref log"] {
+            for in_steps in [false, true] {
+                let dir = tempfile::tempdir().unwrap();
+                let store = SqliteStateStore::open(dir.path().join("s.db")).unwrap();
+                let commit = |parents: Vec<StateNodeId>, label: &str| {
+                    let data = StateData::new(label.as_bytes().to_vec());
+                    store.commit_state(parents, data, meta(label)).unwrap().1
+                };
+                let pa = commit(vec![], "pA");
+                let pb = commit(vec![pa], "pB");
+                let k = commit(vec![pb], "K");
+                let root0 = commit(vec![], "root0");
+                let y1 = commit(vec![root0], "y1");
+                let y = commit(vec![y1], "Y");
+                let x = commit(vec![k, y], "X");
+                // An unrelated snapshot of generation 2: a boundary at K could hide one.
+                let z1 = commit(vec![], "z1");
+                let z2 = commit(vec![z1], "z2");
+                store.snapshot(&z2).unwrap();
+                let s0 = store.snapshot(&root0).unwrap();
+                store.set_ref("r", None, &k).unwrap();
+                let options = no_grace().prune_history(Duration::ZERO);
+                let keep_x = || match variant {
+                    "child" => {
+                        let data = StateData::new(b"C".to_vec());
+                        store
+                            .commit_state(vec![x], data, meta("C"))
+                            .map(|_| ())
+                            .unwrap();
+                    }
+                    _ => {
+                        store.set_ref("tmp", None, &x).unwrap();
+                        store.delete_ref("tmp", &x).unwrap();
+                    }
+                };
+                let moved = if in_steps {
+                    let plan = store.plan_garbage(&options).unwrap();
+                    let (mut kept, mut moved) = (false, false);
+                    store
+                        .collect_in_steps(plan, 1, |p, _| {
+                            if !kept {
+                                keep_x();
+                                kept = true;
+                            } else if !moved && (p.removed.boundary_nodes > 0 || p.is_finished()) {
+                                moved = store.set_ref("main", None, &x).is_ok();
+                            }
+                        })
+                        .unwrap();
+                    moved
+                } else {
+                    // Serially: the collection between the two writes.
+                    keep_x();
+                    store.collect_at_once(&options).unwrap();
+                    store.set_ref("main", None, &x).is_ok()
+                };
+                assert!(store.verify(|_| {}).unwrap().is_ok());
+                if !moved {
+                    assert!(
+                        in_steps == false,
+                        "{variant}: the move failed between steps"
+                    );
+                    continue;
+                }
+                let found = store.latest_snapshot(&x);
+                assert!(
+                    matches!(&found, Ok(Some(info)) if info.id == s0),
+                    "{variant}, in steps: {in_steps}: main on X: {found:?} (pB stored: {})",
+                    store.get_node(&pb).is_ok()
+                );
+            }
+        }
+    }
+
+    /// Review 2 (defect B). History pruning: X (an old merge of K, cut from pB, and Y, with
+    /// a snapshot below) has a garbage child P2 whose child K2 is a snapshot: X is below the
+    /// cut P2 -> K2, so it goes last, but pB (cut from K) goes first. After pB's step X is
+    /// still stored and a writer moves `main` onto it: `roots_allow_cuts` stops the cuts
+    /// from then on, but pB is gone and `latest_snapshot(X)` fails with ShallowHistory.
+    /// Serially the move fails (gc first: X removed) or comes first (pB kept).
+    #[test]
+    fn review2_a_node_below_a_later_cut_named_after_an_earlier_cut_keeps_its_restore_path() {
+        use crate::History as _;
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStateStore::open(dir.path().join("s.db")).unwrap();
+        let commit = |parents: Vec<StateNodeId>, label: &str| {
+            let data = StateData::new(label.as_bytes().to_vec());
+            store.commit_state(parents, data, meta(label)).unwrap().1
+        };
+        let pa = commit(vec![], "pA");
+        let pb = commit(vec![pa], "pB");
+        let k = commit(vec![pb], "K");
+        let root0 = commit(vec![], "root0");
+        let y1 = commit(vec![root0], "y1");
+        let y = commit(vec![y1], "Y");
+        let x = commit(vec![k, y], "X");
+        let p2 = commit(vec![x], "P2");
+        let k2 = commit(vec![p2], "K2");
+        // An unrelated snapshot of generation 2: a boundary at K could hide one.
+        let z1 = commit(vec![], "z1");
+        let z2 = commit(vec![z1], "z2");
+        store.snapshot(&z2).unwrap();
+        let s0 = store.snapshot(&root0).unwrap();
+        store.snapshot(&k2).unwrap();
+        store.set_ref("r", None, &k).unwrap();
+        let options = no_grace().prune_history(Duration::ZERO);
+        let plan = store.plan_garbage(&options).unwrap();
+        let mut moved = false;
+        store
+            .collect_in_steps(plan, 1, |p, _| {
+                if !moved && p.removed.boundary_nodes > 0 {
+                    moved = store.set_ref("main", None, &x).is_ok();
+                }
+            })
+            .unwrap();
+        assert!(store.verify(|_| {}).unwrap().is_ok());
+        assert!(moved, "X was gone after the first cut");
+        let found = store.latest_snapshot(&x);
+        assert!(
+            matches!(&found, Ok(Some(info)) if info.id == s0),
+            "main on X: {found:?} (pB stored: {}, P2 stored: {})",
+            store.get_node(&pb).is_ok(),
+            store.get_node(&p2).is_ok()
+        );
+    }
+
+    /// Review 2 (defect C, a variant of B that no rule about descendants of the cut nodes
+    /// catches). History pruning: K (ref `r`, no snapshot in its history) is cut from pB;
+    /// Q, an old child of a snapshot root0, lies below a later cut (Q <- P3 <- K3, a
+    /// snapshot). After pB's step a writer merges K and Q into N and moves `main` to N:
+    /// N's newest snapshot is root0, and its walk needs pB: ShallowHistory. The cuts stop
+    /// at P3 (N stands on Q, which the plan removes), but pB is gone. Serially the merge
+    /// fails (gc first: Q removed) or comes first (pB kept on N's restore path).
+    #[test]
+    fn review2_a_merge_with_a_node_below_a_later_cut_keeps_its_restore_path() {
+        use crate::History as _;
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStateStore::open(dir.path().join("s.db")).unwrap();
+        let commit = |parents: Vec<StateNodeId>, label: &str| {
+            let data = StateData::new(label.as_bytes().to_vec());
+            store.commit_state(parents, data, meta(label)).unwrap().1
+        };
+        let pa = commit(vec![], "pA");
+        let pb = commit(vec![pa], "pB");
+        let k = commit(vec![pb], "K");
+        let root0 = commit(vec![], "root0");
+        let q = commit(vec![root0], "Q");
+        let p3 = commit(vec![q], "P3");
+        let k3 = commit(vec![p3], "K3");
+        let z1 = commit(vec![], "z1");
+        let z2 = commit(vec![z1], "z2");
+        store.snapshot(&z2).unwrap();
+        let s0 = store.snapshot(&root0).unwrap();
+        store.snapshot(&k3).unwrap();
+        store.set_ref("r", None, &k).unwrap();
+        let options = no_grace().prune_history(Duration::ZERO);
+        let plan = store.plan_garbage(&options).unwrap();
+        let mut merged = None;
+        store
+            .collect_in_steps(plan, 1, |p, _| {
+                if merged.is_none() && p.removed.boundary_nodes > 0 {
+                    let data = StateData::new(b"N".to_vec());
+                    if let Ok((_, n)) = store.commit_state(vec![k, q], data, meta("N")) {
+                        store.set_ref("main", None, &n).unwrap();
+                        merged = Some(n);
+                    }
+                }
+            })
+            .unwrap();
+        assert!(store.verify(|_| {}).unwrap().is_ok());
+        let n = merged.expect("Q was gone after the first cut");
+        let found = store.latest_snapshot(&n);
+        assert!(
+            matches!(&found, Ok(Some(info)) if info.id == s0),
+            "main on N: {found:?} (pB stored: {}, P3 stored: {})",
+            store.get_node(&pb).is_ok(),
+            store.get_node(&p3).is_ok()
+        );
+    }
+
+    /// Review 2: a randomized oracle for history pruning. One write (a ref moved onto a
+    /// random node, a merge of two random nodes named by a ref, a snapshot taken or
+    /// deleted, a ref deleted) between two random steps; afterwards, a ref whose
+    /// `latest_snapshot` fails with ShallowHistory must fail so in a serial order too: the
+    /// store copied before the collection, collected in one transaction before the write,
+    /// or after it. `GC_ORACLE_SEEDS=N` runs more seeds.
+    #[test]
+    fn review2_prune_in_steps_is_serializable_for_latest_snapshot() {
+        let seeds: u64 = std::env::var("GC_ORACLE_SEEDS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(250);
+        let mut failures = Vec::new();
+        let only: Option<u64> = std::env::var("GC_ORACLE_ONLY")
+            .ok()
+            .and_then(|s| s.parse().ok());
+        for seed in (1..=seeds).filter(|s| only.is_none_or(|o| o == *s)) {
+            if let Some(f) = oracle_run(seed) {
+                failures.push(f);
+            }
+        }
+        assert!(
+            failures.is_empty(),
+            "{} failures:\n{}",
+            failures.len(),
+            failures.join("\n")
+        );
+    }
+
+    fn shallow_refs(store: &SqliteStateStore) -> Vec<String> {
+        use crate::History as _;
+        store
+            .list_refs("")
+            .unwrap()
+            .into_iter()
+            .flat_map(|r| {
+                let line = crate::LogOptions::new().from(r.target).first_parent(true);
+                let mut found = Vec::new();
+                if matches!(
+                    store.latest_snapshot(&r.target),
+                    Err(crate::StateStoreError::ShallowHistory { .. })
+                ) {
+                    found.push(r.name.clone());
+                }
+                if matches!(
+                    store.latest_snapshot_in(&line),
+                    Err(crate::StateStoreError::ShallowHistory { .. })
+                ) {
+                    found.push(format!("{} (first parent)", r.name));
+                }
+                found
+            })
+            .collect()
+    }
+
+    fn oracle_run(seed: u64) -> Option<String> {
+        let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let mut ids: Vec<StateNodeId> = Vec::new();
+        {
+            let store = SqliteStateStore::open(&path).unwrap();
+            let n = 8 + rng.below(14);
+            for i in 0..n {
+                let mut parents = Vec::new();
+                if !ids.is_empty() && rng.below(5) != 0 {
+                    parents.push(*rng.pick(&ids).unwrap());
+                    if rng.below(3) == 0 {
+                        let q = *rng.pick(&ids).unwrap();
+                        if !parents.contains(&q) {
+                            parents.push(q);
+                        }
+                    }
+                }
+                let data = StateData::new(format!("o{seed}-{i}").into_bytes());
+                ids.push(
+                    store
+                        .commit_state(parents, data, meta(&format!("o{seed}-{i}")))
+                        .unwrap()
+                        .1,
+                );
+            }
+            for name in ["a", "b", "c"] {
+                if rng.below(4) != 0 {
+                    store.set_ref(name, None, rng.pick(&ids).unwrap()).unwrap();
+                }
+            }
+            for _ in 0..1 + rng.below(3) {
+                store.snapshot(rng.pick(&ids).unwrap()).unwrap();
+            }
+        }
+        let copy = |to: &str| {
+            let p = dir.path().join(to);
+            std::fs::copy(&path, &p).unwrap();
+            p
+        };
+        let (before_path, after_path) = (copy("before.db"), copy("after.db"));
+        // The write, as a seed for its own generator so that all worlds do the same one.
+        let write_seed = rng.next();
+        let write = |store: &SqliteStateStore| -> bool {
+            let mut r = Rng(write_seed | 1);
+            let name = ["a", "b", "c", "w"][r.below(4)];
+            let kind = r.below(5);
+            if std::env::var("GC_ORACLE_DEBUG").is_ok() {
+                eprintln!("write {kind} on {name}");
+            }
+            match kind {
+                0 => {
+                    let to = ids[r.below(ids.len())];
+                    let old = store.get_ref(name).unwrap();
+                    store.set_ref(name, old.as_ref(), &to).is_ok()
+                }
+                1 => {
+                    let (p, q) = (ids[r.below(ids.len())], ids[r.below(ids.len())]);
+                    let parents = if p == q { vec![p] } else { vec![p, q] };
+                    let data = StateData::new(b"merge".to_vec());
+                    match store.commit_state(parents, data, meta("merge")) {
+                        Ok((_, m)) => {
+                            let old = store.get_ref(name).unwrap();
+                            store.set_ref(name, old.as_ref(), &m).is_ok()
+                        }
+                        Err(_) => false,
+                    }
+                }
+                2 => store.snapshot(&ids[r.below(ids.len())]).is_ok(),
+                3 => {
+                    let all = store.list_snapshots().unwrap();
+                    match all.get(r.below(all.len().max(1))) {
+                        Some(s) => store.delete_snapshot(&s.id).is_ok(),
+                        None => false,
+                    }
+                }
+                _ => match store.get_ref(name).unwrap() {
+                    Some(old) => store.delete_ref(name, &old).is_ok(),
+                    None => false,
+                },
+            }
+        };
+        let options = no_grace().prune_history(Duration::ZERO);
+        let store = SqliteStateStore::open(&path).unwrap();
+        if std::env::var("GC_ORACLE_DEBUG").is_ok() {
+            for (i, id) in ids.iter().enumerate() {
+                let node = store.get_node(id).unwrap();
+                let parents: Vec<usize> = node
+                    .parent_ids
+                    .iter()
+                    .map(|p| ids.iter().position(|q| q == p).unwrap())
+                    .collect();
+                eprintln!("node {i} gen {} parents {parents:?}", node.generation);
+            }
+            for s in store.list_snapshots().unwrap() {
+                eprintln!(
+                    "snapshot on {}",
+                    ids.iter().position(|q| *q == s.node_id).unwrap()
+                );
+            }
+            for r in store.list_refs("").unwrap() {
+                eprintln!(
+                    "ref {} on {}",
+                    r.name,
+                    ids.iter().position(|q| *q == r.target).unwrap()
+                );
+            }
+        }
+        let plan = store.plan_garbage(&options).unwrap();
+        if std::env::var("GC_ORACLE_DEBUG").is_ok() {
+            let order: Vec<usize> = plan
+                .order
+                .iter()
+                .map(|&i| {
+                    let id = StateNodeId::from_bytes(plan.nodes.ids[i as usize]);
+                    ids.iter().position(|q| *q == id).unwrap()
+                })
+                .collect();
+            eprintln!(
+                "order {order:?}, cuts at {:?}",
+                plan.cuts
+                    .keys()
+                    .map(|&i| {
+                        let id = StateNodeId::from_bytes(plan.nodes.ids[i as usize]);
+                        ids.iter().position(|q| *q == id).unwrap()
+                    })
+                    .collect::<Vec<_>>()
+            );
+        }
+        let rows = plan.rows();
+        let at = rng.below(rows + 8);
+        let mut step = 0;
+        let mut wrote = None;
+        let mut cut_first = false;
+        store
+            .collect_in_steps(plan, 1, |_p, _| {
+                if step == at {
+                    if std::env::var("GC_ORACLE_DEBUG").is_ok() {
+                        eprintln!("before the write: {:?}", store.list_refs("").unwrap());
+                        eprintln!("progress: {:?}", _p.removed);
+                    }
+                    cut_first = _p.removed.boundary_nodes > 0;
+                    wrote = Some(write(&store));
+                }
+                step += 1;
+            })
+            .unwrap();
+        if wrote.is_none() {
+            wrote = Some(write(&store));
+        }
+        assert!(store.verify(|_| {}).unwrap().is_ok());
+        let shallow = shallow_refs(&store);
+        if shallow.is_empty() {
+            return None;
+        }
+        let before = SqliteStateStore::open(&before_path).unwrap();
+        before.collect_at_once(&options).unwrap();
+        let wrote_before = write(&before);
+        let after = SqliteStateStore::open(&after_path).unwrap();
+        let wrote_after = write(&after);
+        after.collect_at_once(&options).unwrap();
+        let (sb, sa) = (shallow_refs(&before), shallow_refs(&after));
+        let bad: Vec<&String> = shallow
+            .iter()
+            .filter(|n| !sb.contains(n) && !sa.contains(n))
+            .collect();
+        (!bad.is_empty()).then(|| {
+            format!(
+                "seed {seed}: write after step {at} (ok: {wrote:?}; before: {wrote_before}, \
+                 after: {wrote_after}; after a cut: {cut_first}): ShallowHistory only in steps \
+                 for {bad:?}"
+            )
+        })
+    }
+
+
+    /// Review 2 cost probe (ignored; run in release): a chain of `GC_BENCH_NODES` nodes with
+    /// a snapshot every 10th and a ref at the head, pruned in steps of 1,000 and 10,000 rows
+    /// and in one transaction. Prints the times.
+    #[test]
+    #[ignore]
+    fn review2_bench_prune_with_many_snapshots() {
+        let n: usize = std::env::var("GC_BENCH_NODES")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(100_000);
+        let rows_list: Vec<usize> = std::env::var("GC_BENCH_ROWS")
+            .ok()
+            .map(|s| s.split(',').filter_map(|r| r.parse().ok()).collect())
+            .unwrap_or_else(|| vec![1_000, 10_000, usize::MAX]);
+        for rows in rows_list {
+            let dir = tempfile::tempdir().unwrap();
+            let store = SqliteStateStore::open(dir.path().join("s.db")).unwrap();
+            let mut last: Option<StateNodeId> = None;
+            for i in 0..n {
+                let data = StateData::new(format!("b{i}").into_bytes());
+                let id = store
+                    .commit_state(last.into_iter().collect(), data, meta("b"))
+                    .unwrap()
+                    .1;
+                if i % 10 == 0 {
+                    store.snapshot(&id).unwrap();
+                }
+                last = Some(id);
+            }
+            store.set_ref("main", None, &last.unwrap()).unwrap();
+            let options = no_grace().prune_history(Duration::ZERO).rows_per_step(rows);
+            let started = std::time::Instant::now();
+            let mut steps = 0;
+            let report = store.gc_with_progress(&options, |p| steps = p.steps).unwrap();
+            eprintln!(
+                "{n} nodes, rows {rows}: {:?}, {steps} steps, {report:?}",
+                started.elapsed()
+            );
+        }
     }
 }
