@@ -62,11 +62,9 @@ pub(crate) struct Plan {
     nodes: Nodes,
     /// The nodes to remove (indices into `nodes`), children before parents.
     order: Vec<u32>,
-    /// History pruning: for a node to remove, the kept nodes that lose it as a parent.
+    /// History pruning: for a node to remove, the kept nodes that lose it as a parent (the
+    /// cuts, which the steps leave to the last one: see [`run`]).
     cuts: HashMap<u32, Vec<u32>>,
-    /// History pruning: which nodes the plan removes, by index into `nodes` (see
-    /// [`roots_allow_cuts`]).
-    dead: Vec<bool>,
     /// History pruning: where in `order` the history below the cuts begins.
     below_from: usize,
     /// History pruning: for a node to remove, the ref log entries naming it that go with it.
@@ -127,10 +125,8 @@ pub(crate) fn plan(tx: &Connection, mut cut: Cutoffs) -> Result<Plan> {
     let mut order = children_first(&reach, &dead)?;
     let mut below_from = order.len();
     if !cuts.is_empty() {
-        // The pruned history below the cuts goes last: every other node the plan removes
-        // (the garbage above and beside kept history, which a writer could still name, or
-        // build on and name, until its step) is gone or kept by then, so no ref or snapshot
-        // made meanwhile can need what an earlier step cut (see `roots_allow_cuts`). Nothing
+        // The pruned history below the cuts goes last, in one step with the cuts (see
+        // `run`); the garbage above and beside kept history goes in steps before it. Nothing
         // below a cut is the parent of a node above: the order stays children first.
         let mut below = vec![false; reach.nodes.seqs.len()];
         let mut stack: Vec<usize> = cuts.keys().map(|&p| p as usize).collect();
@@ -145,13 +141,6 @@ pub(crate) fn plan(tx: &Connection, mut cut: Cutoffs) -> Result<Plan> {
         below_from = above.len();
         above.extend(under);
         order = above;
-    }
-    let mut dead_marks = Vec::new();
-    if !cuts.is_empty() {
-        dead_marks = vec![false; reach.nodes.seqs.len()];
-        for &i in &dead {
-            dead_marks[i] = true;
-        }
     }
     // The states no kept node holds that are old enough, then the bytes no other state
     // holds (as `remove_states` finds them after `remove_nodes`).
@@ -225,7 +214,6 @@ pub(crate) fn plan(tx: &Connection, mut cut: Cutoffs) -> Result<Plan> {
         nodes: reach.nodes,
         order,
         cuts,
-        dead: dead_marks,
         below_from,
         moves,
         states,
@@ -280,20 +268,12 @@ pub(crate) struct Progress {
     next_node: usize,
     next_state: usize,
     next_blob: usize,
-    /// History pruning: the parent seqs of each kept node that has lost a parent so far.
-    cut_so_far: HashMap<u32, Vec<i64>>,
     /// What the committed steps removed (`nodes_kept` unused).
     removed: GcReport,
     /// Nodes the plan removed that the steps found named or changed, and kept.
     kept_meanwhile: u64,
-    /// History pruning: a step found a ref or snapshot on a node the plan removes (or on
-    /// one made on such a node), whose restore path the plan did not keep, so the cuts are
-    /// no longer made.
-    roots_changed: bool,
     /// Which step indexes (bits by place in [`STEP_INDEXES`]) a step has made once.
     indexed: u8,
-    /// Nodes made since the plan that stand only on nodes the plan keeps.
-    safe: std::collections::HashSet<[u8; 32]>,
     /// Every row of the plan has been dealt with and the step indexes dropped.
     finished: bool,
 }
@@ -441,8 +421,6 @@ pub(crate) fn run(tx: &Connection, step: &Step) -> Result<()> {
             .map_err(&ctx)? as u64;
     }
     let mut budget = rows.max(1);
-    // Whether the refs and snapshots are still the plan's, read once per step.
-    let mut roots_checked = false;
     while budget > 0 && p.next_node < plan.order.len() {
         if p.next_node == plan.below_from {
             // The cuts and the history below them: in this one transaction, as a
@@ -472,13 +450,8 @@ pub(crate) fn run(tx: &Connection, step: &Step) -> Result<()> {
             return Ok(());
         }
         let node = plan.order[p.next_node] as usize;
-        if !roots_checked && !p.roots_changed && plan.cuts.contains_key(&(node as u32)) {
-            roots_checked = true;
-            // A planned node that stayed (a child, a ref log entry or a changed row) is a
-            // node the plan removes that writers can still name, or merge with kept history,
-            // after the cut: the cuts stop as for a ref on it.
-            p.roots_changed = p.kept_meanwhile > 0 || !roots_allow_cuts(tx, plan, &mut p.safe)?;
-        }
+        // Every cut parent lies below the cuts, which the last step takes whole.
+        debug_assert!(!plan.cuts.contains_key(&(node as u32)));
         remove_node(tx, plan, &mut p, node)?;
         p.next_node += 1;
         budget -= 1;
@@ -605,49 +578,15 @@ fn remove_node(tx: &Connection, plan: &Plan, p: &mut Progress, i: usize) -> Resu
             }
         }
     }
-    // History pruning: the kept nodes above it that record it as not stored here. Each must
-    // still be the row the plan read (as cut so far); one that changed meanwhile keeps its
-    // edge, and the edge keeps this node.
-    let mut cuts: Vec<(u32, i64, Vec<i64>, Vec<i64>)> = Vec::new();
-    if p.roots_changed && plan.cuts.contains_key(&(i as u32)) {
-        // A ref or snapshot made or moved since the plan may need this node on its restore
-        // path: it stays, and its edges keep its ancestors.
-        p.kept_meanwhile += 1;
-        return Ok(());
-    }
-    for &b in plan.cuts.get(&(i as u32)).into_iter().flatten() {
-        let child = b as usize;
-        let before = p
-            .cut_so_far
-            .get(&b)
-            .cloned()
-            .unwrap_or_else(|| planned_parent_seqs(nodes, child));
-        let child_seq = nodes.seqs[child];
-        if !exists(
-            "SELECT EXISTS (SELECT 1 FROM state_nodes \
-             WHERE seq = ?1 AND id = ?2 AND parent_seqs = ?3)",
-            params![child_seq, nodes.ids[child].as_slice(), encode_seqs(&before)],
-        )? {
-            p.kept_meanwhile += 1;
-            return Ok(());
-        }
-        let after: Vec<i64> = before
-            .iter()
-            .map(|&s| if s == seq { ABSENT_SEQ } else { s })
-            .collect();
-        cuts.push((b, child_seq, before, after));
-    }
-    // A child left but those: committed or imported on it meanwhile, it keeps it. A child
-    // edge that the child's parent list does not account for is damage, as the foreign key
-    // check below would find.
-    let children: Vec<i64> = tx
-        .prepare_cached("SELECT child FROM node_children WHERE parent = ?1")
-        .and_then(|mut s| s.query_map([seq], |r| r.get(0))?.collect())
+    // A child left: committed or imported on it meanwhile, it keeps it (no kept node is a
+    // child of a node removed before the last step, which makes the cuts). A child edge that
+    // the child's parent list does not account for is damage, as the foreign key check
+    // below would find.
+    let child: Option<i64> = tx
+        .prepare_cached("SELECT child FROM node_children WHERE parent = ?1 LIMIT 1")
+        .and_then(|mut s| s.query_row([seq], |r| r.get(0)).optional())
         .map_err(&ctx)?;
-    for child in children {
-        if cuts.iter().any(|c| c.1 == child) {
-            continue;
-        }
+    if let Some(child) = child {
         let listed: Option<Vec<u8>> = tx
             .prepare_cached("SELECT parent_seqs FROM state_nodes WHERE seq = ?1")
             .and_then(|mut s| s.query_row([child], |r| r.get(0)).optional())
@@ -669,30 +608,12 @@ fn remove_node(tx: &Connection, plan: &Plan, p: &mut Progress, i: usize) -> Resu
             ),
         ));
     }
-    // Everything checked: forget its ref log entries, cut it from the kept nodes above it,
-    // and remove it.
+    // Everything checked: forget its ref log entries, and remove it.
     for m in moves {
         p.removed.ref_log_entries_removed += execute(
             "DELETE FROM ref_log WHERE seq = ?1 AND old_node IS ?2 AND new_node IS ?3",
             params![m.seq, m.old, m.new],
         )? as u64;
-    }
-    for (b, child_seq, before, after) in cuts {
-        execute(
-            "UPDATE state_nodes SET parent_seqs = ?1 WHERE seq = ?2 AND parent_seqs = ?3",
-            params![encode_seqs(&after), child_seq, encode_seqs(&before)],
-        )?;
-        execute(
-            "INSERT INTO shallow_edges (parent_id, child) VALUES (?1, ?2)",
-            params![id, child_seq],
-        )?;
-        execute(
-            "DELETE FROM node_children WHERE parent = ?1 AND child = ?2",
-            params![seq, child_seq],
-        )?;
-        if p.cut_so_far.insert(b, after).is_none() {
-            p.removed.boundary_nodes += 1;
-        }
     }
     for &parent in parent_seqs.iter().filter(|&&s| s != ABSENT_SEQ) {
         execute(
@@ -708,67 +629,6 @@ fn remove_node(tx: &Connection, plan: &Plan, p: &mut Progress, i: usize) -> Resu
         .map_err(delete_error("removing unreachable nodes", &p.stopped()))?;
     p.removed.nodes_removed += 1;
     Ok(())
-}
-
-/// Whether the plan's cuts still hold: they follow the restore paths of the refs and
-/// snapshots the plan read. A ref or snapshot deleted since only lets a collection remove
-/// more; one made or moved since onto a node the plan keeps, or onto a node made since on
-/// such nodes only, could have come after the whole collection. But one on a node the plan
-/// removes (a writer named it, or made a node on it, before its step) may need history below
-/// a cut: no order of the writes and a collection in one transaction gives that.
-fn roots_allow_cuts(
-    tx: &Connection,
-    plan: &Plan,
-    safe: &mut std::collections::HashSet<[u8; 32]>,
-) -> Result<bool> {
-    let ctx = sql_error("reading the refs and snapshots to collect garbage");
-    let targets: Vec<Vec<u8>> = tx
-        .prepare_cached("SELECT node_id FROM refs UNION SELECT node_id FROM snapshots")
-        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
-        .map_err(&ctx)?;
-    let nodes = &plan.nodes;
-    let mut stack: Vec<Vec<u8>> = targets;
-    while let Some(id) = stack.pop() {
-        let Ok(key) = <[u8; 32]>::try_from(id.as_slice()) else {
-            return Ok(false);
-        };
-        if safe.contains(&key) {
-            continue;
-        }
-        let row: Option<(i64, Vec<u8>)> = tx
-            .prepare_cached("SELECT seq, parent_seqs FROM state_nodes WHERE id = ?1")
-            .and_then(|mut s| {
-                s.query_row([&id], |r| Ok((r.get(0)?, r.get(1)?)))
-                    .optional()
-            })
-            .map_err(&ctx)?;
-        let Some((seq, parent_seqs)) = row else {
-            return Ok(false);
-        };
-        match nodes.index(seq).filter(|&i| nodes.ids[i] == key) {
-            Some(i) if plan.dead[i] => return Ok(false),
-            Some(_) => {}
-            // Made since the plan: safe when its parents are.
-            None => {
-                for parent in decode_seqs(&parent_seqs)? {
-                    if parent == ABSENT_SEQ {
-                        continue;
-                    }
-                    let parent_id: Option<Vec<u8>> = tx
-                        .prepare_cached("SELECT id FROM state_nodes WHERE seq = ?1")
-                        .and_then(|mut s| s.query_row([parent], |r| r.get(0)).optional())
-                        .map_err(&ctx)?;
-                    match parent_id {
-                        Some(parent_id) => stack.push(parent_id),
-                        None => return Ok(false),
-                    }
-                }
-            }
-        }
-        // Once false, the cuts stop for good: marking ahead of the parents is harmless.
-        safe.insert(key);
-    }
-    Ok(true)
 }
 
 /// Node `i`'s parent seqs as the plan read them ([`ABSENT_SEQ`] for one not stored here).
