@@ -2083,47 +2083,4 @@ mod tests {
             )
         })
     }
-
-    /// A cost probe, not a test (ignored; run in release): a chain of `GC_BENCH_NODES` nodes with
-    /// a snapshot every 10th and a ref at the head, pruned in steps of 1,000 and 10,000 rows
-    /// and in one transaction. Prints the times.
-    #[test]
-    #[ignore]
-    fn cost_of_a_prune_with_many_snapshots() {
-        let n: usize = std::env::var("GC_BENCH_NODES")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(100_000);
-        let rows_list: Vec<usize> = std::env::var("GC_BENCH_ROWS")
-            .ok()
-            .map(|s| s.split(',').filter_map(|r| r.parse().ok()).collect())
-            .unwrap_or_else(|| vec![1_000, 10_000, usize::MAX]);
-        for rows in rows_list {
-            let dir = tempfile::tempdir().unwrap();
-            let store = SqliteStateStore::open(dir.path().join("s.db")).unwrap();
-            let mut last: Option<StateNodeId> = None;
-            for i in 0..n {
-                let data = StateData::new(format!("b{i}").into_bytes());
-                let id = store
-                    .commit_state(last.into_iter().collect(), data, meta("b"))
-                    .unwrap()
-                    .1;
-                if i % 10 == 0 {
-                    store.snapshot(&id).unwrap();
-                }
-                last = Some(id);
-            }
-            store.set_ref("main", None, &last.unwrap()).unwrap();
-            let options = no_grace().prune_history(Duration::ZERO).rows_per_step(rows);
-            let started = std::time::Instant::now();
-            let mut steps = 0;
-            let report = store
-                .gc_with_progress(&options, |p| steps = p.steps)
-                .unwrap();
-            eprintln!(
-                "{n} nodes, rows {rows}: {:?}, {steps} steps, {report:?}",
-                started.elapsed()
-            );
-        }
-    }
 }
