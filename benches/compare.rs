@@ -1720,10 +1720,11 @@ impl Bench {
              through SQLite, synced), counts what pruning all history before now would \
              remove (a dry run: one read transaction), runs gc (no grace, ref log expired), \
              vacuum, and last that pruning for real (every snapshot's node becomes a boundary \
-             node), all on the copy; the walk and the copy are the baselines. gc and pruning \
-             plan in a read transaction and remove in steps of 10,000 rows (the default \
-             `rows_per_step`), each holding the write lock; vacuum holds it throughout; the \
-             dry run holds none."
+             node), all on the copy; the walk and the copy are the baselines. gc plans in a \
+             read transaction and removes in steps of 10,000 rows (the default \
+             `rows_per_step`), each holding the write lock; pruning makes its cuts and \
+             removes the history below them in one last step; vacuum holds the lock \
+             throughout; the dry run holds none."
         ));
         Ok(())
     }
