@@ -9,8 +9,14 @@
 //! as a parent; otherwise the node stays. The nodes go children first, so a node that stays
 //! keeps its parents in turn (their edge to it is still there when their turn comes), and a
 //! state or byte string stays while anything holds it. Every step leaves a store that
-//! `verify` accepts: a kept node loses a parent (a shallow boundary) in the step that removes
-//! that parent.
+//! `verify` accepts.
+//!
+//! History pruning is stepped only above its cuts. Once a kept node has lost a parent (a
+//! shallow boundary), any node the plan removes that is still stored could be named by a
+//! writer and need the cut history on its restore path, which no order of the write and a
+//! one-transaction collection gives. So the plan puts the history below the cuts last, and
+//! the step that reaches it runs the one-transaction collection ([`super::collect`]) with
+//! the plan's cut-off times: the cuts and everything below them, with writers waiting.
 //!
 //! The foreign key checks of the deletes still run, as in a one-transaction collection: a row
 //! the plan did not account for that points at a node about to go is damage, and stops the
@@ -1662,7 +1668,7 @@ mod tests {
     /// its history, so the plan cuts it from pB) and Y (a snapshot below it), is garbage
     /// above the cuts. Before X's step a writer makes X stay without naming it by a ref or
     /// snapshot: a child committed on it, or a ref put on it and moved away (a ref log
-    /// entry the plan did not see). `roots_allow_cuts` reads only refs and snapshots, so pB
+    /// entry the plan did not see). the check then in place read only refs and snapshots, so pB
     /// is cut; then `main` moves onto X, which is still stored. `latest_snapshot(X)` needs
     /// pB: ShallowHistory. In one transaction the move fails (X is pruned with the first
     /// write, the ref log does not keep pruned nodes) or comes first (pB kept).
@@ -1742,7 +1748,7 @@ mod tests {
     /// History pruning (found by a review): X (an old merge of K, cut from pB, and Y, with
     /// a snapshot below) has a garbage child P2 whose child K2 is a snapshot: X is below the
     /// cut P2 -> K2, so it goes last, but pB (cut from K) goes first. After pB's step X is
-    /// still stored and a writer moves `main` onto it: `roots_allow_cuts` stops the cuts
+    /// still stored and a writer moves `main` onto it: the check then in place stopped the cuts
     /// from then on, but pB is gone and `latest_snapshot(X)` fails with ShallowHistory.
     /// Serially the move fails (gc first: X removed) or comes first (pB kept).
     #[test]
