@@ -1433,25 +1433,8 @@ mod tests {
         use crate::History as _;
         // In steps: the writer before the first node step, or once pB is cut.
         for (in_steps, after_cut) in [(false, false), (true, false), (true, true)] {
-            let dir = tempfile::tempdir().unwrap();
-            let store = SqliteStateStore::open(dir.path().join("s.db")).unwrap();
-            let commit = |parents: Vec<StateNodeId>, label: &str| {
-                let data = StateData::new(label.as_bytes().to_vec());
-                store.commit_state(parents, data, meta(label)).unwrap().1
-            };
-            let pa = commit(vec![], "pA");
-            let pb = commit(vec![pa], "pB");
-            let k = commit(vec![pb], "K");
-            let root0 = commit(vec![], "root0");
-            let y1 = commit(vec![root0], "y1");
-            let y = commit(vec![y1], "Y");
-            let x = commit(vec![k, y], "X");
-            // An unrelated snapshot of generation 2.
-            let z1 = commit(vec![], "z1");
-            let z2 = commit(vec![z1], "z2");
-            store.snapshot(&z2).unwrap();
-            let s0 = store.snapshot(&root0).unwrap();
-            store.set_ref("r", None, &k).unwrap();
+            let (c, x) = cut_store(x_on_k_and_y);
+            let (store, pb, s0) = (&c.store, c.pb, c.s0);
             let options = no_grace().prune_history(Duration::ZERO);
             let mut c = None;
             // A commit on X fails once X is gone (as after a collection in one transaction).
@@ -1677,25 +1660,8 @@ mod tests {
         use crate::History as _;
         for variant in ["child", "ref log"] {
             for in_steps in [false, true] {
-                let dir = tempfile::tempdir().unwrap();
-                let store = SqliteStateStore::open(dir.path().join("s.db")).unwrap();
-                let commit = |parents: Vec<StateNodeId>, label: &str| {
-                    let data = StateData::new(label.as_bytes().to_vec());
-                    store.commit_state(parents, data, meta(label)).unwrap().1
-                };
-                let pa = commit(vec![], "pA");
-                let pb = commit(vec![pa], "pB");
-                let k = commit(vec![pb], "K");
-                let root0 = commit(vec![], "root0");
-                let y1 = commit(vec![root0], "y1");
-                let y = commit(vec![y1], "Y");
-                let x = commit(vec![k, y], "X");
-                // An unrelated snapshot of generation 2: a boundary at K could hide one.
-                let z1 = commit(vec![], "z1");
-                let z2 = commit(vec![z1], "z2");
-                store.snapshot(&z2).unwrap();
-                let s0 = store.snapshot(&root0).unwrap();
-                store.set_ref("r", None, &k).unwrap();
+                let (c, x) = cut_store(x_on_k_and_y);
+                let (store, pb, s0) = (&c.store, c.pb, c.s0);
                 let options = no_grace().prune_history(Duration::ZERO);
                 let keep_x = || match variant {
                     "child" => {
@@ -1745,118 +1711,146 @@ mod tests {
         }
     }
 
+    /// The store of the restore-path tests: K (ref `r`, no snapshot in its history) on pB on
+    /// pA; root0 (snapshot `s0`); what `middle` commits given K and root0, the first node it
+    /// returns snapshotted if any (below a later cut); and an unrelated snapshot of
+    /// generation 2 (z1 <- z2: a boundary at K could hide one). Everything at the epoch.
+    struct CutStore {
+        _dir: tempfile::TempDir,
+        store: SqliteStateStore,
+        pb: StateNodeId,
+        k: StateNodeId,
+        s0: crate::SnapshotId,
+    }
+
+    type Commit<'a> = &'a dyn Fn(Vec<StateNodeId>, &str) -> StateNodeId;
+
+    /// For [`cut_store`]: X, an old merge of K and Y (on root0, whose snapshot is below).
+    fn x_on_k_and_y(
+        commit: Commit,
+        k: StateNodeId,
+        root0: StateNodeId,
+    ) -> (Option<StateNodeId>, StateNodeId) {
+        let y1 = commit(vec![root0], "y1");
+        let y = commit(vec![y1], "Y");
+        (None, commit(vec![k, y], "X"))
+    }
+
+    fn cut_store<T>(
+        middle: impl FnOnce(Commit, StateNodeId, StateNodeId) -> (Option<StateNodeId>, T),
+    ) -> (CutStore, T) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStateStore::open(dir.path().join("s.db")).unwrap();
+        let commit = |parents: Vec<StateNodeId>, label: &str| {
+            let data = StateData::new(label.as_bytes().to_vec());
+            store.commit_state(parents, data, meta(label)).unwrap().1
+        };
+        let pa = commit(vec![], "pA");
+        let pb = commit(vec![pa], "pB");
+        let k = commit(vec![pb], "K");
+        let root0 = commit(vec![], "root0");
+        let (below, more) = middle(&commit, k, root0);
+        let z1 = commit(vec![], "z1");
+        let z2 = commit(vec![z1], "z2");
+        store.snapshot(&z2).unwrap();
+        let s0 = store.snapshot(&root0).unwrap();
+        if let Some(below) = below {
+            store.snapshot(&below).unwrap();
+        }
+        store.set_ref("r", None, &k).unwrap();
+        let made = CutStore {
+            _dir: dir,
+            store,
+            pb,
+            k,
+            s0,
+        };
+        (made, more)
+    }
+
+    impl CutStore {
+        /// Prunes all history in steps of one row, running `between` after each step; the
+        /// store verifies afterwards.
+        fn prune(&self, between: impl FnMut(&Progress)) {
+            let options = no_grace().prune_history(Duration::ZERO);
+            let plan = self.store.plan_garbage(&options).unwrap();
+            let mut between = between;
+            self.store
+                .collect_in_steps(plan, 1, |p, _| between(p))
+                .unwrap();
+            assert!(self.store.verify(|_| {}).unwrap().is_ok());
+        }
+
+        /// After the prune: the node a writer named between steps, if it could, still
+        /// finds `s0` as its newest snapshot; if it could not, `gone` (what it stood on) went
+        /// with the collection, as in the serial order with the collection first. `below`
+        /// is the node under the later cut, for the message.
+        fn finds_s0(&self, named: Option<StateNodeId>, gone: StateNodeId, below: StateNodeId) {
+            use crate::History as _;
+            let Some(named) = named else {
+                assert!(self.store.get_node(&gone).is_err());
+                return;
+            };
+            let found = self.store.latest_snapshot(&named);
+            assert!(
+                matches!(&found, Ok(Some(info)) if info.id == self.s0),
+                "main on {named}: {found:?} (pB stored: {}, {below} stored: {})",
+                self.store.get_node(&self.pb).is_ok(),
+                self.store.get_node(&below).is_ok()
+            );
+        }
+    }
+
     /// History pruning (found by a review): X (an old merge of K, cut from pB, and Y, with
     /// a snapshot below) has a garbage child P2 whose child K2 is a snapshot: X is below the
-    /// cut P2 -> K2, so it goes last, but pB (cut from K) goes first. After pB's step X is
-    /// still stored and a writer moves `main` onto it: the check then in place stopped the cuts
-    /// from then on, but pB is gone and `latest_snapshot(X)` fails with ShallowHistory.
+    /// cut P2 -> K2, so it goes last, but pB (cut from K) goes first. After pB's step X was
+    /// still stored and a writer moved `main` onto it: the check then in place stopped the
+    /// cuts from then on, but pB was gone and `latest_snapshot(X)` failed with ShallowHistory.
     /// Serially the move fails (gc first: X removed) or comes first (pB kept).
     #[test]
     fn a_node_below_a_later_cut_named_after_an_earlier_cut_keeps_its_restore_path() {
-        use crate::History as _;
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStateStore::open(dir.path().join("s.db")).unwrap();
-        let commit = |parents: Vec<StateNodeId>, label: &str| {
-            let data = StateData::new(label.as_bytes().to_vec());
-            store.commit_state(parents, data, meta(label)).unwrap().1
-        };
-        let pa = commit(vec![], "pA");
-        let pb = commit(vec![pa], "pB");
-        let k = commit(vec![pb], "K");
-        let root0 = commit(vec![], "root0");
-        let y1 = commit(vec![root0], "y1");
-        let y = commit(vec![y1], "Y");
-        let x = commit(vec![k, y], "X");
-        let p2 = commit(vec![x], "P2");
-        let k2 = commit(vec![p2], "K2");
-        // An unrelated snapshot of generation 2: a boundary at K could hide one.
-        let z1 = commit(vec![], "z1");
-        let z2 = commit(vec![z1], "z2");
-        store.snapshot(&z2).unwrap();
-        let s0 = store.snapshot(&root0).unwrap();
-        store.snapshot(&k2).unwrap();
-        store.set_ref("r", None, &k).unwrap();
-        let options = no_grace().prune_history(Duration::ZERO);
-        let plan = store.plan_garbage(&options).unwrap();
+        let (c, (x, p2)) = cut_store(|commit, k, root0| {
+            let y1 = commit(vec![root0], "y1");
+            let y = commit(vec![y1], "Y");
+            let x = commit(vec![k, y], "X");
+            let p2 = commit(vec![x], "P2");
+            (Some(commit(vec![p2], "K2")), (x, p2))
+        });
         let mut moved = false;
-        store
-            .collect_in_steps(plan, 1, |p, _| {
-                if !moved && p.removed.boundary_nodes > 0 {
-                    moved = store.set_ref("main", None, &x).is_ok();
-                }
-            })
-            .unwrap();
-        assert!(store.verify(|_| {}).unwrap().is_ok());
-        if !moved {
-            // Gone with the collection, as in the serial order with the collection first.
-            assert!(store.get_node(&x).is_err());
-            return;
-        }
-        let found = store.latest_snapshot(&x);
-        assert!(
-            matches!(&found, Ok(Some(info)) if info.id == s0),
-            "main on X: {found:?} (pB stored: {}, P2 stored: {})",
-            store.get_node(&pb).is_ok(),
-            store.get_node(&p2).is_ok()
-        );
+        c.prune(|p| {
+            if !moved && p.removed.boundary_nodes > 0 {
+                moved = c.store.set_ref("main", None, &x).is_ok();
+            }
+        });
+        c.finds_s0(moved.then_some(x), x, p2);
     }
 
     /// (Found by a review: a variant of the test above, which no rule about descendants of
-    /// the cut nodes catches.) History pruning: K (ref `r`, no snapshot in its history) is cut from pB;
-    /// Q, an old child of a snapshot root0, lies below a later cut (Q <- P3 <- K3, a
-    /// snapshot). After pB's step a writer merges K and Q into N and moves `main` to N:
-    /// N's newest snapshot is root0, and its walk needs pB: ShallowHistory. The cuts stop
-    /// at P3 (N stands on Q, which the plan removes), but pB is gone. Serially the merge
-    /// fails (gc first: Q removed) or comes first (pB kept on N's restore path).
+    /// the cut nodes catches.) History pruning: K (ref `r`, no snapshot in its history) is
+    /// cut from pB; Q, an old child of a snapshot root0, lies below a later cut (Q <- P3 <-
+    /// K3, a snapshot). After pB's step a writer merges K and Q into N and moves `main` to
+    /// N: N's newest snapshot is root0, and its walk needs pB: ShallowHistory. The cuts
+    /// stopped at P3 (N stands on Q, which the plan removes), but pB was gone. Serially the
+    /// merge fails (gc first: Q removed) or comes first (pB kept on N's restore path).
     #[test]
     fn a_merge_with_a_node_below_a_later_cut_keeps_its_restore_path() {
-        use crate::History as _;
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStateStore::open(dir.path().join("s.db")).unwrap();
-        let commit = |parents: Vec<StateNodeId>, label: &str| {
-            let data = StateData::new(label.as_bytes().to_vec());
-            store.commit_state(parents, data, meta(label)).unwrap().1
-        };
-        let pa = commit(vec![], "pA");
-        let pb = commit(vec![pa], "pB");
-        let k = commit(vec![pb], "K");
-        let root0 = commit(vec![], "root0");
-        let q = commit(vec![root0], "Q");
-        let p3 = commit(vec![q], "P3");
-        let k3 = commit(vec![p3], "K3");
-        let z1 = commit(vec![], "z1");
-        let z2 = commit(vec![z1], "z2");
-        store.snapshot(&z2).unwrap();
-        let s0 = store.snapshot(&root0).unwrap();
-        store.snapshot(&k3).unwrap();
-        store.set_ref("r", None, &k).unwrap();
-        let options = no_grace().prune_history(Duration::ZERO);
-        let plan = store.plan_garbage(&options).unwrap();
+        let (c, (q, p3)) = cut_store(|commit, _, root0| {
+            let q = commit(vec![root0], "Q");
+            let p3 = commit(vec![q], "P3");
+            (Some(commit(vec![p3], "K3")), (q, p3))
+        });
+        let store = &c.store;
         let mut merged = None;
-        store
-            .collect_in_steps(plan, 1, |p, _| {
-                if merged.is_none() && p.removed.boundary_nodes > 0 {
-                    let data = StateData::new(b"N".to_vec());
-                    if let Ok((_, n)) = store.commit_state(vec![k, q], data, meta("N")) {
-                        store.set_ref("main", None, &n).unwrap();
-                        merged = Some(n);
-                    }
+        c.prune(|p| {
+            if merged.is_none() && p.removed.boundary_nodes > 0 {
+                let data = StateData::new(b"N".to_vec());
+                if let Ok((_, n)) = store.commit_state(vec![c.k, q], data, meta("N")) {
+                    store.set_ref("main", None, &n).unwrap();
+                    merged = Some(n);
                 }
-            })
-            .unwrap();
-        assert!(store.verify(|_| {}).unwrap().is_ok());
-        let Some(n) = merged else {
-            // Gone with the collection, as in the serial order with the collection first.
-            assert!(store.get_node(&q).is_err());
-            return;
-        };
-        let found = store.latest_snapshot(&n);
-        assert!(
-            matches!(&found, Ok(Some(info)) if info.id == s0),
-            "main on N: {found:?} (pB stored: {}, P3 stored: {})",
-            store.get_node(&pb).is_ok(),
-            store.get_node(&p3).is_ok()
-        );
+            }
+        });
+        c.finds_s0(merged, q, p3);
     }
 
     /// A randomized oracle for history pruning. One write (a ref moved onto a
