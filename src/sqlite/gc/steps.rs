@@ -23,7 +23,7 @@
 //! collection. What earlier steps removed stays removed (they checked every row they
 //! removed); the step that met the damage removes nothing.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use rusqlite::{Connection, OptionalExtension, params};
@@ -68,9 +68,9 @@ pub(crate) struct Plan {
     nodes: Nodes,
     /// The nodes to remove (indices into `nodes`), children before parents.
     order: Vec<u32>,
-    /// History pruning: for a node to remove, the kept nodes that lose it as a parent (the
-    /// cuts, which the steps leave to the last one: see [`run`]).
-    cuts: HashMap<u32, Vec<u32>>,
+    /// History pruning: the nodes to remove that a kept node loses as a parent (the cuts,
+    /// which the steps leave to the last one: see [`run`]).
+    cut_parents: HashSet<u32>,
     /// History pruning: where in `order` the history below the cuts begins.
     below_from: usize,
     /// History pruning: for a node to remove, the ref log entries naming it that go with it.
@@ -106,16 +106,13 @@ pub(crate) fn plan(tx: &Connection, mut cut: Cutoffs) -> Result<Plan> {
     let dead = reach.dead();
     report.nodes_removed = dead.len() as u64;
     report.nodes_kept = (reach.nodes.seqs.len() - dead.len()) as u64;
-    let (mut cuts, mut moves) = (HashMap::new(), HashMap::new());
+    let (mut cut_parents, mut moves) = (HashSet::new(), HashMap::new());
     if !dead.is_empty() && cut.prune_before.is_some() {
         for child in reach.boundary() {
             report.boundary_nodes += 1;
             for &p in reach.nodes.parents_of(child) {
                 if p != ABSENT && !reach.kept[p as usize] {
-                    let children: &mut Vec<u32> = cuts.entry(p).or_default();
-                    if children.last() != Some(&(child as u32)) {
-                        children.push(child as u32);
-                    }
+                    cut_parents.insert(p);
                 }
             }
         }
@@ -130,12 +127,12 @@ pub(crate) fn plan(tx: &Connection, mut cut: Cutoffs) -> Result<Plan> {
     }
     let mut order = children_first(&reach, &dead)?;
     let mut below_from = order.len();
-    if !cuts.is_empty() {
+    if !cut_parents.is_empty() {
         // The pruned history below the cuts goes last, in one step with the cuts (see
         // `run`); the garbage above and beside kept history goes in steps before it. Nothing
         // below a cut is the parent of a node above: the order stays children first.
         let mut below = vec![false; reach.nodes.seqs.len()];
-        let mut stack: Vec<usize> = cuts.keys().map(|&p| p as usize).collect();
+        let mut stack: Vec<usize> = cut_parents.iter().map(|&p| p as usize).collect();
         while let Some(i) = stack.pop() {
             if !below[i] {
                 below[i] = true;
@@ -219,7 +216,7 @@ pub(crate) fn plan(tx: &Connection, mut cut: Cutoffs) -> Result<Plan> {
         cut,
         nodes: reach.nodes,
         order,
-        cuts,
+        cut_parents,
         below_from,
         moves,
         states,
@@ -457,7 +454,7 @@ pub(crate) fn run(tx: &Connection, step: &Step) -> Result<()> {
         }
         let node = plan.order[p.next_node] as usize;
         // Every cut parent lies below the cuts, which the last step takes whole.
-        debug_assert!(!plan.cuts.contains_key(&(node as u32)));
+        debug_assert!(!plan.cut_parents.contains(&(node as u32)));
         remove_node(tx, plan, &mut p, node)?;
         p.next_node += 1;
         budget -= 1;
@@ -1039,7 +1036,7 @@ mod tests {
             .prune_history(Duration::ZERO)
             .expire_ref_log(Duration::ZERO);
         let plan = d.store.plan_garbage(&options).unwrap();
-        let &p = plan.cuts.keys().min().expect("a cut");
+        let &p = plan.cut_parents.iter().min().expect("a cut");
         let parent = StateNodeId::from_bytes(plan.nodes.ids[p as usize]);
         let mut late = None;
         d.store
@@ -2029,8 +2026,8 @@ mod tests {
                 .collect();
             eprintln!(
                 "order {order:?}, cuts at {:?}",
-                plan.cuts
-                    .keys()
+                plan.cut_parents
+                    .iter()
                     .map(|&i| {
                         let id = StateNodeId::from_bytes(plan.nodes.ids[i as usize]);
                         ids.iter().position(|q| *q == id).unwrap()
