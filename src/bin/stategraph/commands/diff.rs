@@ -1,8 +1,10 @@
 //! `diff`: how two states differ, line by line.
 
+use std::borrow::Cow;
 use std::io::Write;
 use std::time::Duration;
 
+use serde_json::value::RawValue;
 use similar::{ChangeTag, TextDiff};
 use stategraph::{StateNode, StateStore};
 
@@ -106,84 +108,152 @@ fn describe(node: &StateNode) -> String {
 }
 
 /// Both states as text to compare: pretty-printed JSON with sorted keys when both parse as
-/// JSON (an empty side counts, for a root) and every number in them prints back as written,
-/// else the UTF-8 text; `None` when either is not UTF-8. (A number that does not print back,
-/// such as one beyond 64-bit precision or `1e2`, would show a change that is not there, or
-/// hide one: such states are compared as they are.)
-fn as_texts(old: &[u8], new: &[u8]) -> Option<(String, String)> {
-    let parse = |bytes: &[u8]| -> Option<Option<serde_json::Value>> {
+/// JSON (an empty side counts, for a root), else the UTF-8 text; `None` when either is not
+/// UTF-8. Numbers and `true`/`false`/`null` keep the text they were written with (so
+/// `1e2` and `100` differ, as their bytes do); strings print with JSON's escapes.
+///
+/// One side is pretty-printed at a time, from values borrowed out of its bytes: it takes
+/// about as much memory again as the printed text, not a parsed document many times the
+/// size of the state.
+fn as_texts<'a>(old: &'a [u8], new: &'a [u8]) -> Option<(Cow<'a, str>, Cow<'a, str>)> {
+    let pretty = |bytes: &[u8]| -> Option<String> {
         if bytes.is_empty() {
-            return Some(None);
+            return Some(String::new());
         }
-        let text = std::str::from_utf8(bytes).ok()?;
-        if !numbers_print_back(text) {
-            return None;
-        }
-        // A key given twice parses to its last value, hiding the first (which some readers
-        // take): such states are compared as text.
-        serde_json::from_str::<NoDuplicateKeys>(text).ok()?;
-        serde_json::from_str(text).ok().map(Some)
+        let raw: &RawValue = serde_json::from_slice(bytes).ok()?;
+        let mut out = String::with_capacity(bytes.len() + bytes.len() / 2);
+        write_sorted(raw, 0, &mut out)?;
+        out.push('\n');
+        Some(out)
     };
-    if let (Some(a), Some(b)) = (parse(old), parse(new)) {
-        let pretty = |v: Option<serde_json::Value>| {
-            v.map_or_else(String::new, |v| {
-                serde_json::to_string_pretty(&sorted(v)).unwrap_or_default() + "\n"
-            })
-        };
-        return Some((pretty(a), pretty(b)));
+    if let Some(a) = pretty(old)
+        && let Some(b) = pretty(new)
+    {
+        return Some((Cow::Owned(a), Cow::Owned(b)));
     }
     let a = std::str::from_utf8(old).ok()?;
     let b = std::str::from_utf8(new).ok()?;
-    Some((a.to_owned(), b.to_owned()))
+    Some((Cow::Borrowed(a), Cow::Borrowed(b)))
 }
 
-/// `value` with every object's keys in order, whatever map serde_json was built with.
-fn sorted(value: serde_json::Value) -> serde_json::Value {
-    use serde_json::Value;
-    match value {
-        Value::Object(map) => {
-            let mut entries: Vec<(String, Value)> = map.into_iter().collect();
-            entries.sort_by(|a, b| a.0.cmp(&b.0));
-            Value::Object(entries.into_iter().map(|(k, v)| (k, sorted(v))).collect())
-        }
-        Value::Array(items) => Value::Array(items.into_iter().map(sorted).collect()),
-        other => other,
+/// The deepest nesting [`write_sorted`] prints (serde_json parses no deeper either).
+const MAX_DEPTH: usize = 128;
+
+/// Appends the JSON value `raw` to `out` as serde_json's pretty printer would print it with
+/// every object's keys sorted, nested `depth` levels deep; `None` for an object holding a
+/// key twice (it parses to its last value in some readers and its first in others: such
+/// states are compared as text) or nesting deeper than [`MAX_DEPTH`].
+fn write_sorted(raw: &RawValue, depth: usize, out: &mut String) -> Option<()> {
+    if depth >= MAX_DEPTH {
+        return None;
     }
-}
-
-/// Whether every number in the JSON `text` (outside strings) is printed back exactly as
-/// written once parsed: what pretty-printing it for a diff needs.
-fn numbers_print_back(text: &str) -> bool {
-    let (mut in_string, mut escaped) = (false, false);
-    let mut number = String::new();
-    let check = |token: &str| {
-        token.is_empty()
-            || serde_json::from_str::<serde_json::Number>(token)
-                .is_ok_and(|n| n.to_string() == token)
+    let text = raw.get();
+    let newline = |out: &mut String, depth: usize| {
+        out.push('\n');
+        out.extend(std::iter::repeat_n("  ", depth));
     };
-    for c in text.chars() {
-        if in_string {
-            match (escaped, c) {
-                (true, _) => escaped = false,
-                (false, '\\') => escaped = true,
-                (false, '"') => in_string = false,
-                _ => {}
+    match text.as_bytes().first()? {
+        b'{' => {
+            let Entries(mut entries) = serde_json::from_str(text).ok()?;
+            if entries.is_empty() {
+                out.push_str("{}");
+                return Some(());
             }
-        } else if c.is_ascii_digit()
-            || c == '-'
-            || (!number.is_empty() && matches!(c, '+' | '.' | 'e' | 'E'))
-        {
-            // A number starts with a digit or '-' (`true`'s `e` is no number).
-            number.push(c);
-        } else {
-            if !check(&number) {
-                return false;
+            entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            if entries.windows(2).any(|w| w[0].0 == w[1].0) {
+                return None;
             }
-            number.clear();
-            in_string = c == '"';
+            out.push('{');
+            for (i, (key, value)) in entries.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                newline(out, depth + 1);
+                out.push_str(&serde_json::to_string(key.as_ref()).ok()?);
+                out.push_str(": ");
+                write_sorted(value, depth + 1, out)?;
+            }
+            newline(out, depth);
+            out.push('}');
         }
+        b'[' => {
+            let items: Vec<&RawValue> = serde_json::from_str(text).ok()?;
+            if items.is_empty() {
+                out.push_str("[]");
+                return Some(());
+            }
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                newline(out, depth + 1);
+                write_sorted(item, depth + 1, out)?;
+            }
+            newline(out, depth);
+            out.push(']');
+        }
+        b'"' => {
+            let Key(string) = serde_json::from_str(text).ok()?;
+            out.push_str(&serde_json::to_string(string.as_ref()).ok()?);
+        }
+        // A number, `true`, `false` or `null`, as written.
+        _ => out.push_str(text),
     }
-    check(&number)
+    Some(())
+}
+
+/// A JSON string, borrowed from the text when it has no escapes.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> serde::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Key<'de>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(s)))
+            }
+
+            fn visit_str<E>(self, s: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(s.to_owned())))
+            }
+        }
+        d.deserialize_str(Visit)
+    }
+}
+
+/// An object's entries in the order written, duplicates kept, values unparsed.
+struct Entries<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'de> serde::Deserialize<'de> for Entries<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Entries<'de>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Entries<'de>, A::Error> {
+                let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(0));
+                while let Some(Key(key)) = map.next_key()? {
+                    entries.push((key, map.next_value()?));
+                }
+                Ok(Entries(entries))
+            }
+        }
+        d.deserialize_map(Visit)
+    }
 }
 
 /// A unified diff of `a` and `b`, with `context` lines around each change.
@@ -195,9 +265,6 @@ fn print_diff(
     (old_name, new_name): (&str, &str),
     context: usize,
 ) -> std::io::Result<()> {
-    let diff = TextDiff::configure()
-        .timeout(DIFF_DEADLINE)
-        .diff_lines(a, b);
     writeln!(
         out,
         "{}",
@@ -208,14 +275,34 @@ fn print_diff(
         "{}",
         t.paint(crate::output::Paint::Bold, &format!("+++ {new_name}"))
     )?;
+    // The lines both share at the start and the end, beyond the context a hunk shows, are
+    // left out of the diff (the diff itself would find them equal): a small change to a
+    // large state costs the diff the changed region, not two line tables of the state.
+    let (skipped, a, b) = trim_common_lines(a, b, context);
+    write_hunks(out, t, a, b, skipped, context)
+}
+
+/// The hunks of a unified diff of `a` and `b`, whose first lines are line `skipped + 1` of
+/// the states.
+fn write_hunks(
+    out: &mut dyn Write,
+    t: Theme,
+    a: &str,
+    b: &str,
+    skipped: usize,
+    context: usize,
+) -> std::io::Result<()> {
+    let diff = TextDiff::configure()
+        .timeout(DIFF_DEADLINE)
+        .diff_lines(a, b);
     for group in diff.grouped_ops(context) {
         let (first, last) = (&group[0], &group[group.len() - 1]);
         let old = first.old_range().start..last.old_range().end;
         let new = first.new_range().start..last.new_range().end;
         let hunk = format!(
             "@@ -{} +{} @@",
-            range(old.start, old.len()),
-            range(new.start, new.len())
+            range(skipped + old.start, old.len()),
+            range(skipped + new.start, new.len())
         );
         writeln!(out, "{}", t.lane(5, &hunk))?;
         for op in &group {
@@ -237,6 +324,34 @@ fn print_diff(
     Ok(())
 }
 
+/// `a` and `b` without the whole lines they share at the start and at the end, except the
+/// last `context` of those at the start and the first `context` of those at the end; and
+/// how many lines went from the start (the same count for both).
+fn trim_common_lines<'a>(a: &'a str, b: &'a str, context: usize) -> (usize, &'a str, &'a str) {
+    let lines = |text: &'a str| text.split_inclusive('\n');
+    let same_start = lines(a).zip(lines(b)).take_while(|(x, y)| x == y).count();
+    let skipped = same_start.saturating_sub(context);
+    let skipped_bytes: usize = lines(a).take(skipped).map(str::len).sum();
+    let shared_bytes: usize = lines(a).take(same_start).map(str::len).sum();
+    // The end is looked for only after the shared start, so the two never overlap.
+    let (rest_a, rest_b) = (&a[shared_bytes..], &b[shared_bytes..]);
+    let same_end = lines(rest_a)
+        .rev()
+        .zip(lines(rest_b).rev())
+        .take_while(|(x, y)| x == y)
+        .count();
+    let dropped_bytes: usize = lines(rest_a)
+        .rev()
+        .take(same_end.saturating_sub(context))
+        .map(str::len)
+        .sum();
+    (
+        skipped,
+        &a[skipped_bytes..a.len() - dropped_bytes],
+        &b[skipped_bytes..b.len() - dropped_bytes],
+    )
+}
+
 /// A hunk header's `start,len` (1-based; `start` is the line before an empty range).
 fn range(start: usize, len: usize) -> String {
     match len {
@@ -246,91 +361,204 @@ fn range(start: usize, len: usize) -> String {
     }
 }
 
-/// JSON that parses only when no object in it holds a key twice.
-struct NoDuplicateKeys;
-
-impl<'de> serde::Deserialize<'de> for NoDuplicateKeys {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(NoDuplicateKeys)
-    }
-}
-
-impl<'de> serde::de::Visitor<'de> for NoDuplicateKeys {
-    type Value = NoDuplicateKeys;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("JSON")
-    }
-
-    fn visit_bool<E>(self, _: bool) -> Result<Self, E> {
-        Ok(self)
-    }
-
-    fn visit_i64<E>(self, _: i64) -> Result<Self, E> {
-        Ok(self)
-    }
-
-    fn visit_u64<E>(self, _: u64) -> Result<Self, E> {
-        Ok(self)
-    }
-
-    fn visit_f64<E>(self, _: f64) -> Result<Self, E> {
-        Ok(self)
-    }
-
-    fn visit_str<E>(self, _: &str) -> Result<Self, E> {
-        Ok(self)
-    }
-
-    fn visit_unit<E>(self) -> Result<Self, E> {
-        Ok(self)
-    }
-
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self, A::Error> {
-        while seq.next_element::<NoDuplicateKeys>()?.is_some() {}
-        Ok(self)
-    }
-
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self, A::Error> {
-        let mut seen = std::collections::HashSet::new();
-        while let Some(key) = map.next_key::<String>()? {
-            if !seen.insert(key) {
-                return Err(serde::de::Error::custom("a key given twice"));
-            }
-            map.next_value::<NoDuplicateKeys>()?;
-        }
-        Ok(self)
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{as_texts, numbers_print_back};
+    use std::borrow::Cow;
+
+    use super::{as_texts, trim_common_lines, write_hunks};
+    use crate::output::Theme;
+
+    /// The printer as it was before it read borrowed values: serde_json's own pretty printer
+    /// over a parsed document with its keys sorted.
+    fn parsed_and_sorted(text: &str) -> String {
+        fn sorted(value: serde_json::Value) -> serde_json::Value {
+            use serde_json::Value;
+            match value {
+                Value::Object(map) => {
+                    let mut entries: Vec<_> = map.into_iter().collect();
+                    entries.sort_by(|a, b| a.0.cmp(&b.0));
+                    Value::Object(entries.into_iter().map(|(k, v)| (k, sorted(v))).collect())
+                }
+                Value::Array(items) => Value::Array(items.into_iter().map(sorted).collect()),
+                other => other,
+            }
+        }
+        let value: serde_json::Value = serde_json::from_str(text).unwrap();
+        serde_json::to_string_pretty(&sorted(value)).unwrap() + "\n"
+    }
 
     #[test]
-    fn numbers_that_print_back_are_the_ones_json_diffs_keep() {
-        for ok in [
-            r#"{"a": 1, "b": -2, "c": 0.5, "d": [true, false, null], "e": "1e2 in a string"}"#,
-            r#"[12345678901234567890, 1.25, -0.75, "\"quoted\" 1e2"]"#,
-            "",
+    fn json_prints_as_serde_json_prints_it_with_sorted_keys() {
+        for doc in [
+            r#"{"b":1,"a":[true,false,null],"c":{"z":"x","y":[]},"d":{}}"#,
+            r#"[1, -2.5, "a\"b\\c\n\t\u0001", {"é": "ü", "\u00e9x": 1}, [[[]]], [{}]]"#,
+            r#"  {"nested": {"deeper": {"k": [1, {"b": 2, "a": 1}]}}}  "#,
+            r#""just a string with \/ and \u20ac""#,
+            "12",
+            "true",
+            "null",
+            "[]",
+            "{}",
         ] {
-            assert!(numbers_print_back(ok), "{ok}");
+            let (mine, _) = as_texts(doc.as_bytes(), b"").unwrap();
+            assert_eq!(mine, parsed_and_sorted(doc), "{doc}");
         }
-        for lossy in [
-            r#"{"x": 0.1000000000000000001}"#,
-            r#"{"x": 123456789012345678901234}"#,
-            r#"{"x": 1e2}"#,
-            "-0",
-        ] {
-            assert!(!numbers_print_back(lossy), "{lossy}");
-        }
-        // Compared as written, not pretty-printed, when a number would not print back.
-        let (a, b) = as_texts(br#"{"x":0.1000000000000000001}"#, br#"{"x":0.1}"#).unwrap();
+    }
+
+    #[test]
+    fn numbers_keep_how_they_were_written() {
+        // serde_json's parsed numbers would print 1e2 as 100.0 and round the long ones.
+        let (a, b) = as_texts(
+            br#"{"x":1e2,"y":0.1000000000000000001,"z":123456789012345678901234,"w":-0}"#,
+            br#"{"x":100}"#,
+        )
+        .unwrap();
         assert_eq!(
-            (a.as_str(), b.as_str()),
-            (r#"{"x":0.1000000000000000001}"#, r#"{"x":0.1}"#)
+            a,
+            "{\n  \"w\": -0,\n  \"x\": 1e2,\n  \"y\": 0.1000000000000000001,\n  \"z\": \
+             123456789012345678901234\n}\n"
         );
-        let (a, _) = as_texts(br#"{"b":1,"a":[true]}"#, b"").unwrap();
-        assert_eq!(a, "{\n  \"a\": [\n    true\n  ],\n  \"b\": 1\n}\n");
+        assert_eq!(b, "{\n  \"x\": 100\n}\n");
+    }
+
+    #[test]
+    fn what_json_printing_cannot_show_faithfully_is_compared_as_written() {
+        let as_written = |old: &str, new: &str| {
+            let (a, b) = as_texts(old.as_bytes(), new.as_bytes()).unwrap();
+            assert!(
+                matches!((&a, &b), (Cow::Borrowed(_), Cow::Borrowed(_))),
+                "{old}"
+            );
+            assert_eq!((a.as_ref(), b.as_ref()), (old, new));
+        };
+        // A key given twice, at the top and deep down; and the escaped spelling of a key
+        // already there is the same key.
+        as_written(r#"{"a":1,"a":2}"#, "{}");
+        as_written("{}", r#"[{"k":{"a":1,"b":2,"a":3}}]"#);
+        as_written(r#"{"a":1,"\u0061":2}"#, "{}");
+        // Not JSON on one side.
+        as_written("{}", "key = value");
+        as_written("{\"a\":1} trailing", "{}");
+        // Nested deeper than the printer goes.
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        as_written(&deep, "[]");
+        // Not UTF-8: no text at all.
+        assert!(as_texts(b"{}", b"\xff\xfe").is_none());
+    }
+
+    /// Small texts of a few distinct lines, so that they share starts, ends and middles;
+    /// some end without a line break.
+    fn texts(seed: u64) -> (String, String) {
+        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let mut next = move |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        fn edit(base: &[&'static str], next: &mut impl FnMut(u64) -> u64) -> String {
+            let mut out = base.to_vec();
+            for _ in 0..next(4) {
+                let at = next(out.len() as u64 + 1) as usize;
+                match next(3) {
+                    0 if at < out.len() => {
+                        out.remove(at);
+                    }
+                    1 => out.insert(at, ["x\n", "y\n", "a\n"][next(3) as usize]),
+                    _ if at < out.len() => out[at] = ["q\n", "a\n"][next(2) as usize],
+                    _ => {}
+                }
+            }
+            let mut text = out.concat();
+            if next(4) == 0 {
+                text.pop();
+            }
+            text
+        }
+        let len = next(30);
+        let base: Vec<&str> = (0..len)
+            .map(|_| ["a\n", "b\n", "c\n", "d\n"][next(4) as usize])
+            .collect();
+        (edit(&base, &mut next), edit(&base, &mut next))
+    }
+
+    /// The text a printed diff turns `old` into, checking every line it says `old` has.
+    fn apply(old: &str, diff: &str) -> String {
+        let old: Vec<&str> = old.split_inclusive('\n').collect();
+        let (mut new, mut at) = (String::new(), 0);
+        let mut printed = diff.lines().peekable();
+        while let Some(hunk) = printed.next() {
+            let (from, len) = hunk
+                .strip_prefix("@@ -")
+                .and_then(|h| h.split(' ').next())
+                .map(|r| match r.split_once(',') {
+                    Some((s, l)) => (s.parse::<usize>().unwrap(), l.parse::<usize>().unwrap()),
+                    None => (r.parse().unwrap(), 1),
+                })
+                .unwrap_or_else(|| panic!("not a hunk header: {hunk:?}"));
+            let start = if len == 0 { from } else { from - 1 };
+            assert!(start >= at, "hunks out of order in {diff:?}");
+            new.extend(old[at..start].iter().copied());
+            at = start;
+            while let Some(line) = printed.next_if(|l| !l.starts_with("@@")) {
+                let no_break = printed
+                    .next_if_eq(&"\\ No newline at end of state")
+                    .is_some();
+                let text = format!("{}{}", &line[1..], if no_break { "" } else { "\n" });
+                if line.starts_with('+') {
+                    new.push_str(&text);
+                } else {
+                    assert_eq!(old[at], text, "line {} in {diff:?}", at + 1);
+                    at += 1;
+                    if line.starts_with(' ') {
+                        new.push_str(&text);
+                    }
+                }
+            }
+        }
+        new.extend(old[at..].iter().copied());
+        new
+    }
+
+    #[test]
+    fn leaving_out_shared_lines_keeps_the_diff_right_and_as_small() {
+        for seed in 0..3000u64 {
+            let (a, b) = texts(seed);
+            for context in [0, 1, 3] {
+                let print = |a: &str, b: &str, skipped| {
+                    let mut out = Vec::new();
+                    write_hunks(&mut out, Theme::PLAIN, a, b, skipped, context).unwrap();
+                    String::from_utf8(out).unwrap()
+                };
+                let whole = print(&a, &b, 0);
+                let (skipped, ta, tb) = trim_common_lines(&a, &b, context);
+                let trimmed = print(ta, tb, skipped);
+                let case = format!("seed {seed}, context {context}: {a:?} -> {b:?}\n{trimmed}");
+                assert_eq!(apply(&a, &trimmed), b, "{case}");
+                assert_eq!(apply(&a, &whole), b, "{case}");
+                // As few changed lines as the diff of the whole states: the diff may place an
+                // edit elsewhere among equal lines, nothing more.
+                let count = |diff: &str, c: char| diff.lines().filter(|l| l.starts_with(c)).count();
+                for c in ['-', '+'] {
+                    assert_eq!(count(&trimmed, c), count(&whole, c), "{case}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn shared_lines_go_only_beyond_the_context() {
+        let a = "1\n2\n3\n4\nold\n5\n6\n7\n";
+        let b = "1\n2\n3\n4\nnew\n5\n6\n7\n";
+        assert_eq!(
+            trim_common_lines(a, b, 1),
+            (3, "4\nold\n5\n", "4\nnew\n5\n")
+        );
+        assert_eq!(trim_common_lines(a, b, 0), (4, "old\n", "new\n"));
+        assert_eq!(trim_common_lines(a, b, 9), (0, a, b));
+        // Equal texts: everything is shared start; nothing is counted twice as an end.
+        assert_eq!(trim_common_lines(a, a, 2), (6, "6\n7\n", "6\n7\n"));
+        // A last line without its line break is not the same line as one with it.
+        assert_eq!(trim_common_lines("x\ny", "x\ny\n", 0), (1, "y", "y\n"));
     }
 }
