@@ -189,3 +189,62 @@ impl<S: AsyncStateStore + StateStore> StateStore for ViaAsync<S> {
         StateStore::cursor(&self.inner)
     }
 }
+
+/// Tests of the async facade itself, beyond what the suites above drive through it.
+mod facade {
+    use stategraph::{
+        AsyncStateStore, GcOptions, History, LogOptions, StateStore, StateStoreError,
+    };
+
+    use crate::history_util::{chain_batched, memory, open_sqlite, sqlite};
+
+    /// Streams the history of a 3,000-node line that nothing keeps, reads one entry (the walk
+    /// then reads ahead as far as the stream lets it), has `collector` gc the line away, and
+    /// reads the rest. The stream must say the history went away under it, as the sync walk
+    /// does, not end as if the line stopped at a shallow boundary.
+    async fn stream_while_a_gc_removes_the_line<S>(walker: S, collector: S)
+    where
+        S: AsyncStateStore + StateStore + Clone + 'static,
+    {
+        let line = chain_batched(&walker, 3000, "line");
+        let head = *line.last().unwrap();
+        let mut stream = AsyncStateStore::log(&walker, LogOptions::new().from(head));
+        let first = stream.next().await.expect("an entry").expect("a node");
+        assert_eq!(first.id, head);
+        let options = GcOptions::new().grace(std::time::Duration::ZERO);
+        let report = AsyncStateStore::gc(&collector, &options).await.unwrap();
+        assert_eq!(report.nodes_removed, 3000, "the whole line is collected");
+        let mut read = 1;
+        let err = loop {
+            match stream.next().await {
+                Some(Ok(node)) => {
+                    assert_eq!(node.id, line[line.len() - 1 - read], "newest first");
+                    read += 1;
+                }
+                Some(Err(e)) => break e,
+                None => panic!("the stream ended after {read} of 3000 nodes, without an error"),
+            }
+        };
+        assert!(
+            read < 3000,
+            "the walk read ahead the whole line before the gc"
+        );
+        match err {
+            StateStoreError::RemovedDuringWalk { id } => assert!(line.contains(&id), "{id}"),
+            e => panic!("expected RemovedDuringWalk, got {e:?}"),
+        }
+        assert!(stream.next().await.is_none(), "an error ends the stream");
+        assert_eq!(stream.boundary(), None, "no boundary after an error");
+        // A walk started now finds nothing to start from.
+        assert!(History::log(&walker, &LogOptions::new().from(head)).is_err());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_log_stream_whose_history_a_gc_removes_meanwhile_fails_with_removed_during_walk() {
+        let store = memory();
+        stream_while_a_gc_removes_the_line(store.clone(), store).await;
+        let fixture = sqlite();
+        let other = open_sqlite(&fixture.path());
+        stream_while_a_gc_removes_the_line(fixture.store.clone(), other).await;
+    }
+}
