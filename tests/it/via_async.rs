@@ -192,8 +192,12 @@ impl<S: AsyncStateStore + StateStore> StateStore for ViaAsync<S> {
 
 /// Tests of the async facade itself, beyond what the suites above drive through it.
 mod facade {
+    use std::task::Poll;
+    use std::time::Duration;
+
     use stategraph::{
-        AsyncStateStore, GcOptions, History, LogOptions, StateStore, StateStoreError,
+        AsyncStateStore, GcOptions, History, LogOptions, StateData, StateMetadata, StateStore,
+        StateStoreError,
     };
 
     use crate::history_util::{chain_batched, memory, open_sqlite, sqlite};
@@ -211,7 +215,7 @@ mod facade {
         let mut stream = AsyncStateStore::log(&walker, LogOptions::new().from(head));
         let first = stream.next().await.expect("an entry").expect("a node");
         assert_eq!(first.id, head);
-        let options = GcOptions::new().grace(std::time::Duration::ZERO);
+        let options = GcOptions::new().grace(Duration::ZERO);
         let report = AsyncStateStore::gc(&collector, &options).await.unwrap();
         assert_eq!(report.nodes_removed, 3000, "the whole line is collected");
         let mut read = 1;
@@ -237,6 +241,99 @@ mod facade {
         assert_eq!(stream.boundary(), None, "no boundary after an error");
         // A walk started now finds nothing to start from.
         assert!(History::log(&walker, &LogOptions::new().from(head)).is_err());
+    }
+
+    /// A current-thread runtime whose one blocking thread runs the calls in the order they
+    /// were made: a call awaited after another starts only once that one has ended.
+    fn one_blocking_thread() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .max_blocking_threads(1)
+            .enable_time()
+            .build()
+            .expect("runtime")
+    }
+
+    fn tick(text: &str) -> (StateData, StateMetadata) {
+        let data = StateData::new(text.as_bytes().to_vec());
+        (data, StateMetadata::now(Some(text.to_owned())))
+    }
+
+    /// The facade's promise for a future dropped by a timeout or a `select!`: dropped before
+    /// its first poll, the call does nothing; dropped after it, the call runs to its end, as
+    /// if awaited (a retried compare-and-swap then conflicts), and the store stays writable.
+    fn dropped_writes<S: AsyncStateStore + Clone + 'static>(store: S) {
+        one_blocking_thread().block_on(async {
+            let (data, meta) = tick("never");
+            drop(AsyncStateStore::commit_on(&store, "never", None, data, meta));
+            let (data, meta) = tick("tick 1");
+            let mut write = AsyncStateStore::commit_on(&store, "main", None, data, meta);
+            // Polls the write once, then drops it (unless that poll finished it).
+            let polled = std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await;
+            drop(write);
+            let head = AsyncStateStore::get_ref(&store, "main").await.unwrap();
+            let head = match polled {
+                Poll::Ready(done) => {
+                    let (_, node) = done.unwrap();
+                    assert_eq!(head, Some(node));
+                    node
+                }
+                Poll::Pending => head.expect("a write dropped after its first poll still lands"),
+            };
+            let (data, meta) = tick("tick 1, again");
+            let retry = AsyncStateStore::commit_on(&store, "main", None, data, meta).await;
+            assert!(
+                matches!(retry, Err(StateStoreError::RefConflict { actual: Some(a), .. }) if a == head),
+                "{retry:?}"
+            );
+            assert_eq!(
+                AsyncStateStore::get_ref(&store, "never").await.unwrap(),
+                None,
+                "a write dropped before its first poll ran"
+            );
+            let (data, meta) = tick("tick 2");
+            let (_, next) = AsyncStateStore::commit_on(&store, "main", Some(&head), data, meta)
+                .await
+                .unwrap();
+            let node = AsyncStateStore::get_node(&store, &next).await.unwrap();
+            assert_eq!(node.parent_ids, vec![head]);
+        });
+    }
+
+    #[test]
+    fn a_dropped_write_runs_to_its_end_once_polled_and_not_at_all_before() {
+        dropped_writes(memory());
+        let fixture = sqlite();
+        dropped_writes(fixture.store.clone());
+    }
+
+    /// A write that a timeout drops while it waits for another connection's write lock
+    /// keeps waiting off the executor and lands once the lock is free; it leaves nothing
+    /// held, and the calls after it work.
+    #[test]
+    fn a_write_dropped_while_it_waits_for_the_lock_lands_once_the_lock_is_free() {
+        let fixture = sqlite();
+        let store = fixture.store.clone();
+        let conn = rusqlite::Connection::open(fixture.path()).expect("second connection");
+        conn.execute_batch("BEGIN IMMEDIATE")
+            .expect("the write lock");
+        one_blocking_thread().block_on(async {
+            let (data, meta) = tick("waited");
+            let write = AsyncStateStore::commit_on(&store, "main", None, data, meta);
+            let timed_out = tokio::time::timeout(Duration::from_millis(20), write).await;
+            assert!(
+                timed_out.is_err(),
+                "the write finished while the lock was held"
+            );
+            conn.execute_batch("COMMIT").expect("releasing the lock");
+            // Runs once the dropped write has ended (one blocking thread).
+            let head = AsyncStateStore::get_ref(&store, "main").await.unwrap();
+            let head = head.expect("the dropped write landed");
+            let (data, meta) = tick("next");
+            AsyncStateStore::commit_on(&store, "main", Some(&head), data, meta)
+                .await
+                .unwrap();
+        });
+        assert_eq!(StateStore::ref_log(&store, "main").unwrap().len(), 2);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
