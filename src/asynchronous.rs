@@ -81,7 +81,9 @@ const LOG_READ_AHEAD: usize = 256;
 /// # Panics
 /// The futures run their work on tokio's blocking pool, so polling one outside a tokio
 /// runtime panics, as `tokio::task::spawn_blocking` does (so does a
-/// [`log`](Self::log) stream with a limit of at most 256).
+/// [`log`](Self::log) stream with a limit of at most 256). A panic inside a call (a bug)
+/// does not reach the caller's task: the call returns a [`StateStoreError::Backend`] error
+/// that quotes it, and the store stays usable.
 ///
 /// # Example
 /// ```
@@ -672,6 +674,39 @@ mod tests {
             Some(Err(StateStoreError::MissingNode { .. }))
         ));
         assert!(stream.next().await.is_none());
+    }
+
+    /// A call that panics on the blocking pool (a bug in the engine) is an error for its
+    /// caller, not a panic in the caller's task, and the handle keeps working, also for
+    /// the store's other calls on a one-thread pool.
+    #[test]
+    fn a_call_that_panics_is_an_error_and_the_store_stays_usable() {
+        let store = InMemoryStateStore::new();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .max_blocking_threads(1)
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let panicked = store
+                .call(|_| -> Result<()> { panic!("a bug in the engine") })
+                .await;
+            let err = panicked.expect_err("a panic is an error");
+            assert!(matches!(err, StateStoreError::Backend(_)), "{err:?}");
+            assert!(err.to_string().contains("a bug in the engine"), "{err}");
+            let data = AsyncStateStore::put_state(&store, StateData::new(b"after".to_vec()))
+                .await
+                .unwrap();
+            let node = AsyncStateStore::commit_node(&store, vec![], data, StateMetadata::now(None))
+                .await
+                .unwrap();
+            assert_eq!(
+                AsyncStateStore::get_node(&store, &node)
+                    .await
+                    .unwrap()
+                    .data_ref,
+                data
+            );
+        });
     }
 
     #[test]
