@@ -700,6 +700,87 @@ dag_properties!(
     shown_parents,
 );
 
+/// (12) The async facade answers the history queries as the sync calls do: the same walk
+/// (entries, and the boundary once it ends; unlimited walks run on a thread of their own,
+/// limited ones on the blocking pool), ancestry, merge bases, latest snapshot and revisions.
+/// `via_async` cannot route these through the facade (they are `History` methods over a
+/// cursor), so the suites above do not cover them there.
+fn async_answers_as_sync<S>(store: &S, case: &Case) -> Result<(), TestCaseError>
+where
+    S: StateStore + stategraph::AsyncStateStore,
+{
+    use stategraph::AsyncStateStore as Async;
+    let b = build(store, case);
+    let n = b.oracle.n();
+    let mut picks = Picks::of(case);
+    for _ in 0..2 {
+        StateStore::snapshot(store, &b.ids[picks.number(n)]).map_err(fail)?;
+    }
+    let (options, _, _) = random_options(store, &b, &mut picks, 2);
+    let options = options.first_parent(picks.number(2) == 1);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let dbg = |r: &dyn std::fmt::Debug| format!("{r:?}");
+    for limit in [None, Some(picks.number(n + 2))] {
+        let options = limit.map_or(options.clone(), |l| options.clone().limit(l));
+        let mut walk = History::log(store, &options).map_err(fail)?;
+        let want: Vec<StateNode> = walk.by_ref().collect::<Result<_, _>>().map_err(fail)?;
+        let want_boundary = walk.is_finished().then(|| walk.boundary().to_vec());
+        let mut stream = Async::log(store, options.clone());
+        let got = runtime.block_on(async {
+            let mut got = Vec::new();
+            while let Some(node) = stream.next().await {
+                got.push(node.map_err(fail)?);
+            }
+            Ok::<_, TestCaseError>(got)
+        })?;
+        prop_assert_eq!(&got, &want, "log with limit {:?}", limit);
+        prop_assert_eq!(stream.boundary(), want_boundary.as_deref());
+        let latest = runtime.block_on(Async::latest_snapshot_in(store, options.clone()));
+        prop_assert_eq!(
+            dbg(&latest),
+            dbg(&History::latest_snapshot_in(store, &options))
+        );
+    }
+    for _ in 0..4 {
+        let (x, y) = (b.ids[picks.number(n)], b.ids[picks.number(n)]);
+        let got = runtime.block_on(Async::is_ancestor(store, &x, &y));
+        prop_assert_eq!(dbg(&got), dbg(&History::is_ancestor(store, &x, &y)));
+        let got = runtime.block_on(Async::merge_bases(store, &[x, y]));
+        prop_assert_eq!(dbg(&got), dbg(&History::merge_bases(store, &[x, y])));
+        let got = runtime.block_on(Async::latest_snapshot(store, &x));
+        prop_assert_eq!(dbg(&got), dbg(&History::latest_snapshot(store, &x)));
+        let text = format!("p/tip~{}", picks.number(n));
+        let got = runtime.block_on(Async::resolve(store, &text));
+        prop_assert_eq!(dbg(&got), dbg(&History::resolve(store, &text)));
+    }
+    Ok(())
+}
+
+mod async_prop_memory {
+    use super::*;
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+        #[test]
+        fn async_answers_as_sync(case in case_strategy()) {
+            super::async_answers_as_sync(&memory(), &case)?;
+        }
+    }
+}
+
+mod async_prop_sqlite {
+    use super::*;
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+        #[test]
+        fn async_answers_as_sync(case in case_strategy()) {
+            let fixture = sqlite();
+            super::async_answers_as_sync(&fixture.store, &case)?;
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Edge cases
 // ---------------------------------------------------------------------------------------

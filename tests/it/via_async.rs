@@ -7,9 +7,12 @@ use stategraph::{
     StateNode, StateNodeId, StateSnapshot, StateStore, Writes,
 };
 
-/// Runs every operation the async facade offers through it, on a multi-threaded runtime;
-/// the few reads it does not offer (cursor, prefix search, state info, snapshots of a node,
-/// import) go to the sync store underneath.
+/// Runs every `StateStore` operation the async facade offers through it, on a multi-threaded
+/// runtime; the few reads it does not offer (cursor, prefix search, state info, snapshots of
+/// a node, import) go to the sync store underneath. The history queries (`log`,
+/// `is_ancestor`, `merge_bases`, `resolve`, `latest_snapshot`, ...) are `History` methods
+/// over the cursor, so they run on the sync store here; `history::async_answers_as_sync`
+/// checks the facade's against them.
 pub struct ViaAsync<S> {
     inner: S,
     runtime: tokio::runtime::Runtime,
