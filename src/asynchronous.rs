@@ -935,13 +935,15 @@ mod tests {
         );
     }
 
+    /// Streams and calls work on a one-thread runtime, also after a stream is dropped
+    /// half-read. (That the walk then stops is `a_dropped_stream_stops_its_walk_between_entries`.)
     #[tokio::test(flavor = "current_thread")]
-    async fn works_on_a_current_thread_runtime_and_stops_walks_early() {
+    async fn works_on_a_current_thread_runtime_after_a_stream_is_dropped() {
         let store = InMemoryStateStore::new();
         let head = chain(&store, 2000);
         let mut stream = AsyncStateStore::log(&store, LogOptions::new().from(head));
         assert!(stream.next().await.unwrap().is_ok());
-        drop(stream); // the blocking walker notices and stops
+        drop(stream);
         let data = AsyncStateStore::put_state(&store, StateData::new(vec![1]))
             .await
             .unwrap();
