@@ -59,9 +59,6 @@ struct Nodes {
     /// The state each node holds, read for a dry run only (which counts states by it; a
     /// collection deletes them with SQL).
     data_refs: Vec<StateDataRef>,
-    /// Each node's id, read for a dry run only (a [`Plan`] checks it before deleting a node;
-    /// zeros for an id that is not 32 bytes, which then never matches).
-    ids: Vec<[u8; 32]>,
 }
 
 /// A parent that is not stored here, in [`Nodes::parents`].
@@ -82,7 +79,6 @@ impl Nodes {
         let (mut seqs, mut old, mut pruned) = (Vec::new(), Vec::new(), Vec::new());
         let mut generations = Vec::new();
         let mut data_refs = Vec::new();
-        let mut ids = Vec::new();
         // Each node's parent seqs, concatenated: `raw[raw_starts[i]..raw_starts[i + 1]]`.
         let (mut raw, mut raw_starts) = (Vec::new(), vec![0]);
         while let Some(row) = rows.next().map_err(&ctx)? {
@@ -101,14 +97,6 @@ impl Nodes {
             if let Ok(id) = id.as_blob() {
                 roots.found(id, seqs.len())?;
             }
-            if cut.dry_run {
-                ids.push(
-                    id.as_blob()
-                        .ok()
-                        .and_then(|b| <[u8; 32]>::try_from(b).ok())
-                        .unwrap_or([0; 32]),
-                );
-            }
             seqs.push(seq);
             generations.push(row.get::<_, i64>(5).map_err(&ctx)? as u64);
             old.push(cut.is_old_node(&data_ref, created_at));
@@ -125,7 +113,6 @@ impl Nodes {
             pruned,
             generations,
             data_refs,
-            ids,
         };
         nodes.starts.push(0);
         for (i, window) in raw_starts.windows(2).enumerate() {

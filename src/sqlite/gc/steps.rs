@@ -66,6 +66,10 @@ pub(crate) struct Plan {
     pub(crate) leftover_indexes: bool,
     cut: Cutoffs,
     nodes: Nodes,
+    /// The ids of the nodes to remove, by index into `nodes`, in index order (zeros for an
+    /// id that is not 32 bytes, which then never matches). Only theirs: a store's kept
+    /// nodes are most of it, and their ids are not needed.
+    ids: Vec<(u32, [u8; 32])>,
     /// The nodes to remove (indices into `nodes`), children before parents.
     order: Vec<u32>,
     /// History pruning: the nodes to remove that a kept node loses as a parent (the cuts,
@@ -104,6 +108,7 @@ pub(crate) fn plan(tx: &Connection, mut cut: Cutoffs) -> Result<Plan> {
     }
     let reach = Reach::read(tx, &cut)?;
     let dead = reach.dead();
+    let ids = ids_of(tx, &reach.nodes, &dead)?;
     report.nodes_removed = dead.len() as u64;
     report.nodes_kept = (reach.nodes.seqs.len() - dead.len()) as u64;
     let (mut cut_parents, mut moves) = (HashSet::new(), HashMap::new());
@@ -215,6 +220,7 @@ pub(crate) fn plan(tx: &Connection, mut cut: Cutoffs) -> Result<Plan> {
         leftover_indexes,
         cut,
         nodes: reach.nodes,
+        ids,
         order,
         cut_parents,
         below_from,
@@ -349,6 +355,63 @@ impl Plan {
     fn rows(&self) -> usize {
         self.order.len() + self.states.len() + self.blobs.len()
     }
+
+    /// The id the plan read for node `i`, one it removes (zeros, which no row matches, for
+    /// any other).
+    fn id(&self, i: usize) -> [u8; 32] {
+        self.ids
+            .binary_search_by_key(&(i as u32), |e| e.0)
+            .map_or([0; 32], |at| self.ids[at].1)
+    }
+}
+
+/// The ids of `dead` (indices into `nodes`, ascending), read in the plan's transaction: by
+/// rowid when they are few, else in one scan of the table (never through the id index: see
+/// [`super::Roots`]).
+fn ids_of(tx: &Connection, nodes: &Nodes, dead: &[usize]) -> Result<Vec<(u32, [u8; 32])>> {
+    let ctx = sql_error("working out what to collect");
+    let as_id = |id: rusqlite::types::ValueRef<'_>| {
+        id.as_blob()
+            .ok()
+            .and_then(|b| <[u8; 32]>::try_from(b).ok())
+            .unwrap_or([0; 32])
+    };
+    let mut ids = Vec::with_capacity(dead.len());
+    if dead.len().saturating_mul(8) < nodes.seqs.len() {
+        let mut stmt = tx
+            .prepare_cached("SELECT id FROM state_nodes WHERE seq = ?1")
+            .map_err(&ctx)?;
+        for &i in dead {
+            let mut rows = stmt.query([nodes.seqs[i]]).map_err(&ctx)?;
+            let row = rows.next().map_err(&ctx)?.ok_or_else(|| {
+                super::corrupt(
+                    nodes.seqs[i],
+                    "the table no longer holds it in the same read",
+                )
+            })?;
+            ids.push((i as u32, as_id(row.get_ref(0).map_err(&ctx)?)));
+        }
+    } else {
+        let mut dead = dead.iter().peekable();
+        let mut stmt = tx
+            .prepare("SELECT seq, id FROM state_nodes NOT INDEXED ORDER BY seq")
+            .map_err(&ctx)?;
+        let mut rows = stmt.query([]).map_err(&ctx)?;
+        while let Some(row) = rows.next().map_err(&ctx)? {
+            let Some(&&i) = dead.peek() else { break };
+            if row.get::<_, i64>(0).map_err(&ctx)? == nodes.seqs[i] {
+                ids.push((i as u32, as_id(row.get_ref(1).map_err(&ctx)?)));
+                dead.next();
+            }
+        }
+    }
+    if let Some(&i) = dead.get(ids.len()) {
+        return Err(super::corrupt(
+            nodes.seqs[i],
+            "a second scan of the table in the same read did not find it",
+        ));
+    }
+    Ok(ids)
 }
 
 impl std::fmt::Debug for Plan {
@@ -515,7 +578,8 @@ pub(super) fn drop_indexes(tx: &Connection) -> Result<()> {
 fn remove_node(tx: &Connection, plan: &Plan, p: &mut Progress, i: usize) -> Result<()> {
     let ctx = sql_error("removing unreachable nodes");
     let nodes = &plan.nodes;
-    let (seq, id) = (nodes.seqs[i], nodes.ids[i].as_slice());
+    let (seq, id) = (nodes.seqs[i], plan.id(i));
+    let id = id.as_slice();
     let parent_seqs = planned_parent_seqs(nodes, i);
     let exists = |sql: &str, params: &[&dyn rusqlite::ToSql]| -> Result<bool> {
         tx.prepare_cached(sql)
@@ -1037,7 +1101,7 @@ mod tests {
             .expire_ref_log(Duration::ZERO);
         let plan = d.store.plan_garbage(&options).unwrap();
         let &p = plan.cut_parents.iter().min().expect("a cut");
-        let parent = StateNodeId::from_bytes(plan.nodes.ids[p as usize]);
+        let parent = StateNodeId::from_bytes(plan.id(p as usize));
         let mut late = None;
         d.store
             .collect_in_steps(plan, 1, |_, _| {
@@ -2020,7 +2084,7 @@ mod tests {
                 .order
                 .iter()
                 .map(|&i| {
-                    let id = StateNodeId::from_bytes(plan.nodes.ids[i as usize]);
+                    let id = StateNodeId::from_bytes(plan.id(i as usize));
                     ids.iter().position(|q| *q == id).unwrap()
                 })
                 .collect();
@@ -2029,7 +2093,7 @@ mod tests {
                 plan.cut_parents
                     .iter()
                     .map(|&i| {
-                        let id = StateNodeId::from_bytes(plan.nodes.ids[i as usize]);
+                        let id = StateNodeId::from_bytes(plan.id(i as usize));
                         ids.iter().position(|q| *q == id).unwrap()
                     })
                     .collect::<Vec<_>>()
