@@ -520,18 +520,55 @@ fn export_to_dir(
 /// Writes one package file whole or not at all: into a temporary file beside it, synced,
 /// then renamed over `name`. A full disk or a killed export leaves no truncated package
 /// under a package's name (a leftover `.*.tmp` file is not one `import DIR` reads).
+///
+/// The temporary file is made new, under a name of this export's own: another export of the
+/// same snapshot into the same directory (an overlapping backup run) keeps writing to its
+/// own file, not to the one this export renames into place, and a file or link already at
+/// the name is neither truncated nor written through.
 fn write_package(dir: &std::path::Path, name: &str, bytes: &[u8]) -> CliResult {
     let path = dir.join(name);
-    let temp = dir.join(format!(".{name}.tmp"));
-    let written = std::fs::File::create(&temp).and_then(|mut file| {
-        file.write_all(bytes)?;
-        file.sync_all()
-    });
-    let renamed = written.and_then(|()| std::fs::rename(&temp, &path));
-    renamed.map_err(|e| {
+    let failed = |e: std::io::Error| CliError::new(format!("cannot write {}: {e}", path.display()));
+    let (temp, mut file) = create_temp(dir, name).map_err(failed)?;
+    let written = file
+        .write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .and_then(|()| std::fs::rename(&temp, &path));
+    written.map_err(|e| {
         let _ = std::fs::remove_file(&temp);
-        CliError::new(format!("cannot write {}: {e}", path.display()))
+        failed(e)
     })
+}
+
+/// How many names [`create_temp`] tries before it gives up.
+const TEMP_ATTEMPTS: u32 = 100;
+
+/// The name of the temporary file for the package `name`: hidden, with this process's id and
+/// an attempt number, so that concurrent exports never pick the same one.
+fn temp_name(name: &str, attempt: u32) -> String {
+    format!(".{name}.{}-{attempt}.tmp", std::process::id())
+}
+
+/// Creates a new temporary file for the package `name` in `dir`: the first of its names
+/// ([`temp_name`]) that nothing holds yet.
+fn create_temp(
+    dir: &std::path::Path,
+    name: &str,
+) -> std::io::Result<(std::path::PathBuf, std::fs::File)> {
+    let mut attempt = 0;
+    loop {
+        let temp = dir.join(temp_name(name, attempt));
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temp)
+        {
+            Ok(file) => return Ok((temp, file)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempt < TEMP_ATTEMPTS => {
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -573,5 +610,39 @@ mod tests {
         assert_eq!(names, expected);
         let err = export_to_dir(&store, &ids, dir.path(), false, || {}).unwrap_err();
         assert!(err.message.contains("no snapshot"), "{}", err.message);
+    }
+
+    /// Another export of the same snapshot into the same directory (an overlapping backup
+    /// run), still writing the temporary file it made, does not share it: what it writes
+    /// after this export finished does not change the package this export put in place.
+    #[test]
+    fn an_export_does_not_adopt_a_temporary_file_it_did_not_create() {
+        let dir = tempfile::tempdir().unwrap();
+        let name = "x.sgpkg";
+        let mut other = std::fs::File::create(dir.path().join(temp_name(name, 0))).unwrap();
+        other.write_all(b"the other export, half way").unwrap();
+        write_package(dir.path(), name, b"the whole package").unwrap();
+        other.write_all(b" and on").unwrap();
+        drop(other);
+        assert_eq!(
+            std::fs::read(dir.path().join(name)).unwrap(),
+            b"the whole package"
+        );
+    }
+
+    /// A link planted at the name of an export's temporary file is not followed: the file it
+    /// points to is left as it was, and the package is still written.
+    #[test]
+    fn an_export_does_not_write_through_a_link_at_its_temporary_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let name = "x.sgpkg";
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"not yours").unwrap();
+        std::os::unix::fs::symlink(&victim, dir.path().join(temp_name(name, 0))).unwrap();
+        write_package(dir.path(), name, b"the whole package").unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"not yours");
+        let path = dir.path().join(name);
+        assert!(std::fs::symlink_metadata(&path).unwrap().is_file());
+        assert_eq!(std::fs::read(&path).unwrap(), b"the whole package");
     }
 }
