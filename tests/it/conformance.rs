@@ -927,6 +927,222 @@ fn state_prefix_is_the_start_of_the_bytes(h: &Harness) {
     );
 }
 
+/// What a store holds that an import could change, for `nodes`: each node (without its data
+/// ref, a fresh UUID per store) with its state bytes, or the error reading it; the
+/// snapshots; the refs; and for SQLite the row count of every table an import writes.
+fn import_view(
+    s: &dyn StateStore,
+    sqlite: Option<&std::path::Path>,
+    nodes: &[StateNodeId],
+) -> String {
+    let nodes: Vec<String> = nodes
+        .iter()
+        .map(|id| match s.get_node(id) {
+            Ok(n) => format!(
+                "{:?}",
+                (
+                    n.id,
+                    n.parent_ids,
+                    n.data_hash,
+                    n.content_type,
+                    n.metadata,
+                    n.generation,
+                    s.get_state(&n.data_ref).map(|d| d.bytes),
+                )
+            ),
+            Err(e) => e.to_string(),
+        })
+        .collect();
+    let rows = sqlite.map(|path| {
+        [
+            "blobs",
+            "state_data",
+            "state_nodes",
+            "node_children",
+            "shallow_edges",
+            "snapshots",
+        ]
+        .map(|table| count_rows(path, table))
+    });
+    format!(
+        "{nodes:#?}\n{:?}\n{:?}\n{rows:?}",
+        s.list_snapshots().expect("list snapshots"),
+        s.list_refs("").expect("list refs"),
+    )
+}
+
+/// A package damaged in transit, by every cut and every change of one byte of its encoding,
+/// is refused with `InvalidInput`, or else decodes to the same package but for its generation
+/// (the one field no id covers); imported, that stores exactly what the undamaged package
+/// does, since its parent is stored here. Tampered fields of a package handed over as a
+/// value are refused by the import, which then leaves the store as it was.
+fn damaged_packages_are_refused_or_import_what_the_original_would(h: &Harness) {
+    let sender = InMemoryStateStore::new();
+    let (_, a) = commit_bytes(&sender, vec![], b"root", None, meta(T0, Some("a")));
+    let (_, b) = commit_bytes(
+        &sender,
+        vec![a],
+        b"{\"n\":1}",
+        Some("t/j"),
+        meta(t(1), Some("b")),
+    );
+    let (_, m) = commit_bytes(&sender, vec![a, b], b"merged", None, meta(t(2), None));
+    let package = |id: &StateNodeId| {
+        sender
+            .export_snapshot(&sender.snapshot(id).expect("snapshot"))
+            .expect("export")
+    };
+    let (pa, pb, pm) = (package(&a), package(&b), package(&m));
+    let s = h.store();
+    s.import_snapshot(&pa).expect("import a");
+    let all = [a, b, m];
+    let sqlite = h.sqlite.as_ref().map(|(path, _)| path.as_path());
+    let view = || import_view(s, sqlite, &all);
+    let before = view();
+    // What the undamaged package of b stores, from another store that holds a.
+    let reference = InMemoryStateStore::new();
+    reference.import_snapshot(&pa).expect("import a");
+    reference.import_snapshot(&pb).expect("import b");
+    assert_eq!(reference.get_node(&b).expect("b").generation, 2);
+    let as_imported = import_view(&reference, None, &all);
+
+    let wire = pb.to_bytes();
+    let mut accepted = 0;
+    let mut after: Option<String> = None;
+    let mut try_bytes = |bytes: &[u8]| match SnapshotPackage::from_bytes(bytes) {
+        Err(e) => {
+            assert!(matches!(e, StateStoreError::InvalidInput { .. }), "{e:?}");
+            assert!(!e.to_string().contains('\n'), "{e}");
+        }
+        Ok(p) => {
+            assert_ne!(
+                p.generation, pb.generation,
+                "another encoding of the same package"
+            );
+            assert_eq!(
+                SnapshotPackage {
+                    generation: pb.generation,
+                    ..p.clone()
+                },
+                pb
+            );
+            assert_eq!(s.import_snapshot(&p).expect("import"), pb.snapshot_id);
+            assert_eq!(import_view(s, None, &all), as_imported);
+            let now = view();
+            assert_eq!(after.get_or_insert_with(|| now.clone()), &now);
+            accepted += 1;
+        }
+    };
+    for len in 0..wire.len() {
+        try_bytes(&wire[..len]);
+    }
+    for at in 0..wire.len() {
+        for value in 0..=255u8 {
+            if value != wire[at] {
+                let mut damaged = wire.clone();
+                damaged[at] = value;
+                try_bytes(&damaged);
+            }
+        }
+    }
+    assert!(
+        accepted > 0,
+        "some changes of the generation are plausible claims"
+    );
+    assert!(s.load_snapshot(&pb.snapshot_id).is_ok());
+
+    // Tampered values, each of which verify() refuses: nothing of them is stored.
+    let expected = view();
+    let mut tampered: Vec<SnapshotPackage> = Vec::new();
+    for p in [&pb, &pm] {
+        let flipped = |bytes: &[u8]| -> Vec<Vec<u8>> {
+            (0..bytes.len() * 8)
+                .map(|bit| {
+                    let mut v = bytes.to_vec();
+                    v[bit / 8] ^= 1 << (bit % 8);
+                    v
+                })
+                .collect()
+        };
+        let id = |v: Vec<u8>| <[u8; 32]>::try_from(v).expect("32 bytes");
+        for v in flipped(&p.bytes) {
+            tampered.push(SnapshotPackage {
+                bytes: v,
+                ..p.clone()
+            });
+        }
+        for v in flipped(p.node_id.as_bytes()) {
+            let node_id = StateNodeId::from_bytes(id(v));
+            tampered.push(SnapshotPackage {
+                node_id,
+                ..p.clone()
+            });
+            // The snapshot id that belongs to the tampered node id, as a forger would send.
+            tampered.push(SnapshotPackage {
+                node_id,
+                snapshot_id: codec::snapshot_id(&node_id),
+                ..p.clone()
+            });
+        }
+        for v in flipped(p.snapshot_id.as_bytes()) {
+            let snapshot_id = SnapshotId::from_bytes(id(v));
+            tampered.push(SnapshotPackage {
+                snapshot_id,
+                ..p.clone()
+            });
+        }
+        for v in flipped(p.parent_ids[0].as_bytes()) {
+            let mut q = p.clone();
+            q.parent_ids[0] = StateNodeId::from_bytes(id(v));
+            tampered.push(q);
+        }
+        let mut q = p.clone();
+        q.metadata.created_at += time::Duration::nanoseconds(1);
+        tampered.push(q);
+        let mut q = p.clone();
+        q.metadata.label = Some(q.metadata.label.clone().unwrap_or_default() + "!");
+        tampered.push(q);
+        let mut q = p.clone();
+        q.content_type = match &p.content_type {
+            Some(_) => None,
+            None => Some("t/x".to_owned()),
+        };
+        tampered.push(q);
+        let mut q = p.clone();
+        q.parent_ids.push(m);
+        tampered.push(q);
+        let mut q = p.clone();
+        q.parent_ids.pop();
+        tampered.push(q);
+        let mut q = p.clone();
+        q.parent_ids.push(q.parent_ids[0]);
+        tampered.push(q);
+        let mut q = p.clone();
+        q.parent_ids.reverse();
+        if q.parent_ids != p.parent_ids {
+            tampered.push(q);
+        }
+        for generation in [0, 1, (1 << 62) + 1, u64::MAX] {
+            let mut q = p.clone();
+            q.generation = generation;
+            tampered.push(q);
+        }
+    }
+    let mut root = pa.clone();
+    root.generation = 2;
+    tampered.push(root);
+    for q in &tampered {
+        assert_ne!(q, &pb);
+        let err = s.import_snapshot(q).expect_err("a tampered package");
+        assert!(
+            matches!(err, StateStoreError::InvalidInput { .. }),
+            "{err:?}"
+        );
+        assert_eq!(view(), expected, "after {q:?}");
+    }
+    assert_ne!(before, expected, "b was imported");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Snapshots
 
@@ -1648,6 +1864,7 @@ conformance_cases!(
     shared_across_threads,
     cross_backend_ids_agree,
     implausible_generations_are_refused,
+    damaged_packages_are_refused_or_import_what_the_original_would,
     revisions_past_the_stored_history_say_why,
     imported_snapshots_list_in_history_order,
     wrong_generation_claims_settle_when_the_ancestors_arrive,
