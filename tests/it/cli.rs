@@ -3022,6 +3022,47 @@ fn a_failed_export_leaves_no_partial_package() {
     imported.ok(&["import", out_dir.to_str().expect("utf-8")]);
 }
 
+/// `export --all` of a store where one snapshot's state is damaged still writes every other
+/// snapshot's package (they are what can repair a store later), names the damaged snapshot,
+/// and exits 2; `import` of the directory then brings the others across.
+#[test]
+fn export_all_writes_the_healthy_snapshots_past_a_damaged_one() {
+    let env = Env::init();
+    let mut snapshots = Vec::new();
+    for label in ["one", "two", "three"] {
+        env.commit(&format!("state {label}"), label, &["--branch", "main"]);
+        let id = env.ok(&["snapshot", "main"]);
+        snapshots.push(id.trim()[7..].to_owned());
+    }
+    env.damage(
+        "UPDATE blobs SET bytes = CAST('state TWO' AS BLOB) WHERE bytes = CAST('state two' AS BLOB)",
+    );
+    let out = env
+        .sg(&["export", "--all", "--out", "out"])
+        .output()
+        .expect("run");
+    let err = crate::cli_util::stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("snapshot {}", &snapshots[1][..12])),
+        "{err}"
+    );
+    assert!(err.contains("corrupt"), "{err}");
+    assert!(err.contains("fsck"), "{err}");
+    let mut written = crate::util::dir_entries(&env.dir.path().join("out"));
+    let mut expected: Vec<String> = [&snapshots[0], &snapshots[2]]
+        .iter()
+        .map(|id| format!("{id}.sgpkg"))
+        .collect();
+    written.sort();
+    expected.sort();
+    assert_eq!(written, expected);
+    let other = Env::init();
+    let out_dir = env.dir.path().join("out");
+    other.ok(&["import", out_dir.to_str().expect("utf-8")]);
+    assert_eq!(other.ok(&["snapshots"]).lines().count(), 2);
+}
+
 /// When the rewrite of `gc --vacuum` fails (here a file-size limit stops the copy it
 /// builds), the error says that the collection before it was committed, and what it removed.
 #[test]

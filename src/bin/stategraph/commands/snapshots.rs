@@ -11,7 +11,7 @@ use stategraph::{
 use crate::Ctx;
 use crate::args::{ExportArgs, RestoreArgs, SnapshotArgs, SnapshotsArgs};
 use crate::commands::refs::{Kind, check_new_branch, check_ref_name};
-use crate::error::{CliError, CliResult, describe_node, explain};
+use crate::error::{CliError, CliResult, describe_node, explain, report};
 use crate::output::{
     Paint, Theme, note, printable, progress, rfc3339, rfc3339_seconds, write_json,
 };
@@ -470,38 +470,85 @@ pub fn export(ctx: &Ctx, args: &ExportArgs) -> CliResult {
         }
     })?;
     let bar = progress(ids.len() as u64, "exporting");
-    let deleted = export_to_dir(&store, &ids, dir, args.all, || bar.inc(1))?;
+    let done = export_to_dir(&store, &ids, dir, args.all, || bar.inc(1))?;
     bar.finish_and_clear();
+    for (id, e) in &done.damaged {
+        let err = CliError::new(format!(
+            "snapshot {}: {e}; its package was not written",
+            id.to_short_hex(12)
+        ));
+        report(&err, ctx.err_theme);
+    }
     eprintln!(
         "exported {} snapshot(s) to {}{}",
-        ids.len() - deleted,
+        ids.len() - done.deleted - done.damaged.len(),
         dir.display(),
-        match deleted {
+        match done.deleted {
             0 => String::new(),
             n => format!(" ({n} deleted while exporting, skipped)"),
         }
     );
-    Ok(())
+    if done.damaged.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<String> = done
+        .damaged
+        .iter()
+        .map(|(id, _)| id.to_short_hex(12))
+        .collect();
+    let mut err = CliError::new(format!(
+        "{} of {} snapshot(s) could not be exported (damaged in this store): {}",
+        names.len(),
+        ids.len(),
+        names.join(", ")
+    ));
+    if names.len() < ids.len() - done.deleted {
+        err = err.hint("every other snapshot was exported");
+    }
+    Err(err.hint("`stategraph fsck` lists the damage and says what can restore it"))
 }
 
-/// Writes the packages of `ids` into `dir`, one file each, calling `step` after each; returns
-/// how many were skipped because they were deleted since they were listed (only when
-/// `listed_all`: a snapshot named on the command line that is missing is an error).
+/// What [`export_to_dir`] did besides writing packages.
+#[derive(Debug, Default)]
+struct Exported {
+    /// Snapshots deleted since they were listed, skipped.
+    deleted: usize,
+    /// Snapshots that could not be read back whole (damaged in this store), skipped, with
+    /// what reading them said.
+    damaged: Vec<(SnapshotId, StateStoreError)>,
+}
+
+/// Writes the packages of `ids` into `dir`, one file each, calling `step` after each. Skips
+/// (and counts) the snapshots deleted since they were listed (only when `listed_all`: a
+/// snapshot named on the command line that is missing is an error), and those damaged here,
+/// so that one damaged snapshot does not keep the others from being exported: their packages
+/// are what can repair a store later.
 fn export_to_dir(
     store: &dyn StateStore,
     ids: &[SnapshotId],
     dir: &std::path::Path,
     listed_all: bool,
     mut step: impl FnMut(),
-) -> CliResult<usize> {
-    let mut deleted = 0;
+) -> CliResult<Exported> {
+    let mut done = Exported::default();
     for id in ids {
         let package = match store.export_snapshot(id) {
             Ok(package) => package,
             // Listed, then deleted by a program rotating its restore points: nothing to
             // back up any more, and no reason to stop backing up the others.
             Err(StateStoreError::MissingSnapshot { .. }) if listed_all => {
-                deleted += 1;
+                done.deleted += 1;
+                step();
+                continue;
+            }
+            // Still listed, but its node or state does not read back (a missing one
+            // included): damage, reported once the others are written.
+            Err(
+                e @ (StateStoreError::Corrupt { .. }
+                | StateStoreError::MissingNode { .. }
+                | StateStoreError::MissingState { .. }),
+            ) => {
+                done.damaged.push((*id, e));
                 step();
                 continue;
             }
@@ -514,7 +561,7 @@ fn export_to_dir(
     if let Err(e) = std::fs::File::open(dir).and_then(|d| d.sync_all()) {
         return Err(CliError::new(format!("cannot sync {}: {e}", dir.display())));
     }
-    Ok(deleted)
+    Ok(done)
 }
 
 /// Writes one package file whole or not at all: into a temporary file beside it, synced,
@@ -595,8 +642,8 @@ mod tests {
         store.delete_snapshot(&ids[1]).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let mut steps = 0;
-        let deleted = export_to_dir(&store, &ids, dir.path(), true, || steps += 1).unwrap();
-        assert_eq!((deleted, steps), (1, 3));
+        let done = export_to_dir(&store, &ids, dir.path(), true, || steps += 1).unwrap();
+        assert_eq!((done.deleted, done.damaged.len(), steps), (1, 0, 3));
         let mut names: Vec<String> = std::fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
