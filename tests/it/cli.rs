@@ -1778,6 +1778,68 @@ fn import_says_when_it_repaired_a_damaged_snapshot() {
     assert!(err.contains("could not repair this snapshot here"), "{err}");
 }
 
+/// A store whose record of one snapshot is damaged (its time out of range, which SQLite's
+/// check would refuse) does not stop `import` of a directory holding that snapshot's package
+/// among others: that package fails, saying it could not repair the snapshot (an import
+/// writes a node and its state back, not a snapshot record), and the others are imported.
+#[test]
+fn import_past_a_package_whose_snapshot_record_is_damaged() {
+    let sender = Env::init();
+    for label in ["one", "two", "three"] {
+        sender.commit(&format!("state {label}"), label, &["--branch", "main"]);
+        sender.ok(&["snapshot", "main"]);
+    }
+    let dir = sender.dir.path().join("out");
+    sender.ok(&["export", "--all", "--out", dir.to_str().expect("utf-8")]);
+    let one = sender.ok(&["snapshot", "main~2"]);
+    let one = one.trim();
+    let one_pkg = dir.join(format!("{}.sgpkg", &one[7..]));
+
+    let env = Env::init();
+    env.ok(&["import", one_pkg.to_str().expect("utf-8")]);
+    let conn = rusqlite::Connection::open(&env.db).expect("raw connection");
+    conn.execute_batch("PRAGMA ignore_check_constraints = ON")
+        .expect("pragma");
+    assert_eq!(
+        conn.execute("UPDATE snapshots SET created_ns = 2000000000", [])
+            .expect("damage"),
+        1
+    );
+    drop(conn);
+    let out = env
+        .sg(&["import", dir.to_str().expect("utf-8")])
+        .output()
+        .expect("run");
+    let err = crate::cli_util::stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("3 input(s): 2 imported, 0 already here, 1 failed"),
+        "{err}"
+    );
+    assert!(err.contains("could not repair this snapshot here"), "{err}");
+    assert!(err.contains(&one_pkg.display().to_string()), "{err}");
+    let stdout = String::from_utf8(out.stdout).expect("utf-8");
+    assert_eq!(
+        stdout
+            .lines()
+            .filter(|l| l.starts_with("imported snapshot"))
+            .count(),
+        2,
+        "{stdout}"
+    );
+    let store = SqliteStateStore::open_read_only(&env.db).expect("open");
+    for entry in std::fs::read_dir(&dir).expect("ls") {
+        let path = entry.expect("entry").path();
+        let package = stategraph::SnapshotPackage::from_bytes(&std::fs::read(&path).expect("read"))
+            .expect("package");
+        if path != one_pkg {
+            store
+                .load_snapshot(&package.snapshot_id)
+                .expect("imported whole");
+        }
+    }
+}
+
 /// `import` looks at a file's size and first bytes before reading it whole: a file larger
 /// than any package (sparse here, 3 GB) and a file that does not start as a package are
 /// refused at once, with the usual hint.

@@ -439,14 +439,18 @@ impl Run<'_> {
     }
 
     /// Counts and prints a package that was stored. One whose snapshot or node was already
-    /// stored is read back: the import writes the node and its state again, which repairs
-    /// damage there but not elsewhere (the snapshot record, the link to the bytes).
+    /// stored is read back, with its snapshot's record: the import writes the node and its
+    /// state again, which repairs damage there but not elsewhere (the snapshot record, the
+    /// link to the bytes).
     fn done(&mut self, item: &Pending, line: &str, found: Found) -> CliResult {
         let id = item.package.snapshot_id;
         let unrepaired = match found {
-            Found::New { node_stored: true } | Found::Damaged => {
-                self.store.load_snapshot(&id).err().map(CliError::from)
-            }
+            Found::New { node_stored: true } | Found::Damaged => self
+                .store
+                .load_snapshot(&id)
+                .and_then(|_| self.store.snapshot_info(&id))
+                .err()
+                .map(CliError::from),
             Found::Again if self.tally.unrepaired.contains(&id) => Some(CliError::new(format!(
                 "snapshot {} is still damaged (see above)",
                 id.to_short_hex(12)
@@ -563,10 +567,16 @@ fn describe(
 ) -> CliResult<(String, Found)> {
     let found = if snapshots.contains(&package.snapshot_id) {
         Found::Again
-    } else if stored(store, package)? {
-        found_stored(store, package, nodes)?
     } else {
-        found_new(store, package, nodes)
+        match stored(store, package) {
+            Ok(true) => found_stored(store, package, nodes)?,
+            Ok(false) => found_new(store, package, nodes),
+            // A record of the node's snapshot that does not read back: damage of this
+            // snapshot, which the import may not mend (`done` reads it back), not a failure
+            // of the store that should stop the other packages.
+            Err(e) if e.is_corrupt() => Found::Damaged,
+            Err(e) => return Err(e.into()),
+        }
     };
     let missing = package
         .parent_ids
