@@ -1840,6 +1840,101 @@ fn import_past_a_package_whose_snapshot_record_is_damaged() {
     }
 }
 
+/// `import DIR` of a package damaged every way one cut or one flipped bit can damage it:
+/// every copy the library refuses is reported by name as an invalid package, the exit code
+/// is 2, and the store file is left exactly as it was; the copies it accepts (their
+/// generation claim changed, the one field no id covers) store the node once, with the
+/// generation its stored parent gives it.
+#[test]
+fn import_of_every_damaged_copy_of_a_package() {
+    let sender = Env::init();
+    sender.commit("state one", "one", &["--branch", "main"]);
+    let one = sender.ok(&["snapshot", "main"]);
+    let two_node = sender.commit("state two", "two", &["--branch", "main"]);
+    let two = sender.ok(&["snapshot", "main"]);
+    let export = |snapshot: &str| {
+        let out = sender
+            .sg(&["export", &snapshot.trim()[7..]])
+            .output()
+            .expect("run");
+        assert!(out.status.success(), "{}", crate::cli_util::stderr(&out));
+        out.stdout
+    };
+    let (one_pkg, wire) = (export(&one), export(&two));
+    let env = Env::init();
+    let one_path = env.dir.path().join("one.sgpkg");
+    std::fs::write(&one_path, &one_pkg).expect("write");
+    env.ok(&["import", one_path.to_str().expect("utf-8")]);
+
+    let refused = env.dir.path().join("refused");
+    let accepted = env.dir.path().join("accepted");
+    std::fs::create_dir(&refused).expect("mkdir");
+    std::fs::create_dir(&accepted).expect("mkdir");
+    let mut names = Vec::new();
+    let mut keep = |name: String, bytes: &[u8]| {
+        let dir = match stategraph::SnapshotPackage::from_bytes(bytes) {
+            Ok(_) => &accepted,
+            Err(_) => {
+                names.push(name.clone());
+                &refused
+            }
+        };
+        std::fs::write(dir.join(name), bytes).expect("write");
+    };
+    for len in 0..wire.len() {
+        keep(format!("cut-{len:04}.sgpkg"), &wire[..len]);
+    }
+    for bit in 0..wire.len() * 8 {
+        let mut damaged = wire.clone();
+        damaged[bit / 8] ^= 1 << (bit % 8);
+        keep(format!("flip-{bit:05}.sgpkg"), &damaged);
+    }
+    let files = |dir: &std::path::Path| crate::util::dir_entries(dir).len();
+    let (n_refused, n_accepted) = (files(&refused), files(&accepted));
+    assert!(n_accepted > 0);
+
+    let before = crate::util::Fingerprint::of(&env.db);
+    let out = env
+        .sg(&["import", refused.to_str().expect("utf-8")])
+        .output()
+        .expect("run");
+    let err = crate::cli_util::stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(out.stdout.is_empty(), "{:?}", out.stdout);
+    assert!(
+        err.contains(&format!(
+            "{n_refused} input(s): 0 imported, 0 already here, {n_refused} failed"
+        )),
+        "{err}"
+    );
+    for name in &names {
+        assert!(
+            err.contains(&format!("{name}: invalid snapshot package: ")),
+            "{name} in {err}"
+        );
+    }
+    let after = crate::util::Fingerprint::of(&env.db);
+    assert_eq!((&after.main, &after.wal), (&before.main, &before.wal));
+    assert_eq!(env.ok(&["snapshots"]).lines().count(), 1);
+
+    let out = env
+        .sg(&["import", accepted.to_str().expect("utf-8")])
+        .output()
+        .expect("run");
+    let err = crate::cli_util::stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains(&format!(
+            "{n_accepted} input(s): 1 imported, {} already here, 0 failed",
+            n_accepted - 1
+        )),
+        "{err}"
+    );
+    let node: Value = serde_json::from_str(&env.ok(&["show", "--json", &two_node])).expect("json");
+    assert_eq!(node["generation"], 2);
+    assert!(env.ok(&["fsck"]).ends_with(": ok\n"));
+}
+
 /// `import` looks at a file's size and first bytes before reading it whole: a file larger
 /// than any package (sparse here, 3 GB) and a file that does not start as a package are
 /// refused at once, with the usual hint.
