@@ -3220,6 +3220,46 @@ fn export_all_writes_the_healthy_snapshots_past_a_damaged_one() {
     assert_eq!(other.ok(&["snapshots"]).lines().count(), 2);
 }
 
+/// A damaged snapshot record stops every listing of snapshots, so `export --all` (what
+/// `fsck` suggests to save the intact snapshots) cannot start: its error says how to get
+/// past the record (delete it by its full id; its node and state stay), not only to run
+/// `fsck`, which sends the user back to `export --all`. Done so, the export saves the rest.
+#[test]
+fn export_all_says_how_to_get_past_a_damaged_snapshot_record() {
+    let env = Env::init();
+    env.commit("state one", "one", &["--branch", "main"]);
+    let damaged = env.ok(&["snapshot", "main"]);
+    env.commit("state two", "two", &["--branch", "main"]);
+    env.ok(&["snapshot", "main"]);
+    let conn = rusqlite::Connection::open(&env.db).expect("raw connection");
+    conn.execute_batch("PRAGMA ignore_check_constraints = ON")
+        .expect("pragma");
+    let changed = conn
+        .execute(
+            "UPDATE snapshots SET created_ns = 2000000000 WHERE id = ?1",
+            [damaged
+                .trim()
+                .parse::<stategraph::SnapshotId>()
+                .expect("id")
+                .as_bytes()],
+        )
+        .expect("damage");
+    assert_eq!(changed, 1);
+    drop(conn);
+    let out = env
+        .sg(&["export", "--all", "--out", "out"])
+        .output()
+        .expect("run");
+    let err = assert_error(&out);
+    assert!(err.contains("snapshot -d"), "{err}");
+    env.ok(&["snapshot", "-d", damaged.trim()]);
+    env.ok(&["export", "--all", "--out", "out"]);
+    assert_eq!(
+        crate::util::dir_entries(&env.dir.path().join("out")).len(),
+        1
+    );
+}
+
 /// When the rewrite of `gc --vacuum` fails (here a file-size limit stops the copy it
 /// builds), the error says that the collection before it was committed, and what it removed.
 #[test]

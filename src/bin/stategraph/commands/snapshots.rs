@@ -419,7 +419,12 @@ pub fn export(ctx: &Ctx, args: &ExportArgs) -> CliResult {
     }
     let store = ctx.open_read()?;
     let ids: Vec<SnapshotId> = if args.all {
-        store.list_snapshots()?.into_iter().map(|s| s.id).collect()
+        store
+            .list_snapshots()
+            .map_err(past_a_damaged_record)?
+            .into_iter()
+            .map(|s| s.id)
+            .collect()
     } else {
         let mut seen = std::collections::HashSet::new();
         let mut ids = Vec::with_capacity(args.snapshots.len());
@@ -506,6 +511,27 @@ pub fn export(ctx: &Ctx, args: &ExportArgs) -> CliResult {
         err = err.hint("every other snapshot was exported");
     }
     Err(err.hint("`stategraph fsck` lists the damage and says what can restore it"))
+}
+
+/// The error of a listing of snapshots that a damaged snapshot record stopped (every listing
+/// reads every record), saying how to get past it: `fsck` alone would send the user back to
+/// `export --all`.
+fn past_a_damaged_record(e: StateStoreError) -> CliError {
+    let record = match &e {
+        StateStoreError::Corrupt { what, .. } => what
+            .strip_prefix("snapshot ")
+            .and_then(|id| id.parse::<SnapshotId>().ok()),
+        _ => None,
+    };
+    let err = CliError::from(e);
+    match record {
+        Some(id) => err.hint(format!(
+            "a damaged snapshot record stops every listing of snapshots; `stategraph snapshot \
+             -d {id}` deletes it (its node and state stay), and `export --all` then exports \
+             the others"
+        )),
+        None => err,
+    }
 }
 
 /// What [`export_to_dir`] did besides writing packages.
