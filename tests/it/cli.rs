@@ -1935,6 +1935,65 @@ fn import_of_every_damaged_copy_of_a_package() {
     assert!(env.ok(&["fsck"]).ends_with(": ok\n"));
 }
 
+/// A node row damaged so that importing onto it fails (its generation is not a number)
+/// fails the packages that touch it, its own and its child's, by name; the packages that do
+/// not touch it are still imported, as with a package that could not repair its snapshot.
+/// The import stopped at the first batch holding one of them.
+#[test]
+fn import_past_packages_that_meet_a_damaged_node_row() {
+    let sender = Env::init();
+    for label in ["one", "two", "three"] {
+        sender.commit(&format!("state {label}"), label, &["--branch", "main"]);
+        sender.ok(&["snapshot", "main"]);
+    }
+    sender.commit("state other", "other", &["--branch", "other"]);
+    sender.ok(&["snapshot", "other"]);
+    let dir = sender.dir.path().join("out");
+    sender.ok(&["export", "--all", "--out", dir.to_str().expect("utf-8")]);
+    let package_of = |rev: &str| {
+        let snapshot = sender.ok(&["snapshot", rev]);
+        dir.join(format!("{}.sgpkg", &snapshot.trim()[7..]))
+    };
+    let (one, two) = (package_of("main~2"), package_of("main~1"));
+
+    let env = Env::init();
+    env.ok(&["import", one.to_str().expect("utf-8")]);
+    let conn = rusqlite::Connection::open(&env.db).expect("raw connection");
+    conn.execute_batch("PRAGMA ignore_check_constraints = ON")
+        .expect("pragma");
+    assert_eq!(
+        conn.execute("UPDATE state_nodes SET generation = 'x'", [])
+            .expect("damage"),
+        1
+    );
+    drop(conn);
+    let out = env
+        .sg(&["import", dir.to_str().expect("utf-8")])
+        .output()
+        .expect("run");
+    let err = crate::cli_util::stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("4 input(s): 2 imported, 0 already here, 2 failed"),
+        "{err}"
+    );
+    for path in [&one, &two] {
+        assert!(
+            err.contains(&format!("while importing {}", path.display())),
+            "{err}"
+        );
+    }
+    let store = SqliteStateStore::open_read_only(&env.db).expect("open");
+    for rev in ["main", "other"] {
+        let package =
+            stategraph::SnapshotPackage::from_bytes(&std::fs::read(package_of(rev)).expect("read"))
+                .expect("package");
+        store
+            .load_snapshot(&package.snapshot_id)
+            .expect("imported whole");
+    }
+}
+
 /// `import` looks at a file's size and first bytes before reading it whole: a file larger
 /// than any package (sparse here, 3 GB) and a file that does not start as a package are
 /// refused at once, with the usual hint.

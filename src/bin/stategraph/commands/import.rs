@@ -4,8 +4,9 @@
 //! read, before anything is written, and a package that fails is reported and leaves nothing
 //! behind. Packages are written in batches (one transaction, one fsync, per batch); when a
 //! batch fails because of one of its packages, its packages are imported one by one, so the
-//! good ones are kept and the bad one is named. A failure of the store itself (read-only,
-//! disk full) stops the import.
+//! good ones are kept and the bad one is named (a damaged row that a package meets, such as
+//! its parent's, fails that package the same way). A failure of the store itself
+//! (read-only, disk full, a file SQLite finds malformed) stops the import.
 
 use std::collections::HashSet;
 use std::ffi::OsString;
@@ -498,10 +499,18 @@ impl Run<'_> {
     }
 }
 
-/// Whether a failed import is the package's fault (it could not be stored here), rather
-/// than the store's (read-only, full, locked, damaged).
+/// Whether a failed import concerns this package only (it could not be stored here, or a
+/// damaged row that it touches, such as its parent's, stopped it), rather than the whole
+/// store (read-only, full, locked, a file SQLite finds malformed). Damage confined to a row
+/// fails the packages that meet it, as a package that cannot repair its snapshot does; the
+/// others are still imported.
 fn is_about_the_package(e: &StateStoreError) -> bool {
-    matches!(e, StateStoreError::InvalidInput { .. })
+    match e {
+        StateStoreError::InvalidInput { .. } => true,
+        // SQLite's own "database disk image is malformed" is the file's, not a row's.
+        StateStoreError::Corrupt { what, .. } => what != "store file",
+        _ => false,
+    }
 }
 
 /// What the store held of a package's snapshot before importing it.
