@@ -1797,15 +1797,7 @@ fn import_past_a_package_whose_snapshot_record_is_damaged() {
 
     let env = Env::init();
     env.ok(&["import", one_pkg.to_str().expect("utf-8")]);
-    let conn = rusqlite::Connection::open(&env.db).expect("raw connection");
-    conn.execute_batch("PRAGMA ignore_check_constraints = ON")
-        .expect("pragma");
-    assert_eq!(
-        conn.execute("UPDATE snapshots SET created_ns = 2000000000", [])
-            .expect("damage"),
-        1
-    );
-    drop(conn);
+    env.damage("UPDATE snapshots SET created_ns = 2000000000");
     let out = env
         .sg(&["import", dir.to_str().expect("utf-8")])
         .output()
@@ -1958,15 +1950,7 @@ fn import_past_packages_that_meet_a_damaged_node_row() {
 
     let env = Env::init();
     env.ok(&["import", one.to_str().expect("utf-8")]);
-    let conn = rusqlite::Connection::open(&env.db).expect("raw connection");
-    conn.execute_batch("PRAGMA ignore_check_constraints = ON")
-        .expect("pragma");
-    assert_eq!(
-        conn.execute("UPDATE state_nodes SET generation = 'x'", [])
-            .expect("damage"),
-        1
-    );
-    drop(conn);
+    env.damage("UPDATE state_nodes SET generation = 'x'");
     let out = env
         .sg(&["import", dir.to_str().expect("utf-8")])
         .output()
@@ -3290,21 +3274,11 @@ fn export_all_says_how_to_get_past_a_damaged_snapshot_record() {
     let damaged = env.ok(&["snapshot", "main"]);
     env.commit("state two", "two", &["--branch", "main"]);
     env.ok(&["snapshot", "main"]);
-    let conn = rusqlite::Connection::open(&env.db).expect("raw connection");
-    conn.execute_batch("PRAGMA ignore_check_constraints = ON")
-        .expect("pragma");
-    let changed = conn
-        .execute(
-            "UPDATE snapshots SET created_ns = 2000000000 WHERE id = ?1",
-            [damaged
-                .trim()
-                .parse::<stategraph::SnapshotId>()
-                .expect("id")
-                .as_bytes()],
-        )
-        .expect("damage");
-    assert_eq!(changed, 1);
-    drop(conn);
+    let id: stategraph::SnapshotId = damaged.trim().parse().expect("id");
+    env.damage(&format!(
+        "UPDATE snapshots SET created_ns = 2000000000 WHERE id = X'{}'",
+        id.to_hex()
+    ));
     let out = env
         .sg(&["export", "--all", "--out", "out"])
         .output()

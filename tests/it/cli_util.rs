@@ -15,10 +15,11 @@ pub struct Env {
 
 impl Env {
     /// Damages the store behind the library's back: runs one SQL statement that must change
-    /// exactly one row, with foreign keys off (the library keeps them on).
+    /// exactly one row, with foreign keys off (the library keeps them on) and the tables'
+    /// CHECK constraints ignored.
     pub fn damage(&self, statement: &str) {
         let conn = rusqlite::Connection::open(&self.db).expect("raw connection");
-        conn.execute_batch("PRAGMA foreign_keys = OFF")
+        conn.execute_batch("PRAGMA foreign_keys = OFF; PRAGMA ignore_check_constraints = ON")
             .expect("pragma");
         assert_eq!(
             conn.execute(statement, []).expect("damage"),
