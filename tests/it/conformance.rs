@@ -533,20 +533,29 @@ fn sender_chain(labels: &[&str]) -> (InMemoryStateStore, Vec<StateNodeId>) {
     (sender, chain)
 }
 
+/// The package of a snapshot of `node` (generation `generation` at the sender), claiming
+/// `claim` instead.
+fn claiming(
+    sender: &InMemoryStateStore,
+    node: &StateNodeId,
+    generation: u64,
+    claim: u64,
+) -> SnapshotPackage {
+    let mut p = sender
+        .export_snapshot(&sender.snapshot(node).expect("snapshot"))
+        .expect("export");
+    assert_eq!(p.generation, generation);
+    p.generation = claim;
+    p
+}
+
 /// Packages claim generations their ids do not cover. A claim that is wrong (damaged, or
 /// forged) must neither block the ancestors that arrive later nor outlive them: a node whose
 /// parents are all stored always has 1 + its largest parent's generation, and once the
 /// whole history is stored every generation is exact.
 fn wrong_generation_claims_settle_when_the_ancestors_arrive(h: &Harness) {
     let (sender, chain) = sender_chain(&["a", "b", "c", "d"]);
-    let package = |i: usize, claim: u64| {
-        let mut p = sender
-            .export_snapshot(&sender.snapshot(&chain[i]).expect("snapshot"))
-            .expect("export");
-        assert_eq!(p.generation, i as u64 + 1);
-        p.generation = claim;
-        p
-    };
+    let package = |i: usize, claim: u64| claiming(&sender, &chain[i], i as u64 + 1, claim);
     let s = h.store();
     // d claims too much (40), and a node is committed on top of it here; then c claims too
     // little (2). The claims disagree and neither can be checked yet: c, below a boundary
@@ -597,14 +606,7 @@ fn wrong_generation_claims_settle_when_the_ancestors_arrive(h: &Harness) {
 /// wrong claim; once the missing node arrives, the answer is "yes".
 fn damaged_claim_and_ancestry_across_a_boundary(h: &Harness) {
     let (sender, chain) = sender_chain(&["a", "b", "c", "d"]);
-    let package = |i: usize, claim: u64| {
-        let mut p = sender
-            .export_snapshot(&sender.snapshot(&chain[i]).expect("snapshot"))
-            .expect("export");
-        assert_eq!(p.generation, i as u64 + 1);
-        p.generation = claim;
-        p
-    };
+    let package = |i: usize, claim: u64| claiming(&sender, &chain[i], i as u64 + 1, claim);
     let s = h.store();
     // b's claim 2 damaged to 34 (one flipped bit); d honest (4); a and c not here.
     s.import_snapshot(&package(1, 34)).expect("import b");
