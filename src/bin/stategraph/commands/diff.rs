@@ -326,7 +326,8 @@ fn write_hunks(
 
 /// `a` and `b` without the whole lines they share at the start and at the end, except the
 /// last `context` of those at the start and the first `context` of those at the end; and
-/// how many lines went from the start (the same count for both).
+/// how many lines went from the start (the same count for both), counted as the line diff
+/// counts them: `similar` ends a line at a lone CR too.
 fn trim_common_lines<'a>(a: &'a str, b: &'a str, context: usize) -> (usize, &'a str, &'a str) {
     let lines = |text: &'a str| text.split_inclusive('\n');
     let same_start = lines(a).zip(lines(b)).take_while(|(x, y)| x == y).count();
@@ -345,8 +346,13 @@ fn trim_common_lines<'a>(a: &'a str, b: &'a str, context: usize) -> (usize, &'a 
         .take(same_end.saturating_sub(context))
         .map(str::len)
         .sum();
+    // The lines go whole by LF; a lone CR in them (never the last byte) is one more line.
+    let lone_crs = a.as_bytes()[..skipped_bytes]
+        .windows(2)
+        .filter(|w| w[0] == b'\r' && w[1] != b'\n')
+        .count();
     (
-        skipped,
+        skipped + lone_crs,
         &a[skipped_bytes..a.len() - dropped_bytes],
         &b[skipped_bytes..b.len() - dropped_bytes],
     )
@@ -560,5 +566,23 @@ mod tests {
         assert_eq!(trim_common_lines(a, a, 2), (6, "6\n7\n", "6\n7\n"));
         // A last line without its line break is not the same line as one with it.
         assert_eq!(trim_common_lines("x\ny", "x\ny\n", 0), (1, "y", "y\n"));
+    }
+
+    /// The line diff splits lines at a lone CR too (`similar` does), so a shared start that
+    /// holds one is that many lines longer than its LFs say: the hunks of the diff with the
+    /// shared lines left out are numbered as those of the whole texts.
+    #[test]
+    fn shared_lines_holding_a_lone_carriage_return_are_counted_as_the_diff_counts_them() {
+        let a = "one\rtwo\nsame\nold\nend\n";
+        let b = "one\rtwo\nsame\nnew\nend\n";
+        for context in [0, 1, 3] {
+            let print = |a: &str, b: &str, skipped| {
+                let mut out = Vec::new();
+                write_hunks(&mut out, Theme::PLAIN, a, b, skipped, context).unwrap();
+                String::from_utf8(out).unwrap()
+            };
+            let (skipped, ta, tb) = trim_common_lines(a, b, context);
+            assert_eq!(print(ta, tb, skipped), print(a, b, 0), "context {context}");
+        }
     }
 }
