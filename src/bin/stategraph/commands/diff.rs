@@ -585,4 +585,159 @@ mod tests {
             assert_eq!(print(ta, tb, skipped), print(a, b, 0), "context {context}");
         }
     }
+
+    /// A random JSON document, and whether an object in it holds a key twice (once its
+    /// escapes are read). Strings and keys come from characters that need escaping or
+    /// not, each written plainly, with its short escape or as `\uXXXX` (a surrogate pair
+    /// beyond the BMP); numbers are ones serde_json prints back as written; whitespace goes
+    /// anywhere JSON allows it.
+    fn json_doc(seed: u64) -> (String, bool) {
+        struct Gen(u64);
+        impl Gen {
+            fn next(&mut self, n: u64) -> u64 {
+                self.0 ^= self.0 << 13;
+                self.0 ^= self.0 >> 7;
+                self.0 ^= self.0 << 17;
+                self.0 % n
+            }
+            fn space(&mut self, out: &mut String) {
+                for _ in 0..self.next(4).saturating_sub(2) {
+                    out.push([' ', '\t', '\n', '\r'][self.next(4) as usize]);
+                }
+            }
+            fn string(&mut self, out: &mut String, keyish: bool) -> String {
+                const CHARS: [char; 16] = [
+                    'a', 'b', 'Z', '"', '\\', '/', '\n', '\t', '\u{0}', '\u{1f}', '\u{7f}', 'é',
+                    '€', '\u{2028}', '😀', ' ',
+                ];
+                let len = self.next(if keyish { 3 } else { 6 });
+                let text: String = (0..len).map(|_| CHARS[self.next(16) as usize]).collect();
+                out.push('"');
+                for c in text.chars() {
+                    let short = match c {
+                        '"' => Some("\\\""),
+                        '\\' => Some("\\\\"),
+                        '/' => Some("\\/"),
+                        '\n' => Some("\\n"),
+                        '\t' => Some("\\t"),
+                        _ => None,
+                    };
+                    let must = matches!(c, '"' | '\\') || c < ' ';
+                    match self.next(3) {
+                        0 if !must => out.push(c),
+                        1 if short.is_some() => out.push_str(short.unwrap()),
+                        _ => {
+                            let mut units = [0u16; 2];
+                            for unit in c.encode_utf16(&mut units) {
+                                if self.next(2) == 0 {
+                                    out.push_str(&format!("\\u{unit:04x}"));
+                                } else {
+                                    out.push_str(&format!("\\u{unit:04X}"));
+                                }
+                            }
+                        }
+                    }
+                }
+                out.push('"');
+                text
+            }
+            fn number(&mut self) -> String {
+                let text = match self.next(6) {
+                    0 => format!("{}", self.next(10)),
+                    1 => format!("-{}", self.next(1 << 40)),
+                    2 => format!("{}", u64::MAX - self.next(1000)),
+                    3 => format!("{}", i64::MIN + self.next(1000) as i64),
+                    4 => format!("{}.{}", self.next(1000), self.next(1000)),
+                    _ => format!("{}e{}", 1 + self.next(9), self.next(40)),
+                };
+                // Only numbers that the parsed document prints back as written.
+                match serde_json::from_str::<serde_json::Number>(&text) {
+                    Ok(n) if n.to_string() == text => text,
+                    _ => "7".to_owned(),
+                }
+            }
+            /// Writes a value; whether an object in it holds a key twice.
+            fn value(&mut self, out: &mut String, depth: u32) -> bool {
+                // Mostly an object or an array at the top, and scalars deep down.
+                let kind = match depth {
+                    0 if self.next(4) != 0 => 5 + self.next(3),
+                    5.. => self.next(5),
+                    _ => self.next(8),
+                };
+                match kind {
+                    0 => out.push_str(&self.number()),
+                    1 => out.push_str(["true", "false", "null"][self.next(3) as usize]),
+                    2..=4 => {
+                        self.string(out, false);
+                    }
+                    5 | 6 => {
+                        let mut twice = false;
+                        let mut keys = Vec::new();
+                        out.push('{');
+                        self.space(out);
+                        for i in 0..self.next(5) {
+                            if i > 0 {
+                                out.push(',');
+                                self.space(out);
+                            }
+                            let key = self.string(out, true);
+                            twice |= keys.contains(&key);
+                            keys.push(key);
+                            self.space(out);
+                            out.push(':');
+                            self.space(out);
+                            twice |= self.value(out, depth + 1);
+                            self.space(out);
+                        }
+                        out.push('}');
+                        return twice;
+                    }
+                    _ => {
+                        let mut twice = false;
+                        out.push('[');
+                        self.space(out);
+                        for i in 0..self.next(5) {
+                            if i > 0 {
+                                out.push(',');
+                                self.space(out);
+                            }
+                            twice |= self.value(out, depth + 1);
+                            self.space(out);
+                        }
+                        out.push(']');
+                        return twice;
+                    }
+                }
+                false
+            }
+        }
+        let mut g = Gen(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+        let mut out = String::new();
+        g.space(&mut out);
+        let twice = g.value(&mut out, 0);
+        g.space(&mut out);
+        (out, twice)
+    }
+
+    /// Over random documents, the borrowed printer prints what serde_json's parse-and-sort
+    /// printed before, and compares as written exactly the documents with a key twice.
+    #[test]
+    fn random_json_prints_as_the_parsed_and_sorted_document_did() {
+        let (mut printed, mut as_written) = (0, 0);
+        for seed in 0..4000u64 {
+            let (doc, twice) = json_doc(seed);
+            let (mine, _) = as_texts(doc.as_bytes(), b"").unwrap();
+            if twice {
+                assert!(matches!(mine, Cow::Borrowed(_)), "{doc}");
+                assert_eq!(mine, doc);
+                as_written += 1;
+            } else {
+                assert!(matches!(mine, Cow::Owned(_)), "{doc}");
+                assert_eq!(mine, parsed_and_sorted(&doc), "{doc}");
+                printed += 1;
+            }
+        }
+        // Both kinds, and many of each.
+        assert!(printed > 1000 && as_written > 100, "{printed} {as_written}");
+    }
 }
