@@ -891,6 +891,51 @@ mod tests {
         assert_eq!(seen.len(), 7 + 18usize.div_ceil(4));
     }
 
+    /// The plan holds the id of each node it removes, read by rowid when they are fewer
+    /// than an eighth of the nodes (here 6 of 59) and in one scan of the table otherwise
+    /// (6 of 9): the id of that node's row; and none (zeros) for a node it keeps.
+    #[test]
+    fn the_plan_holds_the_ids_of_the_nodes_it_removes_only() {
+        for more_on_main in [0, 50] {
+            let d = Dead::new();
+            let mut tip = d.main[2];
+            for k in 0..more_on_main {
+                let data = StateData::new(format!("main {k}").into_bytes());
+                tip = d
+                    .store
+                    .commit_state(vec![tip], data, meta("main"))
+                    .unwrap()
+                    .1;
+            }
+            d.store.set_ref("main", Some(&d.main[2]), &tip).unwrap();
+            let plan = d.store.plan_garbage(&no_grace()).unwrap();
+            let few = plan.order.len() * 8 < plan.nodes.seqs.len();
+            assert_eq!(few, more_on_main > 0);
+            let conn = Connection::open(&d.path).unwrap();
+            let mut removed = Vec::new();
+            for i in 0..plan.nodes.seqs.len() {
+                let id = plan.id(i);
+                if plan.order.contains(&(i as u32)) {
+                    let row: Vec<u8> = conn
+                        .query_row(
+                            "SELECT id FROM state_nodes WHERE seq = ?1",
+                            [plan.nodes.seqs[i]],
+                            |r| r.get(0),
+                        )
+                        .unwrap();
+                    assert_eq!(row, id, "few: {few}");
+                    removed.push(StateNodeId::from_bytes(id));
+                } else {
+                    assert_eq!(id, [0; 32], "few: {few}");
+                }
+            }
+            removed.sort_by_key(|id| *id.as_bytes());
+            let mut chain = d.chain.clone();
+            chain.sort_by_key(|id| *id.as_bytes());
+            assert_eq!(removed, chain, "few: {few}");
+        }
+    }
+
     /// Between two steps a writer names d3, which the plan removes; d6..d4 (removed before)
     /// go, d3 and its ancestors stay, each way of naming it.
     #[test]
