@@ -87,32 +87,61 @@ pub(crate) fn merge_bases(
             "at most 63 nodes at once",
         ));
     }
-    let all: u64 = (1u64 << ids.len()) - 1;
+    let n = ids.len();
+    let all: u64 = (1u64 << n) - 1;
     let mut cursor = store.cursor()?;
     let mut frontier = Frontier::new(Direction::Up);
-    // Entries not yet marked stale; once none are left no further result is possible.
+    // Entries not yet marked stale, in all and for each input: once no entry reached from
+    // some input is left, no further result is possible (a best common ancestor must be
+    // reached from every input by entries that are not stale).
     let mut live = 0usize;
-    let account = |was: Option<u64>, flags: u64, live: &mut usize| match was {
-        None if flags & STALE == 0 => *live += 1,
-        Some(old) if old & STALE == 0 && flags & STALE != 0 => *live -= 1,
-        _ => {}
+    let mut live_from = vec![0usize; n];
+    let bits = |flags: u64| (0..n).filter(move |i| flags & (1 << i) != 0);
+    let account = |was: Option<u64>, flags: u64, live: &mut usize, live_from: &mut [usize]| {
+        let live_bits = |f: u64| if f & STALE == 0 { f & all } else { 0 };
+        let old = was.map_or(0, live_bits);
+        let new = live_bits(was.unwrap_or(0) | flags);
+        match was {
+            None if flags & STALE == 0 => *live += 1,
+            Some(old) if old & STALE == 0 && flags & STALE != 0 => *live -= 1,
+            _ => {}
+        }
+        for i in bits(old & !new) {
+            live_from[i] -= 1;
+        }
+        for i in bits(new & !old) {
+            live_from[i] += 1;
+        }
     };
     for (i, id) in ids.iter().enumerate() {
         let node = load(cursor.as_mut(), id)?;
         let was = frontier.push(node, 1 << i);
-        account(was, 1 << i, &mut live);
+        account(was, 1 << i, &mut live, &mut live_from);
     }
     let mut bases = Vec::new();
-    // The first parent met that is not stored while it could still lead to a best common
-    // ancestor (reached from an entry not below a base found): the answer then depends on
-    // history this store does not hold.
-    let mut beyond = None;
+    // Parents met that are not stored, from entries not below a base found: (the node that
+    // met it, its flags, the parent). Whether the answer depends on them is settled at the
+    // end: only if every input can reach history below them.
+    let mut beyond: Vec<(u64, u64, StateNodeId)> = Vec::new();
+    // For each input: whether it met a parent that is not stored, and the smallest
+    // generation of an entry reached from it that was not stale.
+    let mut met_missing = vec![false; n];
+    let mut lowest = vec![u64::MAX; n];
+    let mut stopped_early = false;
     while live > 0 {
+        if (0..n).any(|i| live_from[i] == 0 && !met_missing[i]) {
+            stopped_early = true;
+            break;
+        }
         let Some((node, mut flags)) = frontier.pop() else {
             break;
         };
         if flags & STALE == 0 {
             live -= 1;
+            for i in bits(flags) {
+                live_from[i] -= 1;
+                lowest[i] = lowest[i].min(node.generation);
+            }
             if flags & all == all {
                 // Reached from every input and from no common ancestor above it: a best
                 // common ancestor. Everything below it is now only a worse one.
@@ -128,18 +157,31 @@ pub(crate) fn merge_bases(
         }
         for parent in &node.parent_ids {
             if let Some(was) = frontier.merge(parent, flags) {
-                account(Some(was), flags, &mut live);
+                account(Some(was), flags, &mut live, &mut live_from);
             } else if let Some(p) = cursor.node(parent)? {
                 let was = frontier.push(p, flags);
-                account(was, flags, &mut live);
+                account(was, flags, &mut live, &mut live_from);
             } else if flags & STALE == 0 {
                 super::missing_parent(cursor.as_mut(), &node.id)?;
-                beyond.get_or_insert(*parent);
+                beyond.push((node.generation, flags, *parent));
+                for i in bits(flags) {
+                    met_missing[i] = true;
+                }
             }
         }
     }
-    match beyond {
-        Some(parent) => Err(StateStoreError::ShallowHistory {
+    // History below a missing parent (all of it below the generation of the node that met
+    // it) can hold a better common ancestor only if every input can reach it: the inputs
+    // that met it, and each other one through a missing parent of its own or through a
+    // stored ancestor, not below a base, low enough to lie in that history. (After an early
+    // stop, an input with entries left may have such ancestors further down.)
+    let settles = |(generation, flags, _): &(u64, u64, StateNodeId)| {
+        bits(all & !flags).any(|j| {
+            !met_missing[j] && lowest[j] >= *generation && !(stopped_early && live_from[j] > 0)
+        })
+    };
+    match beyond.iter().find(|b| !settles(b)) {
+        Some(&(_, _, parent)) => Err(StateStoreError::ShallowHistory {
             question: "merge_base",
             parent,
         }),

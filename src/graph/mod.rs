@@ -97,9 +97,11 @@ pub trait History: StateStore {
     /// [`StateStoreError::MissingNode`] for an unknown id; [`StateStoreError::InvalidInput`]
     /// for no ids or more than 63; [`StateStoreError::ShallowHistory`] when a walk meets a
     /// parent that is not stored (a shallow boundary) where a better common ancestor could
-    /// lie. An input that is an ancestor of the others is answered whatever is missing;
-    /// otherwise any missing parent met on the way makes the answer unknown, even one that
-    /// could not have changed it (the check is conservative). Generations of shallow nodes
+    /// lie. An input that is an ancestor of the others is answered whatever is missing, and
+    /// so is a question the stored history settles: the walk stops once every ancestor of
+    /// some input not below a base found has been seen (so a branch merged into a long,
+    /// pruned `main` is answered, and quickly), and a missing parent counts only if every
+    /// input could reach history below it; the check is conservative. Generations of shallow nodes
     /// are the sender's claims, so a package claiming too low a generation can still make
     /// a walk stop early and answer "no". [`StateStoreError::RemovedDuringWalk`] when a
     /// `gc` running meanwhile removed history the walk was on.

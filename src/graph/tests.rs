@@ -444,6 +444,34 @@ fn ancestry_across_a_boundary(receiver: &dyn StateStore) {
     assert_eq!(receiver.merge_base(&a, &d).unwrap(), Some(a));
 }
 
+/// A kernel merges agent lines into `main`; once `gc --prune-history` has cut another
+/// agent's line, the merge base of an agent's head and `main` is still settled by the stored
+/// history (every ancestor of the agent's head is stored), so it is answered, not refused as
+/// depending on the cut history of the other line.
+#[test]
+fn merge_base_is_answered_when_only_another_line_is_cut() {
+    //   a1 - a2 ------ a3        (agent a, fully stored)
+    //          \
+    //   [p] - x - m               (m = merge(x, a2); x's parent p was never imported)
+    let far = InMemoryStateStore::new();
+    let far_ids = build(&far, &[("p", &[]), ("x", &["p"])]);
+    let store = InMemoryStateStore::new();
+    let x_snap = far.snapshot(&far_ids["x"]).unwrap();
+    store
+        .import_snapshot(&far.export_snapshot(&x_snap).unwrap())
+        .unwrap();
+    let ids = build(&store, &[("a1", &[]), ("a2", &["a1"]), ("a3", &["a2"])]);
+    let data = store.put_state(StateData::new(b"m".to_vec())).unwrap();
+    let m = store
+        .commit_node(vec![far_ids["x"], ids["a2"]], data, at(100))
+        .unwrap();
+    assert_eq!(store.merge_base(&ids["a3"], &m).unwrap(), Some(ids["a2"]));
+    assert_eq!(store.merge_bases(&[m, ids["a3"]]).unwrap(), vec![ids["a2"]]);
+    // Disjoint from the cut line: nothing in common, whatever lies past the cut.
+    let lone = build(&store, &[("lone", &[])]);
+    assert_eq!(store.merge_base(&lone["lone"], &ids["a3"]).unwrap(), None);
+}
+
 /// Runs `check` on an empty in-memory store and on an empty SQLite store.
 fn in_both_backends(check: fn(&dyn StateStore)) {
     check(&InMemoryStateStore::new());
