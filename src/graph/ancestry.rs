@@ -128,6 +128,8 @@ pub(crate) fn merge_bases(
     let mut met_missing = vec![false; n];
     let mut lowest = vec![u64::MAX; n];
     let mut stopped_early = false;
+    // The highest node below a base that met a parent that is not stored, and that parent.
+    let mut below_base: Option<(u64, StateNodeId)> = None;
     while live > 0 {
         if (0..n).any(|i| live_from[i] == 0 && !met_missing[i]) {
             stopped_early = true;
@@ -166,6 +168,49 @@ pub(crate) fn merge_bases(
                 beyond.push((node.generation, flags, *parent));
                 for i in bits(flags) {
                     met_missing[i] = true;
+                }
+            } else if below_base.is_none_or(|(g, _)| g < node.generation) {
+                super::missing_parent(cursor.as_mut(), &node.id)?;
+                below_base = Some((node.generation, *parent));
+            }
+        }
+    }
+    // A base is best only if it is not an ancestor of another base. Through stored history
+    // the walk has marked such a base stale; through a parent that is not stored, it cannot
+    // tell: walk on below the bases (stale entries only) down to the lowest base, and if a
+    // parent is missing there, the answer depends on it.
+    if bases.len() > 1 {
+        let mut floor = u64::MAX;
+        for base in &bases {
+            floor = floor.min(load(cursor.as_mut(), base)?.generation);
+        }
+        if let Some((generation, parent)) = below_base
+            && generation > floor
+        {
+            return Err(StateStoreError::ShallowHistory {
+                question: "merge_base",
+                parent,
+            });
+        }
+        while let Some((node, flags)) = frontier.pop() {
+            if node.generation <= floor {
+                break;
+            }
+            if flags & STALE == 0 {
+                continue;
+            }
+            for parent in &node.parent_ids {
+                if frontier.merge(parent, flags).is_some() {
+                    continue;
+                }
+                if let Some(p) = cursor.node(parent)? {
+                    frontier.push(p, flags);
+                } else {
+                    super::missing_parent(cursor.as_mut(), &node.id)?;
+                    return Err(StateStoreError::ShallowHistory {
+                        question: "merge_base",
+                        parent: *parent,
+                    });
                 }
             }
         }

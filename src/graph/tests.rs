@@ -472,6 +472,45 @@ fn merge_base_is_answered_when_only_another_line_is_cut() {
     assert_eq!(store.merge_base(&lone["lone"], &ids["a3"]).unwrap(), None);
 }
 
+/// A common ancestor that is an ancestor of another one only through history that is not
+/// stored is not a best one: `merge_bases` must not list it as if it were, but say that the
+/// answer depends on the missing history.
+#[test]
+fn merge_bases_do_not_list_an_ancestor_of_another_base_across_a_boundary() {
+    //   r - [b1] - b - x     b1 not stored here; x = merge(b, r), y = merge(b, c),
+    //    \          /       m = merge(r, x). Common ancestors of m and y: b and r, but r
+    //     c ------- y        is an ancestor of b (through b1): b is the only best one.
+    let sender = InMemoryStateStore::new();
+    let ids = build(
+        &sender,
+        &[
+            ("r", &[]),
+            ("b1", &["r"]),
+            ("b", &["b1"]),
+            ("c", &["r"]),
+            ("x", &["b", "r"]),
+            ("y", &["b", "c"]),
+            ("m", &["r", "x"]),
+        ],
+    );
+    assert_eq!(
+        sender.merge_bases(&[ids["m"], ids["y"]]).unwrap(),
+        vec![ids["b"]]
+    );
+    let receiver = InMemoryStateStore::new();
+    for name in ["r", "b", "c", "x", "y", "m"] {
+        let snap = sender.snapshot(&ids[name]).unwrap();
+        receiver
+            .import_snapshot(&sender.export_snapshot(&snap).unwrap())
+            .unwrap();
+    }
+    match receiver.merge_bases(&[ids["m"], ids["y"]]) {
+        Err(StateStoreError::ShallowHistory { parent, .. }) => assert_eq!(parent, ids["b1"]),
+        Ok(bases) => assert_eq!(bases, vec![ids["b"]], "a base that is not a best one"),
+        Err(other) => panic!("unexpected error {other:?}"),
+    }
+}
+
 /// Runs `check` on an empty in-memory store and on an empty SQLite store.
 fn in_both_backends(check: fn(&dyn StateStore)) {
     check(&InMemoryStateStore::new());
