@@ -1158,6 +1158,12 @@ pub(crate) fn ref_log(
 }
 
 /// Up to `limit` node ids starting with `prefix`, in id order.
+/// [`nodes_with_prefix`] for a prefix with an upper bound.
+const NODES_IN_RANGE: &str =
+    "SELECT id FROM state_nodes WHERE id >= ?1 AND id < ?2 ORDER BY id LIMIT ?3";
+/// [`nodes_with_prefix`] for a prefix of all `f`s, which has none (`?2` is not used).
+const NODES_FROM: &str = "SELECT id FROM state_nodes WHERE id >= ?1 ORDER BY id LIMIT ?3";
+
 pub(crate) fn nodes_with_prefix(
     conn: &Connection,
     prefix: &IdPrefix,
@@ -1166,17 +1172,19 @@ pub(crate) fn nodes_with_prefix(
     let ctx = sql_error("looking up an id prefix");
     let (low, high) = prefix.range();
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let mut stmt = conn
-        .prepare_cached(
-            "SELECT id FROM state_nodes WHERE id >= ?1 AND (?2 IS NULL OR id < ?2)
-             ORDER BY id LIMIT ?3",
-        )
-        .map_err(&ctx)?;
+    // Two statements rather than `(?2 IS NULL OR id < ?2)`: SQLite cannot bound an index
+    // range by that, and would read on from the prefix to the end of the id index.
+    let (mut stmt, high) = match high {
+        Some(high) => (
+            conn.prepare_cached(NODES_IN_RANGE).map_err(&ctx)?,
+            high.to_vec(),
+        ),
+        None => (conn.prepare_cached(NODES_FROM).map_err(&ctx)?, Vec::new()),
+    };
     let rows = stmt
-        .query_map(
-            params![low.as_slice(), high.as_ref().map(|h| h.as_slice()), limit],
-            |r| r.get::<_, Vec<u8>>(0),
-        )
+        .query_map(params![low.as_slice(), high, limit], |r| {
+            r.get::<_, Vec<u8>>(0)
+        })
         .map_err(&ctx)?;
     rows.map(|r| {
         Ok(StateNodeId::from_bytes(blob32(
@@ -1230,6 +1238,48 @@ mod tests {
         drop(SqliteStateStore::open(&path).unwrap());
         let conn = Connection::open(&path).unwrap();
         (dir, conn)
+    }
+
+    /// Looking up an id prefix reads the ids in the prefix's range, not every id from the
+    /// prefix to the end of the index: a lookup that matches nothing stays as cheap in a
+    /// large store as in a small one.
+    #[test]
+    fn an_id_prefix_lookup_reads_only_its_range() {
+        use crate::History;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let store = SqliteStateStore::open(&path).unwrap();
+        let mut batch = store.batch();
+        for i in 0..500u32 {
+            let data = batch.put_state(StateData::new(i.to_be_bytes().to_vec()));
+            let meta = StateMetadata::new(OffsetDateTime::UNIX_EPOCH, None);
+            batch.commit_node(Vec::new(), data, meta).unwrap();
+        }
+        batch.commit().unwrap();
+        drop(store);
+        let conn = Connection::open(&path).unwrap();
+        // The lowest 4-digit prefix that no stored id has: everything above it lies between it
+        // and the end of the index.
+        let ids: Vec<Vec<u8>> = conn
+            .prepare("SELECT id FROM state_nodes")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        let unused = (0u16..)
+            .find(|p| !ids.iter().any(|id| id[..2] == p.to_be_bytes()))
+            .unwrap();
+        let prefix: IdPrefix = format!("{unused:04x}").parse().unwrap();
+        assert!(nodes_with_prefix(&conn, &prefix, 2).unwrap().is_empty());
+        let steps = conn
+            .prepare_cached(NODES_IN_RANGE)
+            .unwrap()
+            .get_status(rusqlite::StatementStatus::VmStep);
+        assert!(
+            steps < 100,
+            "{steps} VM steps for a prefix matching nothing"
+        );
     }
 
     /// A group commit runs many requests in one transaction with one [`TxCache`]. A generation
