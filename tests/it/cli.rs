@@ -2491,6 +2491,44 @@ fn readers_never_fail_while_another_process_writes() {
     );
 }
 
+/// `snapshots REV` lists the restore points in REV's history; where that history stops at a
+/// shallow boundary (pruned, or imported without its ancestors), snapshots kept below it
+/// are not listed, and it says so, as `log` does, instead of passing the short list off
+/// as the whole history.
+#[test]
+fn snapshots_of_a_rev_say_where_its_history_stops() {
+    let env = merge_history();
+    let snapshot = env.ok(&["snapshot", "main"]);
+    let snapshot = snapshot.trim();
+    let out = env.sg(&["export", &snapshot[7..19]]).output().expect("run");
+    assert!(out.status.success(), "{}", crate::cli_util::stderr(&out));
+    let other = Env::init();
+    let pkg_path = other.dir.path().join("main.sgpkg");
+    std::fs::write(&pkg_path, &out.stdout).expect("write package");
+    let out = other
+        .sg(&["import", pkg_path.to_str().expect("utf-8 path")])
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", crate::cli_util::stderr(&out));
+    let node: Value = serde_json::from_str(&env.ok(&["show", "--json", "main"])).expect("json");
+    let id = node["id"].as_str().expect("id");
+    for args in [&["snapshots", id][..], &["snapshots", "--json", id]] {
+        let out = other.sg(args).output().expect("run");
+        assert!(out.status.success(), "{args:?}");
+        let err = crate::cli_util::stderr(&out);
+        assert!(
+            err.contains("history stops at 1 parent(s) not in this store"),
+            "{args:?}: {err}"
+        );
+        let full = env.sg(args).output().expect("run");
+        assert_eq!(
+            crate::cli_util::stderr(&full),
+            "",
+            "{args:?} on the whole history"
+        );
+    }
+}
+
 #[test]
 fn export_and_import_between_stores() {
     let env = merge_history();

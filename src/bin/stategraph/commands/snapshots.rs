@@ -82,7 +82,7 @@ pub fn list(ctx: &Ctx, args: &SnapshotsArgs) -> CliResult {
             }
             all
         }
-        Some(rev) => in_history(&store, &resolve(&store, rev)?, args.limit)?,
+        Some(rev) => in_history(&store, &resolve(&store, rev)?, args.limit, ctx.err_theme)?,
     };
     let label = |s: &SnapshotInfo| {
         store
@@ -122,22 +122,31 @@ pub fn list(ctx: &Ctx, args: &SnapshotsArgs) -> CliResult {
 
 /// The snapshots of the nodes in `head`'s history, the newest `limit` of them (newest by
 /// the walk, which goes by generation), listed oldest first as `snapshots` lists them all.
-/// The walk stops once it has them, and reads snapshots a page of nodes at a time.
+/// The walk stops once it has them, and reads snapshots a page of nodes at a time. A walk
+/// that reaches the end of the stored history says on stderr where it stops short (a shallow
+/// boundary: snapshots kept below it are not listed).
 fn in_history(
     store: &dyn StateStore,
     head: &StateNodeId,
     limit: Option<usize>,
+    err_theme: Theme,
 ) -> CliResult<Vec<SnapshotInfo>> {
     let mut log = store
         .log(&LogOptions::new().from(*head))
         .map_err(|e| explain(store, e))?;
     let mut paged = crate::commands::history::WithSnapshots::new(store);
     let mut found = Vec::new();
-    while limit.is_none_or(|n| found.len() < n)
-        && let Some((_, snapshots)) = paged.next(|| log.next().transpose(), |node| node.id)?
-    {
+    let mut ended = false;
+    while limit.is_none_or(|n| found.len() < n) {
+        let Some((_, snapshots)) = paged.next(|| log.next().transpose(), |node| node.id)? else {
+            ended = true;
+            break;
+        };
         // Several snapshots of one node: newest first, as the walk goes.
         found.extend(snapshots.into_iter().rev());
+    }
+    if ended {
+        crate::commands::history::boundary_note(err_theme, log.boundary());
     }
     if let Some(n) = limit {
         found.truncate(n);
