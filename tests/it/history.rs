@@ -655,6 +655,58 @@ fn shown_parents(store: &dyn StateStore, case: &Case) -> Result<(), TestCaseErro
     Ok(())
 }
 
+/// (12) A store holding only some of the history (each node imported from its snapshot's
+/// package, parents before children, so every generation claim is honest): `merge_bases`,
+/// `merge_base` and `is_ancestor` between stored nodes either give the answer of the whole
+/// history or say that it depends on history not stored here (`ShallowHistory`), never a
+/// wrong answer.
+fn shallow_answers_are_right_or_shallow(
+    store: &dyn StateStore,
+    case: &Case,
+) -> Result<(), TestCaseError> {
+    let sender = memory();
+    let b = build(&sender, case);
+    let n = b.oracle.n();
+    let mut stored = Vec::new();
+    for i in 0..n {
+        if case.picks[(i * 7) % case.picks.len()] % 3 != 0 {
+            let snapshot = sender.snapshot(&b.ids[i]).map_err(fail)?;
+            let package = sender.export_snapshot(&snapshot).map_err(fail)?;
+            store.import_snapshot(&package).map_err(fail)?;
+            stored.push(i);
+        }
+    }
+    if stored.is_empty() {
+        return Ok(());
+    }
+    let shallow = |e: &StateStoreError| matches!(e, StateStoreError::ShallowHistory { .. });
+    let mut picks = Picks::of(case);
+    for count in [2, 2, 2, 2, 3, 3] {
+        let inputs: Vec<usize> = (0..count)
+            .map(|_| stored[picks.number(stored.len())])
+            .collect();
+        let ids: Vec<_> = inputs.iter().map(|&i| b.ids[i]).collect();
+        match store.merge_bases(&ids) {
+            Ok(got) => check_merge_bases(&b, &inputs, &got)?,
+            Err(e) => prop_assert!(shallow(&e), "merge_bases{:?}: {}", inputs, e),
+        }
+        let (x, y) = (inputs[0], inputs[1]);
+        match store.merge_base(&b.ids[x], &b.ids[y]) {
+            Ok(None) => prop_assert!(b.oracle.best_common(&[x, y]) == 0),
+            Ok(Some(id)) => {
+                let best = b.oracle.best_common(&[x, y]);
+                prop_assert!(best & bit(b.index[&id]) != 0, "merge_base(n{}, n{})", x, y);
+            }
+            Err(e) => prop_assert!(shallow(&e), "merge_base(n{}, n{}): {}", x, y, e),
+        }
+        match store.is_ancestor(&b.ids[x], &b.ids[y]) {
+            Ok(got) => prop_assert_eq!(got, b.oracle.anc[y] & bit(x) != 0, "n{} n{}", x, y),
+            Err(e) => prop_assert!(shallow(&e), "is_ancestor(n{}, n{}): {}", x, y, e),
+        }
+    }
+    Ok(())
+}
+
 /// Generates proptest tests running each property on fresh stores of both backends.
 macro_rules! dag_properties {
     ($($name:ident),* $(,)?) => {
@@ -698,6 +750,7 @@ dag_properties!(
     ancestors,
     dot_export,
     shown_parents,
+    shallow_answers_are_right_or_shallow,
 );
 
 /// (12) The async facade answers the history queries as the sync calls do: the same walk
