@@ -120,6 +120,9 @@ fn as_texts<'a>(old: &'a [u8], new: &'a [u8]) -> Option<(Cow<'a, str>, Cow<'a, s
         if bytes.is_empty() {
             return Some(String::new());
         }
+        // One parse of the whole document first: it fails at serde_json's nesting limit
+        // before the printer, which parses each nested value again, would work down to it.
+        serde_json::from_slice::<serde::de::IgnoredAny>(bytes).ok()?;
         let raw: &RawValue = serde_json::from_slice(bytes).ok()?;
         let mut out = String::with_capacity(bytes.len() + bytes.len() / 2);
         write_sorted(raw, 0, &mut out)?;
@@ -136,7 +139,8 @@ fn as_texts<'a>(old: &'a [u8], new: &'a [u8]) -> Option<(Cow<'a, str>, Cow<'a, s
     Some((Cow::Borrowed(a), Cow::Borrowed(b)))
 }
 
-/// The deepest nesting [`write_sorted`] prints (serde_json parses no deeper either).
+/// The deepest nesting [`write_sorted`] prints: a guard only, as documents nested deeper
+/// than serde_json parses (127 levels) are compared as text before it.
 const MAX_DEPTH: usize = 128;
 
 /// Appends the JSON value `raw` to `out` as serde_json's pretty printer would print it with
