@@ -1,6 +1,7 @@
 //! End-to-end tests of the `stategraph` binary: the real executable against real files.
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -1778,35 +1779,57 @@ fn import_says_when_it_repaired_a_damaged_snapshot() {
     assert!(err.contains("could not repair this snapshot here"), "{err}");
 }
 
-/// A store whose record of one snapshot is damaged (its time out of range, which SQLite's
-/// check would refuse) does not stop `import` of a directory holding that snapshot's package
-/// among others: that package fails, saying it could not repair the snapshot (an import
-/// writes a node and its state back, not a snapshot record), and the others are imported.
-#[test]
-fn import_past_a_package_whose_snapshot_record_is_damaged() {
+/// A store with a snapshot of each of three ticks on `main` (and of one tick on each of
+/// `branches`), all exported into a directory `out` beside it.
+fn exported_main(branches: &[&str]) -> (Env, PathBuf) {
     let sender = Env::init();
     for label in ["one", "two", "three"] {
         sender.commit(&format!("state {label}"), label, &["--branch", "main"]);
         sender.ok(&["snapshot", "main"]);
     }
+    for branch in branches {
+        sender.commit(&format!("state {branch}"), branch, &["--branch", branch]);
+        sender.ok(&["snapshot", branch]);
+    }
     let dir = sender.dir.path().join("out");
     sender.ok(&["export", "--all", "--out", dir.to_str().expect("utf-8")]);
-    let one = sender.ok(&["snapshot", "main~2"]);
-    let one = one.trim();
-    let one_pkg = dir.join(format!("{}.sgpkg", &one[7..]));
+    (sender, dir)
+}
 
-    let env = Env::init();
-    env.ok(&["import", one_pkg.to_str().expect("utf-8")]);
-    env.damage("UPDATE snapshots SET created_ns = 2000000000");
+/// The file in `dir` holding the package of `rev`'s snapshot in `sender`.
+fn package_of(sender: &Env, dir: &Path, rev: &str) -> PathBuf {
+    let snapshot = sender.ok(&["snapshot", rev]);
+    dir.join(format!("{}.sgpkg", &snapshot.trim()[7..]))
+}
+
+/// Imports `dir` into `env`'s store, which must fail (exit 2) with `summary`; the output
+/// and its stderr.
+fn import_failing(env: &Env, dir: &Path, summary: &str) -> (std::process::Output, String) {
     let out = env
         .sg(&["import", dir.to_str().expect("utf-8")])
         .output()
         .expect("run");
     let err = crate::cli_util::stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(
-        err.contains("3 input(s): 2 imported, 0 already here, 1 failed"),
-        "{err}"
+    assert!(err.contains(summary), "{err}");
+    (out, err)
+}
+
+/// A store whose record of one snapshot is damaged (its time out of range, which SQLite's
+/// check would refuse) does not stop `import` of a directory holding that snapshot's package
+/// among others: that package fails, saying it could not repair the snapshot (an import
+/// writes a node and its state back, not a snapshot record), and the others are imported.
+#[test]
+fn import_past_a_package_whose_snapshot_record_is_damaged() {
+    let (sender, dir) = exported_main(&[]);
+    let one_pkg = package_of(&sender, &dir, "main~2");
+    let env = Env::init();
+    env.ok(&["import", one_pkg.to_str().expect("utf-8")]);
+    env.damage("UPDATE snapshots SET created_ns = 2000000000");
+    let (out, err) = import_failing(
+        &env,
+        &dir,
+        "3 input(s): 2 imported, 0 already here, 1 failed",
     );
     assert!(err.contains("could not repair this snapshot here"), "{err}");
     assert!(err.contains(&one_pkg.display().to_string()), "{err}");
@@ -1933,33 +1956,16 @@ fn import_of_every_damaged_copy_of_a_package() {
 /// The import stopped at the first batch holding one of them.
 #[test]
 fn import_past_packages_that_meet_a_damaged_node_row() {
-    let sender = Env::init();
-    for label in ["one", "two", "three"] {
-        sender.commit(&format!("state {label}"), label, &["--branch", "main"]);
-        sender.ok(&["snapshot", "main"]);
-    }
-    sender.commit("state other", "other", &["--branch", "other"]);
-    sender.ok(&["snapshot", "other"]);
-    let dir = sender.dir.path().join("out");
-    sender.ok(&["export", "--all", "--out", dir.to_str().expect("utf-8")]);
-    let package_of = |rev: &str| {
-        let snapshot = sender.ok(&["snapshot", rev]);
-        dir.join(format!("{}.sgpkg", &snapshot.trim()[7..]))
-    };
+    let (sender, dir) = exported_main(&["other"]);
+    let package_of = |rev: &str| package_of(&sender, &dir, rev);
     let (one, two) = (package_of("main~2"), package_of("main~1"));
-
     let env = Env::init();
     env.ok(&["import", one.to_str().expect("utf-8")]);
     env.damage("UPDATE state_nodes SET generation = 'x'");
-    let out = env
-        .sg(&["import", dir.to_str().expect("utf-8")])
-        .output()
-        .expect("run");
-    let err = crate::cli_util::stderr(&out);
-    assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(
-        err.contains("4 input(s): 2 imported, 0 already here, 2 failed"),
-        "{err}"
+    let (_, err) = import_failing(
+        &env,
+        &dir,
+        "4 input(s): 2 imported, 0 already here, 2 failed",
     );
     for path in [&one, &two] {
         assert!(
