@@ -669,7 +669,7 @@ fn shallow_answers_are_right_or_shallow(
     let n = b.oracle.n();
     let mut stored = Vec::new();
     for i in 0..n {
-        if case.picks[(i * 7) % case.picks.len()] % 3 != 0 {
+        if !case.picks[(i * 7) % case.picks.len()].is_multiple_of(3) {
             let snapshot = sender.snapshot(&b.ids[i]).map_err(fail)?;
             let package = sender.export_snapshot(&snapshot).map_err(fail)?;
             store.import_snapshot(&package).map_err(fail)?;
