@@ -1802,6 +1802,15 @@ fn package_of(sender: &Env, dir: &Path, rev: &str) -> PathBuf {
     dir.join(format!("{}.sgpkg", &snapshot.trim()[7..]))
 }
 
+/// The snapshot of the package file at `path` loads from `store`: it was imported whole.
+fn assert_snapshot_loads(store: &SqliteStateStore, path: &Path) {
+    let package = stategraph::SnapshotPackage::from_bytes(&std::fs::read(path).expect("read"))
+        .expect("package");
+    store
+        .load_snapshot(&package.snapshot_id)
+        .expect("imported whole");
+}
+
 /// Imports `dir` into `env`'s store, which must fail (exit 2) with `summary`; the output
 /// and its stderr.
 fn import_failing(env: &Env, dir: &Path, summary: &str) -> (std::process::Output, String) {
@@ -1845,12 +1854,8 @@ fn import_past_a_package_whose_snapshot_record_is_damaged() {
     let store = SqliteStateStore::open_read_only(&env.db).expect("open");
     for entry in std::fs::read_dir(&dir).expect("ls") {
         let path = entry.expect("entry").path();
-        let package = stategraph::SnapshotPackage::from_bytes(&std::fs::read(&path).expect("read"))
-            .expect("package");
         if path != one_pkg {
-            store
-                .load_snapshot(&package.snapshot_id)
-                .expect("imported whole");
+            assert_snapshot_loads(&store, &path);
         }
     }
 }
@@ -1975,12 +1980,7 @@ fn import_past_packages_that_meet_a_damaged_node_row() {
     }
     let store = SqliteStateStore::open_read_only(&env.db).expect("open");
     for rev in ["main", "other"] {
-        let package =
-            stategraph::SnapshotPackage::from_bytes(&std::fs::read(package_of(rev)).expect("read"))
-                .expect("package");
-        store
-            .load_snapshot(&package.snapshot_id)
-            .expect("imported whole");
+        assert_snapshot_loads(&store, &package_of(rev));
     }
 }
 
