@@ -2497,6 +2497,24 @@ fn readers_never_fail_while_another_process_writes() {
     );
 }
 
+/// `args` run against `shallow` (holding part of `whole`'s history) succeeds and says on
+/// stderr where the history stops; against `whole` it says nothing there.
+fn says_where_history_stops(whole: &Env, shallow: &Env, args: &[&str]) {
+    let out = shallow.sg(args).output().expect("run");
+    assert!(out.status.success(), "{args:?}");
+    let err = crate::cli_util::stderr(&out);
+    assert!(
+        err.contains("history stops at 1 parent(s) not in this store"),
+        "{args:?}: {err}"
+    );
+    let full = whole.sg(args).output().expect("run");
+    assert_eq!(
+        crate::cli_util::stderr(&full),
+        "",
+        "{args:?} on the whole history"
+    );
+}
+
 /// `snapshots REV` lists the restore points in REV's history; where that history stops at a
 /// shallow boundary (pruned, or imported without its ancestors), snapshots kept below it
 /// are not listed, and it says so, as `log` does, instead of passing the short list off
@@ -2519,19 +2537,7 @@ fn snapshots_of_a_rev_say_where_its_history_stops() {
     let node: Value = serde_json::from_str(&env.ok(&["show", "--json", "main"])).expect("json");
     let id = node["id"].as_str().expect("id");
     for args in [&["snapshots", id][..], &["snapshots", "--json", id]] {
-        let out = other.sg(args).output().expect("run");
-        assert!(out.status.success(), "{args:?}");
-        let err = crate::cli_util::stderr(&out);
-        assert!(
-            err.contains("history stops at 1 parent(s) not in this store"),
-            "{args:?}: {err}"
-        );
-        let full = env.sg(args).output().expect("run");
-        assert_eq!(
-            crate::cli_util::stderr(&full),
-            "",
-            "{args:?} on the whole history"
-        );
+        says_where_history_stops(&env, &other, args);
     }
 }
 
@@ -2567,19 +2573,7 @@ fn export_and_import_between_stores() {
         &["log", "--json", id],
         &["log", "--oneline", id],
     ] {
-        let out = other.sg(args).output().expect("run");
-        assert!(out.status.success(), "{args:?}");
-        let err = crate::cli_util::stderr(&out);
-        assert!(
-            err.contains("history stops at 1 parent(s) not in this store"),
-            "{args:?}: {err}"
-        );
-        let full = env.sg(args).output().expect("run");
-        assert_eq!(
-            crate::cli_util::stderr(&full),
-            "",
-            "{args:?} on the whole history"
-        );
+        says_where_history_stops(&env, &other, args);
     }
     // The graph ends the node's line there, as at a root, instead of leading on to nothing.
     let graph = other.ok(&["log", "--graph", id]);
