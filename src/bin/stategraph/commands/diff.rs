@@ -208,29 +208,8 @@ fn write_sorted(raw: &RawValue, depth: usize, out: &mut String) -> Option<()> {
 }
 
 /// A JSON string, borrowed from the text when it has no escapes.
-struct Key<'a>(Cow<'a, str>);
-
-impl<'de> serde::Deserialize<'de> for Key<'de> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Visit;
-        impl<'de> serde::de::Visitor<'de> for Visit {
-            type Value = Key<'de>;
-
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a string")
-            }
-
-            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Borrowed(s)))
-            }
-
-            fn visit_str<E>(self, s: &str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Owned(s.to_owned())))
-            }
-        }
-        d.deserialize_str(Visit)
-    }
-}
+#[derive(serde::Deserialize)]
+struct Key<'a>(#[serde(borrow)] Cow<'a, str>);
 
 /// An object's entries in the order written, duplicates kept, values unparsed.
 struct Entries<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
@@ -350,16 +329,23 @@ fn trim_common_lines<'a>(a: &'a str, b: &'a str, context: usize) -> (usize, &'a 
         .take(same_end.saturating_sub(context))
         .map(str::len)
         .sum();
-    // The lines go whole by LF; a lone CR in them (never the last byte) is one more line.
-    let lone_crs = a.as_bytes()[..skipped_bytes]
-        .windows(2)
-        .filter(|w| w[0] == b'\r' && w[1] != b'\n')
-        .count();
     (
-        skipped + lone_crs,
+        lines_as_diffed(&a[..skipped_bytes]),
         &a[skipped_bytes..a.len() - dropped_bytes],
         &b[skipped_bytes..b.len() - dropped_bytes],
     )
+}
+
+/// How many lines the line diff sees in `text`, which ends with a line break or is empty:
+/// it ends a line at each LF, CRLF and lone CR (the trimming above cuts only after an LF,
+/// so a lone CR is never the last byte).
+fn lines_as_diffed(text: &str) -> usize {
+    let bytes = text.as_bytes();
+    let lone_crs = bytes
+        .windows(2)
+        .filter(|w| w[0] == b'\r' && w[1] != b'\n')
+        .count();
+    bytes.iter().filter(|&&b| b == b'\n').count() + lone_crs
 }
 
 /// A hunk header's `start,len` (1-based; `start` is the line before an empty range).
